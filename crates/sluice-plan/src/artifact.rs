@@ -1,0 +1,274 @@
+//! The plan artifact: everything the executor needs, compiled, rendered and hashed.
+//!
+//! This is the contract between `sluice plan` and `sluice apply`. A change board reviews what
+//! `sluice plan` prints from an artifact; `sluice apply --plan` runs that same artifact. The
+//! artifact holds no secret values (only where each secret comes from) and no value that is
+//! known only at run time (see [`crate::command`]).
+//!
+//! Durations are whole milliseconds so the canonical JSON, and so the hash, is exact.
+//! Maps are `BTreeMap`s so the canonical JSON does not depend on insertion order.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::command::RenderedCommand;
+
+/// Version of the artifact's JSON layout. Bump it on any change an older executor would misread.
+pub const ARTIFACT_FORMAT: u32 = 1;
+
+/// A compiled change plan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanArtifact {
+    pub format: u32,
+    /// sha256 (hex) of the canonical JSON of this artifact with `plan_hash` set to "".
+    pub plan_hash: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub ticket: Option<String>,
+    pub window: Option<Window>,
+    /// Where each secret comes from. Never its value.
+    pub secrets: Vec<SecretSource>,
+    /// Step definitions in a valid execution order (a topological order of `after`).
+    pub steps: Vec<StepSpec>,
+    /// Steps with `run_once: true`, rendered for the host they run on, in execution order.
+    /// They run before any host of the first wave starts its own steps.
+    pub run_once: Vec<RunOnceStep>,
+    /// Every targeted host in inventory order, with its connection snapshot and rendered steps.
+    pub hosts: Vec<HostPlan>,
+    pub waves: Vec<WavePlan>,
+    pub failure: FailurePolicy,
+    pub health: HealthPolicy,
+}
+
+/// Where a secret's value is read from at run time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretSource {
+    pub name: String,
+    pub from: SecretFrom,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretFrom {
+    Env(String),
+    File(String),
+}
+
+/// A maintenance window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Window {
+    /// One interval, RFC 3339 timestamps.
+    Absolute { start: jiff::Timestamp, end: jiff::Timestamp },
+    /// Every listed weekday from `from` to `to` local time in `timezone` (IANA name). When `to`
+    /// is not after `from` the window crosses midnight and ends the next day.
+    Recurring { days: Vec<Weekday>, from: String, to: String, timezone: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Weekday {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+/// A step as declared, with its dependencies resolved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepSpec {
+    pub id: String,
+    /// Steps this one waits for, on the same host.
+    pub after: Vec<String>,
+    pub run_once: bool,
+    #[serde(rename = "become")]
+    pub become_root: bool,
+    pub become_user: Option<String>,
+    pub timeout_ms: Option<u64>,
+    /// Extra attempts after the first failure.
+    pub retries: u32,
+    pub retry_delay_ms: u64,
+    /// Name under which the trimmed stdout is kept for later templates on the same host.
+    pub register: Option<String>,
+    /// Safe to run again after a crash left its outcome unknown.
+    pub idempotent: bool,
+}
+
+/// A step's commands rendered for one host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStep {
+    pub id: String,
+    pub run: RenderedCommand,
+    pub undo: Option<RenderedCommand>,
+    /// Runs first; exit 0 means the step is skipped.
+    pub skip_if: Option<RenderedCommand>,
+}
+
+/// A `run_once` step: runs once per run, on `host`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOnceStep {
+    pub host: String,
+    pub step: HostStep,
+}
+
+/// One targeted host: how to reach it, the variables it was rendered with, and its steps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostPlan {
+    pub name: String,
+    pub connection: Connection,
+    /// The merged variables (plan < groups < host < command line) used to render this host.
+    pub vars: BTreeMap<String, serde_json::Value>,
+    /// This host's non-`run_once` steps, in the order of [`PlanArtifact::steps`].
+    pub steps: Vec<HostStep>,
+    pub health: Vec<HealthCheck>,
+}
+
+/// How to reach a host (a snapshot of the resolved inventory).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    pub transport: TransportKind,
+    /// Address or DNS name; defaults to the host's name.
+    pub address: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub identity_files: Vec<String>,
+    pub known_hosts: Vec<String>,
+    pub host_key_checking: HostKeyChecking,
+    /// Jump hosts, outermost first, as `[user@]host[:port]`.
+    pub proxy_jump: Vec<String>,
+    /// `local` transport: the directory commands start in.
+    pub workdir: Option<String>,
+    /// Environment set for every command on this host.
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    Ssh,
+    Local,
+}
+
+/// Host key policy, named as in the inventory (`host_key_checking:`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyChecking {
+    /// Unknown or changed key: refuse. The default.
+    Strict,
+    /// Unknown key: record it in known_hosts and go on. Changed key: refuse.
+    AcceptNew,
+    /// Accept any key. Loudly named on purpose; recorded in the audit trail.
+    InsecureIgnoreHostKeys,
+}
+
+/// A batch of hosts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WavePlan {
+    pub name: String,
+    pub hosts: Vec<String>,
+    /// Hosts at once within this wave.
+    pub concurrency: usize,
+    /// Failures this wave tolerates; one more fails the wave. Computed from the plan's budget.
+    pub max_failed: usize,
+    /// Soak time after this wave succeeds, before the next starts.
+    pub pause_ms: Option<u64>,
+    /// The run waits for an approval before this wave starts.
+    pub approval: bool,
+}
+
+/// What the plan said about failures (the per-wave numbers are in [`WavePlan::max_failed`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailurePolicy {
+    pub max_failed: FailureBudget,
+    pub action: FailureAction,
+    pub rollback_scope: RollbackScope,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureBudget {
+    Count(usize),
+    /// Percent of the wave's hosts, rounded down.
+    Percent(u32),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureAction {
+    Rollback,
+    Halt,
+    Continue,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackScope {
+    Wave,
+    Run,
+}
+
+/// Retry and timing rules shared by every health check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthPolicy {
+    /// Extra attempts after the first failure.
+    pub retries: u32,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+}
+
+/// One health check rendered for one host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheck {
+    pub name: String,
+    pub probe: HealthProbe,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthProbe {
+    /// A command on the host; exit 0 is healthy.
+    Run(RenderedCommand),
+    /// HTTP GET from the controller.
+    Http { url: String, expect_status: u16 },
+    /// TCP connect from the controller to `host:port`.
+    Tcp { address: String },
+}
+
+/// Failed to hash an artifact (it cannot be serialized: a bug, not bad input).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serialize the plan artifact: {0}")]
+pub struct ArtifactHashError(#[from] serde_json::Error);
+
+impl PlanArtifact {
+    /// sha256 of the canonical JSON with `plan_hash` blanked.
+    pub fn compute_hash(&self) -> Result<String, ArtifactHashError> {
+        let mut unhashed = self.clone();
+        unhashed.plan_hash = String::new();
+        let bytes = serde_json::to_vec(&unhashed)?;
+        Ok(hex::encode(Sha256::digest(&bytes)))
+    }
+
+    /// Sets `plan_hash` from the content.
+    pub fn seal(&mut self) -> Result<(), ArtifactHashError> {
+        self.plan_hash = self.compute_hash()?;
+        Ok(())
+    }
+
+    /// True when the stored hash matches the content (the artifact was not edited).
+    pub fn hash_is_valid(&self) -> bool {
+        self.compute_hash().is_ok_and(|h| h == self.plan_hash)
+    }
+
+    pub fn host(&self, name: &str) -> Option<&HostPlan> {
+        self.hosts.iter().find(|h| h.name == name)
+    }
+
+    pub fn step(&self, id: &str) -> Option<&StepSpec> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+}

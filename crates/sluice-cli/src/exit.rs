@@ -4,14 +4,10 @@
 /// Everything applied (or: the plan is valid, the command succeeded).
 pub const OK: u8 = 0;
 /// A wave failed and was rolled back or halted; or an ad-hoc command failed on some host.
-#[allow(dead_code)]
 pub const FAILED: u8 = 1;
 /// Invalid input: plan, inventory, arguments.
-#[allow(dead_code)]
 pub const INVALID_INPUT: u8 = 2;
 /// A rollback failed: hosts need attention.
-#[allow(dead_code)]
 pub const ROLLBACK_FAILED: u8 = 3;
 /// Aborted: Ctrl-C, or the maintenance window closed.
-#[allow(dead_code)]
 pub const ABORTED: u8 = 4;

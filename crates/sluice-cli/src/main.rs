@@ -1,34 +1,63 @@
 //! The `sluice` command line: parse, call the library crates, print.
 //!
-//! Human output goes to stderr, machine output (`--json`) to stdout. Exit codes are defined in
-//! [`exit`] and documented in README.md.
+//! Human output goes to stderr, machine output (`--json`) to stdout, both through [`Console`].
+//! Exit codes are defined in [`exit`] and documented in README.md; [`error::CliError`] is the one
+//! place library errors become messages and codes.
 
+mod commands;
+// Shared by the subcommands; parts are unused until every subcommand has landed.
+#[allow(dead_code)]
+mod console;
+#[allow(dead_code)]
+mod error;
+#[allow(dead_code)]
 mod exit;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::console::{ColorChoice, Console, Verbosity};
+
 /// Staged, reviewable change and patch rollouts over SSH.
 #[derive(Debug, Parser)]
 #[command(name = "sluice", version, about)]
 struct Cli {
+    /// Only errors and the final result.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// More detail (each command as it runs).
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    /// Colour in human output.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print the version and the build's features.
-    Version,
+    /// Print the version.
+    Version(commands::version::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Version => {
-            println!("sluice {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::from(exit::OK)
+    let verbosity = match (cli.quiet, cli.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (_, true) => Verbosity::Verbose,
+        _ => Verbosity::Normal,
+    };
+    let console = Console::new(cli.color, verbosity);
+    let result = match cli.command {
+        Command::Version(args) => commands::version::run(args, &console),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            console.error(&err.message);
+            ExitCode::from(err.exit_code)
         }
     }
 }

@@ -61,10 +61,18 @@ pub enum SecretFrom {
 #[serde(rename_all = "snake_case")]
 pub enum Window {
     /// One interval, RFC 3339 timestamps.
-    Absolute { start: jiff::Timestamp, end: jiff::Timestamp },
+    Absolute {
+        start: jiff::Timestamp,
+        end: jiff::Timestamp,
+    },
     /// Every listed weekday from `from` to `to` local time in `timezone` (IANA name). When `to`
     /// is not after `from` the window crosses midnight and ends the next day.
-    Recurring { days: Vec<Weekday>, from: String, to: String, timezone: String },
+    Recurring {
+        days: Vec<Weekday>,
+        from: String,
+        to: String,
+        timezone: String,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

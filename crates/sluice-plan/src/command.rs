@@ -26,7 +26,11 @@ pub enum Segment {
     /// `{{secrets.NAME}}`: the value is read at run time and never shown, logged or stored.
     Secret { name: String, quote: bool },
     /// A value registered by step `step` on the same host (`register: NAME`).
-    Registered { name: String, step: String, quote: bool },
+    Registered {
+        name: String,
+        step: String,
+        quote: bool,
+    },
 }
 
 /// Values known only at run time, for one host.
@@ -48,7 +52,9 @@ pub struct ResolvedCommand {
 impl fmt::Debug for ResolvedCommand {
     // Debug output ends up in logs; it must never carry a secret.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResolvedCommand").field("redacted", &self.redacted).finish()
+        f.debug_struct("ResolvedCommand")
+            .field("redacted", &self.redacted)
+            .finish()
     }
 }
 
@@ -64,7 +70,9 @@ pub enum ResolveError {
 impl RenderedCommand {
     /// A command that is entirely plain text.
     pub fn text(s: impl Into<String>) -> Self {
-        RenderedCommand { segments: vec![Segment::Text(s.into())] }
+        RenderedCommand {
+            segments: vec![Segment::Text(s.into())],
+        }
     }
 
     /// True when the command has no run-time holes.
@@ -108,7 +116,10 @@ impl RenderedCommand {
                 }
                 Segment::Registered { name, step, quote } => {
                     let value = values.registered.get(name).ok_or_else(|| {
-                        ResolveError::MissingRegistered { name: name.clone(), step: step.clone() }
+                        ResolveError::MissingRegistered {
+                            name: name.clone(),
+                            step: step.clone(),
+                        }
                     })?;
                     let v = quoted(value, *quote);
                     text.push_str(&v);
@@ -127,9 +138,7 @@ impl fmt::Display for RenderedCommand {
             match segment {
                 Segment::Text(t) => f.write_str(t)?,
                 Segment::Secret { .. } => f.write_str("***")?,
-                Segment::Registered { name, step, .. } => {
-                    write!(f, "<{name} from step {step}>")?
-                }
+                Segment::Registered { name, step, .. } => write!(f, "<{name} from step {step}>")?,
             }
         }
         Ok(())
@@ -137,7 +146,11 @@ impl fmt::Display for RenderedCommand {
 }
 
 fn quoted(value: &str, quote: bool) -> String {
-    if quote { shell_quote(value) } else { value.to_string() }
+    if quote {
+        shell_quote(value)
+    } else {
+        value.to_string()
+    }
 }
 
 /// Quotes `value` as one POSIX shell word.
@@ -175,12 +188,22 @@ mod tests {
         let cmd = RenderedCommand {
             segments: vec![
                 Segment::Text("lbctl --token ".into()),
-                Segment::Secret { name: "tok".into(), quote: true },
+                Segment::Secret {
+                    name: "tok".into(),
+                    quote: true,
+                },
                 Segment::Text(" downgrade ".into()),
-                Segment::Registered { name: "old".into(), step: "current".into(), quote: true },
+                Segment::Registered {
+                    name: "old".into(),
+                    step: "current".into(),
+                    quote: true,
+                },
             ],
         };
-        assert_eq!(cmd.to_string(), "lbctl --token *** downgrade <old from step current>");
+        assert_eq!(
+            cmd.to_string(),
+            "lbctl --token *** downgrade <old from step current>"
+        );
         let mut values = RuntimeValues::default();
         assert_eq!(
             cmd.resolve(&values),

@@ -168,12 +168,14 @@ mod tests {
     fn lines_reach_the_sink_including_the_last_unterminated_one() {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let seen = lines.clone();
-        let sink: LineSink =
-            Arc::new(move |_, l: &[u8]| seen.lock().unwrap().push(l.to_vec()));
+        let sink: LineSink = Arc::new(move |_, l: &[u8]| seen.lock().unwrap().push(l.to_vec()));
         let mut c = OutputCapture::new(Stream::Stderr, 8, Some(sink));
         c.push(b"a\nbc");
         c.push(b"d\ne");
         c.finish();
-        assert_eq!(*lines.lock().unwrap(), vec![b"a".to_vec(), b"bcd".to_vec(), b"e".to_vec()]);
+        assert_eq!(
+            *lines.lock().unwrap(),
+            vec![b"a".to_vec(), b"bcd".to_vec(), b"e".to_vec()]
+        );
     }
 }

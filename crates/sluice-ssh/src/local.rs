@@ -31,12 +31,16 @@ impl Transport for LocalTransport {
     ) -> BoxFuture<'a, Result<Arc<dyn Connection>, TransportError>> {
         Box::pin(async move {
             if let Some(dir) = &target.workdir {
-                tokio::fs::create_dir_all(dir).await.map_err(|e| TransportError::Spawn {
-                    host: target.name.clone(),
-                    reason: format!("cannot create working directory {}: {e}", dir.display()),
-                })?;
+                tokio::fs::create_dir_all(dir)
+                    .await
+                    .map_err(|e| TransportError::Spawn {
+                        host: target.name.clone(),
+                        reason: format!("cannot create working directory {}: {e}", dir.display()),
+                    })?;
             }
-            Ok(Arc::new(LocalConnection { target: target.clone() }) as Arc<dyn Connection>)
+            Ok(Arc::new(LocalConnection {
+                target: target.clone(),
+            }) as Arc<dyn Connection>)
         })
     }
 }
@@ -48,7 +52,10 @@ pub struct LocalConnection {
 
 impl LocalConnection {
     fn spawn_error(&self, reason: impl std::fmt::Display) -> TransportError {
-        TransportError::Spawn { host: self.target.name.clone(), reason: reason.to_string() }
+        TransportError::Spawn {
+            host: self.target.name.clone(),
+            reason: reason.to_string(),
+        }
     }
 
     async fn run(&self, req: ExecRequest) -> Result<ExecOutcome, TransportError> {
@@ -61,7 +68,11 @@ impl LocalConnection {
             }
             Some(become_user) => {
                 let mut c = Command::new("sudo");
-                c.arg(if become_user.password.is_some() { "-S" } else { "-n" });
+                c.arg(if become_user.password.is_some() {
+                    "-S"
+                } else {
+                    "-n"
+                });
                 if become_user.password.is_some() {
                     c.args(["-p", ""]);
                 }
@@ -77,7 +88,9 @@ impl LocalConnection {
         }
         cmd.envs(self.target.env.iter().map(|(k, v)| (k, v)));
         cmd.envs(req.env.iter().map(|(k, v)| (k, v)));
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         cmd.process_group(0);
         cmd.kill_on_drop(true);
 
@@ -108,8 +121,12 @@ impl LocalConnection {
         let err_cap = OutputCapture::new(Stream::Stderr, req.output_cap, req.on_line.clone());
 
         let work = async {
-            let (_, out, err, status) =
-                tokio::join!(feed, drain(stdout, out_cap), drain(stderr, err_cap), child.wait());
+            let (_, out, err, status) = tokio::join!(
+                feed,
+                drain(stdout, out_cap),
+                drain(stderr, err_cap),
+                child.wait()
+            );
             (out, err, status)
         };
 
@@ -157,7 +174,9 @@ impl Connection for LocalConnection {
                 Some(dir) => dir.join(path),
                 None => path.into(),
             };
-            tokio::fs::write(&full, contents).await.map_err(|e| self.spawn_error(e))?;
+            tokio::fs::write(&full, contents)
+                .await
+                .map_err(|e| self.spawn_error(e))?;
             tokio::fs::set_permissions(&full, std::fs::Permissions::from_mode(mode))
                 .await
                 .map_err(|e| self.spawn_error(e))
@@ -258,8 +277,15 @@ mod tests {
         let out = run(ExecRequest::new(cmd).timeout(Duration::from_millis(300))).await;
         assert_eq!(out.status, ExitStatus::TimedOut);
         assert!(started.elapsed() < Duration::from_secs(2));
-        let pid: i32 = std::fs::read_to_string(&marker).unwrap().trim().parse().unwrap();
-        assert!(!process_is_running(pid), "background sleep {pid} survived the timeout");
+        let pid: i32 = std::fs::read_to_string(&marker)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            !process_is_running(pid),
+            "background sleep {pid} survived the timeout"
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -186,14 +186,22 @@ pub enum TransportError {
     /// No TCP connection or no SSH handshake within the time limit: the host is down, or the
     /// address, port or a firewall is wrong. Nothing ran on the host.
     #[error("{host}: unreachable at {address}: {reason}")]
-    Unreachable { host: String, address: String, reason: String },
+    Unreachable {
+        host: String,
+        address: String,
+        reason: String,
+    },
 
     /// The host key is not in known_hosts and the policy is strict. Nothing ran on the host.
     /// Check the fingerprint out of band, then add it (or use `host_key_checking: accept-new`).
     #[error(
         "{host}: host key refused: unknown key {fingerprint} (not in {known_hosts}); verify it and add it to known_hosts, or set host_key_checking: accept-new"
     )]
-    HostKeyUnknown { host: String, fingerprint: String, known_hosts: String },
+    HostKeyUnknown {
+        host: String,
+        fingerprint: String,
+        known_hosts: String,
+    },
 
     /// The host presented a key that differs from the one on record: possibly a reinstalled
     /// host, possibly an attack. Nothing ran on the host.
@@ -209,18 +217,32 @@ pub enum TransportError {
 
     /// The key is marked `@revoked` in known_hosts. Nothing ran on the host.
     #[error("{host}: host key refused: {fingerprint} is marked @revoked in {known_hosts}")]
-    HostKeyRevoked { host: String, fingerprint: String, known_hosts: String },
+    HostKeyRevoked {
+        host: String,
+        fingerprint: String,
+        known_hosts: String,
+    },
 
     /// The server refused every credential tried. Nothing ran on the host.
     #[error("{host}: authentication failed for user {user} (tried: {tried})")]
-    AuthFailed { host: String, user: String, tried: String },
+    AuthFailed {
+        host: String,
+        user: String,
+        tried: String,
+    },
 
     /// A key file could not be read or decrypted.
     #[error("{host}: cannot use identity file {path}: {reason}")]
-    IdentityFile { host: String, path: String, reason: String },
+    IdentityFile {
+        host: String,
+        path: String,
+        reason: String,
+    },
 
     /// The connection broke while a command ran. The command's outcome on the host is unknown.
-    #[error("{host}: connection lost while the command ran; its outcome on the host is unknown: {reason}")]
+    #[error(
+        "{host}: connection lost while the command ran; its outcome on the host is unknown: {reason}"
+    )]
     ConnectionLost { host: String, reason: String },
 
     /// sudo refused to run the command without a password or a TTY.

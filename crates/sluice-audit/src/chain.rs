@@ -169,8 +169,15 @@ impl ChainWalk {
         match &self.scope {
             Scope::All => {
                 if record.seq < expected {
+                    // A second record with the seq just checked: the pair is where the file
+                    // stops being the chain. Any other repeat sits where `expected` belongs.
+                    let at = if record.seq + 1 == expected {
+                        record.seq
+                    } else {
+                        expected
+                    };
                     return Err(brk(
-                        record.seq,
+                        at,
                         format!(
                             "record {} appears again after record {}",
                             record.seq,

@@ -169,9 +169,10 @@ pub fn verify_export(reader: impl BufRead) -> Result<VerifyReport, AuditError> {
             }
         }
     }
-    // The scope comes from the end line, else from the first record (a cut file still says
-    // whether it started at seq 1).
-    let run = end.as_ref().and_then(|(_, e)| e.run.clone());
+    let run = match &end {
+        Some((_, e)) => e.run.clone(),
+        None => infer_run(&values),
+    };
     let mut walk = ChainWalk::new(match &run {
         Some(run) => Scope::Run(run.clone()),
         None => Scope::All,
@@ -219,6 +220,29 @@ pub fn verify_export(reader: impl BufRead) -> Result<VerifyReport, AuditError> {
         }
     };
     Ok(VerifyReport::from_walk(&walk, run, broken))
+}
+
+/// The run of a cut export that lost its end line: one run's records that are not the start of
+/// the store's chain (a gap in seq, or a first record that follows another) came from `--run`.
+/// A file that is a prefix of the store's chain checks the same either way.
+fn infer_run(values: &[(u64, Value)]) -> Option<String> {
+    let field = |v: &Value, name: &str| v.get(name).cloned();
+    let first_run = field(&values.first()?.1, "run")?;
+    let same_run = values
+        .iter()
+        .all(|(_, v)| field(v, "run").as_ref() == Some(&first_run));
+    let seqs: Vec<Option<u64>> = values
+        .iter()
+        .map(|(_, v)| v.get("seq").and_then(Value::as_u64))
+        .collect();
+    let contiguous_from_one = seqs
+        .iter()
+        .enumerate()
+        .all(|(i, seq)| *seq == Some(i as u64 + 1));
+    match first_run {
+        Value::String(run) if same_run && !contiguous_from_one => Some(run),
+        _ => None,
+    }
 }
 
 /// Best-effort export of a store that will not open normally: opens the file read-only without

@@ -68,7 +68,9 @@ fn finish(
     let plan = plan.and_then(|(f, n)| read_plan(&f, &n, &mut diags));
     let inventory = inventory.and_then(|(f, n)| read_inventory(&f, &n, &mut diags));
     let artifact = match (plan, inventory) {
-        (Some(p), Some(i)) if !diags.has_errors() => compile(&p, &i, cli_vars, &mut diags),
+        // Go on after schema errors: the later phases find problems of their own, and the user
+        // should see all of them in one run.
+        (Some(p), Some(i)) => compile(&p, &i, cli_vars, &mut diags),
         _ => None,
     };
     match artifact {
@@ -111,9 +113,6 @@ fn compile(
         );
     }
     let waves = split_waves(plan, inv, &hosts, diags);
-    if diags.has_errors() {
-        return None;
-    }
     let mut problems: BTreeMap<(String, &'static str, RenderProblem), (Loc, Vec<String>)> =
         BTreeMap::new();
     let mut note =
@@ -123,11 +122,13 @@ fn compile(
                 .or_insert((loc, Vec::new()));
             entry.1.push(host.to_string());
         };
+    // An unregistered name was reported by check_reference; render a placeholder, not a repeat.
     let registered_by = |name: &str| {
-        plan.steps
+        let step = plan
+            .steps
             .iter()
-            .find(|s| s.spec.register.as_deref() == Some(name))
-            .map(|s| s.spec.id.clone())
+            .find(|s| s.spec.register.as_deref() == Some(name));
+        Some(step.map_or_else(|| "?".to_string(), |s| s.spec.id.clone()))
     };
     let mut host_plans = Vec::with_capacity(hosts.len());
     let mut run_once = Vec::new();
@@ -200,7 +201,7 @@ fn compile(
             let what = format!("health check `{}`", check.name);
             let probe = match &check.probe {
                 ProbeDecl::Run(d) => t
-                    .render(&scope, &|_| None)
+                    .render(&scope, &|_| Some("?".to_string()))
                     .map(HealthProbe::Run)
                     .map_err(|p| (p, d.loc)),
                 ProbeDecl::Http { url, expect_status } => t
@@ -237,18 +238,31 @@ fn compile(
             2 | 3 => format!("hosts {}", hosts.join(", ")),
             n => format!("hosts {} and {} more", hosts[..3].join(", "), n - 3),
         };
-        let message = match problem {
+        let (message, help) = match problem {
             RenderProblem::Undefined(var) => {
-                format!("undefined variable `{var}` in {what} ({field}) on {on}")
+                let known = known_vars(plan, inv, cli_vars);
+                let names: Vec<&str> = known.iter().map(String::as_str).collect();
+                let help = match nearest(&var, &names) {
+                    Some(n) => format!("did you mean `{n}`?"),
+                    None => "define it in the plan's vars, a group's or host's vars, or with --var"
+                        .to_string(),
+                };
+                (
+                    format!("undefined variable `{var}` in {what} ({field}) on {on}"),
+                    help,
+                )
             }
-            RenderProblem::NotScalar(var) => format!(
-                "`{var}` is a list or a map and cannot be inserted in {what} ({field}) on {on}"
+            RenderProblem::NotScalar(var) => (
+                format!(
+                    "`{var}` is a list or a map and cannot be inserted in {what} ({field}) on {on}"
+                ),
+                "insert one of its scalar members, e.g. `vars.NAME.KEY`".to_string(),
             ),
         };
         diags.push(
             Diagnostic::error(message)
                 .at(&plan.file, loc)
-                .with_help("define it in the plan's vars, a group's or host's vars, or with --var"),
+                .with_help(help),
         );
     }
     warn_unused_secrets(plan, &steps, &checks, diags);
@@ -325,7 +339,10 @@ fn analyse_steps<'p>(plan: &'p Plan, diags: &mut Diagnostics) -> Option<Steps<'p
             dependents[d].push(i);
         }
     }
-    let Some(order) = graph::stable_order(&after) else {
+    let (order, ancestors) = if let Some(order) = graph::stable_order(&after) {
+        let ancestors = graph::ancestors(&after, &order);
+        (order, ancestors)
+    } else {
         if let Some(cycle) = graph::find_cycle(&dependents) {
             let names: Vec<&str> = cycle.iter().map(|&i| ids[i]).collect();
             diags.push(
@@ -337,9 +354,13 @@ fn analyse_steps<'p>(plan: &'p Plan, diags: &mut Diagnostics) -> Option<Steps<'p
                 .with_help("remove one of these `after` entries"),
             );
         }
-        return None;
+        // Carry on in declaration order to find the other problems; with the order unknown,
+        // every step counts as an ancestor so no visibility error is invented.
+        (
+            (0..decls.len()).collect(),
+            vec![vec![true; decls.len()]; decls.len()],
+        )
     };
-    let ancestors = graph::ancestors(&after, &order);
     let mut parsed =
         |t: Option<&crate::model::Template>, i: usize, field: &str| -> Option<Template> {
             let t = t?;
@@ -531,4 +552,13 @@ fn warn_unused_secrets(
             );
         }
     }
+}
+
+/// Every `vars.NAME` defined anywhere, for "did you mean" suggestions.
+fn known_vars(plan: &Plan, inv: &Inventory, cli_vars: &[(String, String)]) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = plan.vars.keys().cloned().collect();
+    names.extend(inv.groups.iter().flat_map(|g| g.vars.keys().cloned()));
+    names.extend(inv.hosts.iter().flat_map(|h| h.vars.keys().cloned()));
+    names.extend(cli_vars.iter().map(|(k, _)| k.clone()));
+    names.into_iter().map(|n| format!("vars.{n}")).collect()
 }

@@ -449,7 +449,15 @@ fn read_steps(r: &mut Reader, node: &Node) -> Vec<StepDecl> {
     }
     let mut steps: Vec<StepDecl> = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let fallback = format!("step {}", i + 1);
+        // Name the step by its id in messages when it has one, even before its keys are checked.
+        let fallback = match &item.value {
+            crate::node::Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.scalar_text().as_deref() == Some("id"))
+                .and_then(|(_, v)| v.scalar_text())
+                .map_or_else(|| format!("step {}", i + 1), |id| format!("step `{id}`")),
+            _ => format!("step {}", i + 1),
+        };
         let Some(f) = r.fields(item, STEP_KEYS, &fallback) else {
             continue;
         };

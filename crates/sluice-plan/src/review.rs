@@ -95,16 +95,18 @@ fn write_review(p: &PlanArtifact, o: &mut String) -> std::fmt::Result {
             p.hosts
                 .iter()
                 .map(|h| {
-                    (
-                        h.name.as_str(),
-                        h.steps.iter().find(|s| s.id == spec.id).and_then(f),
-                    )
+                    let step = h.steps.iter().find(|s| s.id == spec.id);
+                    step.and_then(f).map(ToString::to_string)
                 })
                 .collect::<Vec<_>>()
         };
-        write_variants(o, "run", &pick(|s| Some(&s.run)))?;
-        write_variants(o, "undo", &pick(|s| s.undo.as_ref()))?;
-        write_variants(o, "skip_if", &pick(|s| s.skip_if.as_ref()))?;
+        for (label, texts) in [
+            ("run", pick(|s| Some(&s.run))),
+            ("undo", pick(|s| s.undo.as_ref())),
+            ("skip_if", pick(|s| s.skip_if.as_ref())),
+        ] {
+            write_text_variants(o, &format!("    {label:>7}"), &p.hosts, &texts)?;
+        }
     }
     writeln!(
         o,
@@ -122,20 +124,15 @@ fn write_review(p: &PlanArtifact, o: &mut String) -> std::fmt::Result {
         writeln!(o, "  (none)")?;
     }
     for name in names {
-        let texts: Vec<(&str, Option<String>)> = p
+        let texts: Vec<Option<String>> = p
             .hosts
             .iter()
             .map(|h| {
-                (
-                    h.name.as_str(),
-                    h.health
-                        .iter()
-                        .find(|c| c.name == name)
-                        .map(|c| probe_text(&c.probe)),
-                )
+                let check = h.health.iter().find(|c| c.name == name);
+                check.map(|c| probe_text(&c.probe))
             })
             .collect();
-        write_text_variants(o, &format!("  {name}"), &texts)?;
+        write_text_variants(o, &format!("  {name}"), &p.hosts, &texts)?;
     }
     writeln!(o, "\nOn failure")?;
     let budget = match p.failure.max_failed {
@@ -181,59 +178,68 @@ fn write_step_head(o: &mut String, s: &StepSpec, position: &str) -> std::fmt::Re
     writeln!(o, "  - {} [{}]", s.id, attrs.join("; "))
 }
 
-fn write_variants(
-    o: &mut String,
-    label: &str,
-    per_host: &[(&str, Option<&RenderedCommand>)],
-) -> std::fmt::Result {
-    let texts: Vec<(&str, Option<String>)> = per_host
-        .iter()
-        .map(|(h, c)| (*h, c.map(ToString::to_string)))
-        .collect();
-    write_text_variants(o, &format!("    {label:>7}"), &texts)
-}
-
-/// One line when all hosts agree, else one line per distinct text with its hosts.
+/// One line when all hosts agree; else, when the texts differ only by each host's own name or
+/// address, one line with `{{host.name}}`/`{{host.address}}` in their place; else one line per
+/// distinct text with the hosts that get it.
 fn write_text_variants(
     o: &mut String,
     label: &str,
-    per_host: &[(&str, Option<String>)],
+    hosts: &[HostPlan],
+    per_host: &[Option<String>],
 ) -> std::fmt::Result {
-    let mut variants: Vec<(&str, Vec<&str>)> = Vec::new();
-    for (host, text) in per_host {
+    let exact = group(hosts, per_host.iter().map(Option::clone));
+    let generic = group(
+        hosts,
+        hosts
+            .iter()
+            .zip(per_host)
+            .map(|(h, t)| t.as_ref().map(|t| generalise(t, h))),
+    );
+    let variants = match (exact.len(), generic.len()) {
+        (0, _) => return Ok(()),
+        (1, _) => return writeln!(o, "{label}: {}", exact[0].0),
+        (_, 1) => return writeln!(o, "{label}: {}", generic[0].0),
+        _ => generic,
+    };
+    writeln!(o, "{label}: {} variants", variants.len())?;
+    for (text, names) in variants.iter().take(MAX_VARIANTS) {
+        writeln!(o, "{:w$}    {}: {text}", "", listed(names), w = label.len())?;
+    }
+    if variants.len() > MAX_VARIANTS {
+        writeln!(
+            o,
+            "{:w$}    … {} more (sluice plan --json shows every host)",
+            "",
+            variants.len() - MAX_VARIANTS,
+            w = label.len()
+        )?;
+    }
+    Ok(())
+}
+
+/// Distinct texts in first-seen order, each with the hosts that have it.
+fn group(
+    hosts: &[HostPlan],
+    texts: impl Iterator<Item = Option<String>>,
+) -> Vec<(String, Vec<String>)> {
+    let mut variants: Vec<(String, Vec<String>)> = Vec::new();
+    for (host, text) in hosts.iter().zip(texts) {
         let Some(text) = text else { continue };
-        match variants.iter_mut().find(|(t, _)| t == text) {
-            Some((_, hosts)) => hosts.push(host),
-            None => variants.push((text, vec![host])),
+        match variants.iter_mut().find(|(t, _)| *t == text) {
+            Some((_, names)) => names.push(host.name.clone()),
+            None => variants.push((text, vec![host.name.clone()])),
         }
     }
-    match variants.len() {
-        0 => Ok(()),
-        1 => writeln!(o, "{label}: {}", variants[0].0),
-        n => {
-            writeln!(o, "{label}: {n} variants")?;
-            for (text, hosts) in variants.iter().take(MAX_VARIANTS) {
-                let hosts: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
-                writeln!(
-                    o,
-                    "{:w$}    {}: {text}",
-                    "",
-                    listed(&hosts),
-                    w = label.len()
-                )?;
-            }
-            if n > MAX_VARIANTS {
-                writeln!(
-                    o,
-                    "{:w$}    … {} more (sluice plan --json shows every host)",
-                    "",
-                    n - MAX_VARIANTS,
-                    w = label.len()
-                )?;
-            }
-            Ok(())
-        }
+    variants
+}
+
+/// The text with this host's address and name written as the references that produce them.
+fn generalise(text: &str, host: &HostPlan) -> String {
+    let mut t = text.to_string();
+    if host.connection.address != host.name {
+        t = t.replace(&host.connection.address, "{{host.address}}");
     }
+    t.replace(&host.name, "{{host.name}}")
 }
 
 fn listed(hosts: &[String]) -> String {

@@ -118,6 +118,13 @@ impl Reader<'_> {
     pub fn as_count(&mut self, node: &Node, context: &str) -> Option<u64> {
         match node.value {
             Value::Int(i) if i >= 0 => Some(i.unsigned_abs()),
+            Value::Int(i) => {
+                self.error(
+                    node.loc,
+                    format!("{context}: expected a whole number (0 or more), found {i}"),
+                );
+                None
+            }
             _ => {
                 self.expected(node, "a whole number (0 or more)", context);
                 None
@@ -248,7 +255,8 @@ impl Reader<'_> {
                 node.loc,
                 format!(
                     "{context}: expected a count or a percentage, found {}",
-                    node.kind()
+                    node.scalar_text()
+                        .map_or_else(|| node.kind().to_string(), |t| format!("`{t}`"))
                 ),
                 "write a whole number (`3`) or a percentage from 0% to 100% (`25%`)",
             );

@@ -154,11 +154,34 @@ fn syntax_error(file: &Arc<SourceFile>, e: &serde_saphyr::Error) -> Diagnostic {
     }
 }
 
-/// serde-saphyr's message without its own snippet (miette draws ours).
+/// serde-saphyr's message without its snippet or position (miette draws ours), and the limits
+/// it enforces for us reworded to say which limit and what to do.
 fn plain_message(e: &serde_saphyr::Error) -> String {
     let text = e.without_snippet().to_string();
     let first = text.lines().next().unwrap_or("invalid YAML").trim();
-    first.to_string()
+    let first = match first.find(" at line ") {
+        Some(i) => &first[..i],
+        None => first,
+    };
+    if first.contains("Depth") {
+        format!("nested deeper than {MAX_DEPTH} levels; a plan or inventory never needs that")
+    } else if first.contains("Documents") {
+        "more than one YAML document (`---`); a plan or inventory is a single document".into()
+    } else if first.contains("Nodes") {
+        format!("more than {MAX_NODES} YAML nodes; split the file")
+    } else if first.contains("alias replay limit") || first.contains("Alias") {
+        format!(
+            "aliases expand to more than {MAX_ALIAS_REPLAY} nodes (an alias bomb?); write the values out"
+        )
+    } else if let Some(rest) = first.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        format!("duplicate key `{key}`; each key may appear once in a mapping")
+    } else {
+        first.to_string()
+    }
 }
 
 fn line_offset(text: &str, line: u64, column: u64) -> usize {

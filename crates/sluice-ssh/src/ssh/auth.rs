@@ -31,32 +31,35 @@ pub async fn authenticate(
         reason: format!("during authentication: {e}"),
     };
 
-    if options.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
-        // An agent that cannot be reached is not fatal: identity files may still work.
-        if let Ok(mut agent) = keys::agent::client::AgentClient::connect_env().await
-            && let Ok(identities) = agent.request_identities().await
-        {
-            for identity in identities {
-                let keys::agent::AgentIdentity::PublicKey { key, comment } = identity else {
-                    continue;
-                };
-                let hash = key.algorithm().is_rsa().then_some(rsa_hash).flatten();
-                tried.push(format!(
-                    "agent key {}",
-                    if comment.is_empty() {
-                        key.algorithm().to_string()
-                    } else {
-                        comment
-                    }
-                ));
-                match handle
-                    .authenticate_publickey_with(user, key, hash, &mut agent)
-                    .await
-                {
-                    Ok(AuthResult::Success) => return Ok(()),
-                    Ok(AuthResult::Failure { .. }) => {}
-                    Err(e) => tracing::debug!(host, "agent signing failed: {e}"),
+    let agent_socket = options
+        .agent_socket
+        .clone()
+        .or_else(|| std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from))
+        .filter(|_| options.use_agent);
+    if let Some(socket) = agent_socket
+        && let Ok(mut agent) = keys::agent::client::AgentClient::connect_uds(&socket).await
+        && let Ok(identities) = agent.request_identities().await
+    {
+        for identity in identities {
+            let keys::agent::AgentIdentity::PublicKey { key, comment } = identity else {
+                continue;
+            };
+            let hash = key.algorithm().is_rsa().then_some(rsa_hash).flatten();
+            tried.push(format!(
+                "agent key {}",
+                if comment.is_empty() {
+                    key.algorithm().to_string()
+                } else {
+                    comment
                 }
+            ));
+            match handle
+                .authenticate_publickey_with(user, key, hash, &mut agent)
+                .await
+            {
+                Ok(AuthResult::Success) => return Ok(()),
+                Ok(AuthResult::Failure { .. }) => {}
+                Err(e) => tracing::debug!(host, "agent signing failed: {e}"),
             }
         }
     }

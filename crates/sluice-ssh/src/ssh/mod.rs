@@ -48,6 +48,8 @@ pub struct SshOptions {
     pub max_connections: usize,
     /// Try keys from the ssh-agent on `SSH_AUTH_SOCK` first.
     pub use_agent: bool,
+    /// The agent socket; `None` means `$SSH_AUTH_SOCK`.
+    pub agent_socket: Option<PathBuf>,
     /// Environment variable holding the passphrase of encrypted identity files.
     pub passphrase_env: String,
     /// After a timeout, how long the killed command gets to close its channel.
@@ -72,6 +74,7 @@ impl Default for SshOptions {
             handshake_retries: 5,
             max_connections: limits::connections_for_fd_limit(),
             use_agent: true,
+            agent_socket: None,
             passphrase_env: "SLUICE_SSH_PASSPHRASE".into(),
             kill_grace: Duration::from_secs(1),
             default_known_hosts: ssh_dir.iter().map(|d| d.join("known_hosts")).collect(),

@@ -153,3 +153,31 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+#[tokio::test]
+async fn ssh_config_supplies_hostname_port_user_and_identity() {
+    let fleet = fleet(1);
+    let config = fleet.dir().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host alias-*\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n",
+            fleet.port(1),
+            fleet.user(),
+            fleet.identity_file().display()
+        ),
+    )
+    .unwrap();
+    let t = SshTransport::new(SshOptions {
+        ssh_config: Some(config),
+        ..options()
+    });
+    let mut target = sluice_ssh::HostTarget::new("alias-1", "alias-1");
+    target.known_hosts = vec![fleet.known_hosts()];
+    let conn = t.connect(&target).await.unwrap();
+    let out = conn
+        .exec(ExecRequest::new("echo $FLEET_HOST"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout.kept_bytes(), b"host1\n");
+}

@@ -12,6 +12,7 @@ use russh::keys::PublicKeyOrCertificate;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::config::SshConfig;
 use super::known_hosts::{self, Verdict};
 use super::limits::{self, HandshakeSlots};
 use super::{SshOptions, auth};
@@ -166,6 +167,7 @@ pub struct Dialer {
     config: Arc<client::Config>,
     handshakes: HandshakeSlots,
     connections: Arc<Semaphore>,
+    ssh_config: Option<SshConfig>,
 }
 
 impl Dialer {
@@ -178,6 +180,7 @@ impl Dialer {
             ..Default::default()
         };
         Dialer {
+            ssh_config: options.ssh_config.as_deref().map(SshConfig::load),
             handshakes: HandshakeSlots::new(options.handshakes_per_destination),
             connections: Arc::new(Semaphore::new(options.max_connections.max(1))),
             config: Arc::new(config),
@@ -204,6 +207,11 @@ impl Dialer {
 
     /// Connects to `target` through its jump hosts and authenticates.
     pub async fn open(&self, target: &HostTarget) -> Result<Session, TransportError> {
+        let resolved = match &self.ssh_config {
+            Some(cfg) => cfg.apply(target),
+            None => target.clone(),
+        };
+        let target = &resolved;
         let permit = self
             .connections
             .clone()

@@ -1,5 +1,6 @@
 //! The `ssh` transport: an in-process SSH client (russh) with OpenSSH's safety defaults.
 //!
+//! 0. Gaps in the inventory's host entry are filled from `~/.ssh/config` ([`config`]).
 //! 1. [`SshTransport::connect`] dials the host (through its ProxyJump hosts, if any), holding a
 //!    handshake slot for that destination so a burst of connections never exceeds sshd's
 //!    `MaxStartups` (see [`limits`]); a connection dropped during the banner exchange is retried
@@ -12,6 +13,7 @@
 //!    the connection dropped between commands ([`exec`]).
 
 pub mod auth;
+pub mod config;
 pub mod connect;
 pub mod exec;
 pub mod known_hosts;
@@ -56,6 +58,9 @@ pub struct SshOptions {
     pub kill_grace: Duration,
     /// known_hosts files used when the target names none (`~/.ssh/known_hosts`).
     pub default_known_hosts: Vec<PathBuf>,
+    /// The OpenSSH client config consulted for gaps in the inventory (`~/.ssh/config`);
+    /// `None` reads none.
+    pub ssh_config: Option<PathBuf>,
     /// Identity files used when the target names none (`~/.ssh/id_{ed25519,ecdsa,rsa}`).
     pub default_identity_files: Vec<PathBuf>,
 }
@@ -78,6 +83,7 @@ impl Default for SshOptions {
             passphrase_env: "SLUICE_SSH_PASSPHRASE".into(),
             kill_grace: Duration::from_secs(1),
             default_known_hosts: ssh_dir.iter().map(|d| d.join("known_hosts")).collect(),
+            ssh_config: ssh_dir.as_ref().map(|d| d.join("config")),
             default_identity_files: ssh_dir
                 .iter()
                 .flat_map(|d| ["id_ed25519", "id_ecdsa", "id_rsa"].map(|f| d.join(f)))

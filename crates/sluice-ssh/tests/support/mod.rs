@@ -34,6 +34,7 @@ pub fn options() -> SshOptions {
         use_agent: false,
         default_identity_files: Vec::new(),
         default_known_hosts: Vec::new(),
+        ssh_config: None,
         connect_timeout: Duration::from_secs(3),
         ..SshOptions::default()
     }

@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use super::auth::expand_home;
+use super::known_hosts::wildcard;
 use crate::transport::{HostKeyPolicy, HostTarget};
 
 /// The parsed file: `(patterns, key, value)` in file order.
@@ -118,27 +119,14 @@ fn block_matches(patterns: &[String], names: &[&str]) -> bool {
     let mut hit = false;
     for p in patterns {
         if let Some(neg) = p.strip_prefix('!') {
-            if names.iter().any(|n| glob(neg, n)) {
+            if names.iter().any(|n| wildcard(neg, n)) {
                 return false;
             }
-        } else if names.iter().any(|n| glob(p, n)) {
+        } else if names.iter().any(|n| wildcard(p, n)) {
             hit = true;
         }
     }
     hit
-}
-
-fn glob(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
-        match (p.first(), n.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => go(&p[1..], &n[1..]),
-            _ => false,
-        }
-    }
-    go(pattern.as_bytes(), name.as_bytes())
 }
 
 #[cfg(test)]

@@ -202,8 +202,8 @@ fn hashed_matches(salt_and_hash: &str, name: &str) -> bool {
         .is_ok()
 }
 
-/// `*` and `?` glob, case-insensitive (host names are).
-fn wildcard(pattern: &str, name: &str) -> bool {
+/// `*` and `?` glob, case-insensitive (host names are); also used for ssh_config `Host`.
+pub(crate) fn wildcard(pattern: &str, name: &str) -> bool {
     fn go(p: &[u8], n: &[u8]) -> bool {
         match (p.first(), n.first()) {
             (None, None) => true,

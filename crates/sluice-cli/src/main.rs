@@ -5,6 +5,8 @@
 //! place library errors become messages and codes.
 
 mod commands;
+mod progress;
+mod summary;
 // Shared by the subcommands; parts are unused until every subcommand has landed.
 #[allow(dead_code)]
 mod console;
@@ -40,6 +42,8 @@ struct Cli {
 enum Command {
     /// Print the version.
     Version(commands::version::Args),
+    /// Run a change plan wave by wave, with health checks, failure budgets and rollback.
+    Apply(commands::apply::Args),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
     let console = Console::new(cli.color, verbosity);
     let result = match cli.command {
         Command::Version(args) => commands::version::run(args, &console),
+        Command::Apply(args) => commands::apply::run(args, &console),
     };
     match result {
         Ok(code) => ExitCode::from(code),

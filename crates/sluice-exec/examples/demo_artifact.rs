@@ -13,10 +13,12 @@ fn main() {
         .local_hosts(&hosts, std::path::Path::new(&state))
         .step(StepDef::new("drain", "touch drained").undo("rm -f drained"))
         .step(
-            StepDef::new("install", "sleep 1 && echo 2.0.1 > version")
-                .undo("echo 1.0.0 > version"),
+            StepDef::new("install", "sleep 1 && echo 2.0.1 > version").undo("echo 1.0.0 > version"),
         )
-        .step(StepDef::new("restart", "sleep 0.5 && echo running > status"))
+        .step(StepDef::new(
+            "restart",
+            "sleep 0.5 && echo running > status",
+        ))
         .step(StepDef::new("undrain", "rm -f drained").undo("touch drained"))
         .health_run("version", "grep -qx 2.0.1 version")
         .health_policy(2, 1000, 5000)

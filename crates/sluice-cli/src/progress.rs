@@ -201,8 +201,9 @@ impl<'c> Monitor<'c> {
                 }
             }
             EventKind::RunFinished { .. } => {
+                // Keep the count where it stopped: hosts of waves that never started are not done.
                 if let Some(bar) = self.overall.take() {
-                    bar.finish();
+                    bar.abandon();
                 }
             }
             _ => {}

@@ -70,6 +70,9 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
     let report = runtime.block_on(execute(artifact, secrets, &args, console));
+    // An approval prompt still waiting on stdin (the run was stopped meanwhile) must not keep
+    // the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     console.text(summary::report(&report, console));
     Ok(exit_code(&report))
 }

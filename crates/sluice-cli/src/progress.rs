@@ -55,6 +55,8 @@ pub struct Monitor<'c> {
     waves: HashMap<String, ProgressBar>,
     hosts: HashMap<String, ProgressBar>,
     pause: Option<(ProgressBar, Instant, Duration, String)>,
+    /// Further consumers of the same stream (the audit store), fed before the display.
+    sinks: Vec<Box<dyn EventSink + 'c>>,
 }
 
 impl<'c> Monitor<'c> {
@@ -72,7 +74,15 @@ impl<'c> Monitor<'c> {
             waves: HashMap::new(),
             hosts: HashMap::new(),
             pause: None,
+            sinks: Vec::new(),
         }
+    }
+
+    /// Adds a consumer that sees every event, in order, before it is displayed.
+    #[allow(dead_code)] // The audit store's sink plugs in here.
+    pub fn with_sink(mut self, sink: Box<dyn EventSink + 'c>) -> Self {
+        self.sinks.push(sink);
+        self
     }
 
     /// The bars' owner, so a prompt can suspend them while it asks.
@@ -89,6 +99,9 @@ impl<'c> Monitor<'c> {
                     None => break,
                     Some(event) => {
                         let last = matches!(event.kind, EventKind::RunFinished { .. });
+                        for sink in &mut self.sinks {
+                            sink.handle(&event);
+                        }
                         self.handle(&event);
                         if last {
                             break;

@@ -5,6 +5,8 @@
 //! place library errors become messages and codes.
 
 mod commands;
+mod progress;
+mod summary;
 // Shared by the subcommands; parts are unused until every subcommand has landed.
 #[allow(dead_code)]
 mod console;
@@ -44,6 +46,8 @@ enum Command {
     Plan(commands::plan::Args),
     /// Print the version.
     Version(commands::version::Args),
+    /// Run a change plan wave by wave, with health checks, failure budgets and rollback.
+    Apply(commands::apply::Args),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +62,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => commands::validate::run(args, &console),
         Command::Plan(args) => commands::plan::run(args, &console),
         Command::Version(args) => commands::version::run(args, &console),
+        Command::Apply(args) => commands::apply::run(args, &console),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -379,7 +379,15 @@ async fn run_steps(
 
 /// The step's spec; a step the artifact does not define runs once, without limits.
 pub(crate) fn step_spec(ctx: &RunContext, id: &str) -> StepSpec {
-    ctx.artifact.step(id).cloned().unwrap_or(StepSpec {
+    ctx.artifact
+        .step(id)
+        .cloned()
+        .unwrap_or_else(|| bare_spec(id))
+}
+
+/// A step with no dependencies, limits, retries or register.
+pub(crate) fn bare_spec(id: &str) -> StepSpec {
+    StepSpec {
         id: id.to_string(),
         after: Vec::new(),
         run_once: false,
@@ -390,5 +398,5 @@ pub(crate) fn step_spec(ctx: &RunContext, id: &str) -> StepSpec {
         retry_delay_ms: 0,
         register: None,
         idempotent: false,
-    })
+    }
 }

@@ -314,6 +314,16 @@ impl Run {
             };
             let run = &mut hosts[position];
             if run.conn.is_none() {
+                self.ctx.events.emit(EventKind::HostFinished {
+                    wave: RUN_ONCE_WAVE.into(),
+                    host: run.host.clone(),
+                    outcome: run.outcome,
+                    duration_ms: 0,
+                    error: run
+                        .failure
+                        .as_ref()
+                        .map(|f| format!("{}: {}", f.what, f.detail)),
+                });
                 status = WaveStatus::Failed;
                 break;
             }

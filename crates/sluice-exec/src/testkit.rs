@@ -29,18 +29,7 @@ pub struct StepDef {
 impl StepDef {
     pub fn new(id: &str, run: &str) -> Self {
         StepDef {
-            spec: StepSpec {
-                id: id.into(),
-                after: Vec::new(),
-                run_once: false,
-                become_root: false,
-                become_user: None,
-                timeout_ms: None,
-                retries: 0,
-                retry_delay_ms: 0,
-                register: None,
-                idempotent: false,
-            },
+            spec: crate::host::bare_spec(id),
             run: RenderedCommand::text(run),
             undo: None,
             skip_if: None,

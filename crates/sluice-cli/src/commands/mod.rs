@@ -3,4 +3,5 @@
 
 pub mod plan;
 pub mod validate;
+pub mod apply;
 pub mod version;

@@ -65,7 +65,7 @@ pub enum AuditError {
     UnknownRun { run: String },
 
     #[error("run {run} has no wave {wave}")]
-    UnknownWave { run: String, wave: u32 },
+    UnknownWave { run: String, wave: String },
 
     #[error(
         "host {host} is leased by run {} (operator {}, controller {}, pid {}, since {}); wait for it, or `sluice unlock {}` if that process is gone",

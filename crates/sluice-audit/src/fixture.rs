@@ -53,7 +53,7 @@ pub fn run_started(plan_name: &str, hosts: &[&str]) -> RunStarted {
         plan_hash: format!("{:0>64}", plan_name.len()),
         command_line: vec!["sluice".into(), "apply".into()],
         hosts: hosts.iter().map(|h| h.to_string()).collect(),
-        waves: 1,
+        waves: vec!["all".into()],
     }
 }
 
@@ -71,6 +71,7 @@ pub fn seed_run(
         &run,
         Payload::WaveStarted(WaveStarted {
             wave: 0,
+            name: "all".into(),
             hosts: names.clone(),
         }),
     )?;
@@ -93,6 +94,7 @@ pub fn seed_run(
         &run,
         Payload::WaveDecided(WaveDecided {
             wave: 0,
+            name: "all".into(),
             hosts: total,
             succeeded: total - failed,
             failed,

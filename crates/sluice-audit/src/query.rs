@@ -29,7 +29,7 @@ pub struct RunSummary {
     pub status: String,
     pub exit_code: Option<u8>,
     pub hosts: u32,
-    pub waves: u32,
+    pub waves: Vec<String>,
     /// Hosts with at least one step result.
     pub hosts_done: BTreeSet<String>,
     /// Hosts with a failed step, health check or rollback step.
@@ -70,7 +70,7 @@ impl RunSummary {
                 self.controller = s.controller.clone();
                 self.ticket = s.ticket.clone();
                 self.hosts = u32::try_from(s.hosts.len()).unwrap_or(u32::MAX);
-                self.waves = s.waves;
+                self.waves = s.waves.clone();
             }
             Payload::StepResult(r) | Payload::RollbackStepResult(r) => {
                 self.hosts_done.insert(r.host.clone());
@@ -221,7 +221,7 @@ impl AuditLog {
     }
 
     /// The approval of the gate before `wave` of `run`, if given. The executor polls this.
-    pub fn wave_approved(&self, run: &str, wave: u32) -> Result<Option<Approval>, AuditError> {
+    pub fn wave_approved(&self, run: &str, wave: &str) -> Result<Option<Approval>, AuditError> {
         let txn = self.read()?;
         let index = txn.open_table(WAVE_APPROVALS).map_err(|e| self.err(e))?;
         let seq = index

@@ -101,7 +101,8 @@ pub struct RunStarted {
     pub command_line: Vec<String>,
     /// Target hosts in plan order, so `sluice runs` can count hosts without the artifact.
     pub hosts: Vec<String>,
-    pub waves: u32,
+    /// Wave names in order; `sluice approve RUN --wave W` takes a name or a 0-based index.
+    pub waves: Vec<String>,
 }
 
 /// A plan artifact, stored once per plan hash so a run can be reviewed without the file.
@@ -117,8 +118,8 @@ pub struct PlanArtifactStored {
 pub enum ApprovalScope {
     /// A reviewed plan artifact, by its exact hash.
     Plan { plan_hash: String },
-    /// The approval gate before a wave of a waiting run.
-    Wave { wave: u32 },
+    /// The approval gate before a wave of a waiting run, by wave name.
+    Wave { wave: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +128,9 @@ pub struct Approval {
     pub scope: ApprovalScope,
     pub by: String,
     pub comment: Option<String>,
+    /// A refusal: the gate answered no (the run stops before the wave).
+    #[serde(default)]
+    pub refused: bool,
 }
 
 /// Hosts whose lease was taken, released or broken, and by whom.
@@ -140,7 +144,9 @@ pub struct LeaseChange {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaveStarted {
+    /// 0-based index and name of the wave.
     pub wave: u32,
+    pub name: String,
     pub hosts: Vec<String>,
 }
 
@@ -148,6 +154,7 @@ pub struct WaveStarted {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaveDecided {
     pub wave: u32,
+    pub name: String,
     pub hosts: u32,
     pub succeeded: u32,
     pub failed: u32,

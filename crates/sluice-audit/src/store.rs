@@ -31,7 +31,7 @@ pub(crate) const RUN_INDEX: TableDefinition<(&str, u64), ()> = TableDefinition::
 pub(crate) const ARTIFACTS: TableDefinition<&str, u64> = TableDefinition::new("artifacts");
 pub(crate) const PLAN_APPROVALS: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("plan_approvals");
-pub(crate) const WAVE_APPROVALS: TableDefinition<(&str, u32), u64> =
+pub(crate) const WAVE_APPROVALS: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("wave_approvals");
 pub(crate) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
@@ -235,32 +235,44 @@ impl AuditLog {
             },
             by: by.to_string(),
             comment,
+            refused: false,
         };
         self.append(&run, Payload::Approval(approval))
     }
 
-    /// Releases the approval gate before `wave` of a waiting run.
+    /// Answers the approval gate before `wave` (a name, or a 0-based index) of a waiting run:
+    /// approved, or `refused`. The executor polls [`AuditLog::wave_approved`] with the name.
     pub fn approve_wave(
         &self,
         run: &str,
-        wave: u32,
+        wave: &str,
         by: &str,
         comment: Option<String>,
+        refused: bool,
     ) -> Result<Appended, AuditError> {
         self.write(|tx| {
             let summary = tx.run_summary(run)?.ok_or_else(|| AuditError::UnknownRun {
                 run: run.to_string(),
             })?;
-            if summary.waves > 0 && wave >= summary.waves {
+            let name = if summary.waves.iter().any(|w| w == wave) {
+                wave.to_string()
+            } else if let Some(name) = wave
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| summary.waves.get(i))
+            {
+                name.clone()
+            } else {
                 return Err(AuditError::UnknownWave {
                     run: run.to_string(),
-                    wave,
+                    wave: wave.to_string(),
                 });
-            }
+            };
             let approval = Approval {
-                scope: ApprovalScope::Wave { wave },
+                scope: ApprovalScope::Wave { wave: name },
                 by: by.to_string(),
                 comment,
+                refused,
             };
             tx.append(Entry::new(run, Payload::Approval(approval)))
         })
@@ -386,7 +398,7 @@ impl Tx<'_> {
                 }
                 ApprovalScope::Wave { wave } => {
                     self.table(WAVE_APPROVALS)?
-                        .insert((run, *wave), seq)
+                        .insert((run, wave.as_str()), seq)
                         .map_err(|e| self.log.err(e))?;
                 }
             },

@@ -128,19 +128,22 @@ fn approvals_bind_to_exact_plan_hash_and_wave() {
     assert_eq!(log.plan_approvals("aaaa1111").unwrap().len(), 1);
     assert!(log.plan_approvals("aaaa1112").unwrap().is_empty());
     let mut started = run_started("p", &["a"]);
-    started.waves = 3;
+    started.waves = vec!["canary".into(), "rest".into(), "last".into()];
     let run = log.begin_run(started).unwrap();
-    assert_eq!(log.wave_approved(&run, 1).unwrap(), None);
-    log.approve_wave(&run, 1, "carol", None).unwrap();
-    let approval = log.wave_approved(&run, 1).unwrap().unwrap();
-    assert_eq!(approval.by, "carol");
-    assert_eq!(log.wave_approved(&run, 2).unwrap(), None);
+    assert_eq!(log.wave_approved(&run, "rest").unwrap(), None);
+    // By index: wave 1 is "rest".
+    log.approve_wave(&run, "1", "carol", None, false).unwrap();
+    let approval = log.wave_approved(&run, "rest").unwrap().unwrap();
+    assert_eq!((approval.by.as_str(), approval.refused), ("carol", false));
+    assert_eq!(log.wave_approved(&run, "last").unwrap(), None);
+    log.approve_wave(&run, "last", "dave", None, true).unwrap();
+    assert!(log.wave_approved(&run, "last").unwrap().unwrap().refused);
     assert!(matches!(
-        log.approve_wave(&run, 3, "carol", None),
-        Err(AuditError::UnknownWave { wave: 3, .. })
+        log.approve_wave(&run, "3", "carol", None, false),
+        Err(AuditError::UnknownWave { .. })
     ));
     assert!(matches!(
-        log.approve_wave("nope", 0, "carol", None),
+        log.approve_wave("nope", "0", "carol", None, false),
         Err(AuditError::UnknownRun { .. })
     ));
     // Plan approvals are not runs.
@@ -275,10 +278,12 @@ fn two_handles_share_one_chain() {
     let first = AuditLog::open(dir.path()).unwrap();
     let second = AuditLog::open(dir.path()).unwrap();
     let mut started = run_started("p", &["a"]);
-    started.waves = 2;
+    started.waves = vec!["one".into(), "two".into()];
     let run = first.begin_run(started).unwrap();
-    second.approve_wave(&run, 1, "bob", None).unwrap();
-    assert!(first.wave_approved(&run, 1).unwrap().is_some());
+    second
+        .approve_wave(&run, "two", "bob", None, false)
+        .unwrap();
+    assert!(first.wave_approved(&run, "two").unwrap().is_some());
     first.append(&run, step_intent("a", "s")).unwrap();
     assert!(second.verify().unwrap().is_ok());
     assert_eq!(second.run_records(&run).unwrap().len(), 3);

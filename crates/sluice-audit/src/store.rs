@@ -206,25 +206,16 @@ impl AuditLog {
         plan_hash: &str,
         artifact: serde_json::Value,
     ) -> Result<Option<Appended>, AuditError> {
-        self.write(|tx| {
-            let stored = tx.table(ARTIFACTS)?;
-            if stored.get(plan_hash).map_err(|e| self.err(e))?.is_some() {
-                return Ok(None);
-            }
-            drop(stored);
-            let payload = Payload::PlanArtifactStored(PlanArtifactStored {
-                plan_hash: plan_hash.to_string(),
-                artifact,
-            });
-            tx.append(Entry::new(run, payload)).map(Some)
-        })
+        self.write(|tx| tx.store_artifact(run, plan_hash, artifact))
     }
 
-    /// Records an approval of a plan artifact, bound to its exact hash. Plan approvals belong to
-    /// no run; they are recorded under the pseudo-run `plan:<first 12 hex digits>`.
+    /// Records an approval of a plan artifact, bound to its exact hash, and stores the artifact
+    /// (once per hash) in the same commit. Plan approvals belong to no run; they are recorded
+    /// under the pseudo-run `plan:<first 12 hex digits of the hash>`.
     pub fn approve_plan(
         &self,
         plan_hash: &str,
+        artifact: Option<serde_json::Value>,
         by: &str,
         comment: Option<String>,
     ) -> Result<Appended, AuditError> {
@@ -237,7 +228,12 @@ impl AuditLog {
             comment,
             refused: false,
         };
-        self.append(&run, Payload::Approval(approval))
+        self.write(|tx| {
+            if let Some(artifact) = artifact {
+                tx.store_artifact(&run, plan_hash, artifact)?;
+            }
+            tx.append(Entry::new(&run, Payload::Approval(approval)))
+        })
     }
 
     /// Answers the approval gate before `wave` (a name, or a 0-based index) of a waiting run:
@@ -340,6 +336,28 @@ impl Tx<'_> {
             }
             salt = salt.wrapping_add(1);
         }
+    }
+
+    fn store_artifact(
+        &mut self,
+        run: &str,
+        plan_hash: &str,
+        artifact: serde_json::Value,
+    ) -> Result<Option<Appended>, AuditError> {
+        let stored = self.table(ARTIFACTS)?;
+        if stored
+            .get(plan_hash)
+            .map_err(|e| self.log.err(e))?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        drop(stored);
+        let payload = Payload::PlanArtifactStored(PlanArtifactStored {
+            plan_hash: plan_hash.to_string(),
+            artifact,
+        });
+        self.append(Entry::new(run, payload)).map(Some)
     }
 
     /// Appends one record at the chain's tip and updates the indexes.

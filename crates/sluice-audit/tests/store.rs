@@ -123,9 +123,20 @@ fn artifact_is_stored_once_per_hash() {
 #[test]
 fn approvals_bind_to_exact_plan_hash_and_wave() {
     let (_dir, log) = store();
-    log.approve_plan("aaaa1111", "bob", Some("CAB ok".into()))
+    let artifact = serde_json::json!({"plan_hash": "aaaa1111"});
+    log.approve_plan(
+        "aaaa1111",
+        Some(artifact.clone()),
+        "bob",
+        Some("CAB ok".into()),
+    )
+    .unwrap();
+    log.approve_plan("aaaa1111", Some(artifact.clone()), "eve", None)
         .unwrap();
-    assert_eq!(log.plan_approvals("aaaa1111").unwrap().len(), 1);
+    assert_eq!(log.artifact("aaaa1111").unwrap(), Some(artifact));
+    let approvals = log.plan_approvals("aaaa1111").unwrap();
+    let by: Vec<&str> = approvals.iter().map(|(_, a)| a.by.as_str()).collect();
+    assert_eq!(by, ["bob", "eve"]);
     assert!(log.plan_approvals("aaaa1112").unwrap().is_empty());
     let mut started = run_started("p", &["a"]);
     started.waves = vec!["canary".into(), "rest".into(), "last".into()];

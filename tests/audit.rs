@@ -235,3 +235,36 @@ fn read_commands_do_not_create_a_store() {
     assert!(stderr(&out).contains("no audit store"), "{}", stderr(&out));
     assert!(!dir.path().join(sluice_audit::STORE_FILE).exists());
 }
+
+#[test]
+fn concurrent_processes_append_to_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = sluice_exec::testkit::PlanBuilder::new("kernel")
+        .wave("all", &[], 1, 0)
+        .build();
+    let file = dir.path().join("plan.json");
+    std::fs::write(&file, serde_json::to_vec(&artifact).unwrap()).unwrap();
+    AuditLog::open(dir.path()).unwrap();
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_sluice"))
+                .args(["approve-plan", file.to_str().unwrap(), "--by"])
+                .arg(format!("approver{i}"))
+                .arg("--state-dir")
+                .arg(dir.path())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let log = AuditLog::open_existing(dir.path()).unwrap();
+    assert_eq!(log.plan_approvals(&artifact.plan_hash).unwrap().len(), 6);
+    let report = log.verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    // Six approvals and the artifact, stored once.
+    assert_eq!(report.records, 7);
+}

@@ -64,9 +64,8 @@ pub fn seed_run(
     hosts: &[&str],
     failing: &[&str],
 ) -> Result<String, AuditError> {
-    let run = log.begin_run(run_started(plan_name, hosts))?;
+    let run = log.start_run(run_started(plan_name, hosts), &LeaseHolder::this_process())?;
     let names: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
-    log.take_leases(&run, &names, &LeaseHolder::this_process())?;
     log.append(
         &run,
         Payload::WaveStarted(WaveStarted {

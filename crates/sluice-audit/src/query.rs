@@ -24,8 +24,8 @@ pub struct RunSummary {
     pub ticket: Option<String>,
     pub started_at: String,
     pub finished_at: Option<String>,
-    /// `running` until `run_finished` is recorded, then its status. A run whose process died
-    /// stays `running`; its lease shows whether the holder is alive.
+    /// `running` until `run_finished` is recorded, then its status; `interrupted` when running
+    /// but no live process holds its leases.
     pub status: String,
     pub exit_code: Option<u8>,
     pub hosts: u32,
@@ -90,6 +90,20 @@ impl RunSummary {
         }
     }
 
+    /// A run recorded as `running` whose process is gone (no lease held by a live process of this
+    /// controller) is shown as `interrupted`: `sluice resume` carries it on.
+    pub(crate) fn mark_interrupted(&mut self, leases: &[crate::lease::Lease], controller: &str) {
+        if self.status != "running" {
+            return;
+        }
+        let alive = leases.iter().any(|l| {
+            l.run == self.run && (l.controller != controller || crate::lease::pid_alive(l.pid))
+        });
+        if !alive {
+            self.status = "interrupted".into();
+        }
+    }
+
     pub fn hosts_ok(&self) -> usize {
         self.hosts_done.difference(&self.hosts_failed).count()
     }
@@ -131,6 +145,11 @@ impl AuditLog {
             }
             out.push(RunSummary::decode(bytes.value(), self.path(), run.value())?);
         }
+        drop(runs);
+        let leases = self.active_leases()?;
+        for summary in &mut out {
+            summary.mark_interrupted(&leases, self.controller());
+        }
         out.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.run.cmp(&a.run)));
         Ok(out)
     }
@@ -139,12 +158,16 @@ impl AuditLog {
         let txn = self.read()?;
         let runs = txn.open_table(RUNS).map_err(|e| self.err(e))?;
         let value = runs.get(run).map_err(|e| self.err(e))?;
-        match value {
-            Some(v) => RunSummary::decode(v.value(), self.path(), run),
-            None => Err(AuditError::UnknownRun {
-                run: run.to_string(),
-            }),
-        }
+        let mut summary = match value {
+            Some(v) => RunSummary::decode(v.value(), self.path(), run)?,
+            None => {
+                return Err(AuditError::UnknownRun {
+                    run: run.to_string(),
+                });
+            }
+        };
+        summary.mark_interrupted(&self.active_leases()?, self.controller());
+        Ok(summary)
     }
 
     /// The records of one run, in order.

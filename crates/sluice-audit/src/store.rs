@@ -280,7 +280,6 @@ fn open_error(path: &Path, err: DatabaseError) -> AuditError {
         DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => {
             AuditError::Locked {
                 path: path.to_path_buf(),
-                holder: String::new(),
             }
         }
         DatabaseError::Storage(StorageError::Io(io))
@@ -318,7 +317,7 @@ impl Tx<'_> {
     }
 
     /// A run id that sorts by start time: `YYYYMMDD-HHMMSS-xxxx`.
-    fn new_run_id(&self) -> Result<String, AuditError> {
+    pub(crate) fn new_run_id(&self) -> Result<String, AuditError> {
         let now = jiff::Timestamp::now();
         let stamp = now.strftime("%Y%m%d-%H%M%S").to_string();
         let runs = self.table(RUNS)?;

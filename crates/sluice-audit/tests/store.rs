@@ -329,3 +329,73 @@ fn payload_kinds_serialise_as_documented() {
     assert_eq!(json["payload"]["plan_name"], "kernel");
     assert!(matches!(record.payload, Payload::RunStarted(_)));
 }
+
+#[test]
+fn refused_start_leaves_no_trace() {
+    let (_dir, log) = store();
+    let holder = LeaseHolder::this_process();
+    let first = log
+        .start_run(run_started("p", &["a", "b"]), &holder)
+        .unwrap();
+    let before = log.verify().unwrap().records;
+    let err = log
+        .start_run(run_started("q", &["b", "c"]), &holder)
+        .unwrap_err();
+    assert!(
+        matches!(&err, AuditError::LeaseHeld { holder, .. } if holder.run == first),
+        "{err}"
+    );
+    assert_eq!(log.verify().unwrap().records, before);
+    assert_eq!(log.list_runs().unwrap().len(), 1);
+    assert_eq!(log.list_runs().unwrap()[0].status, "running");
+}
+
+#[test]
+fn run_without_a_live_holder_is_interrupted() {
+    let (_dir, log) = store();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let holder = LeaseHolder {
+        pid: child.id(),
+        ..LeaseHolder::this_process()
+    };
+    child.wait().unwrap();
+    let run = log.start_run(run_started("p", &["a"]), &holder).unwrap();
+    assert_eq!(log.run_summary(&run).unwrap().status, "interrupted");
+}
+
+#[test]
+fn concurrent_writers_keep_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = AuditLog::open(dir.path())
+        .unwrap()
+        .begin_run(run_started("p", &["a"]))
+        .unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let path = dir.path().to_path_buf();
+            let run = run.clone();
+            std::thread::spawn(move || {
+                let log = AuditLog::open(&path).unwrap();
+                for i in 0..25 {
+                    let host = format!("h{t}-{i}");
+                    if i % 5 == 0 {
+                        log.append_batch(vec![
+                            Entry::new(&run, step_intent(&host, "s")),
+                            Entry::new(&run, step_result(&host, "s", true, "ok")),
+                        ])
+                        .unwrap();
+                    } else {
+                        log.append(&run, step_intent(&host, "s")).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let log = AuditLog::open_existing(dir.path()).unwrap();
+    let report = log.verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.records, 1 + 4 * (20 + 5 * 2));
+}

@@ -25,6 +25,16 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A sealed plan artifact written to `dir/plan.json`.
+fn plan_file(dir: &Path) -> (sluice_plan::PlanArtifact, std::path::PathBuf) {
+    let artifact = sluice_exec::testkit::PlanBuilder::new("kernel")
+        .wave("all", &[], 1, 0)
+        .build();
+    let file = dir.join("plan.json");
+    std::fs::write(&file, serde_json::to_vec(&artifact).unwrap()).unwrap();
+    (artifact, file)
+}
+
 /// A store with a succeeded run and a failed one.
 fn seeded() -> (tempfile::TempDir, String, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -129,11 +139,7 @@ fn export_tamper_and_verify_file() {
 #[test]
 fn approve_plan_binds_to_the_artifact_hash() {
     let dir = tempfile::tempdir().unwrap();
-    let artifact = sluice_exec::testkit::PlanBuilder::new("kernel")
-        .wave("all", &[], 1, 0)
-        .build();
-    let file = dir.path().join("plan.json");
-    std::fs::write(&file, serde_json::to_vec(&artifact).unwrap()).unwrap();
+    let (artifact, file) = plan_file(dir.path());
     let out = sluice(
         dir.path(),
         &[
@@ -239,11 +245,7 @@ fn read_commands_do_not_create_a_store() {
 #[test]
 fn concurrent_processes_append_to_one_chain() {
     let dir = tempfile::tempdir().unwrap();
-    let artifact = sluice_exec::testkit::PlanBuilder::new("kernel")
-        .wave("all", &[], 1, 0)
-        .build();
-    let file = dir.path().join("plan.json");
-    std::fs::write(&file, serde_json::to_vec(&artifact).unwrap()).unwrap();
+    let (artifact, file) = plan_file(dir.path());
     AuditLog::open(dir.path()).unwrap();
     let children: Vec<_> = (0..6)
         .map(|i| {
@@ -267,4 +269,34 @@ fn concurrent_processes_append_to_one_chain() {
     assert!(report.is_ok(), "{report:?}");
     // Six approvals and the artifact, stored once.
     assert_eq!(report.records, 7);
+}
+
+#[test]
+fn redacted_secret_is_absent_from_store_export_and_logs() {
+    let secret = "hunter2-s3cr3t";
+    let dir = tempfile::tempdir().unwrap();
+    let redactor = sluice_audit::Redactor::new([secret]);
+    let run = {
+        let log = AuditLog::open(dir.path()).unwrap();
+        let mut started = run_started("kernel", &["web1"]);
+        started.command_line = redactor.redact_args(&[format!("--token={secret}")]);
+        let run = log.begin_run(started).unwrap();
+        // What the executor does with a step that echoed the secret.
+        let mut result = match sluice_audit::fixture::step_result("web1", "patch", true, "") {
+            sluice_audit::Payload::StepResult(r) => r,
+            _ => unreachable!(),
+        };
+        result.stdout = redactor.redact_capture(&sluice_audit::fixture::capture(&format!(
+            "token is {secret}\n"
+        )));
+        log.append(&run, sluice_audit::Payload::StepResult(result))
+            .unwrap();
+        run
+    };
+    let store = std::fs::read(dir.path().join(sluice_audit::STORE_FILE)).unwrap();
+    assert!(!store.windows(secret.len()).any(|w| w == secret.as_bytes()));
+    let export = sluice(dir.path(), &["audit", "export"]);
+    assert!(!stdout(&export).contains(secret));
+    let logs = sluice(dir.path(), &["logs", &run]);
+    assert_eq!(stdout(&logs), "==> web1 patch (exit 0) <==\ntoken is ***\n");
 }

@@ -399,3 +399,34 @@ fn concurrent_writers_keep_one_chain() {
     assert!(report.is_ok(), "{report:?}");
     assert_eq!(report.records, 1 + 4 * (20 + 5 * 2));
 }
+
+#[test]
+fn store_of_another_controller_is_refused() {
+    const META: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("meta");
+    let dir = tempfile::tempdir().unwrap();
+    drop(AuditLog::open(dir.path()).unwrap());
+    {
+        let db = redb::Database::open(dir.path().join(sluice_audit::STORE_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("controller", "elsewhere")
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let err = AuditLog::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(&err, AuditError::OtherController { owner, .. } if owner == "elsewhere"),
+        "{err}"
+    );
+}
+
+#[test]
+fn store_held_exclusively_elsewhere_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(AuditLog::open(dir.path()).unwrap());
+    // Another program holding the file for itself (redb's default, exclusive mode).
+    let _held = redb::Database::open(dir.path().join(sluice_audit::STORE_FILE)).unwrap();
+    let err = AuditLog::open(dir.path()).unwrap_err();
+    assert!(matches!(err, AuditError::Locked { .. }), "{err}");
+}

@@ -25,6 +25,7 @@ pub fn step_result(host: &str, step: &str, ok: bool, out: &str) -> Payload {
     Payload::StepResult(StepResult {
         host: host.to_string(),
         step: step.to_string(),
+        attempt: 1,
         exit: Exit::Code(if ok { 0 } else { 1 }),
         ok,
         duration_ms: 12,
@@ -40,6 +41,7 @@ pub fn step_intent(host: &str, step: &str) -> Payload {
         step: step.to_string(),
         command: format!("run {step}"),
         rollback: false,
+        attempt: 1,
     })
 }
 
@@ -97,6 +99,7 @@ pub fn seed_run(
             hosts: total,
             succeeded: total - failed,
             failed,
+            not_started: 0,
             budget: "1".into(),
             budget_hosts: 1,
             decision: if failed > 1 { "halt" } else { "continue" }.into(),

@@ -158,6 +158,9 @@ pub struct WaveDecided {
     pub hosts: u32,
     pub succeeded: u32,
     pub failed: u32,
+    /// Hosts of the wave that never started (the wave stopped first).
+    #[serde(default)]
+    pub not_started: u32,
     /// The failure budget as written in the plan (`"2"`, `"10%"`).
     pub budget: String,
     /// The budget in hosts for this wave.
@@ -176,6 +179,9 @@ pub struct StepIntent {
     /// A rollback step (tracked apart from forward steps of the same name).
     #[serde(default)]
     pub rollback: bool,
+    /// 1 for the first try, 2 for the first retry...
+    #[serde(default)]
+    pub attempt: u32,
 }
 
 /// How a command ended.
@@ -221,6 +227,8 @@ impl Capture {
 pub struct StepResult {
     pub host: String,
     pub step: String,
+    #[serde(default)]
+    pub attempt: u32,
     pub exit: Exit,
     pub ok: bool,
     pub duration_ms: u64,

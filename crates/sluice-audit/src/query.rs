@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::AuditError;
 use crate::record::{Approval, ApprovalScope, Capture, Exit, Payload, Record};
 use crate::store::{
-    ARTIFACTS, AuditLog, PLAN_APPROVALS, RECORDS, RUN_INDEX, RUNS, WAVE_APPROVALS, decode_record,
+    ARTIFACTS, AuditLog, PENDING_GATES, PLAN_APPROVALS, RECORDS, RUN_INDEX, RUNS, WAVE_APPROVALS,
+    decode_record,
 };
 
 /// One run at a glance, kept up to date with every record of the run.
@@ -117,6 +118,15 @@ impl RunSummary {
         };
         Some(end.as_second() - start.as_second())
     }
+}
+
+/// A run waiting at an approval gate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PendingGate {
+    pub run: String,
+    pub wave: String,
+    pub since: String,
+    pub seq: u64,
 }
 
 /// The captured output of one step on one host.
@@ -261,6 +271,26 @@ impl AuditLog {
             ) => Ok(Some(approval)),
             _ => Ok(None),
         }
+    }
+
+    /// Gates runs are waiting at, oldest first: (record of the request, run, wave).
+    pub fn pending_approvals(&self) -> Result<Vec<PendingGate>, AuditError> {
+        let txn = self.read()?;
+        let gates = txn.open_table(PENDING_GATES).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in gates.iter().map_err(|e| self.err(e))? {
+            let (key, seq) = item.map_err(|e| self.err(e))?;
+            let (run, wave) = key.value();
+            let record = self.record_in(&txn, seq.value())?;
+            out.push(PendingGate {
+                run: run.to_string(),
+                wave: wave.to_string(),
+                since: record.at,
+                seq: record.seq,
+            });
+        }
+        out.sort_by_key(|g| g.seq);
+        Ok(out)
     }
 
     /// A stored plan artifact by hash.

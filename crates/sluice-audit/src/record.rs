@@ -53,6 +53,7 @@ impl Entry {
 pub enum Payload {
     RunStarted(RunStarted),
     PlanArtifactStored(PlanArtifactStored),
+    ApprovalRequested(ApprovalRequested),
     Approval(Approval),
     LeaseTaken(LeaseChange),
     LeaseReleased(LeaseChange),
@@ -72,6 +73,7 @@ impl Payload {
         match self {
             Payload::RunStarted(_) => "run_started",
             Payload::PlanArtifactStored(_) => "plan_artifact_stored",
+            Payload::ApprovalRequested(_) => "approval_requested",
             Payload::Approval(_) => "approval",
             Payload::LeaseTaken(_) => "lease_taken",
             Payload::LeaseReleased(_) => "lease_released",
@@ -120,6 +122,12 @@ pub enum ApprovalScope {
     Plan { plan_hash: String },
     /// The approval gate before a wave of a waiting run, by wave name.
     Wave { wave: String },
+}
+
+/// A run reached a wave with an approval gate and waits (`sluice approve RUN --wave W`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRequested {
+    pub wave: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -33,6 +33,9 @@ pub(crate) const PLAN_APPROVALS: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("plan_approvals");
 pub(crate) const WAVE_APPROVALS: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("wave_approvals");
+/// Gates a run waits at: (run, wave) → seq of the `approval_requested` record.
+pub(crate) const PENDING_GATES: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("pending_gates");
 pub(crate) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 
@@ -144,6 +147,7 @@ impl AuditLog {
             txn.open_table(PLAN_APPROVALS).map_err(|e| self.err(e))?;
             txn.open_table(WAVE_APPROVALS).map_err(|e| self.err(e))?;
             txn.open_table(LEASES).map_err(|e| self.err(e))?;
+            txn.open_table(PENDING_GATES).map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))
     }
@@ -417,8 +421,34 @@ impl Tx<'_> {
                     self.table(WAVE_APPROVALS)?
                         .insert((run, wave.as_str()), seq)
                         .map_err(|e| self.log.err(e))?;
+                    self.table(PENDING_GATES)?
+                        .remove((run, wave.as_str()))
+                        .map_err(|e| self.log.err(e))?;
                 }
             },
+            Payload::ApprovalRequested(requested) => {
+                self.table(PENDING_GATES)?
+                    .insert((run, requested.wave.as_str()), seq)
+                    .map_err(|e| self.log.err(e))?;
+            }
+            Payload::RunFinished(_) => {
+                // A finished run waits for nothing.
+                let mut gates = self.table(PENDING_GATES)?;
+                let mut waves = Vec::new();
+                for item in gates.range((run, "")..).map_err(|e| self.log.err(e))? {
+                    let (key, _) = item.map_err(|e| self.log.err(e))?;
+                    let (gate_run, wave) = key.value();
+                    if gate_run != run {
+                        break;
+                    }
+                    waves.push(wave.to_string());
+                }
+                for wave in &waves {
+                    gates
+                        .remove((run, wave.as_str()))
+                        .map_err(|e| self.log.err(e))?;
+                }
+            }
             _ => {}
         }
         let summary = summary.get_or_insert_with(|| RunSummary::new(run));

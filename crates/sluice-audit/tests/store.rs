@@ -430,3 +430,40 @@ fn store_held_exclusively_elsewhere_is_a_clear_error() {
     let err = AuditLog::open(dir.path()).unwrap_err();
     assert!(matches!(err, AuditError::Locked { .. }), "{err}");
 }
+
+#[test]
+fn pending_gates_clear_on_approval_or_finish() {
+    let (_dir, log) = store();
+    let mut started = run_started("p", &["a"]);
+    started.waves = vec!["canary".into(), "rest".into()];
+    let run = log.begin_run(started.clone()).unwrap();
+    let other = log.begin_run(started).unwrap();
+    let request = |wave: &str| {
+        Payload::ApprovalRequested(sluice_audit::ApprovalRequested { wave: wave.into() })
+    };
+    log.append(&run, request("rest")).unwrap();
+    log.append(&other, request("canary")).unwrap();
+    let pending: Vec<(String, String)> = log
+        .pending_approvals()
+        .unwrap()
+        .into_iter()
+        .map(|g| (g.run, g.wave))
+        .collect();
+    assert_eq!(
+        pending,
+        [
+            (run.clone(), "rest".to_string()),
+            (other.clone(), "canary".to_string())
+        ]
+    );
+    log.approve_wave(&run, "rest", "bob", None, false).unwrap();
+    log.append(
+        &other,
+        Payload::RunFinished(sluice_audit::RunFinished {
+            status: "aborted".into(),
+            exit_code: 4,
+        }),
+    )
+    .unwrap();
+    assert!(log.pending_approvals().unwrap().is_empty());
+}

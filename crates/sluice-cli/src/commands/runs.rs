@@ -57,6 +57,12 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
             s.operator
         ));
     }
+    for gate in log.pending_approvals().map_err(audit_error)? {
+        table.push_str(&format!(
+            "\nrun {} waits for approval of wave {} (since {}): sluice approve {} --wave {} --by NAME\n",
+            gate.run, gate.wave, gate.since, gate.run, gate.wave
+        ));
+    }
     console.text(table);
     Ok(exit::OK)
 }

@@ -73,6 +73,10 @@ fn describe(record: &Record) -> String {
             s.command_line.join(" ")
         ),
         Payload::PlanArtifactStored(p) => format!("plan {}", p.plan_hash),
+        Payload::ApprovalRequested(r) => format!(
+            "waiting for approval of wave {0}: sluice approve {1} --wave {0} --by NAME",
+            r.wave, record.run
+        ),
         Payload::Approval(a) => {
             let what = match &a.scope {
                 sluice_audit::ApprovalScope::Plan { plan_hash } => format!("plan {plan_hash}"),

@@ -80,6 +80,13 @@ impl AuditLog {
     }
 
     fn open_file(path: &Path, create: bool) -> Result<AuditLog, AuditError> {
+        // Two first runs starting at once must not both initialise a new file: whether the
+        // store exists is decided, and a new one created, under a lock.
+        let _creating = if create {
+            Some(CreateLock::take(path)?)
+        } else {
+            None
+        };
         let exists = path.exists();
         if !exists && !create {
             return Err(AuditError::Missing {
@@ -276,6 +283,36 @@ impl AuditLog {
             };
             tx.append(Entry::new(run, Payload::Approval(approval)))
         })
+    }
+}
+
+/// An exclusive `flock` on `audit.redb.lock`, held while the store is opened or created.
+struct CreateLock {
+    _file: std::fs::File,
+}
+
+impl CreateLock {
+    fn take(store: &Path) -> Result<CreateLock, AuditError> {
+        use std::os::fd::AsRawFd;
+        let path = store.with_extension("redb.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| AuditError::CreateStateDir {
+                path: path.clone(),
+                source,
+            })?;
+        // SAFETY: flock on a descriptor we own; the lock is released when the file is closed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if rc != 0 {
+            return Err(AuditError::CreateStateDir {
+                path,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(CreateLock { _file: file })
     }
 }
 

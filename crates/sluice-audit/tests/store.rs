@@ -467,3 +467,23 @@ fn pending_gates_clear_on_approval_or_finish() {
     .unwrap();
     assert!(log.pending_approvals().unwrap().is_empty());
 }
+
+#[test]
+fn first_opens_racing_create_one_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let path = dir.path().to_path_buf();
+            std::thread::spawn(move || {
+                let log = AuditLog::open(&path).unwrap();
+                log.begin_run(run_started("p", &["a"])).unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let log = AuditLog::open_existing(dir.path()).unwrap();
+    assert_eq!(log.list_runs().unwrap().len(), 4);
+    assert!(log.verify().unwrap().is_ok());
+}

@@ -55,7 +55,7 @@ pub use query::{PendingGate, RunSummary, StepOutput};
 pub use record::{
     Approval, ApprovalRequested, ApprovalScope, Capture, Entry, Exit, HealthResult, LeaseChange,
     Payload, PlanArtifactStored, Record, RunFinished, RunStarted, StepIntent, StepResult,
-    UnknownChoice, UnknownStepsResolved, WaveDecided, WaveStarted,
+    UnknownChoice, UnknownStepsResolved, WaveDecided, WaveStarted, is_plan_run, plan_run_id,
 };
 pub use redact::Redactor;
 pub use state_dir::{STORE_FILE, resolve_state_dir};

@@ -94,7 +94,7 @@ impl RunSummary {
     /// A run recorded as `running` whose process is gone (no lease held by a live process of this
     /// controller) is shown as `interrupted`: `sluice resume` carries it on.
     pub(crate) fn mark_interrupted(&mut self, leases: &[crate::lease::Lease], controller: &str) {
-        if self.status != "running" {
+        if self.status != "running" || crate::record::is_plan_run(&self.run) {
             return;
         }
         let alive = leases.iter().any(|l| {
@@ -150,7 +150,7 @@ impl AuditLog {
         let mut out = Vec::new();
         for item in runs.iter().map_err(|e| self.err(e))? {
             let (run, bytes) = item.map_err(|e| self.err(e))?;
-            if run.value().starts_with("plan:") {
+            if crate::record::is_plan_run(run.value()) {
                 continue;
             }
             out.push(RunSummary::decode(bytes.value(), self.path(), run.value())?);

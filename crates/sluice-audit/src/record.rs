@@ -30,6 +30,17 @@ impl Record {
     }
 }
 
+/// Plan approvals belong to no run: they are recorded under a pseudo-run per plan hash,
+/// `plan:<first 12 hex digits>`, which `sluice runs` does not list.
+pub fn plan_run_id(plan_hash: &str) -> String {
+    format!("plan:{}", plan_hash.get(..12).unwrap_or(plan_hash))
+}
+
+/// Whether a run id is a plan's pseudo-run ([`plan_run_id`]).
+pub fn is_plan_run(run: &str) -> bool {
+    run.starts_with("plan:")
+}
+
 /// What a caller hands to the store: a run and what happened. The store adds sequence number,
 /// time and hashes.
 #[derive(Clone, Debug, PartialEq, Eq)]

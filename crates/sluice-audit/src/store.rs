@@ -221,8 +221,8 @@ impl AuditLog {
     }
 
     /// Records an approval of a plan artifact, bound to its exact hash, and stores the artifact
-    /// (once per hash) in the same commit. Plan approvals belong to no run; they are recorded
-    /// under the pseudo-run `plan:<first 12 hex digits of the hash>`.
+    /// (once per hash) in the same commit, under the plan's pseudo-run
+    /// ([`crate::record::plan_run_id`]).
     pub fn approve_plan(
         &self,
         plan_hash: &str,
@@ -230,7 +230,7 @@ impl AuditLog {
         by: &str,
         comment: Option<String>,
     ) -> Result<Appended, AuditError> {
-        let run = format!("plan:{}", plan_hash.get(..12).unwrap_or(plan_hash));
+        let run = crate::record::plan_run_id(plan_hash);
         let approval = Approval {
             scope: ApprovalScope::Plan {
                 plan_hash: plan_hash.to_string(),

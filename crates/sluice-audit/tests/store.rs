@@ -487,3 +487,15 @@ fn first_opens_racing_create_one_store() {
     assert_eq!(log.list_runs().unwrap().len(), 4);
     assert!(log.verify().unwrap().is_ok());
 }
+
+#[test]
+fn plan_pseudo_run_is_shown_but_not_listed() {
+    let (_dir, log) = store();
+    log.approve_plan("bbbb2222cccc3333", None, "bob", None)
+        .unwrap();
+    assert!(log.list_runs().unwrap().is_empty());
+    let run = sluice_audit::plan_run_id("bbbb2222cccc3333");
+    assert_eq!(run, "plan:bbbb2222cccc");
+    assert_eq!(log.run_summary(&run).unwrap().status, "running");
+    assert_eq!(log.run_records(&run).unwrap()[0].kind(), "approval");
+}

@@ -100,9 +100,12 @@ impl AuditLog {
         };
         let mut emit = |seq: u64, bytes: &[u8]| -> Result<(), AuditError> {
             let record = crate::store::decode_record(self.path(), seq, bytes)?;
-            // Lines are the stored bytes re-serialised from the record type, so a line has
-            // exactly the fields that were hashed.
-            write_line(out, &record).map_err(AuditError::Write)?;
+            // Lines are the stored bytes verbatim (compact JSON, one line), not re-serialised
+            // from today's record type: a field added to a payload type later must not change
+            // what an old record's hash was computed over.
+            out.write_all(bytes)
+                .and_then(|()| out.write_all(b"\n"))
+                .map_err(AuditError::Write)?;
             end.records += 1;
             end.last_seq = record.seq;
             end.last_hash = record.hash;
@@ -268,8 +271,10 @@ pub fn salvage(
             for item in records.iter().map_err(|e| e.to_string())? {
                 match item {
                     Ok((seq, bytes)) => match serde_json::from_slice::<Value>(bytes.value()) {
-                        Ok(value) => {
-                            write_line(out, &value).map_err(|e| e.to_string())?;
+                        Ok(_) => {
+                            out.write_all(bytes.value())
+                                .and_then(|()| out.write_all(b"\n"))
+                                .map_err(|e| e.to_string())?;
                             written += 1;
                         }
                         Err(err) => problems.push(format!("record {}: {err}", seq.value())),

@@ -31,8 +31,11 @@ pub(crate) const RUN_INDEX: TableDefinition<(&str, u64), ()> = TableDefinition::
 pub(crate) const ARTIFACTS: TableDefinition<&str, u64> = TableDefinition::new("artifacts");
 pub(crate) const PLAN_APPROVALS: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("plan_approvals");
-pub(crate) const WAVE_APPROVALS: TableDefinition<(&str, u32), u64> =
+pub(crate) const WAVE_APPROVALS: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("wave_approvals");
+/// Gates a run waits at: (run, wave) → seq of the `approval_requested` record.
+pub(crate) const PENDING_GATES: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("pending_gates");
 pub(crate) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 
@@ -77,6 +80,13 @@ impl AuditLog {
     }
 
     fn open_file(path: &Path, create: bool) -> Result<AuditLog, AuditError> {
+        // Two first runs starting at once must not both initialise a new file: whether the
+        // store exists is decided, and a new one created, under a lock.
+        let _creating = if create {
+            Some(CreateLock::take(path)?)
+        } else {
+            None
+        };
         let exists = path.exists();
         if !exists && !create {
             return Err(AuditError::Missing {
@@ -144,6 +154,7 @@ impl AuditLog {
             txn.open_table(PLAN_APPROVALS).map_err(|e| self.err(e))?;
             txn.open_table(WAVE_APPROVALS).map_err(|e| self.err(e))?;
             txn.open_table(LEASES).map_err(|e| self.err(e))?;
+            txn.open_table(PENDING_GATES).map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))
     }
@@ -206,64 +217,102 @@ impl AuditLog {
         plan_hash: &str,
         artifact: serde_json::Value,
     ) -> Result<Option<Appended>, AuditError> {
-        self.write(|tx| {
-            let stored = tx.table(ARTIFACTS)?;
-            if stored.get(plan_hash).map_err(|e| self.err(e))?.is_some() {
-                return Ok(None);
-            }
-            drop(stored);
-            let payload = Payload::PlanArtifactStored(PlanArtifactStored {
-                plan_hash: plan_hash.to_string(),
-                artifact,
-            });
-            tx.append(Entry::new(run, payload)).map(Some)
-        })
+        self.write(|tx| tx.store_artifact(run, plan_hash, artifact))
     }
 
-    /// Records an approval of a plan artifact, bound to its exact hash. Plan approvals belong to
-    /// no run; they are recorded under the pseudo-run `plan:<first 12 hex digits>`.
+    /// Records an approval of a plan artifact, bound to its exact hash, and stores the artifact
+    /// (once per hash) in the same commit, under the plan's pseudo-run
+    /// ([`crate::record::plan_run_id`]).
     pub fn approve_plan(
         &self,
         plan_hash: &str,
+        artifact: Option<serde_json::Value>,
         by: &str,
         comment: Option<String>,
     ) -> Result<Appended, AuditError> {
-        let run = format!("plan:{}", plan_hash.get(..12).unwrap_or(plan_hash));
+        let run = crate::record::plan_run_id(plan_hash);
         let approval = Approval {
             scope: ApprovalScope::Plan {
                 plan_hash: plan_hash.to_string(),
             },
             by: by.to_string(),
             comment,
+            refused: false,
         };
-        self.append(&run, Payload::Approval(approval))
+        self.write(|tx| {
+            if let Some(artifact) = artifact {
+                tx.store_artifact(&run, plan_hash, artifact)?;
+            }
+            tx.append(Entry::new(&run, Payload::Approval(approval)))
+        })
     }
 
-    /// Releases the approval gate before `wave` of a waiting run.
+    /// Answers the approval gate before `wave` (a name, or a 0-based index) of a waiting run:
+    /// approved, or `refused`. The executor polls [`AuditLog::wave_approved`] with the name.
     pub fn approve_wave(
         &self,
         run: &str,
-        wave: u32,
+        wave: &str,
         by: &str,
         comment: Option<String>,
+        refused: bool,
     ) -> Result<Appended, AuditError> {
         self.write(|tx| {
             let summary = tx.run_summary(run)?.ok_or_else(|| AuditError::UnknownRun {
                 run: run.to_string(),
             })?;
-            if summary.waves > 0 && wave >= summary.waves {
+            let name = if summary.waves.iter().any(|w| w == wave) {
+                wave.to_string()
+            } else if let Some(name) = wave
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| summary.waves.get(i))
+            {
+                name.clone()
+            } else {
                 return Err(AuditError::UnknownWave {
                     run: run.to_string(),
-                    wave,
+                    wave: wave.to_string(),
                 });
-            }
+            };
             let approval = Approval {
-                scope: ApprovalScope::Wave { wave },
+                scope: ApprovalScope::Wave { wave: name },
                 by: by.to_string(),
                 comment,
+                refused,
             };
             tx.append(Entry::new(run, Payload::Approval(approval)))
         })
+    }
+}
+
+/// An exclusive `flock` on `audit.redb.lock`, held while the store is opened or created.
+struct CreateLock {
+    _file: std::fs::File,
+}
+
+impl CreateLock {
+    fn take(store: &Path) -> Result<CreateLock, AuditError> {
+        use std::os::fd::AsRawFd;
+        let path = store.with_extension("redb.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| AuditError::CreateStateDir {
+                path: path.clone(),
+                source,
+            })?;
+        // SAFETY: flock on a descriptor we own; the lock is released when the file is closed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if rc != 0 {
+            return Err(AuditError::CreateStateDir {
+                path,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(CreateLock { _file: file })
     }
 }
 
@@ -272,7 +321,6 @@ fn open_error(path: &Path, err: DatabaseError) -> AuditError {
         DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => {
             AuditError::Locked {
                 path: path.to_path_buf(),
-                holder: String::new(),
             }
         }
         DatabaseError::Storage(StorageError::Io(io))
@@ -310,7 +358,7 @@ impl Tx<'_> {
     }
 
     /// A run id that sorts by start time: `YYYYMMDD-HHMMSS-xxxx`.
-    fn new_run_id(&self) -> Result<String, AuditError> {
+    pub(crate) fn new_run_id(&self) -> Result<String, AuditError> {
         let now = jiff::Timestamp::now();
         let stamp = now.strftime("%Y%m%d-%H%M%S").to_string();
         let runs = self.table(RUNS)?;
@@ -328,6 +376,28 @@ impl Tx<'_> {
             }
             salt = salt.wrapping_add(1);
         }
+    }
+
+    fn store_artifact(
+        &mut self,
+        run: &str,
+        plan_hash: &str,
+        artifact: serde_json::Value,
+    ) -> Result<Option<Appended>, AuditError> {
+        let stored = self.table(ARTIFACTS)?;
+        if stored
+            .get(plan_hash)
+            .map_err(|e| self.log.err(e))?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        drop(stored);
+        let payload = Payload::PlanArtifactStored(PlanArtifactStored {
+            plan_hash: plan_hash.to_string(),
+            artifact,
+        });
+        self.append(Entry::new(run, payload)).map(Some)
     }
 
     /// Appends one record at the chain's tip and updates the indexes.
@@ -386,10 +456,36 @@ impl Tx<'_> {
                 }
                 ApprovalScope::Wave { wave } => {
                     self.table(WAVE_APPROVALS)?
-                        .insert((run, *wave), seq)
+                        .insert((run, wave.as_str()), seq)
+                        .map_err(|e| self.log.err(e))?;
+                    self.table(PENDING_GATES)?
+                        .remove((run, wave.as_str()))
                         .map_err(|e| self.log.err(e))?;
                 }
             },
+            Payload::ApprovalRequested(requested) => {
+                self.table(PENDING_GATES)?
+                    .insert((run, requested.wave.as_str()), seq)
+                    .map_err(|e| self.log.err(e))?;
+            }
+            Payload::RunFinished(_) => {
+                // A finished run waits for nothing.
+                let mut gates = self.table(PENDING_GATES)?;
+                let mut waves = Vec::new();
+                for item in gates.range((run, "")..).map_err(|e| self.log.err(e))? {
+                    let (key, _) = item.map_err(|e| self.log.err(e))?;
+                    let (gate_run, wave) = key.value();
+                    if gate_run != run {
+                        break;
+                    }
+                    waves.push(wave.to_string());
+                }
+                for wave in &waves {
+                    gates
+                        .remove((run, wave.as_str()))
+                        .map_err(|e| self.log.err(e))?;
+                }
+            }
             _ => {}
         }
         let summary = summary.get_or_insert_with(|| RunSummary::new(run));

@@ -1,7 +1,7 @@
 //! Tamper tests: every edit, deletion, insertion, reordering or truncation of an export, and an
 //! edit inside the store, is detected at the right sequence number.
 
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use sluice_audit::fixture::{run_started, step_intent, step_result};
 use sluice_audit::{AuditLog, Entry, VerifyReport, verify_export};
 
@@ -201,4 +201,23 @@ fn edited_record_in_the_store_is_reported_by_verify() {
     let broken = report.broken.unwrap();
     assert_eq!(broken.seq, 4, "{broken}");
     assert_eq!(report.records, 3);
+}
+
+#[test]
+fn export_lines_are_the_stored_bytes() {
+    // A record written by an older sluice (without fields added since, e.g. `attempt`) must
+    // export and verify unchanged; so export copies stored bytes rather than re-serialising.
+    const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
+    let (dir, log, _, _) = seeded();
+    drop(log);
+    let stored = {
+        let db = redb::Database::open(dir.path().join(sluice_audit::STORE_FILE)).unwrap();
+        let txn = db.begin_read().unwrap();
+        let records = txn.open_table(RECORDS).unwrap();
+        let bytes = records.get(3).unwrap().unwrap().value().to_vec();
+        String::from_utf8(bytes).unwrap()
+    };
+    let log = AuditLog::open_existing(dir.path()).unwrap();
+    let lines = export(&log, None);
+    assert_eq!(lines[2], stored);
 }

@@ -4,4 +4,10 @@
 pub mod plan;
 pub mod validate;
 pub mod apply;
+pub mod approve;
+pub mod audit;
+pub mod logs;
+pub mod runs;
+pub mod show;
+pub mod unlock;
 pub mod version;

@@ -149,8 +149,12 @@ pub fn verify_export(reader: impl BufRead) -> Result<VerifyReport, AuditError> {
     for line in lines {
         line_no += 1;
         let text = line.map_err(AuditError::Write)?;
+        if end.is_some() && text.trim().is_empty() {
+            // Blank lines after the end (an editor's or a mailer's) change no record.
+            continue;
+        }
         if end.is_some() {
-            // Anything after the end line was appended to the file.
+            // Anything else after the end line was appended to the file.
             end = None;
             unreadable = Some(line_no);
             break;

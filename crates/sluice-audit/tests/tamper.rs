@@ -127,8 +127,11 @@ fn inserted_line_is_detected_where_it_was_inserted() {
     check(&lines, |l| l.insert(5, l[2].clone()), 6);
     // A copy of the record just before.
     check(&lines, |l| l.insert(5, l[4].clone()), 5);
-    // A line after the end line.
+    // A line after the end line (blank lines there are harmless).
     check(&lines, |l| l.push(l[0].clone()), 9);
+    let mut padded = lines.clone();
+    padded.push(String::new());
+    assert!(verify(&padded).is_ok());
 }
 
 #[test]

@@ -82,9 +82,13 @@ impl AuditLog {
 
     fn open_file(path: &Path, create: bool) -> Result<AuditLog, AuditError> {
         // Two first runs starting at once must not both initialise a new file: whether the
-        // store exists is decided, and a new one created, under a lock.
+        // store exists is decided, and a new one created, under a lock. A reader takes it too
+        // when it can (so it never sees a half-initialised file) but does not need it: the
+        // state directory may be read-only to it.
         let _creating = if create {
             Some(CreateLock::take(path)?)
+        } else if path.exists() {
+            CreateLock::take(path).ok()
         } else {
             None
         };

@@ -87,6 +87,9 @@ pub enum AuditError {
     #[error("run {run} holds no leases")]
     NoLeases { run: String },
 
+    #[error("cannot read the export: {0}")]
+    Read(#[source] std::io::Error),
+
     #[error("cannot write the export: {0}")]
     Write(#[source] std::io::Error),
 }

@@ -11,6 +11,7 @@
 //! redb lets one write transaction at a time through, across processes, and every append reads the
 //! chain's tip inside its transaction, so interleaved appends still form one chain.
 
+use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
@@ -81,9 +82,13 @@ impl AuditLog {
 
     fn open_file(path: &Path, create: bool) -> Result<AuditLog, AuditError> {
         // Two first runs starting at once must not both initialise a new file: whether the
-        // store exists is decided, and a new one created, under a lock.
+        // store exists is decided, and a new one created, under a lock. A reader takes it too
+        // when it can (so it never sees a half-initialised file) but does not need it: the
+        // state directory may be read-only to it.
         let _creating = if create {
             Some(CreateLock::take(path)?)
+        } else if path.exists() {
+            CreateLock::take(path).ok()
         } else {
             None
         };
@@ -183,8 +188,13 @@ impl AuditLog {
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, AuditError>,
     ) -> Result<T, AuditError> {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        let mut tx = Tx { log: self, txn };
+        let mut tx = Tx {
+            log: self,
+            txn,
+            summaries: BTreeMap::new(),
+        };
         let value = f(&mut tx)?;
+        tx.flush_summaries()?;
         tx.txn.commit().map_err(|e| self.err(e))?;
         Ok(value)
     }
@@ -258,16 +268,15 @@ impl AuditLog {
         refused: bool,
     ) -> Result<Appended, AuditError> {
         self.write(|tx| {
-            let summary = tx.run_summary(run)?.ok_or_else(|| AuditError::UnknownRun {
-                run: run.to_string(),
-            })?;
-            let name = if summary.waves.iter().any(|w| w == wave) {
+            let waves = tx
+                .run_summary(run)?
+                .map(|s| s.waves.clone())
+                .ok_or_else(|| AuditError::UnknownRun {
+                    run: run.to_string(),
+                })?;
+            let name = if waves.iter().any(|w| w == wave) {
                 wave.to_string()
-            } else if let Some(name) = wave
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| summary.waves.get(i))
-            {
+            } else if let Some(name) = wave.parse::<usize>().ok().and_then(|i| waves.get(i)) {
                 name.clone()
             } else {
                 return Err(AuditError::UnknownWave {
@@ -339,6 +348,9 @@ fn open_error(path: &Path, err: DatabaseError) -> AuditError {
 pub(crate) struct Tx<'a> {
     pub(crate) log: &'a AuditLog,
     pub(crate) txn: WriteTransaction,
+    /// Run summaries read or changed in this transaction, written once at commit: a batch of
+    /// many records of one run encodes its summary once, not once per record.
+    summaries: BTreeMap<String, RunSummary>,
 }
 
 impl Tx<'_> {
@@ -349,12 +361,35 @@ impl Tx<'_> {
         self.txn.open_table(def).map_err(|e| self.log.err(e))
     }
 
-    pub(crate) fn run_summary(&self, run: &str) -> Result<Option<RunSummary>, AuditError> {
-        let runs = self.table(RUNS)?;
-        let value = runs.get(run).map_err(|e| self.log.err(e))?;
-        value
-            .map(|v| RunSummary::decode(v.value(), &self.log.path, run))
-            .transpose()
+    pub(crate) fn run_summary(&mut self, run: &str) -> Result<Option<&RunSummary>, AuditError> {
+        if !self.summaries.contains_key(run) {
+            let stored = {
+                let runs = self.table(RUNS)?;
+                let value = runs.get(run).map_err(|e| self.log.err(e))?;
+                value
+                    .map(|v| RunSummary::decode(v.value(), &self.log.path, run))
+                    .transpose()?
+            };
+            match stored {
+                Some(summary) => self.summaries.insert(run.to_string(), summary),
+                None => return Ok(None),
+            };
+        }
+        Ok(self.summaries.get(run))
+    }
+
+    fn flush_summaries(&mut self) -> Result<(), AuditError> {
+        let mut runs = self.table(RUNS)?;
+        for (run, summary) in &self.summaries {
+            let encoded = serde_json::to_vec(summary).map_err(|source| AuditError::Encode {
+                run: run.clone(),
+                kind: "run summary",
+                source,
+            })?;
+            runs.insert(run.as_str(), encoded.as_slice())
+                .map_err(|e| self.log.err(e))?;
+        }
+        Ok(())
     }
 
     /// A run id that sorts by start time: `YYYYMMDD-HHMMSS-xxxx`.
@@ -414,16 +449,16 @@ impl Tx<'_> {
                 }
             }
         };
-        let mut summary = self.run_summary(&entry.run)?;
+        let run_prev_hash = self
+            .run_summary(&entry.run)?
+            .map_or_else(|| GENESIS.to_string(), |s| s.last_hash.clone());
         let mut record = Record {
             seq: prev_seq + 1,
             at: jiff::Timestamp::now().to_string(),
             run: entry.run,
             payload: entry.payload,
             prev_hash,
-            run_prev_hash: summary
-                .as_ref()
-                .map_or_else(|| GENESIS.to_string(), |s| s.last_hash.clone()),
+            run_prev_hash,
             hash: String::new(),
         };
         let (run_name, kind) = (record.run.clone(), record.payload.kind());
@@ -488,12 +523,10 @@ impl Tx<'_> {
             }
             _ => {}
         }
-        let summary = summary.get_or_insert_with(|| RunSummary::new(run));
-        summary.apply(&record);
-        let encoded = serde_json::to_vec(summary).map_err(encode)?;
-        self.table(RUNS)?
-            .insert(run, encoded.as_slice())
-            .map_err(|e| self.log.err(e))?;
+        self.summaries
+            .entry(record.run.clone())
+            .or_insert_with(|| RunSummary::new(&record.run))
+            .apply(&record);
         Ok(Appended {
             seq,
             hash: record.hash,

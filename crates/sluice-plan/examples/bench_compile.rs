@@ -1,0 +1,135 @@
+//! Planner benchmark: compiles a plan of 10 steps against an inventory of N hosts (default
+//! 100,000) and prints the time of each phase and the process's peak memory (VmHWM).
+//!
+//! `cargo run --release -p sluice-plan --example bench_compile [-- HOSTS]`
+//! Figures are recorded in docs/benchmarks.md.
+
+use std::fmt::Write;
+use std::time::Instant;
+
+fn inventory(hosts: usize) -> String {
+    let mut t = String::from("defaults: { user: deploy, host_key_checking: strict }\nhosts:\n");
+    for i in 0..hosts {
+        let _ = writeln!(
+            t,
+            "  h{i:06}: {{ address: 10.{}.{}.{} }}",
+            i / 65536,
+            i / 256 % 256,
+            i % 256
+        );
+    }
+    t.push_str("groups:\n");
+    for g in 0..hosts.div_ceil(1000) {
+        let members: Vec<String> = (g * 1000..((g + 1) * 1000).min(hosts))
+            .map(|i| format!("h{i:06}"))
+            .collect();
+        let _ = writeln!(
+            t,
+            "  rack{g}: {{ hosts: [{}], vars: {{ rack: r{g} }} }}",
+            members.join(", ")
+        );
+    }
+    let racks: Vec<String> = (0..hosts.div_ceil(1000))
+        .map(|g| format!("rack{g}"))
+        .collect();
+    let _ = writeln!(
+        t,
+        "  fleet: {{ children: [{}], vars: {{ tier: web }} }}",
+        racks.join(", ")
+    );
+    t
+}
+
+const PLAN: &str = r#"
+name: bench
+ticket: BENCH-1
+targets: [fleet]
+vars: { version: "3.0.15", pool: web }
+secrets: { tok: { env: TOK } }
+waves:
+  - { name: canary, size: 1 }
+  - { name: one-percent, size: 1%, pause: 5m }
+  - { name: ten-percent, size: 10%, approval: true }
+  - { name: rest, size: 100% }
+concurrency: 200
+failure: { max_failed: 1%, action: rollback }
+health:
+  checks:
+    - { name: app, http: "http://{{host.address}}:8080/healthz" }
+steps:
+  - { id: current, run: "dpkg-query -W openssl", register: old }
+  - { id: drain, run: "lbctl --token {{secrets.tok}} --pool {{vars.pool}} drain {{host.name}}", undo: "lbctl --token {{secrets.tok}} undrain {{host.name}}" }
+  - { id: stop, run: "systemctl stop app" }
+  - { id: install, after: [current, stop], run: "apt-get install -y openssl={{vars.version}}", undo: "apt-get install -y openssl={{old}}", skip_if: "dpkg -s openssl | grep -q {{vars.version}}" }
+  - { id: config, run: "echo rack={{vars.rack}} tier={{vars.tier}} > /etc/app/where" }
+  - { id: start, run: "systemctl start app" }
+  - { id: smoke, run: "curl -fsS http://{{host.address}}:8080/ready" }
+  - { id: warm, run: "app-warm --host {{host.name}}" }
+  - { id: undrain, run: "lbctl --token {{secrets.tok}} undrain {{host.name}}" }
+  - { id: log, run: "logger done {{vars.version}}" }
+"#;
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn main() {
+    let hosts: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100_000);
+    let inv = inventory(hosts);
+    println!(
+        "inventory: {hosts} hosts, {:.1} MiB of YAML; plan: 10 steps",
+        inv.len() as f64 / 1048576.0
+    );
+    let start = Instant::now();
+    let compiled =
+        match sluice_plan::compile_sources(("bench.yaml", PLAN), ("inventory.yaml", &inv), &[]) {
+            Ok(c) => c,
+            Err(e) => {
+                if let sluice_plan::PlanError::Invalid(diags) = &e {
+                    for d in diags {
+                        eprintln!("{d}");
+                    }
+                }
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        };
+    let compile = start.elapsed();
+    let a = &compiled.artifact;
+    println!(
+        "compile (parse, check, render, split, hash): {:.3} s",
+        compile.as_secs_f64()
+    );
+    println!(
+        "  {} hosts, {} waves, {} rendered host steps, hash {}",
+        a.hosts.len(),
+        a.waves.len(),
+        a.hosts.iter().map(|h| h.steps.len()).sum::<usize>(),
+        &a.plan_hash[..16]
+    );
+    let start = Instant::now();
+    let graph = sluice_plan::graph::execution_graph(a);
+    println!(
+        "execution graph: {} nodes, {} edges in {:.3} s",
+        graph.node_count(),
+        graph.edge_count(),
+        start.elapsed().as_secs_f64()
+    );
+    drop(graph);
+    let start = Instant::now();
+    let text = sluice_plan::to_file_text(a).map(|t| t.len()).unwrap_or(0);
+    println!(
+        "artifact JSON: {:.1} MiB in {:.3} s",
+        text as f64 / 1048576.0,
+        start.elapsed().as_secs_f64()
+    );
+    println!("peak memory (VmHWM): {:.0} MiB", peak_rss_mib());
+}

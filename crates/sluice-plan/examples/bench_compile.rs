@@ -78,6 +78,23 @@ fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// User + system CPU seconds of this process so far: on a shared, loaded machine this is a
+/// steadier figure than wall time.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // utime and stime are fields 14 and 15 of stat(5), i.e. 11 and 12 after the name; 100 Hz.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn main() {
     let hosts: usize = std::env::args()
         .nth(1)
@@ -89,6 +106,7 @@ fn main() {
         inv.len() as f64 / 1048576.0
     );
     let start = Instant::now();
+    let cpu_start = cpu_seconds();
     let compiled =
         match sluice_plan::compile_sources(("bench.yaml", PLAN), ("inventory.yaml", &inv), &[]) {
             Ok(c) => c,
@@ -103,10 +121,12 @@ fn main() {
             }
         };
     let compile = start.elapsed();
+    let compile_cpu = cpu_seconds() - cpu_start;
     let a = &compiled.artifact;
     println!(
-        "compile (parse, check, render, split, hash): {:.3} s",
-        compile.as_secs_f64()
+        "compile (parse, check, render, split, hash): {:.3} s wall, {:.2} s CPU",
+        compile.as_secs_f64(),
+        compile_cpu
     );
     println!(
         "  {} hosts, {} waves, {} rendered host steps, hash {}",
@@ -114,6 +134,10 @@ fn main() {
         a.waves.len(),
         a.hosts.iter().map(|h| h.steps.len()).sum::<usize>(),
         &a.plan_hash[..16]
+    );
+    println!(
+        "peak memory after compile (VmHWM): {:.0} MiB",
+        peak_rss_mib()
     );
     let start = Instant::now();
     let graph = sluice_plan::graph::execution_graph(a);
@@ -131,5 +155,8 @@ fn main() {
         text as f64 / 1048576.0,
         start.elapsed().as_secs_f64()
     );
-    println!("peak memory (VmHWM): {:.0} MiB", peak_rss_mib());
+    println!(
+        "peak memory after graph and JSON (VmHWM): {:.0} MiB",
+        peak_rss_mib()
+    );
 }

@@ -280,8 +280,13 @@ impl PlanArtifact {
     /// Streams the canonical JSON into the hasher: a 100,000-host artifact is hundreds of MiB
     /// of JSON, which never needs to exist as one buffer.
     fn hash_as_is(&self) -> Result<String, ArtifactHashError> {
-        let mut hasher = HashWriter(Sha256::new());
-        serde_json::to_writer(&mut hasher, self)?;
+        // serde_json writes a few bytes at a time; batching them makes hashing several times
+        // cheaper.
+        let mut buffered = std::io::BufWriter::with_capacity(1 << 16, HashWriter(Sha256::new()));
+        serde_json::to_writer(&mut buffered, self)?;
+        let hasher = buffered
+            .into_inner()
+            .map_err(|e| serde_json::Error::io(e.into_error()))?;
         Ok(hex::encode(hasher.0.finalize()))
     }
 

@@ -159,14 +159,30 @@ fn quoted(value: &str, quote: bool) -> String {
 /// readable (`3.0.15`, `web-1`); anything else is wrapped in single quotes, with embedded single
 /// quotes written as `'\''`.
 pub fn shell_quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    shell_quote_into(&mut out, value);
+    out
+}
+
+/// [`shell_quote`] appending to `out` (the planner renders millions of values).
+pub fn shell_quote_into(out: &mut String, value: &str) {
     let plain = !value.is_empty()
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b));
     if plain {
-        value.to_string()
+        out.push_str(value);
     } else {
-        format!("'{}'", value.replace('\'', r"'\''"))
+        out.push('\'');
+        let mut pieces = value.split('\'');
+        if let Some(first) = pieces.next() {
+            out.push_str(first);
+        }
+        for piece in pieces {
+            out.push_str(r"'\''");
+            out.push_str(piece);
+        }
+        out.push('\'');
     }
 }
 

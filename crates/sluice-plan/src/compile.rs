@@ -151,7 +151,7 @@ fn compile(
             connection: &connection,
             vars: &vars,
         };
-        let mut host_steps = Vec::new();
+        let mut host_steps = Vec::with_capacity(steps.order.len());
         for &i in &steps.order {
             let decl = &steps.decls[i];
             let is_once = decl.spec.run_once;

@@ -13,10 +13,11 @@
 //! ([`crate::command::Segment`]) with their quoting rule, which a text renderer cannot express,
 //! and strictness (every name must exist) is then the only mode.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::artifact::Connection;
-use crate::command::{RenderedCommand, Segment, shell_quote};
+use crate::command::{RenderedCommand, Segment, shell_quote_into};
 
 /// A template parsed once, rendered per host.
 #[derive(Clone, Debug, PartialEq)]
@@ -173,30 +174,49 @@ impl Template {
 
     /// Renders for one host. `registered_by` names the step that registers a bare name (the
     /// compiler has already checked that it is an ancestor).
+    ///
+    /// Runs once per (host, template): 3,000,000 times for 100,000 hosts × 10 steps, so text is
+    /// built in one pre-sized buffer and values are quoted straight into it.
     pub fn render(
         &self,
         scope: &Scope,
         registered_by: &dyn Fn(&str) -> Option<String>,
     ) -> Result<RenderedCommand, RenderProblem> {
         let mut segments: Vec<Segment> = Vec::new();
-        let push_text = |segments: &mut Vec<Segment>, t: &str| match segments.last_mut() {
-            Some(Segment::Text(prev)) => prev.push_str(t),
-            _ => segments.push(Segment::Text(t.to_string())),
+        let mut text = String::with_capacity(self.size_hint());
+        // Whether `text` is the open last segment. Tracked apart from `text.is_empty()`: an
+        // empty raw value still makes a (possibly empty) text segment, as it always has.
+        let mut open = false;
+        let close = |segments: &mut Vec<Segment>, text: &mut String, open: &mut bool| {
+            if std::mem::take(open) {
+                segments.push(Segment::Text(std::mem::take(text)));
+            }
         };
         for part in &self.parts {
             match part {
-                Part::Literal(t) => push_text(&mut segments, t),
+                Part::Literal(t) => {
+                    text.push_str(t);
+                    open = true;
+                }
                 Part::Ref(r) => match r.kind {
                     RefKind::Vars | RefKind::Host => {
                         let value = lookup(r, scope)?;
-                        let text = if r.raw { value } else { shell_quote(&value) };
-                        push_text(&mut segments, &text);
+                        if r.raw {
+                            text.push_str(&value);
+                        } else {
+                            shell_quote_into(&mut text, &value);
+                        }
+                        open = true;
                     }
-                    RefKind::Secret => segments.push(Segment::Secret {
-                        name: r.path[0].clone(),
-                        quote: !r.raw,
-                    }),
+                    RefKind::Secret => {
+                        close(&mut segments, &mut text, &mut open);
+                        segments.push(Segment::Secret {
+                            name: r.path[0].clone(),
+                            quote: !r.raw,
+                        });
+                    }
                     RefKind::Registered => {
+                        close(&mut segments, &mut text, &mut open);
                         let name = r.path[0].clone();
                         let step = registered_by(&name)
                             .ok_or_else(|| RenderProblem::Undefined(name.clone()))?;
@@ -209,13 +229,25 @@ impl Template {
                 },
             }
         }
+        close(&mut segments, &mut text, &mut open);
         Ok(RenderedCommand { segments })
+    }
+
+    /// Bytes of literal text plus a little per reference: usually the whole rendered length.
+    fn size_hint(&self) -> usize {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Literal(t) => t.len(),
+                Part::Ref(_) => 16,
+            })
+            .sum()
     }
 
     /// Renders text that is not a shell command (an URL, an address): nothing is quoted, and
     /// only plan-time references are allowed (the compiler checks that first).
     pub fn render_plain(&self, scope: &Scope) -> Result<String, RenderProblem> {
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.size_hint());
         for part in &self.parts {
             match part {
                 Part::Literal(t) => out.push_str(t),
@@ -226,33 +258,38 @@ impl Template {
     }
 }
 
-fn lookup(r: &Reference, scope: &Scope) -> Result<String, RenderProblem> {
+/// A reference's plan-time value, borrowed from the scope where it can be.
+fn lookup<'s>(r: &Reference, scope: &Scope<'s>) -> Result<Cow<'s, str>, RenderProblem> {
     if r.kind == RefKind::Host {
         let c = scope.connection;
         return match r.path[0].as_str() {
-            "name" => Ok(scope.host.to_string()),
-            "address" => Ok(c.address.clone()),
-            "port" => Ok(c.port.to_string()),
+            "name" => Ok(Cow::Borrowed(scope.host)),
+            "address" => Ok(Cow::Borrowed(c.address.as_str())),
+            "port" => Ok(Cow::Owned(c.port.to_string())),
             "user" => c
                 .user
-                .clone()
+                .as_deref()
+                .map(Cow::Borrowed)
                 .ok_or_else(|| RenderProblem::Undefined(r.to_string())),
-            "transport" => Ok(match c.transport {
-                crate::artifact::TransportKind::Ssh => "ssh".into(),
-                crate::artifact::TransportKind::Local => "local".into(),
-            }),
+            "transport" => Ok(Cow::Borrowed(match c.transport {
+                crate::artifact::TransportKind::Ssh => "ssh",
+                crate::artifact::TransportKind::Local => "local",
+            })),
             _ => Err(RenderProblem::Undefined(r.to_string())),
         };
     }
-    let mut value = scope.vars.get(&r.path[0]);
+    let vars: &'s BTreeMap<String, serde_json::Value> = scope.vars;
+    let mut value = vars.get(&r.path[0]);
     for key in &r.path[1..] {
         value = value.and_then(|v| v.get(key));
     }
     match value {
         None => Err(RenderProblem::Undefined(r.to_string())),
-        Some(serde_json::Value::String(s)) => Ok(s.clone()),
-        Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => Ok(v.to_string()),
-        Some(serde_json::Value::Null) => Ok(String::new()),
+        Some(serde_json::Value::String(s)) => Ok(Cow::Borrowed(s.as_str())),
+        Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => {
+            Ok(Cow::Owned(v.to_string()))
+        }
+        Some(serde_json::Value::Null) => Ok(Cow::Borrowed("")),
         Some(_) => Err(RenderProblem::NotScalar(r.to_string())),
     }
 }

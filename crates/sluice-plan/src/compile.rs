@@ -9,9 +9,10 @@
 //!    (step, variable) with the hosts it affects.
 //! 6. Assemble and seal the artifact.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::artifact::*;
+use crate::command::RenderedCommand;
 use crate::diagnostic::{Diagnostic, Diagnostics, Loc};
 use crate::error::PlanError;
 use crate::graph;
@@ -130,6 +131,37 @@ fn compile(
             .find(|s| s.spec.register.as_deref() == Some(name));
         Some(step.map_or_else(|| "?".to_string(), |s| s.spec.id.clone()))
     };
+    // A template without `host.` references and without a `vars.` name that some group or host
+    // sets renders the same for every host (the plan's vars and --var are the same for all):
+    // render it once, for the first host that needs it, and copy the result.
+    let inventory_vars: HashSet<&str> = inv
+        .groups
+        .iter()
+        .flat_map(|g| g.vars.keys())
+        .chain(inv.hosts.iter().flat_map(|h| h.vars.keys()))
+        .map(String::as_str)
+        .collect();
+    let shared = |t: &Option<Template>| {
+        t.as_ref().is_some_and(|t| {
+            t.references().all(|r| match r.kind {
+                RefKind::Host => false,
+                RefKind::Vars => !inventory_vars.contains(r.path[0].as_str()),
+                RefKind::Secret | RefKind::Registered => true,
+            })
+        })
+    };
+    let is_shared: Vec<[bool; 3]> = (0..steps.decls.len())
+        .map(|i| {
+            [
+                shared(&steps.run[i]),
+                shared(&steps.undo[i]),
+                shared(&steps.skip_if[i]),
+            ]
+        })
+        .collect();
+    type Rendered = Result<RenderedCommand, RenderProblem>;
+    let mut rendered_once: Vec<[Option<Rendered>; 3]> =
+        (0..steps.decls.len()).map(|_| [None, None, None]).collect();
     let mut host_plans = Vec::with_capacity(hosts.len());
     let mut run_once = Vec::new();
     let first_host = waves
@@ -159,9 +191,16 @@ fn compile(
                 continue;
             }
             let id = &decl.spec.id;
-            let mut render = |t: &Option<Template>, field: &'static str, loc: Loc| {
+            let mut render = |t: &Option<Template>, k: usize, field: &'static str, loc: Loc| {
                 let t = t.as_ref()?;
-                match t.render(&scope, &registered_by) {
+                let result = if is_shared[i][k] {
+                    rendered_once[i][k]
+                        .get_or_insert_with(|| t.render(&scope, &registered_by))
+                        .clone()
+                } else {
+                    t.render(&scope, &registered_by)
+                };
+                match result {
                     Ok(c) => Some(c),
                     Err(p) => {
                         note(format!("step `{id}`"), field, loc, p, name);
@@ -169,14 +208,16 @@ fn compile(
                     }
                 }
             };
-            let run = render(&steps.run[i], "run", decl.run.loc).unwrap_or_default();
+            let run = render(&steps.run[i], 0, "run", decl.run.loc).unwrap_or_default();
             let undo = render(
                 &steps.undo[i],
+                1,
                 "undo",
                 decl.undo.as_ref().map(|t| t.loc).unwrap_or_default(),
             );
             let skip_if = render(
                 &steps.skip_if[i],
+                2,
                 "skip_if",
                 decl.skip_if.as_ref().map(|t| t.loc).unwrap_or_default(),
             );

@@ -9,7 +9,7 @@
 //!    (step, variable) with the hosts it affects.
 //! 6. Assemble and seal the artifact.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::artifact::*;
 use crate::command::RenderedCommand;
@@ -162,6 +162,7 @@ fn compile(
     type Rendered = Result<RenderedCommand, RenderProblem>;
     let mut rendered_once: Vec<[Option<Rendered>; 3]> =
         (0..steps.decls.len()).map(|_| [None, None, None]).collect();
+    let mut group_vars: HashMap<&[usize], BTreeMap<String, serde_json::Value>> = HashMap::new();
     let mut host_plans = Vec::with_capacity(hosts.len());
     let mut run_once = Vec::new();
     let first_host = waves
@@ -172,12 +173,24 @@ fn compile(
     for &h in &hosts {
         let name = &inv.hosts[h].name;
         let connection = inv.connection(h);
-        let mut vars = inv.host_vars(h, &plan.vars);
-        vars.extend(
-            cli_vars
-                .iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))),
-        );
+        let merge = || {
+            let mut vars = inv.host_vars(h, &plan.vars);
+            vars.extend(
+                cli_vars
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))),
+            );
+            vars
+        };
+        // Hosts without vars of their own in the same groups have the same vars: merge once.
+        let vars = if inv.hosts[h].vars.is_empty() {
+            group_vars
+                .entry(inv.groups_of(h))
+                .or_insert_with(merge)
+                .clone()
+        } else {
+            merge()
+        };
         let scope = Scope {
             host: name,
             connection: &connection,

@@ -402,6 +402,11 @@ impl Inventory {
             .collect()
     }
 
+    /// The groups containing `host`, in variable precedence order.
+    pub fn groups_of(&self, host: usize) -> &[usize] {
+        &self.host_groups[host]
+    }
+
     /// The host's variables from its groups and itself, applied over `base` (the plan's vars).
     pub fn host_vars(
         &self,

@@ -5,6 +5,8 @@
 //! place library errors become messages and codes.
 
 mod commands;
+mod progress;
+mod summary;
 // Shared by the subcommands; parts are unused until every subcommand has landed.
 #[allow(dead_code)]
 mod console;
@@ -38,8 +40,28 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check a change plan against an inventory (exit 0 valid, 2 invalid).
+    Validate(commands::validate::Args),
+    /// Compile a change plan and show it for review; --out saves the artifact to apply.
+    Plan(commands::plan::Args),
     /// Print the version.
     Version(commands::version::Args),
+    /// Run a change plan wave by wave, with health checks, failure budgets and rollback.
+    Apply(commands::apply::Args),
+    /// Recent runs: id, plan, status, start, duration, hosts ok/failed.
+    Runs(commands::runs::Args),
+    /// One run, record by record: waves, hosts, steps, decisions, rollbacks.
+    Show(commands::show::Args),
+    /// Output captured from the steps of a run.
+    Logs(commands::logs::Args),
+    /// Verify or export the audit trail.
+    Audit(commands::audit::Args),
+    /// Approve a plan artifact, bound to its exact hash.
+    ApprovePlan(commands::approve::PlanArgs),
+    /// Approve (or refuse) the gate before a wave of a waiting run.
+    Approve(commands::approve::WaveArgs),
+    /// Break the host leases of a run whose process is gone.
+    Unlock(commands::unlock::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,7 +73,17 @@ fn main() -> ExitCode {
     };
     let console = Console::new(cli.color, verbosity);
     let result = match cli.command {
+        Command::Validate(args) => commands::validate::run(args, &console),
+        Command::Plan(args) => commands::plan::run(args, &console),
         Command::Version(args) => commands::version::run(args, &console),
+        Command::Apply(args) => commands::apply::run(args, &console),
+        Command::Runs(args) => commands::runs::run(args, &console),
+        Command::Show(args) => commands::show::run(args, &console),
+        Command::Logs(args) => commands::logs::run(args, &console),
+        Command::Audit(args) => commands::audit::run(args, &console),
+        Command::ApprovePlan(args) => commands::approve::run_plan(args, &console),
+        Command::Approve(args) => commands::approve::run_wave(args, &console),
+        Command::Unlock(args) => commands::unlock::run(args, &console),
     };
     match result {
         Ok(code) => ExitCode::from(code),

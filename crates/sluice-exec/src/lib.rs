@@ -1,2 +1,85 @@
 //! The sluice executor: runs a compiled plan artifact over a transport, wave by wave, with
 //! health checks, failure budgets and automatic rollback.
+//!
+//! Code map (read in this order):
+//! - [`run`]: [`Executor`], the run from start to end: window, `run_once`, waves, gates, policy.
+//! - [`wave`]: one wave's scheduler: concurrency slots and the failure [`budget`].
+//! - [`host`]: one host: connect, steps (skip_if, retries, timeout, register), then [`health`].
+//! - [`rollback`]: undo of what ran, newest first.
+//! - [`event`]: the typed event stream and the [`EventSink`] interface; [`report`]: outcomes.
+//! - [`shutdown`]: soft and hard stops (Ctrl-C, window close); [`window`]: window math;
+//!   [`approval`]: the approval gate interface; [`secrets`]: reading and scrubbing secrets;
+//!   [`transports`]: which transport reaches which host.
+//!
+//! Architecture invariant: the executor never prints and never knows about terminals. It sends
+//! events; the CLI decides how they are shown.
+
+pub mod approval;
+pub mod budget;
+pub mod error;
+pub mod event;
+pub mod health;
+mod host;
+pub mod report;
+mod rollback;
+pub mod run;
+pub mod secrets;
+pub mod shutdown;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod transports;
+mod wave;
+pub mod window;
+
+pub use approval::{ApprovalDecision, Approver};
+pub use error::ExecError;
+pub use event::{Emitter, Event, EventKind, EventSink};
+pub use report::*;
+pub use run::{Executor, RUN_ONCE_WAVE, RunOptions};
+pub use secrets::Secrets;
+pub use shutdown::{Shutdown, Stop, StopReason};
+pub use transports::Transports;
+
+/// Checks an artifact before it runs: format, sealed hash, and the hash the operator expects.
+pub fn verify_artifact(
+    artifact: &sluice_plan::PlanArtifact,
+    expect_hash: Option<&str>,
+) -> Result<(), ExecError> {
+    if artifact.format != sluice_plan::ARTIFACT_FORMAT {
+        return Err(ExecError::Format {
+            found: artifact.format,
+            supported: sluice_plan::ARTIFACT_FORMAT,
+        });
+    }
+    if !artifact.hash_is_valid() {
+        return Err(ExecError::HashMismatch {
+            stored: artifact.plan_hash.clone(),
+        });
+    }
+    if let Some(expected) = expect_hash
+        && expected != artifact.plan_hash
+    {
+        return Err(ExecError::UnexpectedHash {
+            expected: expected.to_string(),
+            actual: artifact.plan_hash.clone(),
+        });
+    }
+    for wave in &artifact.waves {
+        for host in &wave.hosts {
+            if artifact.host(host).is_none() {
+                return Err(ExecError::UnknownHost {
+                    wave: wave.name.clone(),
+                    host: host.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A run id: UTC time to the second plus the process id, unique enough per controller and
+/// sortable.
+pub fn new_run_id() -> String {
+    let now = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
+    format!("{now}-{}", std::process::id())
+}

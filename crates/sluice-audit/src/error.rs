@@ -1,0 +1,102 @@
+//! The one error type of the audit crate: what went wrong, where (path, sequence number, run).
+
+use std::path::PathBuf;
+
+use crate::lease::Lease;
+
+/// Everything that can go wrong opening, writing, reading or verifying the audit trail.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(
+        "no state directory: pass --state-dir, set SLUICE_STATE_DIR, or set HOME so that ~/.local/state/sluice can be used"
+    )]
+    NoStateDir,
+
+    #[error("cannot create the state directory {path}: {source}")]
+    CreateStateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    /// sluice processes share the store; this is another program (or an older sluice) that
+    /// opened the file for itself.
+    #[error(
+        "the audit store {path} is held exclusively by another program (`fuser {path}` names it); no change can start until it lets go"
+    )]
+    Locked { path: PathBuf },
+
+    #[error(
+        "the audit store {path} cannot be opened: {reason}. No new change will start with a damaged audit trail; `sluice audit export --state-dir ...` exports what can still be read, then move the file aside"
+    )]
+    Corrupt { path: PathBuf, reason: String },
+
+    #[error(
+        "the audit store {path} belongs to controller {owner}, not to this host ({here}); each controller keeps its own store (use another --state-dir)"
+    )]
+    OtherController {
+        path: PathBuf,
+        owner: String,
+        here: String,
+    },
+
+    #[error("no audit store at {path} (nothing has been recorded yet)")]
+    Missing { path: PathBuf },
+
+    #[error("audit store {path}: {source}")]
+    Storage {
+        path: PathBuf,
+        #[source]
+        source: redb::Error,
+    },
+
+    #[error("audit store {path}: record {seq} is unreadable ({reason}); run `sluice audit verify`")]
+    BadRecord {
+        path: PathBuf,
+        seq: u64,
+        reason: String,
+    },
+
+    #[error("cannot encode a {kind} record of run {run}: {source}")]
+    Encode {
+        run: String,
+        kind: &'static str,
+        source: serde_json::Error,
+    },
+
+    #[error("no run {run} in the audit store")]
+    UnknownRun { run: String },
+
+    #[error("run {run} has no wave {wave}")]
+    UnknownWave { run: String, wave: String },
+
+    #[error(
+        "host {host} is leased by run {} (operator {}, controller {}, pid {}, since {}); wait for it, or `sluice unlock {}` if that process is gone",
+        holder.run, holder.operator, holder.controller, holder.pid, holder.since, holder.run
+    )]
+    LeaseHeld { host: String, holder: Box<Lease> },
+
+    #[error(
+        "run {run} still holds its leases: its process {pid} on {controller} is alive (or on another controller); stop it first"
+    )]
+    LeaseHolderAlive {
+        run: String,
+        pid: u32,
+        controller: String,
+    },
+
+    #[error("run {run} holds no leases")]
+    NoLeases { run: String },
+
+    #[error("cannot write the export: {0}")]
+    Write(#[source] std::io::Error),
+}
+
+impl AuditError {
+    /// Wraps a redb error with the store path it came from.
+    pub(crate) fn storage(path: &std::path::Path, err: impl Into<redb::Error>) -> Self {
+        AuditError::Storage {
+            path: path.to_path_buf(),
+            source: err.into(),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Sample runs for tests of this crate and of the CLI (feature `fixture`): a store seeded through
+//! the same API the executor uses.
+
+use crate::error::AuditError;
+use crate::lease::LeaseHolder;
+use crate::record::{
+    Capture, Entry, Exit, Payload, RunFinished, RunStarted, StepIntent, StepResult, WaveDecided,
+    WaveStarted,
+};
+use crate::store::AuditLog;
+
+/// A capture of `text`, whole.
+pub fn capture(text: &str) -> Capture {
+    Capture {
+        head: text.to_string(),
+        tail: String::new(),
+        bytes: text.len() as u64,
+        sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())),
+        truncated: false,
+    }
+}
+
+/// The `step_result` of `step` on `host`: exit 0 and `out` on stdout, or exit 1.
+pub fn step_result(host: &str, step: &str, ok: bool, out: &str) -> Payload {
+    Payload::StepResult(StepResult {
+        host: host.to_string(),
+        step: step.to_string(),
+        attempt: 1,
+        exit: Exit::Code(if ok { 0 } else { 1 }),
+        ok,
+        duration_ms: 12,
+        stdout: capture(out),
+        stderr: capture(if ok { "" } else { "boom\n" }),
+        host_key_fingerprint: Some("SHA256:fixture".into()),
+    })
+}
+
+pub fn step_intent(host: &str, step: &str) -> Payload {
+    Payload::StepIntent(StepIntent {
+        host: host.to_string(),
+        step: step.to_string(),
+        command: format!("run {step}"),
+        rollback: false,
+        attempt: 1,
+    })
+}
+
+pub fn run_started(plan_name: &str, hosts: &[&str]) -> RunStarted {
+    RunStarted {
+        operator: "alice".into(),
+        controller: crate::lease::controller_name(),
+        sluice_version: "0.1.0".into(),
+        plan_name: plan_name.to_string(),
+        ticket: Some("CHG-1".into()),
+        plan_hash: format!("{:0>64}", plan_name.len()),
+        command_line: vec!["sluice".into(), "apply".into()],
+        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        waves: vec!["all".into()],
+    }
+}
+
+/// A finished one-wave run of step `patch` on `hosts`; hosts in `failing` fail it.
+pub fn seed_run(
+    log: &AuditLog,
+    plan_name: &str,
+    hosts: &[&str],
+    failing: &[&str],
+) -> Result<String, AuditError> {
+    let run = log.start_run(run_started(plan_name, hosts), &LeaseHolder::this_process())?;
+    let names: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
+    log.append(
+        &run,
+        Payload::WaveStarted(WaveStarted {
+            wave: 0,
+            name: "all".into(),
+            hosts: names.clone(),
+        }),
+    )?;
+    let intents = hosts
+        .iter()
+        .map(|h| Entry::new(&run, step_intent(h, "patch")))
+        .collect();
+    log.append_batch(intents)?;
+    let results = hosts
+        .iter()
+        .map(|h| {
+            let ok = !failing.contains(h);
+            Entry::new(&run, step_result(h, "patch", ok, &format!("patched {h}\n")))
+        })
+        .collect();
+    log.append_batch(results)?;
+    let failed = u32::try_from(failing.len()).unwrap_or(u32::MAX);
+    let total = u32::try_from(hosts.len()).unwrap_or(u32::MAX);
+    log.append(
+        &run,
+        Payload::WaveDecided(WaveDecided {
+            wave: 0,
+            name: "all".into(),
+            hosts: total,
+            succeeded: total - failed,
+            failed,
+            not_started: 0,
+            budget: "1".into(),
+            budget_hosts: 1,
+            decision: if failed > 1 { "halt" } else { "continue" }.into(),
+            reason: format!("{failed} failed, budget 1"),
+        }),
+    )?;
+    log.release_leases(&run)?;
+    log.append(
+        &run,
+        Payload::RunFinished(RunFinished {
+            status: if failed > 1 { "failed" } else { "succeeded" }.into(),
+            exit_code: u8::from(failed > 1),
+        }),
+    )?;
+    Ok(run)
+}

@@ -1,0 +1,290 @@
+//! Host leases: a run holds every target host for its whole life, so two runs never change the
+//! same host at once. Leases live in the store, taken and released in the same transaction as
+//! the record that says so.
+
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AuditError;
+use crate::record::{Entry, LeaseChange, Payload};
+use crate::store::{Appended, AuditLog, LEASES, Tx};
+
+/// Who holds a lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseHolder {
+    pub operator: String,
+    pub controller: String,
+    pub pid: u32,
+}
+
+impl LeaseHolder {
+    /// The current process, user and host.
+    pub fn this_process() -> Self {
+        LeaseHolder {
+            operator: operator_name(),
+            controller: controller_name(),
+            pid: std::process::id(),
+        }
+    }
+}
+
+/// An active lease on one host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub host: String,
+    pub run: String,
+    pub operator: String,
+    pub controller: String,
+    pub pid: u32,
+    /// When it was taken, RFC 3339.
+    pub since: String,
+}
+
+impl AuditLog {
+    /// Starts a run that leases `hosts`: `run_started` and `lease_taken` in one commit, so a
+    /// refused start ([`AuditError::LeaseHeld`]) leaves no trace of a run that never ran.
+    /// Returns the new run id.
+    pub fn start_run(
+        &self,
+        started: crate::record::RunStarted,
+        holder: &LeaseHolder,
+    ) -> Result<String, AuditError> {
+        let hosts = started.hosts.clone();
+        self.write(|tx| {
+            let run = tx.new_run_id()?;
+            tx.append(Entry::new(&run, Payload::RunStarted(started)))?;
+            lease_hosts(tx, &run, &hosts, holder)?;
+            Ok(run)
+        })
+    }
+
+    /// Leases `hosts` to `run`, all or none, and records `lease_taken`. Refused with
+    /// [`AuditError::LeaseHeld`] (naming the holder) if another run holds any of them, alive or
+    /// not: a dead holder's lease must be broken explicitly (`sluice unlock`). Leases the run
+    /// already holds are taken over by this holder (resume after a crash).
+    pub fn take_leases(
+        &self,
+        run: &str,
+        hosts: &[String],
+        holder: &LeaseHolder,
+    ) -> Result<Appended, AuditError> {
+        self.write(|tx| lease_hosts(tx, run, hosts, holder))
+    }
+
+    /// Releases every lease of `run` and records `lease_released`. Returns the released hosts
+    /// (none, and no record, if the run held none).
+    pub fn release_leases(&self, run: &str) -> Result<Vec<String>, AuditError> {
+        self.write(|tx| {
+            let held = remove_leases_of(tx, run)?;
+            let Some(first) = held.first() else {
+                return Ok(Vec::new());
+            };
+            let holder = LeaseHolder {
+                operator: first.operator.clone(),
+                controller: first.controller.clone(),
+                pid: first.pid,
+            };
+            let hosts: Vec<String> = held.iter().map(|l| l.host.clone()).collect();
+            tx.append(Entry::new(
+                run,
+                Payload::LeaseReleased(change(hosts.clone(), &holder)),
+            ))?;
+            Ok(hosts)
+        })
+    }
+
+    /// Breaks the leases of a run whose process is gone (`sluice unlock`), recorded as
+    /// `lease_broken` by `by`. Refused while the holder's pid is alive on this controller, or
+    /// when the holder is another controller (whose processes cannot be checked from here).
+    pub fn break_leases(&self, run: &str, by: &str) -> Result<Vec<String>, AuditError> {
+        let held: Vec<Lease> = self
+            .active_leases()?
+            .into_iter()
+            .filter(|l| l.run == run)
+            .collect();
+        let Some(first) = held.first() else {
+            return Err(AuditError::NoLeases {
+                run: run.to_string(),
+            });
+        };
+        if first.controller != self.controller() || pid_alive(first.pid) {
+            return Err(AuditError::LeaseHolderAlive {
+                run: run.to_string(),
+                pid: first.pid,
+                controller: first.controller.clone(),
+            });
+        }
+        self.write(|tx| {
+            let removed = remove_leases_of(tx, run)?;
+            let hosts: Vec<String> = removed.iter().map(|l| l.host.clone()).collect();
+            let breaker = LeaseHolder {
+                operator: by.to_string(),
+                controller: self.controller().to_string(),
+                pid: first.pid,
+            };
+            tx.append(Entry::new(
+                run,
+                Payload::LeaseBroken(change(hosts.clone(), &breaker)),
+            ))?;
+            Ok(hosts)
+        })
+    }
+
+    /// Every active lease, by host.
+    pub fn active_leases(&self) -> Result<Vec<Lease>, AuditError> {
+        let txn = self.read()?;
+        let leases = txn.open_table(LEASES).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in leases.iter().map_err(|e| self.err(e))? {
+            let (host, bytes) = item.map_err(|e| self.err(e))?;
+            out.push(decode_lease(self, host.value(), bytes.value())?);
+        }
+        Ok(out)
+    }
+}
+
+fn lease_hosts(
+    tx: &mut Tx<'_>,
+    run: &str,
+    hosts: &[String],
+    holder: &LeaseHolder,
+) -> Result<Appended, AuditError> {
+    let log = tx.log;
+    let since = jiff::Timestamp::now().to_string();
+    {
+        let mut leases = tx.table(LEASES)?;
+        for host in hosts {
+            let existing = leases.get(host.as_str()).map_err(|e| log.err(e))?;
+            if let Some(bytes) = existing {
+                let lease = decode_lease(log, host, bytes.value())?;
+                if lease.run != run {
+                    return Err(AuditError::LeaseHeld {
+                        host: host.clone(),
+                        holder: Box::new(lease),
+                    });
+                }
+            }
+        }
+        for host in hosts {
+            let lease = Lease {
+                host: host.clone(),
+                run: run.to_string(),
+                operator: holder.operator.clone(),
+                controller: holder.controller.clone(),
+                pid: holder.pid,
+                since: since.clone(),
+            };
+            let bytes = encode_lease(run, &lease)?;
+            leases
+                .insert(host.as_str(), bytes.as_slice())
+                .map_err(|e| log.err(e))?;
+        }
+    }
+    tx.append(Entry::new(
+        run,
+        Payload::LeaseTaken(change(hosts.to_vec(), holder)),
+    ))
+}
+
+fn change(hosts: Vec<String>, holder: &LeaseHolder) -> LeaseChange {
+    LeaseChange {
+        hosts,
+        operator: holder.operator.clone(),
+        controller: holder.controller.clone(),
+        pid: holder.pid,
+    }
+}
+
+fn remove_leases_of(tx: &mut Tx<'_>, run: &str) -> Result<Vec<Lease>, AuditError> {
+    let log = tx.log;
+    let mut leases = tx.table(LEASES)?;
+    let mut held = Vec::new();
+    for item in leases.iter().map_err(|e| log.err(e))? {
+        let (host, bytes) = item.map_err(|e| log.err(e))?;
+        let lease = decode_lease(log, host.value(), bytes.value())?;
+        if lease.run == run {
+            held.push(lease);
+        }
+    }
+    for lease in &held {
+        leases.remove(lease.host.as_str()).map_err(|e| log.err(e))?;
+    }
+    Ok(held)
+}
+
+fn decode_lease(log: &AuditLog, host: &str, bytes: &[u8]) -> Result<Lease, AuditError> {
+    serde_json::from_slice(bytes).map_err(|err| AuditError::BadRecord {
+        path: log.path().to_path_buf(),
+        seq: 0,
+        reason: format!("lease of host {host}: {err}"),
+    })
+}
+
+fn encode_lease(run: &str, lease: &Lease) -> Result<Vec<u8>, AuditError> {
+    serde_json::to_vec(lease).map_err(|source| AuditError::Encode {
+        run: run.to_string(),
+        kind: "lease",
+        source,
+    })
+}
+
+/// Whether a process with this pid exists on this machine.
+pub fn pid_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 sends nothing; it only checks that the pid exists and whether
+    // we may signal it. EPERM means it exists but belongs to someone else.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// This controller's host name, as recorded in runs and leases.
+pub fn controller_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+        if !name.is_empty() {
+            return name;
+        }
+    }
+    "localhost".to_string()
+}
+
+/// The operating-system user running sluice: the account name of the real uid, else `$USER`,
+/// else `$LOGNAME`, else `uid:N`.
+pub fn operator_name() -> String {
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    account_name(uid)
+        .or_else(|| {
+            ["USER", "LOGNAME"]
+                .iter()
+                .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        })
+        .unwrap_or_else(|| format!("uid:{uid}"))
+}
+
+fn account_name(uid: libc::uid_t) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: zeroed passwd is a valid out-parameter; getpwuid_r writes strings into `buf` (of the
+    // length given) and sets `result` to `&mut pwd` on success or null when there is no entry.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        let name = std::ffi::CStr::from_ptr(pwd.pw_name)
+            .to_string_lossy()
+            .into_owned();
+        (!name.is_empty()).then_some(name)
+    }
+}

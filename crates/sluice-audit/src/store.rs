@@ -1,0 +1,511 @@
+//! The redb store: opening it safely, and appending records in durable transactions.
+//!
+//! One file, `audit.redb`, in the state directory. Records live in one table keyed by sequence
+//! number; the other tables are indexes derived from the records in the same transaction (runs,
+//! a run's sequence numbers, stored artifacts, approvals, leases), so they can never disagree
+//! with the chain after a crash.
+//!
+//! Several processes of one controller share the store (redb's `MultiWriter` mode): the executor
+//! of a run, a second `sluice apply` that must be refused by a lease naming the holder,
+//! `sluice approve` releasing a gate the executor polls, `sluice runs` while a run is going.
+//! redb lets one write transaction at a time through, across processes, and every append reads the
+//! chain's tip inside its transaction, so interleaved appends still form one chain.
+
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+
+use redb::{
+    Builder, ConcurrencyMode, Database, DatabaseError, ReadTransaction, ReadableDatabase,
+    ReadableTable, StorageError, TableDefinition, WriteTransaction,
+};
+
+use crate::chain::{self, GENESIS};
+use crate::error::AuditError;
+use crate::query::RunSummary;
+use crate::record::{Approval, ApprovalScope, Entry, Payload, PlanArtifactStored, Record};
+use crate::state_dir::STORE_FILE;
+
+pub(crate) const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
+pub(crate) const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
+pub(crate) const RUN_INDEX: TableDefinition<(&str, u64), ()> = TableDefinition::new("run_index");
+pub(crate) const ARTIFACTS: TableDefinition<&str, u64> = TableDefinition::new("artifacts");
+pub(crate) const PLAN_APPROVALS: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("plan_approvals");
+pub(crate) const WAVE_APPROVALS: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("wave_approvals");
+/// Gates a run waits at: (run, wave) → seq of the `approval_requested` record.
+pub(crate) const PENDING_GATES: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("pending_gates");
+pub(crate) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
+const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+
+/// Where a record landed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// The audit trail of one controller.
+pub struct AuditLog {
+    db: Database,
+    path: PathBuf,
+    controller: String,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl AuditLog {
+    /// Opens the store in `state_dir`, creating the directory and an empty store only when no
+    /// store file exists there. An existing file is integrity-checked on open; a damaged one is an
+    /// error ([`AuditError::Corrupt`]), never replaced.
+    pub fn open(state_dir: &Path) -> Result<AuditLog, AuditError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| AuditError::CreateStateDir {
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
+        Self::open_file(&state_dir.join(STORE_FILE), true)
+    }
+
+    /// Opens an existing store; [`AuditError::Missing`] when there is none (read-only commands
+    /// must not create one).
+    pub fn open_existing(state_dir: &Path) -> Result<AuditLog, AuditError> {
+        Self::open_file(&state_dir.join(STORE_FILE), false)
+    }
+
+    fn open_file(path: &Path, create: bool) -> Result<AuditLog, AuditError> {
+        // Two first runs starting at once must not both initialise a new file: whether the
+        // store exists is decided, and a new one created, under a lock.
+        let _creating = if create {
+            Some(CreateLock::take(path)?)
+        } else {
+            None
+        };
+        let exists = path.exists();
+        if !exists && !create {
+            return Err(AuditError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        let mut builder = Builder::new();
+        builder.set_concurrency_mode(ConcurrencyMode::MultiWriter);
+        // A plain open trusts the file and may panic on one altered outside redb; the check
+        // turns that into an error. It reads the whole file, which an audit store can afford.
+        builder.set_check_integrity_on_open(exists);
+        let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            if exists {
+                builder.open(path)
+            } else {
+                builder.create(path)
+            }
+        }));
+        let db = match opened {
+            Ok(Ok(db)) => db,
+            Ok(Err(err)) => return Err(open_error(path, err)),
+            Err(_) => {
+                return Err(AuditError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: "the store engine failed while reading the file".into(),
+                });
+            }
+        };
+        let log = AuditLog {
+            db,
+            path: path.to_path_buf(),
+            controller: crate::lease::controller_name(),
+        };
+        log.init()?;
+        Ok(log)
+    }
+
+    /// Creates the tables of a new store and checks that this controller owns an existing one.
+    fn init(&self) -> Result<(), AuditError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
+            let owner = meta
+                .get("controller")
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value().to_string());
+            match owner {
+                Some(owner) if owner != self.controller => {
+                    return Err(AuditError::OtherController {
+                        path: self.path.clone(),
+                        owner,
+                        here: self.controller.clone(),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert("controller", self.controller.as_str())
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+            txn.open_table(RECORDS).map_err(|e| self.err(e))?;
+            txn.open_table(RUNS).map_err(|e| self.err(e))?;
+            txn.open_table(RUN_INDEX).map_err(|e| self.err(e))?;
+            txn.open_table(ARTIFACTS).map_err(|e| self.err(e))?;
+            txn.open_table(PLAN_APPROVALS).map_err(|e| self.err(e))?;
+            txn.open_table(WAVE_APPROVALS).map_err(|e| self.err(e))?;
+            txn.open_table(LEASES).map_err(|e| self.err(e))?;
+            txn.open_table(PENDING_GATES).map_err(|e| self.err(e))?;
+        }
+        txn.commit().map_err(|e| self.err(e))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The host name this store is owned by.
+    pub fn controller(&self) -> &str {
+        &self.controller
+    }
+
+    pub(crate) fn err(&self, err: impl Into<redb::Error>) -> AuditError {
+        AuditError::storage(&self.path, err)
+    }
+
+    pub(crate) fn read(&self) -> Result<ReadTransaction, AuditError> {
+        self.db.begin_read().map_err(|e| self.err(e))
+    }
+
+    /// Runs `f` in one write transaction and commits it durably: when this returns `Ok`, every
+    /// record `f` appended is on disk.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<T, AuditError>,
+    ) -> Result<T, AuditError> {
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut tx = Tx { log: self, txn };
+        let value = f(&mut tx)?;
+        tx.txn.commit().map_err(|e| self.err(e))?;
+        Ok(value)
+    }
+
+    /// Appends one record in its own durable commit.
+    pub fn append(&self, run: &str, payload: Payload) -> Result<Appended, AuditError> {
+        self.write(|tx| tx.append(Entry::new(run, payload)))
+    }
+
+    /// Appends records in ONE durable commit, in order (e.g. the results of many hosts that
+    /// finished together). Either all land or none does.
+    pub fn append_batch(&self, entries: Vec<Entry>) -> Result<Vec<Appended>, AuditError> {
+        self.write(|tx| entries.into_iter().map(|e| tx.append(e)).collect())
+    }
+
+    /// Starts a run: picks a new run id and records `run_started`. Returns the run id.
+    pub fn begin_run(&self, started: crate::record::RunStarted) -> Result<String, AuditError> {
+        self.write(|tx| {
+            let run = tx.new_run_id()?;
+            tx.append(Entry::new(&run, Payload::RunStarted(started)))?;
+            Ok(run)
+        })
+    }
+
+    /// Stores a plan artifact under its hash unless that hash is already stored. Returns where it
+    /// landed, or `None` when it was already there.
+    pub fn store_artifact(
+        &self,
+        run: &str,
+        plan_hash: &str,
+        artifact: serde_json::Value,
+    ) -> Result<Option<Appended>, AuditError> {
+        self.write(|tx| tx.store_artifact(run, plan_hash, artifact))
+    }
+
+    /// Records an approval of a plan artifact, bound to its exact hash, and stores the artifact
+    /// (once per hash) in the same commit, under the plan's pseudo-run
+    /// ([`crate::record::plan_run_id`]).
+    pub fn approve_plan(
+        &self,
+        plan_hash: &str,
+        artifact: Option<serde_json::Value>,
+        by: &str,
+        comment: Option<String>,
+    ) -> Result<Appended, AuditError> {
+        let run = crate::record::plan_run_id(plan_hash);
+        let approval = Approval {
+            scope: ApprovalScope::Plan {
+                plan_hash: plan_hash.to_string(),
+            },
+            by: by.to_string(),
+            comment,
+            refused: false,
+        };
+        self.write(|tx| {
+            if let Some(artifact) = artifact {
+                tx.store_artifact(&run, plan_hash, artifact)?;
+            }
+            tx.append(Entry::new(&run, Payload::Approval(approval)))
+        })
+    }
+
+    /// Answers the approval gate before `wave` (a name, or a 0-based index) of a waiting run:
+    /// approved, or `refused`. The executor polls [`AuditLog::wave_approved`] with the name.
+    pub fn approve_wave(
+        &self,
+        run: &str,
+        wave: &str,
+        by: &str,
+        comment: Option<String>,
+        refused: bool,
+    ) -> Result<Appended, AuditError> {
+        self.write(|tx| {
+            let summary = tx.run_summary(run)?.ok_or_else(|| AuditError::UnknownRun {
+                run: run.to_string(),
+            })?;
+            let name = if summary.waves.iter().any(|w| w == wave) {
+                wave.to_string()
+            } else if let Some(name) = wave
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| summary.waves.get(i))
+            {
+                name.clone()
+            } else {
+                return Err(AuditError::UnknownWave {
+                    run: run.to_string(),
+                    wave: wave.to_string(),
+                });
+            };
+            let approval = Approval {
+                scope: ApprovalScope::Wave { wave: name },
+                by: by.to_string(),
+                comment,
+                refused,
+            };
+            tx.append(Entry::new(run, Payload::Approval(approval)))
+        })
+    }
+}
+
+/// An exclusive `flock` on `audit.redb.lock`, held while the store is opened or created.
+struct CreateLock {
+    _file: std::fs::File,
+}
+
+impl CreateLock {
+    fn take(store: &Path) -> Result<CreateLock, AuditError> {
+        use std::os::fd::AsRawFd;
+        let path = store.with_extension("redb.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| AuditError::CreateStateDir {
+                path: path.clone(),
+                source,
+            })?;
+        // SAFETY: flock on a descriptor we own; the lock is released when the file is closed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if rc != 0 {
+            return Err(AuditError::CreateStateDir {
+                path,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(CreateLock { _file: file })
+    }
+}
+
+fn open_error(path: &Path, err: DatabaseError) -> AuditError {
+    match err {
+        DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => {
+            AuditError::Locked {
+                path: path.to_path_buf(),
+            }
+        }
+        DatabaseError::Storage(StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            AuditError::storage(path, StorageError::Io(io))
+        }
+        other => AuditError::Corrupt {
+            path: path.to_path_buf(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// One open write transaction: appends records and keeps the indexes in step.
+pub(crate) struct Tx<'a> {
+    pub(crate) log: &'a AuditLog,
+    pub(crate) txn: WriteTransaction,
+}
+
+impl Tx<'_> {
+    pub(crate) fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        def: TableDefinition<K, V>,
+    ) -> Result<redb::Table<'_, K, V>, AuditError> {
+        self.txn.open_table(def).map_err(|e| self.log.err(e))
+    }
+
+    pub(crate) fn run_summary(&self, run: &str) -> Result<Option<RunSummary>, AuditError> {
+        let runs = self.table(RUNS)?;
+        let value = runs.get(run).map_err(|e| self.log.err(e))?;
+        value
+            .map(|v| RunSummary::decode(v.value(), &self.log.path, run))
+            .transpose()
+    }
+
+    /// A run id that sorts by start time: `YYYYMMDD-HHMMSS-xxxx`.
+    pub(crate) fn new_run_id(&self) -> Result<String, AuditError> {
+        let now = jiff::Timestamp::now();
+        let stamp = now.strftime("%Y%m%d-%H%M%S").to_string();
+        let runs = self.table(RUNS)?;
+        let mut salt =
+            u64::from(std::process::id()) ^ now.subsec_nanosecond().unsigned_abs() as u64;
+        loop {
+            let digest = <sha2::Sha256 as sha2::Digest>::digest(salt.to_le_bytes());
+            let candidate = format!("{stamp}-{}", &hex::encode(digest)[..4]);
+            if runs
+                .get(candidate.as_str())
+                .map_err(|e| self.log.err(e))?
+                .is_none()
+            {
+                return Ok(candidate);
+            }
+            salt = salt.wrapping_add(1);
+        }
+    }
+
+    fn store_artifact(
+        &mut self,
+        run: &str,
+        plan_hash: &str,
+        artifact: serde_json::Value,
+    ) -> Result<Option<Appended>, AuditError> {
+        let stored = self.table(ARTIFACTS)?;
+        if stored
+            .get(plan_hash)
+            .map_err(|e| self.log.err(e))?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        drop(stored);
+        let payload = Payload::PlanArtifactStored(PlanArtifactStored {
+            plan_hash: plan_hash.to_string(),
+            artifact,
+        });
+        self.append(Entry::new(run, payload)).map(Some)
+    }
+
+    /// Appends one record at the chain's tip and updates the indexes.
+    pub(crate) fn append(&mut self, entry: Entry) -> Result<Appended, AuditError> {
+        let path = self.log.path.clone();
+        let (prev_seq, prev_hash) = {
+            let records = self.table(RECORDS)?;
+            let last = records.last().map_err(|e| self.log.err(e))?;
+            match last {
+                None => (0, GENESIS.to_string()),
+                Some((seq, bytes)) => {
+                    let record = decode_record(&path, seq.value(), bytes.value())?;
+                    (record.seq, record.hash)
+                }
+            }
+        };
+        let mut summary = self.run_summary(&entry.run)?;
+        let mut record = Record {
+            seq: prev_seq + 1,
+            at: jiff::Timestamp::now().to_string(),
+            run: entry.run,
+            payload: entry.payload,
+            prev_hash,
+            run_prev_hash: summary
+                .as_ref()
+                .map_or_else(|| GENESIS.to_string(), |s| s.last_hash.clone()),
+            hash: String::new(),
+        };
+        let (run_name, kind) = (record.run.clone(), record.payload.kind());
+        let encode = |err| AuditError::Encode {
+            run: run_name.clone(),
+            kind,
+            source: err,
+        };
+        chain::seal(&mut record).map_err(encode)?;
+        let bytes = serde_json::to_vec(&record).map_err(encode)?;
+        let seq = record.seq;
+        let run = record.run.as_str();
+        self.table(RECORDS)?
+            .insert(seq, bytes.as_slice())
+            .map_err(|e| self.log.err(e))?;
+        self.table(RUN_INDEX)?
+            .insert((run, seq), ())
+            .map_err(|e| self.log.err(e))?;
+        match &record.payload {
+            Payload::PlanArtifactStored(stored) => {
+                self.table(ARTIFACTS)?
+                    .insert(stored.plan_hash.as_str(), seq)
+                    .map_err(|e| self.log.err(e))?;
+            }
+            Payload::Approval(approval) => match &approval.scope {
+                ApprovalScope::Plan { plan_hash } => {
+                    self.table(PLAN_APPROVALS)?
+                        .insert((plan_hash.as_str(), seq), ())
+                        .map_err(|e| self.log.err(e))?;
+                }
+                ApprovalScope::Wave { wave } => {
+                    self.table(WAVE_APPROVALS)?
+                        .insert((run, wave.as_str()), seq)
+                        .map_err(|e| self.log.err(e))?;
+                    self.table(PENDING_GATES)?
+                        .remove((run, wave.as_str()))
+                        .map_err(|e| self.log.err(e))?;
+                }
+            },
+            Payload::ApprovalRequested(requested) => {
+                self.table(PENDING_GATES)?
+                    .insert((run, requested.wave.as_str()), seq)
+                    .map_err(|e| self.log.err(e))?;
+            }
+            Payload::RunFinished(_) => {
+                // A finished run waits for nothing.
+                let mut gates = self.table(PENDING_GATES)?;
+                let mut waves = Vec::new();
+                for item in gates.range((run, "")..).map_err(|e| self.log.err(e))? {
+                    let (key, _) = item.map_err(|e| self.log.err(e))?;
+                    let (gate_run, wave) = key.value();
+                    if gate_run != run {
+                        break;
+                    }
+                    waves.push(wave.to_string());
+                }
+                for wave in &waves {
+                    gates
+                        .remove((run, wave.as_str()))
+                        .map_err(|e| self.log.err(e))?;
+                }
+            }
+            _ => {}
+        }
+        let summary = summary.get_or_insert_with(|| RunSummary::new(run));
+        summary.apply(&record);
+        let encoded = serde_json::to_vec(summary).map_err(encode)?;
+        self.table(RUNS)?
+            .insert(run, encoded.as_slice())
+            .map_err(|e| self.log.err(e))?;
+        Ok(Appended {
+            seq,
+            hash: record.hash,
+        })
+    }
+}
+
+/// Parses a stored record; a record that does not parse is reported with its sequence number.
+pub(crate) fn decode_record(path: &Path, seq: u64, bytes: &[u8]) -> Result<Record, AuditError> {
+    serde_json::from_slice(bytes).map_err(|err| AuditError::BadRecord {
+        path: path.to_path_buf(),
+        seq,
+        reason: err.to_string(),
+    })
+}

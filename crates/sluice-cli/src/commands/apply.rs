@@ -1,0 +1,249 @@
+//! `sluice apply`: run a plan wave by wave, show it, summarise it, map the outcome to an exit code.
+//!
+//! Order of business: load and verify the artifact, refuse early what must not start (outside
+//! the window, gates nobody can answer, no confirmation), read secrets, then run the executor
+//! with the monitor showing its events and a Ctrl-C handler feeding the shutdown signal.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sluice_exec::window::{WindowState, window_state};
+use sluice_exec::{
+    ApprovalDecision, Approver, Emitter, Executor, RunOptions, RunReport, RunStatus, Secrets,
+    Shutdown, Transports, approval::ApprovalFuture, new_run_id, verify_artifact,
+};
+use sluice_plan::{PlanArtifact, TransportKind};
+use sluice_ssh::LocalTransport;
+
+use crate::console::Console;
+use crate::error::CliError;
+use crate::exit;
+use crate::progress::{Mode, Monitor};
+use crate::summary;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The change plan (YAML) to compile and run; needs --inventory.
+    #[arg(value_name = "PLAN", required_unless_present = "plan_file")]
+    plan: Option<PathBuf>,
+    /// The inventory (YAML) the plan targets.
+    #[arg(short, long, value_name = "INVENTORY")]
+    inventory: Option<PathBuf>,
+    /// Run a saved plan artifact (`sluice plan --out`) exactly as reviewed.
+    #[arg(long = "plan", value_name = "FILE", conflicts_with_all = ["plan", "inventory"])]
+    plan_file: Option<PathBuf>,
+    /// Refuse to run unless the plan's hash is exactly this.
+    #[arg(long, value_name = "HASH")]
+    expect_hash: Option<String>,
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(short, long)]
+    yes: bool,
+    /// Write every event as JSON Lines to stdout (docs/json-events.md).
+    #[arg(long)]
+    json: bool,
+    /// Run even outside the plan's maintenance window (recorded in the run's events).
+    #[arg(long)]
+    ignore_window: bool,
+}
+
+pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
+    let artifact = load(&args)?;
+    verify_artifact(&artifact, args.expect_hash.as_deref())
+        .map_err(|e| CliError::invalid_input(e.to_string()))?;
+    check_window(&artifact, args.ignore_window, console)?;
+    if let Some(gated) = artifact.waves.iter().find(|w| w.approval)
+        && !console.can_prompt()
+    {
+        return Err(CliError::invalid_input(format!(
+            "wave `{}` has an approval gate and this is not a terminal: run `sluice apply` on a terminal to approve it",
+            gated.name
+        )));
+    }
+    console.text(summary::plan(&artifact, console));
+    confirm(&args, console)?;
+    let secrets =
+        Secrets::load(&artifact.secrets).map_err(|e| CliError::invalid_input(e.to_string()))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
+    let report = runtime.block_on(execute(artifact, secrets, &args, console));
+    // An approval prompt still waiting on stdin (the run was stopped meanwhile) must not keep
+    // the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    console.text(summary::report(&report, console));
+    Ok(exit_code(&report))
+}
+
+/// The documented exit code of a finished run.
+pub fn exit_code(report: &RunReport) -> u8 {
+    match report.status {
+        RunStatus::Applied => exit::OK,
+        RunStatus::WaveFailed => exit::FAILED,
+        RunStatus::RollbackFailed => exit::ROLLBACK_FAILED,
+        RunStatus::Interrupted
+        | RunStatus::WindowClosed
+        | RunStatus::OutsideWindow
+        | RunStatus::ApprovalRefused => exit::ABORTED,
+    }
+}
+
+fn load(args: &Args) -> Result<PlanArtifact, CliError> {
+    if let Some(path) = &args.plan_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            CliError::invalid_input(format!("cannot read plan artifact {}: {e}", path.display()))
+        })?;
+        return serde_json::from_str(&text).map_err(|e| {
+            CliError::invalid_input(format!(
+                "{}: not a sluice plan artifact: {e}",
+                path.display()
+            ))
+        });
+    }
+    let plan = args.plan.as_ref().map(|p| p.display().to_string());
+    Err(CliError::invalid_input(format!(
+        "compiling {} needs the planner, which this build does not have yet; save the plan with `sluice plan --out plan.json` and run `sluice apply --plan plan.json`",
+        plan.unwrap_or_default()
+    )))
+}
+
+fn check_window(artifact: &PlanArtifact, ignore: bool, console: &Console) -> Result<(), CliError> {
+    let Some(window) = &artifact.window else {
+        return Ok(());
+    };
+    if ignore {
+        console.warn("--ignore-window: the maintenance window is NOT enforced for this run");
+        return Ok(());
+    }
+    match window_state(window, jiff::Timestamp::now()) {
+        Ok(WindowState::Open { closes_at }) => {
+            console.status("Window", format!("open until {closes_at}"));
+            Ok(())
+        }
+        Ok(WindowState::Closed { next_open }) => Err(CliError {
+            exit_code: exit::ABORTED,
+            message: match next_open {
+                Some(t) => format!(
+                    "outside the maintenance window: nothing was started; it opens next at {t} (or use --ignore-window)"
+                ),
+                None => {
+                    "outside the maintenance window, which has ended: nothing was started".into()
+                }
+            },
+        }),
+        Err(e) => Err(CliError::invalid_input(e.to_string())),
+    }
+}
+
+fn confirm(args: &Args, console: &Console) -> Result<(), CliError> {
+    if args.yes {
+        return Ok(());
+    }
+    if !console.can_prompt() {
+        return Err(CliError::invalid_input(
+            "not a terminal, so nobody can confirm: review the plan and pass --yes to apply it",
+        ));
+    }
+    console.text("Type `yes` to apply this plan: ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| CliError::invalid_input(format!("cannot read the answer: {e}")))?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(CliError {
+            exit_code: exit::ABORTED,
+            message: "not confirmed: nothing was started".into(),
+        })
+    }
+}
+
+async fn execute(
+    artifact: PlanArtifact,
+    secrets: Secrets,
+    args: &Args,
+    console: &Console,
+) -> RunReport {
+    let run_id = new_run_id();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let events = Emitter::new(&run_id, tx);
+    let shutdown = Shutdown::new();
+    let monitor = Monitor::new(console, Mode::choose(console, args.json));
+    let approver: Arc<dyn Approver> = Arc::new(TerminalApprover {
+        multi: monitor.multi(),
+    });
+    tokio::spawn(interrupts(shutdown.clone(), events.clone()));
+    let executor = Executor {
+        artifact: Arc::new(artifact),
+        transports: Transports::new().with(TransportKind::Local, Arc::new(LocalTransport)),
+        secrets,
+        shutdown,
+        approver: Some(approver),
+        options: RunOptions {
+            ignore_window: args.ignore_window,
+        },
+    };
+    let (report, ()) = tokio::join!(executor.run(events), monitor.run(rx));
+    report
+}
+
+/// Ctrl-C: the first asks for a graceful stop, the second stops now.
+async fn interrupts(shutdown: Shutdown, events: Emitter) {
+    while tokio::signal::ctrl_c().await.is_ok() {
+        let state = shutdown.interrupt();
+        if state.hard {
+            events.decision(
+                "interrupt_hard",
+                None,
+                "second Ctrl-C: abandoning in-flight steps (marked UNKNOWN); nothing is undone",
+            );
+        } else {
+            events.decision(
+                "interrupt",
+                None,
+                "Ctrl-C: no new hosts start; in-flight steps finish, then the wave is rolled back per policy (Ctrl-C again to stop now)",
+            );
+        }
+    }
+}
+
+/// Asks on the terminal, with the progress bars suspended.
+struct TerminalApprover {
+    multi: indicatif::MultiProgress,
+}
+
+impl Approver for TerminalApprover {
+    fn approve<'a>(&'a self, _run_id: &'a str, wave: &'a str) -> ApprovalFuture<'a> {
+        let multi = self.multi.clone();
+        let wave = wave.to_string();
+        Box::pin(async move {
+            let asked = tokio::task::spawn_blocking(move || {
+                multi.suspend(|| {
+                    eprint_prompt(&format!("Approve wave `{wave}`? Type `yes` to start it: "));
+                    let mut answer = String::new();
+                    let _ = std::io::stdin().lock().read_line(&mut answer);
+                    answer.trim() == "yes"
+                })
+            })
+            .await;
+            let by = std::env::var("USER").unwrap_or_else(|_| "the operator".into());
+            match asked {
+                Ok(true) => ApprovalDecision::Approved { by },
+                _ => ApprovalDecision::Refused { by },
+            }
+        })
+    }
+}
+
+/// The prompt is the one write that must happen while the monitor's bars are suspended, so it
+/// cannot go through the monitor.
+fn eprint_prompt(text: &str) {
+    use std::io::Write;
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes());
+    let _ = err.flush();
+}

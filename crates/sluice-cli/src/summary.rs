@@ -1,0 +1,181 @@
+//! Text shown before and after `sluice apply`: the plan about to run, and the per-wave table with
+//! the first lines of every failed step.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+use sluice_exec::{HostOutcome, RollbackOutcome, RunReport, RunStatus};
+use sluice_plan::PlanArtifact;
+
+use crate::console::{Console, Paint};
+use crate::progress::clock;
+
+/// The snake_case name an enum has in JSON, for human text too.
+pub fn name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// What is about to run: shown before the confirmation.
+pub fn plan(a: &PlanArtifact, console: &Console) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} {} ({} hosts, {} waves)",
+        console.paint(Paint::Bold, "Plan"),
+        a.name,
+        a.hosts.len(),
+        a.waves.len()
+    );
+    let _ = writeln!(s, "  hash     {}", a.plan_hash);
+    if let Some(ticket) = &a.ticket {
+        let _ = writeln!(s, "  ticket   {ticket}");
+    }
+    for (i, w) in a.waves.iter().enumerate() {
+        let mut extra = String::new();
+        if let Some(ms) = w.pause_ms {
+            let _ = write!(
+                extra,
+                ", then pause {}",
+                clock(std::time::Duration::from_millis(ms))
+            );
+        }
+        if w.approval {
+            extra.push_str(", needs approval");
+        }
+        let _ = writeln!(
+            s,
+            "  wave {}  {}: {} host(s), {} at a time, max_failed {}{extra}: {}",
+            i + 1,
+            w.name,
+            w.hosts.len(),
+            w.concurrency,
+            w.max_failed,
+            abbreviate(&w.hosts)
+        );
+    }
+    if !a.run_once.is_empty() {
+        let steps: Vec<String> = a
+            .run_once
+            .iter()
+            .map(|r| format!("{} on {}", r.step.id, r.host))
+            .collect();
+        let _ = writeln!(s, "  run once {}", steps.join(", "));
+    }
+    let _ = writeln!(
+        s,
+        "  steps    {}",
+        a.steps
+            .iter()
+            .filter(|st| !st.run_once)
+            .map(|st| st.id.as_str())
+            .collect::<Vec<_>>()
+            .join(" -> ")
+    );
+    let _ = writeln!(
+        s,
+        "  failure  {} (scope {})",
+        name(&a.failure.action),
+        name(&a.failure.rollback_scope)
+    );
+    s
+}
+
+fn abbreviate(hosts: &[String]) -> String {
+    if hosts.len() <= 6 {
+        hosts.join(", ")
+    } else {
+        format!("{}, ... {}", hosts[..3].join(", "), hosts[hosts.len() - 1])
+    }
+}
+
+/// The table after the run, the failed steps' first lines, and the verdict.
+pub fn report(r: &RunReport, console: &Console) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "{:<14} {:<16} {:>4} {:>7} {:>8} {:>12} {:>16} {:>12} {:>9}",
+        "wave",
+        "status",
+        "ok",
+        "failed",
+        "skipped",
+        "rolled back",
+        "rollback failed",
+        "unreachable",
+        "duration"
+    );
+    for w in &r.waves {
+        let failed = w.count(HostOutcome::Failed)
+            + w.count(HostOutcome::Unhealthy)
+            + w.count(HostOutcome::Unknown);
+        let skipped = w.count(HostOutcome::NotStarted) + w.count(HostOutcome::Interrupted);
+        let _ = writeln!(
+            s,
+            "{:<14} {:<16} {:>4} {:>7} {:>8} {:>12} {:>16} {:>12} {:>9}",
+            w.name,
+            name(&w.status),
+            w.count(HostOutcome::Ok),
+            failed,
+            skipped,
+            w.rollbacks(RollbackOutcome::RolledBack),
+            w.rollbacks(RollbackOutcome::RollbackFailed),
+            w.count(HostOutcome::Unreachable),
+            clock(w.duration)
+        );
+    }
+    let failures: Vec<_> = r
+        .waves
+        .iter()
+        .flat_map(|w| w.hosts.iter().map(move |h| (w, h)))
+        .filter(|(_, h)| h.failure.is_some())
+        .collect();
+    if !failures.is_empty() {
+        let _ = writeln!(s, "\n{}", console.paint(Paint::Bold, "Failures"));
+    }
+    for (w, h) in failures {
+        if let Some(f) = &h.failure {
+            let _ = writeln!(s, "  {} ({}) {}: {}", h.host, w.name, f.what, f.detail);
+            for line in &f.output {
+                let _ = writeln!(s, "      | {line}");
+            }
+        }
+    }
+    let (verdict, bad) = match r.status {
+        RunStatus::Applied => ("applied".to_string(), false),
+        RunStatus::WaveFailed => (
+            "a wave failed; it was rolled back or halted (exit 1)".into(),
+            true,
+        ),
+        RunStatus::RollbackFailed => (
+            "ROLLBACK FAILED on some hosts: they need attention (exit 3)".into(),
+            true,
+        ),
+        RunStatus::Interrupted => ("aborted by Ctrl-C (exit 4)".into(), true),
+        RunStatus::WindowClosed => (
+            "aborted: the maintenance window closed (exit 4)".into(),
+            true,
+        ),
+        RunStatus::OutsideWindow => (
+            "outside the maintenance window: nothing started (exit 4)".into(),
+            true,
+        ),
+        RunStatus::ApprovalRefused => (
+            "aborted: an approval gate was refused (exit 4)".into(),
+            true,
+        ),
+    };
+    let paint = if bad { Paint::Error } else { Paint::Ok };
+    let _ = writeln!(
+        s,
+        "\n{} run {} {} in {}",
+        console.paint(paint, "Result:"),
+        r.run_id,
+        verdict,
+        clock(r.duration)
+    );
+    s
+}

@@ -1,0 +1,209 @@
+//! Health checks after a host's steps: a command on the host, an HTTP GET or a TCP connect from
+//! the controller.
+//!
+//! Checks run in rounds: each round runs every check once; the host is healthy as soon as one
+//! round passes completely. Between rounds the executor waits `interval`; after `retries` extra
+//! rounds the host is unhealthy. A check that passed in an earlier round and fails in a later one
+//! is flapping, and fails the host at once: a service that comes up and falls over is not done.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_plan::{HealthProbe, HostPlan};
+use sluice_ssh::Connection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::event::EventKind;
+use crate::host::{HostRun, Ran, first_lines};
+use crate::report::FailureDetail;
+use crate::run::RunContext;
+use crate::shutdown::StopListener;
+
+/// Runs `plan.health` until a round passes, or returns what failed.
+pub(crate) async fn check_host(
+    ctx: &RunContext,
+    run: &HostRun,
+    conn: &Arc<dyn Connection>,
+    plan: &HostPlan,
+    stop: &mut StopListener,
+) -> Result<(), FailureDetail> {
+    if plan.health.is_empty() {
+        return Ok(());
+    }
+    let policy = &ctx.artifact.health;
+    let timeout = Duration::from_millis(policy.timeout_ms.max(1));
+    let mut passed_before = vec![false; plan.health.len()];
+    let mut last_failure = None;
+    for round in 1..=policy.retries + 1 {
+        let mut all_passed = true;
+        for (i, check) in plan.health.iter().enumerate() {
+            let (passed, detail, output) = probe(ctx, run, conn, &check.probe, timeout, stop).await;
+            ctx.events.emit(EventKind::HealthChecked {
+                host: plan.name.clone(),
+                check: check.name.clone(),
+                passed,
+                round,
+                detail: detail.clone(),
+            });
+            if passed {
+                passed_before[i] = true;
+                continue;
+            }
+            all_passed = false;
+            let failure = FailureDetail {
+                what: format!("health:{}", check.name),
+                detail,
+                output,
+            };
+            if passed_before[i] {
+                let mut failure = failure;
+                failure.detail = format!("passed, then failed (flapping): {}", failure.detail);
+                return Err(failure);
+            }
+            last_failure = Some(failure);
+        }
+        if all_passed {
+            return Ok(());
+        }
+        if round <= policy.retries {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(policy.interval_ms)) => {}
+                _ = stop.hard() => break,
+            }
+        }
+    }
+    Err(last_failure.unwrap_or(FailureDetail {
+        what: "health".into(),
+        detail: "health checks did not pass".into(),
+        output: Vec::new(),
+    }))
+}
+
+/// One probe: (passed, detail, output lines).
+async fn probe(
+    ctx: &RunContext,
+    run: &HostRun,
+    conn: &Arc<dyn Connection>,
+    probe: &HealthProbe,
+    timeout: Duration,
+    stop: &mut StopListener,
+) -> (bool, String, Vec<String>) {
+    match probe {
+        HealthProbe::Run(command) => {
+            // The command sees the host's registered values and the run's secrets.
+            match run.exec(conn, command, Some(timeout), &None, stop).await {
+                Ran::Done(out) => (
+                    out.status.success(),
+                    out.status.to_string(),
+                    if out.status.success() {
+                        Vec::new()
+                    } else {
+                        first_lines(ctx, &out)
+                    },
+                ),
+                other => {
+                    let (_, detail, output) = crate::host::describe(ctx, &other);
+                    (false, detail, output)
+                }
+            }
+        }
+        HealthProbe::Http { url, expect_status } => {
+            match tokio::time::timeout(timeout, http_status(url)).await {
+                Ok(Ok(status)) => (
+                    status == *expect_status,
+                    format!("HTTP {status} (expected {expect_status})"),
+                    Vec::new(),
+                ),
+                Ok(Err(e)) => (false, format!("GET {url}: {e}"), Vec::new()),
+                Err(_) => (false, format!("GET {url}: timed out"), Vec::new()),
+            }
+        }
+        HealthProbe::Tcp { address } => {
+            match tokio::time::timeout(timeout, TcpStream::connect(address.as_str())).await {
+                Ok(Ok(_)) => (true, format!("connected to {address}"), Vec::new()),
+                Ok(Err(e)) => (false, format!("connect {address}: {e}"), Vec::new()),
+                Err(_) => (false, format!("connect {address}: timed out"), Vec::new()),
+            }
+        }
+    }
+}
+
+/// The status code of `GET url` (plain `http://` only; HTTP/1.1, no redirects followed).
+pub async fn http_status(url: &str) -> Result<u16, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| "only http:// URLs are supported by the controller's probe".to_string())?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let address = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let mut stream = TcpStream::connect(&address)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: sluice\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    // The status line is all we need; read until the first line ends (or 4 KiB).
+    let mut head = Vec::new();
+    let mut buf = [0u8; 512];
+    while !head.contains(&b'\n') && head.len() < 4096 {
+        let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    let line = line.lines().next().unwrap_or_default();
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("not an HTTP response: {line:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn http_status_reads_the_status_line() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            s.write_all(b"HTTP/1.1 503 Service Unavailable\r\n\r\n")
+                .await
+                .unwrap();
+        });
+        assert_eq!(
+            http_status(&format!("http://{addr}/healthz")).await,
+            Ok(503)
+        );
+    }
+
+    #[tokio::test]
+    async fn https_is_refused_with_a_reason() {
+        assert!(
+            http_status("https://example.invalid/")
+                .await
+                .unwrap_err()
+                .contains("http://")
+        );
+    }
+}

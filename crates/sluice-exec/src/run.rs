@@ -1,0 +1,463 @@
+//! The run: checks before starting, `run_once` steps, then waves one after another with their
+//! gates (approval, pause, window) and the failure policy between them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_plan::{FailureAction, PlanArtifact, RollbackScope, RuntimeValues};
+use tokio::time::Instant;
+
+use crate::approval::{ApprovalDecision, Approver};
+use crate::event::{Emitter, EventKind};
+use crate::host::{HostRun, millis, step_spec};
+use crate::report::{HostOutcome, RollbackOutcome, RunReport, RunStatus, StepStatus, WaveStatus};
+use crate::rollback::roll_back;
+use crate::secrets::Secrets;
+use crate::shutdown::{Shutdown, StopReason};
+use crate::transports::Transports;
+use crate::wave::{WaveRun, run_wave};
+use crate::window::{WindowState, window_state};
+
+/// What every task of a run shares.
+pub(crate) struct RunContext {
+    pub artifact: Arc<PlanArtifact>,
+    pub transports: Transports,
+    pub secrets: Secrets,
+    pub events: Emitter,
+    pub shutdown: Shutdown,
+}
+
+/// Knobs of one run that are not part of the plan.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Run even outside the maintenance window (recorded as a decision).
+    pub ignore_window: bool,
+}
+
+/// Runs one plan artifact. Build it, then call [`Executor::run`].
+pub struct Executor {
+    pub artifact: Arc<PlanArtifact>,
+    pub transports: Transports,
+    pub secrets: Secrets,
+    pub shutdown: Shutdown,
+    pub approver: Option<Arc<dyn Approver>>,
+    pub options: RunOptions,
+}
+
+/// The name of the pseudo-wave that holds `run_once` steps in reports and rollbacks.
+pub const RUN_ONCE_WAVE: &str = "run-once";
+
+impl Executor {
+    /// Runs the plan to the end. Host failures are outcomes, not errors: this always returns a
+    /// report.
+    pub async fn run(self, events: Emitter) -> RunReport {
+        let ctx = Arc::new(RunContext {
+            artifact: self.artifact.clone(),
+            transports: self.transports,
+            secrets: self.secrets,
+            events,
+            shutdown: self.shutdown,
+        });
+        let run = Run {
+            ctx,
+            approver: self.approver,
+            options: self.options,
+            started: Instant::now(),
+            finished: Vec::new(),
+            values: HashMap::new(),
+            window_closes: None,
+        };
+        run.execute().await
+    }
+}
+
+struct Run {
+    ctx: Arc<RunContext>,
+    approver: Option<Arc<dyn Approver>>,
+    options: RunOptions,
+    started: Instant,
+    /// Waves that ran, oldest first (the run_once pseudo-wave first when there is one).
+    finished: Vec<WaveRun>,
+    values: HashMap<String, RuntimeValues>,
+    /// When the window closes, on the tokio clock.
+    window_closes: Option<Instant>,
+}
+
+impl Run {
+    async fn execute(mut self) -> RunReport {
+        let a = self.ctx.artifact.clone();
+        let run_id = self.run_id();
+        self.ctx.events.emit(EventKind::RunStarted {
+            plan: a.name.clone(),
+            plan_hash: a.plan_hash.clone(),
+            waves: a.waves.len(),
+            hosts: a.hosts.len(),
+        });
+        if let Some(refused) = self.open_window() {
+            return self.finish(run_id, refused.0, refused.1);
+        }
+        let status = self.waves(&run_id).await;
+        self.finish(run_id, status, None)
+    }
+
+    fn run_id(&self) -> String {
+        // The emitter was created with the run id; every event carries it.
+        self.ctx.events.run_id().to_string()
+    }
+
+    /// Checks the window at start and arms the timer that stops the run when it closes.
+    /// Returns the final status when the run must not start.
+    fn open_window(&mut self) -> Option<(RunStatus, Option<jiff::Timestamp>)> {
+        let window = self.ctx.artifact.window.clone()?;
+        if self.options.ignore_window {
+            self.ctx.events.decision(
+                "window_ignored",
+                None,
+                "--ignore-window: the maintenance window is not enforced for this run",
+            );
+            return None;
+        }
+        let now = jiff::Timestamp::now();
+        match window_state(&window, now) {
+            Err(e) => {
+                self.ctx
+                    .events
+                    .decision("outside_window", None, e.to_string());
+                Some((RunStatus::OutsideWindow, None))
+            }
+            Ok(WindowState::Closed { next_open }) => {
+                let when = next_open.map_or("it does not open again".to_string(), |t| {
+                    format!("it opens next at {t}")
+                });
+                self.ctx.events.decision(
+                    "outside_window",
+                    None,
+                    format!("outside the maintenance window; nothing started; {when}"),
+                );
+                Some((RunStatus::OutsideWindow, next_open))
+            }
+            Ok(WindowState::Open { closes_at }) => {
+                let left = now.duration_until(closes_at).unsigned_abs();
+                let deadline = Instant::now() + left;
+                self.window_closes = Some(deadline);
+                let shutdown = self.ctx.shutdown.clone();
+                let events = self.ctx.events.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(deadline).await;
+                    events.decision(
+                        "window_closed",
+                        None,
+                        "the maintenance window closed: no new hosts start; in-flight steps finish",
+                    );
+                    shutdown.window_closed();
+                });
+                None
+            }
+        }
+    }
+
+    async fn waves(&mut self, run_id: &str) -> RunStatus {
+        let a = self.ctx.artifact.clone();
+        if !a.run_once.is_empty() {
+            let once = self.run_once().await;
+            let failed = once.status != WaveStatus::Ok;
+            self.finished.push(once);
+            if failed {
+                return self.after_failure(self.finished.len() - 1).await;
+            }
+        }
+        for (index, wave) in a.waves.iter().enumerate() {
+            if let Some(status) = self.gate(run_id, index).await {
+                return status;
+            }
+            let run = run_wave(&self.ctx, index, wave, &self.values).await;
+            let status = run.status;
+            self.finished.push(run);
+            match status {
+                WaveStatus::Ok => {}
+                WaveStatus::Failed if a.failure.action == FailureAction::Continue => {
+                    self.ctx.events.decision(
+                        "continue",
+                        Some(&wave.name),
+                        "the wave failed; action: continue records it and goes on",
+                    );
+                }
+                _ => return self.after_failure(self.finished.len() - 1).await,
+            }
+        }
+        RunStatus::Applied
+    }
+
+    /// Before wave `index`: stop requests, pause after the previous wave, the window fit and the
+    /// approval gate. Returns the run's final status when the wave must not start.
+    async fn gate(&mut self, run_id: &str, index: usize) -> Option<RunStatus> {
+        let a = self.ctx.artifact.clone();
+        let wave = &a.waves[index];
+        let mut stop = self.ctx.shutdown.subscribe();
+        if index > 0 {
+            let previous = &a.waves[index - 1];
+            if let Some(ms) = previous.pause_ms.filter(|ms| *ms > 0) {
+                self.ctx.events.emit(EventKind::PauseStarted {
+                    after_wave: previous.name.clone(),
+                    duration_ms: ms,
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                    _ = stop.soft() => {}
+                }
+                self.ctx.events.emit(EventKind::PauseFinished {
+                    after_wave: previous.name.clone(),
+                });
+            }
+        }
+        if let Some(status) = self.stopped_status() {
+            return Some(status);
+        }
+        if let Some(status) = self.window_fit(index) {
+            return Some(status);
+        }
+        if wave.approval {
+            self.ctx.events.emit(EventKind::ApprovalWaiting {
+                wave: wave.name.clone(),
+            });
+            let decision = match &self.approver {
+                None => ApprovalDecision::Refused {
+                    by: "sluice: no way to ask for approval in this run".into(),
+                },
+                Some(approver) => tokio::select! {
+                    d = approver.approve(run_id, &wave.name) => d,
+                    _ = stop.soft() => return self.stopped_status(),
+                },
+            };
+            match decision {
+                ApprovalDecision::Approved { by } => {
+                    self.ctx.events.emit(EventKind::ApprovalGiven {
+                        wave: wave.name.clone(),
+                        by,
+                    });
+                }
+                ApprovalDecision::Refused { by } => {
+                    self.ctx.events.emit(EventKind::ApprovalRefused {
+                        wave: wave.name.clone(),
+                        by,
+                    });
+                    return Some(RunStatus::ApprovalRefused);
+                }
+            }
+        }
+        self.stopped_status()
+    }
+
+    fn stopped_status(&self) -> Option<RunStatus> {
+        let stop = self.ctx.shutdown.state();
+        match stop.soft {
+            Some(StopReason::Interrupted) => Some(RunStatus::Interrupted),
+            Some(StopReason::WindowClosed) => Some(RunStatus::WindowClosed),
+            None if stop.hard => Some(RunStatus::Interrupted),
+            None => None,
+        }
+    }
+
+    /// Refuses to start wave `index` when the window closes before it is expected to end. The
+    /// estimate is the mean host duration of the waves so far times the wave's rounds of
+    /// `concurrency` hosts; the first wave has no estimate and always starts.
+    fn window_fit(&self, index: usize) -> Option<RunStatus> {
+        let closes = self.window_closes?;
+        let wave = &self.ctx.artifact.waves[index];
+        let means: Vec<Duration> = self
+            .finished
+            .iter()
+            .filter_map(WaveRun::mean_host_duration)
+            .collect();
+        let n = u32::try_from(means.len()).ok().filter(|n| *n > 0)?;
+        let mean = means.iter().sum::<Duration>() / n;
+        let rounds = wave.hosts.len().div_ceil(wave.concurrency.max(1));
+        let expected = mean * u32::try_from(rounds).unwrap_or(u32::MAX);
+        let left = closes.saturating_duration_since(Instant::now());
+        if expected <= left {
+            return None;
+        }
+        self.ctx.events.decision(
+            "wave_not_started",
+            Some(&wave.name),
+            format!(
+                "expected to take {}s, but the maintenance window closes in {}s",
+                expected.as_secs(),
+                left.as_secs()
+            ),
+        );
+        Some(RunStatus::WindowClosed)
+    }
+
+    /// Runs the `run_once` steps, in order, each on its host.
+    async fn run_once(&mut self) -> WaveRun {
+        let started = Instant::now();
+        let mut stop = self.ctx.shutdown.subscribe();
+        let mut hosts: Vec<HostRun> = Vec::new();
+        let mut status = WaveStatus::Ok;
+        for once in &self.ctx.artifact.run_once {
+            let Some(plan) = self.ctx.artifact.host(&once.host) else {
+                continue;
+            };
+            let position = match hosts.iter().position(|h| h.host == once.host) {
+                Some(p) => p,
+                None => {
+                    let mut values = RuntimeValues::default();
+                    values.secrets = self.ctx.secrets.values().clone();
+                    let mut run = HostRun::new(&once.host, values);
+                    run.outcome = HostOutcome::Ok;
+                    run.connect(&self.ctx, plan, &mut stop).await;
+                    hosts.push(run);
+                    hosts.len() - 1
+                }
+            };
+            let run = &mut hosts[position];
+            if run.conn.is_none() {
+                self.ctx.events.emit(EventKind::HostFinished {
+                    wave: RUN_ONCE_WAVE.into(),
+                    host: run.host.clone(),
+                    outcome: run.outcome,
+                    duration_ms: 0,
+                    error: run
+                        .failure
+                        .as_ref()
+                        .map(|f| format!("{}: {}", f.what, f.detail)),
+                });
+                status = WaveStatus::Failed;
+                break;
+            }
+            let spec = step_spec(&self.ctx, &once.step.id);
+            let step_started = Instant::now();
+            let result = run.run_step(&self.ctx, &once.step, &spec, &mut stop).await;
+            run.duration += step_started.elapsed();
+            match result {
+                StepStatus::Ok | StepStatus::Skipped => {}
+                StepStatus::Unknown => {
+                    run.outcome = HostOutcome::Unknown;
+                    status = WaveStatus::Failed;
+                    break;
+                }
+                StepStatus::Failed | StepStatus::TimedOut => {
+                    run.outcome = HostOutcome::Failed;
+                    status = WaveStatus::Failed;
+                    break;
+                }
+            }
+        }
+        for run in &hosts {
+            self.values.insert(run.host.clone(), run.values.clone());
+        }
+        WaveRun {
+            name: RUN_ONCE_WAVE.into(),
+            hosts,
+            status,
+            duration: started.elapsed(),
+            concurrency: 1,
+        }
+    }
+
+    /// The wave at `failed` failed or was interrupted: apply the failure policy.
+    async fn after_failure(&mut self, failed: usize) -> RunStatus {
+        let a = self.ctx.artifact.clone();
+        let wave_name = self.finished[failed].name.clone();
+        let stop = self.ctx.shutdown.state();
+        let base = self.stopped_status().unwrap_or(RunStatus::WaveFailed);
+        if stop.hard {
+            self.ctx.events.decision(
+                "abandon",
+                Some(&wave_name),
+                "second Ctrl-C: in-flight steps are UNKNOWN and nothing is undone",
+            );
+            return RunStatus::Interrupted;
+        }
+        match a.failure.action {
+            FailureAction::Rollback => {}
+            FailureAction::Halt => {
+                self.ctx.events.decision(
+                    "halt",
+                    Some(&wave_name),
+                    "action: halt: nothing is undone; later waves do not start",
+                );
+                return base;
+            }
+            FailureAction::Continue => {
+                self.ctx.events.decision(
+                    "stop",
+                    Some(&wave_name),
+                    "the run is stopping; action: continue undoes nothing",
+                );
+                return base;
+            }
+        }
+        let scope = a.failure.rollback_scope;
+        let targets: Vec<usize> = match scope {
+            RollbackScope::Wave => vec![failed],
+            RollbackScope::Run => (0..=failed).rev().collect(),
+        };
+        self.ctx.events.decision(
+            "rollback",
+            Some(&wave_name),
+            match scope {
+                RollbackScope::Wave => "rolling back the failed wave".to_string(),
+                RollbackScope::Run => format!(
+                    "rollback_scope: run: rolling back {} wave(s), newest first",
+                    targets.len()
+                ),
+            },
+        );
+        let mut any_failed = false;
+        for index in targets {
+            let wave = &mut self.finished[index];
+            let hosts = std::mem::take(&mut wave.hosts);
+            let hosts = roll_back(&self.ctx, &wave.name, hosts, wave.concurrency).await;
+            let failed_here = hosts
+                .iter()
+                .any(|h| h.rollback == Some(RollbackOutcome::RollbackFailed));
+            wave.hosts = hosts;
+            wave.status = if failed_here {
+                WaveStatus::RollbackFailed
+            } else {
+                WaveStatus::RolledBack
+            };
+            any_failed |= failed_here;
+        }
+        if any_failed {
+            RunStatus::RollbackFailed
+        } else {
+            base
+        }
+    }
+
+    fn finish(
+        self,
+        run_id: String,
+        status: RunStatus,
+        next_window: Option<jiff::Timestamp>,
+    ) -> RunReport {
+        let duration = self.started.elapsed();
+        self.ctx.events.emit(EventKind::RunFinished {
+            status,
+            duration_ms: millis(duration),
+        });
+        let mut waves: Vec<_> = self.finished.iter().map(WaveRun::report).collect();
+        let ran: Vec<String> = waves.iter().map(|w| w.name.clone()).collect();
+        for wave in &self.ctx.artifact.waves {
+            if !ran.contains(&wave.name) {
+                waves.push(crate::report::WaveReport {
+                    name: wave.name.clone(),
+                    status: WaveStatus::NotStarted,
+                    hosts: Vec::new(),
+                    duration: Duration::ZERO,
+                });
+            }
+        }
+        RunReport {
+            run_id,
+            status,
+            waves,
+            duration,
+            next_window,
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Stopping a run early: Ctrl-C once or twice, and the maintenance window closing.
+//!
+//! As in mini-redis, one sender broadcasts the stop state and every task that can stop holds a
+//! receiver ([`StopListener`]). A *soft* stop (first Ctrl-C, window closed) means: start no new
+//! host and no new step, let the commands in flight finish, then roll back or halt per policy.
+//! A *hard* stop (second Ctrl-C) means: abandon the commands in flight now; their steps are
+//! recorded as UNKNOWN and nothing is undone.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+/// Why a soft stop was requested.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    Interrupted,
+    WindowClosed,
+}
+
+/// The current stop state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stop {
+    pub soft: Option<StopReason>,
+    pub hard: bool,
+}
+
+/// The sending side, shared by the signal handler and the window timer.
+#[derive(Clone)]
+pub struct Shutdown {
+    tx: Arc<watch::Sender<Stop>>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Shutdown {
+            tx: Arc::new(watch::Sender::new(Stop::default())),
+        }
+    }
+
+    /// Ctrl-C: the first is a soft stop, the second a hard one. Returns the new state.
+    pub fn interrupt(&self) -> Stop {
+        self.tx.send_modify(|s| {
+            if s.soft == Some(StopReason::Interrupted) {
+                s.hard = true;
+            } else if s.soft.is_none() {
+                s.soft = Some(StopReason::Interrupted);
+            } else {
+                // Already stopping because the window closed: a Ctrl-C now means "now".
+                s.hard = true;
+            }
+        });
+        *self.tx.borrow()
+    }
+
+    /// The maintenance window closed: a soft stop unless one is already under way.
+    pub fn window_closed(&self) {
+        self.tx.send_modify(|s| {
+            if s.soft.is_none() {
+                s.soft = Some(StopReason::WindowClosed);
+            }
+        });
+    }
+
+    pub fn state(&self) -> Stop {
+        *self.tx.borrow()
+    }
+
+    pub fn subscribe(&self) -> StopListener {
+        StopListener {
+            rx: self.tx.subscribe(),
+        }
+    }
+}
+
+/// The receiving side held by each task that may have to stop.
+#[derive(Clone)]
+pub struct StopListener {
+    rx: watch::Receiver<Stop>,
+}
+
+impl StopListener {
+    pub fn state(&self) -> Stop {
+        *self.rx.borrow()
+    }
+
+    pub fn soft_requested(&self) -> Option<StopReason> {
+        self.state().soft
+    }
+
+    pub fn hard_requested(&self) -> bool {
+        self.state().hard
+    }
+
+    /// Resolves once any stop (soft or hard) is requested.
+    pub async fn soft(&mut self) {
+        if self
+            .rx
+            .wait_for(|s| s.soft.is_some() || s.hard)
+            .await
+            .is_err()
+        {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Resolves once a hard stop is requested.
+    pub async fn hard(&mut self) {
+        if self.rx.wait_for(|s| s.hard).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_interrupt_is_soft_second_is_hard() {
+        let s = Shutdown::new();
+        assert_eq!(
+            s.interrupt(),
+            Stop {
+                soft: Some(StopReason::Interrupted),
+                hard: false
+            }
+        );
+        assert!(s.interrupt().hard);
+    }
+
+    #[test]
+    fn window_close_keeps_an_earlier_interrupt_as_the_reason() {
+        let s = Shutdown::new();
+        s.interrupt();
+        s.window_closed();
+        assert_eq!(s.state().soft, Some(StopReason::Interrupted));
+    }
+}

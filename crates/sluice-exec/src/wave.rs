@@ -1,0 +1,186 @@
+//! One wave: start hosts up to `concurrency` at a time, count failures against the budget, and
+//! stop starting hosts once the budget is spent or a stop is requested.
+//!
+//! The scheduler owns the slots itself instead of handing a semaphore to the host tasks: a slot
+//! is reused only after the scheduler has recorded the outcome of the host that held it, so the
+//! budget is always checked against every finished host before the next one starts. That is what
+//! makes "no overshoot" exact rather than likely.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_plan::{FailureAction, RuntimeValues, WavePlan};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::budget::Budget;
+use crate::event::EventKind;
+use crate::host::{HostRun, millis, run_host};
+use crate::report::{FailureDetail, HostOutcome, WaveReport, WaveStatus};
+use crate::run::RunContext;
+
+/// A finished wave: every host's run (in wave order) and how the wave ended.
+pub(crate) struct WaveRun {
+    pub name: String,
+    pub hosts: Vec<HostRun>,
+    pub status: WaveStatus,
+    pub duration: Duration,
+    /// Hosts of this wave that concurrency allowed at once (used for rollback too).
+    pub concurrency: usize,
+}
+
+impl WaveRun {
+    pub fn report(&self) -> WaveReport {
+        WaveReport {
+            name: self.name.clone(),
+            status: self.status,
+            hosts: self.hosts.iter().map(HostRun::report).collect(),
+            duration: self.duration,
+        }
+    }
+
+    /// Mean duration of the hosts that ran, for the window-fit estimate of later waves.
+    pub fn mean_host_duration(&self) -> Option<Duration> {
+        let ran: Vec<Duration> = self
+            .hosts
+            .iter()
+            .filter(|h| h.outcome != HostOutcome::NotStarted)
+            .map(|h| h.duration)
+            .collect();
+        let n = u32::try_from(ran.len()).ok().filter(|n| *n > 0)?;
+        Some(ran.iter().sum::<Duration>() / n)
+    }
+}
+
+/// Runs `wave`. `values` holds each host's run-time values so far (secrets, run_once registers).
+pub(crate) async fn run_wave(
+    ctx: &Arc<RunContext>,
+    index: usize,
+    wave: &WavePlan,
+    values: &HashMap<String, RuntimeValues>,
+) -> WaveRun {
+    let started = Instant::now();
+    let concurrency = wave.concurrency.max(1);
+    ctx.events.emit(EventKind::WaveStarted {
+        wave: wave.name.clone(),
+        index,
+        hosts: wave.hosts.clone(),
+        concurrency,
+        max_failed: wave.max_failed,
+    });
+    let keep_going = ctx.artifact.failure.action == FailureAction::Continue;
+    let stop = ctx.shutdown.subscribe();
+    let mut budget = Budget::new(wave.max_failed);
+    let mut done: HashMap<String, HostRun> = HashMap::new();
+    let mut running: JoinSet<HostRun> = JoinSet::new();
+    let mut names: HashMap<tokio::task::Id, String> = HashMap::new();
+
+    for name in &wave.hosts {
+        while running.len() >= concurrency {
+            collect_one(&mut running, &mut names, &mut done, &mut budget).await;
+        }
+        if stop.soft_requested().is_some() || stop.hard_requested() {
+            break;
+        }
+        if budget.is_spent() && !keep_going {
+            ctx.events.decision(
+                "budget_spent",
+                Some(&wave.name),
+                format!(
+                    "{} failed hosts exceed max_failed {}: no further host of this wave starts",
+                    budget.failures(),
+                    wave.max_failed
+                ),
+            );
+            break;
+        }
+        let Some(plan) = ctx.artifact.host(name).cloned() else {
+            continue;
+        };
+        let mut host_values = values.get(name).cloned().unwrap_or_default();
+        host_values.secrets = ctx.secrets.values().clone();
+        let id = running
+            .spawn(run_host(ctx.clone(), wave.name.clone(), plan, host_values))
+            .id();
+        names.insert(id, name.clone());
+    }
+    while !running.is_empty() {
+        collect_one(&mut running, &mut names, &mut done, &mut budget).await;
+    }
+
+    let hosts: Vec<HostRun> = wave
+        .hosts
+        .iter()
+        .map(|name| {
+            done.remove(name)
+                .unwrap_or_else(|| HostRun::new(name, RuntimeValues::default()))
+        })
+        .collect();
+    let status = if stop.soft_requested().is_some() || stop.hard_requested() {
+        WaveStatus::Interrupted
+    } else if budget.is_spent() {
+        WaveStatus::Failed
+    } else {
+        WaveStatus::Ok
+    };
+    let duration = started.elapsed();
+    let ok = hosts
+        .iter()
+        .filter(|h| h.outcome == HostOutcome::Ok)
+        .count();
+    let not_started = hosts
+        .iter()
+        .filter(|h| h.outcome == HostOutcome::NotStarted)
+        .count();
+    ctx.events.emit(EventKind::WaveFinished {
+        wave: wave.name.clone(),
+        index,
+        status,
+        ok,
+        failed: budget.failures(),
+        not_started,
+        duration_ms: millis(duration),
+    });
+    WaveRun {
+        name: wave.name.clone(),
+        hosts,
+        status,
+        duration,
+        concurrency,
+    }
+}
+
+/// Waits for one host to finish and records it. A host task that panicked (a bug) is recorded as
+/// a failed host rather than taking the run down.
+async fn collect_one(
+    running: &mut JoinSet<HostRun>,
+    names: &mut HashMap<tokio::task::Id, String>,
+    done: &mut HashMap<String, HostRun>,
+    budget: &mut Budget,
+) {
+    let Some(joined) = running.join_next_with_id().await else {
+        return;
+    };
+    let run = match joined {
+        Ok((id, run)) => {
+            names.remove(&id);
+            run
+        }
+        Err(e) => {
+            let name = names.remove(&e.id()).unwrap_or_default();
+            let mut run = HostRun::new(&name, RuntimeValues::default());
+            run.outcome = HostOutcome::Failed;
+            run.failure = Some(FailureDetail {
+                what: "executor".into(),
+                detail: format!("host task ended abnormally: {e}"),
+                output: Vec::new(),
+            });
+            run
+        }
+    };
+    if run.outcome.is_failure() {
+        budget.record_failure();
+    }
+    done.insert(run.host.clone(), run);
+}

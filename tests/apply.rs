@@ -353,3 +353,60 @@ fn a_secret_never_appears_in_output_or_json() {
         assert!(!all.contains("tok-9f8e7d6c"), "{all}");
     }
 }
+
+/// The README's first command, on a fresh state folder: a real three-wave rollout.
+#[test]
+fn the_readme_demo_rolls_out_three_waves_and_the_canary_demo_rolls_back() {
+    let f = Fixture::new();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let run = |plan: &str| {
+        sluice()
+            .current_dir(f.dir.path())
+            .arg("apply")
+            .arg(repo.join("playbooks").join(plan))
+            .arg("-i")
+            .arg(repo.join("inventory/demo.yaml"))
+            .args(["--yes", "--color", "never"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run("demo-rolling-patch.yaml");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for h in 1..=6 {
+        let dir = f.dir.path().join(format!("demo-state/demo-{h}"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("version")).unwrap(),
+            "2.0.1\n"
+        );
+        assert!(!dir.join("drained").exists());
+    }
+    for wave in ["canary", "early", "rest"] {
+        assert!(stderr.contains(&format!("Wave {wave} ok")), "{stderr}");
+    }
+
+    let out = run("demo-canary-fails.yaml");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let canary = f.dir.path().join("demo-state/demo-1");
+    assert_eq!(
+        std::fs::read_to_string(canary.join("version")).unwrap(),
+        "2.0.1\n",
+        "undo restored the registered version"
+    );
+    assert_eq!(
+        std::fs::read_to_string(canary.join("status")).unwrap(),
+        "running\n"
+    );
+    let other = f.dir.path().join("demo-state/demo-2");
+    assert_eq!(
+        std::fs::read_to_string(other.join("version")).unwrap(),
+        "2.0.1\n",
+        "wave 2 never started"
+    );
+    assert!(
+        stderr.contains("demo-1 (canary) health:running"),
+        "{stderr}"
+    );
+}

@@ -40,6 +40,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Check a change plan against an inventory (exit 0 valid, 2 invalid).
+    Validate(commands::validate::Args),
+    /// Compile a change plan and show it for review; --out saves the artifact to apply.
+    Plan(commands::plan::Args),
     /// Print the version.
     Version(commands::version::Args),
     /// Run a change plan wave by wave, with health checks, failure budgets and rollback.
@@ -55,6 +59,8 @@ fn main() -> ExitCode {
     };
     let console = Console::new(cli.color, verbosity);
     let result = match cli.command {
+        Command::Validate(args) => commands::validate::run(args, &console),
+        Command::Plan(args) => commands::plan::run(args, &console),
         Command::Version(args) => commands::version::run(args, &console),
         Command::Apply(args) => commands::apply::run(args, &console),
     };

@@ -5,13 +5,34 @@
 //! - [`artifact`]: the compiled plan, the contract between planner and executor.
 //! - [`command`]: rendered commands whose secrets and registered values are filled in only at
 //!   run time, and the shell quoting rule.
+//! - [`source`]: reading YAML within limits; [`node`]: the located YAML tree;
+//!   [`diagnostic`]: located problems reported all at once.
 //!
 //! Architecture invariant: the planner never opens a connection and never reads a secret's value.
 
 pub mod artifact;
 pub mod command;
+pub mod diagnostic;
+pub mod node;
+pub mod source;
 
 pub use artifact::*;
 pub use command::{
     RenderedCommand, ResolveError, ResolvedCommand, RuntimeValues, Segment, shell_quote,
 };
+pub mod compile;
+pub mod error;
+pub mod graph;
+pub mod inventory;
+pub mod model;
+pub mod plan;
+pub mod review;
+pub mod saved;
+pub mod schema;
+pub mod template;
+pub mod waves;
+pub mod window;
+
+pub use compile::{Compiled, compile_files, compile_sources};
+pub use error::PlanError;
+pub use saved::{load_artifact, parse_artifact, to_file_text};

@@ -4,14 +4,19 @@
 //! - [`transport`]: the interface the executor depends on (requests, outcomes, errors).
 //! - [`capture`]: bounded capture of a command's output (head, tail, sha256 and size of all of it).
 //! - [`local`]: commands run by `sh -c` on the controller itself.
+//! - [`ssh`]: the russh client: dialling with handshake limits ([`ssh::connect`],
+//!   [`ssh::limits`]), host keys ([`ssh::known_hosts`]), authentication ([`ssh::auth`]), commands
+//!   and uploads on a shared connection ([`ssh::exec`], [`ssh::shell`]).
 //!
 //! Architecture invariant: no code outside this crate knows whether a host is reached over SSH
 //! or locally; the executor only sees [`Transport`] and [`Connection`].
 
 pub mod capture;
 pub mod local;
+pub mod ssh;
 pub mod transport;
 
 pub use capture::{CapturedOutput, OutputCapture};
 pub use local::LocalTransport;
+pub use ssh::{SshConnection, SshOptions, SshTransport};
 pub use transport::*;

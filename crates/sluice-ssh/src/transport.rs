@@ -256,6 +256,15 @@ pub enum TransportError {
     /// Anything else the SSH protocol reported.
     #[error("{host}: ssh protocol error: {reason}")]
     Protocol { host: String, reason: String },
+
+    /// A file could not be written on the host (directory missing, no permission, disk full).
+    /// The previous file at that path, if any, is unchanged.
+    #[error("{host}: upload to {path} failed: {reason}")]
+    Upload {
+        host: String,
+        path: String,
+        reason: String,
+    },
 }
 
 impl TransportError {
@@ -271,7 +280,8 @@ impl TransportError {
             | TransportError::ConnectionLost { host, .. }
             | TransportError::BecomeFailed { host, .. }
             | TransportError::Spawn { host, .. }
-            | TransportError::Protocol { host, .. } => host,
+            | TransportError::Protocol { host, .. }
+            | TransportError::Upload { host, .. } => host,
         }
     }
 
@@ -287,7 +297,9 @@ impl TransportError {
             }
             TransportError::ConnectionLost { .. } => "connection_lost",
             TransportError::BecomeFailed { .. } => "become_failed",
-            TransportError::Spawn { .. } | TransportError::Protocol { .. } => "transport_error",
+            TransportError::Spawn { .. }
+            | TransportError::Protocol { .. }
+            | TransportError::Upload { .. } => "transport_error",
         }
     }
 }

@@ -1,0 +1,564 @@
+//! Compilation: a checked [`Plan`] and [`Inventory`] become a sealed [`PlanArtifact`].
+//!
+//! 1. Read both files (all problems of both are reported).
+//! 2. Resolve `after` (default: the previous step of the same kind), reject cycles, order steps.
+//! 3. Parse every template once and check what it refers to: declared secrets, and registered
+//!    names that an ancestor step registers.
+//! 4. Resolve targets to hosts in inventory order and split them into waves.
+//! 5. Render every template for every host; an undefined variable is reported once per
+//!    (step, variable) with the hosts it affects.
+//! 6. Assemble and seal the artifact.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::artifact::*;
+use crate::diagnostic::{Diagnostic, Diagnostics, Loc};
+use crate::error::PlanError;
+use crate::graph;
+use crate::inventory::{Inventory, read_inventory};
+use crate::model::{Plan, ProbeDecl, StepDecl, WaveDecl};
+use crate::plan::read_plan;
+use crate::schema::{Amount, nearest};
+use crate::source;
+use crate::template::{self, RefKind, RenderProblem, Scope, Template};
+use crate::waves;
+
+/// A compiled plan and the warnings found on the way.
+#[derive(Debug)]
+pub struct Compiled {
+    pub artifact: PlanArtifact,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Compiles the plan and inventory files. `cli_vars` (`--var k=v`) override every other var.
+pub fn compile_files(
+    plan_path: &str,
+    inventory_path: &str,
+    cli_vars: &[(String, String)],
+) -> Result<Compiled, PlanError> {
+    let mut diags = Diagnostics::default();
+    let plan = source::load(plan_path, &mut diags);
+    let inventory = source::load(inventory_path, &mut diags);
+    finish(plan, inventory, cli_vars, diags)
+}
+
+/// Compiles in-memory files (named as given) — the same as [`compile_files`] without the disk.
+pub fn compile_sources(
+    plan: (&str, &str),
+    inventory: (&str, &str),
+    cli_vars: &[(String, String)],
+) -> Result<Compiled, PlanError> {
+    let mut diags = Diagnostics::default();
+    let plan = source::parse_bytes(plan.0, plan.1.as_bytes().to_vec(), &mut diags);
+    let inventory = source::parse_bytes(inventory.0, inventory.1.as_bytes().to_vec(), &mut diags);
+    finish(plan, inventory, cli_vars, diags)
+}
+
+type Loaded = Option<(
+    std::sync::Arc<crate::diagnostic::SourceFile>,
+    crate::node::Node,
+)>;
+
+fn finish(
+    plan: Loaded,
+    inventory: Loaded,
+    cli_vars: &[(String, String)],
+    mut diags: Diagnostics,
+) -> Result<Compiled, PlanError> {
+    let plan = plan.and_then(|(f, n)| read_plan(&f, &n, &mut diags));
+    let inventory = inventory.and_then(|(f, n)| read_inventory(&f, &n, &mut diags));
+    let artifact = match (plan, inventory) {
+        // Go on after schema errors: the later phases find problems of their own, and the user
+        // should see all of them in one run.
+        (Some(p), Some(i)) => compile(&p, &i, cli_vars, &mut diags),
+        _ => None,
+    };
+    match artifact {
+        Some(mut artifact) if !diags.has_errors() => {
+            artifact.seal()?;
+            Ok(Compiled {
+                artifact,
+                warnings: diags.items,
+            })
+        }
+        _ => Err(PlanError::Invalid(diags.items)),
+    }
+}
+
+/// What the step analysis produced.
+struct Steps<'p> {
+    decls: &'p [StepDecl],
+    order: Vec<usize>,
+    after: Vec<Vec<usize>>,
+    run: Vec<Option<Template>>,
+    undo: Vec<Option<Template>>,
+    skip_if: Vec<Option<Template>>,
+}
+
+fn compile(
+    plan: &Plan,
+    inv: &Inventory,
+    cli_vars: &[(String, String)],
+    diags: &mut Diagnostics,
+) -> Option<PlanArtifact> {
+    let steps = analyse_steps(plan, diags)?;
+    let checks = parse_checks(plan, diags);
+    let hosts = inv.resolve_targets(&plan.targets, &plan.file, diags);
+    if hosts.is_empty() && !diags.has_errors() {
+        diags.push(
+            Diagnostic::error("`targets` select no host of the inventory").at(
+                &plan.file,
+                plan.targets.first().map(|t| t.1).unwrap_or_default(),
+            ),
+        );
+    }
+    let waves = split_waves(plan, inv, &hosts, diags);
+    let mut problems: BTreeMap<(String, &'static str, RenderProblem), (Loc, Vec<String>)> =
+        BTreeMap::new();
+    let mut note =
+        |what: String, field: &'static str, loc: Loc, problem: RenderProblem, host: &str| {
+            let entry = problems
+                .entry((what, field, problem))
+                .or_insert((loc, Vec::new()));
+            entry.1.push(host.to_string());
+        };
+    // An unregistered name was reported by check_reference; render a placeholder, not a repeat.
+    let registered_by = |name: &str| {
+        let step = plan
+            .steps
+            .iter()
+            .find(|s| s.spec.register.as_deref() == Some(name));
+        Some(step.map_or_else(|| "?".to_string(), |s| s.spec.id.clone()))
+    };
+    let mut host_plans = Vec::with_capacity(hosts.len());
+    let mut run_once = Vec::new();
+    let first_host = waves
+        .first()
+        .and_then(|w| w.hosts.first())
+        .cloned()
+        .unwrap_or_default();
+    for &h in &hosts {
+        let name = &inv.hosts[h].name;
+        let connection = inv.connection(h);
+        let mut vars = inv.host_vars(h, &plan.vars);
+        vars.extend(
+            cli_vars
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))),
+        );
+        let scope = Scope {
+            host: name,
+            connection: &connection,
+            vars: &vars,
+        };
+        let mut host_steps = Vec::new();
+        for &i in &steps.order {
+            let decl = &steps.decls[i];
+            let is_once = decl.spec.run_once;
+            if is_once && *name != first_host {
+                continue;
+            }
+            let id = &decl.spec.id;
+            let mut render = |t: &Option<Template>, field: &'static str, loc: Loc| {
+                let t = t.as_ref()?;
+                match t.render(&scope, &registered_by) {
+                    Ok(c) => Some(c),
+                    Err(p) => {
+                        note(format!("step `{id}`"), field, loc, p, name);
+                        None
+                    }
+                }
+            };
+            let run = render(&steps.run[i], "run", decl.run.loc).unwrap_or_default();
+            let undo = render(
+                &steps.undo[i],
+                "undo",
+                decl.undo.as_ref().map(|t| t.loc).unwrap_or_default(),
+            );
+            let skip_if = render(
+                &steps.skip_if[i],
+                "skip_if",
+                decl.skip_if.as_ref().map(|t| t.loc).unwrap_or_default(),
+            );
+            let step = HostStep {
+                id: id.clone(),
+                run,
+                undo,
+                skip_if,
+            };
+            if is_once {
+                run_once.push(RunOnceStep {
+                    host: name.clone(),
+                    step,
+                });
+            } else {
+                host_steps.push(step);
+            }
+        }
+        let mut health = Vec::with_capacity(checks.len());
+        for (check, t) in plan.checks.iter().zip(&checks) {
+            let Some(t) = t else { continue };
+            let what = format!("health check `{}`", check.name);
+            let probe = match &check.probe {
+                ProbeDecl::Run(d) => t
+                    .render(&scope, &|_| Some("?".to_string()))
+                    .map(HealthProbe::Run)
+                    .map_err(|p| (p, d.loc)),
+                ProbeDecl::Http { url, expect_status } => t
+                    .render_plain(&scope)
+                    .map(|url| HealthProbe::Http {
+                        url,
+                        expect_status: *expect_status,
+                    })
+                    .map_err(|p| (p, url.loc)),
+                ProbeDecl::Tcp(d) => t
+                    .render_plain(&scope)
+                    .map(|address| HealthProbe::Tcp { address })
+                    .map_err(|p| (p, d.loc)),
+            };
+            match probe {
+                Ok(probe) => health.push(HealthCheck {
+                    name: check.name.clone(),
+                    probe,
+                }),
+                Err((p, loc)) => note(what, "probe", loc, p, name),
+            }
+        }
+        host_plans.push(HostPlan {
+            name: name.clone(),
+            connection,
+            vars,
+            steps: host_steps,
+            health,
+        });
+    }
+    for ((what, field, problem), (loc, hosts)) in problems {
+        let on = match hosts.len() {
+            1 => format!("host {}", hosts[0]),
+            2 | 3 => format!("hosts {}", hosts.join(", ")),
+            n => format!("hosts {} and {} more", hosts[..3].join(", "), n - 3),
+        };
+        let (message, help) = match problem {
+            RenderProblem::Undefined(var) => {
+                let known = known_vars(plan, inv, cli_vars);
+                let names: Vec<&str> = known.iter().map(String::as_str).collect();
+                let help = match nearest(&var, &names) {
+                    Some(n) => format!("did you mean `{n}`?"),
+                    None => "define it in the plan's vars, a group's or host's vars, or with --var"
+                        .to_string(),
+                };
+                (
+                    format!("undefined variable `{var}` in {what} ({field}) on {on}"),
+                    help,
+                )
+            }
+            RenderProblem::NotScalar(var) => (
+                format!(
+                    "`{var}` is a list or a map and cannot be inserted in {what} ({field}) on {on}"
+                ),
+                "insert one of its scalar members, e.g. `vars.NAME.KEY`".to_string(),
+            ),
+        };
+        diags.push(
+            Diagnostic::error(message)
+                .at(&plan.file, loc)
+                .with_help(help),
+        );
+    }
+    warn_unused_secrets(plan, &steps, &checks, diags);
+    if diags.has_errors() {
+        return None;
+    }
+    let mut specs: Vec<StepSpec> = Vec::with_capacity(steps.order.len());
+    for &i in &steps.order {
+        let mut spec = steps.decls[i].spec.clone();
+        spec.after = steps.after[i]
+            .iter()
+            .map(|&d| steps.decls[d].spec.id.clone())
+            .collect();
+        specs.push(spec);
+    }
+    Some(PlanArtifact {
+        format: ARTIFACT_FORMAT,
+        plan_hash: String::new(),
+        name: plan.name.clone(),
+        description: plan.description.clone(),
+        ticket: plan.ticket.clone(),
+        window: plan.window.clone(),
+        secrets: plan.secrets.iter().map(|(s, _)| s.clone()).collect(),
+        steps: specs,
+        run_once,
+        hosts: host_plans,
+        waves,
+        failure: plan.failure.clone(),
+        health: plan.health.clone(),
+    })
+}
+
+fn analyse_steps<'p>(plan: &'p Plan, diags: &mut Diagnostics) -> Option<Steps<'p>> {
+    let decls = &plan.steps[..];
+    let file = &plan.file;
+    let ids: Vec<&str> = decls.iter().map(|s| s.spec.id.as_str()).collect();
+    let mut after = vec![Vec::new(); decls.len()];
+    for (i, s) in decls.iter().enumerate() {
+        let once = s.spec.run_once;
+        match &s.after {
+            None => {
+                if let Some(prev) = (0..i).rev().find(|&j| decls[j].spec.run_once == once) {
+                    after[i].push(prev);
+                }
+            }
+            Some(names) => {
+                for (name, loc) in names {
+                    let Some(j) = ids.iter().position(|id| id == name) else {
+                        let mut d = Diagnostic::error(format!(
+                            "step `{}` waits for `{name}`, which is not a step",
+                            s.spec.id
+                        ))
+                        .at(file, *loc);
+                        if let Some(n) = nearest(name, &ids) {
+                            d = d.with_help(format!("did you mean `{n}`?"));
+                        }
+                        diags.push(d);
+                        continue;
+                    };
+                    match (once, decls[j].spec.run_once) {
+                        (true, false) => diags.push(Diagnostic::error(format!("run_once step `{}` waits for `{name}`, which is not run_once", s.spec.id)).at(file, *loc).with_help("run_once steps run before every host step, so they may only wait for other run_once steps")),
+                        (false, true) => diags.push(Diagnostic::error(format!("step `{}` waits for run_once step `{name}`", s.spec.id)).at(file, *loc).with_help("run_once steps always finish before any host step starts; remove it from `after`")),
+                        _ if !after[i].contains(&j) => after[i].push(j),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    // Edges from a step to the steps waiting for it: a cycle then reads in execution order.
+    let mut dependents = vec![Vec::new(); decls.len()];
+    for (i, deps) in after.iter().enumerate() {
+        for &d in deps {
+            dependents[d].push(i);
+        }
+    }
+    let (order, ancestors) = if let Some(order) = graph::stable_order(&after) {
+        let ancestors = graph::ancestors(&after, &order);
+        (order, ancestors)
+    } else {
+        if let Some(cycle) = graph::find_cycle(&dependents) {
+            let names: Vec<&str> = cycle.iter().map(|&i| ids[i]).collect();
+            diags.push(
+                Diagnostic::error(format!(
+                    "steps wait for each other in a cycle: {}",
+                    names.join(" -> ")
+                ))
+                .at(file, decls[cycle[0]].loc)
+                .with_help("remove one of these `after` entries"),
+            );
+        }
+        // Carry on in declaration order to find the other problems; with the order unknown,
+        // every step counts as an ancestor so no visibility error is invented.
+        (
+            (0..decls.len()).collect(),
+            vec![vec![true; decls.len()]; decls.len()],
+        )
+    };
+    let mut parsed =
+        |t: Option<&crate::model::Template>, i: usize, field: &str| -> Option<Template> {
+            let t = t?;
+            let s = &decls[i];
+            match template::parse(&t.text) {
+                Err(e) => {
+                    diags.push(
+                        Diagnostic::error(format!("step `{}` ({field}): {e}", s.spec.id))
+                            .at(file, t.loc),
+                    );
+                    None
+                }
+                Ok(tpl) => {
+                    for r in tpl.references() {
+                        check_reference(plan, r, i, field, &ancestors, t.loc, diags);
+                    }
+                    Some(tpl)
+                }
+            }
+        };
+    let run = (0..decls.len())
+        .map(|i| parsed(Some(&decls[i].run), i, "run"))
+        .collect();
+    let undo = (0..decls.len())
+        .map(|i| parsed(decls[i].undo.as_ref(), i, "undo"))
+        .collect();
+    let skip_if = (0..decls.len())
+        .map(|i| parsed(decls[i].skip_if.as_ref(), i, "skip_if"))
+        .collect();
+    Some(Steps {
+        decls,
+        order,
+        after,
+        run,
+        undo,
+        skip_if,
+    })
+}
+
+fn check_reference(
+    plan: &Plan,
+    r: &template::Reference,
+    i: usize,
+    field: &str,
+    ancestors: &[Vec<bool>],
+    loc: Loc,
+    diags: &mut Diagnostics,
+) {
+    let s = &plan.steps[i];
+    let id = &s.spec.id;
+    let name = &r.path[0];
+    match r.kind {
+        RefKind::Secret if !plan.secrets.iter().any(|(d, _)| &d.name == name) => {
+            diags.push(Diagnostic::error(format!("step `{id}` ({field}) uses `secrets.{name}`, which is not declared under `secrets`")).at(&plan.file, loc));
+        }
+        RefKind::Registered => {
+            let Some(j) = plan
+                .steps
+                .iter()
+                .position(|d| d.spec.register.as_deref() == Some(name))
+            else {
+                diags.push(Diagnostic::error(format!("step `{id}` ({field}) uses `{name}`, which no step registers")).at(&plan.file, loc).with_help(format!("write `vars.{name}` for a variable, or add `register: {name}` to an earlier step")));
+                return;
+            };
+            // A step's undo runs after the step itself, so it may use what the step registers.
+            let visible = ancestors[i][j] || (j == i && field == "undo");
+            if !visible {
+                let other = &plan.steps[j].spec.id;
+                diags.push(Diagnostic::error(format!("step `{id}` ({field}) uses `{name}`, registered by step `{other}`, which does not run before it")).at(&plan.file, loc).with_help(format!("add `{other}` to the `after` of `{id}`")));
+            } else if plan.steps[j].spec.run_once != s.spec.run_once {
+                diags.push(Diagnostic::error(format!("step `{id}` ({field}) uses `{name}`, registered by run_once step `{}` on another host", plan.steps[j].spec.id)).at(&plan.file, loc));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn parse_checks(plan: &Plan, diags: &mut Diagnostics) -> Vec<Option<Template>> {
+    plan.checks
+        .iter()
+        .map(|c| {
+            let (t, shell) = match &c.probe {
+                ProbeDecl::Run(t) => (t, true),
+                ProbeDecl::Http { url, .. } => (url, false),
+                ProbeDecl::Tcp(t) => (t, false),
+            };
+            let what = format!("health check `{}`", c.name);
+            let tpl = match template::parse(&t.text) {
+                Ok(tpl) => tpl,
+                Err(e) => {
+                    diags.push(Diagnostic::error(format!("{what}: {e}")).at(&plan.file, t.loc));
+                    return None;
+                }
+            };
+            for r in tpl.references() {
+                let allowed = matches!(r.kind, RefKind::Vars | RefKind::Host) || (shell && r.kind == RefKind::Secret && plan.secrets.iter().any(|(s, _)| s.name == r.path[0]));
+                if !allowed {
+                    diags.push(Diagnostic::error(format!("{what} uses `{r}`; health checks may use vars., host. and (in `run`) declared secrets")).at(&plan.file, t.loc));
+                }
+            }
+            Some(tpl)
+        })
+        .collect()
+}
+
+fn split_waves(
+    plan: &Plan,
+    inv: &Inventory,
+    hosts: &[usize],
+    diags: &mut Diagnostics,
+) -> Vec<WavePlan> {
+    let default_wave = [WaveDecl {
+        name: "all".into(),
+        size: Amount::Percent(100),
+        pause_ms: None,
+        approval: false,
+        concurrency: None,
+        loc: Loc::default(),
+    }];
+    let declared: &[WaveDecl] = if plan.waves.is_empty() {
+        &default_wave
+    } else {
+        &plan.waves
+    };
+    let sizes: Vec<Amount> = declared.iter().map(|w| w.size).collect();
+    let counts = waves::split(hosts.len(), &sizes);
+    let mut out = Vec::new();
+    let mut next = 0;
+    for (w, count) in declared.iter().zip(counts) {
+        if count == 0 {
+            if !hosts.is_empty() {
+                diags.push(
+                    Diagnostic::warning(format!(
+                        "wave `{}` gets no host: the earlier waves take all {} targeted hosts; it is left out of the plan",
+                        w.name,
+                        hosts.len()
+                    ))
+                    .at(&plan.file, w.loc),
+                );
+            }
+            continue;
+        }
+        let members: Vec<String> = hosts[next..next + count]
+            .iter()
+            .map(|&h| inv.hosts[h].name.clone())
+            .collect();
+        next += count;
+        out.push(WavePlan {
+            name: w.name.clone(),
+            concurrency: w
+                .concurrency
+                .or(plan.concurrency)
+                .unwrap_or(count)
+                .min(count),
+            max_failed: waves::max_failed(plan.failure.max_failed, count),
+            pause_ms: w.pause_ms,
+            approval: w.approval,
+            hosts: members,
+        });
+    }
+    out
+}
+
+fn warn_unused_secrets(
+    plan: &Plan,
+    steps: &Steps,
+    checks: &[Option<Template>],
+    diags: &mut Diagnostics,
+) {
+    let used: BTreeSet<&str> = steps
+        .run
+        .iter()
+        .chain(&steps.undo)
+        .chain(&steps.skip_if)
+        .chain(checks)
+        .flatten()
+        .flat_map(|t| t.references())
+        .filter(|r| r.kind == RefKind::Secret)
+        .map(|r| r.path[0].as_str())
+        .collect();
+    for (s, loc) in &plan.secrets {
+        if !used.contains(s.name.as_str()) {
+            diags.push(
+                Diagnostic::warning(format!(
+                    "secret `{}` is declared but no command uses it",
+                    s.name
+                ))
+                .at(&plan.file, *loc),
+            );
+        }
+    }
+}
+
+/// Every `vars.NAME` defined anywhere, for "did you mean" suggestions.
+fn known_vars(plan: &Plan, inv: &Inventory, cli_vars: &[(String, String)]) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = plan.vars.keys().cloned().collect();
+    names.extend(inv.groups.iter().flat_map(|g| g.vars.keys().cloned()));
+    names.extend(inv.hosts.iter().flat_map(|h| h.vars.keys().cloned()));
+    names.extend(cli_vars.iter().map(|(k, _)| k.clone()));
+    names.into_iter().map(|n| format!("vars.{n}")).collect()
+}

@@ -1,0 +1,557 @@
+//! Reading a change plan file into [`Plan`]: every key of docs/plan-format.md, checked.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::artifact::{
+    FailureAction, FailureBudget, FailurePolicy, HealthPolicy, RollbackScope, SecretFrom,
+    SecretSource, StepSpec, Weekday, Window,
+};
+use crate::diagnostic::{Diagnostics, Loc, SourceFile};
+use crate::model::{CheckDecl, Plan, ProbeDecl, StepDecl, Template, WaveDecl};
+use crate::node::Node;
+use crate::schema::{Amount, Fields, Reader};
+
+const PLAN_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "ticket",
+    "targets",
+    "vars",
+    "secrets",
+    "window",
+    "waves",
+    "concurrency",
+    "failure",
+    "health",
+    "steps",
+];
+const STEP_KEYS: &[&str] = &[
+    "id",
+    "run",
+    "undo",
+    "skip_if",
+    "after",
+    "register",
+    "become",
+    "become_user",
+    "timeout",
+    "retries",
+    "retry_delay",
+    "run_once",
+    "idempotent",
+];
+const WAVE_KEYS: &[&str] = &["name", "size", "pause", "approval", "concurrency"];
+const FAILURE_KEYS: &[&str] = &["max_failed", "action", "rollback_scope"];
+const HEALTH_KEYS: &[&str] = &["checks", "retries", "interval", "timeout"];
+const CHECK_KEYS: &[&str] = &["name", "run", "http", "tcp", "expect_status"];
+const WINDOW_KEYS: &[&str] = &["start", "end", "days", "from", "to", "timezone"];
+
+/// Defaults documented in docs/plan-format.md.
+pub const DEFAULT_RETRY_DELAY_MS: u64 = 1_000;
+pub const DEFAULT_HEALTH_RETRIES: u32 = 3;
+pub const DEFAULT_HEALTH_INTERVAL_MS: u64 = 2_000;
+pub const DEFAULT_HEALTH_TIMEOUT_MS: u64 = 5_000;
+/// More steps than this is a mistake, and would make the per-step ancestor sets large.
+pub const MAX_STEPS: usize = 1_000;
+
+/// Reads a plan from its parsed tree. Problems go to `diags`; the result is partial then.
+pub fn read_plan(file: &Arc<SourceFile>, root: &Node, diags: &mut Diagnostics) -> Option<Plan> {
+    let mut r = Reader { file, diags };
+    let f = r.fields(root, PLAN_KEYS, "the change plan")?;
+    let name = match f.get("name") {
+        Some(n) => r.as_str(n, "name").unwrap_or_default(),
+        None => {
+            r.error(f.loc, "the change plan has no `name`");
+            String::new()
+        }
+    };
+    let text = |r: &mut Reader, key: &str| f.get(key).and_then(|n| r.as_str(n, key));
+    let description = text(&mut r, "description");
+    let ticket = text(&mut r, "ticket");
+    let targets = match f.get("targets") {
+        Some(n) => r.as_str_list(n, "targets"),
+        None => {
+            r.error(f.loc, "the change plan has no `targets`");
+            Vec::new()
+        }
+    };
+    let vars = f
+        .get("vars")
+        .map(|n| read_vars(&mut r, n, "vars"))
+        .unwrap_or_default();
+    let secrets = f
+        .get("secrets")
+        .map(|n| read_secrets(&mut r, n))
+        .unwrap_or_default();
+    let window = f.get("window").and_then(|n| read_window(&mut r, n));
+    let waves = f
+        .get("waves")
+        .map(|n| read_waves(&mut r, n))
+        .unwrap_or_default();
+    let concurrency = f
+        .get("concurrency")
+        .and_then(|n| positive(&mut r, n, "concurrency"));
+    let failure = read_failure(&mut r, f.get("failure"));
+    let (health, checks) = read_health(&mut r, f.get("health"));
+    let steps = match f.get("steps") {
+        Some(n) => read_steps(&mut r, n),
+        None => {
+            r.error(f.loc, "the change plan has no `steps`");
+            Vec::new()
+        }
+    };
+    Some(Plan {
+        file: Arc::clone(file),
+        name,
+        description,
+        ticket,
+        targets,
+        vars,
+        secrets,
+        window,
+        waves,
+        concurrency,
+        failure,
+        health,
+        checks,
+        steps,
+    })
+}
+
+/// A mapping of variable names to any YAML value, as JSON.
+pub fn read_vars(
+    r: &mut Reader,
+    node: &Node,
+    context: &str,
+) -> BTreeMap<String, serde_json::Value> {
+    r.entries(node, context)
+        .into_iter()
+        .map(|(k, v, _)| (k, v.to_json()))
+        .collect()
+}
+
+fn positive(r: &mut Reader, node: &Node, context: &str) -> Option<usize> {
+    match r.as_count(node, context)? {
+        0 => {
+            r.error(node.loc, format!("{context} must be at least 1"));
+            None
+        }
+        n => usize::try_from(n).ok(),
+    }
+}
+
+fn template(r: &mut Reader, f: &Fields, key: &str, context: &str) -> Option<Template> {
+    let node = f.get(key)?;
+    let text = r.as_str(node, &format!("{context}: {key}"))?;
+    Some(Template {
+        text,
+        loc: node.loc,
+    })
+}
+
+fn read_secrets(r: &mut Reader, node: &Node) -> Vec<(SecretSource, Loc)> {
+    let mut out = Vec::new();
+    for (name, value, loc) in r.entries(node, "secrets") {
+        let context = format!("secret `{name}`");
+        let Some(f) = r.fields(value, &["env", "file"], &context) else {
+            continue;
+        };
+        let from = match (f.get("env"), f.get("file")) {
+            (Some(e), None) => r.as_str(e, &context).map(SecretFrom::Env),
+            (None, Some(p)) => r.as_str(p, &context).map(SecretFrom::File),
+            _ => {
+                r.error_help(
+                    value.loc,
+                    format!("{context} needs exactly one source"),
+                    "write `{ env: VARIABLE }` or `{ file: path }`",
+                );
+                None
+            }
+        };
+        if let Some(from) = from {
+            out.push((SecretSource { name, from }, loc));
+        }
+    }
+    out
+}
+
+fn read_window(r: &mut Reader, node: &Node) -> Option<Window> {
+    let f = r.fields(node, WINDOW_KEYS, "window")?;
+    let window = if f.get("start").is_some() || f.get("end").is_some() {
+        let mut stamp = |key: &str| {
+            let n = f.get(key).or_else(|| {
+                r.error(f.loc, format!("window: `{key}` is missing"));
+                None
+            })?;
+            let s = r.as_str(n, &format!("window: {key}"))?;
+            match s.parse::<jiff::Timestamp>() {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    r.error_help(
+                        n.loc,
+                        format!("window: {key}: `{s}` is not a timestamp: {e}"),
+                        "write RFC 3339 with an offset, e.g. 2026-11-28T22:00:00Z",
+                    );
+                    None
+                }
+            }
+        };
+        let start = stamp("start");
+        let end = stamp("end");
+        Window::Absolute {
+            start: start?,
+            end: end?,
+        }
+    } else {
+        let days = match f.get("days") {
+            Some(n) => r
+                .as_str_list(n, "window: days")
+                .into_iter()
+                .filter_map(|(d, loc)| match weekday(&d) {
+                    Some(w) => Some(w),
+                    None => {
+                        r.error_help(
+                            loc,
+                            format!("window: `{d}` is not a weekday"),
+                            "use mon, tue, wed, thu, fri, sat, sun",
+                        );
+                        None
+                    }
+                })
+                .collect(),
+            None => {
+                r.error_help(f.loc, "window has neither `start`/`end` nor `days`", "write an absolute window (start, end) or a recurring one (days, from, to, timezone)");
+                return None;
+            }
+        };
+        let mut field = |key: &str| match f.get(key) {
+            Some(n) => r.as_str(n, &format!("window: {key}")),
+            None => {
+                r.error(f.loc, format!("window: `{key}` is missing"));
+                None
+            }
+        };
+        let (from, to, timezone) = (field("from"), field("to"), field("timezone"));
+        Window::Recurring {
+            days,
+            from: from?,
+            to: to?,
+            timezone: timezone?,
+        }
+    };
+    if let Err(message) = window.validate() {
+        r.error(f.loc, format!("window: {message}"));
+        return None;
+    }
+    Some(window)
+}
+
+fn weekday(s: &str) -> Option<Weekday> {
+    Some(match s.to_ascii_lowercase().as_str() {
+        "mon" | "monday" => Weekday::Mon,
+        "tue" | "tuesday" => Weekday::Tue,
+        "wed" | "wednesday" => Weekday::Wed,
+        "thu" | "thursday" => Weekday::Thu,
+        "fri" | "friday" => Weekday::Fri,
+        "sat" | "saturday" => Weekday::Sat,
+        "sun" | "sunday" => Weekday::Sun,
+        _ => return None,
+    })
+}
+
+fn read_waves(r: &mut Reader, node: &Node) -> Vec<WaveDecl> {
+    let mut waves = Vec::new();
+    for (i, item) in r.as_seq(node, "waves").iter().enumerate() {
+        let context = format!("wave {}", i + 1);
+        let Some(f) = r.fields(item, WAVE_KEYS, &context) else {
+            continue;
+        };
+        let name = f
+            .get("name")
+            .and_then(|n| r.as_str(n, &context))
+            .unwrap_or_else(|| format!("wave-{}", i + 1));
+        let size = match f.get("size") {
+            Some(n) => r.as_amount(n, &format!("wave `{name}`: size")),
+            None => {
+                r.error(item.loc, format!("wave `{name}` has no `size`"));
+                None
+            }
+        };
+        let pause_ms = f.get("pause").and_then(|n| r.as_duration(n, "pause"));
+        let approval = f
+            .get("approval")
+            .and_then(|n| r.as_bool(n, "approval"))
+            .unwrap_or(false);
+        let concurrency = f
+            .get("concurrency")
+            .and_then(|n| positive(r, n, "concurrency"));
+        if waves.iter().any(|w: &WaveDecl| w.name == name) {
+            r.error(item.loc, format!("two waves are named `{name}`"));
+        }
+        if let Some(size) = size {
+            waves.push(WaveDecl {
+                name,
+                size,
+                pause_ms,
+                approval,
+                concurrency,
+                loc: item.loc,
+            });
+        }
+    }
+    waves
+}
+
+fn read_failure(r: &mut Reader, node: Option<&Node>) -> FailurePolicy {
+    let mut policy = FailurePolicy {
+        max_failed: FailureBudget::Count(0),
+        action: FailureAction::Rollback,
+        rollback_scope: RollbackScope::Wave,
+    };
+    let Some(f) = node.and_then(|n| r.fields(n, FAILURE_KEYS, "failure")) else {
+        return policy;
+    };
+    if let Some(n) = f.get("max_failed") {
+        match r.as_amount(n, "failure: max_failed") {
+            Some(Amount::Count(c)) => {
+                policy.max_failed = FailureBudget::Count(usize::try_from(c).unwrap_or(usize::MAX))
+            }
+            Some(Amount::Percent(p)) => policy.max_failed = FailureBudget::Percent(p),
+            None => {}
+        }
+    }
+    if let Some(n) = f.get("action") {
+        match r.as_str(n, "failure: action").as_deref() {
+            Some("rollback") => policy.action = FailureAction::Rollback,
+            Some("halt") => policy.action = FailureAction::Halt,
+            Some("continue") => policy.action = FailureAction::Continue,
+            Some(other) => r.error_help(
+                n.loc,
+                format!("failure: action `{other}` is not known"),
+                "use rollback, halt or continue",
+            ),
+            None => {}
+        }
+    }
+    if let Some(n) = f.get("rollback_scope") {
+        match r.as_str(n, "failure: rollback_scope").as_deref() {
+            Some("wave") => policy.rollback_scope = RollbackScope::Wave,
+            Some("run") => policy.rollback_scope = RollbackScope::Run,
+            Some(other) => r.error_help(
+                n.loc,
+                format!("failure: rollback_scope `{other}` is not known"),
+                "use wave or run",
+            ),
+            None => {}
+        }
+    }
+    policy
+}
+
+fn read_health(r: &mut Reader, node: Option<&Node>) -> (HealthPolicy, Vec<CheckDecl>) {
+    let mut policy = HealthPolicy {
+        retries: DEFAULT_HEALTH_RETRIES,
+        interval_ms: DEFAULT_HEALTH_INTERVAL_MS,
+        timeout_ms: DEFAULT_HEALTH_TIMEOUT_MS,
+    };
+    let mut checks = Vec::new();
+    let Some(f) = node.and_then(|n| r.fields(n, HEALTH_KEYS, "health")) else {
+        return (policy, checks);
+    };
+    if let Some(n) = f
+        .get("retries")
+        .and_then(|n| r.as_count(n, "health: retries"))
+    {
+        policy.retries = u32::try_from(n).unwrap_or(u32::MAX);
+    }
+    if let Some(ms) = f
+        .get("interval")
+        .and_then(|n| r.as_duration(n, "health: interval"))
+    {
+        policy.interval_ms = ms;
+    }
+    if let Some(ms) = f
+        .get("timeout")
+        .and_then(|n| r.as_duration(n, "health: timeout"))
+    {
+        policy.timeout_ms = ms;
+    }
+    for (i, item) in f
+        .get("checks")
+        .map(|n| r.as_seq(n, "health: checks"))
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let context = format!("health check {}", i + 1);
+        let Some(c) = r.fields(item, CHECK_KEYS, &context) else {
+            continue;
+        };
+        let name = c
+            .get("name")
+            .and_then(|n| r.as_str(n, &context))
+            .unwrap_or_else(|| format!("check-{}", i + 1));
+        let expect_status = match c
+            .get("expect_status")
+            .and_then(|n| r.as_count(n, "expect_status"))
+        {
+            Some(s) if (100..=599).contains(&s) => u16::try_from(s).unwrap_or(200),
+            Some(_) => {
+                r.error(
+                    item.loc,
+                    format!(
+                        "health check `{name}`: expect_status must be an HTTP status (100-599)"
+                    ),
+                );
+                200
+            }
+            None => 200,
+        };
+        let run = template(r, &c, "run", &context);
+        let http = template(r, &c, "http", &context);
+        let tcp = template(r, &c, "tcp", &context);
+        let probe = match (run, http, tcp) {
+            (Some(t), None, None) => ProbeDecl::Run(t),
+            (None, Some(url), None) => ProbeDecl::Http { url, expect_status },
+            (None, None, Some(t)) => ProbeDecl::Tcp(t),
+            _ => {
+                r.error_help(
+                    item.loc,
+                    format!("health check `{name}` needs exactly one probe"),
+                    "write one of `run:`, `http:` or `tcp:`",
+                );
+                continue;
+            }
+        };
+        if checks.iter().any(|c: &CheckDecl| c.name == name) {
+            r.error(item.loc, format!("two health checks are named `{name}`"));
+        }
+        checks.push(CheckDecl { name, probe });
+    }
+    (policy, checks)
+}
+
+fn read_steps(r: &mut Reader, node: &Node) -> Vec<StepDecl> {
+    let items = r.as_seq(node, "steps");
+    if items.len() > MAX_STEPS {
+        r.error(
+            node.loc,
+            format!(
+                "{} steps is more than the limit of {MAX_STEPS}",
+                items.len()
+            ),
+        );
+        return Vec::new();
+    }
+    if items.is_empty() {
+        r.error(node.loc, "the change plan has no steps");
+    }
+    let mut steps: Vec<StepDecl> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        // Name the step by its id in messages when it has one, even before its keys are checked.
+        let fallback = match &item.value {
+            crate::node::Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.scalar_text().as_deref() == Some("id"))
+                .and_then(|(_, v)| v.scalar_text())
+                .map_or_else(|| format!("step {}", i + 1), |id| format!("step `{id}`")),
+            _ => format!("step {}", i + 1),
+        };
+        let Some(f) = r.fields(item, STEP_KEYS, &fallback) else {
+            continue;
+        };
+        let id = match f.get("id").and_then(|n| r.as_str(n, &fallback)) {
+            Some(id) => id,
+            None => {
+                r.error(item.loc, format!("{fallback} has no `id`"));
+                continue;
+            }
+        };
+        let id_loc = f.get("id").map(|n| n.loc).unwrap_or(item.loc);
+        if id.is_empty()
+            || !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            r.error_help(
+                id_loc,
+                format!("step id `{id}` is not a valid name"),
+                "use letters, digits, `-` and `_`",
+            );
+        }
+        if steps.iter().any(|s| s.spec.id == id) {
+            r.error(id_loc, format!("two steps have the id `{id}`"));
+            continue;
+        }
+        let context = format!("step `{id}`");
+        let Some(run) = template(r, &f, "run", &context) else {
+            r.error(item.loc, format!("{context} has no `run`"));
+            continue;
+        };
+        let flag = |r: &mut Reader, key: &str| {
+            f.get(key)
+                .and_then(|n| r.as_bool(n, &format!("{context}: {key}")))
+                .unwrap_or(false)
+        };
+        let register = f.get("register").and_then(|n| r.as_str(n, &context));
+        if let (Some(name), Some(n)) = (&register, f.get("register")) {
+            if ["vars", "host", "secrets", "raw"].contains(&name.as_str())
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                || name.is_empty()
+            {
+                r.error_help(
+                    n.loc,
+                    format!("{context}: `{name}` cannot be a registered name"),
+                    "use letters, digits and `_`, and not vars, host, secrets or raw",
+                );
+            } else if let Some(other) = steps
+                .iter()
+                .find(|s| s.spec.register.as_deref() == Some(name))
+            {
+                r.error(
+                    n.loc,
+                    format!(
+                        "{context}: `{name}` is already registered by step `{}`",
+                        other.spec.id
+                    ),
+                );
+            }
+        }
+        let spec = StepSpec {
+            id: id.clone(),
+            after: Vec::new(),
+            run_once: flag(r, "run_once"),
+            become_root: flag(r, "become"),
+            become_user: f.get("become_user").and_then(|n| r.as_str(n, &context)),
+            timeout_ms: f
+                .get("timeout")
+                .and_then(|n| r.as_duration(n, &format!("{context}: timeout"))),
+            retries: f
+                .get("retries")
+                .and_then(|n| r.as_count(n, &format!("{context}: retries")))
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+                .unwrap_or(0),
+            retry_delay_ms: f
+                .get("retry_delay")
+                .and_then(|n| r.as_duration(n, &format!("{context}: retry_delay")))
+                .unwrap_or(DEFAULT_RETRY_DELAY_MS),
+            register,
+            idempotent: flag(r, "idempotent"),
+        };
+        let after = f
+            .get("after")
+            .map(|n| r.as_str_list(n, &format!("{context}: after")));
+        let undo = template(r, &f, "undo", &context);
+        let skip_if = template(r, &f, "skip_if", &context);
+        steps.push(StepDecl {
+            spec,
+            after,
+            run,
+            undo,
+            skip_if,
+            loc: item.loc,
+        });
+    }
+    steps
+}

@@ -1,0 +1,262 @@
+//! Reading a YAML file safely: size, encoding, tabs, one document, bounded aliases and nesting.
+//!
+//! Input comes from people and from other tools, so every limit is checked before or while
+//! parsing, never after building something large:
+//! 1. the file is at most [`MAX_FILE_BYTES`] (checked from metadata, then while reading);
+//! 2. it is UTF-8;
+//! 3. no line is indented with a tab (YAML forbids it; saying so beats a parser message);
+//! 4. serde-saphyr parses it with duplicate keys as errors and a budget bounding nesting depth,
+//!    node count, alias replays and documents (one document only).
+
+use std::io::Read;
+use std::sync::Arc;
+
+use serde_saphyr::options::DuplicateKeyPolicy;
+
+use crate::diagnostic::{Diagnostic, Diagnostics, Loc, SourceFile};
+use crate::node::Node;
+
+/// Larger plans or inventories are refused: 4 MiB holds about 40,000 inventory hosts.
+pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// Deepest nesting of mappings and lists accepted.
+pub const MAX_DEPTH: usize = 32;
+/// Most YAML nodes in one file (an inventory of ~100,000 hosts fits).
+pub const MAX_NODES: usize = 1_000_000;
+/// Most events replayed through aliases: small, so an alias bomb stops within milliseconds.
+pub const MAX_ALIAS_REPLAY: usize = 10_000;
+
+/// Reads and parses `path`. On failure the diagnostics say why; nothing is partially returned.
+pub fn load(path: &str, diags: &mut Diagnostics) -> Option<(Arc<SourceFile>, Node)> {
+    let bytes = match read_bounded(path) {
+        Ok(b) => b,
+        Err(d) => {
+            diags.push(d);
+            return None;
+        }
+    };
+    parse_bytes(path, bytes, diags)
+}
+
+/// Parses in-memory bytes as if read from `path` (used by tests and by `load`).
+pub fn parse_bytes(
+    path: &str,
+    bytes: Vec<u8>,
+    diags: &mut Diagnostics,
+) -> Option<(Arc<SourceFile>, Node)> {
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        diags.push(too_large(path));
+        return None;
+    }
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let offset = e.utf8_error().valid_up_to();
+            let prefix = &e.as_bytes()[..offset];
+            let line = prefix.iter().filter(|&&b| b == b'\n').count() + 1;
+            diags.push(Diagnostic::error(format!(
+                "{path}:{line}: not UTF-8 text (invalid byte at offset {offset}); save the file as UTF-8"
+            )));
+            return None;
+        }
+    };
+    let file = Arc::new(SourceFile {
+        path: path.to_string(),
+        text,
+    });
+    if !check_tabs(&file, diags) {
+        return None;
+    }
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_depth: MAX_DEPTH,
+            max_nodes: MAX_NODES,
+            max_documents: 1,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: MAX_ALIAS_REPLAY,
+        },
+        duplicate_keys: DuplicateKeyPolicy::Error,
+    };
+    match serde_saphyr::from_str_with_options::<Node>(&file.text, options) {
+        Ok(node) => Some((file, node)),
+        Err(e) => {
+            diags.push(syntax_error(&file, &e));
+            None
+        }
+    }
+}
+
+fn too_large(path: &str) -> Diagnostic {
+    Diagnostic::error(format!(
+        "{path}: file is larger than {} MiB; split it or raise the limit",
+        MAX_FILE_BYTES / (1024 * 1024)
+    ))
+}
+
+fn read_bounded(path: &str) -> Result<Vec<u8>, Diagnostic> {
+    let cannot = |e: std::io::Error| Diagnostic::error(format!("cannot read {path}: {e}"));
+    let file = std::fs::File::open(path).map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large(path));
+    }
+    // The metadata may lie (a FIFO, a growing file): read one byte past the limit at most.
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    Ok(bytes)
+}
+
+/// Reports every line whose indentation contains a tab. Returns false when there was one.
+fn check_tabs(file: &Arc<SourceFile>, diags: &mut Diagnostics) -> bool {
+    let mut ok = true;
+    let mut offset = 0;
+    for (i, line) in file.text.split('\n').enumerate() {
+        let indent_len = line.len() - line.trim_start_matches([' ', '\t']).len();
+        if let Some(col) = line[..indent_len].find('\t') {
+            ok = false;
+            let loc = Loc {
+                line: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                column: u32::try_from(col + 1).unwrap_or(u32::MAX),
+                offset: offset + col,
+                len: 1,
+            };
+            diags.push(
+                Diagnostic::error("tab character in indentation")
+                    .at(file, loc)
+                    .with_help("YAML indents with spaces only; replace the tab with spaces"),
+            );
+        }
+        offset += line.len() + 1;
+    }
+    ok
+}
+
+fn syntax_error(file: &Arc<SourceFile>, e: &serde_saphyr::Error) -> Diagnostic {
+    let message = plain_message(e);
+    let d = Diagnostic::error(message);
+    match e.location() {
+        Some(l) if l.line() > 0 => {
+            let span = l.span();
+            let loc = Loc {
+                line: u32::try_from(l.line()).unwrap_or(u32::MAX),
+                column: u32::try_from(l.column()).unwrap_or(u32::MAX),
+                offset: span
+                    .byte_offset()
+                    .and_then(|o| usize::try_from(o).ok())
+                    .unwrap_or_else(|| line_offset(&file.text, l.line(), l.column())),
+                len: 1,
+            };
+            d.at(file, loc)
+        }
+        _ => d.in_file(file),
+    }
+}
+
+/// serde-saphyr's message without its snippet or position (miette draws ours), and the limits
+/// it enforces for us reworded to say which limit and what to do.
+fn plain_message(e: &serde_saphyr::Error) -> String {
+    let text = e.without_snippet().to_string();
+    let first = text.lines().next().unwrap_or("invalid YAML").trim();
+    let first = match first.find(" at line ") {
+        Some(i) => &first[..i],
+        None => first,
+    };
+    if first.contains("Depth") {
+        format!("nested deeper than {MAX_DEPTH} levels; a plan or inventory never needs that")
+    } else if first.contains("Documents") {
+        "more than one YAML document (`---`); a plan or inventory is a single document".into()
+    } else if first.contains("Nodes") {
+        format!("more than {MAX_NODES} YAML nodes; split the file")
+    } else if first.contains("alias replay limit") || first.contains("Alias") {
+        format!(
+            "aliases expand to more than {MAX_ALIAS_REPLAY} nodes (an alias bomb?); write the values out"
+        )
+    } else if let Some(rest) = first.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        format!("duplicate key `{key}`; each key may appear once in a mapping")
+    } else {
+        first.to_string()
+    }
+}
+
+fn line_offset(text: &str, line: u64, column: u64) -> usize {
+    let start: usize = text
+        .split('\n')
+        .take(usize::try_from(line.saturating_sub(1)).unwrap_or(usize::MAX))
+        .map(|l| l.len() + 1)
+        .sum();
+    (start + usize::try_from(column.saturating_sub(1)).unwrap_or(0)).min(text.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::Value;
+
+    fn parse(text: &str) -> (Option<Node>, Vec<String>) {
+        let mut diags = Diagnostics::default();
+        let node = parse_bytes("t.yaml", text.as_bytes().to_vec(), &mut diags).map(|(_, n)| n);
+        (node, diags.items.iter().map(|d| d.to_string()).collect())
+    }
+
+    #[test]
+    fn nodes_carry_line_and_column() {
+        let (node, _) = parse("a: 1\nb:\n  c: x\n");
+        let Some(Node {
+            value: Value::Map(entries),
+            ..
+        }) = node
+        else {
+            panic!("not a map")
+        };
+        let (_, b) = &entries[1];
+        let Value::Map(inner) = &b.value else {
+            panic!()
+        };
+        assert_eq!((inner[0].1.loc.line, inner[0].1.loc.column), (3, 6));
+        assert_eq!(inner[0].1.loc.offset, 13);
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors() {
+        let (node, errors) = parse("a: 1\na: 2\n");
+        assert!(node.is_none());
+        assert!(errors[0].starts_with("t.yaml:2:"), "{errors:?}");
+        assert!(errors[0].contains("duplicate"), "{errors:?}");
+    }
+
+    #[test]
+    fn alias_bomb_stops_quickly() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let p = i - 1;
+            text.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let start = std::time::Instant::now();
+        let (node, errors) = parse(&text);
+        assert!(node.is_none());
+        assert!(!errors.is_empty());
+        assert!(start.elapsed().as_secs() < 2);
+    }
+
+    #[test]
+    fn tabs_and_non_utf8_are_named() {
+        let (_, errors) = parse("a:\n\tb: 1\n");
+        assert_eq!(
+            errors,
+            [
+                "t.yaml:2:1: tab character in indentation (YAML indents with spaces only; replace the tab with spaces)"
+            ]
+        );
+        let mut diags = Diagnostics::default();
+        assert!(parse_bytes("t.yaml", b"a: \xff\n".to_vec(), &mut diags).is_none());
+        assert!(diags.items[0].to_string().contains("not UTF-8"));
+    }
+}

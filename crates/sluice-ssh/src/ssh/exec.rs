@@ -1,0 +1,338 @@
+//! Commands on an open connection: one channel per command, bounded concurrency, timeout with
+//! a kill of the remote process group, reconnect once when the connection dropped in between.
+//!
+//! A command's channel is read until it closes, not until the exit status arrives: OpenSSH may
+//! send the status before the last output. On timeout the channel gets the SSH `signal` request
+//! `KILL`, which sshd (since 8.1) delivers with `killpg` to the command's shell and everything it
+//! started, and the channel is then closed.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use russh::{ChannelMsg, Sig};
+use tokio::sync::Semaphore;
+
+use super::SshTransport;
+use super::connect::Session;
+use super::shell;
+use crate::capture::OutputCapture;
+use crate::transport::{
+    BoxFuture, Connection, ExecOutcome, ExecRequest, ExitStatus, HostTarget, Stream, TransportError,
+};
+
+/// A connection to one host; commands may run on it concurrently.
+pub struct SshConnection {
+    transport: SshTransport,
+    target: HostTarget,
+    session: std::sync::Mutex<Arc<Session>>,
+    /// Held while reconnecting, so concurrent commands reconnect once, not each.
+    reconnecting: tokio::sync::Mutex<()>,
+    channels: Arc<Semaphore>,
+}
+
+/// Why one attempt failed: before the command started (safe to retry) or after.
+enum Attempt {
+    NotStarted(String),
+    Failed(TransportError),
+}
+
+impl SshConnection {
+    pub(crate) fn new(transport: SshTransport, target: HostTarget, session: Session) -> Self {
+        let channels = transport.options().channels_per_connection.max(1);
+        SshConnection {
+            transport,
+            target,
+            session: std::sync::Mutex::new(Arc::new(session)),
+            reconnecting: tokio::sync::Mutex::new(()),
+            channels: Arc::new(Semaphore::new(channels)),
+        }
+    }
+
+    fn current(&self) -> Arc<Session> {
+        self.session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces a dropped connection, unless another command already did.
+    async fn reconnect(&self, dead: &Arc<Session>) -> Result<Arc<Session>, TransportError> {
+        let _guard = self.reconnecting.lock().await;
+        let now = self.current();
+        if !Arc::ptr_eq(&now, dead) && !now.handle.is_closed() {
+            return Ok(now);
+        }
+        tracing::info!(host = %self.target.name, "connection dropped; reconnecting once");
+        let fresh = Arc::new(self.transport.inner.open(&self.target).await?);
+        *self.session.lock().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+        Ok(fresh)
+    }
+
+    /// Runs `request`, reconnecting once if the connection was found dead before it started.
+    pub async fn run(&self, request: ExecRequest) -> Result<ExecOutcome, TransportError> {
+        let line = shell::remote_command(
+            &request.command,
+            &[self.target.env.clone(), request.env.clone()].concat(),
+            request.become_user.as_ref(),
+            request.timeout,
+        )
+        .map_err(|reason| TransportError::Spawn {
+            host: self.target.name.clone(),
+            reason,
+        })?;
+        let _channel_slot = self
+            .channels
+            .acquire()
+            .await
+            .map_err(|e| self.lost(e.to_string()))?;
+        let session = self.current();
+        match self.attempt(&session, &line, &request).await {
+            Ok(outcome) => Ok(outcome),
+            Err(Attempt::Failed(e)) => Err(e),
+            Err(Attempt::NotStarted(reason)) if session.handle.is_closed() => {
+                let fresh = self.reconnect(&session).await?;
+                match self.attempt(&fresh, &line, &request).await {
+                    Ok(outcome) => Ok(outcome),
+                    Err(Attempt::Failed(e)) => Err(e),
+                    Err(Attempt::NotStarted(again)) => {
+                        Err(self.lost(format!("{reason}; after reconnecting: {again}")))
+                    }
+                }
+            }
+            Err(Attempt::NotStarted(reason)) => Err(TransportError::Spawn {
+                host: self.target.name.clone(),
+                reason: format!("the host refused a new channel: {reason}"),
+            }),
+        }
+    }
+
+    fn lost(&self, reason: String) -> TransportError {
+        TransportError::ConnectionLost {
+            host: self.target.name.clone(),
+            reason,
+        }
+    }
+
+    async fn attempt(
+        &self,
+        session: &Session,
+        line: &str,
+        request: &ExecRequest,
+    ) -> Result<ExecOutcome, Attempt> {
+        let started = Instant::now();
+        let channel = self.open_channel(session).await?;
+        let (mut reader, writer) = channel.split();
+        writer
+            .exec(true, line.as_bytes())
+            .await
+            .map_err(|e| Attempt::NotStarted(e.to_string()))?;
+
+        let mut input = Vec::new();
+        if let Some(b) = &request.become_user
+            && let Some(password) = &b.password
+        {
+            input.extend_from_slice(password.as_bytes());
+            input.push(b'\n');
+        }
+        if let Some(stdin) = &request.stdin {
+            input.extend_from_slice(stdin);
+        }
+
+        let mut out =
+            OutputCapture::new(Stream::Stdout, request.output_cap, request.on_line.clone());
+        let mut err =
+            OutputCapture::new(Stream::Stderr, request.output_cap, request.on_line.clone());
+        let mut status: Option<ExitStatus> = None;
+        let mut closed = false;
+        let mut pgid = if request.timeout.is_some() {
+            shell::PgidLine::default()
+        } else {
+            shell::PgidLine::absent()
+        };
+
+        let feed = async {
+            if !input.is_empty() {
+                // A command that exits without reading its stdin closes the channel: not an error.
+                let _ = writer.data(&input[..]).await;
+            }
+            let _ = writer.eof().await;
+        };
+        let drain = async {
+            while let Some(msg) = reader.wait().await {
+                match msg {
+                    ChannelMsg::Data { data } => out.push(&data),
+                    ChannelMsg::ExtendedData { data, ext: 1 } => err.push(&pgid.feed(&data)),
+                    ChannelMsg::ExitStatus { exit_status } => {
+                        status = Some(ExitStatus::Code(i32::try_from(exit_status).unwrap_or(-1)));
+                    }
+                    ChannelMsg::ExitSignal { signal_name, .. } => {
+                        status = Some(ExitStatus::Signal(signal_label(&signal_name)));
+                    }
+                    ChannelMsg::Failure if status.is_none() => {
+                        tracing::debug!(host = %self.target.name, "the host refused a channel request");
+                    }
+                    ChannelMsg::Close => {
+                        closed = true;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+        };
+        let both = async { tokio::join!(feed, drain) };
+        let timed_out = match request.timeout {
+            None => {
+                both.await;
+                false
+            }
+            Some(limit) => tokio::time::timeout(limit, both).await.is_err(),
+        };
+        err.push(&pgid.finish());
+        if timed_out {
+            // Kill the remote process group, then give the channel a moment to report the end;
+            // the outcome is TIMED_OUT either way. The SSH signal works for non-root logins; the
+            // kill over a second channel also for root (see shell::PGID_MARKER). The channel is
+            // closed only afterwards: russh drops the server's late messages on a channel we
+            // already closed, and we would wait out the whole grace period.
+            let _ = writer.signal(Sig::KILL).await;
+            if let Some(pid) = pgid.pgid.filter(|&p| p > 1) {
+                self.kill_group(session, pid).await;
+            }
+            let grace = self.transport.options().kill_grace;
+            let _ = tokio::time::timeout(grace, async {
+                while let Some(msg) = reader.wait().await {
+                    if matches!(
+                        msg,
+                        ChannelMsg::Close
+                            | ChannelMsg::ExitSignal { .. }
+                            | ChannelMsg::ExitStatus { .. }
+                    ) {
+                        break;
+                    }
+                }
+            })
+            .await;
+            let _ = writer.close().await;
+            return Ok(ExecOutcome {
+                status: ExitStatus::TimedOut,
+                stdout: out.finish(),
+                stderr: err.finish(),
+                duration: started.elapsed(),
+            });
+        }
+        let stdout = out.finish();
+        let stderr = err.finish();
+        let Some(status) = status else {
+            let why = if session.handle.is_closed() || !closed {
+                "the connection dropped before the command reported how it ended"
+            } else {
+                "the channel closed without an exit status"
+            };
+            return Err(Attempt::Failed(self.lost(why.into())));
+        };
+        if request.become_user.is_some()
+            && status == ExitStatus::Code(1)
+            && let Some(reason) = shell::sudo_refused(&stderr.head)
+        {
+            return Err(Attempt::Failed(TransportError::BecomeFailed {
+                host: self.target.name.clone(),
+                reason: format!(
+                    "{reason} (sluice runs sudo without a terminal: allow NOPASSWD or give become a password)"
+                ),
+            }));
+        }
+        Ok(ExecOutcome {
+            status,
+            stdout,
+            stderr,
+            duration: started.elapsed(),
+        })
+    }
+
+    /// Opens a session channel. sshd frees a channel only after our reply to its close, so a
+    /// slot we just released may still count against `MaxSessions`: a refused open is retried
+    /// briefly while the connection is alive.
+    async fn open_channel(
+        &self,
+        session: &Session,
+    ) -> Result<russh::Channel<russh::client::Msg>, Attempt> {
+        let mut last = String::new();
+        for attempt in 0..20u64 {
+            match session.handle.channel_open_session().await {
+                Ok(channel) => return Ok(channel),
+                Err(e) => last = e.to_string(),
+            }
+            if session.handle.is_closed() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5 + attempt * 5)).await;
+        }
+        Err(Attempt::NotStarted(last))
+    }
+
+    /// Kills process group `pgid` on the host over a fresh channel (best effort: the group may
+    /// already be gone, or belong to another user under `become`, whose own deadline covers it).
+    async fn kill_group(&self, session: &Session, pgid: i64) {
+        let Ok(channel) = session.handle.channel_open_session().await else {
+            tracing::warn!(host = %self.target.name, pgid, "cannot open a channel to kill the timed-out command");
+            return;
+        };
+        let (mut reader, writer) = channel.split();
+        let line =
+            format!("kill -KILL -- -{pgid} 2>/dev/null; kill -KILL {pgid} 2>/dev/null; true");
+        if writer.exec(true, line.as_bytes()).await.is_ok() {
+            let _ = writer.eof().await;
+            let grace = self.transport.options().kill_grace;
+            let _ =
+                tokio::time::timeout(grace, async { while reader.wait().await.is_some() {} }).await;
+        }
+    }
+
+    /// Writes `contents` to `path` via `cat` on a channel, through a temporary file and `mv`
+    /// so a reader never sees half a file.
+    pub async fn put(&self, path: &str, contents: &[u8], mode: u32) -> Result<(), TransportError> {
+        let q = shell::quote(path);
+        let tmp = shell::quote(&format!("{path}.sluice-upload"));
+        let mut req = ExecRequest::new(format!(
+            "umask 077; cat > {tmp} && chmod {mode:o} {tmp} && mv -f {tmp} {q}"
+        ));
+        req.stdin = Some(contents.to_vec());
+        let outcome = self.run(req).await?;
+        if outcome.status.success() {
+            Ok(())
+        } else {
+            Err(TransportError::Upload {
+                host: self.target.name.clone(),
+                path: path.to_string(),
+                reason: format!("{}: {}", outcome.status, outcome.stderr.text_lossy().trim()),
+            })
+        }
+    }
+}
+
+impl Connection for SshConnection {
+    fn exec(&self, request: ExecRequest) -> BoxFuture<'_, Result<ExecOutcome, TransportError>> {
+        Box::pin(self.run(request))
+    }
+
+    fn upload<'a>(
+        &'a self,
+        path: &'a str,
+        contents: &'a [u8],
+        mode: u32,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(self.put(path, contents, mode))
+    }
+
+    fn host_key_fingerprint(&self) -> Option<String> {
+        Some(self.current().fingerprint.clone())
+    }
+}
+
+/// `KILL` for `Sig::KILL`, the name itself for custom signals.
+fn signal_label(sig: &Sig) -> String {
+    match sig {
+        Sig::Custom(name) => name.clone(),
+        other => format!("{other:?}"),
+    }
+}

@@ -1,0 +1,135 @@
+//! The `ssh` transport: an in-process SSH client (russh) with OpenSSH's safety defaults.
+//!
+//! 0. Gaps in the inventory's host entry are filled from `~/.ssh/config` ([`config`]).
+//! 1. [`SshTransport::connect`] dials the host (through its ProxyJump hosts, if any), holding a
+//!    handshake slot for that destination so a burst of connections never exceeds sshd's
+//!    `MaxStartups` (see [`limits`]); a connection dropped during the banner exchange is retried
+//!    with jitter.
+//! 2. The host key is checked against known_hosts before anything else is sent ([`known_hosts`],
+//!    [`connect`]); a refused key ends the connection, no channel is ever opened.
+//! 3. Authentication tries ssh-agent keys, then identity files ([`auth`]).
+//! 4. The resulting [`SshConnection`] runs every command of the host on its own channel over
+//!    that one connection, at most `channels_per_connection` at a time, and reconnects once if
+//!    the connection dropped between commands ([`exec`]).
+
+pub mod auth;
+pub mod config;
+pub mod connect;
+pub mod exec;
+pub mod known_hosts;
+pub mod limits;
+pub mod shell;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use exec::SshConnection;
+
+use crate::transport::{BoxFuture, Connection, HostTarget, Transport, TransportError};
+
+/// Tunables of the SSH transport. The defaults suit a fleet of stock OpenSSH servers.
+#[derive(Clone, Debug)]
+pub struct SshOptions {
+    /// Limit for the TCP connect (per hop).
+    pub connect_timeout: Duration,
+    /// Limit for the SSH handshake and authentication after TCP connected.
+    pub handshake_timeout: Duration,
+    /// Keepalive probe interval when the server is silent.
+    pub keepalive_interval: Duration,
+    /// The peer is declared dead after this many unanswered keepalives.
+    pub keepalive_max: usize,
+    /// Concurrent channels (commands) per connection; OpenSSH's `MaxSessions` is 10.
+    pub channels_per_connection: usize,
+    /// Handshakes in flight per destination `host:port` (the first hop for jumped hosts);
+    /// OpenSSH starts dropping unauthenticated connections at `MaxStartups` 10.
+    pub handshakes_per_destination: usize,
+    /// Retries when the server drops the connection during the banner exchange.
+    pub handshake_retries: u32,
+    /// Open connections in total, sized from the file-descriptor limit.
+    pub max_connections: usize,
+    /// Try keys from the ssh-agent on `SSH_AUTH_SOCK` first.
+    pub use_agent: bool,
+    /// The agent socket; `None` means `$SSH_AUTH_SOCK`.
+    pub agent_socket: Option<PathBuf>,
+    /// Environment variable holding the passphrase of encrypted identity files.
+    pub passphrase_env: String,
+    /// After a timeout, how long the killed command gets to close its channel.
+    pub kill_grace: Duration,
+    /// known_hosts files used when the target names none (`~/.ssh/known_hosts`).
+    pub default_known_hosts: Vec<PathBuf>,
+    /// The OpenSSH client config consulted for gaps in the inventory (`~/.ssh/config`);
+    /// `None` reads none.
+    pub ssh_config: Option<PathBuf>,
+    /// Identity files used when the target names none (`~/.ssh/id_{ed25519,ecdsa,rsa}`).
+    pub default_identity_files: Vec<PathBuf>,
+}
+
+impl Default for SshOptions {
+    fn default() -> Self {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let ssh_dir = home.map(|h| h.join(".ssh"));
+        SshOptions {
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(20),
+            keepalive_interval: Duration::from_secs(15),
+            keepalive_max: 3,
+            channels_per_connection: 8,
+            handshakes_per_destination: 8,
+            handshake_retries: 5,
+            max_connections: limits::connections_for_fd_limit(),
+            use_agent: true,
+            agent_socket: None,
+            passphrase_env: "SLUICE_SSH_PASSPHRASE".into(),
+            kill_grace: Duration::from_secs(1),
+            default_known_hosts: ssh_dir.iter().map(|d| d.join("known_hosts")).collect(),
+            ssh_config: ssh_dir.as_ref().map(|d| d.join("config")),
+            default_identity_files: ssh_dir
+                .iter()
+                .flat_map(|d| ["id_ed25519", "id_ecdsa", "id_rsa"].map(|f| d.join(f)))
+                .collect(),
+        }
+    }
+}
+
+/// Opens SSH connections. Cheap to clone; clones share the handshake and connection limits.
+#[derive(Clone)]
+pub struct SshTransport {
+    pub(crate) inner: Arc<connect::Dialer>,
+}
+
+impl SshTransport {
+    pub fn new(options: SshOptions) -> Self {
+        SshTransport {
+            inner: Arc::new(connect::Dialer::new(options)),
+        }
+    }
+
+    pub fn options(&self) -> &SshOptions {
+        &self.inner.options
+    }
+
+    /// Connects and returns the concrete connection type (the trait method boxes it).
+    pub async fn connect_ssh(&self, target: &HostTarget) -> Result<SshConnection, TransportError> {
+        let session = self.inner.open(target).await?;
+        Ok(SshConnection::new(self.clone(), target.clone(), session))
+    }
+}
+
+impl Default for SshTransport {
+    fn default() -> Self {
+        SshTransport::new(SshOptions::default())
+    }
+}
+
+impl Transport for SshTransport {
+    fn connect<'a>(
+        &'a self,
+        target: &'a HostTarget,
+    ) -> BoxFuture<'a, Result<Arc<dyn Connection>, TransportError>> {
+        Box::pin(async move {
+            let conn = self.connect_ssh(target).await?;
+            Ok(Arc::new(conn) as Arc<dyn Connection>)
+        })
+    }
+}

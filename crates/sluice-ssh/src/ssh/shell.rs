@@ -1,0 +1,181 @@
+//! The remote command line: environment exports, `become` through sudo, shell quoting.
+//!
+//! Environment variables travel inside the command (`export K='v'; ...`) rather than as SSH
+//! `env` requests, because sshd accepts those only for names listed in its `AcceptEnv`.
+
+use std::time::Duration;
+
+use crate::transport::Become;
+
+/// Quotes `s` as one POSIX shell word.
+pub fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A valid shell variable name (sluice refuses others rather than quoting them wrongly).
+pub fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+/// First stderr line of a command run with a timeout: the remote login shell's pid, which is
+/// also its process group (sshd starts every session command with `setsid`). The client strips
+/// it from stderr and, on timeout, kills that group over a second channel: sshd refuses the SSH
+/// `signal` request for root logins ("session signalling requires privilege separation").
+pub const PGID_MARKER: &[u8] = b"\x1esluice-pgid=";
+
+/// Builds the command line sent in the SSH `exec` request.
+pub fn remote_command(
+    command: &str,
+    env: &[(String, String)],
+    become_user: Option<&Become>,
+    timeout: Option<Duration>,
+) -> Result<String, String> {
+    let mut inner = String::new();
+    for (k, v) in env {
+        if !valid_env_name(k) {
+            return Err(format!("invalid environment variable name {k:?}"));
+        }
+        inner.push_str(&format!("export {k}={}; ", quote(v)));
+    }
+    inner.push_str(command);
+    let marker = match timeout {
+        Some(_) => "printf '\\036sluice-pgid=%s\\n' \"$$\" >&2; ",
+        None => "",
+    };
+    let Some(b) = become_user else {
+        return Ok(format!("{marker}{inner}"));
+    };
+    let mut line = format!("{marker}sudo ");
+    line.push_str(if b.password.is_some() {
+        "-S -p '' "
+    } else {
+        "-n "
+    });
+    if let Some(user) = &b.user {
+        line.push_str(&format!("-u {} ", quote(user)));
+    }
+    line.push_str("-- sh -c ");
+    match timeout {
+        // The SSH signal on timeout reaches the login shell's process group as the login user,
+        // who may not signal the other user's processes; so the command also gets its own
+        // deadline under sudo (coreutils `timeout`, when the host has it).
+        Some(limit) => {
+            let secs = limit.as_secs().max(1) + 1;
+            let wrapper = format!(
+                "if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL {secs} sh -c \"$0\"; else exec sh -c \"$0\"; fi"
+            );
+            line.push_str(&quote(&wrapper));
+            line.push(' ');
+            line.push_str(&quote(&inner));
+        }
+        None => line.push_str(&quote(&inner)),
+    }
+    Ok(line)
+}
+
+/// True when sudo's stderr says it needs a password or a terminal it did not get.
+pub fn sudo_refused(stderr: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let needles = [
+        "a password is required",
+        "a terminal is required",
+        "no tty present",
+        "incorrect password",
+        "is not in the sudoers file",
+        "sudo: command not found",
+    ];
+    needles
+        .iter()
+        .any(|n| text.contains(n))
+        .then(|| text.lines().next().unwrap_or("").trim().to_string())
+}
+
+/// Splits the [`PGID_MARKER`] line off the start of stderr, once the whole line has arrived.
+#[derive(Default)]
+pub struct PgidLine {
+    buf: Vec<u8>,
+    done: bool,
+    pub pgid: Option<i64>,
+}
+
+impl PgidLine {
+    /// A parser for a command that did not print the marker.
+    pub fn absent() -> Self {
+        PgidLine {
+            done: true,
+            ..Default::default()
+        }
+    }
+
+    /// Feeds stderr bytes; returns those that belong to the command's own stderr.
+    pub fn feed<'a>(&mut self, data: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        if self.done {
+            return data.into();
+        }
+        self.buf.extend_from_slice(data);
+        let Some(nl) = self.buf.iter().position(|&b| b == b'\n') else {
+            // The marker is short; anything longer than it without a newline is not the marker.
+            if self.buf.len() > 64
+                || !PGID_MARKER.starts_with(&self.buf[..self.buf.len().min(PGID_MARKER.len())])
+            {
+                self.done = true;
+                return std::mem::take(&mut self.buf).into();
+            }
+            return Vec::new().into();
+        };
+        self.done = true;
+        let line = &self.buf[..nl];
+        match line.strip_prefix(PGID_MARKER) {
+            Some(pid) => {
+                self.pgid = std::str::from_utf8(pid).ok().and_then(|p| p.parse().ok());
+                self.buf[nl + 1..].to_vec().into()
+            }
+            None => std::mem::take(&mut self.buf).into(),
+        }
+    }
+
+    /// Bytes held back at the end of the stream (a stderr that never had a newline).
+    pub fn finish(&mut self) -> Vec<u8> {
+        if self.done {
+            return Vec::new();
+        }
+        self.done = true;
+        std::mem::take(&mut self.buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pgid_line_is_stripped_across_chunks() {
+        let mut p = PgidLine::default();
+        assert!(p.feed(b"\x1esluice-pg").is_empty());
+        assert_eq!(&*p.feed(b"id=4242\nreal err"), b"real err");
+        assert_eq!(&*p.feed(b" more"), b" more");
+        assert_eq!(p.pgid, Some(4242));
+        let mut q = PgidLine::default();
+        assert_eq!(&*q.feed(b"no marker\n"), b"no marker\n");
+    }
+
+    #[test]
+    fn env_is_exported_and_quoted() {
+        let env = vec![("A".to_string(), "x'; rm -rf /".to_string())];
+        let line = remote_command("echo $A", &env, None, None).unwrap();
+        assert_eq!(line, r"export A='x'\''; rm -rf /'; echo $A");
+        assert!(remote_command("true", &[("A B".into(), String::new())], None, None).is_err());
+    }
+
+    #[test]
+    fn become_uses_sudo_non_interactive_and_keeps_env_inside() {
+        let b = Become {
+            user: Some("app".into()),
+            password: None,
+        };
+        let line = remote_command("id", &[("X".into(), "1".into())], Some(&b), None).unwrap();
+        assert_eq!(line, r"sudo -n -u 'app' -- sh -c 'export X='\''1'\''; id'");
+    }
+}

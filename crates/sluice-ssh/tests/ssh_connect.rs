@@ -1,0 +1,183 @@
+//! Reachability, authentication and connection life cycle against real sshd.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sluice_ssh::{ExecRequest, ExitStatus, SshOptions, SshTransport, Transport, TransportError};
+use support::{fleet, options, target, transport};
+
+#[tokio::test]
+async fn a_stopped_host_is_unreachable_quickly() {
+    let mut fleet = fleet(1);
+    fleet.stop(1);
+    let started = Instant::now();
+    let err = transport()
+        .connect(&target(&fleet, 1))
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(err, TransportError::Unreachable { .. }), "{err}");
+    assert!(started.elapsed() < transport().options().connect_timeout);
+}
+
+#[tokio::test]
+async fn wrong_key_is_an_authentication_failure() {
+    let fleet = fleet(1);
+    fleet.set_accepts_auth(1, false).unwrap();
+    let err = transport()
+        .connect(&target(&fleet, 1))
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(matches!(err, TransportError::AuthFailed { .. }), "{err}");
+    assert_eq!(err.kind(), "auth_failed");
+}
+
+#[tokio::test]
+async fn rsa_and_ecdsa_identity_files_authenticate() {
+    let fleet = fleet(1);
+    for key_type in ["rsa", "ecdsa"] {
+        let path = fleet.dir().join(format!("id_{key_type}"));
+        sluice_testfleet::keygen_typed(&path, key_type, key_type).unwrap();
+        let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+        fleet.authorize_key(1, &public).unwrap();
+        let mut t = target(&fleet, 1);
+        t.identity_files = vec![path];
+        let conn = transport()
+            .connect(&t)
+            .await
+            .unwrap_or_else(|e| panic!("{key_type}: {e}"));
+        let out = conn.exec(ExecRequest::new("true")).await.unwrap();
+        assert!(out.status.success());
+    }
+}
+
+#[tokio::test]
+async fn agent_keys_authenticate() {
+    let fleet = fleet(1);
+    let socket = fleet.dir().join("agent.sock");
+    let agent = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&socket)
+        .spawn()
+        .unwrap();
+    let _agent = KillOnDrop(agent);
+    for _ in 0..100 {
+        if socket.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let added = Command::new("ssh-add")
+        .arg(fleet.identity_file())
+        .env("SSH_AUTH_SOCK", &socket)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let t = SshTransport::new(SshOptions {
+        use_agent: true,
+        agent_socket: Some(socket),
+        ..options()
+    });
+    let mut target = target(&fleet, 1);
+    target.identity_files = vec![fleet.dir().join("no-such-key")];
+    let conn = t.connect(&target).await.unwrap();
+    assert!(
+        conn.exec(ExecRequest::new("true"))
+            .await
+            .unwrap()
+            .status
+            .success()
+    );
+}
+
+#[tokio::test]
+async fn sshd_dying_mid_command_is_connection_lost_then_the_next_command_reconnects() {
+    let fleet = fleet(1);
+    let conn = transport().connect(&target(&fleet, 1)).await.unwrap();
+    // $PPID of the command is the sshd process serving this connection.
+    let err = conn
+        .exec(ExecRequest::new("kill -9 $PPID; sleep 5"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, TransportError::ConnectionLost { .. }),
+        "{err}"
+    );
+    let out = conn.exec(ExecRequest::new("echo again")).await.unwrap();
+    assert_eq!(out.stdout.kept_bytes(), b"again\n");
+}
+
+#[tokio::test]
+async fn fifty_connections_to_one_sshd_never_hit_max_startups() {
+    let fleet = fleet(1);
+    let t = transport();
+    let runs = (0..50).map(|_| {
+        let (t, target) = (t.clone(), target(&fleet, 1));
+        async move {
+            let conn = t.connect(&target).await?;
+            conn.exec(ExecRequest::new("true")).await
+        }
+    });
+    for r in futures::future::join_all(runs).await {
+        assert_eq!(r.unwrap().status, ExitStatus::Code(0));
+    }
+}
+
+#[tokio::test]
+async fn proxy_jump_through_one_fleet_host_to_another() {
+    let fleet = fleet(2);
+    let mut t = target(&fleet, 2);
+    t.proxy_jump = vec![format!("{}@127.0.0.1:{}", fleet.user(), fleet.port(1))];
+    let conn = transport().connect(&t).await.unwrap();
+    let out = conn
+        .exec(ExecRequest::new("echo $FLEET_HOST; echo $SSH_CONNECTION"))
+        .await
+        .unwrap();
+    let text = out.stdout.text_lossy();
+    assert!(text.starts_with("host2\n"), "{text}");
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn ssh_config_supplies_hostname_port_user_and_identity() {
+    let fleet = fleet(1);
+    let config = fleet.dir().join("ssh_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Host alias-*\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  IdentityFile {}\n",
+            fleet.port(1),
+            fleet.user(),
+            fleet.identity_file().display()
+        ),
+    )
+    .unwrap();
+    let t = SshTransport::new(SshOptions {
+        ssh_config: Some(config),
+        ..options()
+    });
+    let mut target = sluice_ssh::HostTarget::new("alias-1", "alias-1");
+    target.known_hosts = vec![fleet.known_hosts()];
+    let conn = t.connect(&target).await.unwrap();
+    let out = conn
+        .exec(ExecRequest::new("echo $FLEET_HOST"))
+        .await
+        .unwrap();
+    assert_eq!(out.stdout.kept_bytes(), b"host1\n");
+}

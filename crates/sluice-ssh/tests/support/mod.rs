@@ -1,0 +1,41 @@
+//! Shared by the SSH integration tests: a fleet and targets pointing at it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use sluice_ssh::{HostKeyPolicy, HostTarget, SshOptions, SshTransport};
+use sluice_testfleet::Fleet;
+
+pub fn fleet(n: usize) -> Fleet {
+    match Fleet::start(n) {
+        Ok(f) => f,
+        Err(e) => panic!("cannot start the test fleet: {e}"),
+    }
+}
+
+/// Host `i` of `fleet`, as the fleet's inventory describes it (strict host keys).
+pub fn target(fleet: &Fleet, i: usize) -> HostTarget {
+    let mut t = HostTarget::new(format!("host{i}"), fleet.address());
+    t.port = fleet.port(i);
+    t.user = Some(fleet.user().to_string());
+    t.identity_files = vec![fleet.identity_file()];
+    t.known_hosts = vec![fleet.known_hosts()];
+    t.host_key_policy = HostKeyPolicy::Strict;
+    t
+}
+
+/// A transport that ignores the developer's own agent and keys, so tests see only the fleet's.
+pub fn transport() -> SshTransport {
+    SshTransport::new(options())
+}
+
+pub fn options() -> SshOptions {
+    SshOptions {
+        use_agent: false,
+        default_identity_files: Vec::new(),
+        default_known_hosts: Vec::new(),
+        ssh_config: None,
+        connect_timeout: Duration::from_secs(3),
+        ..SshOptions::default()
+    }
+}

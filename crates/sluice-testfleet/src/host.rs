@@ -1,0 +1,190 @@
+//! One fleet host: its files, its sshd_config and its sshd process.
+
+use std::fs;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{FleetError, io_err, keygen};
+
+/// Where the fleet expects OpenSSH's server (Debian's openssh-server).
+pub const SSHD: &str = "/usr/sbin/sshd";
+
+/// How long a fresh sshd gets to start answering with its banner.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The files of host `index`.
+pub(crate) struct HostSpec {
+    pub(crate) name: String,
+    pub(crate) dir: PathBuf,
+}
+
+impl HostSpec {
+    pub(crate) fn new(fleet_dir: &Path, index: usize) -> Self {
+        let name = format!("host{index}");
+        HostSpec {
+            dir: fleet_dir.join("hosts").join(&name),
+            name,
+        }
+    }
+
+    pub(crate) fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+
+    pub(crate) fn host_key(&self) -> PathBuf {
+        self.dir.join("ssh_host_ed25519_key")
+    }
+
+    pub(crate) fn authorized_keys(&self) -> PathBuf {
+        self.dir.join("authorized_keys")
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.join("sshd_config")
+    }
+
+    pub(crate) fn host_public_key(&self) -> Result<String, FleetError> {
+        let path = self.host_key().with_extension("pub");
+        fs::read_to_string(&path)
+            .map(|s| s.trim().to_string())
+            .map_err(io_err(&path))
+    }
+
+    /// Creates the directories, host key and authorized_keys (keeps existing ones).
+    pub(crate) fn prepare(&self, user_public_key: &Path) -> Result<(), FleetError> {
+        fs::create_dir_all(self.root()).map_err(io_err(&self.dir))?;
+        if !self.host_key().exists() {
+            keygen(&self.host_key(), &self.name)?;
+        }
+        fs::copy(user_public_key, self.authorized_keys()).map_err(io_err(user_public_key))?;
+        Ok(())
+    }
+
+    fn write_config(&self, port: u16) -> Result<(), FleetError> {
+        let root = self.root();
+        let root = root.display();
+        let name = &self.name;
+        let config = format!(
+            "# Written by sluice-testfleet for {name}.\n\
+             Port {port}\n\
+             ListenAddress 127.0.0.1\n\
+             HostKey {key}\n\
+             PidFile {pid}\n\
+             AuthorizedKeysFile {auth}\n\
+             PermitRootLogin prohibit-password\n\
+             PubkeyAuthentication yes\n\
+             PasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\n\
+             StrictModes no\n\
+             UsePAM no\n\
+             PrintMotd no\n\
+             LogLevel ERROR\n\
+             SetEnv SHLVL=1 FLEET_HOST={name} FLEET_ROOT={root} SLUICE_TEST_HOST={name} SLUICE_TEST_ROOT={root}\n\
+             Subsystem sftp internal-sftp\n",
+            key = self.host_key().display(),
+            pid = self.dir.join("sshd.pid").display(),
+            auth = self.authorized_keys().display(),
+        );
+        let path = self.config();
+        fs::write(&path, config).map_err(io_err(&path))
+    }
+}
+
+/// A host and, while it runs, its sshd.
+pub(crate) struct HostProcess {
+    pub(crate) spec: HostSpec,
+    pub(crate) port: u16,
+    child: Option<Child>,
+}
+
+impl HostProcess {
+    /// Starts sshd on a free port, retrying with another port if one was taken meanwhile.
+    pub(crate) fn spawn(mut spec: HostSpec) -> Result<HostProcess, FleetError> {
+        let mut last = None;
+        for _ in 0..5 {
+            let port = free_port().map_err(io_err(&spec.dir))?;
+            let mut host = HostProcess {
+                spec,
+                port,
+                child: None,
+            };
+            match host.start() {
+                Ok(()) => return Ok(host),
+                Err(e) => {
+                    last = Some(e);
+                    spec = host.spec;
+                }
+            }
+        }
+        Err(last.unwrap_or(FleetError::SshdStart {
+            host: spec.name,
+            log: "no free port".into(),
+        }))
+    }
+
+    /// Starts sshd on `self.port` and waits until it sends its banner.
+    pub(crate) fn start(&mut self) -> Result<(), FleetError> {
+        self.spec.write_config(self.port)?;
+        let log_path = self.spec.dir.join("sshd.log");
+        let log = fs::File::create(&log_path).map_err(io_err(&log_path))?;
+        let child = Command::new(SSHD)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(self.spec.config())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| FleetError::SshdStart {
+                host: self.spec.name.clone(),
+                log: format!("cannot run {SSHD}: {e} (install openssh-server)"),
+            })?;
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if self.answers_banner() {
+                return Ok(());
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .map(|c| matches!(c.try_wait(), Ok(Some(_))))
+                .unwrap_or(true);
+            if exited {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill();
+        Err(FleetError::SshdStart {
+            host: self.spec.name.clone(),
+            log: fs::read_to_string(&log_path).unwrap_or_default(),
+        })
+    }
+
+    fn answers_banner(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).is_ok() && &buf == b"SSH-"
+    }
+
+    /// Kills sshd (by pid) and reaps it. Sessions it forked die with their connections.
+    pub(crate) fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let listener = TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
+}

@@ -176,3 +176,97 @@ fn fleet_hung_command_times_out() {
     );
     assert_eq!(log(&fleet, 1), ["drain", "install", "uninstall", "undrain"]);
 }
+
+/// Writes a plan targeting the whole fleet with the given YAML body.
+fn custom(fleet: &Fleet, body: &str) -> PathBuf {
+    let path = fleet.dir().join("custom.yaml");
+    std::fs::write(
+        &path,
+        format!("name: fleet-custom\ntargets: [fleet]\n{body}"),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn fleet_budget_of_one_fails_on_the_second_failure_and_starts_no_more_hosts() {
+    let fleet = Fleet::start(5).unwrap();
+    for i in [2, 3] {
+        std::fs::write(fleet.root(i).join("broken"), "").unwrap();
+    }
+    let body = r#"waves:
+  - { name: all, size: 100%, concurrency: 1 }
+failure: { max_failed: 1 }
+steps:
+  - { id: work, run: 'echo work >> "$FLEET_ROOT/log"; test ! -e "$FLEET_ROOT/broken"', undo: 'echo unwork >> "$FLEET_ROOT/log"' }
+"#;
+    let out = apply(&fleet, &custom(&fleet, body));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 1..=3 {
+        assert_eq!(log(&fleet, i), ["work", "unwork"], "host{i}");
+    }
+    assert!(
+        log(&fleet, 4).is_empty() && log(&fleet, 5).is_empty(),
+        "no overshoot"
+    );
+}
+
+#[test]
+fn fleet_failing_undo_is_rollback_failed_exit_3_and_the_secret_stays_hidden() {
+    let fleet = Fleet::start(2).unwrap();
+    let body = r#"secrets:
+  token: { env: FLEET_TEST_TOKEN }
+waves:
+  - { name: all, size: 100% }
+steps:
+  - { id: login, run: 'echo "token {{secrets.token}}" >> "$FLEET_ROOT/log"', undo: 'echo "cannot revoke {{secrets.token}}" >&2; exit 1' }
+  - { id: fail, run: 'echo "failing with {{secrets.token}}"; exit 1' }
+"#;
+    let inventory = fleet.write_inventory().unwrap();
+    let out = sluice()
+        .arg("apply")
+        .arg(custom(&fleet, body))
+        .arg("-i")
+        .arg(inventory)
+        .args(["--yes", "--json"])
+        .env("FLEET_TEST_TOKEN", "fleet-secret-5150")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(3), "{all}");
+    assert_eq!(
+        log(&fleet, 1),
+        ["token fleet-secret-5150"],
+        "the host got the real value"
+    );
+    assert!(
+        all.contains("ROLLBACK FAILED") && all.contains("cannot revoke ***"),
+        "{all}"
+    );
+    assert!(!all.contains("fleet-secret-5150"), "{all}");
+}
+
+#[test]
+fn fleet_outside_the_window_nothing_starts() {
+    let fleet = Fleet::start(2).unwrap();
+    let body = r#"window: { start: 2099-01-01T00:00:00Z, end: 2099-01-01T04:00:00Z }
+waves:
+  - { name: all, size: 100% }
+steps:
+  - { id: work, run: 'echo work >> "$FLEET_ROOT/log"' }
+"#;
+    let out = apply(&fleet, &custom(&fleet, body));
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2099-01-01T00:00:00Z"));
+    assert!(log(&fleet, 1).is_empty() && log(&fleet, 2).is_empty());
+}

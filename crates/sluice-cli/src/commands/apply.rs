@@ -25,7 +25,11 @@ use crate::summary;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The change plan (YAML) to compile and run; needs --inventory.
-    #[arg(value_name = "PLAN", required_unless_present = "plan_file", requires = "inventory")]
+    #[arg(
+        value_name = "PLAN",
+        required_unless_present = "plan_file",
+        requires = "inventory"
+    )]
     plan: Option<PathBuf>,
     /// The inventory (YAML) the plan targets.
     #[arg(short, long, value_name = "INVENTORY")]

@@ -266,3 +266,38 @@ pub fn write_line(out: &mut impl Write, value: &impl serde::Serialize) -> std::i
     serde_json::to_writer(&mut *out, value)?;
     out.write_all(b"\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_bytes_sort_keys_at_every_level() {
+        let value = serde_json::json!({"b": 1, "a": [{"d": "x\"y", "c": null}], "é": -2});
+        assert_eq!(
+            String::from_utf8(canonical_bytes(&value)).unwrap(),
+            r#"{"a":[{"c":null,"d":"x\"y"}],"b":1,"é":-2}"#
+        );
+    }
+
+    /// Pins the hash of a fixed record: if this changes, every export made before no longer
+    /// verifies, so a change here needs a format version, not a new expected value.
+    #[test]
+    fn record_hash_is_stable() {
+        let mut record: Record = serde_json::from_value(serde_json::json!({
+            "seq": 1, "at": "2026-01-01T00:00:00Z", "run": "r1",
+            "kind": "run_finished", "payload": {"status": "succeeded", "exit_code": 0},
+            "prev_hash": GENESIS, "run_prev_hash": GENESIS, "hash": ""
+        }))
+        .unwrap();
+        seal(&mut record).unwrap();
+        let mut hasher = Sha256::new();
+        hasher.update(GENESIS.as_bytes());
+        hasher.update(
+            br#"{"at":"2026-01-01T00:00:00Z","kind":"run_finished","payload":{"exit_code":0,"status":"succeeded"},"prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","run":"r1","run_prev_hash":"0000000000000000000000000000000000000000000000000000000000000000","seq":1}"#,
+        );
+        assert_eq!(record.hash, hex::encode(hasher.finalize()));
+        let value = serde_json::to_value(&record).unwrap();
+        assert_eq!(hash_value(&record.prev_hash, &value), record.hash);
+    }
+}

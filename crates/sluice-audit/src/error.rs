@@ -18,10 +18,12 @@ pub enum AuditError {
         source: std::io::Error,
     },
 
+    /// sluice processes share the store; this is another program (or an older sluice) that
+    /// opened the file for itself.
     #[error(
-        "the audit store {path} is in use by a program that holds it exclusively{holder}; wait for it to finish (no new change can start until then)"
+        "the audit store {path} is held exclusively by another program (`fuser {path}` names it); no change can start until it lets go"
     )]
-    Locked { path: PathBuf, holder: String },
+    Locked { path: PathBuf },
 
     #[error(
         "the audit store {path} cannot be opened: {reason}. No new change will start with a damaged audit trail; `sluice audit export --state-dir ...` exports what can still be read, then move the file aside"
@@ -65,7 +67,7 @@ pub enum AuditError {
     UnknownRun { run: String },
 
     #[error("run {run} has no wave {wave}")]
-    UnknownWave { run: String, wave: u32 },
+    UnknownWave { run: String, wave: String },
 
     #[error(
         "host {host} is leased by run {} (operator {}, controller {}, pid {}, since {}); wait for it, or `sluice unlock {}` if that process is gone",
@@ -84,6 +86,9 @@ pub enum AuditError {
 
     #[error("run {run} holds no leases")]
     NoLeases { run: String },
+
+    #[error("cannot read the export: {0}")]
+    Read(#[source] std::io::Error),
 
     #[error("cannot write the export: {0}")]
     Write(#[source] std::io::Error),

@@ -26,6 +26,7 @@ use crate::store::{AuditLog, RECORDS};
 
 /// The last line of an export.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ExportEnd {
     pub records: u64,
     pub last_seq: u64,
@@ -34,6 +35,7 @@ pub struct ExportEnd {
 }
 
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EndLine {
     end: ExportEnd,
 }
@@ -100,9 +102,12 @@ impl AuditLog {
         };
         let mut emit = |seq: u64, bytes: &[u8]| -> Result<(), AuditError> {
             let record = crate::store::decode_record(self.path(), seq, bytes)?;
-            // Lines are the stored bytes re-serialised from the record type, so a line has
-            // exactly the fields that were hashed.
-            write_line(out, &record).map_err(AuditError::Write)?;
+            // Lines are the stored bytes verbatim (compact JSON, one line), not re-serialised
+            // from today's record type: a field added to a payload type later must not change
+            // what an old record's hash was computed over.
+            out.write_all(bytes)
+                .and_then(|()| out.write_all(b"\n"))
+                .map_err(AuditError::Write)?;
             end.records += 1;
             end.last_seq = record.seq;
             end.last_hash = record.hash;
@@ -138,16 +143,30 @@ impl AuditLog {
 /// Checks an exported file on its own (no store needed): every line's hash, the chain between
 /// lines, and the end line. Reports the first break with its sequence number.
 pub fn verify_export(reader: impl BufRead) -> Result<VerifyReport, AuditError> {
-    let lines = reader.lines();
+    // Split on bytes, not `lines()`: a line that is not UTF-8 is a damaged line to report, not
+    // an error that ends the verification.
+    let lines = reader.split(b'\n');
     let mut values = Vec::new();
     let mut end: Option<(u64, ExportEnd)> = None;
     let mut unreadable: Option<u64> = None;
     let mut line_no = 0u64;
     for line in lines {
         line_no += 1;
-        let text = line.map_err(AuditError::Write)?;
+        let mut bytes = line.map_err(AuditError::Read)?;
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+        let Ok(text) = String::from_utf8(bytes) else {
+            unreadable = Some(line_no);
+            end = None;
+            break;
+        };
+        if end.is_some() && text.trim().is_empty() {
+            // Blank lines after the end (an editor's or a mailer's) change no record.
+            continue;
+        }
         if end.is_some() {
-            // Anything after the end line was appended to the file.
+            // Anything else after the end line was appended to the file.
             end = None;
             unreadable = Some(line_no);
             break;
@@ -268,8 +287,10 @@ pub fn salvage(
             for item in records.iter().map_err(|e| e.to_string())? {
                 match item {
                     Ok((seq, bytes)) => match serde_json::from_slice::<Value>(bytes.value()) {
-                        Ok(value) => {
-                            write_line(out, &value).map_err(|e| e.to_string())?;
+                        Ok(_) => {
+                            out.write_all(bytes.value())
+                                .and_then(|()| out.write_all(b"\n"))
+                                .map_err(|e| e.to_string())?;
                             written += 1;
                         }
                         Err(err) => problems.push(format!("record {}: {err}", seq.value())),

@@ -25,6 +25,7 @@ pub fn step_result(host: &str, step: &str, ok: bool, out: &str) -> Payload {
     Payload::StepResult(StepResult {
         host: host.to_string(),
         step: step.to_string(),
+        attempt: 1,
         exit: Exit::Code(if ok { 0 } else { 1 }),
         ok,
         duration_ms: 12,
@@ -40,6 +41,7 @@ pub fn step_intent(host: &str, step: &str) -> Payload {
         step: step.to_string(),
         command: format!("run {step}"),
         rollback: false,
+        attempt: 1,
     })
 }
 
@@ -53,7 +55,7 @@ pub fn run_started(plan_name: &str, hosts: &[&str]) -> RunStarted {
         plan_hash: format!("{:0>64}", plan_name.len()),
         command_line: vec!["sluice".into(), "apply".into()],
         hosts: hosts.iter().map(|h| h.to_string()).collect(),
-        waves: 1,
+        waves: vec!["all".into()],
     }
 }
 
@@ -64,13 +66,13 @@ pub fn seed_run(
     hosts: &[&str],
     failing: &[&str],
 ) -> Result<String, AuditError> {
-    let run = log.begin_run(run_started(plan_name, hosts))?;
+    let run = log.start_run(run_started(plan_name, hosts), &LeaseHolder::this_process())?;
     let names: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
-    log.take_leases(&run, &names, &LeaseHolder::this_process())?;
     log.append(
         &run,
         Payload::WaveStarted(WaveStarted {
             wave: 0,
+            name: "all".into(),
             hosts: names.clone(),
         }),
     )?;
@@ -93,9 +95,11 @@ pub fn seed_run(
         &run,
         Payload::WaveDecided(WaveDecided {
             wave: 0,
+            name: "all".into(),
             hosts: total,
             succeeded: total - failed,
             failed,
+            not_started: 0,
             budget: "1".into(),
             budget_hosts: 1,
             decision: if failed > 1 { "halt" } else { "continue" }.into(),

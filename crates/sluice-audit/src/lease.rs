@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::AuditError;
 use crate::record::{Entry, LeaseChange, Payload};
-use crate::store::{Appended, AuditLog, LEASES};
+use crate::store::{Appended, AuditLog, LEASES, Tx};
 
 /// Who holds a lease.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +41,23 @@ pub struct Lease {
 }
 
 impl AuditLog {
+    /// Starts a run that leases `hosts`: `run_started` and `lease_taken` in one commit, so a
+    /// refused start ([`AuditError::LeaseHeld`]) leaves no trace of a run that never ran.
+    /// Returns the new run id.
+    pub fn start_run(
+        &self,
+        started: crate::record::RunStarted,
+        holder: &LeaseHolder,
+    ) -> Result<String, AuditError> {
+        let hosts = started.hosts.clone();
+        self.write(|tx| {
+            let run = tx.new_run_id()?;
+            tx.append(Entry::new(&run, Payload::RunStarted(started)))?;
+            lease_hosts(tx, &run, &hosts, holder)?;
+            Ok(run)
+        })
+    }
+
     /// Leases `hosts` to `run`, all or none, and records `lease_taken`. Refused with
     /// [`AuditError::LeaseHeld`] (naming the holder) if another run holds any of them, alive or
     /// not: a dead holder's lease must be broken explicitly (`sluice unlock`). Leases the run
@@ -51,42 +68,7 @@ impl AuditLog {
         hosts: &[String],
         holder: &LeaseHolder,
     ) -> Result<Appended, AuditError> {
-        self.write(|tx| {
-            let since = jiff::Timestamp::now().to_string();
-            {
-                let mut leases = tx.table(LEASES)?;
-                for host in hosts {
-                    let existing = leases.get(host.as_str()).map_err(|e| self.err(e))?;
-                    if let Some(bytes) = existing {
-                        let lease = decode_lease(self, host, bytes.value())?;
-                        if lease.run != run {
-                            return Err(AuditError::LeaseHeld {
-                                host: host.clone(),
-                                holder: Box::new(lease),
-                            });
-                        }
-                    }
-                }
-                for host in hosts {
-                    let lease = Lease {
-                        host: host.clone(),
-                        run: run.to_string(),
-                        operator: holder.operator.clone(),
-                        controller: holder.controller.clone(),
-                        pid: holder.pid,
-                        since: since.clone(),
-                    };
-                    let bytes = encode_lease(run, &lease)?;
-                    leases
-                        .insert(host.as_str(), bytes.as_slice())
-                        .map_err(|e| self.err(e))?;
-                }
-            }
-            tx.append(Entry::new(
-                run,
-                Payload::LeaseTaken(change(hosts.to_vec(), holder)),
-            ))
-        })
+        self.write(|tx| lease_hosts(tx, run, hosts, holder))
     }
 
     /// Releases every lease of `run` and records `lease_released`. Returns the released hosts
@@ -161,6 +143,49 @@ impl AuditLog {
     }
 }
 
+fn lease_hosts(
+    tx: &mut Tx<'_>,
+    run: &str,
+    hosts: &[String],
+    holder: &LeaseHolder,
+) -> Result<Appended, AuditError> {
+    let log = tx.log;
+    let since = jiff::Timestamp::now().to_string();
+    {
+        let mut leases = tx.table(LEASES)?;
+        for host in hosts {
+            let existing = leases.get(host.as_str()).map_err(|e| log.err(e))?;
+            if let Some(bytes) = existing {
+                let lease = decode_lease(log, host, bytes.value())?;
+                if lease.run != run {
+                    return Err(AuditError::LeaseHeld {
+                        host: host.clone(),
+                        holder: Box::new(lease),
+                    });
+                }
+            }
+        }
+        for host in hosts {
+            let lease = Lease {
+                host: host.clone(),
+                run: run.to_string(),
+                operator: holder.operator.clone(),
+                controller: holder.controller.clone(),
+                pid: holder.pid,
+                since: since.clone(),
+            };
+            let bytes = encode_lease(run, &lease)?;
+            leases
+                .insert(host.as_str(), bytes.as_slice())
+                .map_err(|e| log.err(e))?;
+        }
+    }
+    tx.append(Entry::new(
+        run,
+        Payload::LeaseTaken(change(hosts.to_vec(), holder)),
+    ))
+}
+
 fn change(hosts: Vec<String>, holder: &LeaseHolder) -> LeaseChange {
     LeaseChange {
         hosts,
@@ -170,7 +195,7 @@ fn change(hosts: Vec<String>, holder: &LeaseHolder) -> LeaseChange {
     }
 }
 
-fn remove_leases_of(tx: &mut crate::store::Tx<'_>, run: &str) -> Result<Vec<Lease>, AuditError> {
+fn remove_leases_of(tx: &mut Tx<'_>, run: &str) -> Result<Vec<Lease>, AuditError> {
     let log = tx.log;
     let mut leases = tx.table(LEASES)?;
     let mut held = Vec::new();
@@ -232,11 +257,34 @@ pub fn controller_name() -> String {
     "localhost".to_string()
 }
 
-/// The operating-system user running sluice (`$USER`, else `$LOGNAME`, else the uid).
+/// The operating-system user running sluice: the account name of the real uid, else `$USER`,
+/// else `$LOGNAME`, else `uid:N`.
 pub fn operator_name() -> String {
-    ["USER", "LOGNAME"]
-        .iter()
-        .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
-        // SAFETY: getuid cannot fail.
-        .unwrap_or_else(|| format!("uid:{}", unsafe { libc::getuid() }))
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    account_name(uid)
+        .or_else(|| {
+            ["USER", "LOGNAME"]
+                .iter()
+                .find_map(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+        })
+        .unwrap_or_else(|| format!("uid:{uid}"))
+}
+
+fn account_name(uid: libc::uid_t) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 4096];
+    // SAFETY: zeroed passwd is a valid out-parameter; getpwuid_r writes strings into `buf` (of the
+    // length given) and sets `result` to `&mut pwd` on success or null when there is no entry.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        let name = std::ffi::CStr::from_ptr(pwd.pw_name)
+            .to_string_lossy()
+            .into_owned();
+        (!name.is_empty()).then_some(name)
+    }
 }

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::AuditError;
 use crate::record::{Approval, ApprovalScope, Capture, Exit, Payload, Record};
 use crate::store::{
-    ARTIFACTS, AuditLog, PLAN_APPROVALS, RECORDS, RUN_INDEX, RUNS, WAVE_APPROVALS, decode_record,
+    ARTIFACTS, AuditLog, PENDING_GATES, PLAN_APPROVALS, RECORDS, RUN_INDEX, RUNS, WAVE_APPROVALS,
+    decode_record,
 };
 
 /// One run at a glance, kept up to date with every record of the run.
@@ -24,12 +25,12 @@ pub struct RunSummary {
     pub ticket: Option<String>,
     pub started_at: String,
     pub finished_at: Option<String>,
-    /// `running` until `run_finished` is recorded, then its status. A run whose process died
-    /// stays `running`; its lease shows whether the holder is alive.
+    /// `running` until `run_finished` is recorded, then its status; `interrupted` when running
+    /// but no live process holds its leases.
     pub status: String,
     pub exit_code: Option<u8>,
     pub hosts: u32,
-    pub waves: u32,
+    pub waves: Vec<String>,
     /// Hosts with at least one step result.
     pub hosts_done: BTreeSet<String>,
     /// Hosts with a failed step, health check or rollback step.
@@ -70,7 +71,7 @@ impl RunSummary {
                 self.controller = s.controller.clone();
                 self.ticket = s.ticket.clone();
                 self.hosts = u32::try_from(s.hosts.len()).unwrap_or(u32::MAX);
-                self.waves = s.waves;
+                self.waves = s.waves.clone();
             }
             Payload::StepResult(r) | Payload::RollbackStepResult(r) => {
                 self.hosts_done.insert(r.host.clone());
@@ -90,6 +91,20 @@ impl RunSummary {
         }
     }
 
+    /// A run recorded as `running` whose process is gone (no lease held by a live process of this
+    /// controller) is shown as `interrupted`: `sluice resume` carries it on.
+    pub(crate) fn mark_interrupted(&mut self, leases: &[crate::lease::Lease], controller: &str) {
+        if self.status != "running" || crate::record::is_plan_run(&self.run) {
+            return;
+        }
+        let alive = leases.iter().any(|l| {
+            l.run == self.run && (l.controller != controller || crate::lease::pid_alive(l.pid))
+        });
+        if !alive {
+            self.status = "interrupted".into();
+        }
+    }
+
     pub fn hosts_ok(&self) -> usize {
         self.hosts_done.difference(&self.hosts_failed).count()
     }
@@ -103,6 +118,15 @@ impl RunSummary {
         };
         Some(end.as_second() - start.as_second())
     }
+}
+
+/// A run waiting at an approval gate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PendingGate {
+    pub run: String,
+    pub wave: String,
+    pub since: String,
+    pub seq: u64,
 }
 
 /// The captured output of one step on one host.
@@ -126,10 +150,15 @@ impl AuditLog {
         let mut out = Vec::new();
         for item in runs.iter().map_err(|e| self.err(e))? {
             let (run, bytes) = item.map_err(|e| self.err(e))?;
-            if run.value().starts_with("plan:") {
+            if crate::record::is_plan_run(run.value()) {
                 continue;
             }
             out.push(RunSummary::decode(bytes.value(), self.path(), run.value())?);
+        }
+        drop(runs);
+        let leases = self.active_leases()?;
+        for summary in &mut out {
+            summary.mark_interrupted(&leases, self.controller());
         }
         out.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.run.cmp(&a.run)));
         Ok(out)
@@ -139,12 +168,16 @@ impl AuditLog {
         let txn = self.read()?;
         let runs = txn.open_table(RUNS).map_err(|e| self.err(e))?;
         let value = runs.get(run).map_err(|e| self.err(e))?;
-        match value {
-            Some(v) => RunSummary::decode(v.value(), self.path(), run),
-            None => Err(AuditError::UnknownRun {
-                run: run.to_string(),
-            }),
-        }
+        let mut summary = match value {
+            Some(v) => RunSummary::decode(v.value(), self.path(), run)?,
+            None => {
+                return Err(AuditError::UnknownRun {
+                    run: run.to_string(),
+                });
+            }
+        };
+        summary.mark_interrupted(&self.active_leases()?, self.controller());
+        Ok(summary)
     }
 
     /// The records of one run, in order.
@@ -221,7 +254,7 @@ impl AuditLog {
     }
 
     /// The approval of the gate before `wave` of `run`, if given. The executor polls this.
-    pub fn wave_approved(&self, run: &str, wave: u32) -> Result<Option<Approval>, AuditError> {
+    pub fn wave_approved(&self, run: &str, wave: &str) -> Result<Option<Approval>, AuditError> {
         let txn = self.read()?;
         let index = txn.open_table(WAVE_APPROVALS).map_err(|e| self.err(e))?;
         let seq = index
@@ -238,6 +271,26 @@ impl AuditLog {
             ) => Ok(Some(approval)),
             _ => Ok(None),
         }
+    }
+
+    /// Gates runs are waiting at, oldest first: (record of the request, run, wave).
+    pub fn pending_approvals(&self) -> Result<Vec<PendingGate>, AuditError> {
+        let txn = self.read()?;
+        let gates = txn.open_table(PENDING_GATES).map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for item in gates.iter().map_err(|e| self.err(e))? {
+            let (key, seq) = item.map_err(|e| self.err(e))?;
+            let (run, wave) = key.value();
+            let record = self.record_in(&txn, seq.value())?;
+            out.push(PendingGate {
+                run: run.to_string(),
+                wave: wave.to_string(),
+                since: record.at,
+                seq: record.seq,
+            });
+        }
+        out.sort_by_key(|g| g.seq);
+        Ok(out)
     }
 
     /// A stored plan artifact by hash.

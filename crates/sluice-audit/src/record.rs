@@ -30,6 +30,17 @@ impl Record {
     }
 }
 
+/// Plan approvals belong to no run: they are recorded under a pseudo-run per plan hash,
+/// `plan:<first 12 hex digits>`, which `sluice runs` does not list.
+pub fn plan_run_id(plan_hash: &str) -> String {
+    format!("plan:{}", plan_hash.get(..12).unwrap_or(plan_hash))
+}
+
+/// Whether a run id is a plan's pseudo-run ([`plan_run_id`]).
+pub fn is_plan_run(run: &str) -> bool {
+    run.starts_with("plan:")
+}
+
 /// What a caller hands to the store: a run and what happened. The store adds sequence number,
 /// time and hashes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,6 +64,7 @@ impl Entry {
 pub enum Payload {
     RunStarted(RunStarted),
     PlanArtifactStored(PlanArtifactStored),
+    ApprovalRequested(ApprovalRequested),
     Approval(Approval),
     LeaseTaken(LeaseChange),
     LeaseReleased(LeaseChange),
@@ -72,6 +84,7 @@ impl Payload {
         match self {
             Payload::RunStarted(_) => "run_started",
             Payload::PlanArtifactStored(_) => "plan_artifact_stored",
+            Payload::ApprovalRequested(_) => "approval_requested",
             Payload::Approval(_) => "approval",
             Payload::LeaseTaken(_) => "lease_taken",
             Payload::LeaseReleased(_) => "lease_released",
@@ -101,7 +114,8 @@ pub struct RunStarted {
     pub command_line: Vec<String>,
     /// Target hosts in plan order, so `sluice runs` can count hosts without the artifact.
     pub hosts: Vec<String>,
-    pub waves: u32,
+    /// Wave names in order; `sluice approve RUN --wave W` takes a name or a 0-based index.
+    pub waves: Vec<String>,
 }
 
 /// A plan artifact, stored once per plan hash so a run can be reviewed without the file.
@@ -117,8 +131,14 @@ pub struct PlanArtifactStored {
 pub enum ApprovalScope {
     /// A reviewed plan artifact, by its exact hash.
     Plan { plan_hash: String },
-    /// The approval gate before a wave of a waiting run.
-    Wave { wave: u32 },
+    /// The approval gate before a wave of a waiting run, by wave name.
+    Wave { wave: String },
+}
+
+/// A run reached a wave with an approval gate and waits (`sluice approve RUN --wave W`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRequested {
+    pub wave: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +147,9 @@ pub struct Approval {
     pub scope: ApprovalScope,
     pub by: String,
     pub comment: Option<String>,
+    /// A refusal: the gate answered no (the run stops before the wave).
+    #[serde(default)]
+    pub refused: bool,
 }
 
 /// Hosts whose lease was taken, released or broken, and by whom.
@@ -140,7 +163,9 @@ pub struct LeaseChange {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaveStarted {
+    /// 0-based index and name of the wave.
     pub wave: u32,
+    pub name: String,
     pub hosts: Vec<String>,
 }
 
@@ -148,9 +173,13 @@ pub struct WaveStarted {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaveDecided {
     pub wave: u32,
+    pub name: String,
     pub hosts: u32,
     pub succeeded: u32,
     pub failed: u32,
+    /// Hosts of the wave that never started (the wave stopped first).
+    #[serde(default)]
+    pub not_started: u32,
     /// The failure budget as written in the plan (`"2"`, `"10%"`).
     pub budget: String,
     /// The budget in hosts for this wave.
@@ -169,6 +198,9 @@ pub struct StepIntent {
     /// A rollback step (tracked apart from forward steps of the same name).
     #[serde(default)]
     pub rollback: bool,
+    /// 1 for the first try, 2 for the first retry...
+    #[serde(default)]
+    pub attempt: u32,
 }
 
 /// How a command ended.
@@ -214,6 +246,8 @@ impl Capture {
 pub struct StepResult {
     pub host: String,
     pub step: String,
+    #[serde(default)]
+    pub attempt: u32,
     pub exit: Exit,
     pub ok: bool,
     pub duration_ms: u64,

@@ -11,6 +11,7 @@
 //! redb lets one write transaction at a time through, across processes, and every append reads the
 //! chain's tip inside its transaction, so interleaved appends still form one chain.
 
+use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
@@ -31,8 +32,11 @@ pub(crate) const RUN_INDEX: TableDefinition<(&str, u64), ()> = TableDefinition::
 pub(crate) const ARTIFACTS: TableDefinition<&str, u64> = TableDefinition::new("artifacts");
 pub(crate) const PLAN_APPROVALS: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("plan_approvals");
-pub(crate) const WAVE_APPROVALS: TableDefinition<(&str, u32), u64> =
+pub(crate) const WAVE_APPROVALS: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("wave_approvals");
+/// Gates a run waits at: (run, wave) → seq of the `approval_requested` record.
+pub(crate) const PENDING_GATES: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("pending_gates");
 pub(crate) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
 
@@ -77,6 +81,17 @@ impl AuditLog {
     }
 
     fn open_file(path: &Path, create: bool) -> Result<AuditLog, AuditError> {
+        // Two first runs starting at once must not both initialise a new file: whether the
+        // store exists is decided, and a new one created, under a lock. A reader takes it too
+        // when it can (so it never sees a half-initialised file) but does not need it: the
+        // state directory may be read-only to it.
+        let _creating = if create {
+            Some(CreateLock::take(path)?)
+        } else if path.exists() {
+            CreateLock::take(path).ok()
+        } else {
+            None
+        };
         let exists = path.exists();
         if !exists && !create {
             return Err(AuditError::Missing {
@@ -144,6 +159,7 @@ impl AuditLog {
             txn.open_table(PLAN_APPROVALS).map_err(|e| self.err(e))?;
             txn.open_table(WAVE_APPROVALS).map_err(|e| self.err(e))?;
             txn.open_table(LEASES).map_err(|e| self.err(e))?;
+            txn.open_table(PENDING_GATES).map_err(|e| self.err(e))?;
         }
         txn.commit().map_err(|e| self.err(e))
     }
@@ -172,8 +188,13 @@ impl AuditLog {
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, AuditError>,
     ) -> Result<T, AuditError> {
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        let mut tx = Tx { log: self, txn };
+        let mut tx = Tx {
+            log: self,
+            txn,
+            summaries: BTreeMap::new(),
+        };
         let value = f(&mut tx)?;
+        tx.flush_summaries()?;
         tx.txn.commit().map_err(|e| self.err(e))?;
         Ok(value)
     }
@@ -206,64 +227,101 @@ impl AuditLog {
         plan_hash: &str,
         artifact: serde_json::Value,
     ) -> Result<Option<Appended>, AuditError> {
-        self.write(|tx| {
-            let stored = tx.table(ARTIFACTS)?;
-            if stored.get(plan_hash).map_err(|e| self.err(e))?.is_some() {
-                return Ok(None);
-            }
-            drop(stored);
-            let payload = Payload::PlanArtifactStored(PlanArtifactStored {
-                plan_hash: plan_hash.to_string(),
-                artifact,
-            });
-            tx.append(Entry::new(run, payload)).map(Some)
-        })
+        self.write(|tx| tx.store_artifact(run, plan_hash, artifact))
     }
 
-    /// Records an approval of a plan artifact, bound to its exact hash. Plan approvals belong to
-    /// no run; they are recorded under the pseudo-run `plan:<first 12 hex digits>`.
+    /// Records an approval of a plan artifact, bound to its exact hash, and stores the artifact
+    /// (once per hash) in the same commit, under the plan's pseudo-run
+    /// ([`crate::record::plan_run_id`]).
     pub fn approve_plan(
         &self,
         plan_hash: &str,
+        artifact: Option<serde_json::Value>,
         by: &str,
         comment: Option<String>,
     ) -> Result<Appended, AuditError> {
-        let run = format!("plan:{}", plan_hash.get(..12).unwrap_or(plan_hash));
+        let run = crate::record::plan_run_id(plan_hash);
         let approval = Approval {
             scope: ApprovalScope::Plan {
                 plan_hash: plan_hash.to_string(),
             },
             by: by.to_string(),
             comment,
+            refused: false,
         };
-        self.append(&run, Payload::Approval(approval))
+        self.write(|tx| {
+            if let Some(artifact) = artifact {
+                tx.store_artifact(&run, plan_hash, artifact)?;
+            }
+            tx.append(Entry::new(&run, Payload::Approval(approval)))
+        })
     }
 
-    /// Releases the approval gate before `wave` of a waiting run.
+    /// Answers the approval gate before `wave` (a name, or a 0-based index) of a waiting run:
+    /// approved, or `refused`. The executor polls [`AuditLog::wave_approved`] with the name.
     pub fn approve_wave(
         &self,
         run: &str,
-        wave: u32,
+        wave: &str,
         by: &str,
         comment: Option<String>,
+        refused: bool,
     ) -> Result<Appended, AuditError> {
         self.write(|tx| {
-            let summary = tx.run_summary(run)?.ok_or_else(|| AuditError::UnknownRun {
-                run: run.to_string(),
-            })?;
-            if summary.waves > 0 && wave >= summary.waves {
+            let waves = tx
+                .run_summary(run)?
+                .map(|s| s.waves.clone())
+                .ok_or_else(|| AuditError::UnknownRun {
+                    run: run.to_string(),
+                })?;
+            let name = if waves.iter().any(|w| w == wave) {
+                wave.to_string()
+            } else if let Some(name) = wave.parse::<usize>().ok().and_then(|i| waves.get(i)) {
+                name.clone()
+            } else {
                 return Err(AuditError::UnknownWave {
                     run: run.to_string(),
-                    wave,
+                    wave: wave.to_string(),
                 });
-            }
+            };
             let approval = Approval {
-                scope: ApprovalScope::Wave { wave },
+                scope: ApprovalScope::Wave { wave: name },
                 by: by.to_string(),
                 comment,
+                refused,
             };
             tx.append(Entry::new(run, Payload::Approval(approval)))
         })
+    }
+}
+
+/// An exclusive `flock` on `audit.redb.lock`, held while the store is opened or created.
+struct CreateLock {
+    _file: std::fs::File,
+}
+
+impl CreateLock {
+    fn take(store: &Path) -> Result<CreateLock, AuditError> {
+        use std::os::fd::AsRawFd;
+        let path = store.with_extension("redb.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| AuditError::CreateStateDir {
+                path: path.clone(),
+                source,
+            })?;
+        // SAFETY: flock on a descriptor we own; the lock is released when the file is closed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if rc != 0 {
+            return Err(AuditError::CreateStateDir {
+                path,
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(CreateLock { _file: file })
     }
 }
 
@@ -272,7 +330,6 @@ fn open_error(path: &Path, err: DatabaseError) -> AuditError {
         DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => {
             AuditError::Locked {
                 path: path.to_path_buf(),
-                holder: String::new(),
             }
         }
         DatabaseError::Storage(StorageError::Io(io))
@@ -291,6 +348,9 @@ fn open_error(path: &Path, err: DatabaseError) -> AuditError {
 pub(crate) struct Tx<'a> {
     pub(crate) log: &'a AuditLog,
     pub(crate) txn: WriteTransaction,
+    /// Run summaries read or changed in this transaction, written once at commit: a batch of
+    /// many records of one run encodes its summary once, not once per record.
+    summaries: BTreeMap<String, RunSummary>,
 }
 
 impl Tx<'_> {
@@ -301,16 +361,39 @@ impl Tx<'_> {
         self.txn.open_table(def).map_err(|e| self.log.err(e))
     }
 
-    pub(crate) fn run_summary(&self, run: &str) -> Result<Option<RunSummary>, AuditError> {
-        let runs = self.table(RUNS)?;
-        let value = runs.get(run).map_err(|e| self.log.err(e))?;
-        value
-            .map(|v| RunSummary::decode(v.value(), &self.log.path, run))
-            .transpose()
+    pub(crate) fn run_summary(&mut self, run: &str) -> Result<Option<&RunSummary>, AuditError> {
+        if !self.summaries.contains_key(run) {
+            let stored = {
+                let runs = self.table(RUNS)?;
+                let value = runs.get(run).map_err(|e| self.log.err(e))?;
+                value
+                    .map(|v| RunSummary::decode(v.value(), &self.log.path, run))
+                    .transpose()?
+            };
+            match stored {
+                Some(summary) => self.summaries.insert(run.to_string(), summary),
+                None => return Ok(None),
+            };
+        }
+        Ok(self.summaries.get(run))
+    }
+
+    fn flush_summaries(&mut self) -> Result<(), AuditError> {
+        let mut runs = self.table(RUNS)?;
+        for (run, summary) in &self.summaries {
+            let encoded = serde_json::to_vec(summary).map_err(|source| AuditError::Encode {
+                run: run.clone(),
+                kind: "run summary",
+                source,
+            })?;
+            runs.insert(run.as_str(), encoded.as_slice())
+                .map_err(|e| self.log.err(e))?;
+        }
+        Ok(())
     }
 
     /// A run id that sorts by start time: `YYYYMMDD-HHMMSS-xxxx`.
-    fn new_run_id(&self) -> Result<String, AuditError> {
+    pub(crate) fn new_run_id(&self) -> Result<String, AuditError> {
         let now = jiff::Timestamp::now();
         let stamp = now.strftime("%Y%m%d-%H%M%S").to_string();
         let runs = self.table(RUNS)?;
@@ -330,6 +413,28 @@ impl Tx<'_> {
         }
     }
 
+    fn store_artifact(
+        &mut self,
+        run: &str,
+        plan_hash: &str,
+        artifact: serde_json::Value,
+    ) -> Result<Option<Appended>, AuditError> {
+        let stored = self.table(ARTIFACTS)?;
+        if stored
+            .get(plan_hash)
+            .map_err(|e| self.log.err(e))?
+            .is_some()
+        {
+            return Ok(None);
+        }
+        drop(stored);
+        let payload = Payload::PlanArtifactStored(PlanArtifactStored {
+            plan_hash: plan_hash.to_string(),
+            artifact,
+        });
+        self.append(Entry::new(run, payload)).map(Some)
+    }
+
     /// Appends one record at the chain's tip and updates the indexes.
     pub(crate) fn append(&mut self, entry: Entry) -> Result<Appended, AuditError> {
         let path = self.log.path.clone();
@@ -344,16 +449,16 @@ impl Tx<'_> {
                 }
             }
         };
-        let mut summary = self.run_summary(&entry.run)?;
+        let run_prev_hash = self
+            .run_summary(&entry.run)?
+            .map_or_else(|| GENESIS.to_string(), |s| s.last_hash.clone());
         let mut record = Record {
             seq: prev_seq + 1,
             at: jiff::Timestamp::now().to_string(),
             run: entry.run,
             payload: entry.payload,
             prev_hash,
-            run_prev_hash: summary
-                .as_ref()
-                .map_or_else(|| GENESIS.to_string(), |s| s.last_hash.clone()),
+            run_prev_hash,
             hash: String::new(),
         };
         let (run_name, kind) = (record.run.clone(), record.payload.kind());
@@ -386,18 +491,42 @@ impl Tx<'_> {
                 }
                 ApprovalScope::Wave { wave } => {
                     self.table(WAVE_APPROVALS)?
-                        .insert((run, *wave), seq)
+                        .insert((run, wave.as_str()), seq)
+                        .map_err(|e| self.log.err(e))?;
+                    self.table(PENDING_GATES)?
+                        .remove((run, wave.as_str()))
                         .map_err(|e| self.log.err(e))?;
                 }
             },
+            Payload::ApprovalRequested(requested) => {
+                self.table(PENDING_GATES)?
+                    .insert((run, requested.wave.as_str()), seq)
+                    .map_err(|e| self.log.err(e))?;
+            }
+            Payload::RunFinished(_) => {
+                // A finished run waits for nothing.
+                let mut gates = self.table(PENDING_GATES)?;
+                let mut waves = Vec::new();
+                for item in gates.range((run, "")..).map_err(|e| self.log.err(e))? {
+                    let (key, _) = item.map_err(|e| self.log.err(e))?;
+                    let (gate_run, wave) = key.value();
+                    if gate_run != run {
+                        break;
+                    }
+                    waves.push(wave.to_string());
+                }
+                for wave in &waves {
+                    gates
+                        .remove((run, wave.as_str()))
+                        .map_err(|e| self.log.err(e))?;
+                }
+            }
             _ => {}
         }
-        let summary = summary.get_or_insert_with(|| RunSummary::new(run));
-        summary.apply(&record);
-        let encoded = serde_json::to_vec(summary).map_err(encode)?;
-        self.table(RUNS)?
-            .insert(run, encoded.as_slice())
-            .map_err(|e| self.log.err(e))?;
+        self.summaries
+            .entry(record.run.clone())
+            .or_insert_with(|| RunSummary::new(&record.run))
+            .apply(&record);
         Ok(Appended {
             seq,
             hash: record.hash,

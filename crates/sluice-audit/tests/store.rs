@@ -123,24 +123,38 @@ fn artifact_is_stored_once_per_hash() {
 #[test]
 fn approvals_bind_to_exact_plan_hash_and_wave() {
     let (_dir, log) = store();
-    log.approve_plan("aaaa1111", "bob", Some("CAB ok".into()))
+    let artifact = serde_json::json!({"plan_hash": "aaaa1111"});
+    log.approve_plan(
+        "aaaa1111",
+        Some(artifact.clone()),
+        "bob",
+        Some("CAB ok".into()),
+    )
+    .unwrap();
+    log.approve_plan("aaaa1111", Some(artifact.clone()), "eve", None)
         .unwrap();
-    assert_eq!(log.plan_approvals("aaaa1111").unwrap().len(), 1);
+    assert_eq!(log.artifact("aaaa1111").unwrap(), Some(artifact));
+    let approvals = log.plan_approvals("aaaa1111").unwrap();
+    let by: Vec<&str> = approvals.iter().map(|(_, a)| a.by.as_str()).collect();
+    assert_eq!(by, ["bob", "eve"]);
     assert!(log.plan_approvals("aaaa1112").unwrap().is_empty());
     let mut started = run_started("p", &["a"]);
-    started.waves = 3;
+    started.waves = vec!["canary".into(), "rest".into(), "last".into()];
     let run = log.begin_run(started).unwrap();
-    assert_eq!(log.wave_approved(&run, 1).unwrap(), None);
-    log.approve_wave(&run, 1, "carol", None).unwrap();
-    let approval = log.wave_approved(&run, 1).unwrap().unwrap();
-    assert_eq!(approval.by, "carol");
-    assert_eq!(log.wave_approved(&run, 2).unwrap(), None);
+    assert_eq!(log.wave_approved(&run, "rest").unwrap(), None);
+    // By index: wave 1 is "rest".
+    log.approve_wave(&run, "1", "carol", None, false).unwrap();
+    let approval = log.wave_approved(&run, "rest").unwrap().unwrap();
+    assert_eq!((approval.by.as_str(), approval.refused), ("carol", false));
+    assert_eq!(log.wave_approved(&run, "last").unwrap(), None);
+    log.approve_wave(&run, "last", "dave", None, true).unwrap();
+    assert!(log.wave_approved(&run, "last").unwrap().unwrap().refused);
     assert!(matches!(
-        log.approve_wave(&run, 3, "carol", None),
-        Err(AuditError::UnknownWave { wave: 3, .. })
+        log.approve_wave(&run, "3", "carol", None, false),
+        Err(AuditError::UnknownWave { .. })
     ));
     assert!(matches!(
-        log.approve_wave("nope", 0, "carol", None),
+        log.approve_wave("nope", "0", "carol", None, false),
         Err(AuditError::UnknownRun { .. })
     ));
     // Plan approvals are not runs.
@@ -275,10 +289,12 @@ fn two_handles_share_one_chain() {
     let first = AuditLog::open(dir.path()).unwrap();
     let second = AuditLog::open(dir.path()).unwrap();
     let mut started = run_started("p", &["a"]);
-    started.waves = 2;
+    started.waves = vec!["one".into(), "two".into()];
     let run = first.begin_run(started).unwrap();
-    second.approve_wave(&run, 1, "bob", None).unwrap();
-    assert!(first.wave_approved(&run, 1).unwrap().is_some());
+    second
+        .approve_wave(&run, "two", "bob", None, false)
+        .unwrap();
+    assert!(first.wave_approved(&run, "two").unwrap().is_some());
     first.append(&run, step_intent("a", "s")).unwrap();
     assert!(second.verify().unwrap().is_ok());
     assert_eq!(second.run_records(&run).unwrap().len(), 3);
@@ -312,4 +328,174 @@ fn payload_kinds_serialise_as_documented() {
     assert_eq!(json["kind"], "run_started");
     assert_eq!(json["payload"]["plan_name"], "kernel");
     assert!(matches!(record.payload, Payload::RunStarted(_)));
+}
+
+#[test]
+fn refused_start_leaves_no_trace() {
+    let (_dir, log) = store();
+    let holder = LeaseHolder::this_process();
+    let first = log
+        .start_run(run_started("p", &["a", "b"]), &holder)
+        .unwrap();
+    let before = log.verify().unwrap().records;
+    let err = log
+        .start_run(run_started("q", &["b", "c"]), &holder)
+        .unwrap_err();
+    assert!(
+        matches!(&err, AuditError::LeaseHeld { holder, .. } if holder.run == first),
+        "{err}"
+    );
+    assert_eq!(log.verify().unwrap().records, before);
+    assert_eq!(log.list_runs().unwrap().len(), 1);
+    assert_eq!(log.list_runs().unwrap()[0].status, "running");
+}
+
+#[test]
+fn run_without_a_live_holder_is_interrupted() {
+    let (_dir, log) = store();
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let holder = LeaseHolder {
+        pid: child.id(),
+        ..LeaseHolder::this_process()
+    };
+    child.wait().unwrap();
+    let run = log.start_run(run_started("p", &["a"]), &holder).unwrap();
+    assert_eq!(log.run_summary(&run).unwrap().status, "interrupted");
+}
+
+#[test]
+fn concurrent_writers_keep_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = AuditLog::open(dir.path())
+        .unwrap()
+        .begin_run(run_started("p", &["a"]))
+        .unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let path = dir.path().to_path_buf();
+            let run = run.clone();
+            std::thread::spawn(move || {
+                let log = AuditLog::open(&path).unwrap();
+                for i in 0..25 {
+                    let host = format!("h{t}-{i}");
+                    if i % 5 == 0 {
+                        log.append_batch(vec![
+                            Entry::new(&run, step_intent(&host, "s")),
+                            Entry::new(&run, step_result(&host, "s", true, "ok")),
+                        ])
+                        .unwrap();
+                    } else {
+                        log.append(&run, step_intent(&host, "s")).unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let log = AuditLog::open_existing(dir.path()).unwrap();
+    let report = log.verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.records, 1 + 4 * (20 + 5 * 2));
+}
+
+#[test]
+fn store_of_another_controller_is_refused() {
+    const META: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("meta");
+    let dir = tempfile::tempdir().unwrap();
+    drop(AuditLog::open(dir.path()).unwrap());
+    {
+        let db = redb::Database::open(dir.path().join(sluice_audit::STORE_FILE)).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("controller", "elsewhere")
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let err = AuditLog::open(dir.path()).unwrap_err();
+    assert!(
+        matches!(&err, AuditError::OtherController { owner, .. } if owner == "elsewhere"),
+        "{err}"
+    );
+}
+
+#[test]
+fn store_held_exclusively_elsewhere_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(AuditLog::open(dir.path()).unwrap());
+    // Another program holding the file for itself (redb's default, exclusive mode).
+    let _held = redb::Database::open(dir.path().join(sluice_audit::STORE_FILE)).unwrap();
+    let err = AuditLog::open(dir.path()).unwrap_err();
+    assert!(matches!(err, AuditError::Locked { .. }), "{err}");
+}
+
+#[test]
+fn pending_gates_clear_on_approval_or_finish() {
+    let (_dir, log) = store();
+    let mut started = run_started("p", &["a"]);
+    started.waves = vec!["canary".into(), "rest".into()];
+    let run = log.begin_run(started.clone()).unwrap();
+    let other = log.begin_run(started).unwrap();
+    let request = |wave: &str| {
+        Payload::ApprovalRequested(sluice_audit::ApprovalRequested { wave: wave.into() })
+    };
+    log.append(&run, request("rest")).unwrap();
+    log.append(&other, request("canary")).unwrap();
+    let pending: Vec<(String, String)> = log
+        .pending_approvals()
+        .unwrap()
+        .into_iter()
+        .map(|g| (g.run, g.wave))
+        .collect();
+    assert_eq!(
+        pending,
+        [
+            (run.clone(), "rest".to_string()),
+            (other.clone(), "canary".to_string())
+        ]
+    );
+    log.approve_wave(&run, "rest", "bob", None, false).unwrap();
+    log.append(
+        &other,
+        Payload::RunFinished(sluice_audit::RunFinished {
+            status: "aborted".into(),
+            exit_code: 4,
+        }),
+    )
+    .unwrap();
+    assert!(log.pending_approvals().unwrap().is_empty());
+}
+
+#[test]
+fn first_opens_racing_create_one_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let path = dir.path().to_path_buf();
+            std::thread::spawn(move || {
+                let log = AuditLog::open(&path).unwrap();
+                log.begin_run(run_started("p", &["a"])).unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let log = AuditLog::open_existing(dir.path()).unwrap();
+    assert_eq!(log.list_runs().unwrap().len(), 4);
+    assert!(log.verify().unwrap().is_ok());
+}
+
+#[test]
+fn plan_pseudo_run_is_shown_but_not_listed() {
+    let (_dir, log) = store();
+    log.approve_plan("bbbb2222cccc3333", None, "bob", None)
+        .unwrap();
+    assert!(log.list_runs().unwrap().is_empty());
+    let run = sluice_audit::plan_run_id("bbbb2222cccc3333");
+    assert_eq!(run, "plan:bbbb2222cccc");
+    assert_eq!(log.run_summary(&run).unwrap().status, "running");
+    assert_eq!(log.run_records(&run).unwrap()[0].kind(), "approval");
 }

@@ -48,6 +48,20 @@ enum Command {
     Version(commands::version::Args),
     /// Run a change plan wave by wave, with health checks, failure budgets and rollback.
     Apply(commands::apply::Args),
+    /// Recent runs: id, plan, status, start, duration, hosts ok/failed.
+    Runs(commands::runs::Args),
+    /// One run, record by record: waves, hosts, steps, decisions, rollbacks.
+    Show(commands::show::Args),
+    /// Output captured from the steps of a run.
+    Logs(commands::logs::Args),
+    /// Verify or export the audit trail.
+    Audit(commands::audit::Args),
+    /// Approve a plan artifact, bound to its exact hash.
+    ApprovePlan(commands::approve::PlanArgs),
+    /// Approve (or refuse) the gate before a wave of a waiting run.
+    Approve(commands::approve::WaveArgs),
+    /// Break the host leases of a run whose process is gone.
+    Unlock(commands::unlock::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +77,13 @@ fn main() -> ExitCode {
         Command::Plan(args) => commands::plan::run(args, &console),
         Command::Version(args) => commands::version::run(args, &console),
         Command::Apply(args) => commands::apply::run(args, &console),
+        Command::Runs(args) => commands::runs::run(args, &console),
+        Command::Show(args) => commands::show::run(args, &console),
+        Command::Logs(args) => commands::logs::run(args, &console),
+        Command::Audit(args) => commands::audit::run(args, &console),
+        Command::ApprovePlan(args) => commands::approve::run_plan(args, &console),
+        Command::Approve(args) => commands::approve::run_wave(args, &console),
+        Command::Unlock(args) => commands::unlock::run(args, &console),
     };
     match result {
         Ok(code) => ExitCode::from(code),

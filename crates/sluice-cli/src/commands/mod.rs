@@ -2,6 +2,12 @@
 //! `run(args, &Console) -> Result<u8, CliError>` returning an exit code from [`crate::exit`].
 
 pub mod apply;
+pub mod approve;
+pub mod audit;
+pub mod logs;
 pub mod plan;
+pub mod runs;
+pub mod show;
+pub mod unlock;
 pub mod validate;
 pub mod version;

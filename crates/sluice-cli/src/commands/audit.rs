@@ -1,0 +1,189 @@
+//! `sluice audit verify [--file F]` and `sluice audit export [--run RUN]`, plus what every
+//! command on the audit store shares: `--state-dir` and the mapping of store errors to exit codes.
+
+use std::io::BufReader;
+use std::path::PathBuf;
+
+use sluice_audit::{AuditError, AuditLog, VerifyReport};
+
+use crate::console::Console;
+use crate::error::CliError;
+use crate::exit;
+
+/// Where the audit store lives.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StateDirArg {
+    /// State directory holding the audit store [default: $SLUICE_STATE_DIR, else
+    /// ~/.local/state/sluice].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl StateDirArg {
+    pub fn dir(&self) -> Result<PathBuf, CliError> {
+        sluice_audit::resolve_state_dir(self.state_dir.as_deref()).map_err(audit_error)
+    }
+
+    /// Opens an existing store (read commands never create one).
+    pub fn open_existing(&self) -> Result<AuditLog, CliError> {
+        AuditLog::open_existing(&self.dir()?).map_err(audit_error)
+    }
+
+    /// Opens the store, creating it if there is none yet.
+    pub fn open(&self) -> Result<AuditLog, CliError> {
+        AuditLog::open(&self.dir()?).map_err(audit_error)
+    }
+}
+
+/// The one place audit errors become exit codes: a wrong run, wave or missing store is the
+/// caller's input (2); a damaged, locked or refused store is a failure (1).
+pub fn audit_error(err: AuditError) -> CliError {
+    match err {
+        AuditError::NoStateDir
+        | AuditError::Missing { .. }
+        | AuditError::UnknownRun { .. }
+        | AuditError::UnknownWave { .. }
+        | AuditError::NoLeases { .. } => CliError::invalid_input(err.to_string()),
+        _ => CliError::failed(err.to_string()),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Check the hash chain of the store, or of an exported file; report the first bad record.
+    Verify(VerifyArgs),
+    /// Write the audit trail (or one run's records) as JSON Lines.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct VerifyArgs {
+    /// An export to check instead of the store (needs no store: works on any machine).
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    store: StateDirArg,
+}
+
+#[derive(Debug, clap::Args)]
+struct ExportArgs {
+    /// Only this run's records (checked along the run's own chain).
+    #[arg(long, value_name = "RUN")]
+    run: Option<String>,
+    /// Write to this file instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    store: StateDirArg,
+}
+
+pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
+    match args.action {
+        Action::Verify(args) => verify(args, console),
+        Action::Export(args) => export(args, console),
+    }
+}
+
+fn verify(args: VerifyArgs, console: &Console) -> Result<u8, CliError> {
+    let (what, report) = match &args.file {
+        Some(file) => {
+            let opened = std::fs::File::open(file).map_err(|err| {
+                CliError::invalid_input(format!("cannot read {}: {err}", file.display()))
+            })?;
+            let report =
+                sluice_audit::verify_export(BufReader::new(opened)).map_err(audit_error)?;
+            (file.display().to_string(), report)
+        }
+        None => {
+            let log = args.store.open_existing()?;
+            let report = log.verify().map_err(audit_error)?;
+            (log.path().display().to_string(), report)
+        }
+    };
+    if args.json {
+        // `{"source":..., "ok":bool, "records":N, "last_seq":S, "last_hash":H, "run":R|null,
+        //   "broken":null|{"seq":S,"line":L,"reason":"..."}}`
+        let mut value = serde_json::to_value(&report).unwrap_or_default();
+        value["source"] = serde_json::Value::String(what.clone());
+        value["ok"] = serde_json::Value::Bool(report.is_ok());
+        console.json_line(&value);
+    }
+    print_report(console, &what, &report);
+    Ok(if report.is_ok() {
+        exit::OK
+    } else {
+        exit::FAILED
+    })
+}
+
+fn print_report(console: &Console, what: &str, report: &VerifyReport) {
+    let scope = report
+        .run
+        .as_ref()
+        .map_or_else(String::new, |run| format!(" of run {run}"));
+    match &report.broken {
+        None => {
+            console.status(
+                "Verified",
+                format!("{what}: {} records{scope}, chain intact", report.records),
+            );
+            console.text(format!(
+                "{:>12} {} (record {})\n",
+                "head", report.last_hash, report.last_seq
+            ));
+        }
+        Some(broken) => {
+            console.error(format!(
+                "{what}: the audit trail{scope} is broken at {broken}; {} records before it verify",
+                report.records
+            ));
+        }
+    }
+}
+
+fn export(args: ExportArgs, console: &Console) -> Result<u8, CliError> {
+    let dir = args.store.dir()?;
+    let mut out = Vec::new();
+    let code = match AuditLog::open_existing(&dir) {
+        Ok(log) => {
+            let end = log
+                .export(args.run.as_deref(), &mut out)
+                .map_err(audit_error)?;
+            console.status(
+                "Exported",
+                format!("{} records, up to record {}", end.records, end.last_seq),
+            );
+            exit::OK
+        }
+        Err(err @ AuditError::Corrupt { .. }) => {
+            // Salvage what can be read; the file has no end line, so verifying it reports
+            // where it stops, which is the truth about a damaged store.
+            console.warn(&err);
+            let (written, problems) = sluice_audit::salvage(&dir, &mut out).map_err(audit_error)?;
+            for problem in &problems {
+                console.warn(format!("salvage: {problem}"));
+            }
+            console.status(
+                "Salvaged",
+                format!("{written} readable records (no end line: the export is incomplete)"),
+            );
+            exit::FAILED
+        }
+        Err(err) => return Err(audit_error(err)),
+    };
+    match &args.output {
+        Some(path) => std::fs::write(path, &out)
+            .map_err(|err| CliError::failed(format!("cannot write {}: {err}", path.display())))?,
+        None => console.stdout(&String::from_utf8_lossy(&out)),
+    }
+    Ok(code)
+}

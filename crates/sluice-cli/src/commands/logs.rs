@@ -1,0 +1,70 @@
+//! `sluice logs RUN [--host H] [--step S]`: the output captured from steps of a run.
+//!
+//! The output is the product of this command, so it goes to stdout (pipe it, grep it); each
+//! step's output is introduced by a `==> host step (exit N) <==` line.
+
+use super::audit::{StateDirArg, audit_error};
+use super::show::exit_text;
+use crate::console::Console;
+use crate::error::CliError;
+use crate::exit;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The run id (see `sluice runs`).
+    run: String,
+    /// Only this host.
+    #[arg(long)]
+    host: Option<String>,
+    /// Only this step.
+    #[arg(long)]
+    step: Option<String>,
+    #[command(flatten)]
+    store: StateDirArg,
+}
+
+pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
+    let log = args.store.open_existing()?;
+    let outputs = log
+        .outputs(&args.run, args.host.as_deref(), args.step.as_deref())
+        .map_err(audit_error)?;
+    if outputs.is_empty() {
+        return Err(CliError::invalid_input(format!(
+            "run {} has no captured output{}{}",
+            args.run,
+            args.host
+                .as_deref()
+                .map(|h| format!(" for host {h}"))
+                .unwrap_or_default(),
+            args.step
+                .as_deref()
+                .map(|s| format!(" of step {s}"))
+                .unwrap_or_default(),
+        )));
+    }
+    let mut text = String::new();
+    for out in outputs {
+        let rollback = if out.rollback { " (rollback)" } else { "" };
+        text.push_str(&format!(
+            "==> {} {}{rollback} ({}) <==\n",
+            out.host,
+            out.step,
+            exit_text(&out.exit)
+        ));
+        push_stream(&mut text, &out.stdout.text());
+        let stderr = out.stderr.text();
+        if !stderr.is_empty() {
+            text.push_str("--- stderr ---\n");
+            push_stream(&mut text, &stderr);
+        }
+    }
+    console.stdout(&text);
+    Ok(exit::OK)
+}
+
+fn push_stream(text: &mut String, stream: &str) {
+    text.push_str(stream);
+    if !stream.is_empty() && !stream.ends_with('\n') {
+        text.push('\n');
+    }
+}

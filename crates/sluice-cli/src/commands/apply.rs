@@ -88,6 +88,13 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     // the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     console.text(summary::report(&report, console));
+    if console.verbosity() == crate::console::Verbosity::Quiet {
+        // `-q` still says how a run that did not apply ended.
+        let (verdict, bad) = summary::verdict(report.status);
+        if bad {
+            console.error(format!("run {} {verdict}", report.run_id));
+        }
+    }
     Ok(exit_code(&report))
 }
 

@@ -410,3 +410,55 @@ fn the_readme_demo_rolls_out_three_waves_and_the_canary_demo_rolls_back() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_second_sigint_abandons_the_in_flight_step_as_unknown_and_undoes_nothing() {
+    let f = Fixture::new();
+    let plan = PlanBuilder::new("slow")
+        .local_hosts(&HOSTS[..1], &f.state())
+        .step(
+            StepDef::new("slow", "echo started >> log; sleep 30; echo slow >> log")
+                .undo("echo unslow >> log"),
+        )
+        .wave("only", &HOSTS[..1], 1, 0)
+        .build();
+    let path = f.write_plan(&plan);
+    let started = std::time::Instant::now();
+    let child = sluice()
+        .args(["apply", "--plan"])
+        .arg(&path)
+        .args(["--yes", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    for _ in 0..2 {
+        // SAFETY: kill(2) on the pid of a child we own; no memory is involved.
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGINT);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "did not wait for the step"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let unknown = events(&out)
+        .iter()
+        .any(|e| e["event"] == "step_finished" && e["status"] == "unknown");
+    assert!(unknown);
+    assert_eq!(
+        f.log("h1"),
+        ["started"],
+        "abandoned, killed, and not undone"
+    );
+}

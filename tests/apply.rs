@@ -45,6 +45,20 @@ impl Fixture {
         path
     }
 
+    /// Starts `sluice apply --plan --yes --json` without waiting for it.
+    fn spawn(&self, plan: &PlanArtifact) -> std::process::Child {
+        let path = self.write_plan(plan);
+        sluice()
+            .args(["apply", "--plan"])
+            .arg(&path)
+            .args(["--yes", "--json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     fn apply(&self, plan: &PlanArtifact, extra: &[&str]) -> Output {
         let path = self.write_plan(plan);
         sluice()
@@ -55,6 +69,14 @@ impl Fixture {
             .stdin(Stdio::null())
             .output()
             .unwrap()
+    }
+}
+
+/// Ctrl-C, as the terminal would send it.
+fn sigint(child: &std::process::Child) {
+    // SAFETY: kill(2) on the pid of a child we own; no memory is involved.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
     }
 }
 
@@ -278,21 +300,9 @@ fn sigint_finishes_the_in_flight_step_then_rolls_back_and_exits_4() {
         .step(StepDef::new("next", "echo next >> log"))
         .wave("only", &HOSTS[..3], 1, 0)
         .build();
-    let path = f.write_plan(&plan);
-    let child = sluice()
-        .args(["apply", "--plan"])
-        .arg(&path)
-        .args(["--yes", "--json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = f.spawn(&plan);
     std::thread::sleep(Duration::from_millis(700));
-    // SAFETY: kill(2) on the pid of a child we own; no memory is involved.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
+    sigint(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
@@ -422,23 +432,11 @@ fn a_second_sigint_abandons_the_in_flight_step_as_unknown_and_undoes_nothing() {
         )
         .wave("only", &HOSTS[..1], 1, 0)
         .build();
-    let path = f.write_plan(&plan);
     let started = std::time::Instant::now();
-    let child = sluice()
-        .args(["apply", "--plan"])
-        .arg(&path)
-        .args(["--yes", "--json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = f.spawn(&plan);
     std::thread::sleep(Duration::from_millis(700));
     for _ in 0..2 {
-        // SAFETY: kill(2) on the pid of a child we own; no memory is involved.
-        unsafe {
-            libc::kill(child.id() as i32, libc::SIGINT);
-        }
+        sigint(&child);
         std::thread::sleep(Duration::from_millis(200));
     }
     let out = child.wait_with_output().unwrap();

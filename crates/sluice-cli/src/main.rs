@@ -23,7 +23,11 @@ use crate::console::{ColorChoice, Console, Verbosity};
 
 /// Staged, reviewable change and patch rollouts over SSH.
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Staged, reviewable change and patch rollouts over SSH."
+)]
 struct Cli {
     /// Only errors and the final result.
     #[arg(short, long, global = true, conflicts_with = "verbose")]

@@ -247,6 +247,20 @@ pub enum HealthProbe {
     Tcp { address: String },
 }
 
+/// Feeds serialized bytes straight into sha256.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Failed to hash an artifact (it cannot be serialized: a bug, not bad input).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot serialize the plan artifact: {0}")]
@@ -255,15 +269,32 @@ pub struct ArtifactHashError(#[from] serde_json::Error);
 impl PlanArtifact {
     /// sha256 of the canonical JSON with `plan_hash` blanked.
     pub fn compute_hash(&self) -> Result<String, ArtifactHashError> {
+        if self.plan_hash.is_empty() {
+            return self.hash_as_is();
+        }
         let mut unhashed = self.clone();
         unhashed.plan_hash = String::new();
-        let bytes = serde_json::to_vec(&unhashed)?;
-        Ok(hex::encode(Sha256::digest(&bytes)))
+        unhashed.hash_as_is()
+    }
+
+    /// Streams the canonical JSON into the hasher: a 100,000-host artifact is hundreds of MiB
+    /// of JSON, which never needs to exist as one buffer.
+    fn hash_as_is(&self) -> Result<String, ArtifactHashError> {
+        // serde_json writes a few bytes at a time; batching them makes hashing several times
+        // cheaper.
+        let mut buffered = std::io::BufWriter::with_capacity(1 << 16, HashWriter(Sha256::new()));
+        serde_json::to_writer(&mut buffered, self)?;
+        let hasher = buffered
+            .into_inner()
+            .map_err(|e| serde_json::Error::io(e.into_error()))?;
+        Ok(hex::encode(hasher.0.finalize()))
     }
 
     /// Sets `plan_hash` from the content.
     pub fn seal(&mut self) -> Result<(), ArtifactHashError> {
-        self.plan_hash = self.compute_hash()?;
+        // Blank the field in place rather than hashing a clone: the artifact can be large.
+        self.plan_hash = String::new();
+        self.plan_hash = self.hash_as_is()?;
         Ok(())
     }
 

@@ -518,12 +518,14 @@ fn read_steps(r: &mut Reader, node: &Node) -> Vec<StepDecl> {
                 );
             }
         }
+        let become_user = f.get("become_user").and_then(|n| r.as_str(n, &context));
         let spec = StepSpec {
             id: id.clone(),
             after: Vec::new(),
             run_once: flag(r, "run_once"),
-            become_root: flag(r, "become"),
-            become_user: f.get("become_user").and_then(|n| r.as_str(n, &context)),
+            // `become_user` implies privilege escalation, as in Ansible.
+            become_root: flag(r, "become") || become_user.is_some(),
+            become_user,
             timeout_ms: f
                 .get("timeout")
                 .and_then(|n| r.as_duration(n, &format!("{context}: timeout"))),

@@ -16,12 +16,12 @@ use serde_saphyr::options::DuplicateKeyPolicy;
 use crate::diagnostic::{Diagnostic, Diagnostics, Loc, SourceFile};
 use crate::node::Node;
 
-/// Larger plans or inventories are refused: 4 MiB holds about 40,000 inventory hosts.
-pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// Larger plans or inventories are refused: 16 MiB holds an inventory of about 300,000 hosts.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// Deepest nesting of mappings and lists accepted.
 pub const MAX_DEPTH: usize = 32;
-/// Most YAML nodes in one file (an inventory of ~100,000 hosts fits).
-pub const MAX_NODES: usize = 1_000_000;
+/// Most YAML nodes in one file (an inventory of 300,000 hosts with an address each fits).
+pub const MAX_NODES: usize = 2_000_000;
 /// Most events replayed through aliases: small, so an alias bomb stops within milliseconds.
 pub const MAX_ALIAS_REPLAY: usize = 10_000;
 

@@ -1,13 +1,13 @@
 //! One module per subcommand. Each exposes an `Args` struct (clap) and
 //! `run(args, &Console) -> Result<u8, CliError>` returning an exit code from [`crate::exit`].
 
-pub mod plan;
-pub mod validate;
 pub mod apply;
 pub mod approve;
 pub mod audit;
 pub mod logs;
+pub mod plan;
 pub mod runs;
 pub mod show;
 pub mod unlock;
+pub mod validate;
 pub mod version;

@@ -1,0 +1,201 @@
+//! Compilation as a specification: variable precedence, waves, run_once, rendering, holes.
+
+use sluice_plan::{FailureBudget, HostPlan, PlanArtifact, Segment, compile_sources};
+
+const INVENTORY: &str = "
+defaults: { user: deploy, env: { A: from-defaults, B: from-defaults } }
+hosts:
+  web-1: { address: 10.0.0.11, vars: { colour: host } }
+  web-2: { address: 10.0.0.12, env: { B: from-host } }
+  web-3: {}
+  db-1: { port: 2222, user: admin, transport: local, workdir: /tmp }
+groups:
+  web: { hosts: [web-1, web-2, web-3], vars: { colour: web, tier: web } }
+  prod: { children: [web, db], vars: { colour: prod, tier: prod, env: prod } }
+  db: { hosts: [db-1], vars: { colour: db } }
+";
+
+fn compile(plan: &str, cli: &[(&str, &str)]) -> PlanArtifact {
+    let cli: Vec<(String, String)> = cli
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    match compile_sources(("plan.yaml", plan), ("inv.yaml", INVENTORY), &cli) {
+        Ok(c) => c.artifact,
+        Err(sluice_plan::PlanError::Invalid(d)) => panic!(
+            "{}",
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn host<'a>(a: &'a PlanArtifact, name: &str) -> &'a HostPlan {
+    a.host(name).unwrap()
+}
+
+fn run_text(a: &PlanArtifact, h: &str, step: &str) -> String {
+    host(a, h)
+        .steps
+        .iter()
+        .find(|s| s.id == step)
+        .unwrap()
+        .run
+        .to_string()
+}
+
+const ECHO: &str = r#"
+name: t
+targets: [prod]
+vars: { colour: plan, only_plan: p }
+steps:
+  - { id: echo, run: "echo {{vars.colour}} {{vars.tier}} {{vars.only_plan}} {{host.name}}@{{host.address}}:{{host.port}}" }
+"#;
+
+#[test]
+fn variable_precedence_plan_groups_parent_first_host_cli() {
+    let a = compile(ECHO, &[]);
+    // web-1: host vars win over groups; the child group `web` wins over its parent `prod`.
+    assert_eq!(
+        run_text(&a, "web-1", "echo"),
+        "echo host web p web-1@10.0.0.11:22"
+    );
+    assert_eq!(
+        run_text(&a, "web-2", "echo"),
+        "echo web web p web-2@10.0.0.12:22"
+    );
+    assert_eq!(
+        run_text(&a, "db-1", "echo"),
+        "echo db prod p db-1@db-1:2222"
+    );
+    let a = compile(ECHO, &[("colour", "cli")]);
+    assert_eq!(
+        run_text(&a, "web-1", "echo"),
+        "echo cli web p web-1@10.0.0.11:22"
+    );
+}
+
+#[test]
+fn connection_snapshot_merges_defaults() {
+    let a = compile(ECHO, &[]);
+    let web2 = &host(&a, "web-2").connection;
+    assert_eq!(web2.user.as_deref(), Some("deploy"));
+    assert_eq!(web2.env["A"], "from-defaults");
+    assert_eq!(web2.env["B"], "from-host");
+    let db = &host(&a, "db-1").connection;
+    assert_eq!(
+        (db.port, db.user.as_deref(), db.workdir.as_deref()),
+        (2222, Some("admin"), Some("/tmp"))
+    );
+    assert_eq!(db.transport, sluice_plan::TransportKind::Local);
+    // Targets resolve in inventory order, each host once.
+    let names: Vec<&str> = a.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["web-1", "web-2", "web-3", "db-1"]);
+}
+
+#[test]
+fn waves_concurrency_and_failure_budget() {
+    let a = compile(
+        r#"
+name: t
+targets: [prod]
+concurrency: 2
+failure: { max_failed: 50% }
+waves:
+  - { name: canary, size: 1 }
+  - { name: rest, size: 1, concurrency: 5, pause: 90s, approval: true }
+steps: [{ id: a, run: "true" }]
+"#,
+        &[],
+    );
+    assert_eq!(a.waves.len(), 2);
+    assert_eq!(a.waves[0].hosts, ["web-1"]);
+    assert_eq!((a.waves[0].concurrency, a.waves[0].max_failed), (1, 0));
+    // The last wave takes the rest whatever its size; its concurrency is capped at its size.
+    assert_eq!(a.waves[1].hosts, ["web-2", "web-3", "db-1"]);
+    assert_eq!((a.waves[1].concurrency, a.waves[1].max_failed), (3, 1));
+    assert_eq!(
+        (a.waves[1].pause_ms, a.waves[1].approval),
+        (Some(90_000), true)
+    );
+    assert_eq!(a.failure.max_failed, FailureBudget::Percent(50));
+}
+
+#[test]
+fn run_once_runs_on_the_first_host_of_the_first_wave_and_not_per_host() {
+    let a = compile(
+        r#"
+name: t
+targets: [web]
+steps:
+  - { id: backup, run_once: true, run: "backup-db" }
+  - { id: a, run: "echo a" }
+  - { id: migrate, run_once: true, run: "migrate --on {{host.name}}" }
+  - { id: b, run: "echo b" }
+"#,
+        &[],
+    );
+    let once: Vec<(&str, &str)> = a
+        .run_once
+        .iter()
+        .map(|r| (r.host.as_str(), r.step.id.as_str()))
+        .collect();
+    assert_eq!(once, [("web-1", "backup"), ("web-1", "migrate")]);
+    assert_eq!(a.run_once[1].step.run.to_string(), "migrate --on web-1");
+    // Defaults chain run_once steps together and host steps together.
+    assert_eq!(a.step("migrate").unwrap().after, ["backup"]);
+    assert_eq!(a.step("b").unwrap().after, ["a"]);
+    assert!(a.step("a").unwrap().after.is_empty());
+    for h in &a.hosts {
+        let ids: Vec<&str> = h.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+    }
+}
+
+#[test]
+fn secrets_and_registered_values_stay_holes() {
+    let a = compile(
+        r#"
+name: t
+targets: [web-1]
+secrets: { tok: { file: /etc/tok } }
+steps:
+  - { id: current, run: "cat /etc/v", register: old }
+  - { id: set, run: "set --token {{secrets.tok}} {{raw vars.flags}}", undo: "set {{old}}" }
+"#,
+        &[("flags", "-a -b")],
+    );
+    let step = &host(&a, "web-1").steps[1];
+    assert_eq!(step.run.to_string(), "set --token *** -a -b");
+    assert!(step.run.segments.contains(&Segment::Secret {
+        name: "tok".into(),
+        quote: true
+    }));
+    let undo = step.undo.as_ref().unwrap();
+    assert_eq!(undo.to_string(), "set <old from step current>");
+    let json = serde_json::to_string(&a).unwrap();
+    assert!(
+        json.contains("/etc/tok") && !json.contains("\"tok\":\""),
+        "only where the secret comes from"
+    );
+}
+
+#[test]
+fn steps_are_ordered_by_after_keeping_declaration_order() {
+    let a = compile(
+        r#"
+name: t
+targets: [web-1]
+steps:
+  - { id: restart, after: [install], run: "r" }
+  - { id: drain, after: [], run: "d" }
+  - { id: install, after: [drain], run: "i" }
+"#,
+        &[],
+    );
+    let ids: Vec<&str> = a.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, ["drain", "install", "restart"]);
+}

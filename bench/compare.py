@@ -168,9 +168,11 @@ class Fleet:
 
     def stop_host(self, i: int) -> None:
         """Kills host i's sshd, found by its exact command line (the fleet started it)."""
-        cmd = f"{SSHD} -D -e -f {self._config(i)}"
-        out = subprocess.run(["pgrep", "-x", "-f", re.escape(cmd)], capture_output=True, text=True)
-        for pid in out.stdout.split():
+        pidfile = self.dir / "hosts" / f"host{i}" / "sshd.pid"
+        pid = read(pidfile)
+        # The listener's command line names its config: only that sshd is killed.
+        cmdline = read(Path(f"/proc/{pid}/cmdline")) if pid else None
+        if pid and cmdline and str(self._config(i)) in cmdline:
             os.kill(int(pid), signal.SIGTERM)
         for p in self.restarted:
             if p.args[-1] == str(self._config(i)) and p.poll() is None:
@@ -313,7 +315,13 @@ class Setup:
         """The tool's command for the whole rolling patch, as one shell command line."""
         q = shlex.quote
         if tool == "sluice":
-            return f"{q(str(TARGET / 'sluice'))} apply {q(str(self.sluice_plan))} -i {q(str(self.fleet.inventory))} --yes"
+            # Compiling the plan is part of the timed run: `sluice plan --out`, then `apply --plan`.
+            artifact = q(str(self.dir / "bench-rolling-patch.plan.json"))
+            sluice = q(str(TARGET / "sluice"))
+            return (
+                f"{sluice} plan {q(str(self.sluice_plan))} -i {q(str(self.fleet.inventory))} --out {artifact} && "
+                f"{sluice} apply --plan {artifact} --yes"
+            )
         if tool == "ansible":
             return f"ansible-playbook -i {q(str(self.ansible_inv))} {q(str(BENCH / 'ansible' / 'rolling-patch.yml'))}"
         if tool == "pyinfra":
@@ -425,7 +433,7 @@ def bench_size(n: int, tools: list[str], runs: int, fault: bool, adhoc: bool, ha
                 log(f"N={n} fault {tool:8} host{n} stopped: exit {res['exit']}, {res['touched']} hosts touched, {res['wall']:.2f} s")
                 # host2 (first of `wave1`) is unhealthy: 3 attempts (~2 s), then no `rest` host is touched.
                 fleet.reset()
-                (fleet.root(2) / "app" / "healthy").write_text("broken\n")
+                (fleet.root(2) / "app" / "healthy").write_text("failing\n")
                 res = timed(setup, tool, setup.rolling_patch(tool), f"{tool}-fault-unhealthy")
                 res["touched"] = len(fleet.touched())
                 res["expect"] = f"exit != 0, {1 + sizes[1]} touched"

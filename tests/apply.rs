@@ -45,6 +45,20 @@ impl Fixture {
         path
     }
 
+    /// Starts `sluice apply --plan --yes --json` without waiting for it.
+    fn spawn(&self, plan: &PlanArtifact) -> std::process::Child {
+        let path = self.write_plan(plan);
+        sluice()
+            .args(["apply", "--plan"])
+            .arg(&path)
+            .args(["--yes", "--json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     fn apply(&self, plan: &PlanArtifact, extra: &[&str]) -> Output {
         let path = self.write_plan(plan);
         sluice()
@@ -55,6 +69,14 @@ impl Fixture {
             .stdin(Stdio::null())
             .output()
             .unwrap()
+    }
+}
+
+/// Ctrl-C, as the terminal would send it.
+fn sigint(child: &std::process::Child) {
+    // SAFETY: kill(2) on the pid of a child we own; no memory is involved.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
     }
 }
 
@@ -278,21 +300,9 @@ fn sigint_finishes_the_in_flight_step_then_rolls_back_and_exits_4() {
         .step(StepDef::new("next", "echo next >> log"))
         .wave("only", &HOSTS[..3], 1, 0)
         .build();
-    let path = f.write_plan(&plan);
-    let child = sluice()
-        .args(["apply", "--plan"])
-        .arg(&path)
-        .args(["--yes", "--json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = f.spawn(&plan);
     std::thread::sleep(Duration::from_millis(700));
-    // SAFETY: kill(2) on the pid of a child we own; no memory is involved.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGINT);
-    }
+    sigint(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
@@ -352,4 +362,101 @@ fn a_secret_never_appears_in_output_or_json() {
         assert!(all.contains("using token ***"), "{all}");
         assert!(!all.contains("tok-9f8e7d6c"), "{all}");
     }
+}
+
+/// The README's first command, on a fresh state folder: a real three-wave rollout.
+#[test]
+fn the_readme_demo_rolls_out_three_waves_and_the_canary_demo_rolls_back() {
+    let f = Fixture::new();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let run = |plan: &str| {
+        sluice()
+            .current_dir(f.dir.path())
+            .arg("apply")
+            .arg(repo.join("playbooks").join(plan))
+            .arg("-i")
+            .arg(repo.join("inventory/demo.yaml"))
+            .args(["--yes", "--color", "never"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run("demo-rolling-patch.yaml");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for h in 1..=6 {
+        let dir = f.dir.path().join(format!("demo-state/demo-{h}"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("version")).unwrap(),
+            "2.0.1\n"
+        );
+        assert!(!dir.join("drained").exists());
+    }
+    for wave in ["canary", "early", "rest"] {
+        assert!(stderr.contains(&format!("Wave {wave} ok")), "{stderr}");
+    }
+
+    let out = run("demo-canary-fails.yaml");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let canary = f.dir.path().join("demo-state/demo-1");
+    assert_eq!(
+        std::fs::read_to_string(canary.join("version")).unwrap(),
+        "2.0.1\n",
+        "undo restored the registered version"
+    );
+    assert_eq!(
+        std::fs::read_to_string(canary.join("status")).unwrap(),
+        "running\n"
+    );
+    let other = f.dir.path().join("demo-state/demo-2");
+    assert_eq!(
+        std::fs::read_to_string(other.join("version")).unwrap(),
+        "2.0.1\n",
+        "wave 2 never started"
+    );
+    assert!(
+        stderr.contains("demo-1 (canary) health:running"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_second_sigint_abandons_the_in_flight_step_as_unknown_and_undoes_nothing() {
+    let f = Fixture::new();
+    let plan = PlanBuilder::new("slow")
+        .local_hosts(&HOSTS[..1], &f.state())
+        .step(
+            StepDef::new("slow", "echo started >> log; sleep 30; echo slow >> log")
+                .undo("echo unslow >> log"),
+        )
+        .wave("only", &HOSTS[..1], 1, 0)
+        .build();
+    let started = std::time::Instant::now();
+    let child = f.spawn(&plan);
+    std::thread::sleep(Duration::from_millis(700));
+    for _ in 0..2 {
+        sigint(&child);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "did not wait for the step"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let unknown = events(&out)
+        .iter()
+        .any(|e| e["event"] == "step_finished" && e["status"] == "unknown");
+    assert!(unknown);
+    assert_eq!(
+        f.log("h1"),
+        ["started"],
+        "abandoned, killed, and not undone"
+    );
 }

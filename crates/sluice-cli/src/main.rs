@@ -62,6 +62,8 @@ enum Command {
     Approve(commands::approve::WaveArgs),
     /// Break the host leases of a run whose process is gone.
     Unlock(commands::unlock::Args),
+    /// Run one ad-hoc command on every targeted host and gather identical outputs.
+    Exec(commands::exec::Args),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
         Command::ApprovePlan(args) => commands::approve::run_plan(args, &console),
         Command::Approve(args) => commands::approve::run_wave(args, &console),
         Command::Unlock(args) => commands::unlock::run(args, &console),
+        Command::Exec(args) => commands::exec::run(args, &console),
     };
     match result {
         Ok(code) => ExitCode::from(code),

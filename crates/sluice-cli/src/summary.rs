@@ -144,7 +144,22 @@ pub fn report(r: &RunReport, console: &Console) -> String {
             }
         }
     }
-    let (verdict, bad) = match r.status {
+    let (verdict, bad) = verdict(r.status);
+    let paint = if bad { Paint::Error } else { Paint::Ok };
+    let _ = writeln!(
+        s,
+        "\n{} run {} {} in {}",
+        console.paint(paint, "Result:"),
+        r.run_id,
+        verdict,
+        clock(r.duration)
+    );
+    s
+}
+
+/// The one-line result of a run and whether it is bad news.
+pub fn verdict(status: RunStatus) -> (String, bool) {
+    match status {
         RunStatus::Applied => ("applied".to_string(), false),
         RunStatus::WaveFailed => (
             "a wave failed; it was rolled back or halted (exit 1)".into(),
@@ -167,15 +182,5 @@ pub fn report(r: &RunReport, console: &Console) -> String {
             "aborted: an approval gate was refused (exit 4)".into(),
             true,
         ),
-    };
-    let paint = if bad { Paint::Error } else { Paint::Ok };
-    let _ = writeln!(
-        s,
-        "\n{} run {} {} in {}",
-        console.paint(paint, "Result:"),
-        r.run_id,
-        verdict,
-        clock(r.duration)
-    );
-    s
+    }
 }

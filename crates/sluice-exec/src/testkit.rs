@@ -84,6 +84,7 @@ pub struct PlanBuilder {
     steps: Vec<StepDef>,
     overrides: BTreeMap<(String, String), RenderedCommand>,
     health: Vec<(String, String)>,
+    probes: Vec<HealthCheck>,
     health_overrides: BTreeMap<(String, String), String>,
 }
 
@@ -116,6 +117,7 @@ impl PlanBuilder {
             steps: Vec::new(),
             overrides: BTreeMap::new(),
             health: Vec::new(),
+            probes: Vec::new(),
             health_overrides: BTreeMap::new(),
         }
     }
@@ -177,6 +179,15 @@ impl PlanBuilder {
     /// A `run:` health check on every host.
     pub fn health_run(mut self, name: &str, cmd: &str) -> Self {
         self.health.push((name.into(), cmd.into()));
+        self
+    }
+
+    /// A health check from the controller (HTTP or TCP) on every host.
+    pub fn health_probe(mut self, name: &str, probe: HealthProbe) -> Self {
+        self.probes.push(HealthCheck {
+            name: name.into(),
+            probe,
+        });
         self
     }
 
@@ -284,6 +295,7 @@ impl PlanBuilder {
                         )),
                     }
                 })
+                .chain(self.probes.iter().cloned())
                 .collect();
         }
         // A hand-built artifact that cannot be serialized is a bug in this builder.

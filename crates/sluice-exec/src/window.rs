@@ -1,14 +1,11 @@
-//! Maintenance windows: is a timestamp inside one, when does it close, when does it open next.
+//! Maintenance windows as the executor sees them: open until when, or closed until when.
 //!
-//! All window math is in [`window_state`] so the executor's decisions (refuse to start, do not
-//! start a wave that will not fit, stop when it closes) depend on one tested function. Absolute
-//! windows are one interval; recurring ones are evaluated in their IANA time zone, day by day
-//! around `now`, so daylight-saving changes follow the zone's rules.
+//! The calendar math (absolute intervals, weekly windows in an IANA time zone, crossing midnight,
+//! DST) is the planner's ([`sluice_plan::window`]); the executor's decisions (refuse to start, do
+//! not start a wave that will not fit, stop when it closes) all go through [`window_state`].
 
-use jiff::civil::{Date, Time, Weekday as CivilWeekday};
-use jiff::tz::TimeZone;
-use jiff::{Span, Timestamp};
-use sluice_plan::{Weekday, Window};
+use jiff::Timestamp;
+use sluice_plan::Window;
 
 use crate::error::ExecError;
 
@@ -24,91 +21,24 @@ pub enum WindowState {
     },
 }
 
-/// Evaluates `window` at `now`.
+/// Evaluates `window` at `now`. A window the planner would reject (bad time, unknown zone) is an
+/// error rather than "closed", so the operator sees why.
 pub fn window_state(window: &Window, now: Timestamp) -> Result<WindowState, ExecError> {
-    match window {
-        Window::Absolute { start, end } => Ok(if now < *start {
-            WindowState::Closed {
-                next_open: Some(*start),
-            }
-        } else if now < *end {
-            WindowState::Open { closes_at: *end }
-        } else {
-            WindowState::Closed { next_open: None }
-        }),
-        Window::Recurring {
-            days,
-            from,
-            to,
-            timezone,
-        } => recurring(days, from, to, timezone, now),
-    }
-}
-
-fn recurring(
-    days: &[Weekday],
-    from: &str,
-    to: &str,
-    timezone: &str,
-    now: Timestamp,
-) -> Result<WindowState, ExecError> {
-    let tz = TimeZone::get(timezone)
-        .map_err(|e| ExecError::Window(format!("unknown time zone {timezone}: {e}")))?;
-    let from: Time = from
-        .parse()
-        .map_err(|e| ExecError::Window(format!("bad start time {from:?}: {e}")))?;
-    let to: Time = to
-        .parse()
-        .map_err(|e| ExecError::Window(format!("bad end time {to:?}: {e}")))?;
-    let today = now.to_zoned(tz.clone()).date();
-    let mut next_open: Option<Timestamp> = None;
-    // Yesterday's window may still be open (it crosses midnight); a week and a day ahead covers
-    // every weekday's next opening.
-    for offset in -1i64..=8 {
-        let date = shift(today, offset)?;
-        if !days.iter().any(|d| civil(*d) == date.weekday()) {
-            continue;
-        }
-        let end_date = if to > from { date } else { shift(date, 1)? };
-        let start = at(date, from, &tz)?;
-        let end = at(end_date, to, &tz)?;
-        if start <= now && now < end {
-            return Ok(WindowState::Open { closes_at: end });
-        }
-        if start > now && next_open.is_none_or(|n| start < n) {
-            next_open = Some(start);
-        }
-    }
-    Ok(WindowState::Closed { next_open })
-}
-
-fn shift(date: Date, days: i64) -> Result<Date, ExecError> {
-    date.checked_add(Span::new().days(days))
-        .map_err(|e| ExecError::Window(e.to_string()))
-}
-
-fn at(date: Date, time: Time, tz: &TimeZone) -> Result<Timestamp, ExecError> {
-    date.to_datetime(time)
-        .to_zoned(tz.clone())
-        .map(|z| z.timestamp())
-        .map_err(|e| ExecError::Window(e.to_string()))
-}
-
-fn civil(day: Weekday) -> CivilWeekday {
-    match day {
-        Weekday::Mon => CivilWeekday::Monday,
-        Weekday::Tue => CivilWeekday::Tuesday,
-        Weekday::Wed => CivilWeekday::Wednesday,
-        Weekday::Thu => CivilWeekday::Thursday,
-        Weekday::Fri => CivilWeekday::Friday,
-        Weekday::Sat => CivilWeekday::Saturday,
-        Weekday::Sun => CivilWeekday::Sunday,
-    }
+    window.validate().map_err(ExecError::Window)?;
+    Ok(match window.current(now) {
+        Some(open) => WindowState::Open {
+            closes_at: open.end,
+        },
+        None => WindowState::Closed {
+            next_open: window.next_open(now),
+        },
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_plan::Weekday;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()

@@ -650,3 +650,33 @@ async fn a_secret_never_appears_in_events_or_the_report() {
             .contains("s3cr3t-value")
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_check_that_passes_then_fails_is_flapping_and_fails_the_host_at_once() {
+    let all = hosts("h", 1);
+    let plan = PlanBuilder::new("flap")
+        .local_hosts(&refs(&all), std::path::Path::new("/x"))
+        .step(StepDef::new("a", "a"))
+        .health_run("port", "port")
+        .health_run("app", "app")
+        .health_policy(5, 1_000, 5_000)
+        .wave("only", &refs(&all), 1, 0)
+        .build();
+    // "port" passes in round 1 and fails in round 2; "app" would pass from round 3 on.
+    let ports = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let apps = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let t = ScriptedTransport::new(move |_, cmd| {
+        use std::sync::atomic::Ordering::SeqCst;
+        match cmd {
+            "port" if ports.fetch_add(1, SeqCst) == 1 => Reply::exit(1),
+            "app" if apps.fetch_add(1, SeqCst) < 2 => Reply::exit(1),
+            _ => Reply::ok(),
+        }
+    });
+    let out = run(plan, &t).await;
+    assert_eq!(out.report.status, RunStatus::WaveFailed);
+    assert_eq!(t.commands("h1"), vec!["a", "port", "app", "port"]);
+    let failure = out.wave("only").hosts[0].failure.clone().unwrap();
+    assert_eq!(failure.what, "health:port");
+    assert!(failure.detail.contains("flapping"), "{}", failure.detail);
+}

@@ -66,3 +66,60 @@ async fn a_failed_wave_undoes_each_host_newest_step_first() {
     assert_eq!(log("a"), "one\ntwo\nthree\nundo-three\nundo-one\n");
     assert_eq!(log("b"), "one\ntwo\nthree\nundo-three\nundo-one\n");
 }
+
+async fn run_probe(probe: sluice_plan::HealthProbe) -> RunStatus {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = PlanBuilder::new("probe")
+        .local_hosts(&["a"], dir.path())
+        .step(StepDef::new("one", "true"))
+        .health_probe("probe", probe)
+        .health_policy(1, 50, 2_000)
+        .wave("w", &["a"], 1, 0)
+        .build();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    Executor {
+        artifact: Arc::new(plan),
+        transports: Transports::new().with(TransportKind::Local, Arc::new(LocalTransport)),
+        secrets: Secrets::default(),
+        shutdown: Shutdown::new(),
+        approver: None,
+        options: RunOptions::default(),
+    }
+    .run(Emitter::new("probe", tx))
+    .await
+    .status
+}
+
+#[tokio::test]
+async fn http_and_tcp_checks_run_from_the_controller() {
+    use sluice_plan::HealthProbe;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                .await;
+        }
+    });
+    let http = |status| HealthProbe::Http {
+        url: format!("http://{addr}/healthz"),
+        expect_status: status,
+    };
+    assert_eq!(run_probe(http(200)).await, RunStatus::Applied);
+    assert_eq!(run_probe(http(204)).await, RunStatus::WaveFailed);
+    let tcp = |address: String| HealthProbe::Tcp { address };
+    assert_eq!(run_probe(tcp(addr.to_string())).await, RunStatus::Applied);
+    // A port nobody listens on: bind, note it, close.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    assert_eq!(
+        run_probe(tcp(closed.to_string())).await,
+        RunStatus::WaveFailed
+    );
+}

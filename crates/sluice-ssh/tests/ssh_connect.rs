@@ -181,3 +181,49 @@ async fn ssh_config_supplies_hostname_port_user_and_identity() {
         .unwrap();
     assert_eq!(out.stdout.kept_bytes(), b"host1\n");
 }
+
+#[tokio::test]
+async fn encrypted_key_needs_its_passphrase() {
+    let fleet = fleet(1);
+    let path = fleet.dir().join("id_encrypted");
+    let made = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "correct horse",
+            "-C",
+            "enc",
+            "-f",
+        ])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    fleet.authorize_key(1, &public).unwrap();
+    let mut target = target(&fleet, 1);
+    target.identity_files = vec![path];
+
+    let without = SshTransport::new(SshOptions {
+        passphrase_env: "SLUICE_TEST_UNSET_PASSPHRASE".into(),
+        ..options()
+    });
+    let err = without.connect(&target).await.map(|_| ()).unwrap_err();
+    assert!(matches!(err, TransportError::IdentityFile { .. }), "{err}");
+    assert!(err.to_string().contains("encrypted"), "{err}");
+
+    let with = SshTransport::new(SshOptions {
+        passphrase: Some(sluice_ssh::Passphrase("correct horse".into())),
+        ..options()
+    });
+    let conn = with.connect(&target).await.unwrap();
+    assert!(
+        conn.exec(ExecRequest::new("true"))
+            .await
+            .unwrap()
+            .status
+            .success()
+    );
+}

@@ -128,6 +128,8 @@ impl HostProcess {
     /// Starts sshd on `self.port` and waits until it sends its banner.
     pub(crate) fn start(&mut self) -> Result<(), FleetError> {
         self.spec.write_config(self.port)?;
+        let pid_file = self.spec.dir.join("sshd.pid");
+        let _ = fs::remove_file(&pid_file);
         let log_path = self.spec.dir.join("sshd.log");
         let log = fs::File::create(&log_path).map_err(io_err(&log_path))?;
         let child = Command::new(SSHD)
@@ -143,10 +145,14 @@ impl HostProcess {
                 host: self.spec.name.clone(),
                 log: format!("cannot run {SSHD}: {e} (install openssh-server)"),
             })?;
+        let pid = child.id().to_string();
         self.child = Some(child);
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
-            if self.answers_banner() {
+            // sshd writes its pid file only after it bound the port: a banner alone could come
+            // from another process's sshd that took the port first (tests run concurrently).
+            let ours = fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == pid);
+            if ours && self.answers_banner() {
                 return Ok(());
             }
             let exited = self

@@ -379,3 +379,14 @@ fn current_user() -> Result<String, FleetError> {
         })?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_sshd_says_what_to_install() {
+        let msg = FleetError::SshdMissing(SSHD.into()).to_string();
+        assert!(msg.contains("install openssh-server"), "{msg}");
+    }
+}

@@ -14,7 +14,7 @@ use sluice_exec::{
     Shutdown, Transports, approval::ApprovalFuture, new_run_id, verify_artifact,
 };
 use sluice_plan::{PlanArtifact, TransportKind};
-use sluice_ssh::LocalTransport;
+use sluice_ssh::{LocalTransport, SshTransport};
 
 use crate::console::Console;
 use crate::error::CliError;
@@ -25,7 +25,11 @@ use crate::summary;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The change plan (YAML) to compile and run; needs --inventory.
-    #[arg(value_name = "PLAN", required_unless_present = "plan_file")]
+    #[arg(
+        value_name = "PLAN",
+        required_unless_present = "plan_file",
+        requires = "inventory"
+    )]
     plan: Option<PathBuf>,
     /// The inventory (YAML) the plan targets.
     #[arg(short, long, value_name = "INVENTORY")]
@@ -45,10 +49,20 @@ pub struct Args {
     /// Run even outside the plan's maintenance window (recorded in the run's events).
     #[arg(long)]
     ignore_window: bool,
+    /// Set a variable, overriding plan, group and host vars (repeatable; with PLAN only).
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var, conflicts_with = "plan_file")]
+    vars: Vec<(String, String)>,
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
+    }
 }
 
 pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
-    let artifact = load(&args)?;
+    let artifact = load(&args, console)?;
     verify_artifact(&artifact, args.expect_hash.as_deref())
         .map_err(|e| CliError::invalid_input(e.to_string()))?;
     check_window(&artifact, args.ignore_window, console)?;
@@ -74,6 +88,13 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     // the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     console.text(summary::report(&report, console));
+    if console.verbosity() == crate::console::Verbosity::Quiet {
+        // `-q` still says how a run that did not apply ended.
+        let (verdict, bad) = summary::verdict(report.status);
+        if bad {
+            console.error(format!("run {} {verdict}", report.run_id));
+        }
+    }
     Ok(exit_code(&report))
 }
 
@@ -90,23 +111,22 @@ pub fn exit_code(report: &RunReport) -> u8 {
     }
 }
 
-fn load(args: &Args) -> Result<PlanArtifact, CliError> {
+/// The artifact to run: a saved one (format and hash checked on load), or a plan compiled now.
+fn load(args: &Args, console: &Console) -> Result<PlanArtifact, CliError> {
     if let Some(path) = &args.plan_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            CliError::invalid_input(format!("cannot read plan artifact {}: {e}", path.display()))
-        })?;
-        return serde_json::from_str(&text).map_err(|e| {
-            CliError::invalid_input(format!(
-                "{}: not a sluice plan artifact: {e}",
-                path.display()
-            ))
-        });
+        return sluice_plan::load_artifact(&path.to_string_lossy())
+            .map_err(|e| CliError::invalid_input(e.to_string()));
     }
-    let plan = args.plan.as_ref().map(|p| p.display().to_string());
-    Err(CliError::invalid_input(format!(
-        "compiling {} needs the planner, which this build does not have yet; save the plan with `sluice plan --out plan.json` and run `sluice apply --plan plan.json`",
-        plan.unwrap_or_default()
-    )))
+    let (Some(plan), Some(inventory)) = (&args.plan, &args.inventory) else {
+        return Err(CliError::invalid_input(
+            "give a change plan and its inventory (`sluice apply PLAN -i INVENTORY`), or a saved plan (`--plan FILE`)",
+        ));
+    };
+    let input = crate::commands::plan::InputArgs {
+        inventory: inventory.clone(),
+        vars: args.vars.clone(),
+    };
+    Ok(crate::commands::plan::compile(plan, &input, console)?.artifact)
 }
 
 fn check_window(artifact: &PlanArtifact, ignore: bool, console: &Console) -> Result<(), CliError> {
@@ -179,7 +199,9 @@ async fn execute(
     tokio::spawn(interrupts(shutdown.clone(), events.clone()));
     let executor = Executor {
         artifact: Arc::new(artifact),
-        transports: Transports::new().with(TransportKind::Local, Arc::new(LocalTransport)),
+        transports: Transports::new()
+            .with(TransportKind::Local, Arc::new(LocalTransport))
+            .with(TransportKind::Ssh, Arc::new(SshTransport::default())),
         secrets,
         shutdown,
         approver: Some(approver),

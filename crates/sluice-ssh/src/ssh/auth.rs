@@ -74,7 +74,11 @@ pub async fn authenticate(
     } else {
         options.default_identity_files.clone()
     };
-    let passphrase = std::env::var(&options.passphrase_env).ok();
+    let passphrase = options
+        .passphrase
+        .as_ref()
+        .map(|p| p.0.clone())
+        .or_else(|| std::env::var(&options.passphrase_env).ok());
     let mut file_error = None;
     for path in files {
         if !explicit && !path.exists() {

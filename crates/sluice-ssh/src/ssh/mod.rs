@@ -52,6 +52,9 @@ pub struct SshOptions {
     pub use_agent: bool,
     /// The agent socket; `None` means `$SSH_AUTH_SOCK`.
     pub agent_socket: Option<PathBuf>,
+    /// Passphrase of encrypted identity files, e.g. read by the CLI from a TTY prompt; takes
+    /// precedence over `passphrase_env`.
+    pub passphrase: Option<Passphrase>,
     /// Environment variable holding the passphrase of encrypted identity files.
     pub passphrase_env: String,
     /// After a timeout, how long the killed command gets to close its channel.
@@ -80,6 +83,7 @@ impl Default for SshOptions {
             max_connections: limits::connections_for_fd_limit(),
             use_agent: true,
             agent_socket: None,
+            passphrase: None,
             passphrase_env: "SLUICE_SSH_PASSPHRASE".into(),
             kill_grace: Duration::from_secs(1),
             default_known_hosts: ssh_dir.iter().map(|d| d.join("known_hosts")).collect(),
@@ -89,6 +93,16 @@ impl Default for SshOptions {
                 .flat_map(|d| ["id_ed25519", "id_ecdsa", "id_rsa"].map(|f| d.join(f)))
                 .collect(),
         }
+    }
+}
+
+/// A key passphrase; never printed by `Debug`.
+#[derive(Clone)]
+pub struct Passphrase(pub String);
+
+impl std::fmt::Debug for Passphrase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Passphrase(***)")
     }
 }
 

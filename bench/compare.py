@@ -315,13 +315,7 @@ class Setup:
         """The tool's command for the whole rolling patch, as one shell command line."""
         q = shlex.quote
         if tool == "sluice":
-            # Compiling the plan is part of the timed run: `sluice plan --out`, then `apply --plan`.
-            artifact = q(str(self.dir / "bench-rolling-patch.plan.json"))
-            sluice = q(str(TARGET / "sluice"))
-            return (
-                f"{sluice} plan {q(str(self.sluice_plan))} -i {q(str(self.fleet.inventory))} --out {artifact} && "
-                f"{sluice} apply --plan {artifact} --yes"
-            )
+            return f"{q(str(TARGET / 'sluice'))} apply {q(str(self.sluice_plan))} -i {q(str(self.fleet.inventory))} --yes"
         if tool == "ansible":
             return f"ansible-playbook -i {q(str(self.ansible_inv))} {q(str(BENCH / 'ansible' / 'rolling-patch.yml'))}"
         if tool == "pyinfra":
@@ -343,7 +337,7 @@ class Setup:
         if tool == "sluice":
             if not self.has_exec:
                 return None
-            return f"{q(str(TARGET / 'sluice'))} exec -i {q(str(f.inventory))} --targets fleet --parallel 100 --yes -- true"
+            return f"{q(str(TARGET / 'sluice'))} exec fleet -i {q(str(f.inventory))} --concurrency 100 -- true"
         if tool == "ansible":
             return f"ansible fleet -i {q(str(self.ansible_inv))} -m ansible.builtin.command -a true -f 100"
         if tool == "pyinfra":

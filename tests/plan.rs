@@ -57,6 +57,51 @@ fn plan_review_of_every_example_playbook() {
     }
 }
 
+/// The inventory each playbook that is not a prod/staging example is written for.
+const OTHER_PLAYBOOKS: &[(&str, &str)] = &[
+    ("demo-rolling-patch", "inventory/demo.yaml"),
+    ("demo-canary-fails", "inventory/demo.yaml"),
+    (
+        "bench-rolling-patch",
+        "tests/fixtures/bench-fleet.inventory.yaml",
+    ),
+];
+
+/// The demo and benchmark playbooks get a reviewed snapshot too.
+#[test]
+fn plan_review_of_demo_and_bench_playbooks() {
+    for (plan, inventory) in OTHER_PLAYBOOKS {
+        let (code, stdout, stderr) =
+            plan_output(&["plan", &format!("playbooks/{plan}.yaml"), "-i", inventory]);
+        assert_eq!(code, Some(0), "{plan}: {stderr}");
+        assert_eq!(stdout, "", "the human review goes to stderr");
+        insta::assert_snapshot!(format!("plan-{plan}"), stderr);
+    }
+}
+
+/// A playbook added to playbooks/ without a snapshot test fails here, so its review is seen.
+#[test]
+fn every_playbook_has_a_snapshot_test() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../playbooks");
+    let mut found: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    found.sort();
+    let mut covered: Vec<String> = ["openssl-patch", "kernel-update", "nginx-config"]
+        .iter()
+        .chain(OTHER_PLAYBOOKS.iter().map(|(p, _)| p))
+        .map(|p| p.to_string())
+        .collect();
+    covered.sort();
+    assert_eq!(
+        found, covered,
+        "add the new playbook to a snapshot test in tests/plan.rs"
+    );
+}
+
 /// Staging has fewer hosts than the waves ask for: the empty waves are reported and dropped.
 #[test]
 fn plan_on_a_small_inventory_warns_about_empty_waves() {

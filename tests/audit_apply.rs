@@ -1,0 +1,172 @@
+//! `sluice apply` and the audit store, end to end on local hosts: the run is recorded and can be
+//! listed, shown and verified; host leases keep two runs off the same host; a store that cannot
+//! be opened starts nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sluice_exec::testkit::{PlanBuilder, StepDef};
+use sluice_plan::PlanArtifact;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Fixture {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn hosts(&self) -> PathBuf {
+        self.dir.path().join("hosts")
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn write_plan(&self, name: &str, plan: &PlanArtifact) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(plan).unwrap()).unwrap();
+        path
+    }
+
+    fn sluice(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.arg("--color").arg("never");
+        cmd.stdin(Stdio::null());
+        cmd.env_remove("SLUICE_STATE_DIR");
+        cmd
+    }
+
+    fn apply_cmd(&self, plan: &Path) -> Command {
+        let mut cmd = self.sluice();
+        cmd.args(["apply", "--yes", "--plan"])
+            .arg(plan)
+            .arg("--state-dir")
+            .arg(self.store());
+        cmd
+    }
+
+    fn read(&self, args: &[&str]) -> Output {
+        self.sluice()
+            .args(args)
+            .arg("--state-dir")
+            .arg(self.store())
+            .output()
+            .unwrap()
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn simple(f: &Fixture, name: &str, hosts: &[&str], command: &str) -> PlanArtifact {
+    PlanBuilder::new(name)
+        .local_hosts(hosts, &f.hosts())
+        .step(StepDef::new("work", command))
+        .wave("all", hosts, hosts.len(), 0)
+        .build()
+}
+
+fn runs(f: &Fixture) -> Vec<serde_json::Value> {
+    let out = f.read(&["runs", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn an_apply_is_recorded_listed_shown_and_verifies() {
+    let f = Fixture::new();
+    let plan = simple(&f, "recorded", &["a1", "a2"], "echo hi >> log");
+    let path = f.write_plan("plan", &plan);
+    let out = f.apply_cmd(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let runs = runs(&f);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let run = runs[0]["run"].as_str().unwrap().to_string();
+    assert_eq!(runs[0]["plan"], "recorded");
+    assert_eq!(runs[0]["plan_hash"], plan.plan_hash.as_str());
+    assert_eq!(runs[0]["status"], "succeeded");
+    assert_eq!(runs[0]["exit_code"], 0);
+    assert!(
+        text(&out.stderr).contains(&run) || text(&out.stdout).contains(&run),
+        "the operator sees the store's run id {run}"
+    );
+
+    let show = f.read(&["show", &run]);
+    assert!(show.status.success(), "{}", text(&show.stderr));
+    let verify = f.read(&["audit", "verify"]);
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
+    // Leases are released at the end: a second run on the same hosts proceeds.
+    let again = f.apply_cmd(&path).output().unwrap();
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again.stderr));
+}
+
+#[test]
+fn two_concurrent_applies_on_overlapping_hosts_only_one_proceeds() {
+    let f = Fixture::new();
+    let slow = simple(&f, "slow", &["c1", "c2"], "sleep 2; echo slow >> log");
+    let other = simple(&f, "other", &["c2", "c3"], "echo other >> log");
+    let slow_path = f.write_plan("slow", &slow);
+    let other_path = f.write_plan("other", &other);
+    let first = f
+        .apply_cmd(&slow_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first run holds its leases (it is listed).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while runs_if_any(&f).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let second = f.apply_cmd(&other_path).output().unwrap();
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    assert_eq!(second.status.code(), Some(2), "{}", text(&second.stderr));
+    let err = text(&second.stderr);
+    assert!(err.contains("c2") && err.contains("leased by run"), "{err}");
+    assert!(
+        !f.hosts().join("c3").join("log").exists(),
+        "the refused run touched nothing"
+    );
+    assert_eq!(runs(&f).len(), 1, "a refused run leaves no run behind");
+}
+
+fn runs_if_any(f: &Fixture) -> Vec<serde_json::Value> {
+    let out = f.read(&["runs", "--json"]);
+    text(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+#[test]
+fn a_corrupt_store_starts_nothing() {
+    let f = Fixture::new();
+    std::fs::create_dir_all(f.store()).unwrap();
+    std::fs::write(
+        f.store().join("audit.redb"),
+        b"this is not a redb file at all",
+    )
+    .unwrap();
+    let plan = simple(&f, "corrupt", &["d1"], "echo ran >> log");
+    let path = f.write_plan("plan", &plan);
+    let out = f.apply_cmd(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("audit store"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!f.hosts().join("d1").join("log").exists());
+}

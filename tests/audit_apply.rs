@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use sluice_exec::testkit::{PlanBuilder, StepDef};
-use sluice_plan::PlanArtifact;
+use sluice_plan::{PlanArtifact, RenderedCommand, Segment};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -97,13 +97,30 @@ fn an_apply_is_recorded_listed_shown_and_verifies() {
     assert_eq!(runs[0]["plan_hash"], plan.plan_hash.as_str());
     assert_eq!(runs[0]["status"], "succeeded");
     assert_eq!(runs[0]["exit_code"], 0);
+    assert_eq!(runs[0]["hosts_ok"], 2, "{runs:?}");
+    assert_eq!(runs[0]["hosts_failed"], 0, "{runs:?}");
     assert!(
         text(&out.stderr).contains(&run) || text(&out.stdout).contains(&run),
         "the operator sees the store's run id {run}"
     );
 
-    let show = f.read(&["show", &run]);
+    let show = f.read(&["show", &run, "--json"]);
     assert!(show.status.success(), "{}", text(&show.stderr));
+    let shown = text(&show.stdout);
+    let records: Vec<serde_json::Value> = shown
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for host in ["a1", "a2"] {
+        let steps = |kind: &str| {
+            records
+                .iter()
+                .filter(|r| r["kind"] == kind && r["payload"]["host"] == host)
+                .count()
+        };
+        assert_eq!(steps("step_intent"), 1, "{host} {shown}");
+        assert_eq!(steps("step_result"), 1, "{host} {shown}");
+    }
     let verify = f.read(&["audit", "verify"]);
     assert!(verify.status.success(), "{}", text(&verify.stderr));
     // Leases are released at the end: a second run on the same hosts proceeds.
@@ -169,4 +186,43 @@ fn a_corrupt_store_starts_nothing() {
         text(&out.stderr)
     );
     assert!(!f.hosts().join("d1").join("log").exists());
+}
+
+#[test]
+fn a_secret_echoed_by_a_command_never_reaches_the_store_export_or_logs() {
+    let f = Fixture::new();
+    let echo = RenderedCommand {
+        segments: vec![
+            Segment::Text("echo using token ".into()),
+            Segment::Secret {
+                name: "api".into(),
+                quote: true,
+            },
+        ],
+    };
+    let plan = PlanBuilder::new("secret")
+        .local_hosts(&["s1"], &f.hosts())
+        .secret_env("api", "SLUICE_TEST_API_TOKEN")
+        .step(StepDef::new("call", "x").run_cmd(echo))
+        .wave("only", &["s1"], 1, 0)
+        .build();
+    let path = f.write_plan("plan", &plan);
+    let out = f
+        .apply_cmd(&path)
+        .env("SLUICE_TEST_API_TOKEN", "tok-5e5e7a1b")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let secret = b"tok-5e5e7a1b";
+    let contains = |hay: &[u8]| hay.windows(secret.len()).any(|w| w == secret);
+    let store = std::fs::read(f.store().join("audit.redb")).unwrap();
+    assert!(!contains(&store), "the secret is in the store file");
+    let export = f.read(&["audit", "export"]);
+    assert!(export.status.success(), "{}", text(&export.stderr));
+    assert!(!contains(&export.stdout), "the secret is in the export");
+    assert!(text(&export.stdout).contains("step_intent"));
+    let run = runs(&f)[0]["run"].as_str().unwrap().to_string();
+    let logs = f.read(&["logs", &run]);
+    assert!(logs.status.success(), "{}", text(&logs.stderr));
+    assert!(!contains(&logs.stdout) && !contains(&logs.stderr));
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use sluice_audit::Redactor;
 use sluice_exec::window::{WindowState, window_state};
 use sluice_exec::{
-    ApprovalDecision, Approver, Emitter, Executor, RunOptions, RunReport, RunStatus, Secrets,
-    Shutdown, Transports, approval::ApprovalFuture, verify_artifact,
+    ApprovalDecision, Approver, Emitter, Executor, JournalHandle, RunOptions, RunReport, RunStatus,
+    Secrets, Shutdown, Transports, approval::ApprovalFuture, verify_artifact,
 };
 use sluice_plan::{PlanArtifact, TransportKind};
 use sluice_ssh::{LocalTransport, SshTransport};
@@ -73,10 +73,10 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     verify_artifact(&artifact, args.expect_hash.as_deref())
         .map_err(|e| CliError::invalid_input(e.to_string()))?;
     // A store that cannot be opened (damaged, locked) means no run starts.
-    let log = args.store.open().map_err(|mut e| {
+    let log = Arc::new(args.store.open().map_err(|mut e| {
         e.exit_code = exit::INVALID_INPUT;
         e
-    })?;
+    })?);
     check_window(&artifact, args.ignore_window, console)?;
     if let Some(gated) = artifact.waves.iter().find(|w| w.approval)
         && !console.can_prompt()
@@ -90,7 +90,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     confirm(&args, console)?;
     let secrets =
         Secrets::load(&artifact.secrets).map_err(|e| CliError::invalid_input(e.to_string()))?;
-    let redactor = Redactor::new(secrets.values().values().cloned());
+    let redactor = Arc::new(Redactor::new(secrets.values().values().cloned()));
     let run_id = record::start(&log, &artifact, &redactor)?;
     console.status(
         "Run",
@@ -101,7 +101,19 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
-    let report = runtime.block_on(execute(run_id.clone(), artifact, secrets, &args, console));
+    let journal = JournalHandle::new(Arc::new(record::AuditJournal {
+        log: log.clone(),
+        run: run_id.clone(),
+        redactor,
+    }));
+    let report = runtime.block_on(execute(
+        run_id.clone(),
+        artifact,
+        secrets,
+        journal,
+        &args,
+        console,
+    ));
     // An approval prompt still waiting on stdin (the run was stopped meanwhile) must not keep
     // the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
@@ -210,6 +222,7 @@ async fn execute(
     run_id: String,
     artifact: PlanArtifact,
     secrets: Secrets,
+    journal: JournalHandle,
     args: &Args,
     console: &Console,
 ) -> RunReport {
@@ -231,6 +244,7 @@ async fn execute(
         approver: Some(approver),
         options: RunOptions {
             ignore_window: args.ignore_window,
+            journal,
         },
     };
     let (report, ()) = tokio::join!(executor.run(events), monitor.run(rx));

@@ -76,3 +76,63 @@ fn status_name(status: RunStatus) -> &'static str {
         | RunStatus::ApprovalRefused => "aborted",
     }
 }
+
+/// The executor's journal over the audit store: each intent and result is one durable commit,
+/// done on a blocking thread, before the executor goes on.
+pub struct AuditJournal {
+    pub log: std::sync::Arc<AuditLog>,
+    pub run: String,
+    pub redactor: std::sync::Arc<Redactor>,
+}
+
+impl AuditJournal {
+    fn commit(&self, payload: Payload) -> sluice_exec::JournalFuture<'_> {
+        let log = self.log.clone();
+        let run = self.run.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || log.append(&run, payload))
+                .await
+                .map_err(|e| format!("the journal task failed: {e}"))?
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+impl sluice_exec::Journal for AuditJournal {
+    fn intent<'a>(
+        &'a self,
+        note: &'a sluice_exec::StepIntentNote,
+    ) -> sluice_exec::JournalFuture<'a> {
+        self.commit(Payload::StepIntent(sluice_audit::StepIntent {
+            host: note.host.clone(),
+            step: note.step.clone(),
+            command: self.redactor.redact_str(&note.command),
+            rollback: false,
+            attempt: note.attempt,
+        }))
+    }
+
+    fn result<'a>(
+        &'a self,
+        note: &'a sluice_exec::StepResultNote,
+    ) -> sluice_exec::JournalFuture<'a> {
+        let exit = match note.exit_code {
+            Some(code) => sluice_audit::Exit::Code(code),
+            None => sluice_audit::Exit::None {
+                reason: self.redactor.redact_str(&note.detail),
+            },
+        };
+        self.commit(Payload::StepResult(sluice_audit::StepResult {
+            host: note.host.clone(),
+            step: note.step.clone(),
+            attempt: note.attempt,
+            exit,
+            ok: note.ok,
+            duration_ms: note.duration_ms,
+            stdout: sluice_audit::Capture::default(),
+            stderr: sluice_audit::Capture::default(),
+            host_key_fingerprint: None,
+        }))
+    }
+}

@@ -226,3 +226,32 @@ fn a_secret_echoed_by_a_command_never_reaches_the_store_export_or_logs() {
     assert!(logs.status.success(), "{}", text(&logs.stderr));
     assert!(!contains(&logs.stdout) && !contains(&logs.stderr));
 }
+
+#[test]
+fn require_approval_refuses_an_unapproved_plan_and_runs_an_approved_one() {
+    let f = Fixture::new();
+    let plan = simple(&f, "approved", &["r1"], "echo ran >> log");
+    let path = f.write_plan("plan", &plan);
+    let refused = f
+        .apply_cmd(&path)
+        .arg("--require-approval")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("no approval"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert!(!f.hosts().join("r1").join("log").exists());
+
+    let approve = f.read(&["approve-plan", path.to_str().unwrap(), "--by", "carol"]);
+    assert!(approve.status.success(), "{}", text(&approve.stderr));
+    let ran = f
+        .apply_cmd(&path)
+        .arg("--require-approval")
+        .output()
+        .unwrap();
+    assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stderr));
+    assert!(f.hosts().join("r1").join("log").exists());
+}

@@ -57,6 +57,9 @@ pub struct Args {
     /// Set a variable, overriding plan, group and host vars (repeatable; with PLAN only).
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var, conflicts_with = "plan_file")]
     vars: Vec<(String, String)>,
+    /// Refuse to run unless the plan's exact hash was approved (`sluice approve-plan`).
+    #[arg(long)]
+    require_approval: bool,
     #[command(flatten)]
     store: StateDirArg,
 }
@@ -77,6 +80,9 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         e.exit_code = exit::INVALID_INPUT;
         e
     })?);
+    if args.require_approval {
+        record::require_approval(&log, &artifact.plan_hash)?;
+    }
     check_window(&artifact, args.ignore_window, console)?;
     if let Some(gated) = artifact.waves.iter().find(|w| w.approval)
         && !console.can_prompt()

@@ -51,6 +51,17 @@ pub fn start(
     Ok(run)
 }
 
+/// `--require-approval`: the plan's exact hash must have an approval that is not a refusal.
+pub fn require_approval(log: &AuditLog, plan_hash: &str) -> Result<(), CliError> {
+    let approvals = log.plan_approvals(plan_hash).map_err(audit_error)?;
+    if approvals.iter().any(|(_, a)| !a.refused) {
+        return Ok(());
+    }
+    Err(CliError::invalid_input(format!(
+        "--require-approval: plan {plan_hash} has no approval for this exact hash; nothing was started (`sluice approve-plan PLAN.json --by NAME`)"
+    )))
+}
+
 /// Releases the run's leases and records `run_finished` with its status and exit code.
 pub fn finish(log: &AuditLog, run: &str, report: &RunReport, code: u8) -> Result<(), AuditError> {
     log.release_leases(run)?;

@@ -255,3 +255,44 @@ fn require_approval_refuses_an_unapproved_plan_and_runs_an_approved_one() {
     assert_eq!(ran.status.code(), Some(0), "{}", text(&ran.stderr));
     assert!(f.hosts().join("r1").join("log").exists());
 }
+
+#[test]
+fn an_approval_gate_is_released_by_sluice_approve_from_another_process() {
+    let f = Fixture::new();
+    let plan = PlanBuilder::new("gated")
+        .local_hosts(&["g1", "g2"], &f.hosts())
+        .step(StepDef::new("work", "echo ran >> log"))
+        .wave("canary", &["g1"], 1, 0)
+        .wave("rest", &["g2"], 1, 0)
+        .approval()
+        .build();
+    let path = f.write_plan("plan", &plan);
+    let child = f
+        .apply_cmd(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the run asks for the gate.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let run = loop {
+        let listed = runs_if_any(&f);
+        if let Some(run) = listed.first().and_then(|r| r["run"].as_str()) {
+            let shown = f.read(&["show", run, "--json"]);
+            if text(&shown.stdout).contains("approval_requested") {
+                break run.to_string();
+            }
+        }
+        assert!(Instant::now() < deadline, "the run never reached its gate");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        !f.hosts().join("g2").join("log").exists(),
+        "the gated wave waits"
+    );
+    let approve = f.read(&["approve", &run, "--wave", "rest", "--by", "bob"]);
+    assert!(approve.status.success(), "{}", text(&approve.stderr));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(f.hosts().join("g2").join("log").exists());
+}

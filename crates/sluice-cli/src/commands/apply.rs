@@ -84,14 +84,6 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         record::require_approval(&log, &artifact.plan_hash)?;
     }
     check_window(&artifact, args.ignore_window, console)?;
-    if let Some(gated) = artifact.waves.iter().find(|w| w.approval)
-        && !console.can_prompt()
-    {
-        return Err(CliError::invalid_input(format!(
-            "wave `{}` has an approval gate and this is not a terminal: run `sluice apply` on a terminal to approve it",
-            gated.name
-        )));
-    }
     console.text(summary::plan(&artifact, console));
     confirm(&args, console)?;
     let secrets =
@@ -117,6 +109,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         artifact,
         secrets,
         journal,
+        log.clone(),
         &args,
         console,
     ));
@@ -229,6 +222,7 @@ async fn execute(
     artifact: PlanArtifact,
     secrets: Secrets,
     journal: JournalHandle,
+    log: Arc<sluice_audit::AuditLog>,
     args: &Args,
     console: &Console,
 ) -> RunReport {
@@ -236,9 +230,12 @@ async fn execute(
     let events = Emitter::new(&run_id, tx);
     let shutdown = Shutdown::new();
     let monitor = Monitor::new(console, Mode::choose(console, args.json));
-    let approver: Arc<dyn Approver> = Arc::new(TerminalApprover {
+    // Gates are answered by `sluice approve` through the store, or on this terminal if there is
+    // one, whichever comes first.
+    let terminal = console.can_prompt().then(|| TerminalApprover {
         multi: monitor.multi(),
     });
+    let approver: Arc<dyn Approver> = Arc::new(record::StoreApprover { log, terminal });
     tokio::spawn(interrupts(shutdown.clone(), events.clone()));
     let executor = Executor {
         artifact: Arc::new(artifact),
@@ -278,7 +275,7 @@ async fn interrupts(shutdown: Shutdown, events: Emitter) {
 }
 
 /// Asks on the terminal, with the progress bars suspended.
-struct TerminalApprover {
+pub(crate) struct TerminalApprover {
     multi: indicatif::MultiProgress,
 }
 

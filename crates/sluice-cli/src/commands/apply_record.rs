@@ -147,3 +147,66 @@ impl sluice_exec::Journal for AuditJournal {
         }))
     }
 }
+
+/// Answers approval gates from the store: records `approval_requested`, then polls
+/// [`AuditLog::wave_approved`] (so `sluice approve RUN --wave W` from another terminal releases
+/// the gate), racing the terminal prompt when there is one.
+pub struct StoreApprover {
+    pub log: std::sync::Arc<AuditLog>,
+    pub terminal: Option<super::TerminalApprover>,
+}
+
+/// How often a waiting gate looks at the store.
+const POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl sluice_exec::Approver for StoreApprover {
+    fn approve<'a>(
+        &'a self,
+        run_id: &'a str,
+        wave: &'a str,
+    ) -> sluice_exec::approval::ApprovalFuture<'a> {
+        Box::pin(async move {
+            let (log, run, name) = (self.log.clone(), run_id.to_string(), wave.to_string());
+            let requested = tokio::task::spawn_blocking(move || {
+                log.append(
+                    &run,
+                    Payload::ApprovalRequested(sluice_audit::ApprovalRequested { wave: name }),
+                )
+            })
+            .await;
+            if !matches!(requested, Ok(Ok(_))) {
+                // A gate that cannot be recorded cannot be answered through the store.
+                return sluice_exec::ApprovalDecision::Refused {
+                    by: "sluice (the audit store could not record the approval request)".into(),
+                };
+            }
+            let store = self.poll(run_id, wave);
+            match &self.terminal {
+                Some(terminal) => {
+                    tokio::select! {
+                        d = store => d,
+                        d = terminal.approve(run_id, wave) => d,
+                    }
+                }
+                None => store.await,
+            }
+        })
+    }
+}
+
+impl StoreApprover {
+    async fn poll(&self, run: &str, wave: &str) -> sluice_exec::ApprovalDecision {
+        loop {
+            let (log, r, w) = (self.log.clone(), run.to_string(), wave.to_string());
+            let found = tokio::task::spawn_blocking(move || log.wave_approved(&r, &w)).await;
+            if let Ok(Ok(Some(approval))) = found {
+                return if approval.refused {
+                    sluice_exec::ApprovalDecision::Refused { by: approval.by }
+                } else {
+                    sluice_exec::ApprovalDecision::Approved { by: approval.by }
+                };
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}

@@ -225,6 +225,11 @@ fn a_secret_echoed_by_a_command_never_reaches_the_store_export_or_logs() {
     let logs = f.read(&["logs", &run]);
     assert!(logs.status.success(), "{}", text(&logs.stderr));
     assert!(!contains(&logs.stdout) && !contains(&logs.stderr));
+    assert!(
+        text(&logs.stdout).contains("using token ***"),
+        "the redacted output is kept: {}",
+        text(&logs.stdout)
+    );
 }
 
 #[test]

@@ -177,6 +177,14 @@ impl HostRun {
                 },
                 detail,
                 duration_ms: millis(started.elapsed()),
+                stdout: match &ran {
+                    Ran::Done(out) => captured_note(ctx, &out.stdout),
+                    _ => Default::default(),
+                },
+                stderr: match &ran {
+                    Ran::Done(out) => captured_note(ctx, &out.stderr),
+                    _ => Default::default(),
+                },
             };
             if let Err(why) = ctx.journal.result(note).await {
                 ctx.events.decision(
@@ -436,5 +444,19 @@ pub(crate) fn bare_spec(id: &str) -> StepSpec {
         retry_delay_ms: 0,
         register: None,
         idempotent: false,
+    }
+}
+
+/// A captured stream for the journal, with secrets scrubbed.
+fn captured_note(
+    ctx: &RunContext,
+    out: &sluice_ssh::CapturedOutput,
+) -> crate::journal::CapturedNote {
+    crate::journal::CapturedNote {
+        head: ctx.secrets.redact(&String::from_utf8_lossy(&out.head)),
+        tail: ctx.secrets.redact(&String::from_utf8_lossy(&out.tail)),
+        bytes: out.total_bytes,
+        sha256: out.sha256.clone(),
+        truncated: out.truncated(),
     }
 }

@@ -32,6 +32,20 @@ pub struct StepResultNote {
     pub exit_code: Option<i32>,
     pub detail: String,
     pub duration_ms: u64,
+    /// Captured stdout and stderr (head and tail up to the caps), secrets already `***`.
+    pub stdout: CapturedNote,
+    pub stderr: CapturedNote,
+}
+
+/// One captured stream of a step, redacted. `bytes` counts the whole stream as received.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CapturedNote {
+    pub head: String,
+    pub tail: String,
+    pub bytes: u64,
+    /// sha256 (hex) of the whole stream as received.
+    pub sha256: String,
+    pub truncated: bool,
 }
 
 /// A boxed future, so journals can be used behind `dyn`. An `Err` is a journal that could not

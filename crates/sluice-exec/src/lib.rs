@@ -35,7 +35,9 @@ pub mod window;
 pub use approval::{ApprovalDecision, Approver};
 pub use error::ExecError;
 pub use event::{Emitter, Event, EventKind, EventSink};
-pub use journal::{Journal, JournalFuture, JournalHandle, StepIntentNote, StepResultNote};
+pub use journal::{
+    CapturedNote, Journal, JournalFuture, JournalHandle, StepIntentNote, StepResultNote,
+};
 pub use report::*;
 pub use run::{Executor, RUN_ONCE_WAVE, RunOptions};
 pub use secrets::Secrets;

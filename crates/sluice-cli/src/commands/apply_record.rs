@@ -110,6 +110,20 @@ impl AuditJournal {
     }
 }
 
+impl AuditJournal {
+    /// The store's form of a captured stream, redacted again (sha256 and bytes describe the
+    /// stream as received).
+    fn capture(&self, c: &sluice_exec::CapturedNote) -> sluice_audit::Capture {
+        sluice_audit::Capture {
+            head: self.redactor.redact_str(&c.head),
+            tail: self.redactor.redact_str(&c.tail),
+            bytes: c.bytes,
+            sha256: c.sha256.clone(),
+            truncated: c.truncated,
+        }
+    }
+}
+
 impl sluice_exec::Journal for AuditJournal {
     fn intent<'a>(
         &'a self,
@@ -141,8 +155,8 @@ impl sluice_exec::Journal for AuditJournal {
             exit,
             ok: note.ok,
             duration_ms: note.duration_ms,
-            stdout: sluice_audit::Capture::default(),
-            stderr: sluice_audit::Capture::default(),
+            stdout: self.capture(&note.stdout),
+            stderr: self.capture(&note.stderr),
             host_key_fingerprint: None,
         }))
     }

@@ -8,8 +8,14 @@ use std::time::Duration;
 use sluice_exec::testkit::{PlanBuilder, StepDef};
 use sluice_plan::{FailureAction, PlanArtifact, RenderedCommand, RollbackScope, Segment, Window};
 
+/// `sluice` with an audit store of its own, so concurrent tests never share host leases.
 fn sluice() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("sluice-test-store-{}-{n}", std::process::id()));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.env("SLUICE_STATE_DIR", dir);
+    cmd
 }
 
 struct Fixture {

@@ -8,8 +8,14 @@ use std::time::{Duration, Instant};
 
 use sluice_testfleet::Fleet;
 
+/// `sluice` with an audit store of its own, so concurrent tests never share host leases.
 fn sluice() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("sluice-test-store-{}-{n}", std::process::id()));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.env("SLUICE_STATE_DIR", dir);
+    cmd
 }
 
 /// Ten hosts in waves of 1, 3 and 6; two logged steps with undos; healthy unless the host has an

@@ -140,6 +140,17 @@ impl HostRun {
                 Ok(r) => r.redacted.clone(),
                 Err(_) => step.run.to_string(),
             };
+            let intent = crate::journal::StepIntentNote {
+                host: self.host.clone(),
+                step: step.id.clone(),
+                command: shown.clone(),
+                attempt,
+            };
+            // The intent is durable before the command is sent; unrecorded, it is not sent.
+            if let Err(why) = ctx.journal.intent(intent).await {
+                let ran = Ran::Unresolved(format!("not started: the journal failed: {why}"));
+                return self.record_failure(ctx, step, ran, attempt, Duration::ZERO);
+            }
             ctx.events.emit(EventKind::StepStarted {
                 host: self.host.clone(),
                 step: step.id.clone(),
@@ -150,6 +161,41 @@ impl HostRun {
             let ran = self
                 .exec(&conn, &step.run, timeout, &become_user, stop)
                 .await;
+            // The result is durable before this host's next step (or retry) starts.
+            let (status, detail, _) = describe(ctx, &ran);
+            let note = crate::journal::StepResultNote {
+                host: self.host.clone(),
+                step: step.id.clone(),
+                attempt,
+                ok: status == StepStatus::Ok,
+                exit_code: match &ran {
+                    Ran::Done(out) => match out.status {
+                        ExitStatus::Code(c) => Some(c),
+                        _ => None,
+                    },
+                    _ => None,
+                },
+                detail,
+                duration_ms: millis(started.elapsed()),
+                stdout: match &ran {
+                    Ran::Done(out) => captured_note(ctx, &out.stdout),
+                    _ => Default::default(),
+                },
+                stderr: match &ran {
+                    Ran::Done(out) => captured_note(ctx, &out.stderr),
+                    _ => Default::default(),
+                },
+            };
+            if let Err(why) = ctx.journal.result(note).await {
+                ctx.events.decision(
+                    "journal_failed",
+                    None,
+                    format!(
+                        "the result of {} on {} was not recorded: {why}",
+                        step.id, self.host
+                    ),
+                );
+            }
             match ran {
                 Ran::Done(out) if out.status.success() => {
                     if let Some(name) = &spec.register {
@@ -398,5 +444,19 @@ pub(crate) fn bare_spec(id: &str) -> StepSpec {
         retry_delay_ms: 0,
         register: None,
         idempotent: false,
+    }
+}
+
+/// A captured stream for the journal, with secrets scrubbed.
+fn captured_note(
+    ctx: &RunContext,
+    out: &sluice_ssh::CapturedOutput,
+) -> crate::journal::CapturedNote {
+    crate::journal::CapturedNote {
+        head: ctx.secrets.redact(&String::from_utf8_lossy(&out.head)),
+        tail: ctx.secrets.redact(&String::from_utf8_lossy(&out.tail)),
+        bytes: out.total_bytes,
+        sha256: out.sha256.clone(),
+        truncated: out.truncated(),
     }
 }

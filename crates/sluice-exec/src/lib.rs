@@ -20,6 +20,7 @@ pub mod error;
 pub mod event;
 pub mod health;
 mod host;
+pub mod journal;
 pub mod report;
 mod rollback;
 pub mod run;
@@ -34,6 +35,9 @@ pub mod window;
 pub use approval::{ApprovalDecision, Approver};
 pub use error::ExecError;
 pub use event::{Emitter, Event, EventKind, EventSink};
+pub use journal::{
+    CapturedNote, Journal, JournalFuture, JournalHandle, StepIntentNote, StepResultNote,
+};
 pub use report::*;
 pub use run::{Executor, RUN_ONCE_WAVE, RunOptions};
 pub use secrets::Secrets;

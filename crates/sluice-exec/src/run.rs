@@ -26,6 +26,7 @@ pub(crate) struct RunContext {
     pub secrets: Secrets,
     pub events: Emitter,
     pub shutdown: Shutdown,
+    pub journal: crate::journal::JournalHandle,
 }
 
 /// Knobs of one run that are not part of the plan.
@@ -33,6 +34,8 @@ pub(crate) struct RunContext {
 pub struct RunOptions {
     /// Run even outside the maintenance window (recorded as a decision).
     pub ignore_window: bool,
+    /// Awaited before each command is sent and after it ends (the audit trail).
+    pub journal: crate::journal::JournalHandle,
 }
 
 /// Runs one plan artifact. Build it, then call [`Executor::run`].
@@ -58,6 +61,7 @@ impl Executor {
             secrets: self.secrets,
             events,
             shutdown: self.shutdown,
+            journal: self.options.journal.clone(),
         });
         let run = Run {
             ctx,

@@ -8,19 +8,24 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use sluice_audit::Redactor;
 use sluice_exec::window::{WindowState, window_state};
 use sluice_exec::{
-    ApprovalDecision, Approver, Emitter, Executor, RunOptions, RunReport, RunStatus, Secrets,
-    Shutdown, Transports, approval::ApprovalFuture, new_run_id, verify_artifact,
+    ApprovalDecision, Approver, Emitter, Executor, JournalHandle, RunOptions, RunReport, RunStatus,
+    Secrets, Shutdown, Transports, approval::ApprovalFuture, verify_artifact,
 };
 use sluice_plan::{PlanArtifact, TransportKind};
 use sluice_ssh::{LocalTransport, SshTransport};
 
+use super::audit::StateDirArg;
 use crate::console::Console;
 use crate::error::CliError;
 use crate::exit;
 use crate::progress::{Mode, Monitor};
 use crate::summary;
+
+#[path = "apply_record.rs"]
+mod record;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -52,6 +57,11 @@ pub struct Args {
     /// Set a variable, overriding plan, group and host vars (repeatable; with PLAN only).
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var, conflicts_with = "plan_file")]
     vars: Vec<(String, String)>,
+    /// Refuse to run unless the plan's exact hash was approved (`sluice approve-plan`).
+    #[arg(long)]
+    require_approval: bool,
+    #[command(flatten)]
+    store: StateDirArg,
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -65,28 +75,53 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     let artifact = load(&args, console)?;
     verify_artifact(&artifact, args.expect_hash.as_deref())
         .map_err(|e| CliError::invalid_input(e.to_string()))?;
-    check_window(&artifact, args.ignore_window, console)?;
-    if let Some(gated) = artifact.waves.iter().find(|w| w.approval)
-        && !console.can_prompt()
-    {
-        return Err(CliError::invalid_input(format!(
-            "wave `{}` has an approval gate and this is not a terminal: run `sluice apply` on a terminal to approve it",
-            gated.name
-        )));
+    // A store that cannot be opened (damaged, locked) means no run starts.
+    let log = Arc::new(args.store.open().map_err(|mut e| {
+        e.exit_code = exit::INVALID_INPUT;
+        e
+    })?);
+    if args.require_approval {
+        record::require_approval(&log, &artifact.plan_hash)?;
     }
+    check_window(&artifact, args.ignore_window, console)?;
     console.text(summary::plan(&artifact, console));
     confirm(&args, console)?;
     let secrets =
         Secrets::load(&artifact.secrets).map_err(|e| CliError::invalid_input(e.to_string()))?;
+    let redactor = Arc::new(Redactor::new(secrets.values().values().cloned()));
+    let run_id = record::start(&log, &artifact, &redactor)?;
+    console.status(
+        "Run",
+        format!("{run_id} (recorded in {})", log.path().display()),
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
-    let report = runtime.block_on(execute(artifact, secrets, &args, console));
+    let journal = JournalHandle::new(Arc::new(record::AuditJournal {
+        log: log.clone(),
+        run: run_id.clone(),
+        redactor,
+    }));
+    let report = runtime.block_on(execute(
+        run_id.clone(),
+        artifact,
+        secrets,
+        journal,
+        log.clone(),
+        &args,
+        console,
+    ));
     // An approval prompt still waiting on stdin (the run was stopped meanwhile) must not keep
     // the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    let code = exit_code(&report);
+    // Leases go even when the run failed or was stopped; a failure to record is reported but
+    // does not hide the run's own outcome.
+    if let Err(e) = record::finish(&log, &run_id, &report, code) {
+        console.error(format!("audit store: {e}"));
+    }
     console.text(summary::report(&report, console));
     if console.verbosity() == crate::console::Verbosity::Quiet {
         // `-q` still says how a run that did not apply ended.
@@ -95,7 +130,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
             console.error(format!("run {} {verdict}", report.run_id));
         }
     }
-    Ok(exit_code(&report))
+    Ok(code)
 }
 
 /// The documented exit code of a finished run.
@@ -183,19 +218,24 @@ fn confirm(args: &Args, console: &Console) -> Result<(), CliError> {
 }
 
 async fn execute(
+    run_id: String,
     artifact: PlanArtifact,
     secrets: Secrets,
+    journal: JournalHandle,
+    log: Arc<sluice_audit::AuditLog>,
     args: &Args,
     console: &Console,
 ) -> RunReport {
-    let run_id = new_run_id();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let events = Emitter::new(&run_id, tx);
     let shutdown = Shutdown::new();
     let monitor = Monitor::new(console, Mode::choose(console, args.json));
-    let approver: Arc<dyn Approver> = Arc::new(TerminalApprover {
+    // Gates are answered by `sluice approve` through the store, or on this terminal if there is
+    // one, whichever comes first.
+    let terminal = console.can_prompt().then(|| TerminalApprover {
         multi: monitor.multi(),
     });
+    let approver: Arc<dyn Approver> = Arc::new(record::StoreApprover { log, terminal });
     tokio::spawn(interrupts(shutdown.clone(), events.clone()));
     let executor = Executor {
         artifact: Arc::new(artifact),
@@ -207,6 +247,7 @@ async fn execute(
         approver: Some(approver),
         options: RunOptions {
             ignore_window: args.ignore_window,
+            journal,
         },
     };
     let (report, ()) = tokio::join!(executor.run(events), monitor.run(rx));
@@ -234,7 +275,7 @@ async fn interrupts(shutdown: Shutdown, events: Emitter) {
 }
 
 /// Asks on the terminal, with the progress bars suspended.
-struct TerminalApprover {
+pub(crate) struct TerminalApprover {
     multi: indicatif::MultiProgress,
 }
 

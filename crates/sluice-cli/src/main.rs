@@ -21,6 +21,11 @@ use clap::{Parser, Subcommand};
 
 use crate::console::{ColorChoice, Console, Verbosity};
 
+/// The planner is allocation-bound (a string per rendered value per host): mimalloc compiles a
+/// 100,000-host plan about 30% faster than the system allocator (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Staged, reviewable change and patch rollouts over SSH.
 #[derive(Debug, Parser)]
 #[command(

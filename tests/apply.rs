@@ -2,21 +2,14 @@
 //! host is a directory under a temporary state folder, so the tests check real state.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use sluice_exec::testkit::{PlanBuilder, StepDef};
 use sluice_plan::{FailureAction, PlanArtifact, RenderedCommand, RollbackScope, Segment, Window};
 
-/// `sluice` with an audit store of its own, so concurrent tests never share host leases.
-fn sluice() -> Command {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("sluice-test-store-{}-{n}", std::process::id()));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.env("SLUICE_STATE_DIR", dir);
-    cmd
-}
+mod support;
+use support::{events, sluice};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -102,13 +95,6 @@ fn rolling(state: &Path) -> PlanBuilder {
         .wave("canary", &HOSTS[..1], 1, 0)
         .wave("early", &HOSTS[1..4], 3, 0)
         .wave("rest", &HOSTS[4..], 6, 0)
-}
-
-fn events(out: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("every stdout line is a JSON event"))
-        .collect()
 }
 
 fn final_status(out: &Output) -> String {

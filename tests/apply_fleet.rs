@@ -3,20 +3,13 @@
 //! host's state read back from its `$FLEET_ROOT`.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use sluice_testfleet::Fleet;
 
-/// `sluice` with an audit store of its own, so concurrent tests never share host leases.
-fn sluice() -> Command {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("sluice-test-store-{}-{n}", std::process::id()));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.env("SLUICE_STATE_DIR", dir);
-    cmd
-}
+mod support;
+use support::{events, sluice};
 
 /// Ten hosts in waves of 1, 3 and 6; two logged steps with undos; healthy unless the host has an
 /// `unhealthy` file.
@@ -63,13 +56,6 @@ fn log(fleet: &Fleet, i: usize) -> Vec<String> {
         .unwrap_or_default()
         .lines()
         .map(str::to_string)
-        .collect()
-}
-
-fn events(out: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
 

@@ -425,6 +425,15 @@ def bench_size(n: int, tools: list[str], runs: int, fault: bool, adhoc: bool, ha
                 res["expect"] = f"exit != 0, {n - 1} touched"
                 result["fault"].setdefault(tool, {})["stopped"] = res
                 log(f"N={n} fault {tool:8} host{n} stopped: exit {res['exit']}, {res['touched']} hosts touched, {res['wall']:.2f} s")
+                # The canary (host1) is down: the run must stop after the canary wave, no host touched.
+                fleet.reset()
+                fleet.stop_host(1)
+                res = timed(setup, tool, setup.rolling_patch(tool), f"{tool}-fault-canary-stopped")
+                fleet.start_host(1)
+                res["touched"] = len(fleet.touched())
+                res["expect"] = "exit != 0, 0 touched"
+                result["fault"][tool]["canary_stopped"] = res
+                log(f"N={n} fault {tool:8} host1 stopped: exit {res['exit']}, {res['touched']} hosts touched, {res['wall']:.2f} s")
                 # host2 (first of `wave1`) is unhealthy: 3 attempts (~2 s), then no `rest` host is touched.
                 fleet.reset()
                 (fleet.root(2) / "app" / "healthy").write_text("failing\n")
@@ -501,19 +510,22 @@ def render(results: list[dict], tools: list[str], meta: dict) -> str:
             out.append(f"| {res['n']} | " + " | ".join(cells) + " |")
         out.append("")
     if any(res["fault"] for res in results):
-        out.append("Fault variant, once per tool: host N stopped (in `rest`); host2 unhealthy (first of `wave1`,")
-        out.append("3 health attempts 1 s apart, then no `rest` host may be touched).")
+        out.append("Fault variant, once per tool: host N stopped (in `rest`: later waves done, non-zero exit);")
+        out.append("host1 stopped (the canary: the run stops, no host touched); host2 unhealthy (first of `wave1`,")
+        out.append("3 health attempts 1 s apart, then no `rest` host may be touched). Cells: exit code, hosts")
+        out.append("touched (expected), wall seconds.")
         out.append("")
-        out.append("| N | tool | stopped: exit | touched (expected) | s | unhealthy: exit | touched (expected) | s |")
-        out.append("|---:|---|---:|---|---:|---:|---|---:|")
+        out.append("| N | tool | host N stopped | host1 stopped | host2 unhealthy |")
+        out.append("|---:|---|---|---|---|")
+
+        def cell(r: dict) -> str:
+            expected = r["expect"].split(", ")[1].split()[0]
+            return f"exit {r['exit']}, {r['touched']} ({expected}), {fmt(r['wall'])} s"
+
         for res in results:
             for tool, f in res["fault"].items():
-                a, b = f["stopped"], f["unhealthy"]
-                ea = a["expect"].split(", ")[1].split()[0]
-                eb = b["expect"].split(", ")[1].split()[0]
                 out.append(
-                    f"| {res['n']} | {tool} | {a['exit']} | {a['touched']} ({ea}) | {fmt(a['wall'])} | "
-                    f"{b['exit']} | {b['touched']} ({eb}) | {fmt(b['wall'])} |"
+                    f"| {res['n']} | {tool} | {cell(f['stopped'])} | {cell(f['canary_stopped'])} | {cell(f['unhealthy'])} |"
                 )
         out.append("")
     if any(res["adhoc"] for res in results):

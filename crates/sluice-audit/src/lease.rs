@@ -143,7 +143,7 @@ impl AuditLog {
     }
 }
 
-fn lease_hosts(
+pub(crate) fn lease_hosts(
     tx: &mut Tx<'_>,
     run: &str,
     hosts: &[String],
@@ -212,7 +212,7 @@ fn remove_leases_of(tx: &mut Tx<'_>, run: &str) -> Result<Vec<Lease>, AuditError
     Ok(held)
 }
 
-fn decode_lease(log: &AuditLog, host: &str, bytes: &[u8]) -> Result<Lease, AuditError> {
+pub(crate) fn decode_lease(log: &AuditLog, host: &str, bytes: &[u8]) -> Result<Lease, AuditError> {
     serde_json::from_slice(bytes).map_err(|err| AuditError::BadRecord {
         path: log.path().to_path_buf(),
         seq: 0,

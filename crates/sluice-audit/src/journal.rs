@@ -130,11 +130,9 @@ impl AuditLog {
         choice: Option<UnknownStepsResolved>,
     ) -> Result<Appended, AuditError> {
         self.write(|tx| {
-            let summary = tx
-                .run_summary(run)?
-                .ok_or_else(|| AuditError::UnknownRun {
-                    run: run.to_string(),
-                })?;
+            let summary = tx.run_summary(run)?.ok_or_else(|| AuditError::UnknownRun {
+                run: run.to_string(),
+            })?;
             if summary.finished_at.is_some() {
                 return Err(AuditError::RunFinished {
                     run: run.to_string(),

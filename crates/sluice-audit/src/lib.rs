@@ -56,8 +56,9 @@ pub use lease::{Lease, LeaseHolder, controller_name, operator_name, pid_alive};
 pub use query::{PendingGate, RunSummary, StepOutput};
 pub use record::{
     Approval, ApprovalRequested, ApprovalScope, Capture, Entry, Exit, HealthResult, LeaseChange,
-    Payload, PlanArtifactStored, Record, RunFinished, RunResumed, RunStarted, StepIntent, StepResult,
-    UnknownChoice, UnknownStepsResolved, WaveDecided, WaveStarted, is_plan_run, plan_run_id,
+    Payload, PlanArtifactStored, Record, RunFinished, RunResumed, RunStarted, StepIntent,
+    StepResult, UnknownChoice, UnknownStepsResolved, WaveDecided, WaveStarted, is_plan_run,
+    plan_run_id,
 };
 pub use redact::Redactor;
 pub use state_dir::{STORE_FILE, resolve_state_dir};

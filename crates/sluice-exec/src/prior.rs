@@ -349,7 +349,11 @@ impl Prior {
     /// Health verdicts of hosts whose checks were recorded: passed when every check's latest
     /// result passed; failed when a check flapped or failed more rounds than the policy allows;
     /// otherwise unknown (the checks run again).
-    fn read_health(&mut self, artifact: &PlanArtifact, health: &BTreeMap<String, Vec<(String, bool)>>) {
+    fn read_health(
+        &mut self,
+        artifact: &PlanArtifact,
+        health: &BTreeMap<String, Vec<(String, bool)>>,
+    ) {
         for plan in &artifact.hosts {
             let Some(results) = health.get(&plan.name) else {
                 continue;
@@ -428,16 +432,14 @@ impl Prior {
         });
         self.on_rerun
             .push((host.to_string(), step.to_string(), on_rerun));
-        self.on_skip.push((host.to_string(), step.to_string(), on_skip));
+        self.on_skip
+            .push((host.to_string(), step.to_string(), on_skip));
     }
 }
 
 /// Every (host, step) of the plan: `run_once` steps on their host, then each host's steps.
 fn host_steps(artifact: &PlanArtifact) -> Vec<(&str, &HostStep)> {
-    let once = artifact
-        .run_once
-        .iter()
-        .map(|o| (o.host.as_str(), &o.step));
+    let once = artifact.run_once.iter().map(|o| (o.host.as_str(), &o.step));
     let each = artifact
         .hosts
         .iter()

@@ -107,7 +107,8 @@ impl ResumeState {
     }
 
     pub fn set_step(&mut self, host: &str, step: &str, prior: PriorStep) {
-        self.steps.insert((host.to_string(), step.to_string()), prior);
+        self.steps
+            .insert((host.to_string(), step.to_string()), prior);
     }
 
     /// Builder form of [`ResumeState::set_step`] with a finished step.
@@ -181,9 +182,10 @@ impl ResumeState {
 
     /// The recorded health verdict of a host none of whose steps runs in this process.
     pub(crate) fn recorded_health(&self, plan: &HostPlan) -> Option<Result<(), FailureDetail>> {
-        let all_done = plan.steps.iter().all(|s| {
-            matches!(self.step(&plan.name, &s.id), Some(PriorStep::Done(d)) if d.ok)
-        });
+        let all_done = plan
+            .steps
+            .iter()
+            .all(|s| matches!(self.step(&plan.name, &s.id), Some(PriorStep::Done(d)) if d.ok));
         if !all_done {
             return None;
         }

@@ -25,7 +25,7 @@ use crate::progress::{Mode, Monitor};
 use crate::summary;
 
 #[path = "apply_record.rs"]
-mod record;
+pub(crate) mod record;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -85,7 +85,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     }
     check_window(&artifact, args.ignore_window, console)?;
     console.text(summary::plan(&artifact, console));
-    confirm(&args, console)?;
+    confirm(args.yes, console)?;
     let secrets =
         Secrets::load(&artifact.secrets).map_err(|e| CliError::invalid_input(e.to_string()))?;
     let redactor = Arc::new(Redactor::new(secrets.values().values().cloned()));
@@ -104,13 +104,18 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         run: run_id.clone(),
         redactor,
     }));
+    let options = RunOptions {
+        ignore_window: args.ignore_window,
+        journal,
+        resume: None,
+    };
     let report = runtime.block_on(execute(
         run_id.clone(),
         artifact,
         secrets,
-        journal,
+        options,
         log.clone(),
-        &args,
+        args.json,
         console,
     ));
     // An approval prompt still waiting on stdin (the run was stopped meanwhile) must not keep
@@ -164,7 +169,11 @@ fn load(args: &Args, console: &Console) -> Result<PlanArtifact, CliError> {
     Ok(crate::commands::plan::compile(plan, &input, console)?.artifact)
 }
 
-fn check_window(artifact: &PlanArtifact, ignore: bool, console: &Console) -> Result<(), CliError> {
+pub(crate) fn check_window(
+    artifact: &PlanArtifact,
+    ignore: bool,
+    console: &Console,
+) -> Result<(), CliError> {
     let Some(window) = &artifact.window else {
         return Ok(());
     };
@@ -192,8 +201,8 @@ fn check_window(artifact: &PlanArtifact, ignore: bool, console: &Console) -> Res
     }
 }
 
-fn confirm(args: &Args, console: &Console) -> Result<(), CliError> {
-    if args.yes {
+pub(crate) fn confirm(yes: bool, console: &Console) -> Result<(), CliError> {
+    if yes {
         return Ok(());
     }
     if !console.can_prompt() {
@@ -217,19 +226,21 @@ fn confirm(args: &Args, console: &Console) -> Result<(), CliError> {
     }
 }
 
-async fn execute(
+/// Runs the executor with the monitor, Ctrl-C handling and the store's approval gates (shared
+/// with `sluice resume`).
+pub(crate) async fn execute(
     run_id: String,
     artifact: PlanArtifact,
     secrets: Secrets,
-    journal: JournalHandle,
+    options: RunOptions,
     log: Arc<sluice_audit::AuditLog>,
-    args: &Args,
+    json: bool,
     console: &Console,
 ) -> RunReport {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let events = Emitter::new(&run_id, tx);
     let shutdown = Shutdown::new();
-    let monitor = Monitor::new(console, Mode::choose(console, args.json));
+    let monitor = Monitor::new(console, Mode::choose(console, json));
     // Gates are answered by `sluice approve` through the store, or on this terminal if there is
     // one, whichever comes first.
     let terminal = console.can_prompt().then(|| TerminalApprover {
@@ -245,10 +256,7 @@ async fn execute(
         secrets,
         shutdown,
         approver: Some(approver),
-        options: RunOptions {
-            ignore_window: args.ignore_window,
-            journal,
-        },
+        options,
     };
     let (report, ()) = tokio::join!(executor.run(events), monitor.run(rx));
     report

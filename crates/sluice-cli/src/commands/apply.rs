@@ -25,7 +25,7 @@ use crate::progress::{Mode, Monitor};
 use crate::summary;
 
 #[path = "apply_record.rs"]
-pub(crate) mod record;
+mod record;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -95,6 +95,29 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         format!("{run_id} (recorded in {})", log.path().display()),
     );
 
+    let options = RunOptions {
+        ignore_window: args.ignore_window,
+        ..RunOptions::default()
+    };
+    run_recorded(
+        log, run_id, artifact, secrets, redactor, options, args.json, console,
+    )
+}
+
+/// Runs the executor on a run recorded in the store (`apply`, and `resume` on the same run id)
+/// with the store as its journal, then records how it ended and prints the summary. Returns the
+/// exit code.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_recorded(
+    log: Arc<sluice_audit::AuditLog>,
+    run_id: String,
+    artifact: PlanArtifact,
+    secrets: Secrets,
+    redactor: Arc<Redactor>,
+    mut options: RunOptions,
+    json: bool,
+    console: &Console,
+) -> Result<u8, CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -104,18 +127,14 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         run: run_id.clone(),
         redactor,
     }));
-    let options = RunOptions {
-        ignore_window: args.ignore_window,
-        journal,
-        resume: None,
-    };
+    options.journal = journal;
     let report = runtime.block_on(execute(
         run_id.clone(),
         artifact,
         secrets,
         options,
         log.clone(),
-        args.json,
+        json,
         console,
     ));
     // An approval prompt still waiting on stdin (the run was stopped meanwhile) must not keep
@@ -226,9 +245,7 @@ pub(crate) fn confirm(yes: bool, console: &Console) -> Result<(), CliError> {
     }
 }
 
-/// Runs the executor with the monitor, Ctrl-C handling and the store's approval gates (shared
-/// with `sluice resume`).
-pub(crate) async fn execute(
+async fn execute(
     run_id: String,
     artifact: PlanArtifact,
     secrets: Secrets,

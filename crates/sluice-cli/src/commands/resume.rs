@@ -14,10 +14,10 @@ use sluice_audit::{
     UnknownStepsResolved,
 };
 use sluice_exec::prior::{Handling, Prior, UnknownStep};
-use sluice_exec::{JournalHandle, RunOptions, Secrets, verify_artifact};
+use sluice_exec::{RunOptions, Secrets, verify_artifact};
 use sluice_plan::PlanArtifact;
 
-use super::apply::{self, record};
+use super::apply;
 use super::audit::{StateDirArg, audit_error};
 use crate::console::Console;
 use crate::error::CliError;
@@ -93,35 +93,14 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         format!("{run_id} resumed (recorded in {})", log.path().display()),
     );
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
     let options = RunOptions {
         ignore_window: args.ignore_window,
-        journal: JournalHandle::new(Arc::new(record::AuditJournal {
-            log: log.clone(),
-            run: run_id.clone(),
-            redactor,
-        })),
         resume: Some(Arc::new(state)),
+        ..RunOptions::default()
     };
-    let report = runtime.block_on(apply::execute(
-        run_id.clone(),
-        artifact,
-        secrets,
-        options,
-        log.clone(),
-        args.json,
-        console,
-    ));
-    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
-    let code = apply::exit_code(&report);
-    if let Err(e) = record::finish(&log, &run_id, &report, code) {
-        console.error(format!("audit store: {e}"));
-    }
-    console.text(summary::report(&report, console));
-    Ok(code)
+    apply::run_recorded(
+        log, run_id, artifact, secrets, redactor, options, args.json, console,
+    )
 }
 
 /// The run's records, once it is known to be a run that can be resumed: it exists, it has not

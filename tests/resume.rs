@@ -120,6 +120,39 @@ fn resume_refuses_an_unknown_run_and_a_finished_run() {
     assert!(text(&out).contains("already finished"), "{}", text(&out));
 }
 
+#[test]
+fn resume_refuses_a_run_whose_stored_plan_is_missing_or_does_not_match_its_hash() {
+    use sluice_audit::{AuditLog, LeaseHolder, fixture};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new("tampered");
+    let path = local_plan(dir.path(), 0);
+    let artifact: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let hash = artifact["plan_hash"].as_str().unwrap().to_string();
+    let mut tampered = artifact.clone();
+    tampered["name"] = Value::from("edited after the run started");
+    let (missing, edited) = {
+        let log = AuditLog::open(&store.0).unwrap();
+        let mut started = fixture::run_started("resume-local", &[]);
+        started.plan_hash = hash.clone();
+        let holder = LeaseHolder::this_process();
+        let edited = log.start_run(started.clone(), &holder).unwrap();
+        started.plan_hash = "f".repeat(64);
+        let missing = log.start_run(started, &holder).unwrap();
+        log.store_artifact(&edited, &hash, tampered).unwrap();
+        (missing, edited)
+    };
+    let out = store.run(&["resume", &missing, "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("is not in the audit store"),
+        "{}",
+        text(&out)
+    );
+    let out = store.run(&["resume", &edited, "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("does not match"), "{}", text(&out));
+}
+
 /// Starts `sluice apply` on the local plan and waits until both hosts are inside `slow`.
 fn apply_until_slow(store: &Store, dir: &Path) -> std::process::Child {
     let plan = local_plan(dir, 30);

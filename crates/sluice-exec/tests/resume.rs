@@ -314,7 +314,6 @@ fn intent(host: &str, step: &str, attempt: u32) -> Payload {
 }
 
 fn result(host: &str, step: &str, attempt: u32, ok: bool, stdout: &str) -> Payload {
-    use sha2::Digest;
     Payload::StepResult(StepResult {
         host: host.into(),
         step: step.into(),
@@ -322,13 +321,7 @@ fn result(host: &str, step: &str, attempt: u32, ok: bool, stdout: &str) -> Paylo
         exit: Exit::Code(if ok { 0 } else { 1 }),
         ok,
         duration_ms: 5,
-        stdout: Capture {
-            head: stdout.into(),
-            tail: String::new(),
-            bytes: stdout.len() as u64,
-            sha256: hex::encode(sha2::Sha256::digest(stdout.as_bytes())),
-            truncated: false,
-        },
+        stdout: sluice_audit::fixture::capture(stdout),
         stderr: Capture::default(),
         host_key_fingerprint: None,
     })

@@ -6,7 +6,8 @@
 //! - [`wave`]: one wave's scheduler: concurrency slots and the failure [`budget`].
 //! - [`host`]: one host: connect, steps (skip_if, retries, timeout, register), then [`health`].
 //! - [`rollback`]: undo of what ran, newest first.
-//! - [`event`]: the typed event stream and the [`EventSink`] interface; [`report`]: outcomes.
+//! - [`event`]: the typed event stream and the [`EventSink`] interface; [`report`]: outcomes;
+//!   [`journal`]: the awaited, durable record of intents, results, waves, health and undos.
 //! - [`shutdown`]: soft and hard stops (Ctrl-C, window close); [`window`]: window math;
 //!   [`approval`]: the approval gate interface; [`secrets`]: reading and scrubbing secrets;
 //!   [`transports`]: which transport reaches which host.
@@ -36,7 +37,8 @@ pub use approval::{ApprovalDecision, Approver};
 pub use error::ExecError;
 pub use event::{Emitter, Event, EventKind, EventSink};
 pub use journal::{
-    CapturedNote, Journal, JournalFuture, JournalHandle, StepIntentNote, StepResultNote,
+    CapturedNote, HealthNote, Journal, JournalFuture, JournalHandle, StepIntentNote,
+    StepResultNote, WaveDecidedNote, WaveStartedNote,
 };
 pub use report::*;
 pub use run::{Executor, RUN_ONCE_WAVE, RunOptions};

@@ -8,7 +8,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sluice_audit::Redactor;
+use sluice_audit::{GroupCommitter, Redactor};
 use sluice_exec::window::{WindowState, window_state};
 use sluice_exec::{
     ApprovalDecision, Approver, Emitter, Executor, JournalHandle, RunOptions, RunReport, RunStatus,
@@ -85,11 +85,11 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     }
     check_window(&artifact, args.ignore_window, console)?;
     console.text(summary::plan(&artifact, console));
-    confirm(&args, console)?;
+    let typed = confirm(&args, console)?;
     let secrets =
         Secrets::load(&artifact.secrets).map_err(|e| CliError::invalid_input(e.to_string()))?;
     let redactor = Arc::new(Redactor::new(secrets.values().values().cloned()));
-    let run_id = record::start(&log, &artifact, &redactor)?;
+    let run_id = record::start(&log, &artifact, &redactor, typed)?;
     console.status(
         "Run",
         format!("{run_id} (recorded in {})", log.path().display()),
@@ -99,8 +99,17 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
+    let writer = match GroupCommitter::with_max_batch(log.clone(), record::max_batch()?) {
+        Ok(writer) => Arc::new(writer),
+        Err(e) => {
+            let _ = log.release_leases(&run_id);
+            return Err(CliError::failed(format!(
+                "cannot start the audit writer, nothing was started: {e}"
+            )));
+        }
+    };
     let journal = JournalHandle::new(Arc::new(record::AuditJournal {
-        log: log.clone(),
+        writer: writer.clone(),
         run: run_id.clone(),
         redactor,
     }));
@@ -116,6 +125,11 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     // An approval prompt still waiting on stdin (the run was stopped meanwhile) must not keep
     // the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    let commits = writer.stats();
+    console.verbose(format!(
+        "Audit: {} records journalled in {} commits (largest {})",
+        commits.records, commits.commits, commits.largest
+    ));
     let code = exit_code(&report);
     // Leases go even when the run failed or was stopped; a failure to record is reported but
     // does not hide the run's own outcome.
@@ -192,9 +206,11 @@ fn check_window(artifact: &PlanArtifact, ignore: bool, console: &Console) -> Res
     }
 }
 
-fn confirm(args: &Args, console: &Console) -> Result<(), CliError> {
+/// Asks the operator to confirm; `Ok(true)` when the confirmation was typed, `Ok(false)` with
+/// `--yes`.
+fn confirm(args: &Args, console: &Console) -> Result<bool, CliError> {
     if args.yes {
-        return Ok(());
+        return Ok(false);
     }
     if !console.can_prompt() {
         return Err(CliError::invalid_input(
@@ -208,7 +224,7 @@ fn confirm(args: &Args, console: &Console) -> Result<(), CliError> {
         .read_line(&mut answer)
         .map_err(|e| CliError::invalid_input(format!("cannot read the answer: {e}")))?;
     if answer.trim() == "yes" {
-        Ok(())
+        Ok(true)
     } else {
         Err(CliError {
             exit_code: exit::ABORTED,
@@ -293,7 +309,8 @@ impl Approver for TerminalApprover {
                 })
             })
             .await;
-            let by = std::env::var("USER").unwrap_or_else(|_| "the operator".into());
+            // The OS account, as `run_started` and leases name the operator.
+            let by = sluice_audit::operator_name();
             match asked {
                 Ok(true) => ApprovalDecision::Approved { by },
                 _ => ApprovalDecision::Refused { by },

@@ -182,22 +182,36 @@ fn arithmetic(w: &WaveDecided) -> String {
 /// The overview above the record list: waves and decisions, failed health checks, rollback
 /// steps and host keys. Sections with nothing to say are left out.
 fn overview(records: &[Record], console: &Console) -> String {
-    let mut waves = String::new();
+    let mut waves: Vec<String> = Vec::new();
     let mut health = String::new();
     let mut rollback = String::new();
     let mut keys: Vec<(&str, &str)> = Vec::new();
     let mut undos_sent: Vec<(&str, &str)> = Vec::new();
     for record in records {
         match &record.payload {
-            Payload::WaveStarted(w) => waves.push_str(&format!(
-                "  {:<12} started with {} hosts, {} at a time\n",
+            Payload::WaveStarted(w) => waves.push(format!(
+                "  {:<12} {} hosts, {} at a time",
                 w.name,
                 w.hosts.len(),
                 w.concurrency
             )),
             Payload::WaveDecided(w) => {
-                let line = format!("  {:<12} {}\n", w.name, arithmetic(w));
-                waves.push_str(&if w.decision == "continue" {
+                // On the line of its wave's start when there is one (run_once has none).
+                let mut line = match waves.pop() {
+                    Some(open)
+                        if !open.ends_with('\n')
+                            && open.split_whitespace().next() == Some(w.name.as_str()) =>
+                    {
+                        format!("{open}: ")
+                    }
+                    other => {
+                        waves.extend(other);
+                        format!("  {:<12} ", w.name)
+                    }
+                };
+                line.push_str(&arithmetic(w));
+                line.push('\n');
+                waves.push(if w.decision == "continue" {
                     line
                 } else {
                     console.paint(Paint::Bad, &line)
@@ -233,6 +247,17 @@ fn overview(records: &[Record], console: &Console) -> String {
             "  {host} {step}: sent, no result recorded (unknown)\n"
         ));
     }
+    // A wave started with no decision recorded: the controller stopped during it.
+    let waves: String = waves
+        .into_iter()
+        .map(|l| {
+            if l.ends_with('\n') {
+                l
+            } else {
+                format!("{l}: no decision recorded\n")
+            }
+        })
+        .collect();
     let mut out = String::new();
     for (title, body) in [
         ("waves", waves),

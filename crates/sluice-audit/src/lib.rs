@@ -26,8 +26,8 @@
 //!    `wave_decided` with the budget arithmetic.
 //! 4. Per step: append `step_intent` and wait for the commit before starting the step; append
 //!    `step_result` before the host's next step. Hosts that finish together share one commit
-//!    through [`AuditLog::append_batch`]. Every command and capture goes through a [`Redactor`]
-//!    first.
+//!    when their records go through one [`GroupCommitter`]. Every command and capture goes
+//!    through a [`Redactor`] first.
 //! 5. At the end: [`AuditLog::release_leases`], then `run_finished`.
 //! 6. Resume: [`AuditLog::run_summary`] (plan hash must match), [`AuditLog::step_journal`]
 //!    ([`StepJournal::unknown`] are steps with an intent and no result),

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -60,6 +61,19 @@ pub struct CommitStats {
     pub records: u64,
     /// The largest batch committed at once.
     pub largest: u64,
+    /// Time from submission to acknowledgement, summed over every record: what the callers
+    /// waited for durability (concurrent waits add up).
+    pub waited: Duration,
+}
+
+impl CommitStats {
+    /// How long a caller waited, on average, for one record to be durable.
+    pub fn mean_wait(&self) -> Duration {
+        match u32::try_from(self.records) {
+            Ok(n) if n > 0 => self.waited / n,
+            _ => Duration::ZERO,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -67,10 +81,12 @@ struct Counters {
     commits: AtomicU64,
     records: AtomicU64,
     largest: AtomicU64,
+    waited_us: AtomicU64,
 }
 
 struct Pending {
     entry: Entry,
+    queued: Instant,
     ack: oneshot::Sender<Result<Appended, CommitFailed>>,
 }
 
@@ -120,10 +136,10 @@ impl GroupCommitter {
         entry: Entry,
     ) -> impl Future<Output = Result<Appended, CommitFailed>> + Send + 'static {
         let (ack, done) = oneshot::channel();
-        let queued = self
-            .queue
-            .as_ref()
-            .is_some_and(|q| q.send(Pending { entry, ack }).is_ok());
+        let queued = self.queue.as_ref().is_some_and(|q| {
+            let queued = Instant::now();
+            q.send(Pending { entry, queued, ack }).is_ok()
+        });
         async move {
             if !queued {
                 return Err(stopped());
@@ -138,6 +154,7 @@ impl GroupCommitter {
             commits: self.counters.commits.load(Ordering::Relaxed),
             records: self.counters.records.load(Ordering::Relaxed),
             largest: self.counters.largest.load(Ordering::Relaxed),
+            waited: Duration::from_micros(self.counters.waited_us.load(Ordering::Relaxed)),
         }
     }
 }
@@ -174,8 +191,10 @@ fn write_batches(
                 Err(_) => break,
             }
         }
-        let (entries, acks): (Vec<Entry>, Vec<_>) =
-            batch.into_iter().map(|p| (p.entry, p.ack)).unzip();
+        let (entries, acks): (Vec<Entry>, Vec<_>) = batch
+            .into_iter()
+            .map(|p| (p.entry, (p.queued, p.ack)))
+            .unzip();
         let n = entries.len();
         // A panic inside the store engine must fail this batch's waiters, not strand them and
         // every later caller.
@@ -189,16 +208,25 @@ fn write_batches(
         counters.commits.fetch_add(1, Ordering::Relaxed);
         counters.records.fetch_add(size, Ordering::Relaxed);
         counters.largest.fetch_max(size, Ordering::Relaxed);
+        // Measured just before the acknowledgements go out: what each caller waited for.
+        let acked = Instant::now();
+        let waited: u128 = acks
+            .iter()
+            .map(|(queued, _)| acked.duration_since(*queued).as_micros())
+            .sum();
+        counters
+            .waited_us
+            .fetch_add(u64::try_from(waited).unwrap_or(u64::MAX), Ordering::Relaxed);
         match committed {
             Ok(appended) => {
                 // A waiter that went away (its task was dropped) needs no answer.
-                for (ack, appended) in acks.into_iter().zip(appended) {
+                for ((_, ack), appended) in acks.into_iter().zip(appended) {
                     let _ = ack.send(Ok(appended));
                 }
             }
             Err(reason) => {
                 let err = CommitFailed { records: n, reason };
-                for ack in acks {
+                for (_, ack) in acks {
                     let _ = ack.send(Err(err.clone()));
                 }
             }

@@ -66,6 +66,7 @@ async fn concurrent_appends_share_commits_and_all_land_in_the_chain() {
         "{stats:?}: concurrent records did not share commits"
     );
     assert!(stats.largest > 1, "{stats:?}");
+    assert!(stats.mean_wait() > Duration::ZERO, "{stats:?}");
 
     // Every acknowledged record is in the store, each host's in the order it submitted them.
     let stored = log.run_records(&run).unwrap();

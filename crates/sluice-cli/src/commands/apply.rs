@@ -127,8 +127,11 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     let commits = writer.stats();
     console.verbose(format!(
-        "Audit: {} records journalled in {} commits (largest {})",
-        commits.records, commits.commits, commits.largest
+        "Audit: {} records journalled in {} commits (largest {}), {:.2} ms mean wait per record",
+        commits.records,
+        commits.commits,
+        commits.largest,
+        commits.mean_wait().as_secs_f64() * 1000.0
     ));
     let code = exit_code(&report);
     // Leases go even when the run failed or was stopped; a failure to record is reported but

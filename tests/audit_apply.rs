@@ -232,13 +232,10 @@ fn a_secret_echoed_by_a_command_never_reaches_the_store_export_or_logs() {
     );
 }
 
-#[test]
-fn require_approval_refuses_an_unapproved_plan_and_runs_an_approved_one() {
-    let f = Fixture::new();
-    let plan = simple(&f, "approved", &["r1"], "echo ran >> log");
-    let path = f.write_plan("plan", &plan);
+/// `apply --require-approval` of `plan` is refused (exit 2) for want of an approval.
+fn assert_refused_without_approval(f: &Fixture, plan: &Path) {
     let refused = f
-        .apply_cmd(&path)
+        .apply_cmd(plan)
         .arg("--require-approval")
         .output()
         .unwrap();
@@ -248,6 +245,14 @@ fn require_approval_refuses_an_unapproved_plan_and_runs_an_approved_one() {
         "{}",
         text(&refused.stderr)
     );
+}
+
+#[test]
+fn require_approval_refuses_an_unapproved_plan_and_runs_an_approved_one() {
+    let f = Fixture::new();
+    let plan = simple(&f, "approved", &["r1"], "echo ran >> log");
+    let path = f.write_plan("plan", &plan);
+    assert_refused_without_approval(&f, &path);
     assert!(!f.hosts().join("r1").join("log").exists());
 
     let approve = f.read(&["approve-plan", path.to_str().unwrap(), "--by", "carol"]);
@@ -261,17 +266,23 @@ fn require_approval_refuses_an_unapproved_plan_and_runs_an_approved_one() {
     assert!(f.hosts().join("r1").join("log").exists());
 }
 
-#[test]
-fn an_approval_gate_is_released_by_sluice_approve_from_another_process() {
-    let f = Fixture::new();
+/// Wave `canary` on `first`, then wave `rest` on `second` behind an approval gate.
+fn gated(f: &Fixture, first: &str, second: &str) -> (PlanArtifact, PathBuf) {
     let plan = PlanBuilder::new("gated")
-        .local_hosts(&["g1", "g2"], &f.hosts())
+        .local_hosts(&[first, second], &f.hosts())
         .step(StepDef::new("work", "echo ran >> log"))
-        .wave("canary", &["g1"], 1, 0)
-        .wave("rest", &["g2"], 1, 0)
+        .wave("canary", &[first], 1, 0)
+        .wave("rest", &[second], 1, 0)
         .approval()
         .build();
     let path = f.write_plan("plan", &plan);
+    (plan, path)
+}
+
+#[test]
+fn an_approval_gate_is_released_by_sluice_approve_from_another_process() {
+    let f = Fixture::new();
+    let (_, path) = gated(&f, "g1", "g2");
     let child = f
         .apply_cmd(&path)
         .stdout(Stdio::piped())
@@ -495,4 +506,59 @@ fn step_results_over_ssh_record_the_fleet_hosts_key_fingerprint() {
     }
     let verify = f.read(&["audit", "verify"]);
     assert!(verify.status.success(), "{}", text(&verify.stderr));
+}
+
+#[test]
+fn answers_typed_at_the_terminal_are_recorded_as_approvals() {
+    // `script` (util-linux) runs sluice on a pseudo-terminal, so it asks for its confirmation
+    // and at the gate, and reads the answers written here.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` to give sluice a terminal");
+        return;
+    }
+    let f = Fixture::new();
+    let (plan, path) = gated(&f, "t1", "t2");
+    let inner = format!(
+        "{} --color never apply --plan {} --state-dir {}",
+        env!("CARGO_BIN_EXE_sluice"),
+        path.display(),
+        f.store().display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env_remove("SLUICE_STATE_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The terminal delivers one line per read: the first answers the confirmation, the second
+    // the gate. Stdin stays open until sluice is done (its end would hang up the terminal).
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"yes\nyes\n").unwrap();
+    let mut shown = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut shown).unwrap();
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{shown}");
+    assert!(f.hosts().join("t2").join("log").exists(), "{shown}");
+
+    let run = runs(&f)[0]["run"].as_str().unwrap().to_string();
+    let records = records(&f, &run);
+    let approvals: Vec<_> = of_kind(&records, "approval")
+        .iter()
+        .map(|r| r["payload"].clone())
+        .collect();
+    assert_eq!(approvals.len(), 2, "{approvals:#?}");
+    assert_eq!(approvals[0]["scope"], "run_start");
+    assert_eq!(approvals[0]["plan_hash"], plan.plan_hash.as_str());
+    assert_eq!(approvals[1]["scope"], "wave");
+    assert_eq!(approvals[1]["wave"], "rest");
+    for a in &approvals {
+        assert_eq!(a["how"], "terminal");
+        assert_eq!(a["refused"], false);
+        assert!(!a["by"].as_str().unwrap().is_empty());
+    }
+    // The start confirmation is not an approval of the plan.
+    assert_refused_without_approval(&f, &path);
 }

@@ -232,13 +232,10 @@ fn a_secret_echoed_by_a_command_never_reaches_the_store_export_or_logs() {
     );
 }
 
-#[test]
-fn require_approval_refuses_an_unapproved_plan_and_runs_an_approved_one() {
-    let f = Fixture::new();
-    let plan = simple(&f, "approved", &["r1"], "echo ran >> log");
-    let path = f.write_plan("plan", &plan);
+/// `apply --require-approval` of `plan` is refused (exit 2) for want of an approval.
+fn assert_refused_without_approval(f: &Fixture, plan: &Path) {
     let refused = f
-        .apply_cmd(&path)
+        .apply_cmd(plan)
         .arg("--require-approval")
         .output()
         .unwrap();
@@ -248,6 +245,14 @@ fn require_approval_refuses_an_unapproved_plan_and_runs_an_approved_one() {
         "{}",
         text(&refused.stderr)
     );
+}
+
+#[test]
+fn require_approval_refuses_an_unapproved_plan_and_runs_an_approved_one() {
+    let f = Fixture::new();
+    let plan = simple(&f, "approved", &["r1"], "echo ran >> log");
+    let path = f.write_plan("plan", &plan);
+    assert_refused_without_approval(&f, &path);
     assert!(!f.hosts().join("r1").join("log").exists());
 
     let approve = f.read(&["approve-plan", path.to_str().unwrap(), "--by", "carol"]);
@@ -261,17 +266,23 @@ fn require_approval_refuses_an_unapproved_plan_and_runs_an_approved_one() {
     assert!(f.hosts().join("r1").join("log").exists());
 }
 
-#[test]
-fn an_approval_gate_is_released_by_sluice_approve_from_another_process() {
-    let f = Fixture::new();
+/// Wave `canary` on `first`, then wave `rest` on `second` behind an approval gate.
+fn gated(f: &Fixture, first: &str, second: &str) -> (PlanArtifact, PathBuf) {
     let plan = PlanBuilder::new("gated")
-        .local_hosts(&["g1", "g2"], &f.hosts())
+        .local_hosts(&[first, second], &f.hosts())
         .step(StepDef::new("work", "echo ran >> log"))
-        .wave("canary", &["g1"], 1, 0)
-        .wave("rest", &["g2"], 1, 0)
+        .wave("canary", &[first], 1, 0)
+        .wave("rest", &[second], 1, 0)
         .approval()
         .build();
     let path = f.write_plan("plan", &plan);
+    (plan, path)
+}
+
+#[test]
+fn an_approval_gate_is_released_by_sluice_approve_from_another_process() {
+    let f = Fixture::new();
+    let (_, path) = gated(&f, "g1", "g2");
     let child = f
         .apply_cmd(&path)
         .stdout(Stdio::piped())
@@ -300,4 +311,254 @@ fn an_approval_gate_is_released_by_sluice_approve_from_another_process() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(f.hosts().join("g2").join("log").exists());
+}
+
+/// A run's records as `sluice show RUN --json` prints them.
+fn records(f: &Fixture, run: &str) -> Vec<serde_json::Value> {
+    let show = f.read(&["show", run, "--json"]);
+    assert!(show.status.success(), "{}", text(&show.stderr));
+    text(&show.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn of_kind<'a>(records: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    records.iter().filter(|r| r["kind"] == kind).collect()
+}
+
+#[test]
+fn a_failing_wave_records_its_arithmetic_health_checks_and_undos_in_order() {
+    let f = Fixture::new();
+    let plan = PlanBuilder::new("failing")
+        .local_hosts(&["w1", "w2", "w3"], &f.hosts())
+        .step(StepDef::new("drain", "echo drain >> log").undo("echo undrain >> log"))
+        .step(StepDef::new("install", "echo install >> log").undo("echo uninstall >> log"))
+        .health_run("app", "true")
+        .override_health("w3", "app", "echo sick; exit 1")
+        .wave("canary", &["w1"], 1, 0)
+        .wave("rest", &["w2", "w3"], 2, 0)
+        .build();
+    let path = f.write_plan("plan", &plan);
+    let out = f.apply_cmd(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let run = runs(&f)[0]["run"].as_str().unwrap().to_string();
+    let records = records(&f, &run);
+
+    let started: Vec<_> = of_kind(&records, "wave_started")
+        .iter()
+        .map(|r| (r["payload"]["name"].clone(), r["payload"]["hosts"].clone()))
+        .collect();
+    assert_eq!(
+        started,
+        [
+            (serde_json::json!("canary"), serde_json::json!(["w1"])),
+            (serde_json::json!("rest"), serde_json::json!(["w2", "w3"]))
+        ]
+    );
+    let decided = of_kind(&records, "wave_decided");
+    assert_eq!(decided.len(), 2, "{records:#?}");
+    assert_eq!(decided[0]["payload"]["decision"], "continue");
+    let rest = &decided[1]["payload"];
+    assert_eq!(rest["name"], "rest");
+    assert_eq!(rest["decision"], "rollback");
+    assert_eq!(
+        (&rest["hosts"], &rest["succeeded"], &rest["failed"]),
+        (
+            &serde_json::json!(2),
+            &serde_json::json!(1),
+            &serde_json::json!(1)
+        )
+    );
+    assert_eq!(
+        (&rest["budget"], &rest["budget_hosts"]),
+        (&serde_json::json!("0"), &serde_json::json!(0))
+    );
+    assert!(
+        rest["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 failed hosts exceed max_failed 0"),
+        "{rest}"
+    );
+
+    let health: Vec<_> = of_kind(&records, "health_result")
+        .iter()
+        .map(|r| (r["payload"]["host"].clone(), r["payload"]["ok"].clone()))
+        .collect();
+    for (host, ok) in [("w1", true), ("w2", true), ("w3", false)] {
+        assert!(
+            health.contains(&(serde_json::json!(host), serde_json::json!(ok))),
+            "{host}: {health:?}"
+        );
+    }
+
+    // The decision comes before the undos; each undo's intent before its result, newest step
+    // first; the canary is not undone.
+    let seq = |r: &serde_json::Value| r["seq"].as_u64().unwrap();
+    let decided_at = seq(decided[1]);
+    for host in ["w2", "w3"] {
+        let undo: Vec<(u64, String, String)> = records
+            .iter()
+            .filter(|r| r["payload"]["host"] == host)
+            .filter(|r| {
+                r["kind"] == "rollback_step_result"
+                    || (r["kind"] == "step_intent" && r["payload"]["rollback"] == true)
+            })
+            .map(|r| {
+                let what = r["kind"].as_str().unwrap().to_string();
+                (seq(r), what, r["payload"]["step"].as_str().unwrap().into())
+            })
+            .collect();
+        let order: Vec<_> = undo.iter().map(|(_, k, s)| format!("{k} {s}")).collect();
+        assert_eq!(
+            order,
+            [
+                "step_intent install",
+                "rollback_step_result install",
+                "step_intent drain",
+                "rollback_step_result drain"
+            ],
+            "{host}"
+        );
+        assert!(undo.windows(2).all(|w| w[0].0 < w[1].0), "{host}: {undo:?}");
+        assert!(undo[0].0 > decided_at, "{host}: undo before the decision");
+        let intent = records.iter().find(|r| seq(r) == undo[0].0).unwrap();
+        assert_eq!(intent["payload"]["command"], "echo uninstall >> log");
+    }
+    assert!(
+        !records
+            .iter()
+            .any(|r| r["payload"]["rollback"] == true && r["payload"]["host"] == "w1")
+    );
+    // Local hosts have no host key.
+    assert!(
+        of_kind(&records, "step_result")
+            .iter()
+            .all(|r| r["payload"]["host_key_fingerprint"].is_null())
+    );
+
+    let verify = f.read(&["audit", "verify"]);
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
+    let show = f.read(&["show", &run]);
+    let shown = text(&show.stdout) + &text(&show.stderr);
+    for expected in [
+        "rest         2 hosts, 2 at a time: 1 ok, 1 failed of 2 hosts, budget 0 = 0 hosts -> rollback",
+        "w3 app (run) round 1: exit 1",
+        "w3 install: undone (exit 0)",
+    ] {
+        assert!(shown.contains(expected), "{expected:?} not in:\n{shown}");
+    }
+}
+
+/// The SHA256 fingerprint `ssh-keygen -l` gives for a public key line.
+fn fingerprint(dir: &Path, public_key: &str) -> String {
+    let file = dir.join("host_key.pub");
+    std::fs::write(&file, public_key).unwrap();
+    let out = Command::new("ssh-keygen")
+        .args(["-l", "-E", "sha256", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn step_results_over_ssh_record_the_fleet_hosts_key_fingerprint() {
+    let f = Fixture::new();
+    let fleet = sluice_testfleet::Fleet::start(2).unwrap();
+    let inventory = fleet.write_inventory().unwrap();
+    let plan = f.dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "name: keyed\ntargets: [fleet]\nwaves:\n  - { name: all, size: 100% }\nsteps:\n  - { id: touch, run: 'echo hi > \"$FLEET_ROOT/touched\"' }\n",
+    )
+    .unwrap();
+    let out = f
+        .sluice()
+        .arg("apply")
+        .arg(&plan)
+        .arg("-i")
+        .arg(&inventory)
+        .arg("--yes")
+        .arg("--state-dir")
+        .arg(f.store())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let run = runs(&f)[0]["run"].as_str().unwrap().to_string();
+    let records = records(&f, &run);
+    let results = of_kind(&records, "step_result");
+    assert_eq!(results.len(), 2, "{records:#?}");
+    for (i, name) in fleet.host_names().iter().enumerate() {
+        let expected = fingerprint(f.dir.path(), &fleet.host_public_key(i + 1).unwrap());
+        assert!(expected.starts_with("SHA256:"), "{expected}");
+        let result = results
+            .iter()
+            .find(|r| r["payload"]["host"] == name.as_str())
+            .unwrap();
+        assert_eq!(result["payload"]["host_key_fingerprint"], expected.as_str());
+    }
+    let verify = f.read(&["audit", "verify"]);
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
+}
+
+#[test]
+fn answers_typed_at_the_terminal_are_recorded_as_approvals() {
+    // `script` (util-linux) runs sluice on a pseudo-terminal, so it asks for its confirmation
+    // and at the gate, and reads the answers written here.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipped: no `script` to give sluice a terminal");
+        return;
+    }
+    let f = Fixture::new();
+    let (plan, path) = gated(&f, "t1", "t2");
+    let inner = format!(
+        "{} --color never apply --plan {} --state-dir {}",
+        env!("CARGO_BIN_EXE_sluice"),
+        path.display(),
+        f.store().display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .env_remove("SLUICE_STATE_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The terminal delivers one line per read: the first answers the confirmation, the second
+    // the gate. Stdin stays open until sluice is done (its end would hang up the terminal).
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"yes\nyes\n").unwrap();
+    let mut shown = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut shown).unwrap();
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{shown}");
+    assert!(f.hosts().join("t2").join("log").exists(), "{shown}");
+
+    let run = runs(&f)[0]["run"].as_str().unwrap().to_string();
+    let records = records(&f, &run);
+    let approvals: Vec<_> = of_kind(&records, "approval")
+        .iter()
+        .map(|r| r["payload"].clone())
+        .collect();
+    assert_eq!(approvals.len(), 2, "{approvals:#?}");
+    assert_eq!(approvals[0]["scope"], "run_start");
+    assert_eq!(approvals[0]["plan_hash"], plan.plan_hash.as_str());
+    assert_eq!(approvals[1]["scope"], "wave");
+    assert_eq!(approvals[1]["wave"], "rest");
+    for a in &approvals {
+        assert_eq!(a["how"], "terminal");
+        assert_eq!(a["refused"], false);
+        assert!(!a["by"].as_str().unwrap().is_empty());
+    }
+    // The start confirmation is not an approval of the plan.
+    assert_refused_without_approval(&f, &path);
 }

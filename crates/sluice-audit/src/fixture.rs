@@ -74,6 +74,9 @@ pub fn seed_run(
             wave: 0,
             name: "all".into(),
             hosts: names.clone(),
+            concurrency: u32::try_from(hosts.len()).unwrap_or(u32::MAX),
+            budget: "1".into(),
+            budget_hosts: 1,
         }),
     )?;
     let intents = hosts
@@ -96,9 +99,12 @@ pub fn seed_run(
         Payload::WaveDecided(WaveDecided {
             wave: 0,
             name: "all".into(),
+            run_once: false,
             hosts: total,
             succeeded: total - failed,
             failed,
+            unreachable: 0,
+            interrupted: 0,
             not_started: 0,
             budget: "1".into(),
             budget_hosts: 1,

@@ -2,12 +2,14 @@
 //!
 //! - [`store`]: [`AuditLog`], the redb store; open it with [`AuditLog::open`] on the directory
 //!   [`resolve_state_dir`] picks. Every append is one durable commit; [`AuditLog::append_batch`]
-//!   shares one commit among many records.
+//!   shares one commit among many records; [`GroupCommitter`] gathers the records of many
+//!   concurrent callers into such shared commits.
 //! - [`record`]: the [`Record`] envelope and one typed payload per kind.
 //! - [`chain`]: canonical bytes and the hash chain, and the walk that checks it.
 //! - [`query`]: runs, a run's records, captured output, approvals, artifacts.
 //! - [`lease`]: host leases held by runs.
 //! - [`journal`]: intents and results per step, for resume.
+//! - [`group`]: [`GroupCommitter`], group commit of records many callers append at once.
 //! - [`export`]: `verify`, JSON Lines export, standalone verification of an export, salvage.
 //! - [`redact`]: [`Redactor`], which keeps secret values out of records.
 //!
@@ -24,8 +26,8 @@
 //!    `wave_decided` with the budget arithmetic.
 //! 4. Per step: append `step_intent` and wait for the commit before starting the step; append
 //!    `step_result` before the host's next step. Hosts that finish together share one commit
-//!    through [`AuditLog::append_batch`]. Every command and capture goes through a [`Redactor`]
-//!    first.
+//!    when their records go through one [`GroupCommitter`]. Every command and capture goes
+//!    through a [`Redactor`] first.
 //! 5. At the end: [`AuditLog::release_leases`], then `run_finished`.
 //! 6. Resume: [`AuditLog::run_summary`] (plan hash must match), [`AuditLog::step_journal`]
 //!    ([`StepJournal::unknown`] are steps with an intent and no result),
@@ -40,6 +42,7 @@
 pub mod chain;
 pub mod error;
 pub mod export;
+pub mod group;
 pub mod journal;
 pub mod lease;
 pub mod query;
@@ -51,6 +54,7 @@ pub mod store;
 pub use chain::Break;
 pub use error::AuditError;
 pub use export::{ExportEnd, VerifyReport, salvage, verify_export};
+pub use group::{BatchSink, CommitFailed, CommitStats, GroupCommitter};
 pub use journal::{StepJournal, StepKey};
 pub use lease::{Lease, LeaseHolder, controller_name, operator_name, pid_alive};
 pub use query::{PendingGate, RunSummary, StepOutput};

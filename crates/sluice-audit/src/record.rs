@@ -135,6 +135,9 @@ pub enum ApprovalScope {
     Plan { plan_hash: String },
     /// The approval gate before a wave of a waiting run, by wave name.
     Wave { wave: String },
+    /// The operator's confirmation of `sluice apply` before the run started (recorded in the
+    /// run). Not an approval of the plan: `--require-approval` does not count it.
+    RunStart { plan_hash: String },
 }
 
 /// A run reached a wave with an approval gate and waits (`sluice approve RUN --wave W`).
@@ -152,6 +155,11 @@ pub struct Approval {
     /// A refusal: the gate answered no (the run stops before the wave).
     #[serde(default)]
     pub refused: bool,
+    /// How it was given: `command` (`sluice approve`, `sluice approve-plan`) or `terminal`
+    /// (typed at the prompt of the running `sluice apply`). Absent in records written before it
+    /// was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub how: Option<String>,
 }
 
 /// Hosts whose lease was taken, released or broken, and by whom.
@@ -169,16 +177,39 @@ pub struct WaveStarted {
     pub wave: u32,
     pub name: String,
     pub hosts: Vec<String>,
+    /// Hosts of the wave run at once.
+    #[serde(default)]
+    pub concurrency: u32,
+    /// The failure budget as written in the plan (`"2"`, `"10%"`).
+    #[serde(default)]
+    pub budget: String,
+    /// The budget in hosts for this wave: the wave fails when more hosts fail.
+    #[serde(default)]
+    pub budget_hosts: u32,
 }
 
 /// The decision after a wave, with the arithmetic behind it so an auditor can redo it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `succeeded + failed + interrupted + not_started == hosts`; the wave failed its budget when
+/// `failed > budget_hosts`.
 pub struct WaveDecided {
+    /// 0-based index of the wave (0 with `run_once`).
     pub wave: u32,
     pub name: String,
+    /// The `run_once` steps, which run before the first wave, as a pseudo-wave `run-once`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub run_once: bool,
     pub hosts: u32,
     pub succeeded: u32,
+    /// Hosts counted against the budget: a step failed, unhealthy, unreachable or unknown.
     pub failed: u32,
+    /// Of `failed`, the hosts that could not be reached.
+    #[serde(default)]
+    pub unreachable: u32,
+    /// Hosts stopped by Ctrl-C or the window closing (not counted against the budget).
+    #[serde(default)]
+    pub interrupted: u32,
     /// Hosts of the wave that never started (the wave stopped first).
     #[serde(default)]
     pub not_started: u32,
@@ -186,8 +217,11 @@ pub struct WaveDecided {
     pub budget: String,
     /// The budget in hosts for this wave.
     pub budget_hosts: u32,
-    /// `continue`, `halt`, `rollback`.
+    /// `continue`, `halt`, `rollback`; `stop` (the run is stopping and `action: continue`
+    /// undoes nothing) or `abandon` (a second Ctrl-C: nothing is undone).
     pub decision: String,
+    /// Why the wave ended as it did (the budget arithmetic, or the stop), then what the decision
+    /// does.
     pub reason: String,
 }
 
@@ -274,6 +308,12 @@ pub struct StepResult {
 pub struct HealthResult {
     pub host: String,
     pub check: String,
+    /// `run`, `http` or `tcp`.
+    #[serde(default)]
+    pub probe: String,
+    /// The round of checks: 1, then 2 for the first retry...
+    #[serde(default)]
+    pub round: u32,
     pub ok: bool,
     pub detail: String,
     pub duration_ms: u64,

@@ -248,6 +248,7 @@ impl AuditLog {
             by: by.to_string(),
             comment,
             refused: false,
+            how: Some("command".into()),
         };
         self.write(|tx| {
             if let Some(artifact) = artifact {
@@ -289,6 +290,7 @@ impl AuditLog {
                 by: by.to_string(),
                 comment,
                 refused,
+                how: Some("command".into()),
             };
             tx.append(Entry::new(run, Payload::Approval(approval)))
         })
@@ -497,6 +499,9 @@ impl Tx<'_> {
                         .remove((run, wave.as_str()))
                         .map_err(|e| self.log.err(e))?;
                 }
+                // A confirmation typed at `sluice apply` is in the run's records only: it must
+                // never count as a plan approval for `--require-approval`.
+                ApprovalScope::RunStart { .. } => {}
             },
             Payload::ApprovalRequested(requested) => {
                 self.table(PENDING_GATES)?

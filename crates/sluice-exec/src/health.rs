@@ -13,9 +13,10 @@ use sluice_plan::{HealthProbe, HostPlan};
 use sluice_ssh::Connection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
-use crate::event::EventKind;
-use crate::host::{HostRun, Ran, first_lines};
+use crate::host::{HostRun, Ran, first_lines, millis};
+use crate::journal::{HealthNote, Note};
 use crate::report::FailureDetail;
 use crate::run::RunContext;
 use crate::shutdown::StopListener;
@@ -38,14 +39,19 @@ pub(crate) async fn check_host(
     for round in 1..=policy.retries + 1 {
         let mut all_passed = true;
         for (i, check) in plan.health.iter().enumerate() {
+            let started = Instant::now();
             let (passed, detail, output) = probe(ctx, run, conn, &check.probe, timeout, stop).await;
-            ctx.events.emit(EventKind::HealthChecked {
+            let note = HealthNote {
                 host: plan.name.clone(),
                 check: check.name.clone(),
-                passed,
+                probe: probe_kind(&check.probe).to_string(),
                 round,
+                ok: passed,
                 detail: detail.clone(),
-            });
+                duration_ms: millis(started.elapsed()),
+            };
+            ctx.events.emit(note.event());
+            ctx.journal.note(&ctx.events, Note::Health(&note)).await;
             if passed {
                 passed_before[i] = true;
                 continue;
@@ -78,6 +84,15 @@ pub(crate) async fn check_host(
         detail: "health checks did not pass".into(),
         output: Vec::new(),
     }))
+}
+
+/// The probe's kind as the plan spells it.
+fn probe_kind(probe: &HealthProbe) -> &'static str {
+    match probe {
+        HealthProbe::Run(_) => "run",
+        HealthProbe::Http { .. } => "http",
+        HealthProbe::Tcp { .. } => "tcp",
+    }
 }
 
 /// One probe: (passed, detail, output lines).

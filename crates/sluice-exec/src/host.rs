@@ -166,30 +166,7 @@ impl HostRun {
                 .exec(&conn, &step.run, timeout, &become_user, stop)
                 .await;
             // The result is durable before this host's next step (or retry) starts.
-            let (status, detail, _) = describe(ctx, &ran);
-            let note = crate::journal::StepResultNote {
-                host: self.host.clone(),
-                step: step.id.clone(),
-                attempt,
-                ok: status == StepStatus::Ok,
-                exit_code: match &ran {
-                    Ran::Done(out) => match out.status {
-                        ExitStatus::Code(c) => Some(c),
-                        _ => None,
-                    },
-                    _ => None,
-                },
-                detail,
-                duration_ms: millis(started.elapsed()),
-                stdout: match &ran {
-                    Ran::Done(out) => captured_note(ctx, &out.stdout),
-                    _ => Default::default(),
-                },
-                stderr: match &ran {
-                    Ran::Done(out) => captured_note(ctx, &out.stderr),
-                    _ => Default::default(),
-                },
-            };
+            let note = self.result_note(ctx, &step.id, attempt, &ran, started.elapsed(), &conn);
             if let Err(why) = ctx.journal.result(note).await {
                 ctx.events.decision(
                     "journal_failed",
@@ -235,6 +212,38 @@ impl HostRun {
                 }
                 other => return self.record_failure(ctx, step, other, attempt, started.elapsed()),
             }
+        }
+    }
+
+    /// The journal's note of how one command ended on this host.
+    pub(crate) fn result_note(
+        &self,
+        ctx: &RunContext,
+        step: &str,
+        attempt: u32,
+        ran: &Ran,
+        elapsed: Duration,
+        conn: &Arc<dyn Connection>,
+    ) -> crate::journal::StepResultNote {
+        let (status, detail, _) = describe(ctx, ran);
+        let done = match ran {
+            Ran::Done(out) => Some(out),
+            _ => None,
+        };
+        crate::journal::StepResultNote {
+            host: self.host.clone(),
+            step: step.to_string(),
+            attempt,
+            ok: status == StepStatus::Ok,
+            exit_code: done.and_then(|out| match out.status {
+                ExitStatus::Code(c) => Some(c),
+                _ => None,
+            }),
+            detail,
+            duration_ms: millis(elapsed),
+            stdout: done.map_or_else(Default::default, |out| captured_note(ctx, &out.stdout)),
+            stderr: done.map_or_else(Default::default, |out| captured_note(ctx, &out.stderr)),
+            host_key_fingerprint: conn.host_key_fingerprint(),
         }
     }
 

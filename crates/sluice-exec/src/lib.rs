@@ -8,7 +8,8 @@
 //! - [`rollback`]: undo of what ran, newest first.
 //! - [`resume`]: [`ResumeState`], what a resumed run replays instead of running again;
 //!   [`prior`]: reading it from the audit records of the interrupted run.
-//! - [`event`]: the typed event stream and the [`EventSink`] interface; [`report`]: outcomes.
+//! - [`event`]: the typed event stream and the [`EventSink`] interface; [`report`]: outcomes;
+//!   [`journal`]: the awaited, durable record of intents, results, waves, health and undos.
 //! - [`shutdown`]: soft and hard stops (Ctrl-C, window close); [`window`]: window math;
 //!   [`approval`]: the approval gate interface; [`secrets`]: reading and scrubbing secrets;
 //!   [`transports`]: which transport reaches which host.
@@ -40,7 +41,8 @@ pub use approval::{ApprovalDecision, Approver};
 pub use error::ExecError;
 pub use event::{Emitter, Event, EventKind, EventSink};
 pub use journal::{
-    CapturedNote, Journal, JournalFuture, JournalHandle, StepIntentNote, StepResultNote,
+    CapturedNote, HealthNote, Journal, JournalFuture, JournalHandle, StepIntentNote,
+    StepResultNote, WaveDecidedNote, WaveStartedNote,
 };
 pub use report::*;
 pub use resume::{DoneStep, PriorStep, ResumeState, WaveVerdict};

@@ -254,6 +254,8 @@ pub(crate) async fn close_skipped_intent(ctx: &RunContext, host: &str, step: &st
         duration_ms: 0,
         stdout: Default::default(),
         stderr: Default::default(),
+        // Only the guard ran, on a connection this record does not describe.
+        host_key_fingerprint: None,
     };
     if let Err(why) = ctx.journal.result(note).await {
         ctx.events.decision(

@@ -3,18 +3,20 @@
 //! On every host of a wave that started, the `undo` of each step that ran (completed, failed,
 //! timed out or unknown) runs in the reverse of the order the steps ran, which is a reverse
 //! dependency order. Hosts roll back concurrently, as many at once as the wave allowed. An undo
-//! that fails (or cannot be resolved, or the host cannot be reached) is tried once: the host is
-//! left ROLLBACK_FAILED and its remaining undos are not run, because they were written for a host
-//! on which the later undos had succeeded.
+//! that fails (or cannot be resolved or reach the host, or its intent cannot be journalled) is
+//! tried once: the host is left ROLLBACK_FAILED and its remaining undos are not run, because they
+//! were written for a host on which the later undos had succeeded.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::event::EventKind;
 use crate::host::{HostRun, Ran, describe, step_spec};
+use crate::journal::{Note, StepIntentNote};
 use crate::report::{FailureDetail, HostOutcome, RollbackOutcome};
 use crate::run::RunContext;
 
@@ -103,19 +105,39 @@ async fn undo_host(ctx: &RunContext, wave: &str, mut host: HostRun) -> HostRun {
                     .resolve(&host.values)
                     .map(|r| r.redacted)
                     .unwrap_or_else(|_| undo.to_string());
-                ctx.events.emit(EventKind::UndoStarted {
+                let intent = StepIntentNote {
                     host: host.host.clone(),
                     step: step.id.clone(),
-                    command: shown,
-                });
-                let become_user = spec.become_root.then(|| sluice_ssh::Become {
-                    user: spec.become_user.clone(),
-                    password: None,
-                });
-                let timeout = spec.timeout_ms.map(Duration::from_millis);
-                let ran = host
-                    .exec(&conn, undo, timeout, &become_user, &mut stop)
-                    .await;
+                    command: shown.clone(),
+                    attempt: 1,
+                };
+                // As for a forward step, the undo's intent is durable before it is sent;
+                // unrecorded, it is not sent and the host is left for the operator.
+                let ran = match ctx.journal.rollback_intent(intent).await {
+                    Err(why) => Ran::Unresolved(format!("not started: the journal failed: {why}")),
+                    Ok(()) => {
+                        ctx.events.emit(EventKind::UndoStarted {
+                            host: host.host.clone(),
+                            step: step.id.clone(),
+                            command: shown,
+                        });
+                        let become_user = spec.become_root.then(|| sluice_ssh::Become {
+                            user: spec.become_user.clone(),
+                            password: None,
+                        });
+                        let timeout = spec.timeout_ms.map(Duration::from_millis);
+                        let started = Instant::now();
+                        let ran = host
+                            .exec(&conn, undo, timeout, &become_user, &mut stop)
+                            .await;
+                        let note =
+                            host.result_note(ctx, &step.id, 1, &ran, started.elapsed(), &conn);
+                        ctx.journal
+                            .note(&ctx.events, Note::RollbackResult(&note))
+                            .await;
+                        ran
+                    }
+                };
                 let ok = matches!(&ran, Ran::Done(out) if out.status.success());
                 let (_, detail, output) = describe(ctx, &ran);
                 ctx.events.emit(EventKind::UndoFinished {

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use crate::approval::{ApprovalDecision, Approver};
 use crate::event::{Emitter, EventKind};
 use crate::host::{HostRun, millis, step_spec};
+use crate::journal::{Note, WaveDecidedNote};
 use crate::report::{HostOutcome, RollbackOutcome, RunReport, RunStatus, StepStatus, WaveStatus};
 use crate::rollback::roll_back;
 use crate::secrets::Secrets;
@@ -184,14 +185,19 @@ impl Run {
             crate::resume::keep_verdict(&self.ctx, &mut run);
             let status = run.status;
             self.finished.push(run);
+            let last = self.finished.len() - 1;
             match status {
-                WaveStatus::Ok => {}
+                WaveStatus::Ok => {
+                    self.record_decision(last, "continue", "the run goes on")
+                        .await
+                }
                 WaveStatus::Failed if a.failure.action == FailureAction::Continue => {
-                    self.ctx.events.decision(
+                    self.decide(
+                        last,
                         "continue",
-                        Some(&wave.name),
                         "the wave failed; action: continue records it and goes on",
-                    );
+                    )
+                    .await;
                 }
                 _ => return self.after_failure(self.finished.len() - 1).await,
             }
@@ -373,33 +379,35 @@ impl Run {
     /// The wave at `failed` failed or was interrupted: apply the failure policy.
     async fn after_failure(&mut self, failed: usize) -> RunStatus {
         let a = self.ctx.artifact.clone();
-        let wave_name = self.finished[failed].name.clone();
         let stop = self.ctx.shutdown.state();
         let base = self.stopped_status().unwrap_or(RunStatus::WaveFailed);
         if stop.hard {
-            self.ctx.events.decision(
+            self.decide(
+                failed,
                 "abandon",
-                Some(&wave_name),
                 "second Ctrl-C: in-flight steps are UNKNOWN and nothing is undone",
-            );
+            )
+            .await;
             return RunStatus::Interrupted;
         }
         match a.failure.action {
             FailureAction::Rollback => {}
             FailureAction::Halt => {
-                self.ctx.events.decision(
+                self.decide(
+                    failed,
                     "halt",
-                    Some(&wave_name),
                     "action: halt: nothing is undone; later waves do not start",
-                );
+                )
+                .await;
                 return base;
             }
             FailureAction::Continue => {
-                self.ctx.events.decision(
+                self.decide(
+                    failed,
                     "stop",
-                    Some(&wave_name),
                     "the run is stopping; action: continue undoes nothing",
-                );
+                )
+                .await;
                 return base;
             }
         }
@@ -408,17 +416,14 @@ impl Run {
             RollbackScope::Wave => vec![failed],
             RollbackScope::Run => (0..=failed).rev().collect(),
         };
-        self.ctx.events.decision(
-            "rollback",
-            Some(&wave_name),
-            match scope {
-                RollbackScope::Wave => "rolling back the failed wave".to_string(),
-                RollbackScope::Run => format!(
-                    "rollback_scope: run: rolling back {} wave(s), newest first",
-                    targets.len()
-                ),
-            },
-        );
+        let reason = match scope {
+            RollbackScope::Wave => "rolling back the failed wave".to_string(),
+            RollbackScope::Run => format!(
+                "rollback_scope: run: rolling back {} wave(s), newest first",
+                targets.len()
+            ),
+        };
+        self.decide(failed, "rollback", &reason).await;
         let mut any_failed = false;
         for index in targets {
             let wave = &mut self.finished[index];
@@ -440,6 +445,24 @@ impl Run {
         } else {
             base
         }
+    }
+
+    /// Announces the decision taken after wave `finished[at]` and records it.
+    async fn decide(&self, at: usize, decision: &str, reason: &str) {
+        let wave = &self.finished[at].name;
+        self.ctx.events.decision(decision, Some(wave), reason);
+        self.record_decision(at, decision, reason).await;
+    }
+
+    /// Records the decision after wave `finished[at]` with its budget arithmetic.
+    async fn record_decision(&self, at: usize, decision: &str, reason: &str) {
+        // `finished` holds the run_once pseudo-wave first when there is one, then the waves in
+        // plan order, so a position maps back to a plan index.
+        let offset = usize::from(!self.ctx.artifact.run_once.is_empty());
+        let index = at.checked_sub(offset);
+        let note = WaveDecidedNote::new(&self.ctx, index, &self.finished[at], decision, reason);
+        let note = Note::WaveDecided(&note);
+        self.ctx.journal.note(&self.ctx.events, note).await;
     }
 
     fn finish(

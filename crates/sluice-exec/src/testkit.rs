@@ -449,7 +449,8 @@ impl Connection for ScriptedConnection {
         Box::pin(async { Ok(()) })
     }
 
+    /// A fingerprint per host, as an SSH connection would report, so tests can follow it.
     fn host_key_fingerprint(&self) -> Option<String> {
-        None
+        Some(format!("SHA256:scripted-{}", self.host))
     }
 }

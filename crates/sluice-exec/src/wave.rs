@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use crate::budget::Budget;
 use crate::event::EventKind;
 use crate::host::{HostRun, millis, run_host};
+use crate::journal::{Note, WaveStartedNote, budget_text};
 use crate::report::{FailureDetail, HostOutcome, WaveReport, WaveStatus};
 use crate::run::RunContext;
 
@@ -62,13 +63,19 @@ pub(crate) async fn run_wave(
 ) -> WaveRun {
     let started = Instant::now();
     let concurrency = wave.concurrency.max(1);
-    ctx.events.emit(EventKind::WaveStarted {
-        wave: wave.name.clone(),
+    let note = WaveStartedNote {
         index,
+        wave: wave.name.clone(),
         hosts: wave.hosts.clone(),
         concurrency,
         max_failed: wave.max_failed,
-    });
+        budget: budget_text(&ctx.artifact),
+    };
+    ctx.events.emit(note.event());
+    // Recorded before any host of the wave starts, so the record precedes their steps.
+    ctx.journal
+        .note(&ctx.events, Note::WaveStarted(&note))
+        .await;
     // A wave decided before a resume keeps its verdict, so its replay spends no budget.
     let keep_going = ctx.artifact.failure.action == FailureAction::Continue
         || ctx.resume.wave_verdict(&wave.name).is_some();

@@ -8,7 +8,7 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sluice_audit::Redactor;
+use sluice_audit::{GroupCommitter, Redactor};
 use sluice_exec::window::{WindowState, window_state};
 use sluice_exec::{
     ApprovalDecision, Approver, Emitter, Executor, JournalHandle, RunOptions, RunReport, RunStatus,
@@ -88,11 +88,11 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     }
     check_window(&artifact, args.ignore_window, console)?;
     console.text(summary::plan(&artifact, console));
-    confirm(args.yes, console)?;
+    let typed = confirm(args.yes, console)?;
     let secrets =
         Secrets::load(&artifact.secrets).map_err(|e| CliError::invalid_input(e.to_string()))?;
     let redactor = Arc::new(Redactor::new(secrets.values().values().cloned()));
-    let run_id = record::start(&log, &artifact, &redactor)?;
+    let run_id = record::start(&log, &artifact, &redactor, typed)?;
     console.status(
         "Run",
         format!("{run_id} (recorded in {})", log.path().display()),
@@ -129,8 +129,17 @@ pub(crate) fn run_recorded(
         .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
+    let writer = match GroupCommitter::with_max_batch(log.clone(), record::max_batch()?) {
+        Ok(writer) => Arc::new(writer),
+        Err(e) => {
+            let _ = log.release_leases(&run_id);
+            return Err(CliError::failed(format!(
+                "cannot start the audit writer, nothing was started: {e}"
+            )));
+        }
+    };
     let journal = JournalHandle::new(Arc::new(record::AuditJournal {
-        log: log.clone(),
+        writer: writer.clone(),
         run: run_id.clone(),
         redactor,
     }));
@@ -147,6 +156,14 @@ pub(crate) fn run_recorded(
     // An approval prompt still waiting on stdin (the run was stopped meanwhile) must not keep
     // the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    let commits = writer.stats();
+    console.verbose(format!(
+        "Audit: {} records journalled in {} commits (largest {}), {:.2} ms mean wait per record",
+        commits.records,
+        commits.commits,
+        commits.largest,
+        commits.mean_wait().as_secs_f64() * 1000.0
+    ));
     let code = exit_code(&report);
     // Leases go even when the run failed or was stopped; a failure to record is reported but
     // does not hide the run's own outcome.
@@ -227,9 +244,11 @@ pub(crate) fn check_window(
     }
 }
 
-pub(crate) fn confirm(yes: bool, console: &Console) -> Result<(), CliError> {
+/// Asks the operator to confirm; `Ok(true)` when the confirmation was typed, `Ok(false)` with
+/// `--yes`.
+pub(crate) fn confirm(yes: bool, console: &Console) -> Result<bool, CliError> {
     if yes {
-        return Ok(());
+        return Ok(false);
     }
     if !console.can_prompt() {
         return Err(CliError::invalid_input(
@@ -243,7 +262,7 @@ pub(crate) fn confirm(yes: bool, console: &Console) -> Result<(), CliError> {
         .read_line(&mut answer)
         .map_err(|e| CliError::invalid_input(format!("cannot read the answer: {e}")))?;
     if answer.trim() == "yes" {
-        Ok(())
+        Ok(true)
     } else {
         Err(CliError {
             exit_code: exit::ABORTED,
@@ -325,7 +344,8 @@ impl Approver for TerminalApprover {
                 })
             })
             .await;
-            let by = std::env::var("USER").unwrap_or_else(|_| "the operator".into());
+            // The OS account, as `run_started` and leases name the operator.
+            let by = sluice_audit::operator_name();
             match asked {
                 Ok(true) => ApprovalDecision::Approved { by },
                 _ => ApprovalDecision::Refused { by },

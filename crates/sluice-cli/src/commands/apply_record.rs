@@ -1,21 +1,34 @@
-//! What `sluice apply` writes to the audit store around a run: `run_started` with the leases
-//! on every target host (one commit), the plan artifact, and at the end the released leases
-//! and `run_finished`.
+//! What `sluice apply` writes to the audit store: around the run, `run_started` with the leases
+//! on every target host (one commit), the plan artifact, the confirmation typed at the prompt,
+//! and at the end the released leases and `run_finished`; during it, through [`AuditJournal`],
+//! everything the executor journals (waves and their decisions, step intents and results, health
+//! checks, undos), and through [`StoreApprover`], approval gates and their answers.
 
-use sluice_audit::{AuditError, AuditLog, LeaseHolder, Payload, Redactor, RunFinished, RunStarted};
-use sluice_exec::{RunReport, RunStatus};
+use std::sync::Arc;
+
+use sluice_audit::{
+    Approval, ApprovalScope, AuditError, AuditLog, Capture, Entry, Exit, GroupCommitter,
+    HealthResult, LeaseHolder, Payload, Redactor, RunFinished, RunStarted, StepIntent, StepResult,
+    WaveDecided, WaveStarted,
+};
+use sluice_exec::{
+    ApprovalDecision, CapturedNote, HealthNote, Journal, JournalFuture, RunReport, RunStatus,
+    StepIntentNote, StepResultNote, WaveDecidedNote, WaveStartedNote,
+};
 use sluice_plan::PlanArtifact;
 
 use super::super::audit::audit_error;
 use crate::error::CliError;
 
-/// Records `run_started`, leases every target host and stores the artifact. Returns the
+/// Records `run_started`, leases every target host, stores the artifact and, when the operator
+/// typed the confirmation (`typed`), records it as an approval of the start. Returns the
 /// store's run id, which is the run id the operator sees. A host leased by another run refuses
 /// the start (exit 2) naming the holder; nothing is recorded then.
 pub fn start(
     log: &AuditLog,
     artifact: &PlanArtifact,
     redactor: &Redactor,
+    typed: bool,
 ) -> Result<String, CliError> {
     let command_line: Vec<String> = std::env::args().collect();
     let started = RunStarted {
@@ -43,7 +56,25 @@ pub fn start(
         log.store_artifact(&run, &artifact.plan_hash, v)
             .map_err(audit_error)
     });
-    if let Err(e) = stored {
+    // The prompt was answered before the run existed, so its record follows `run_started`.
+    let confirmed = stored.and_then(|_| {
+        if !typed {
+            return Ok(());
+        }
+        let approval = Approval {
+            scope: ApprovalScope::RunStart {
+                plan_hash: artifact.plan_hash.clone(),
+            },
+            by: sluice_audit::operator_name(),
+            comment: None,
+            refused: false,
+            how: Some("terminal".into()),
+        };
+        log.append(&run, Payload::Approval(approval))
+            .map(|_| ())
+            .map_err(audit_error)
+    });
+    if let Err(e) = confirmed {
         // The run never started: give its hosts back before refusing.
         let _ = log.release_leases(&run);
         return Err(e);
@@ -88,33 +119,39 @@ fn status_name(status: RunStatus) -> &'static str {
     }
 }
 
-/// The executor's journal over the audit store: each intent and result is one durable commit,
-/// done on a blocking thread, before the executor goes on.
+/// The executor's journal over the audit store. Every record goes through one
+/// [`GroupCommitter`]: the executor still waits for each record to be durable, but records of
+/// hosts that reach the store together share a commit.
 pub struct AuditJournal {
-    pub log: std::sync::Arc<AuditLog>,
+    pub writer: Arc<GroupCommitter>,
     pub run: String,
-    pub redactor: std::sync::Arc<Redactor>,
+    pub redactor: Arc<Redactor>,
 }
 
-impl AuditJournal {
-    fn commit(&self, payload: Payload) -> sluice_exec::JournalFuture<'_> {
-        let log = self.log.clone();
-        let run = self.run.clone();
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || log.append(&run, payload))
-                .await
-                .map_err(|e| format!("the journal task failed: {e}"))?
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
+/// Records per commit from `SLUICE_AUDIT_BATCH` (1 commits every record alone, to measure what
+/// group commit saves), else [`sluice_audit::group::MAX_BATCH`].
+pub fn max_batch() -> Result<usize, CliError> {
+    match std::env::var("SLUICE_AUDIT_BATCH") {
+        Err(_) => Ok(sluice_audit::group::MAX_BATCH),
+        Ok(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            CliError::invalid_input(format!(
+                "SLUICE_AUDIT_BATCH={v}: expected a number of records per commit, 1 or more"
+            ))
+        }),
     }
 }
 
 impl AuditJournal {
+    fn commit(&self, payload: Payload) -> JournalFuture<'_> {
+        // Queued now, in the order the executor calls; the future only waits for the commit.
+        let wait = self.writer.submit(Entry::new(&self.run, payload));
+        Box::pin(async move { wait.await.map(|_| ()).map_err(|e| e.to_string()) })
+    }
+
     /// The store's form of a captured stream, redacted again (sha256 and bytes describe the
     /// stream as received).
-    fn capture(&self, c: &sluice_exec::CapturedNote) -> sluice_audit::Capture {
-        sluice_audit::Capture {
+    fn capture(&self, c: &CapturedNote) -> Capture {
+        Capture {
             head: self.redactor.redact_str(&c.head),
             tail: self.redactor.redact_str(&c.tail),
             bytes: c.bytes,
@@ -122,33 +159,25 @@ impl AuditJournal {
             truncated: c.truncated,
         }
     }
-}
 
-impl sluice_exec::Journal for AuditJournal {
-    fn intent<'a>(
-        &'a self,
-        note: &'a sluice_exec::StepIntentNote,
-    ) -> sluice_exec::JournalFuture<'a> {
-        self.commit(Payload::StepIntent(sluice_audit::StepIntent {
+    fn intent_record(&self, note: &StepIntentNote, rollback: bool) -> StepIntent {
+        StepIntent {
             host: note.host.clone(),
             step: note.step.clone(),
             command: self.redactor.redact_str(&note.command),
-            rollback: false,
+            rollback,
             attempt: note.attempt,
-        }))
+        }
     }
 
-    fn result<'a>(
-        &'a self,
-        note: &'a sluice_exec::StepResultNote,
-    ) -> sluice_exec::JournalFuture<'a> {
+    fn result_record(&self, note: &StepResultNote) -> StepResult {
         let exit = match note.exit_code {
-            Some(code) => sluice_audit::Exit::Code(code),
-            None => sluice_audit::Exit::None {
+            Some(code) => Exit::Code(code),
+            None => Exit::None {
                 reason: self.redactor.redact_str(&note.detail),
             },
         };
-        self.commit(Payload::StepResult(sluice_audit::StepResult {
+        StepResult {
             host: note.host.clone(),
             step: note.step.clone(),
             attempt: note.attempt,
@@ -157,7 +186,71 @@ impl sluice_exec::Journal for AuditJournal {
             duration_ms: note.duration_ms,
             stdout: self.capture(&note.stdout),
             stderr: self.capture(&note.stderr),
-            host_key_fingerprint: None,
+            host_key_fingerprint: note.host_key_fingerprint.clone(),
+        }
+    }
+}
+
+/// Counts in records are u32; a wave of more than 4 billion hosts saturates.
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl Journal for AuditJournal {
+    fn intent<'a>(&'a self, note: &'a StepIntentNote) -> JournalFuture<'a> {
+        self.commit(Payload::StepIntent(self.intent_record(note, false)))
+    }
+
+    fn result<'a>(&'a self, note: &'a StepResultNote) -> JournalFuture<'a> {
+        self.commit(Payload::StepResult(self.result_record(note)))
+    }
+
+    fn rollback_intent<'a>(&'a self, note: &'a StepIntentNote) -> JournalFuture<'a> {
+        self.commit(Payload::StepIntent(self.intent_record(note, true)))
+    }
+
+    fn rollback_result<'a>(&'a self, note: &'a StepResultNote) -> JournalFuture<'a> {
+        self.commit(Payload::RollbackStepResult(self.result_record(note)))
+    }
+
+    fn wave_started<'a>(&'a self, note: &'a WaveStartedNote) -> JournalFuture<'a> {
+        self.commit(Payload::WaveStarted(WaveStarted {
+            wave: count(note.index),
+            name: note.wave.clone(),
+            hosts: note.hosts.clone(),
+            concurrency: count(note.concurrency),
+            budget: note.budget.clone(),
+            budget_hosts: count(note.max_failed),
+        }))
+    }
+
+    fn wave_decided<'a>(&'a self, note: &'a WaveDecidedNote) -> JournalFuture<'a> {
+        self.commit(Payload::WaveDecided(WaveDecided {
+            wave: count(note.index.unwrap_or(0)),
+            name: note.wave.clone(),
+            run_once: note.index.is_none(),
+            hosts: count(note.hosts),
+            succeeded: count(note.ok),
+            failed: count(note.failed),
+            unreachable: count(note.unreachable),
+            interrupted: count(note.interrupted),
+            not_started: count(note.not_started),
+            budget: note.budget.clone(),
+            budget_hosts: count(note.max_failed),
+            decision: note.decision.clone(),
+            reason: self.redactor.redact_str(&note.reason),
+        }))
+    }
+
+    fn health<'a>(&'a self, note: &'a HealthNote) -> JournalFuture<'a> {
+        self.commit(Payload::HealthResult(HealthResult {
+            host: note.host.clone(),
+            check: note.check.clone(),
+            probe: note.probe.clone(),
+            round: note.round,
+            ok: note.ok,
+            detail: self.redactor.redact_str(&note.detail),
+            duration_ms: note.duration_ms,
         }))
     }
 }
@@ -166,7 +259,7 @@ impl sluice_exec::Journal for AuditJournal {
 /// [`AuditLog::wave_approved`] (so `sluice approve RUN --wave W` from another terminal releases
 /// the gate), racing the terminal prompt when there is one.
 pub struct StoreApprover {
-    pub log: std::sync::Arc<AuditLog>,
+    pub log: Arc<AuditLog>,
     pub terminal: Option<super::TerminalApprover>,
 }
 
@@ -190,7 +283,7 @@ impl sluice_exec::Approver for StoreApprover {
             .await;
             if !matches!(requested, Ok(Ok(_))) {
                 // A gate that cannot be recorded cannot be answered through the store.
-                return sluice_exec::ApprovalDecision::Refused {
+                return ApprovalDecision::Refused {
                     by: "sluice (the audit store could not record the approval request)".into(),
                 };
             }
@@ -199,7 +292,7 @@ impl sluice_exec::Approver for StoreApprover {
                 Some(terminal) => {
                     tokio::select! {
                         d = store => d,
-                        d = terminal.approve(run_id, wave) => d,
+                        d = terminal.approve(run_id, wave) => self.record_typed(run_id, wave, d).await,
                     }
                 }
                 None => store.await,
@@ -209,15 +302,50 @@ impl sluice_exec::Approver for StoreApprover {
 }
 
 impl StoreApprover {
-    async fn poll(&self, run: &str, wave: &str) -> sluice_exec::ApprovalDecision {
+    /// Records an answer typed at the terminal as `sluice approve` would have, with `how:
+    /// terminal`. An answer that cannot be recorded is a refusal: no wave starts on an approval
+    /// the audit trail does not hold.
+    async fn record_typed(
+        &self,
+        run: &str,
+        wave: &str,
+        decision: ApprovalDecision,
+    ) -> ApprovalDecision {
+        let (by, refused) = match &decision {
+            ApprovalDecision::Approved { by } => (by.clone(), false),
+            ApprovalDecision::Refused { by } => (by.clone(), true),
+        };
+        let approval = Approval {
+            scope: ApprovalScope::Wave {
+                wave: wave.to_string(),
+            },
+            by,
+            comment: None,
+            refused,
+            how: Some("terminal".into()),
+        };
+        let (log, run) = (self.log.clone(), run.to_string());
+        let recorded =
+            tokio::task::spawn_blocking(move || log.append(&run, Payload::Approval(approval)))
+                .await;
+        match recorded {
+            Ok(Ok(_)) => decision,
+            _ => ApprovalDecision::Refused {
+                by: "sluice (the audit store could not record the answer typed at the terminal)"
+                    .into(),
+            },
+        }
+    }
+
+    async fn poll(&self, run: &str, wave: &str) -> ApprovalDecision {
         loop {
             let (log, r, w) = (self.log.clone(), run.to_string(), wave.to_string());
             let found = tokio::task::spawn_blocking(move || log.wave_approved(&r, &w)).await;
             if let Ok(Ok(Some(approval))) = found {
                 return if approval.refused {
-                    sluice_exec::ApprovalDecision::Refused { by: approval.by }
+                    ApprovalDecision::Refused { by: approval.by }
                 } else {
-                    sluice_exec::ApprovalDecision::Approved { by: approval.by }
+                    ApprovalDecision::Approved { by: approval.by }
                 };
             }
             tokio::time::sleep(POLL).await;

@@ -1,7 +1,8 @@
-//! `sluice show RUN`: a run's story, record by record: waves, hosts, steps, decisions,
-//! approvals, leases, rollbacks.
+//! `sluice show RUN`: a run's story. First an overview drawn from its records (each wave with
+//! its budget arithmetic and decision, failed health checks, rollback steps, the host keys steps
+//! ran on), then every record, one line each.
 
-use sluice_audit::{Exit, Payload, Record};
+use sluice_audit::{Exit, Payload, Record, WaveDecided};
 
 use super::audit::{StateDirArg, audit_error};
 use crate::console::{Console, Paint};
@@ -40,6 +41,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         summary.ticket.as_deref().unwrap_or("-"),
         summary.status,
     );
+    text.push_str(&overview(&records, console));
     for record in &records {
         let time = record.at.get(11..19).unwrap_or(&record.at);
         let line = format!(
@@ -81,6 +83,9 @@ fn describe(record: &Record) -> String {
             let what = match &a.scope {
                 sluice_audit::ApprovalScope::Plan { plan_hash } => format!("plan {plan_hash}"),
                 sluice_audit::ApprovalScope::Wave { wave } => format!("wave {wave}"),
+                sluice_audit::ApprovalScope::RunStart { plan_hash } => {
+                    format!("start of the run (plan {plan_hash})")
+                }
             };
             let verb = if a.refused { "refused" } else { "approved" };
             let comment = a
@@ -88,7 +93,12 @@ fn describe(record: &Record) -> String {
                 .as_deref()
                 .map(|c| format!(": {c}"))
                 .unwrap_or_default();
-            format!("{what} {verb} by {}{comment}", a.by)
+            let how = a
+                .how
+                .as_deref()
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            format!("{what} {verb} by {}{how}{comment}", a.by)
         }
         Payload::LeaseTaken(l) | Payload::LeaseReleased(l) | Payload::LeaseBroken(l) => format!(
             "{} hosts ({}), {} pid {} on {}",
@@ -98,19 +108,15 @@ fn describe(record: &Record) -> String {
             l.pid,
             l.controller
         ),
-        Payload::WaveStarted(w) => format!("wave {} ({}): {}", w.wave, w.name, w.hosts.join(", ")),
-        Payload::WaveDecided(w) => format!(
-            "wave {} ({}): {} ok, {} failed of {}, budget {} = {} hosts -> {} ({})",
+        Payload::WaveStarted(w) => format!(
+            "wave {} ({}), budget {} = {} hosts: {}",
             w.wave,
             w.name,
-            w.succeeded,
-            w.failed,
-            w.hosts,
             w.budget,
             w.budget_hosts,
-            w.decision,
-            w.reason
+            w.hosts.join(", ")
         ),
+        Payload::WaveDecided(w) => format!("{}: {}", w.name, arithmetic(w)),
         Payload::StepIntent(i) => format!(
             "{} {}{}: {}",
             i.host,
@@ -128,9 +134,10 @@ fn describe(record: &Record) -> String {
             r.stderr.bytes
         ),
         Payload::HealthResult(h) => format!(
-            "{} {}: {} ({})",
+            "{} {} round {}: {} ({})",
             h.host,
             h.check,
+            h.round,
             if h.ok { "healthy" } else { "unhealthy" },
             h.detail
         ),
@@ -159,4 +166,123 @@ pub fn exit_text(exit: &Exit) -> String {
         Exit::Signal(signal) => format!("signal {signal}"),
         Exit::None { reason } => reason.clone(),
     }
+}
+
+/// A wave's outcome and the decision after it, with the numbers to check it by.
+fn arithmetic(w: &WaveDecided) -> String {
+    let mut counts = format!("{} ok, {} failed", w.succeeded, w.failed);
+    if w.unreachable > 0 {
+        counts.push_str(&format!(" ({} unreachable)", w.unreachable));
+    }
+    for (n, what) in [
+        (w.interrupted, "interrupted"),
+        (w.not_started, "not started"),
+    ] {
+        if n > 0 {
+            counts.push_str(&format!(", {n} {what}"));
+        }
+    }
+    format!(
+        "{counts} of {} hosts, budget {} = {} hosts -> {}: {}",
+        w.hosts, w.budget, w.budget_hosts, w.decision, w.reason
+    )
+}
+
+/// The overview above the record list: waves and decisions, failed health checks, rollback
+/// steps and host keys. Sections with nothing to say are left out.
+fn overview(records: &[Record], console: &Console) -> String {
+    let mut waves: Vec<String> = Vec::new();
+    let mut health = String::new();
+    let mut rollback = String::new();
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    let mut undos_sent: Vec<(&str, &str)> = Vec::new();
+    for record in records {
+        match &record.payload {
+            Payload::WaveStarted(w) => waves.push(format!(
+                "  {:<12} {} hosts, {} at a time",
+                w.name,
+                w.hosts.len(),
+                w.concurrency
+            )),
+            Payload::WaveDecided(w) => {
+                // On the line of its wave's start when there is one (run_once has none).
+                let mut line = match waves.pop() {
+                    Some(open)
+                        if !open.ends_with('\n')
+                            && open.split_whitespace().next() == Some(w.name.as_str()) =>
+                    {
+                        format!("{open}: ")
+                    }
+                    other => {
+                        waves.extend(other);
+                        format!("  {:<12} ", w.name)
+                    }
+                };
+                line.push_str(&arithmetic(w));
+                line.push('\n');
+                waves.push(if w.decision == "continue" {
+                    line
+                } else {
+                    console.paint(Paint::Bad, &line)
+                });
+            }
+            Payload::HealthResult(h) if !h.ok => health.push_str(&format!(
+                "  {} {} ({}) round {}: {}\n",
+                h.host, h.check, h.probe, h.round, h.detail
+            )),
+            Payload::StepIntent(i) if i.rollback => undos_sent.push((&i.host, &i.step)),
+            Payload::RollbackStepResult(r) => {
+                undos_sent.retain(|sent| *sent != (r.host.as_str(), r.step.as_str()));
+                let verdict = if r.ok { "undone" } else { "UNDO FAILED" };
+                rollback.push_str(&format!(
+                    "  {} {}: {verdict} ({})\n",
+                    r.host,
+                    r.step,
+                    exit_text(&r.exit)
+                ));
+            }
+            _ => {}
+        }
+        if let Payload::StepResult(r) | Payload::RollbackStepResult(r) = &record.payload
+            && let Some(key) = &r.host_key_fingerprint
+            && !keys.contains(&(r.host.as_str(), key.as_str()))
+        {
+            keys.push((&r.host, key));
+        }
+    }
+    // An undo sent with no result recorded: the controller stopped while it ran.
+    for (host, step) in undos_sent {
+        rollback.push_str(&format!(
+            "  {host} {step}: sent, no result recorded (unknown)\n"
+        ));
+    }
+    // A wave started with no decision recorded: the controller stopped during it.
+    let waves: String = waves
+        .into_iter()
+        .map(|l| {
+            if l.ends_with('\n') {
+                l
+            } else {
+                format!("{l}: no decision recorded\n")
+            }
+        })
+        .collect();
+    let mut out = String::new();
+    for (title, body) in [
+        ("waves", waves),
+        ("failed health checks", health),
+        ("rollback", rollback),
+    ] {
+        if !body.is_empty() {
+            out.push_str(&format!("{title}\n{body}\n"));
+        }
+    }
+    if !keys.is_empty() {
+        out.push_str("host keys\n");
+        for (host, key) in keys {
+            out.push_str(&format!("  {host:<12} {key}\n"));
+        }
+        out.push('\n');
+    }
+    out
 }

@@ -245,7 +245,10 @@ pub enum TransportError {
     )]
     ConnectionLost { host: String, reason: String },
 
-    /// sudo refused to run the command without a password or a TTY.
+    /// sudo did not start the command, so the command did not run; the reason says why in
+    /// sudo's terms: it requires a password (give `become` one, or allow `NOPASSWD`), it
+    /// requires a TTY (`requiretty` in sudoers), it refused the password, it does not allow the
+    /// login user to become that user, or sudo is not installed. Fix sudoers or the inventory.
     #[error("{host}: become failed: {reason}")]
     BecomeFailed { host: String, reason: String },
 

@@ -22,6 +22,7 @@
 //! Hosts are numbered from 1, like their names: `root(1)` is `host1`'s state directory.
 
 mod host;
+pub mod sudo;
 
 use std::fs;
 use std::io;
@@ -50,6 +51,9 @@ pub enum FleetError {
         #[source]
         source: io::Error,
     },
+    /// Something the tests need is missing on this machine; says how to get it.
+    #[error("{what}: {how}")]
+    Prerequisite { what: String, how: String },
     /// A host number outside 1..=N was given.
     #[error("no host{0} in this fleet")]
     NoSuchHost(usize),
@@ -215,6 +219,25 @@ impl Fleet {
             if state.exists() {
                 fs::remove_file(&state).map_err(io_err(&state))?;
             }
+        }
+        Ok(())
+    }
+
+    /// Lets the hosts accept logins by users other than the one running the tests (e.g.
+    /// [`sudo::PASSWORD_USER`]): sshd reads authorized_keys as the login user, who must be able
+    /// to reach it. The fleet directory becomes traversable (0711), not listable; the user key
+    /// stays readable by its owner only.
+    pub fn open_to_other_users(&self) -> Result<(), FleetError> {
+        use std::os::unix::fs::PermissionsExt;
+        for dir in [self.dir.clone(), self.dir.join("hosts")] {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o711)).map_err(io_err(&dir))?;
+        }
+        for i in 1..=self.len() {
+            let spec = &self.host(i).spec;
+            fs::set_permissions(&spec.dir, fs::Permissions::from_mode(0o711))
+                .map_err(io_err(&spec.dir))?;
+            let keys = spec.authorized_keys();
+            fs::set_permissions(&keys, fs::Permissions::from_mode(0o644)).map_err(io_err(&keys))?;
         }
         Ok(())
     }

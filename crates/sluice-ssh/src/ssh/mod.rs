@@ -1,10 +1,10 @@
 //! The `ssh` transport: an in-process SSH client (russh) with OpenSSH's safety defaults.
 //!
 //! 0. Gaps in the inventory's host entry are filled from `~/.ssh/config` ([`config`]).
-//! 1. [`SshTransport::connect`] dials the host (through its ProxyJump hosts, if any), holding a
-//!    handshake slot for that destination so a burst of connections never exceeds sshd's
-//!    `MaxStartups` (see [`limits`]); a connection dropped during the banner exchange is retried
-//!    with jitter.
+//! 1. [`SshTransport::connect`] dials the host (through its ProxyJump hosts, if any), each
+//!    handshake holding a slot of its sshd and of every jump host it passes through, so a burst
+//!    of connections never exceeds sshd's `MaxStartups` (see [`limits`]); a connection dropped
+//!    during the banner exchange is retried with jitter.
 //! 2. The host key is checked against known_hosts before anything else is sent ([`known_hosts`],
 //!    [`connect`]); a refused key ends the connection, no channel is ever opened.
 //! 3. Authentication tries ssh-agent keys, then identity files ([`auth`]).
@@ -19,6 +19,7 @@ pub mod exec;
 pub mod known_hosts;
 pub mod limits;
 pub mod shell;
+pub mod sudo;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,9 +42,11 @@ pub struct SshOptions {
     pub keepalive_max: usize,
     /// Concurrent channels (commands) per connection; OpenSSH's `MaxSessions` is 10.
     pub channels_per_connection: usize,
-    /// Handshakes in flight per destination `host:port` (the first hop for jumped hosts);
-    /// OpenSSH starts dropping unauthenticated connections at `MaxStartups` 10.
+    /// Handshakes in flight per sshd `host:port` (each hop's own, jump hosts included); OpenSSH
+    /// starts dropping unauthenticated connections at `MaxStartups` 10.
     pub handshakes_per_destination: usize,
+    /// Handshakes in flight through one jump host `host:port`, whatever their destination.
+    pub handshakes_per_jump_host: usize,
     /// Retries when the server drops the connection during the banner exchange.
     pub handshake_retries: u32,
     /// Open connections in total, sized from the file-descriptor limit.
@@ -79,6 +82,7 @@ impl Default for SshOptions {
             keepalive_max: 3,
             channels_per_connection: 8,
             handshakes_per_destination: 8,
+            handshakes_per_jump_host: 8,
             handshake_retries: 5,
             max_connections: limits::connections_for_fd_limit(),
             use_agent: true,

@@ -18,5 +18,5 @@ pub mod transport;
 
 pub use capture::{CapturedOutput, OutputCapture};
 pub use local::LocalTransport;
-pub use ssh::{Passphrase, SshConnection, SshOptions, SshTransport};
+pub use ssh::{Passphrase, PassphrasePrompt, SshConnection, SshOptions, SshTransport};
 pub use transport::*;

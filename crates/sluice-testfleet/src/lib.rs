@@ -289,6 +289,21 @@ impl Fleet {
         write(&path, &contents)
     }
 
+    /// Creates an ed25519 user key encrypted with `passphrase` (`DIR/id_encrypted`), authorized
+    /// on host `i`; returns the private key's path.
+    pub fn authorize_encrypted_key(
+        &self,
+        i: usize,
+        passphrase: &str,
+    ) -> Result<PathBuf, FleetError> {
+        let path = self.dir.join("id_encrypted");
+        keygen_with(&path, "ed25519", "sluice-fleet-encrypted", passphrase)?;
+        let public = path.with_extension("pub");
+        let line = fs::read_to_string(&public).map_err(io_err(&public))?;
+        self.authorize_key(i, &line)?;
+        Ok(path)
+    }
+
     /// Host `i`'s current public host key line (`ssh-ed25519 AAAA... comment`).
     pub fn host_public_key(&self, i: usize) -> Result<String, FleetError> {
         self.host(i).spec.host_public_key()
@@ -375,8 +390,18 @@ pub fn keygen(path: &Path, comment: &str) -> Result<(), FleetError> {
 
 /// Generates an unencrypted key pair of `key_type` (`ed25519`, `rsa`, `ecdsa`) at `path`.
 pub fn keygen_typed(path: &Path, key_type: &str, comment: &str) -> Result<(), FleetError> {
+    keygen_with(path, key_type, comment, "")
+}
+
+/// Generates a key pair at `path`, encrypted with `passphrase` unless it is empty.
+fn keygen_with(
+    path: &Path,
+    key_type: &str,
+    comment: &str,
+    passphrase: &str,
+) -> Result<(), FleetError> {
     let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", key_type, "-N", "", "-C", comment, "-f"])
+        .args(["-q", "-t", key_type, "-N", passphrase, "-C", comment, "-f"])
         .arg(path)
         .output()
         .map_err(|e| FleetError::Tool {

@@ -2,27 +2,31 @@
 //!
 //! 1. Load the inventory and resolve the targets (groups and host names) in inventory order.
 //! 2. Run the command on up to `--concurrency` hosts at once, each over its own connection, and
-//!    print a status line per host as its result arrives (`--json`: one JSON object per host on
-//!    stdout: `{"host","result","exit","stdout","stderr","error"}`).
+//!    print a status line per host as its result arrives: above a progress bar of hosts done on a
+//!    terminal, plain lines otherwise (`--json`: one JSON object per host on stdout:
+//!    `{"host","result","exit","stdout","stderr","error"}`). An encrypted identity file without
+//!    `SLUICE_SSH_PASSPHRASE` is asked for on the terminal, once per key, when there is one.
 //! 3. Print identical outputs once, under the list of hosts that produced them, then the counts
 //!    of ok / failed / unreachable / refused. Exit 0 only when every host exited 0.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use sluice_plan::diagnostic::{Diagnostics, Loc};
 use sluice_plan::{HostKeyChecking, TransportKind};
 use sluice_ssh::{
-    ExecOutcome, ExecRequest, HostKeyPolicy, HostTarget, LocalTransport, SshTransport, Transport,
-    TransportError,
+    ExecOutcome, ExecRequest, HostKeyPolicy, HostTarget, LocalTransport, Passphrase,
+    PassphrasePrompt, SshOptions, SshTransport, Transport, TransportError,
 };
 
 use crate::commands::plan::print_diagnostic;
-use crate::console::Console;
+use crate::console::{Console, Paint};
 use crate::error::CliError;
 use crate::exit;
+use crate::progress::{Mode, style};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -66,14 +70,22 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
+    let progress = Progress::new(console, args.json, targets.len());
+    let ssh = SshTransport::new(SshOptions {
+        passphrase_prompt: console
+            .can_prompt()
+            .then(|| passphrase_prompt(progress.multi.clone())),
+        ..SshOptions::default()
+    });
     let results = runtime.block_on(run_all(
+        ssh,
         targets,
         command,
         timeout,
         args.concurrency,
-        args.json,
-        console,
+        &progress,
     ));
+    progress.finish();
 
     let mut counts = BTreeMap::<&str, usize>::new();
     for r in &results {
@@ -145,15 +157,27 @@ fn load_targets(
         .collect())
 }
 
+/// Asks on the terminal, echo off, with the bar out of the way while the operator types.
+fn passphrase_prompt(multi: MultiProgress) -> PassphrasePrompt {
+    PassphrasePrompt(Arc::new(move |key: &Path| {
+        multi.suspend(|| {
+            let term = console::Term::stderr();
+            term.write_str(&format!("Enter passphrase for {}: ", key.display()))
+                .ok()?;
+            let typed = term.read_secure_line().ok()?;
+            (!typed.is_empty()).then_some(Passphrase(typed))
+        })
+    }))
+}
+
 async fn run_all(
+    ssh: SshTransport,
     targets: Vec<(TransportKind, HostTarget)>,
     command: String,
     timeout: Duration,
     concurrency: usize,
-    json: bool,
-    console: &Console,
+    progress: &Progress<'_>,
 ) -> Vec<HostResult> {
-    let ssh = SshTransport::default();
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for (index, (kind, target)) in targets.iter().cloned().enumerate() {
@@ -180,7 +204,7 @@ async fn run_all(
     drop(tx);
     let mut results: Vec<Option<HostResult>> = (0..targets.len()).map(|_| None).collect();
     while let Some((index, result)) = rx.recv().await {
-        report(&result, json, console);
+        progress.report(&result);
         results[index] = Some(result);
     }
     results.into_iter().flatten().collect()
@@ -199,27 +223,85 @@ fn category(outcome: &Result<ExecOutcome, TransportError>) -> &'static str {
     }
 }
 
-fn report(r: &HostResult, json: bool, console: &Console) {
-    if json {
-        let value = match &r.outcome {
-            Ok(o) => serde_json::json!({
-                "host": r.host, "result": category(&r.outcome), "exit": o.status.to_string(),
-                "stdout": o.stdout.text_lossy(), "stderr": o.stderr.text_lossy(), "error": null,
-            }),
-            Err(e) => serde_json::json!({
-                "host": r.host, "result": category(&r.outcome), "exit": null,
-                "stdout": null, "stderr": null, "error": e.to_string(), "error_kind": e.kind(),
-            }),
+/// Shows each host's result as it arrives (the mode is chosen as for `sluice apply`).
+struct Progress<'c> {
+    console: &'c Console,
+    mode: Mode,
+    multi: MultiProgress,
+    bar: Option<ProgressBar>,
+}
+
+impl<'c> Progress<'c> {
+    fn new(console: &'c Console, json: bool, hosts: usize) -> Self {
+        let mode = Mode::choose(console, json);
+        let (multi, bar) = if mode == Mode::Bars {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let bar = multi.add(ProgressBar::new(hosts as u64));
+            bar.set_style(style(
+                "{prefix:>12.bold} [{bar:40}] {pos}/{len} hosts  {elapsed}",
+            ));
+            bar.set_prefix("Running");
+            bar.enable_steady_tick(Duration::from_millis(250));
+            (multi, Some(bar))
+        } else {
+            (
+                MultiProgress::with_draw_target(ProgressDrawTarget::hidden()),
+                None,
+            )
         };
-        console.json_line(&value);
-        return;
+        Progress {
+            console,
+            mode,
+            multi,
+            bar,
+        }
     }
+
+    fn report(&self, r: &HostResult) {
+        if self.mode == Mode::Json {
+            self.console.json_line(&json(r));
+            return;
+        }
+        let verb = category(&r.outcome);
+        let message = match &r.outcome {
+            Ok(o) => format!("{}: {} in {:?}", r.host, o.status, o.duration),
+            Err(e) => e.to_string(),
+        };
+        match &self.bar {
+            // While the bar is drawn indicatif owns stderr: lines go above it.
+            Some(bar) => {
+                let paint = if verb == "ok" {
+                    Paint::Status
+                } else {
+                    Paint::Error
+                };
+                let verb = self.console.paint(paint, &format!("{verb:>12}"));
+                let _ = self.multi.println(format!("{verb} {message}"));
+                bar.inc(1);
+            }
+            None => self.console.status(verb, message),
+        }
+    }
+
+    fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+        let _ = self.multi.clear();
+    }
+}
+
+/// One host's `--json` object.
+fn json(r: &HostResult) -> serde_json::Value {
     match &r.outcome {
-        Ok(o) => console.status(
-            category(&r.outcome),
-            format!("{}: {} in {:?}", r.host, o.status, o.duration),
-        ),
-        Err(e) => console.status(category(&r.outcome), e.to_string()),
+        Ok(o) => serde_json::json!({
+            "host": r.host, "result": category(&r.outcome), "exit": o.status.to_string(),
+            "stdout": o.stdout.text_lossy(), "stderr": o.stderr.text_lossy(), "error": null,
+        }),
+        Err(e) => serde_json::json!({
+            "host": r.host, "result": category(&r.outcome), "exit": null,
+            "stdout": null, "stderr": null, "error": e.to_string(), "error_kind": e.kind(),
+        }),
     }
 }
 

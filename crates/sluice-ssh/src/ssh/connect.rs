@@ -175,6 +175,7 @@ pub struct Dialer {
     handshakes: HandshakeSlots,
     connections: Arc<Semaphore>,
     ssh_config: Option<SshConfig>,
+    passphrases: auth::AskedPassphrases,
 }
 
 impl Dialer {
@@ -193,6 +194,7 @@ impl Dialer {
                 options.handshakes_per_jump_host,
             ),
             connections: Arc::new(Semaphore::new(options.max_connections.max(1))),
+            passphrases: auth::AskedPassphrases::default(),
             config: Arc::new(config),
             options,
         }
@@ -345,9 +347,16 @@ impl Dialer {
             let limit = self.options.connect_timeout + self.options.handshake_timeout;
             let result = tokio::time::timeout(limit, async {
                 let mut handle = handshake.await?;
-                auth::authenticate(&mut handle, name, &hop.user, target, &self.options)
-                    .await
-                    .map_err(|e| Ok(ClientError::Refused(Box::new(e))))?;
+                auth::authenticate(
+                    &mut handle,
+                    name,
+                    &hop.user,
+                    target,
+                    &self.options,
+                    &self.passphrases,
+                )
+                .await
+                .map_err(|e| Ok(ClientError::Refused(Box::new(e))))?;
                 Ok::<_, Result<ClientError, String>>(handle)
             })
             .await;

@@ -21,7 +21,7 @@ pub mod limits;
 pub mod shell;
 pub mod sudo;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +60,10 @@ pub struct SshOptions {
     pub passphrase: Option<Passphrase>,
     /// Environment variable holding the passphrase of encrypted identity files.
     pub passphrase_env: String,
+    /// Asks the operator for a key's passphrase when neither option above gives it (the CLI
+    /// sets it only when it has a terminal to ask on); `None`: an encrypted key is an error
+    /// naming `passphrase_env`.
+    pub passphrase_prompt: Option<PassphrasePrompt>,
     /// After a timeout, how long the killed command gets to close its channel.
     pub kill_grace: Duration,
     /// known_hosts files used when the target names none (`~/.ssh/known_hosts`).
@@ -89,6 +93,7 @@ impl Default for SshOptions {
             agent_socket: None,
             passphrase: None,
             passphrase_env: "SLUICE_SSH_PASSPHRASE".into(),
+            passphrase_prompt: None,
             kill_grace: Duration::from_secs(1),
             default_known_hosts: ssh_dir.iter().map(|d| d.join("known_hosts")).collect(),
             ssh_config: ssh_dir.as_ref().map(|d| d.join("config")),
@@ -107,6 +112,20 @@ pub struct Passphrase(pub String);
 impl std::fmt::Debug for Passphrase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Passphrase(***)")
+    }
+}
+
+/// Asks for the passphrase of the key file it is given; `None` when it cannot or the operator
+/// gave none. Called on a blocking thread, once per key file per transport.
+pub type AskPassphrase = dyn Fn(&Path) -> Option<Passphrase> + Send + Sync;
+
+/// A passphrase prompt (see [`SshOptions::passphrase_prompt`]).
+#[derive(Clone)]
+pub struct PassphrasePrompt(pub Arc<AskPassphrase>);
+
+impl std::fmt::Debug for PassphrasePrompt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PassphrasePrompt")
     }
 }
 

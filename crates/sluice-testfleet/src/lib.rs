@@ -20,6 +20,9 @@
 //!   sluice and not a shell's start-up.
 //!
 //! Hosts are numbered from 1, like their names: `root(1)` is `host1`'s state directory.
+//!
+//! The `become` tests also need login users whose sudo asks for a password or a TTY: [`sudo`]
+//! creates them on the machine (as root) and [`Fleet::open_to_other_users`] lets them log in.
 
 mod host;
 pub mod sudo;

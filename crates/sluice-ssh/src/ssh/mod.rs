@@ -11,6 +11,9 @@
 //! 4. The resulting [`SshConnection`] runs every command of the host on its own channel over
 //!    that one connection, at most `channels_per_connection` at a time, and reconnects once if
 //!    the connection dropped between commands ([`exec`]).
+//! 5. `become` wraps the command in sudo and reads sudo's prompts and refusals off stderr
+//!    ([`sudo`]); keepalives (every `keepalive_interval` of silence, dead after
+//!    `keepalive_max` unanswered) turn a hung host into `ConnectionLost`.
 
 pub mod auth;
 pub mod config;

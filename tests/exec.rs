@@ -177,3 +177,84 @@ fn on_a_terminal_exec_draws_a_progress_bar() {
     assert!(transcript.contains("0/2 hosts"), "{transcript}");
     assert!(transcript.contains("2 hosts: 2 ok"), "{transcript}");
 }
+
+#[test]
+fn exec_become_runs_through_sudo_with_a_password_from_the_environment() {
+    use sluice_testfleet::sudo::{PASSWORD_USER, TARGET_USER};
+    let fleet = Fleet::start(1).expect("start fleet");
+    let users = sluice_testfleet::sudo::ensure()
+        .unwrap_or_else(|e| panic!("cannot prepare the become test users: {e}"));
+    fleet.open_to_other_users().unwrap();
+    let inventory = fleet.write_inventory().unwrap();
+    let as_root = sluice()
+        .args(["exec", "host1", "--become-user", TARGET_USER, "-i"])
+        .arg(&inventory)
+        .args(["--", "id", "-un"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&as_root.stderr);
+    assert_eq!(as_root.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!("host1 (1)\n{TARGET_USER}\n")),
+        "{err}"
+    );
+
+    // Log in as a user whose sudo asks for a password.
+    let text = std::fs::read_to_string(&inventory).unwrap().replace(
+        &format!("user: \"{}\"", fleet.user()),
+        &format!("user: {PASSWORD_USER}"),
+    );
+    std::fs::write(&inventory, text).unwrap();
+    let run = |password_env: Option<&str>| {
+        let mut c = sluice();
+        c.args([
+            "exec",
+            "host1",
+            "--json",
+            "--become-user",
+            TARGET_USER,
+            "-i",
+        ])
+        .arg(&inventory);
+        if let Some(var) = password_env {
+            c.args(["--become-password-env", var]);
+        }
+        c.args(["--", "id", "-un"])
+            .env("SLUICE_TEST_BECOME_PW", &users.password)
+            .output()
+            .unwrap()
+    };
+    let without = run(None);
+    let line: serde_json::Value = serde_json::from_slice(&without.stdout).expect("one JSON object");
+    assert_eq!(without.status.code(), Some(1));
+    assert_eq!(line["error_kind"], "become_failed", "{line}");
+    assert!(
+        line["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("sudo requires a password")),
+        "{line}"
+    );
+
+    let with = run(Some("SLUICE_TEST_BECOME_PW"));
+    let line: serde_json::Value = serde_json::from_slice(&with.stdout).expect("one JSON object");
+    assert_eq!(with.status.code(), Some(0), "{line}");
+    assert_eq!(line["stdout"], format!("{TARGET_USER}\n"));
+    for bytes in [&with.stdout, &with.stderr] {
+        assert!(!String::from_utf8_lossy(bytes).contains(&users.password));
+    }
+
+    let unset = sluice()
+        .args([
+            "exec",
+            "host1",
+            "--become-password-env",
+            "SLUICE_TEST_UNSET_VAR",
+            "-i",
+        ])
+        .arg(&inventory)
+        .args(["--", "true"])
+        .env_remove("SLUICE_TEST_UNSET_VAR")
+        .output()
+        .unwrap();
+    assert_eq!(unset.status.code(), Some(2));
+}

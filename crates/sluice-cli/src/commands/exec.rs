@@ -6,6 +6,8 @@
 //!    terminal, plain lines otherwise (`--json`: one JSON object per host on stdout:
 //!    `{"host","result","exit","stdout","stderr","error"}`). An encrypted identity file without
 //!    `SLUICE_SSH_PASSPHRASE` is asked for on the terminal, once per key, when there is one.
+//!    `--become`/`--become-user` run it through sudo; `--become-password-env VAR` gives sudo's
+//!    password from the environment, as plans give secrets.
 //! 3. Print identical outputs once, under the list of hosts that produced them, then the counts
 //!    of ok / failed / unreachable / refused. Exit 0 only when every host exited 0.
 
@@ -18,7 +20,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use sluice_plan::diagnostic::{Diagnostics, Loc};
 use sluice_plan::{HostKeyChecking, TransportKind};
 use sluice_ssh::{
-    ExecOutcome, ExecRequest, HostKeyPolicy, HostTarget, LocalTransport, Passphrase,
+    Become, ExecOutcome, ExecRequest, HostKeyPolicy, HostTarget, LocalTransport, Passphrase,
     PassphrasePrompt, SshOptions, SshTransport, Transport, TransportError,
 };
 
@@ -44,6 +46,16 @@ pub struct Args {
     /// One JSON object per host on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
+    /// Run the command as root through sudo (`sudo -n`: sudo must not need a password).
+    #[arg(long = "become")]
+    pub become_root: bool,
+    /// Run the command as this user through sudo (implies --become).
+    #[arg(long, value_name = "USER")]
+    pub become_user: Option<String>,
+    /// Environment variable holding the sudo password (implies --become). It is sent to sudo
+    /// only when sudo asks for it, never on a command line.
+    #[arg(long, value_name = "VAR")]
+    pub become_password_env: Option<String>,
     /// The command, run by the remote login shell.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -66,6 +78,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         })?;
     let targets = load_targets(&args, console)?;
     let command = args.command.join(" ");
+    let become_user = become_from(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -83,6 +96,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         command,
         timeout,
         args.concurrency,
+        become_user,
         &progress,
     ));
     progress.finish();
@@ -104,6 +118,24 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     );
     let all_ok = results.iter().all(|r| category(&r.outcome) == "ok");
     Ok(if all_ok { exit::OK } else { exit::FAILED })
+}
+
+/// `--become`, `--become-user`, `--become-password-env` as a sudo request; a named password
+/// variable that is not set is invalid input, so nothing runs.
+fn become_from(args: &Args) -> Result<Option<Become>, CliError> {
+    let password = match &args.become_password_env {
+        None => None,
+        Some(var) => Some(std::env::var(var).map_err(|_| {
+            CliError::invalid_input(format!(
+                "--become-password-env {var}: the variable is not set (or not UTF-8); nothing was run"
+            ))
+        })?),
+    };
+    let wanted = args.become_root || args.become_user.is_some() || password.is_some();
+    Ok(wanted.then(|| Become {
+        user: args.become_user.clone(),
+        password,
+    }))
 }
 
 fn load_targets(
@@ -176,12 +208,15 @@ async fn run_all(
     command: String,
     timeout: Duration,
     concurrency: usize,
+    become_user: Option<Become>,
     progress: &Progress<'_>,
 ) -> Vec<HostResult> {
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for (index, (kind, target)) in targets.iter().cloned().enumerate() {
-        let (ssh, slots, tx, command) = (ssh.clone(), slots.clone(), tx.clone(), command.clone());
+        let (ssh, slots, tx) = (ssh.clone(), slots.clone(), tx.clone());
+        let mut request = ExecRequest::new(command.clone()).timeout(timeout);
+        request.become_user = become_user.clone();
         tokio::spawn(async move {
             let _slot = slots.acquire_owned().await;
             let transport: &dyn Transport = match kind {
@@ -189,7 +224,7 @@ async fn run_all(
                 TransportKind::Local => &LocalTransport,
             };
             let outcome = match transport.connect(&target).await {
-                Ok(conn) => conn.exec(ExecRequest::new(command).timeout(timeout)).await,
+                Ok(conn) => conn.exec(request).await,
                 Err(e) => Err(e),
             };
             let _ = tx.send((

@@ -145,7 +145,10 @@ fn run(program: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<String, Fle
         program: program.to_string(),
         detail,
     };
-    let mut child = Command::new(program)
+    // useradd, usermod, chpasswd and visudo live in /usr/sbin, which a CI job's PATH may lack.
+    let sbin = Path::new("/usr/sbin").join(program);
+    let path = if sbin.exists() { sbin } else { program.into() };
+    let mut child = Command::new(path)
         .args(args)
         .stdin(if stdin.is_some() {
             Stdio::piped()

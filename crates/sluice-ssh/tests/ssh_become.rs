@@ -33,6 +33,8 @@ async fn become_error(conn: &dyn Connection, b: Become) -> TransportError {
 #[tokio::test]
 async fn sudo_n_runs_as_root_and_become_user_runs_as_that_user() {
     let fleet = fleet(1);
+    // Also checks the prerequisites (sudo, root), so a missing one fails with how to fix it.
+    sudo_users(&fleet);
     let conn = transport().connect(&target(&fleet, 1)).await.unwrap();
     let out = conn
         .exec(request("id -un", become_as(None, None)))
@@ -156,6 +158,7 @@ async fn sudo_s_password_works_and_never_shows_in_argv_output_or_errors() {
 #[tokio::test]
 async fn a_password_sudo_does_not_ask_for_never_reaches_the_command_stdin() {
     let fleet = fleet(1);
+    sudo_users(&fleet);
     // Root's sudo asks for no password: the password must not be sent at all.
     let conn = transport().connect(&target(&fleet, 1)).await.unwrap();
     let mut r = request("cat", become_as(None, Some("unused-secret")));

@@ -35,7 +35,8 @@ impl Drop for Cleanup {
 #[tokio::test]
 async fn a_frozen_sshd_is_connection_lost_within_the_keepalive_budget() {
     let fleet = fleet(1);
-    let (interval, max) = (Duration::from_secs(1), 2);
+    // The default count of missed keepalives, with a short interval.
+    let (interval, max) = (Duration::from_secs(1), 3);
     let t = SshTransport::new(SshOptions {
         keepalive_interval: interval,
         keepalive_max: max,
@@ -67,7 +68,8 @@ async fn a_frozen_sshd_is_connection_lost_within_the_keepalive_budget() {
         "declared dead too early: {took:?}"
     );
     assert!(
-        took < budget + Duration::from_millis(1500),
+        // Slack for a loaded machine: timers fire late, never early.
+        took < budget + Duration::from_secs(2),
         "took {took:?}, budget {budget:?}"
     );
 }

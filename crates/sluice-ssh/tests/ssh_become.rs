@@ -220,3 +220,22 @@ async fn timeout_of_a_become_command_kills_its_whole_process_group() {
         no_process_left(&*root, &pattern).await;
     }
 }
+
+#[tokio::test]
+async fn the_local_transport_does_not_feed_an_unasked_password_to_the_command() {
+    if let Err(e) = sluice_testfleet::sudo::ensure() {
+        panic!("cannot prepare the become test users: {e}");
+    }
+    // Running as root, sudo asks for no password: the command's stdin is its own.
+    let conn = sluice_ssh::LocalTransport
+        .connect(&sluice_ssh::HostTarget::new("local", "localhost"))
+        .await
+        .unwrap();
+    let mut r = request(
+        "id -un; cat",
+        become_as(Some(TARGET_USER), Some("unused-secret")),
+    );
+    r.stdin = Some(b"only this".to_vec());
+    let out = conn.exec(r).await.unwrap();
+    assert_eq!(out.stdout.text_lossy(), format!("{TARGET_USER}\nonly this"));
+}

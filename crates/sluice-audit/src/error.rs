@@ -84,6 +84,9 @@ pub enum AuditError {
         controller: String,
     },
 
+    #[error("run {run} already finished ({status}); there is nothing to resume")]
+    RunFinished { run: String, status: String },
+
     #[error("run {run} holds no leases")]
     NoLeases { run: String },
 

@@ -4,9 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use redb::ReadableTable;
+
 use crate::error::AuditError;
-use crate::record::{Payload, UnknownChoice, UnknownStepsResolved};
-use crate::store::{Appended, AuditLog};
+use crate::lease::{LeaseHolder, decode_lease, lease_hosts, pid_alive};
+use crate::record::{Entry, Payload, RunResumed, UnknownChoice, UnknownStepsResolved};
+use crate::store::{Appended, AuditLog, LEASES, Tx};
 
 /// A step of a host; rollback steps are tracked apart from forward steps.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -110,4 +113,60 @@ impl AuditLog {
             }),
         )
     }
+}
+
+impl AuditLog {
+    /// Carries on an interrupted run, in ONE commit: checks that it has not finished and that
+    /// no live process holds its leases, re-takes the leases of `hosts` for `holder`
+    /// (`lease_taken`), records `run_resumed` and, when the operator chose, the choice for the
+    /// UNKNOWN steps. Doing it in one transaction means two `sluice resume` of one run cannot
+    /// both pass the checks: the second sees the first's live pid.
+    pub fn resume_run(
+        &self,
+        run: &str,
+        resumed: RunResumed,
+        hosts: &[String],
+        holder: &LeaseHolder,
+        choice: Option<UnknownStepsResolved>,
+    ) -> Result<Appended, AuditError> {
+        self.write(|tx| {
+            let summary = tx.run_summary(run)?.ok_or_else(|| AuditError::UnknownRun {
+                run: run.to_string(),
+            })?;
+            if summary.finished_at.is_some() {
+                return Err(AuditError::RunFinished {
+                    run: run.to_string(),
+                    status: summary.status.clone(),
+                });
+            }
+            refuse_live_holder(tx, run, holder)?;
+            lease_hosts(tx, run, hosts, holder)?;
+            let appended = tx.append(Entry::new(run, Payload::RunResumed(resumed)))?;
+            match choice {
+                Some(choice) => tx.append(Entry::new(run, Payload::UnknownStepsResolved(choice))),
+                None => Ok(appended),
+            }
+        })
+    }
+}
+
+/// Refuses while a lease of `run` is held by a process that is alive on this controller (other
+/// than `holder`), or by another controller, whose processes cannot be checked from here.
+fn refuse_live_holder(tx: &mut Tx<'_>, run: &str, holder: &LeaseHolder) -> Result<(), AuditError> {
+    let log = tx.log;
+    let leases = tx.table(LEASES)?;
+    for item in leases.iter().map_err(|e| log.err(e))? {
+        let (host, bytes) = item.map_err(|e| log.err(e))?;
+        let lease = decode_lease(log, host.value(), bytes.value())?;
+        let ours = lease.controller == holder.controller && lease.pid == holder.pid;
+        let alive = lease.controller != log.controller() || pid_alive(lease.pid);
+        if lease.run == run && alive && !ours {
+            return Err(AuditError::LeaseHolderAlive {
+                run: run.to_string(),
+                pid: lease.pid,
+                controller: lease.controller,
+            });
+        }
+    }
+    Ok(())
 }

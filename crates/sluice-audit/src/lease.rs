@@ -143,7 +143,7 @@ impl AuditLog {
     }
 }
 
-fn lease_hosts(
+pub(crate) fn lease_hosts(
     tx: &mut Tx<'_>,
     run: &str,
     hosts: &[String],
@@ -212,7 +212,7 @@ fn remove_leases_of(tx: &mut Tx<'_>, run: &str) -> Result<Vec<Lease>, AuditError
     Ok(held)
 }
 
-fn decode_lease(log: &AuditLog, host: &str, bytes: &[u8]) -> Result<Lease, AuditError> {
+pub(crate) fn decode_lease(log: &AuditLog, host: &str, bytes: &[u8]) -> Result<Lease, AuditError> {
     serde_json::from_slice(bytes).map_err(|err| AuditError::BadRecord {
         path: log.path().to_path_buf(),
         seq: 0,
@@ -239,7 +239,21 @@ pub fn pid_alive(pid: u32) -> bool {
     // SAFETY: kill with signal 0 sends nothing; it only checks that the pid exists and whether
     // we may signal it. EPERM means it exists but belongs to someone else.
     let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    let exists = rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    exists && !is_zombie(pid)
+}
+
+/// A killed process stays in the process table until its parent reaps it; it can do nothing
+/// more, so its leases are a dead holder's. Linux only (`/proc`); elsewhere nothing is a zombie.
+fn is_zombie(pid: libc::pid_t) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (comm) state ...`: comm may hold spaces and parentheses, so read after the last `)`.
+    stat.rfind(')')
+        .and_then(|end| stat.get(end + 1..))
+        .and_then(|rest| rest.split_whitespace().next())
+        == Some("Z")
 }
 
 /// This controller's host name, as recorded in runs and leases.
@@ -286,5 +300,29 @@ fn account_name(uid: libc::uid_t) -> Option<String> {
             .to_string_lossy()
             .into_owned();
         (!name.is_empty()).then_some(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_killed_process_not_yet_reaped_is_not_alive() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = child.id();
+        assert!(pid_alive(pid));
+        child.kill().expect("kill sleep");
+        // Until `wait` reaps it the process is a zombie: it exists, but holds nothing.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while pid_alive(pid) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!pid_alive(pid), "a zombie counts as dead");
+        assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+        child.wait().expect("reap sleep");
     }
 }

@@ -30,7 +30,9 @@
 //! 6. Resume: [`AuditLog::run_summary`] (plan hash must match), [`AuditLog::step_journal`]
 //!    ([`StepJournal::unknown`] are steps with an intent and no result),
 //!    [`AuditLog::resolve_unknown`] records the operator's choice, [`AuditLog::take_leases`]
-//!    re-takes the run's leases (a run may re-take its own).
+//!    re-takes the run's leases (a run may re-take its own). `sluice resume` does the last
+//!    steps in one commit with [`AuditLog::resume_run`], which also refuses a finished run or a
+//!    live holder.
 //!
 //! **Architecture invariant:** records are never updated or deleted. Everything else in the store
 //! (run summaries, leases, approval indexes) is derived from records in the same transaction.
@@ -54,8 +56,9 @@ pub use lease::{Lease, LeaseHolder, controller_name, operator_name, pid_alive};
 pub use query::{PendingGate, RunSummary, StepOutput};
 pub use record::{
     Approval, ApprovalRequested, ApprovalScope, Capture, Entry, Exit, HealthResult, LeaseChange,
-    Payload, PlanArtifactStored, Record, RunFinished, RunStarted, StepIntent, StepResult,
-    UnknownChoice, UnknownStepsResolved, WaveDecided, WaveStarted, is_plan_run, plan_run_id,
+    Payload, PlanArtifactStored, Record, RunFinished, RunResumed, RunStarted, StepIntent,
+    StepResult, UnknownChoice, UnknownStepsResolved, WaveDecided, WaveStarted, is_plan_run,
+    plan_run_id,
 };
 pub use redact::Redactor;
 pub use state_dir::{STORE_FILE, resolve_state_dir};

@@ -76,6 +76,7 @@ pub enum Payload {
     HealthResult(HealthResult),
     RollbackStepResult(StepResult),
     UnknownStepsResolved(UnknownStepsResolved),
+    RunResumed(RunResumed),
     RunFinished(RunFinished),
 }
 
@@ -96,6 +97,7 @@ impl Payload {
             Payload::HealthResult(_) => "health_result",
             Payload::RollbackStepResult(_) => "rollback_step_result",
             Payload::UnknownStepsResolved(_) => "unknown_steps_resolved",
+            Payload::RunResumed(_) => "run_resumed",
             Payload::RunFinished(_) => "run_finished",
         }
     }
@@ -227,6 +229,18 @@ pub struct Capture {
 }
 
 impl Capture {
+    /// The whole stream as text, when this capture provably holds all of it unchanged: not
+    /// truncated, and head and tail hash to the stream's sha256 (so no secret was masked and no
+    /// invalid UTF-8 replaced). Resume restores a registered value from it.
+    pub fn whole_text(&self) -> Option<String> {
+        if self.truncated {
+            return None;
+        }
+        let text = format!("{}{}", self.head, self.tail);
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes());
+        (hex::encode(digest) == self.sha256).then_some(text)
+    }
+
     /// The kept text: the head, a marker for what was left out, the tail.
     pub fn text(&self) -> String {
         if self.truncated {
@@ -279,6 +293,26 @@ pub struct UnknownStepsResolved {
     pub by: String,
     /// (host, step) pairs the choice applies to.
     pub steps: Vec<(String, String)>,
+}
+
+/// `sluice resume` carried on a run whose controller died: who, from where, and which UNKNOWN
+/// steps it runs again without asking (the operator's own choice is an
+/// [`UnknownStepsResolved`] record). The leases it re-took are a `lease_taken` record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunResumed {
+    pub operator: String,
+    pub controller: String,
+    pub sluice_version: String,
+    /// Redacted, as in `run_started`.
+    pub command_line: Vec<String>,
+    pub pid: u32,
+    pub plan_hash: String,
+    /// UNKNOWN (host, step) pairs whose `skip_if` guard decides.
+    #[serde(default)]
+    pub guarded: Vec<(String, String)>,
+    /// UNKNOWN (host, step) pairs run again because the step is `idempotent: true`.
+    #[serde(default)]
+    pub idempotent: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

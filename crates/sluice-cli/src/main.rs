@@ -57,6 +57,8 @@ enum Command {
     Version(commands::version::Args),
     /// Run a change plan wave by wave, with health checks, failure budgets and rollback.
     Apply(commands::apply::Args),
+    /// Carry on a run whose controller died, on the same run id; finished steps are not rerun.
+    Resume(commands::resume::Args),
     /// Recent runs: id, plan, status, start, duration, hosts ok/failed.
     Runs(commands::runs::Args),
     /// One run, record by record: waves, hosts, steps, decisions, rollbacks.
@@ -88,6 +90,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => commands::plan::run(args, &console),
         Command::Version(args) => commands::version::run(args, &console),
         Command::Apply(args) => commands::apply::run(args, &console),
+        Command::Resume(args) => commands::resume::run(args, &console),
         Command::Runs(args) => commands::runs::run(args, &console),
         Command::Show(args) => commands::show::run(args, &console),
         Command::Logs(args) => commands::logs::run(args, &console),

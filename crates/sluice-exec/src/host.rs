@@ -109,6 +109,9 @@ impl HostRun {
         let Some(conn) = self.conn.clone() else {
             return StepStatus::Failed;
         };
+        if let Some(crate::resume::PriorStep::Done(done)) = ctx.resume.step(&self.host, &step.id) {
+            return self.replay(ctx, step, spec, done);
+        }
         let timeout = spec.timeout_ms.map(Duration::from_millis);
         let become_user = spec.become_root.then(|| Become {
             user: spec.become_user.clone(),
@@ -126,6 +129,7 @@ impl HostRun {
                         duration_ms: millis(out.duration),
                         output: Vec::new(),
                     });
+                    crate::resume::close_skipped_intent(ctx, &self.host, &step.id).await;
                     return StepStatus::Skipped;
                 }
                 Ran::Done(_) => {}
@@ -133,7 +137,7 @@ impl HostRun {
             }
         }
         self.ran.push(step.clone());
-        let mut attempt = 1;
+        let mut attempt = ctx.resume.first_attempt(&self.host, &step.id);
         loop {
             let resolved = step.run.resolve(&self.values);
             let shown = match &resolved {
@@ -369,11 +373,14 @@ pub(crate) async fn run_host(
     run.connect(&ctx, &plan, &mut stop).await;
     if run.conn.is_some() {
         run.outcome = run_steps(&ctx, &mut run, &plan, &mut stop).await;
+    } else {
+        crate::resume::note_done_steps(&ctx, &mut run, &plan);
     }
     let health = match run.conn.clone() {
-        Some(conn) if run.outcome == HostOutcome::Ok => {
-            health::check_host(&ctx, &run, &conn, &plan, &mut stop).await
-        }
+        Some(conn) if run.outcome == HostOutcome::Ok => match ctx.resume.recorded_health(&plan) {
+            Some(verdict) => verdict,
+            None => health::check_host(&ctx, &run, &conn, &plan, &mut stop).await,
+        },
         _ => Ok(()),
     };
     if let Err(failure) = health {

@@ -6,6 +6,8 @@
 //! - [`wave`]: one wave's scheduler: concurrency slots and the failure [`budget`].
 //! - [`host`]: one host: connect, steps (skip_if, retries, timeout, register), then [`health`].
 //! - [`rollback`]: undo of what ran, newest first.
+//! - [`resume`]: [`ResumeState`], what a resumed run replays instead of running again;
+//!   [`prior`]: reading it from the audit records of the interrupted run.
 //! - [`event`]: the typed event stream and the [`EventSink`] interface; [`report`]: outcomes.
 //! - [`shutdown`]: soft and hard stops (Ctrl-C, window close); [`window`]: window math;
 //!   [`approval`]: the approval gate interface; [`secrets`]: reading and scrubbing secrets;
@@ -21,7 +23,9 @@ pub mod event;
 pub mod health;
 mod host;
 pub mod journal;
+pub mod prior;
 pub mod report;
+pub mod resume;
 mod rollback;
 pub mod run;
 pub mod secrets;
@@ -39,6 +43,7 @@ pub use journal::{
     CapturedNote, Journal, JournalFuture, JournalHandle, StepIntentNote, StepResultNote,
 };
 pub use report::*;
+pub use resume::{DoneStep, PriorStep, ResumeState, WaveVerdict};
 pub use run::{Executor, RUN_ONCE_WAVE, RunOptions};
 pub use secrets::Secrets;
 pub use shutdown::{Shutdown, Stop, StopReason};

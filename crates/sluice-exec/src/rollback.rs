@@ -78,12 +78,26 @@ pub(crate) async fn roll_back(
 async fn undo_host(ctx: &RunContext, wave: &str, mut host: HostRun) -> HostRun {
     let mut stop = ctx.shutdown.subscribe();
     let outcome = match host.conn.clone() {
-        // Nothing ran without a connection, so there is nothing to undo.
-        None => RollbackOutcome::RolledBack,
+        // Nothing ran without a connection, so there is nothing to undo, unless steps ran
+        // before a resume on a host that cannot be reached now.
+        None if host.ran.is_empty() => RollbackOutcome::RolledBack,
+        None => {
+            host.failure = Some(crate::resume::unreachable_for_undo(&host));
+            RollbackOutcome::RollbackFailed
+        }
         Some(conn) => {
             let mut outcome = RollbackOutcome::RolledBack;
             for step in host.ran.clone().iter().rev() {
                 let Some(undo) = &step.undo else { continue };
+                match crate::resume::undo_prior(ctx, &host.host, &step.id) {
+                    crate::resume::UndoPrior::Run => {}
+                    crate::resume::UndoPrior::Done => continue,
+                    crate::resume::UndoPrior::Failed(failure) => {
+                        host.failure = Some(failure);
+                        outcome = RollbackOutcome::RollbackFailed;
+                        break;
+                    }
+                }
                 let spec = step_spec(ctx, &step.id);
                 let shown = undo
                     .resolve(&host.values)

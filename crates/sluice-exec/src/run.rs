@@ -27,6 +27,7 @@ pub(crate) struct RunContext {
     pub events: Emitter,
     pub shutdown: Shutdown,
     pub journal: crate::journal::JournalHandle,
+    pub resume: Arc<crate::resume::ResumeState>,
 }
 
 /// Knobs of one run that are not part of the plan.
@@ -36,6 +37,8 @@ pub struct RunOptions {
     pub ignore_window: bool,
     /// Awaited before each command is sent and after it ends (the audit trail).
     pub journal: crate::journal::JournalHandle,
+    /// What the run did before its controller died (`sluice resume`); none for a fresh run.
+    pub resume: Option<Arc<crate::resume::ResumeState>>,
 }
 
 /// Runs one plan artifact. Build it, then call [`Executor::run`].
@@ -62,6 +65,7 @@ impl Executor {
             events,
             shutdown: self.shutdown,
             journal: self.options.journal.clone(),
+            resume: self.options.resume.clone().unwrap_or_default(),
         });
         let run = Run {
             ctx,
@@ -164,7 +168,8 @@ impl Run {
     async fn waves(&mut self, run_id: &str) -> RunStatus {
         let a = self.ctx.artifact.clone();
         if !a.run_once.is_empty() {
-            let once = self.run_once().await;
+            let mut once = self.run_once().await;
+            crate::resume::keep_verdict(&self.ctx, &mut once);
             let failed = once.status != WaveStatus::Ok;
             self.finished.push(once);
             if failed {
@@ -175,7 +180,8 @@ impl Run {
             if let Some(status) = self.gate(run_id, index).await {
                 return status;
             }
-            let run = run_wave(&self.ctx, index, wave, &self.values).await;
+            let mut run = run_wave(&self.ctx, index, wave, &self.values).await;
+            crate::resume::keep_verdict(&self.ctx, &mut run);
             let status = run.status;
             self.finished.push(run);
             match status {
@@ -199,6 +205,9 @@ impl Run {
         let a = self.ctx.artifact.clone();
         let wave = &a.waves[index];
         let mut stop = self.ctx.shutdown.subscribe();
+        if crate::resume::wave_already_started(&self.ctx, &wave.name) {
+            return self.stopped_status();
+        }
         if index > 0 {
             let previous = &a.waves[index - 1];
             if let Some(ms) = previous.pause_ms.filter(|ms| *ms > 0) {

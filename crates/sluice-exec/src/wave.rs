@@ -69,7 +69,9 @@ pub(crate) async fn run_wave(
         concurrency,
         max_failed: wave.max_failed,
     });
-    let keep_going = ctx.artifact.failure.action == FailureAction::Continue;
+    // A wave decided before a resume keeps its verdict, so its replay spends no budget.
+    let keep_going = ctx.artifact.failure.action == FailureAction::Continue
+        || ctx.resume.wave_verdict(&wave.name).is_some();
     let stop = ctx.shutdown.subscribe();
     let mut budget = Budget::new(wave.max_failed);
     let mut done: HashMap<String, HostRun> = HashMap::new();

@@ -27,6 +27,9 @@ use crate::summary;
 #[path = "apply_record.rs"]
 mod record;
 
+/// Threads for blocking work in a run (see where the runtime is built).
+const MAX_BLOCKING_THREADS: usize = 8;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The change plan (YAML) to compile and run; needs --inventory.
@@ -85,7 +88,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     }
     check_window(&artifact, args.ignore_window, console)?;
     console.text(summary::plan(&artifact, console));
-    confirm(&args, console)?;
+    confirm(args.yes, console)?;
     let secrets =
         Secrets::load(&artifact.secrets).map_err(|e| CliError::invalid_input(e.to_string()))?;
     let redactor = Arc::new(Redactor::new(secrets.values().values().cloned()));
@@ -95,8 +98,35 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         format!("{run_id} (recorded in {})", log.path().display()),
     );
 
+    let options = RunOptions {
+        ignore_window: args.ignore_window,
+        ..RunOptions::default()
+    };
+    run_recorded(
+        log, run_id, artifact, secrets, redactor, options, args.json, console,
+    )
+}
+
+/// Runs the executor on a run recorded in the store (`apply`, and `resume` on the same run id)
+/// with the store as its journal, then records how it ended and prints the summary. Returns the
+/// exit code.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_recorded(
+    log: Arc<sluice_audit::AuditLog>,
+    run_id: String,
+    artifact: PlanArtifact,
+    secrets: Secrets,
+    redactor: Arc<Redactor>,
+    mut options: RunOptions,
+    json: bool,
+    console: &Console,
+) -> Result<u8, CliError> {
+    // Blocking work (audit commits, the terminal prompt) is serialized by the store's write lock
+    // or waits on a person: more threads than this only cost memory, ~2 MiB of allocator heap
+    // each (peak RSS 200 MiB at 100 hosts with tokio's default of 512; docs/benchmarks.md).
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
     let journal = JournalHandle::new(Arc::new(record::AuditJournal {
@@ -104,13 +134,14 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         run: run_id.clone(),
         redactor,
     }));
+    options.journal = journal;
     let report = runtime.block_on(execute(
         run_id.clone(),
         artifact,
         secrets,
-        journal,
+        options,
         log.clone(),
-        &args,
+        json,
         console,
     ));
     // An approval prompt still waiting on stdin (the run was stopped meanwhile) must not keep
@@ -164,7 +195,11 @@ fn load(args: &Args, console: &Console) -> Result<PlanArtifact, CliError> {
     Ok(crate::commands::plan::compile(plan, &input, console)?.artifact)
 }
 
-fn check_window(artifact: &PlanArtifact, ignore: bool, console: &Console) -> Result<(), CliError> {
+pub(crate) fn check_window(
+    artifact: &PlanArtifact,
+    ignore: bool,
+    console: &Console,
+) -> Result<(), CliError> {
     let Some(window) = &artifact.window else {
         return Ok(());
     };
@@ -192,8 +227,8 @@ fn check_window(artifact: &PlanArtifact, ignore: bool, console: &Console) -> Res
     }
 }
 
-fn confirm(args: &Args, console: &Console) -> Result<(), CliError> {
-    if args.yes {
+pub(crate) fn confirm(yes: bool, console: &Console) -> Result<(), CliError> {
+    if yes {
         return Ok(());
     }
     if !console.can_prompt() {
@@ -221,15 +256,15 @@ async fn execute(
     run_id: String,
     artifact: PlanArtifact,
     secrets: Secrets,
-    journal: JournalHandle,
+    options: RunOptions,
     log: Arc<sluice_audit::AuditLog>,
-    args: &Args,
+    json: bool,
     console: &Console,
 ) -> RunReport {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let events = Emitter::new(&run_id, tx);
     let shutdown = Shutdown::new();
-    let monitor = Monitor::new(console, Mode::choose(console, args.json));
+    let monitor = Monitor::new(console, Mode::choose(console, json));
     // Gates are answered by `sluice approve` through the store, or on this terminal if there is
     // one, whichever comes first.
     let terminal = console.can_prompt().then(|| TerminalApprover {
@@ -245,10 +280,7 @@ async fn execute(
         secrets,
         shutdown,
         approver: Some(approver),
-        options: RunOptions {
-            ignore_window: args.ignore_window,
-            journal,
-        },
+        options,
     };
     let (report, ()) = tokio::join!(executor.run(events), monitor.run(rx));
     report

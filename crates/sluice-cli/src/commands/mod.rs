@@ -7,6 +7,7 @@ pub mod audit;
 pub mod exec;
 pub mod logs;
 pub mod plan;
+pub mod resume;
 pub mod runs;
 pub mod show;
 pub mod unlock;

@@ -140,6 +140,15 @@ fn describe(record: &Record) -> String {
             u.steps.len(),
             u.by
         ),
+        Payload::RunResumed(r) => format!(
+            "by {} on {} (pid {}); unknown steps: {} guarded, {} idempotent: {}",
+            r.operator,
+            r.controller,
+            r.pid,
+            r.guarded.len(),
+            r.idempotent.len(),
+            r.command_line.join(" ")
+        ),
         Payload::RunFinished(f) => format!("{} (exit {})", f.status, f.exit_code),
     }
 }

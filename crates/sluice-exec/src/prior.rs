@@ -1,0 +1,494 @@
+//! Reading the audit records of an interrupted run into a [`ResumeState`], and sorting out the
+//! steps whose outcome nobody knows.
+//!
+//! The records are read in order; for each (host, step) the latest record counts (a new intent
+//! supersedes an earlier result). Then each step of the plan is one of:
+//!
+//! - **done**: its latest record is a result. A success is final; a failure is final unless the
+//!   step has retries left after that attempt, in which case the step runs again from the next
+//!   attempt, as the plan would have done had the controller lived.
+//! - **UNKNOWN**: its latest record is an intent. It may or may not have taken effect. If it has
+//!   a `skip_if` guard, the guard decides; if it is `idempotent: true`, it runs again; otherwise
+//!   the operator chooses (`--rerun-unknown`, `--skip-unknown`) and the choice is recorded.
+//! - **not started**: no record; it runs as in a fresh run (a step its guard skipped leaves no
+//!   record either, so its guard runs again).
+//!
+//! A succeeded step that registered a value has that value restored from its captured stdout,
+//! but only when the capture is provably the whole, unmasked output
+//! ([`sluice_audit::Capture::whole_text`]). If it is not, and a step still to run (or an undo)
+//! needs the value, the registering step needs the operator's choice too: `--rerun-unknown` runs
+//! it again to register the value anew; `--skip-unknown` leaves the value missing, and a step
+//! that needs it then fails naming it.
+//!
+//! Undos are tracked apart: an undo with a result is not run again; an undo with an intent and
+//! no result is UNKNOWN like a step (named `undo:STEP` in lists and in the recorded choice).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sluice_audit::{Capture, Exit, Payload, UnknownChoice};
+use sluice_plan::{HostStep, PlanArtifact};
+
+use crate::resume::{DoneStep, PriorStep, ResumeState, WaveVerdict};
+use crate::run::RUN_ONCE_WAVE;
+
+/// The prefix that names an undo in lists of UNKNOWN steps and in the recorded choice.
+pub const UNDO_PREFIX: &str = "undo:";
+
+/// A step (or undo) whose outcome is not known, and what resume does about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownStep {
+    pub host: String,
+    /// The step id, or `undo:ID` for an undo.
+    pub step: String,
+    pub handling: Handling,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Handling {
+    /// Its `skip_if` guard runs again and decides.
+    Guard,
+    /// `idempotent: true`: it runs again.
+    Idempotent,
+    /// The operator must choose; `why` says what is not known.
+    Operator { why: String },
+}
+
+/// What the trail says about one step.
+#[derive(Clone, Debug)]
+enum Seen {
+    Intent {
+        attempt: u32,
+    },
+    Result {
+        ok: bool,
+        attempt: u32,
+        detail: String,
+        stdout: Capture,
+    },
+    /// An UNKNOWN step an earlier resume's operator marked done.
+    Skipped {
+        attempt: u32,
+    },
+}
+
+/// The run so far, read from its records.
+#[derive(Debug)]
+pub struct Prior {
+    state: ResumeState,
+    unknown: Vec<UnknownStep>,
+    /// Operator-handled entries: how each is resolved by either choice.
+    on_rerun: Vec<(String, String, PriorStep)>,
+    on_skip: Vec<(String, String, Option<PriorStep>)>,
+    done: usize,
+}
+
+impl Prior {
+    /// Reads the payloads of the run's records, in order, against the run's plan.
+    pub fn read<'a>(
+        artifact: &PlanArtifact,
+        payloads: impl IntoIterator<Item = &'a Payload>,
+    ) -> Prior {
+        let mut steps: BTreeMap<(String, String), Seen> = BTreeMap::new();
+        let mut undos: BTreeMap<(String, String), Option<bool>> = BTreeMap::new();
+        let mut health: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
+        let mut started: BTreeSet<String> = BTreeSet::new();
+        let mut decided: BTreeMap<String, WaveVerdict> = BTreeMap::new();
+        let mut waived: BTreeSet<(String, String)> = BTreeSet::new();
+        for payload in payloads {
+            match payload {
+                Payload::StepIntent(i) if i.rollback => {
+                    undos.insert((i.host.clone(), i.step.clone()), None);
+                }
+                Payload::StepIntent(i) => {
+                    let key = (i.host.clone(), i.step.clone());
+                    steps.insert(key, Seen::Intent { attempt: i.attempt });
+                }
+                Payload::StepResult(r) => {
+                    let seen = Seen::Result {
+                        ok: r.ok,
+                        attempt: r.attempt,
+                        detail: exit_detail(&r.exit),
+                        stdout: r.stdout.clone(),
+                    };
+                    steps.insert((r.host.clone(), r.step.clone()), seen);
+                }
+                Payload::RollbackStepResult(r) => {
+                    undos.insert((r.host.clone(), r.step.clone()), Some(r.ok));
+                }
+                Payload::UnknownStepsResolved(c) if c.choice == UnknownChoice::Skip => {
+                    for (host, step) in &c.steps {
+                        if let Some(undo) = step.strip_prefix(UNDO_PREFIX) {
+                            let key = (host.clone(), undo.to_string());
+                            if let Some(seen @ None) = undos.get_mut(&key) {
+                                *seen = Some(true);
+                            }
+                            continue;
+                        }
+                        let key = (host.clone(), step.clone());
+                        match steps.get(&key) {
+                            Some(Seen::Intent { attempt }) => {
+                                let attempt = *attempt;
+                                steps.insert(key, Seen::Skipped { attempt });
+                            }
+                            // A registered value the operator chose to do without.
+                            Some(Seen::Result { .. }) => {
+                                waived.insert(key);
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Payload::HealthResult(h) => {
+                    let checks = health.entry(h.host.clone()).or_default();
+                    checks.push((h.check.clone(), h.ok));
+                }
+                Payload::WaveStarted(w) => {
+                    started.insert(w.name.clone());
+                }
+                Payload::WaveDecided(w) => {
+                    let failed = w.decision.contains("rollback") || w.decision.contains("halt");
+                    let verdict = if failed {
+                        WaveVerdict::Failed
+                    } else {
+                        WaveVerdict::WentOn
+                    };
+                    decided.insert(w.name.clone(), verdict);
+                }
+                _ => {}
+            }
+        }
+        let mut prior = Prior {
+            state: ResumeState::default(),
+            unknown: Vec::new(),
+            on_rerun: Vec::new(),
+            on_skip: Vec::new(),
+            done: 0,
+        };
+        prior.classify_steps(artifact, &steps, &waived);
+        prior.classify_undos(artifact, &undos);
+        prior.read_health(artifact, &health);
+        prior.read_waves(artifact, &steps, started, decided);
+        prior
+    }
+
+    /// Every UNKNOWN step, with how it is handled.
+    pub fn unknown(&self) -> &[UnknownStep] {
+        &self.unknown
+    }
+
+    /// The UNKNOWN steps that wait for the operator's choice.
+    pub fn needs_choice(&self) -> Vec<&UnknownStep> {
+        self.unknown
+            .iter()
+            .filter(|u| matches!(u.handling, Handling::Operator { .. }))
+            .collect()
+    }
+
+    /// Steps with a final recorded result (or marked done by an operator).
+    pub fn done_steps(&self) -> usize {
+        self.done
+    }
+
+    /// The state to resume with, once the operator's `choice` (if any is needed) is applied.
+    /// Without a choice while one is needed, returns the steps that need it.
+    pub fn resolve(self, choice: Option<UnknownChoice>) -> Result<ResumeState, Vec<UnknownStep>> {
+        let mut state = self.state;
+        match choice {
+            None if !self.on_rerun.is_empty() => {
+                return Err(self
+                    .unknown
+                    .into_iter()
+                    .filter(|u| matches!(u.handling, Handling::Operator { .. }))
+                    .collect());
+            }
+            None => {}
+            Some(UnknownChoice::Rerun) => {
+                for (host, step, prior) in self.on_rerun {
+                    state.set_step(&host, &step, prior);
+                }
+            }
+            Some(UnknownChoice::Skip) => {
+                for (host, step, prior) in self.on_skip {
+                    match (step.strip_prefix(UNDO_PREFIX), prior) {
+                        (Some(undo), _) => state = state.undone(&host, undo, true),
+                        (None, Some(prior)) => state.set_step(&host, &step, prior),
+                        (None, None) => {}
+                    }
+                }
+            }
+        }
+        Ok(state)
+    }
+
+    fn classify_steps(
+        &mut self,
+        artifact: &PlanArtifact,
+        steps: &BTreeMap<(String, String), Seen>,
+        waived: &BTreeSet<(String, String)>,
+    ) {
+        for (host, step) in host_steps(artifact) {
+            let key = (host.to_string(), step.id.clone());
+            let Some(seen) = steps.get(&key) else {
+                continue;
+            };
+            let spec = artifact.step(&step.id);
+            let retries = spec.map_or(0, |s| s.retries);
+            match seen {
+                Seen::Result {
+                    ok: false, attempt, ..
+                } if *attempt >= 1 && *attempt <= retries => {
+                    // The controller died between attempts: carry on with the next one.
+                    let prior = PriorStep::Again {
+                        attempt: attempt + 1,
+                        after_intent: false,
+                    };
+                    self.state.set_step(host, &step.id, prior);
+                }
+                Seen::Result {
+                    ok,
+                    attempt,
+                    detail,
+                    stdout,
+                } => {
+                    self.done += 1;
+                    let register = spec.and_then(|s| s.register.as_ref()).filter(|_| *ok);
+                    let registered = register
+                        .and_then(|_| stdout.whole_text())
+                        .map(|t| t.trim().to_string());
+                    let done = DoneStep {
+                        ok: *ok,
+                        attempt: *attempt,
+                        detail: detail.clone(),
+                        registered,
+                    };
+                    let lost = register.filter(|_| done.registered.is_none());
+                    let needed_by = lost
+                        .filter(|_| !waived.contains(&key))
+                        .and_then(|name| needed_by(artifact, host, name, steps));
+                    self.state.set_step(host, &step.id, PriorStep::Done(done));
+                    if let (Some(name), Some(user)) = (lost, needed_by) {
+                        self.ask(
+                            host,
+                            &step.id,
+                            format!(
+                                "it succeeded, but the value it registered (`{name}`) is not in the audit trail intact (output cut, or it held a secret), and {user} needs it"
+                            ),
+                            PriorStep::Again {
+                                attempt: 1,
+                                after_intent: false,
+                            },
+                            None,
+                        );
+                    }
+                }
+                Seen::Skipped { attempt } => {
+                    self.done += 1;
+                    let done = skipped_by_operator(*attempt);
+                    self.state.set_step(host, &step.id, PriorStep::Done(done));
+                }
+                Seen::Intent { attempt } => {
+                    let again = PriorStep::Again {
+                        attempt: *attempt,
+                        after_intent: true,
+                    };
+                    let handling = if step.skip_if.is_some() {
+                        Handling::Guard
+                    } else if spec.is_some_and(|s| s.idempotent) {
+                        Handling::Idempotent
+                    } else {
+                        self.ask(
+                            host,
+                            &step.id,
+                            "it was started and has no result".into(),
+                            again,
+                            Some(PriorStep::Done(skipped_by_operator(*attempt))),
+                        );
+                        continue;
+                    };
+                    self.state.set_step(host, &step.id, again);
+                    self.unknown.push(UnknownStep {
+                        host: host.to_string(),
+                        step: step.id.clone(),
+                        handling,
+                    });
+                }
+            }
+        }
+    }
+
+    fn classify_undos(
+        &mut self,
+        artifact: &PlanArtifact,
+        undos: &BTreeMap<(String, String), Option<bool>>,
+    ) {
+        for ((host, step), result) in undos {
+            match result {
+                Some(ok) => self.state = std::mem::take(&mut self.state).undone(host, step, *ok),
+                None if artifact.step(step).is_some_and(|s| s.idempotent) => {
+                    self.unknown.push(UnknownStep {
+                        host: host.clone(),
+                        step: format!("{UNDO_PREFIX}{step}"),
+                        handling: Handling::Idempotent,
+                    });
+                }
+                None => self.ask(
+                    host,
+                    &format!("{UNDO_PREFIX}{step}"),
+                    "this undo was started and has no result".into(),
+                    // Not marking the undo is what runs it again.
+                    PriorStep::Again {
+                        attempt: 1,
+                        after_intent: true,
+                    },
+                    None,
+                ),
+            }
+        }
+    }
+
+    /// Health verdicts of hosts whose checks were recorded: passed when every check's latest
+    /// result passed; failed when a check flapped or failed more rounds than the policy allows;
+    /// otherwise unknown (the checks run again).
+    fn read_health(
+        &mut self,
+        artifact: &PlanArtifact,
+        health: &BTreeMap<String, Vec<(String, bool)>>,
+    ) {
+        for plan in &artifact.hosts {
+            let Some(results) = health.get(&plan.name) else {
+                continue;
+            };
+            let mut verdict = Some(Ok(()));
+            for check in &plan.health {
+                let runs: Vec<bool> = results
+                    .iter()
+                    .filter(|(name, _)| *name == check.name)
+                    .map(|(_, ok)| *ok)
+                    .collect();
+                let flapped = runs.windows(2).any(|w| w[0] && !w[1]);
+                let failures = runs.iter().filter(|ok| !**ok).count();
+                if flapped || failures > artifact.health.retries as usize {
+                    verdict = Some(Err(format!("health check {} failed", check.name)));
+                    break;
+                }
+                if runs.last() != Some(&true) {
+                    verdict = None;
+                }
+            }
+            if let Some(verdict) = verdict {
+                self.state = std::mem::take(&mut self.state).health(&plan.name, verdict);
+            }
+        }
+    }
+
+    /// Waves that started (recorded, or a host of theirs has a step record) skip their gate; a
+    /// wave before the last started one went on; recorded decisions stand.
+    fn read_waves(
+        &mut self,
+        artifact: &PlanArtifact,
+        steps: &BTreeMap<(String, String), Seen>,
+        mut started: BTreeSet<String>,
+        decided: BTreeMap<String, WaveVerdict>,
+    ) {
+        let touched: BTreeSet<&str> = steps.keys().map(|(h, _)| h.as_str()).collect();
+        for wave in &artifact.waves {
+            if wave.hosts.iter().any(|h| touched.contains(h.as_str())) {
+                started.insert(wave.name.clone());
+            }
+        }
+        let last = artifact
+            .waves
+            .iter()
+            .rposition(|w| started.contains(&w.name));
+        let mut state = std::mem::take(&mut self.state);
+        if last.is_some() {
+            state = state.verdict(RUN_ONCE_WAVE, WaveVerdict::WentOn);
+        }
+        for (index, wave) in artifact.waves.iter().enumerate() {
+            if started.contains(&wave.name) {
+                state = state.started(&wave.name);
+            }
+            if let Some(verdict) = decided.get(&wave.name) {
+                state = state.verdict(&wave.name, *verdict);
+            } else if last.is_some_and(|last| index < last) {
+                state = state.verdict(&wave.name, WaveVerdict::WentOn);
+            }
+        }
+        self.state = state;
+    }
+
+    fn ask(
+        &mut self,
+        host: &str,
+        step: &str,
+        why: String,
+        on_rerun: PriorStep,
+        on_skip: Option<PriorStep>,
+    ) {
+        self.unknown.push(UnknownStep {
+            host: host.to_string(),
+            step: step.to_string(),
+            handling: Handling::Operator { why },
+        });
+        self.on_rerun
+            .push((host.to_string(), step.to_string(), on_rerun));
+        self.on_skip
+            .push((host.to_string(), step.to_string(), on_skip));
+    }
+}
+
+/// Every (host, step) of the plan: `run_once` steps on their host, then each host's steps.
+fn host_steps(artifact: &PlanArtifact) -> Vec<(&str, &HostStep)> {
+    let once = artifact.run_once.iter().map(|o| (o.host.as_str(), &o.step));
+    let each = artifact
+        .hosts
+        .iter()
+        .flat_map(|h| h.steps.iter().map(move |s| (h.name.as_str(), s)));
+    once.chain(each).collect()
+}
+
+/// The first step of `host` that still needs registered value `name`: one that has not
+/// finished and uses it in `run` or `skip_if`, or any whose undo uses it.
+fn needed_by(
+    artifact: &PlanArtifact,
+    host: &str,
+    name: &str,
+    steps: &BTreeMap<(String, String), Seen>,
+) -> Option<String> {
+    let uses = |cmd: Option<&sluice_plan::RenderedCommand>| {
+        cmd.is_some_and(|c| c.registered_names().any(|n| n == name))
+    };
+    host_steps(artifact)
+        .into_iter()
+        .filter(|(h, _)| *h == host)
+        .find_map(|(_, step)| {
+            let finished = matches!(
+                steps.get(&(host.to_string(), step.id.clone())),
+                Some(Seen::Result { ok: true, .. } | Seen::Skipped { .. })
+            );
+            if uses(step.undo.as_ref()) {
+                Some(format!("the undo of step `{}`", step.id))
+            } else if !finished && (uses(Some(&step.run)) || uses(step.skip_if.as_ref())) {
+                Some(format!("step `{}`", step.id))
+            } else {
+                None
+            }
+        })
+}
+
+fn skipped_by_operator(attempt: u32) -> DoneStep {
+    DoneStep {
+        ok: true,
+        attempt,
+        detail: "outcome unknown; marked done by the operator (--skip-unknown)".into(),
+        registered: None,
+    }
+}
+
+fn exit_detail(exit: &Exit) -> String {
+    match exit {
+        Exit::Code(code) => format!("exit {code}"),
+        Exit::Signal(signal) => format!("killed by signal {signal}"),
+        Exit::None { reason } => reason.clone(),
+    }
+}

@@ -1,0 +1,352 @@
+//! Carrying on a run whose controller died: what the run did before, as the executor uses it.
+//!
+//! A [`ResumeState`] is read from the run's audit records by [`crate::prior`] (or built by hand
+//! in tests) and passed as [`crate::RunOptions::resume`]. The executor then runs the plan from
+//! the start as usual, except that:
+//!
+//! 1. a step with a recorded final result is not run again. Its outcome is replayed: a success
+//!    restores the value it registered; a failure fails the host and counts against the wave's
+//!    budget. Either way the step is known to rollback, which undoes it like a step of this
+//!    process;
+//! 2. a step marked to run again (an UNKNOWN step resolved to run, a failed attempt with retries
+//!    left) runs from that attempt; its `skip_if` guard is evaluated as usual, and a guard that
+//!    skips a step left UNKNOWN closes the step's intent with a result;
+//! 3. a host whose steps were all done before and whose health checks were recorded as passed
+//!    (or failed) keeps that verdict; otherwise its health checks, which are read-only, run again;
+//! 4. a wave that had started does not pause or wait at its approval gate again, and a wave whose
+//!    outcome was decided before (recorded, or implied by a later wave having started) keeps it:
+//!    its hosts' replayed outcomes do not spend its budget again;
+//! 5. an undo with a recorded result is not run again: a success is skipped, a failure leaves
+//!    the host ROLLBACK_FAILED as it did then.
+//!
+//! Steps the state does not mention run as in a fresh run.
+
+use std::collections::{HashMap, HashSet};
+
+use sluice_plan::{HostPlan, HostStep, StepSpec};
+
+use crate::event::EventKind;
+use crate::host::HostRun;
+use crate::report::{FailureDetail, StepStatus, WaveStatus};
+use crate::run::RunContext;
+use crate::wave::WaveRun;
+
+/// What the run recorded about one (host, step) before the crash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PriorStep {
+    /// It finished: not run again.
+    Done(DoneStep),
+    /// Run it again, starting at `attempt`. `after_intent`: an intent of it has no result (it
+    /// was UNKNOWN), so a guard that now skips it must record a result to close that intent.
+    Again { attempt: u32, after_intent: bool },
+}
+
+/// A step that finished before the crash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DoneStep {
+    pub ok: bool,
+    /// The attempt that ended it.
+    pub attempt: u32,
+    /// How it ended (`exit 0`, `exit 3`, `marked done by the operator`).
+    pub detail: String,
+    /// The value it registered, when the trail holds it intact.
+    pub registered: Option<String>,
+}
+
+impl DoneStep {
+    pub fn ok(detail: &str) -> Self {
+        DoneStep {
+            ok: true,
+            attempt: 1,
+            detail: detail.to_string(),
+            registered: None,
+        }
+    }
+
+    pub fn failed(detail: &str) -> Self {
+        DoneStep {
+            ok: false,
+            ..DoneStep::ok(detail)
+        }
+    }
+
+    pub fn registered(mut self, value: &str) -> Self {
+        self.registered = Some(value.to_string());
+        self
+    }
+}
+
+/// How a wave ended before the crash, as far as the trail tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaveVerdict {
+    /// The run went on after it (a `wave_decided` that was not a rollback or halt, or a later
+    /// wave started): it is not rolled back or halted now.
+    WentOn,
+    /// It failed (recorded `rollback` or `halt`): the failure policy runs again, skipping the
+    /// undos already recorded.
+    Failed,
+}
+
+/// Everything a resumed run knows about the run so far. Empty (the default) is a fresh run.
+#[derive(Clone, Debug, Default)]
+pub struct ResumeState {
+    steps: HashMap<(String, String), PriorStep>,
+    health: HashMap<String, Result<(), String>>,
+    started: HashSet<String>,
+    verdicts: HashMap<String, WaveVerdict>,
+    undos: HashMap<(String, String), bool>,
+}
+
+impl ResumeState {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+            && self.health.is_empty()
+            && self.started.is_empty()
+            && self.verdicts.is_empty()
+            && self.undos.is_empty()
+    }
+
+    pub fn set_step(&mut self, host: &str, step: &str, prior: PriorStep) {
+        self.steps
+            .insert((host.to_string(), step.to_string()), prior);
+    }
+
+    /// Builder form of [`ResumeState::set_step`] with a finished step.
+    pub fn done(mut self, host: &str, step: &str, done: DoneStep) -> Self {
+        self.set_step(host, step, PriorStep::Done(done));
+        self
+    }
+
+    /// Builder form of [`ResumeState::set_step`] with a step to run again.
+    pub fn again(mut self, host: &str, step: &str, attempt: u32, after_intent: bool) -> Self {
+        let prior = PriorStep::Again {
+            attempt,
+            after_intent,
+        };
+        self.set_step(host, step, prior);
+        self
+    }
+
+    /// The recorded health verdict of `host`: `Err` holds what failed.
+    pub fn health(mut self, host: &str, verdict: Result<(), String>) -> Self {
+        self.health.insert(host.to_string(), verdict);
+        self
+    }
+
+    /// Wave `name` had started before the crash.
+    pub fn started(mut self, name: &str) -> Self {
+        self.started.insert(name.to_string());
+        self
+    }
+
+    pub fn verdict(mut self, wave: &str, verdict: WaveVerdict) -> Self {
+        self.verdicts.insert(wave.to_string(), verdict);
+        self
+    }
+
+    /// The undo of `step` on `host` has a recorded result.
+    pub fn undone(mut self, host: &str, step: &str, ok: bool) -> Self {
+        self.undos.insert((host.to_string(), step.to_string()), ok);
+        self
+    }
+
+    pub fn step(&self, host: &str, step: &str) -> Option<&PriorStep> {
+        self.steps.get(&(host.to_string(), step.to_string()))
+    }
+
+    pub fn wave_started(&self, wave: &str) -> bool {
+        self.started.contains(wave)
+    }
+
+    pub fn wave_verdict(&self, wave: &str) -> Option<WaveVerdict> {
+        self.verdicts.get(wave).copied()
+    }
+
+    /// The attempt number a step starts at: 1 unless it is to run again from a later one.
+    pub(crate) fn first_attempt(&self, host: &str, step: &str) -> u32 {
+        match self.step(host, step) {
+            Some(PriorStep::Again { attempt, .. }) => (*attempt).max(1),
+            _ => 1,
+        }
+    }
+
+    fn after_intent(&self, host: &str, step: &str) -> bool {
+        matches!(
+            self.step(host, step),
+            Some(PriorStep::Again {
+                after_intent: true,
+                ..
+            })
+        )
+    }
+
+    /// The recorded health verdict of a host none of whose steps runs in this process.
+    pub(crate) fn recorded_health(&self, plan: &HostPlan) -> Option<Result<(), FailureDetail>> {
+        let all_done = plan
+            .steps
+            .iter()
+            .all(|s| matches!(self.step(&plan.name, &s.id), Some(PriorStep::Done(d)) if d.ok));
+        if !all_done {
+            return None;
+        }
+        let verdict = self.health.get(&plan.name)?;
+        Some(verdict.clone().map_err(|what| FailureDetail {
+            what: "health".into(),
+            detail: format!("recorded before the resume: {what}"),
+            output: Vec::new(),
+        }))
+    }
+}
+
+impl HostRun {
+    /// Replays a step that finished before the crash: nothing is sent to the host.
+    pub(crate) fn replay(
+        &mut self,
+        ctx: &RunContext,
+        step: &HostStep,
+        spec: &StepSpec,
+        done: &DoneStep,
+    ) -> StepStatus {
+        // It ran (or may have), so a rollback must undo it like any step of this process.
+        self.ran.push(step.clone());
+        if let (true, Some(name), Some(value)) = (done.ok, &spec.register, &done.registered) {
+            self.values.registered.insert(name.clone(), value.clone());
+        }
+        let status = if done.ok {
+            StepStatus::Ok
+        } else {
+            StepStatus::Failed
+        };
+        let detail = format!("recorded before the resume: {}", done.detail);
+        ctx.events.emit(EventKind::StepFinished {
+            host: self.host.clone(),
+            step: step.id.clone(),
+            status,
+            detail: detail.clone(),
+            attempt: done.attempt,
+            duration_ms: 0,
+            output: Vec::new(),
+        });
+        if !done.ok {
+            self.failure = Some(FailureDetail {
+                what: step.id.clone(),
+                detail,
+                output: Vec::new(),
+            });
+        }
+        status
+    }
+}
+
+/// A step left UNKNOWN by the crash was skipped by its guard now: record a result so that its
+/// intent is settled (a fresh run records nothing for a skipped step, having no intent to close).
+pub(crate) async fn close_skipped_intent(ctx: &RunContext, host: &str, step: &str) {
+    if !ctx.resume.after_intent(host, step) {
+        return;
+    }
+    let note = crate::journal::StepResultNote {
+        host: host.to_string(),
+        step: step.to_string(),
+        attempt: ctx.resume.first_attempt(host, step),
+        ok: true,
+        exit_code: None,
+        detail: "skipped: skip_if exited 0".into(),
+        duration_ms: 0,
+        stdout: Default::default(),
+        stderr: Default::default(),
+    };
+    if let Err(why) = ctx.journal.result(note).await {
+        ctx.events.decision(
+            "journal_failed",
+            None,
+            format!("the skip of {step} on {host} was not recorded: {why}"),
+        );
+    }
+}
+
+/// For a host that cannot be reached now, the steps that finished before the crash still ran:
+/// rollback must know them (and will report the host ROLLBACK_FAILED, having no connection).
+pub(crate) fn note_done_steps(ctx: &RunContext, run: &mut HostRun, plan: &HostPlan) {
+    for step in &plan.steps {
+        if let Some(PriorStep::Done(_)) = ctx.resume.step(&run.host, &step.id) {
+            run.ran.push(step.clone());
+        }
+    }
+}
+
+/// Skips the pause and approval gate of a wave that had started before the crash. Returns
+/// `true` when the wave is such a wave.
+pub(crate) fn wave_already_started(ctx: &RunContext, wave: &str) -> bool {
+    if !ctx.resume.wave_started(wave) {
+        return false;
+    }
+    ctx.events.decision(
+        "resume_wave",
+        Some(wave),
+        "the wave had started before the resume: its pause and approval gate are not repeated",
+    );
+    true
+}
+
+/// A wave whose outcome was decided before the crash keeps it, whatever the replay counted
+/// (a host unreachable now, a health check that flaps). A stop requested now still stops it.
+pub(crate) fn keep_verdict(ctx: &RunContext, wave: &mut WaveRun) {
+    let Some(verdict) = ctx.resume.wave_verdict(&wave.name) else {
+        return;
+    };
+    // Under `action: continue` a failed wave already goes on, and reports as failed.
+    let goes_on = ctx.artifact.failure.action == sluice_plan::FailureAction::Continue;
+    let kept = match (verdict, wave.status) {
+        (WaveVerdict::WentOn, WaveStatus::Failed) if !goes_on => WaveStatus::Ok,
+        (WaveVerdict::Failed, WaveStatus::Ok) => WaveStatus::Failed,
+        _ => return,
+    };
+    ctx.events.decision(
+        "resume_verdict",
+        Some(&wave.name),
+        match verdict {
+            WaveVerdict::WentOn => {
+                "the run had gone on after this wave before the resume: it is not failed now"
+            }
+            WaveVerdict::Failed => {
+                "this wave had failed before the resume: its failure policy runs again"
+            }
+        },
+    );
+    wave.status = kept;
+}
+
+/// What rollback does with an undo, given the trail.
+pub(crate) enum UndoPrior {
+    /// Not recorded: run it.
+    Run,
+    /// It succeeded before the crash: skip it.
+    Done,
+    /// It failed before the crash: the host stays ROLLBACK_FAILED.
+    Failed(FailureDetail),
+}
+
+pub(crate) fn undo_prior(ctx: &RunContext, host: &str, step: &str) -> UndoPrior {
+    match ctx.resume.undos.get(&(host.to_string(), step.to_string())) {
+        None => UndoPrior::Run,
+        Some(true) => UndoPrior::Done,
+        Some(false) => UndoPrior::Failed(FailureDetail {
+            what: format!("undo:{step}"),
+            detail: "failed before the resume (recorded); not run again".into(),
+            output: Vec::new(),
+        }),
+    }
+}
+
+/// A host to roll back that cannot be reached now, though steps ran on it before the crash.
+pub(crate) fn unreachable_for_undo(host: &HostRun) -> FailureDetail {
+    FailureDetail {
+        what: "undo".into(),
+        detail: format!(
+            "no connection to {}: {} step(s) that ran before the resume could not be undone",
+            host.host,
+            host.ran.len()
+        ),
+        output: Vec::new(),
+    }
+}

@@ -2,17 +2,30 @@
 # Runs every test of the workspace on a fresh machine: installs what the tests need first.
 #
 # The SSH tests start real OpenSSH sshd processes on 127.0.0.1, so openssh-server must be
-# installed (the test fleet fails with "install openssh-server" otherwise, never skips).
+# installed; the become tests run the machine's real sudo, so sudo must be installed too (the
+# tests fail with what to install otherwise, never skip). Run as root (CI does): the become tests
+# then create their two test users and a sudoers drop-in themselves (crates/sluice-testfleet,
+# sudo.rs); `script` (util-linux) gives the passphrase prompt test its terminal.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+missing=()
 if ! command -v sshd >/dev/null 2>&1 && [ ! -x /usr/sbin/sshd ]; then
-  echo "scripts/test.sh: sshd not found, installing openssh-server" >&2
+  missing+=(openssh-server)
+fi
+if [ ! -x /usr/bin/sudo ]; then
+  missing+=(sudo)
+fi
+if ! command -v script >/dev/null 2>&1; then
+  missing+=(util-linux)
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "scripts/test.sh: installing ${missing[*]}" >&2
   SUDO=""
   [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   # Debian starts services on install; the tests start their own sshd, not the system's.
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openssh-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 cargo test --workspace --locked "$@"

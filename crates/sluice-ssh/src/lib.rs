@@ -6,7 +6,8 @@
 //! - [`local`]: commands run by `sh -c` on the controller itself.
 //! - [`ssh`]: the russh client: dialling with handshake limits ([`ssh::connect`],
 //!   [`ssh::limits`]), host keys ([`ssh::known_hosts`]), authentication ([`ssh::auth`]), commands
-//!   and uploads on a shared connection ([`ssh::exec`], [`ssh::shell`]).
+//!   and uploads on a shared connection ([`ssh::exec`], [`ssh::shell`]), `become` through sudo
+//!   ([`ssh::sudo`]), `~/.ssh/config` ([`ssh::config`]).
 //!
 //! Architecture invariant: no code outside this crate knows whether a host is reached over SSH
 //! or locally; the executor only sees [`Transport`] and [`Connection`].
@@ -18,5 +19,5 @@ pub mod transport;
 
 pub use capture::{CapturedOutput, OutputCapture};
 pub use local::LocalTransport;
-pub use ssh::{Passphrase, SshConnection, SshOptions, SshTransport};
+pub use ssh::{Passphrase, PassphrasePrompt, SshConnection, SshOptions, SshTransport};
 pub use transport::*;

@@ -60,6 +60,15 @@ impl LocalConnection {
 
     async fn run(&self, req: ExecRequest) -> Result<ExecOutcome, TransportError> {
         let started = Instant::now();
+        // `sudo -S` reads a password from stdin only when it needs one; when it does not (root,
+        // NOPASSWD) the password line would reach the command's stdin. So the password is used
+        // only when `sudo -n` cannot run as that user.
+        let password = match &req.become_user {
+            Some(b) if b.password.is_some() && !sudo_needs_no_password(b.user.as_deref()).await => {
+                b.password.as_deref()
+            }
+            _ => None,
+        };
         let mut cmd = match &req.become_user {
             None => {
                 let mut c = Command::new("sh");
@@ -68,14 +77,10 @@ impl LocalConnection {
             }
             Some(become_user) => {
                 let mut c = Command::new("sudo");
-                c.arg(if become_user.password.is_some() {
-                    "-S"
-                } else {
-                    "-n"
-                });
-                if become_user.password.is_some() {
-                    c.args(["-p", ""]);
-                }
+                match password {
+                    Some(_) => c.args(["-S", "-p", ""]),
+                    None => c.arg("-n"),
+                };
                 if let Some(user) = &become_user.user {
                     c.args(["-u", user]);
                 }
@@ -98,9 +103,7 @@ impl LocalConnection {
         let pgid = child.id();
 
         let mut stdin_bytes = Vec::new();
-        if let Some(b) = &req.become_user
-            && let Some(password) = &b.password
-        {
+        if let Some(password) = password {
             stdin_bytes.extend_from_slice(password.as_bytes());
             stdin_bytes.push(b'\n');
         }
@@ -186,6 +189,23 @@ impl Connection for LocalConnection {
     fn host_key_fingerprint(&self) -> Option<String> {
         None
     }
+}
+
+/// True when `sudo -n` runs a command as `user` (root when `None`) without asking anything.
+async fn sudo_needs_no_password(user: Option<&str>) -> bool {
+    let mut probe = Command::new("sudo");
+    probe.arg("-n");
+    if let Some(user) = user {
+        probe.args(["-u", user]);
+    }
+    probe
+        .args(["--", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
 }
 
 async fn drain<R: AsyncRead + Unpin>(

@@ -184,7 +184,8 @@ pub struct ExecOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     /// No TCP connection or no SSH handshake within the time limit: the host is down, or the
-    /// address, port or a firewall is wrong. Nothing ran on the host.
+    /// address, port or a firewall is wrong; or a jump host could not reach it; or its sshd kept
+    /// dropping the handshake (`MaxStartups`) after every retry. Nothing ran on the host.
     #[error("{host}: unreachable at {address}: {reason}")]
     Unreachable {
         host: String,
@@ -215,7 +216,8 @@ pub enum TransportError {
         known_hosts: String,
     },
 
-    /// The key is marked `@revoked` in known_hosts. Nothing ran on the host.
+    /// The key is marked `@revoked` in known_hosts: it was declared compromised. Nothing ran on
+    /// the host. Give the host a new key and record that one; keep the `@revoked` line.
     #[error("{host}: host key refused: {fingerprint} is marked @revoked in {known_hosts}")]
     HostKeyRevoked {
         host: String,
@@ -223,7 +225,9 @@ pub enum TransportError {
         known_hosts: String,
     },
 
-    /// The server refused every credential tried. Nothing ran on the host.
+    /// The server refused every credential tried (listed in the message). Nothing ran on the
+    /// host. Check the login user, the host's authorized_keys and which keys the inventory, the
+    /// ssh-agent and `~/.ssh/config` offer.
     #[error("{host}: authentication failed for user {user} (tried: {tried})")]
     AuthFailed {
         host: String,
@@ -231,7 +235,9 @@ pub enum TransportError {
         tried: String,
     },
 
-    /// A key file could not be read or decrypted.
+    /// An identity file could not be used, so no credential from it was offered and nothing ran
+    /// on the host: missing or unreadable, not a key, or encrypted with no passphrase given
+    /// (`SLUICE_SSH_PASSPHRASE`, or the terminal prompt when there is one) or a wrong one.
     #[error("{host}: cannot use identity file {path}: {reason}")]
     IdentityFile {
         host: String,
@@ -239,21 +245,31 @@ pub enum TransportError {
         reason: String,
     },
 
-    /// The connection broke while a command ran. The command's outcome on the host is unknown.
+    /// The connection broke while a command ran: the host stopped answering keepalives (every
+    /// 15 s, dead after 3 unanswered by default), or sshd, the host or the network failed. The
+    /// command's outcome on the host is unknown: check the host before running it again. (A
+    /// connection found dead *before* a command started is reconnected once, silently.)
     #[error(
         "{host}: connection lost while the command ran; its outcome on the host is unknown: {reason}"
     )]
     ConnectionLost { host: String, reason: String },
 
-    /// sudo refused to run the command without a password or a TTY.
+    /// sudo did not start the command, so the command did not run; the reason says why in
+    /// sudo's terms: it requires a password (give `become` one, or allow `NOPASSWD`), it
+    /// requires a TTY (`requiretty` in sudoers), it refused the password, it does not allow the
+    /// login user to become that user, or sudo is not installed. Fix sudoers or the inventory.
     #[error("{host}: become failed: {reason}")]
     BecomeFailed { host: String, reason: String },
 
-    /// The command could not be started (local: spawning `sh` failed; ssh: channel refused).
+    /// The command could not be started, so nothing ran: locally `sh` could not be spawned; over
+    /// SSH the host refused a new channel (its `MaxSessions`, or a dying sshd) or the request
+    /// was invalid (an environment variable name that is not a shell name).
     #[error("{host}: cannot start the command: {reason}")]
     Spawn { host: String, reason: String },
 
-    /// Anything else the SSH protocol reported.
+    /// The SSH protocol failed in a way not covered above (no common algorithm, a host
+    /// certificate, a malformed message, the server disconnecting during authentication). No
+    /// command ran on this connection; the reason is russh's.
     #[error("{host}: ssh protocol error: {reason}")]
     Protocol { host: String, reason: String },
 

@@ -3,6 +3,8 @@
 mod support;
 
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use sluice_ssh::{ExecRequest, ExitStatus, SshOptions, SshTransport, Transport, TransportError};
@@ -182,29 +184,21 @@ async fn ssh_config_supplies_hostname_port_user_and_identity() {
     assert_eq!(out.stdout.kept_bytes(), b"host1\n");
 }
 
+/// A key encrypted with `passphrase`, authorized on host 1; a target of host 1 using only it.
+fn encrypted_key_target(
+    fleet: &sluice_testfleet::Fleet,
+    passphrase: &str,
+) -> sluice_ssh::HostTarget {
+    let path = fleet.authorize_encrypted_key(1, passphrase).unwrap();
+    let mut target = target(fleet, 1);
+    target.identity_files = vec![path];
+    target
+}
+
 #[tokio::test]
 async fn encrypted_key_needs_its_passphrase() {
     let fleet = fleet(1);
-    let path = fleet.dir().join("id_encrypted");
-    let made = Command::new("ssh-keygen")
-        .args([
-            "-q",
-            "-t",
-            "ed25519",
-            "-N",
-            "correct horse",
-            "-C",
-            "enc",
-            "-f",
-        ])
-        .arg(&path)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
-    fleet.authorize_key(1, &public).unwrap();
-    let mut target = target(&fleet, 1);
-    target.identity_files = vec![path];
+    let target = encrypted_key_target(&fleet, "correct horse");
 
     let without = SshTransport::new(SshOptions {
         passphrase_env: "SLUICE_TEST_UNSET_PASSPHRASE".into(),
@@ -212,7 +206,11 @@ async fn encrypted_key_needs_its_passphrase() {
     });
     let err = without.connect(&target).await.map(|_| ()).unwrap_err();
     assert!(matches!(err, TransportError::IdentityFile { .. }), "{err}");
-    assert!(err.to_string().contains("encrypted"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("put it in $SLUICE_TEST_UNSET_PASSPHRASE"),
+        "{err}"
+    );
 
     let with = SshTransport::new(SshOptions {
         passphrase: Some(sluice_ssh::Passphrase("correct horse".into())),
@@ -226,4 +224,45 @@ async fn encrypted_key_needs_its_passphrase() {
             .status
             .success()
     );
+}
+
+/// A transport whose prompt answers `answer` and counts how often it was asked.
+fn prompting(answer: &'static str) -> (SshTransport, Arc<AtomicUsize>) {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    let prompt = sluice_ssh::PassphrasePrompt(Arc::new(move |_key: &std::path::Path| {
+        count.fetch_add(1, Ordering::SeqCst);
+        // As slow as a person typing: concurrent connections must wait, not ask again.
+        std::thread::sleep(Duration::from_millis(200));
+        Some(sluice_ssh::Passphrase(answer.into()))
+    }));
+    let t = SshTransport::new(SshOptions {
+        passphrase_env: "SLUICE_TEST_UNSET_PASSPHRASE".into(),
+        passphrase_prompt: Some(prompt),
+        ..options()
+    });
+    (t, asked)
+}
+
+#[tokio::test]
+async fn the_passphrase_prompt_is_asked_once_per_key_for_all_connections() {
+    let fleet = fleet(1);
+    let target = encrypted_key_target(&fleet, "typed once");
+    let (t, asked) = prompting("typed once");
+    let runs = (0..5).map(|_| {
+        let (t, target) = (t.clone(), target.clone());
+        async move { t.connect(&target).await.map(|_| ()) }
+    });
+    for r in futures::future::join_all(runs).await {
+        r.unwrap();
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+
+    // A wrong answer is reported, and not asked again for every further host.
+    let (t, asked) = prompting("wrong");
+    for _ in 0..3 {
+        let err = t.connect(&target).await.map(|_| ()).unwrap_err();
+        assert!(matches!(err, TransportError::IdentityFile { .. }), "{err}");
+    }
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
 }

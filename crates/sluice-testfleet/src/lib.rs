@@ -20,8 +20,12 @@
 //!   sluice and not a shell's start-up.
 //!
 //! Hosts are numbered from 1, like their names: `root(1)` is `host1`'s state directory.
+//!
+//! The `become` tests also need login users whose sudo asks for a password or a TTY: [`sudo`]
+//! creates them on the machine (as root) and [`Fleet::open_to_other_users`] lets them log in.
 
 mod host;
+pub mod sudo;
 
 use std::fs;
 use std::io;
@@ -50,6 +54,9 @@ pub enum FleetError {
         #[source]
         source: io::Error,
     },
+    /// Something the tests need is missing on this machine; says how to get it.
+    #[error("{what}: {how}")]
+    Prerequisite { what: String, how: String },
     /// A host number outside 1..=N was given.
     #[error("no host{0} in this fleet")]
     NoSuchHost(usize),
@@ -219,6 +226,25 @@ impl Fleet {
         Ok(())
     }
 
+    /// Lets the hosts accept logins by users other than the one running the tests (e.g.
+    /// [`sudo::PASSWORD_USER`]): sshd reads authorized_keys as the login user, who must be able
+    /// to reach it. The fleet directory becomes traversable (0711), not listable; the user key
+    /// stays readable by its owner only.
+    pub fn open_to_other_users(&self) -> Result<(), FleetError> {
+        use std::os::unix::fs::PermissionsExt;
+        for dir in [self.dir.clone(), self.dir.join("hosts")] {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o711)).map_err(io_err(&dir))?;
+        }
+        for i in 1..=self.len() {
+            let spec = &self.host(i).spec;
+            fs::set_permissions(&spec.dir, fs::Permissions::from_mode(0o711))
+                .map_err(io_err(&spec.dir))?;
+            let keys = spec.authorized_keys();
+            fs::set_permissions(&keys, fs::Permissions::from_mode(0o644)).map_err(io_err(&keys))?;
+        }
+        Ok(())
+    }
+
     /// Stops host `i`'s sshd (connections to its port are then refused).
     pub fn stop(&mut self, i: usize) {
         self.host_mut(i).kill();
@@ -264,6 +290,21 @@ impl Fleet {
         contents.push_str(public_key_line.trim_end());
         contents.push('\n');
         write(&path, &contents)
+    }
+
+    /// Creates an ed25519 user key encrypted with `passphrase` (`DIR/id_encrypted`), authorized
+    /// on host `i`; returns the private key's path.
+    pub fn authorize_encrypted_key(
+        &self,
+        i: usize,
+        passphrase: &str,
+    ) -> Result<PathBuf, FleetError> {
+        let path = self.dir.join("id_encrypted");
+        keygen_with(&path, "ed25519", "sluice-fleet-encrypted", passphrase)?;
+        let public = path.with_extension("pub");
+        let line = fs::read_to_string(&public).map_err(io_err(&public))?;
+        self.authorize_key(i, &line)?;
+        Ok(path)
     }
 
     /// Host `i`'s current public host key line (`ssh-ed25519 AAAA... comment`).
@@ -352,8 +393,18 @@ pub fn keygen(path: &Path, comment: &str) -> Result<(), FleetError> {
 
 /// Generates an unencrypted key pair of `key_type` (`ed25519`, `rsa`, `ecdsa`) at `path`.
 pub fn keygen_typed(path: &Path, key_type: &str, comment: &str) -> Result<(), FleetError> {
+    keygen_with(path, key_type, comment, "")
+}
+
+/// Generates a key pair at `path`, encrypted with `passphrase` unless it is empty.
+fn keygen_with(
+    path: &Path,
+    key_type: &str,
+    comment: &str,
+    passphrase: &str,
+) -> Result<(), FleetError> {
     let out = Command::new("ssh-keygen")
-        .args(["-q", "-t", key_type, "-N", "", "-C", comment, "-f"])
+        .args(["-q", "-t", key_type, "-N", passphrase, "-C", comment, "-f"])
         .arg(path)
         .output()
         .map_err(|e| FleetError::Tool {

@@ -2,27 +2,33 @@
 //!
 //! 1. Load the inventory and resolve the targets (groups and host names) in inventory order.
 //! 2. Run the command on up to `--concurrency` hosts at once, each over its own connection, and
-//!    print a status line per host as its result arrives (`--json`: one JSON object per host on
-//!    stdout: `{"host","result","exit","stdout","stderr","error"}`).
+//!    print a status line per host as its result arrives: above a progress bar of hosts done on a
+//!    terminal, plain lines otherwise (`--json`: one JSON object per host on stdout:
+//!    `{"host","result","exit","stdout","stderr","error"}`). An encrypted identity file without
+//!    `SLUICE_SSH_PASSPHRASE` is asked for on the terminal, once per key, when there is one.
+//!    `--become`/`--become-user` run it through sudo; `--become-password-env VAR` gives sudo's
+//!    password from the environment, as plans give secrets.
 //! 3. Print identical outputs once, under the list of hosts that produced them, then the counts
 //!    of ok / failed / unreachable / refused. Exit 0 only when every host exited 0.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use sluice_plan::diagnostic::{Diagnostics, Loc};
 use sluice_plan::{HostKeyChecking, TransportKind};
 use sluice_ssh::{
-    ExecOutcome, ExecRequest, HostKeyPolicy, HostTarget, LocalTransport, SshTransport, Transport,
-    TransportError,
+    Become, ExecOutcome, ExecRequest, HostKeyPolicy, HostTarget, LocalTransport, Passphrase,
+    PassphrasePrompt, SshOptions, SshTransport, Transport, TransportError,
 };
 
 use crate::commands::plan::print_diagnostic;
-use crate::console::Console;
+use crate::console::{Console, Paint};
 use crate::error::CliError;
 use crate::exit;
+use crate::progress::{Mode, style};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -40,6 +46,16 @@ pub struct Args {
     /// One JSON object per host on stdout instead of the human summary.
     #[arg(long)]
     pub json: bool,
+    /// Run the command as root through sudo (`sudo -n`: sudo must not need a password).
+    #[arg(long = "become")]
+    pub become_root: bool,
+    /// Run the command as this user through sudo (implies --become).
+    #[arg(long, value_name = "USER")]
+    pub become_user: Option<String>,
+    /// Environment variable holding the sudo password (implies --become). It is sent to sudo
+    /// only when sudo asks for it, never on a command line.
+    #[arg(long, value_name = "VAR")]
+    pub become_password_env: Option<String>,
     /// The command, run by the remote login shell.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -62,18 +78,28 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         })?;
     let targets = load_targets(&args, console)?;
     let command = args.command.join(" ");
+    let become_user = become_from(&args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
+    let progress = Progress::new(console, args.json, targets.len());
+    let ssh = SshTransport::new(SshOptions {
+        passphrase_prompt: console
+            .can_prompt()
+            .then(|| passphrase_prompt(progress.multi.clone())),
+        ..SshOptions::default()
+    });
     let results = runtime.block_on(run_all(
+        ssh,
         targets,
         command,
         timeout,
         args.concurrency,
-        args.json,
-        console,
+        become_user,
+        &progress,
     ));
+    progress.finish();
 
     let mut counts = BTreeMap::<&str, usize>::new();
     for r in &results {
@@ -92,6 +118,24 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     );
     let all_ok = results.iter().all(|r| category(&r.outcome) == "ok");
     Ok(if all_ok { exit::OK } else { exit::FAILED })
+}
+
+/// `--become`, `--become-user`, `--become-password-env` as a sudo request; a named password
+/// variable that is not set is invalid input, so nothing runs.
+fn become_from(args: &Args) -> Result<Option<Become>, CliError> {
+    let password = match &args.become_password_env {
+        None => None,
+        Some(var) => Some(std::env::var(var).map_err(|_| {
+            CliError::invalid_input(format!(
+                "--become-password-env {var}: the variable is not set (or not UTF-8); nothing was run"
+            ))
+        })?),
+    };
+    let wanted = args.become_root || args.become_user.is_some() || password.is_some();
+    Ok(wanted.then(|| Become {
+        user: args.become_user.clone(),
+        password,
+    }))
 }
 
 fn load_targets(
@@ -145,19 +189,34 @@ fn load_targets(
         .collect())
 }
 
+/// Asks on the terminal, echo off, with the bar out of the way while the operator types.
+fn passphrase_prompt(multi: MultiProgress) -> PassphrasePrompt {
+    PassphrasePrompt(Arc::new(move |key: &Path| {
+        multi.suspend(|| {
+            let term = console::Term::stderr();
+            term.write_str(&format!("Enter passphrase for {}: ", key.display()))
+                .ok()?;
+            let typed = term.read_secure_line().ok()?;
+            (!typed.is_empty()).then_some(Passphrase(typed))
+        })
+    }))
+}
+
 async fn run_all(
+    ssh: SshTransport,
     targets: Vec<(TransportKind, HostTarget)>,
     command: String,
     timeout: Duration,
     concurrency: usize,
-    json: bool,
-    console: &Console,
+    become_user: Option<Become>,
+    progress: &Progress<'_>,
 ) -> Vec<HostResult> {
-    let ssh = SshTransport::default();
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for (index, (kind, target)) in targets.iter().cloned().enumerate() {
-        let (ssh, slots, tx, command) = (ssh.clone(), slots.clone(), tx.clone(), command.clone());
+        let (ssh, slots, tx) = (ssh.clone(), slots.clone(), tx.clone());
+        let mut request = ExecRequest::new(command.clone()).timeout(timeout);
+        request.become_user = become_user.clone();
         tokio::spawn(async move {
             let _slot = slots.acquire_owned().await;
             let transport: &dyn Transport = match kind {
@@ -165,7 +224,7 @@ async fn run_all(
                 TransportKind::Local => &LocalTransport,
             };
             let outcome = match transport.connect(&target).await {
-                Ok(conn) => conn.exec(ExecRequest::new(command).timeout(timeout)).await,
+                Ok(conn) => conn.exec(request).await,
                 Err(e) => Err(e),
             };
             let _ = tx.send((
@@ -180,7 +239,7 @@ async fn run_all(
     drop(tx);
     let mut results: Vec<Option<HostResult>> = (0..targets.len()).map(|_| None).collect();
     while let Some((index, result)) = rx.recv().await {
-        report(&result, json, console);
+        progress.report(&result);
         results[index] = Some(result);
     }
     results.into_iter().flatten().collect()
@@ -199,27 +258,85 @@ fn category(outcome: &Result<ExecOutcome, TransportError>) -> &'static str {
     }
 }
 
-fn report(r: &HostResult, json: bool, console: &Console) {
-    if json {
-        let value = match &r.outcome {
-            Ok(o) => serde_json::json!({
-                "host": r.host, "result": category(&r.outcome), "exit": o.status.to_string(),
-                "stdout": o.stdout.text_lossy(), "stderr": o.stderr.text_lossy(), "error": null,
-            }),
-            Err(e) => serde_json::json!({
-                "host": r.host, "result": category(&r.outcome), "exit": null,
-                "stdout": null, "stderr": null, "error": e.to_string(), "error_kind": e.kind(),
-            }),
+/// Shows each host's result as it arrives (the mode is chosen as for `sluice apply`).
+struct Progress<'c> {
+    console: &'c Console,
+    mode: Mode,
+    multi: MultiProgress,
+    bar: Option<ProgressBar>,
+}
+
+impl<'c> Progress<'c> {
+    fn new(console: &'c Console, json: bool, hosts: usize) -> Self {
+        let mode = Mode::choose(console, json);
+        let (multi, bar) = if mode == Mode::Bars {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let bar = multi.add(ProgressBar::new(hosts as u64));
+            bar.set_style(style(
+                "{prefix:>12.bold} [{bar:40}] {pos}/{len} hosts  {elapsed}",
+            ));
+            bar.set_prefix("Running");
+            bar.enable_steady_tick(Duration::from_millis(250));
+            (multi, Some(bar))
+        } else {
+            (
+                MultiProgress::with_draw_target(ProgressDrawTarget::hidden()),
+                None,
+            )
         };
-        console.json_line(&value);
-        return;
+        Progress {
+            console,
+            mode,
+            multi,
+            bar,
+        }
     }
+
+    fn report(&self, r: &HostResult) {
+        if self.mode == Mode::Json {
+            self.console.json_line(&json(r));
+            return;
+        }
+        let verb = category(&r.outcome);
+        let message = match &r.outcome {
+            Ok(o) => format!("{}: {} in {:?}", r.host, o.status, o.duration),
+            Err(e) => e.to_string(),
+        };
+        match &self.bar {
+            // While the bar is drawn indicatif owns stderr: lines go above it.
+            Some(bar) => {
+                let paint = if verb == "ok" {
+                    Paint::Status
+                } else {
+                    Paint::Error
+                };
+                let verb = self.console.paint(paint, &format!("{verb:>12}"));
+                let _ = self.multi.println(format!("{verb} {message}"));
+                bar.inc(1);
+            }
+            None => self.console.status(verb, message),
+        }
+    }
+
+    fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+        let _ = self.multi.clear();
+    }
+}
+
+/// One host's `--json` object.
+fn json(r: &HostResult) -> serde_json::Value {
     match &r.outcome {
-        Ok(o) => console.status(
-            category(&r.outcome),
-            format!("{}: {} in {:?}", r.host, o.status, o.duration),
-        ),
-        Err(e) => console.status(category(&r.outcome), e.to_string()),
+        Ok(o) => serde_json::json!({
+            "host": r.host, "result": category(&r.outcome), "exit": o.status.to_string(),
+            "stdout": o.stdout.text_lossy(), "stderr": o.stderr.text_lossy(), "error": null,
+        }),
+        Err(e) => serde_json::json!({
+            "host": r.host, "result": category(&r.outcome), "exit": null,
+            "stdout": null, "stderr": null, "error": e.to_string(), "error_kind": e.kind(),
+        }),
     }
 }
 

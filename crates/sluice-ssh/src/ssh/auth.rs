@@ -1,16 +1,20 @@
 //! User authentication: ssh-agent keys first, then identity files, as OpenSSH orders them.
 //!
 //! RSA keys sign with rsa-sha2-512/256 (whichever the server announces), never SHA-1. An
-//! encrypted identity file is decrypted with the passphrase in `SshOptions::passphrase_env`.
+//! encrypted identity file is decrypted with `SshOptions::passphrase`, else the passphrase in
+//! `SshOptions::passphrase_env`, else what `SshOptions::passphrase_prompt` (the CLI's terminal
+//! prompt) answers: asked once per key file for all connections of a transport, one question at a
+//! time, the answer kept in memory for the transport's life.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use russh::client::{AuthResult, Handle};
 use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg};
 
-use super::SshOptions;
 use super::connect::Client;
+use super::{PassphrasePrompt, SshOptions};
 use crate::transport::{HostTarget, TransportError};
 
 /// Authenticates `user`, or says which credentials the server refused.
@@ -20,6 +24,7 @@ pub async fn authenticate(
     user: &str,
     target: &HostTarget,
     options: &SshOptions,
+    asked: &AskedPassphrases,
 ) -> Result<(), TransportError> {
     let mut tried: Vec<String> = Vec::new();
     let rsa_hash = match handle.best_supported_rsa_hash().await {
@@ -84,16 +89,9 @@ pub async fn authenticate(
         if !explicit && !path.exists() {
             continue;
         }
-        let key = match keys::load_secret_key(&path, passphrase.as_deref()) {
+        let key = match load_key(&path, passphrase.as_deref(), options, asked).await {
             Ok(k) => k,
-            Err(e) => {
-                let reason = match e {
-                    keys::Error::KeyIsEncrypted => format!(
-                        "the key is encrypted; put its passphrase in ${}",
-                        options.passphrase_env
-                    ),
-                    other => other.to_string(),
-                };
+            Err(reason) => {
                 tracing::warn!(host, path = %path.display(), "identity file unusable: {reason}");
                 file_error.get_or_insert(TransportError::IdentityFile {
                     host: host.to_string(),
@@ -128,6 +126,78 @@ pub async fn authenticate(
             tried.join(", ")
         },
     })
+}
+
+/// Reads an identity file, asking for its passphrase when it is encrypted and none was given.
+async fn load_key(
+    path: &Path,
+    passphrase: Option<&str>,
+    options: &SshOptions,
+    asked: &AskedPassphrases,
+) -> Result<keys::PrivateKey, String> {
+    let env = &options.passphrase_env;
+    match keys::load_secret_key(path, passphrase) {
+        Ok(k) => return Ok(k),
+        Err(keys::Error::KeyIsEncrypted) => {}
+        Err(e) if passphrase.is_some() => {
+            return Err(format!("{e} (is the passphrase given by ${env} right?)"));
+        }
+        Err(e) => return Err(e.to_string()),
+    }
+    let Some(prompt) = &options.passphrase_prompt else {
+        return Err(format!(
+            "the key is encrypted and there is no terminal to ask for its passphrase: put it in ${env}"
+        ));
+    };
+    let Some(answer) = asked.answer(path, prompt).await else {
+        return Err(format!(
+            "the key is encrypted and no passphrase was given at the prompt: type it, or put it in ${env}"
+        ));
+    };
+    keys::load_secret_key(path, Some(&answer)).map_err(|e| {
+        asked.forget_wrong(path);
+        format!("the passphrase typed does not decrypt the key ({e})")
+    })
+}
+
+/// Passphrases answered at the prompt, per key file: one question at a time, asked once.
+#[derive(Default)]
+pub struct AskedPassphrases {
+    answers: tokio::sync::Mutex<HashMap<PathBuf, Option<String>>>,
+    /// Keys whose typed passphrase was wrong: not asked again (one prompt per host otherwise).
+    wrong: std::sync::Mutex<Vec<PathBuf>>,
+}
+
+impl AskedPassphrases {
+    async fn answer(&self, path: &Path, prompt: &PassphrasePrompt) -> Option<String> {
+        // Held while the operator types: other connections needing this key wait and reuse it.
+        let mut answers = self.answers.lock().await;
+        if self.was_wrong(path) {
+            return None;
+        }
+        if let Some(answer) = answers.get(path) {
+            return answer.clone();
+        }
+        let (ask, key) = (prompt.clone(), path.to_path_buf());
+        // The prompt blocks on the terminal: keep it off the async workers.
+        let answer = tokio::task::spawn_blocking(move || (ask.0)(&key))
+            .await
+            .ok()
+            .flatten()
+            .map(|p| p.0);
+        answers.insert(path.to_path_buf(), answer.clone());
+        answer
+    }
+
+    fn was_wrong(&self, path: &Path) -> bool {
+        let wrong = self.wrong.lock().unwrap_or_else(|p| p.into_inner());
+        wrong.iter().any(|p| p == path)
+    }
+
+    fn forget_wrong(&self, path: &Path) {
+        let mut wrong = self.wrong.lock().unwrap_or_else(|p| p.into_inner());
+        wrong.push(path.to_path_buf());
+    }
 }
 
 /// `~/x` → `$HOME/x`, as inventories and ssh_config write paths.

@@ -161,6 +161,13 @@ impl Hop {
     }
 }
 
+/// Where one hop's handshake goes: its sshd and the jump hosts it passes through (`host:port`).
+#[derive(Clone, Copy)]
+struct Route<'a> {
+    destination: &'a str,
+    through: &'a [String],
+}
+
 /// Shared state of all connections of one [`super::SshTransport`].
 pub struct Dialer {
     pub options: SshOptions,
@@ -168,6 +175,7 @@ pub struct Dialer {
     handshakes: HandshakeSlots,
     connections: Arc<Semaphore>,
     ssh_config: Option<SshConfig>,
+    passphrases: auth::AskedPassphrases,
 }
 
 impl Dialer {
@@ -181,8 +189,12 @@ impl Dialer {
         };
         Dialer {
             ssh_config: options.ssh_config.as_deref().map(SshConfig::load),
-            handshakes: HandshakeSlots::new(options.handshakes_per_destination),
+            handshakes: HandshakeSlots::new(
+                options.handshakes_per_destination,
+                options.handshakes_per_jump_host,
+            ),
             connections: Arc::new(Semaphore::new(options.max_connections.max(1))),
+            passphrases: auth::AskedPassphrases::default(),
             config: Arc::new(config),
             options,
         }
@@ -232,11 +244,10 @@ impl Dialer {
                 user,
             },
         ));
-        // The first hop is the sshd every handshake of this connection goes through.
-        let first = &hops[0].1;
-        let slots = self
-            .handshakes
-            .for_destination(&format!("{}:{}", first.address, first.port));
+        let addresses: Vec<String> = hops
+            .iter()
+            .map(|(_, hop)| format!("{}:{}", hop.address, hop.port))
+            .collect();
         let mut jumps: Vec<Handle<Client>> = Vec::new();
         let hop_count = hops.len();
         for (i, (label, hop)) in hops.into_iter().enumerate() {
@@ -246,8 +257,12 @@ impl Dialer {
                 format!("{} ({label})", target.name)
             };
             let fingerprint = Arc::new(Mutex::new(None));
+            let route = Route {
+                destination: &addresses[i],
+                through: &addresses[..i],
+            };
             let (handle, fp) = self
-                .dial_hop(target, &name, &hop, jumps.last(), &slots, fingerprint)
+                .dial_hop(target, &name, &hop, jumps.last(), route, fingerprint)
                 .await?;
             if i + 1 == hop_count {
                 return Ok(Session {
@@ -269,7 +284,7 @@ impl Dialer {
         name: &str,
         hop: &Hop,
         via: Option<&Handle<Client>>,
-        slots: &Arc<Semaphore>,
+        route: Route<'_>,
         fingerprint: Arc<Mutex<Option<String>>>,
     ) -> Result<(Handle<Client>, String), TransportError> {
         let unreachable_hop = |reason: String| TransportError::Unreachable {
@@ -280,8 +295,9 @@ impl Dialer {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let _slot = slots
-                .acquire()
+            let slots = self
+                .handshakes
+                .acquire(route.destination, route.through)
                 .await
                 .map_err(|e| unreachable_hop(e.to_string()))?;
             let handler = Client {
@@ -331,9 +347,16 @@ impl Dialer {
             let limit = self.options.connect_timeout + self.options.handshake_timeout;
             let result = tokio::time::timeout(limit, async {
                 let mut handle = handshake.await?;
-                auth::authenticate(&mut handle, name, &hop.user, target, &self.options)
-                    .await
-                    .map_err(|e| Ok(ClientError::Refused(Box::new(e))))?;
+                auth::authenticate(
+                    &mut handle,
+                    name,
+                    &hop.user,
+                    target,
+                    &self.options,
+                    &self.passphrases,
+                )
+                .await
+                .map_err(|e| Ok(ClientError::Refused(Box::new(e))))?;
                 Ok::<_, Result<ClientError, String>>(handle)
             })
             .await;
@@ -355,6 +378,8 @@ impl Dialer {
                 Ok(Err(Ok(ClientError::Refused(e)))) => return Err(*e),
                 Ok(Err(Ok(ClientError::Ssh(e)))) => e,
             };
+            // Free the slots while waiting: other handshakes may use them meanwhile.
+            drop(slots);
             if dropped_during_banner(&err) && attempt <= self.options.handshake_retries {
                 tracing::debug!(
                     host = name,

@@ -15,9 +15,11 @@ use tokio::sync::Semaphore;
 use super::SshTransport;
 use super::connect::Session;
 use super::shell;
+use super::sudo::{SudoEvent, SudoGate};
 use crate::capture::OutputCapture;
 use crate::transport::{
-    BoxFuture, Connection, ExecOutcome, ExecRequest, ExitStatus, HostTarget, Stream, TransportError,
+    Become, BoxFuture, Connection, ExecOutcome, ExecRequest, ExitStatus, HostTarget, Stream,
+    TransportError,
 };
 
 /// A connection to one host; commands may run on it concurrently.
@@ -28,6 +30,16 @@ pub struct SshConnection {
     /// Held while reconnecting, so concurrent commands reconnect once, not each.
     reconnecting: tokio::sync::Mutex<()>,
     channels: Arc<Semaphore>,
+}
+
+/// What the client writes next on a command's stdin.
+enum Input {
+    /// The become password, because sudo asked for it.
+    Password,
+    /// The command's stdin, then EOF: the command runs.
+    Stdin,
+    /// Only EOF: sudo gives up instead of asking again.
+    Eof,
 }
 
 /// Why one attempt failed: before the command started (safe to retry) or after.
@@ -127,16 +139,11 @@ impl SshConnection {
             .await
             .map_err(|e| Attempt::NotStarted(e.to_string()))?;
 
-        let mut input = Vec::new();
-        if let Some(b) = &request.become_user
-            && let Some(password) = &b.password
-        {
-            input.extend_from_slice(password.as_bytes());
-            input.push(b'\n');
-        }
-        if let Some(stdin) = &request.stdin {
-            input.extend_from_slice(stdin);
-        }
+        let password = request
+            .become_user
+            .as_ref()
+            .and_then(|b| b.password.as_deref());
+        let stdin = request.stdin.as_deref().unwrap_or_default();
 
         let mut out =
             OutputCapture::new(Stream::Stdout, request.output_cap, request.on_line.clone());
@@ -149,19 +156,63 @@ impl SshConnection {
         } else {
             shell::PgidLine::absent()
         };
+        // Under `become`, stderr goes through the gate until sudo started the command.
+        let mut gate = request.become_user.as_ref().map(|_| SudoGate::default());
 
+        // The writer half is driven by what the reader sees: the password only when sudo asks
+        // for it, the command's stdin only once the command runs (see ssh::sudo).
+        let (input_tx, mut input_rx) = tokio::sync::mpsc::unbounded_channel::<Input>();
+        if gate.is_none() {
+            let _ = input_tx.send(Input::Stdin);
+        }
         let feed = async {
-            if !input.is_empty() {
-                // A command that exits without reading its stdin closes the channel: not an error.
-                let _ = writer.data(&input[..]).await;
+            while let Some(what) = input_rx.recv().await {
+                match what {
+                    Input::Password => {
+                        let mut line = password.unwrap_or_default().as_bytes().to_vec();
+                        line.push(b'\n');
+                        let _ = writer.data(&line[..]).await;
+                    }
+                    Input::Stdin => {
+                        // A command that exits without reading its stdin closes the channel:
+                        // not an error.
+                        if !stdin.is_empty() {
+                            let _ = writer.data(stdin).await;
+                        }
+                        let _ = writer.eof().await;
+                        break;
+                    }
+                    Input::Eof => {
+                        let _ = writer.eof().await;
+                        break;
+                    }
+                }
             }
-            let _ = writer.eof().await;
         };
         let drain = async {
             while let Some(msg) = reader.wait().await {
                 match msg {
                     ChannelMsg::Data { data } => out.push(&data),
-                    ChannelMsg::ExtendedData { data, ext: 1 } => err.push(&pgid.feed(&data)),
+                    ChannelMsg::ExtendedData { data, ext: 1 } => {
+                        let data = pgid.feed(&data);
+                        let Some(gate) = gate.as_mut() else {
+                            err.push(&data);
+                            continue;
+                        };
+                        let (events, data) = gate.feed(&data);
+                        err.push(&data);
+                        for event in events {
+                            let next = match event {
+                                SudoEvent::PasswordPrompt(1) if password.is_some() => {
+                                    Input::Password
+                                }
+                                // Asked again: the password was wrong. sudo gives up at EOF.
+                                SudoEvent::PasswordPrompt(_) => Input::Eof,
+                                SudoEvent::Started => Input::Stdin,
+                            };
+                            let _ = input_tx.send(next);
+                        }
+                    }
                     ChannelMsg::ExitStatus { exit_status } => {
                         status = Some(ExitStatus::Code(i32::try_from(exit_status).unwrap_or(-1)));
                     }
@@ -178,6 +229,7 @@ impl SshConnection {
                     _ => {}
                 }
             }
+            drop(input_tx);
         };
         let both = async { tokio::join!(feed, drain) };
         let timed_out = match request.timeout {
@@ -191,12 +243,19 @@ impl SshConnection {
         if timed_out {
             // Kill the remote process group, then give the channel a moment to report the end;
             // the outcome is TIMED_OUT either way. The SSH signal works for non-root logins; the
-            // kill over a second channel also for root (see shell::PGID_MARKER). The channel is
-            // closed only afterwards: russh drops the server's late messages on a channel we
-            // already closed, and we would wait out the whole grace period.
+            // kill over a second channel also for root (see shell::PGID_MARKER); under `become`
+            // the command's own group is killed through sudo as well (see ssh::sudo). The
+            // channel is closed only afterwards: russh drops the server's late messages on a
+            // channel we already closed, and we would wait out the whole grace period.
             let _ = writer.signal(Sig::KILL).await;
             if let Some(pid) = pgid.pgid.filter(|&p| p > 1) {
                 self.kill_group(session, pid).await;
+            }
+            if let (Some(b), Some(pid)) = (
+                &request.become_user,
+                gate.as_ref().and_then(|g| g.pgid).filter(|&p| p > 1),
+            ) {
+                self.kill_become_group(session, b, pid).await;
             }
             let grace = self.transport.options().kill_grace;
             let _ = tokio::time::timeout(grace, async {
@@ -222,25 +281,23 @@ impl SshConnection {
         }
         let stdout = out.finish();
         let stderr = err.finish();
+        if let Some(gate) = gate.as_ref().filter(|g| !g.started())
+            && (closed || status.is_some())
+        {
+            return Err(Attempt::Failed(TransportError::BecomeFailed {
+                host: self.target.name.clone(),
+                reason: gate.refusal(status.as_ref()),
+            }));
+        }
         let Some(status) = status else {
             let why = if session.handle.is_closed() || !closed {
-                "the connection dropped before the command reported how it ended"
+                "the connection dropped before the command reported how it ended (the host stopped \
+                 answering keepalives, or the network or sshd failed)"
             } else {
                 "the channel closed without an exit status"
             };
             return Err(Attempt::Failed(self.lost(why.into())));
         };
-        if request.become_user.is_some()
-            && status == ExitStatus::Code(1)
-            && let Some(reason) = shell::sudo_refused(&stderr.head)
-        {
-            return Err(Attempt::Failed(TransportError::BecomeFailed {
-                host: self.target.name.clone(),
-                reason: format!(
-                    "{reason} (sluice runs sudo without a terminal: allow NOPASSWD or give become a password)"
-                ),
-            }));
-        }
         Ok(ExecOutcome {
             status,
             stdout,
@@ -278,13 +335,36 @@ impl SshConnection {
             return;
         };
         let (mut reader, writer) = channel.split();
+        // `-s KILL --`: dash, a common login shell and sh on Debian, rejects `kill -KILL --`.
         let line =
-            format!("kill -KILL -- -{pgid} 2>/dev/null; kill -KILL {pgid} 2>/dev/null; true");
+            format!("kill -s KILL -- -{pgid} 2>/dev/null; kill -s KILL {pgid} 2>/dev/null; true");
         if writer.exec(true, line.as_bytes()).await.is_ok() {
             let _ = writer.eof().await;
             let grace = self.transport.options().kill_grace;
             let _ =
                 tokio::time::timeout(grace, async { while reader.wait().await.is_some() {} }).await;
+        }
+    }
+
+    /// Kills the `become` command's own process group (see ssh::sudo) as the become user, over
+    /// a fresh channel: the login user may not be allowed to signal that user's processes.
+    async fn kill_become_group(&self, session: &Session, b: &Become, pgid: i64) {
+        let mut request = ExecRequest::new(format!(
+            "kill -s KILL -- -{pgid} 2>/dev/null || kill -s KILL {pgid} 2>/dev/null; true"
+        ));
+        request.become_user = Some(b.clone());
+        let line = match shell::remote_command(&request.command, &[], Some(b), None) {
+            Ok(line) => line,
+            Err(_) => return,
+        };
+        let grace = self.transport.options().kill_grace * 3;
+        // Boxed: `attempt` is the function that called us.
+        let kill = Box::pin(self.attempt(session, &line, &request));
+        match tokio::time::timeout(grace, kill).await {
+            Ok(Ok(_)) => {}
+            _ => {
+                tracing::warn!(host = %self.target.name, pgid, "could not kill the timed-out become command; its own deadline will")
+            }
         }
     }
 

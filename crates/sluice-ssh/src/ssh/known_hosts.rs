@@ -204,16 +204,23 @@ fn hashed_matches(salt_and_hash: &str, name: &str) -> bool {
 
 /// `*` and `?` glob, case-insensitive (host names are); also used for ssh_config `Host`.
 pub(crate) fn wildcard(pattern: &str, name: &str) -> bool {
-    fn go(p: &[u8], n: &[u8]) -> bool {
+    glob(pattern, name, true)
+}
+
+/// `*` and `?` matching, `ignore_case` for host names, exact for file names.
+pub(crate) fn glob(pattern: &str, name: &str, ignore_case: bool) -> bool {
+    fn go(p: &[u8], n: &[u8], ic: bool) -> bool {
         match (p.first(), n.first()) {
             (None, None) => true,
-            (Some(b'*'), _) => go(&p[1..], n) || (!n.is_empty() && go(p, &n[1..])),
-            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..]),
-            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => go(&p[1..], &n[1..]),
+            (Some(b'*'), _) => go(&p[1..], n, ic) || (!n.is_empty() && go(p, &n[1..], ic)),
+            (Some(b'?'), Some(_)) => go(&p[1..], &n[1..], ic),
+            (Some(a), Some(b)) if a == b || (ic && a.eq_ignore_ascii_case(b)) => {
+                go(&p[1..], &n[1..], ic)
+            }
             _ => false,
         }
     }
-    go(pattern.as_bytes(), name.as_bytes())
+    go(pattern.as_bytes(), name.as_bytes(), ignore_case)
 }
 
 #[cfg(test)]

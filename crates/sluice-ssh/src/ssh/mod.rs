@@ -1,16 +1,19 @@
 //! The `ssh` transport: an in-process SSH client (russh) with OpenSSH's safety defaults.
 //!
 //! 0. Gaps in the inventory's host entry are filled from `~/.ssh/config` ([`config`]).
-//! 1. [`SshTransport::connect`] dials the host (through its ProxyJump hosts, if any), holding a
-//!    handshake slot for that destination so a burst of connections never exceeds sshd's
-//!    `MaxStartups` (see [`limits`]); a connection dropped during the banner exchange is retried
-//!    with jitter.
+//! 1. [`SshTransport::connect`] dials the host (through its ProxyJump hosts, if any), each
+//!    handshake holding a slot of its sshd and of every jump host it passes through, so a burst
+//!    of connections never exceeds sshd's `MaxStartups` (see [`limits`]); a connection dropped
+//!    during the banner exchange is retried with jitter.
 //! 2. The host key is checked against known_hosts before anything else is sent ([`known_hosts`],
 //!    [`connect`]); a refused key ends the connection, no channel is ever opened.
 //! 3. Authentication tries ssh-agent keys, then identity files ([`auth`]).
 //! 4. The resulting [`SshConnection`] runs every command of the host on its own channel over
 //!    that one connection, at most `channels_per_connection` at a time, and reconnects once if
 //!    the connection dropped between commands ([`exec`]).
+//! 5. `become` wraps the command in sudo and reads sudo's prompts and refusals off stderr
+//!    ([`sudo`]); keepalives (every `keepalive_interval` of silence, dead after
+//!    `keepalive_max` unanswered) turn a hung host into `ConnectionLost`.
 
 pub mod auth;
 pub mod config;
@@ -19,8 +22,9 @@ pub mod exec;
 pub mod known_hosts;
 pub mod limits;
 pub mod shell;
+pub mod sudo;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,9 +45,11 @@ pub struct SshOptions {
     pub keepalive_max: usize,
     /// Concurrent channels (commands) per connection; OpenSSH's `MaxSessions` is 10.
     pub channels_per_connection: usize,
-    /// Handshakes in flight per destination `host:port` (the first hop for jumped hosts);
-    /// OpenSSH starts dropping unauthenticated connections at `MaxStartups` 10.
+    /// Handshakes in flight per sshd `host:port` (each hop's own, jump hosts included); OpenSSH
+    /// starts dropping unauthenticated connections at `MaxStartups` 10.
     pub handshakes_per_destination: usize,
+    /// Handshakes in flight through one jump host `host:port`, whatever their destination.
+    pub handshakes_per_jump_host: usize,
     /// Retries when the server drops the connection during the banner exchange.
     pub handshake_retries: u32,
     /// Open connections in total, sized from the file-descriptor limit.
@@ -57,6 +63,10 @@ pub struct SshOptions {
     pub passphrase: Option<Passphrase>,
     /// Environment variable holding the passphrase of encrypted identity files.
     pub passphrase_env: String,
+    /// Asks the operator for a key's passphrase when neither option above gives it (the CLI
+    /// sets it only when it has a terminal to ask on); `None`: an encrypted key is an error
+    /// naming `passphrase_env`.
+    pub passphrase_prompt: Option<PassphrasePrompt>,
     /// After a timeout, how long the killed command gets to close its channel.
     pub kill_grace: Duration,
     /// known_hosts files used when the target names none (`~/.ssh/known_hosts`).
@@ -79,12 +89,14 @@ impl Default for SshOptions {
             keepalive_max: 3,
             channels_per_connection: 8,
             handshakes_per_destination: 8,
+            handshakes_per_jump_host: 8,
             handshake_retries: 5,
             max_connections: limits::connections_for_fd_limit(),
             use_agent: true,
             agent_socket: None,
             passphrase: None,
             passphrase_env: "SLUICE_SSH_PASSPHRASE".into(),
+            passphrase_prompt: None,
             kill_grace: Duration::from_secs(1),
             default_known_hosts: ssh_dir.iter().map(|d| d.join("known_hosts")).collect(),
             ssh_config: ssh_dir.as_ref().map(|d| d.join("config")),
@@ -103,6 +115,20 @@ pub struct Passphrase(pub String);
 impl std::fmt::Debug for Passphrase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Passphrase(***)")
+    }
+}
+
+/// Asks for the passphrase of the key file it is given; `None` when it cannot or the operator
+/// gave none. Called on a blocking thread, once per key file per transport.
+pub type AskPassphrase = dyn Fn(&Path) -> Option<Passphrase> + Send + Sync;
+
+/// A passphrase prompt (see [`SshOptions::passphrase_prompt`]).
+#[derive(Clone)]
+pub struct PassphrasePrompt(pub Arc<AskPassphrase>);
+
+impl std::fmt::Debug for PassphrasePrompt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PassphrasePrompt")
     }
 }
 

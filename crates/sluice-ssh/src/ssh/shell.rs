@@ -1,4 +1,5 @@
-//! The remote command line: environment exports, `become` through sudo, shell quoting.
+//! The remote command line: environment exports, shell quoting, the process-group marker;
+//! `become` is wrapped by [`super::sudo`].
 //!
 //! Environment variables travel inside the command (`export K='v'; ...`) rather than as SSH
 //! `env` requests, because sshd accepts those only for names listed in its `AcceptEnv`.
@@ -44,52 +45,10 @@ pub fn remote_command(
         Some(_) => "printf '\\036sluice-pgid=%s\\n' \"$$\" >&2; ",
         None => "",
     };
-    let Some(b) = become_user else {
-        return Ok(format!("{marker}{inner}"));
-    };
-    let mut line = format!("{marker}sudo ");
-    line.push_str(if b.password.is_some() {
-        "-S -p '' "
-    } else {
-        "-n "
-    });
-    if let Some(user) = &b.user {
-        line.push_str(&format!("-u {} ", quote(user)));
-    }
-    line.push_str("-- sh -c ");
-    match timeout {
-        // The SSH signal on timeout reaches the login shell's process group as the login user,
-        // who may not signal the other user's processes; so the command also gets its own
-        // deadline under sudo (coreutils `timeout`, when the host has it).
-        Some(limit) => {
-            let secs = limit.as_secs().max(1) + 1;
-            let wrapper = format!(
-                "if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL {secs} sh -c \"$0\"; else exec sh -c \"$0\"; fi"
-            );
-            line.push_str(&quote(&wrapper));
-            line.push(' ');
-            line.push_str(&quote(&inner));
-        }
-        None => line.push_str(&quote(&inner)),
-    }
-    Ok(line)
-}
-
-/// True when sudo's stderr says it needs a password or a terminal it did not get.
-pub fn sudo_refused(stderr: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(stderr);
-    let needles = [
-        "a password is required",
-        "a terminal is required",
-        "no tty present",
-        "incorrect password",
-        "is not in the sudoers file",
-        "sudo: command not found",
-    ];
-    needles
-        .iter()
-        .any(|n| text.contains(n))
-        .then(|| text.lines().next().unwrap_or("").trim().to_string())
+    Ok(match become_user {
+        None => format!("{marker}{inner}"),
+        Some(b) => format!("{marker}{}", super::sudo::command_line(&inner, b, timeout)),
+    })
 }
 
 /// Splits the [`PGID_MARKER`] line off the start of stderr, once the whole line has arrived.
@@ -167,15 +126,5 @@ mod tests {
         let line = remote_command("echo $A", &env, None, None).unwrap();
         assert_eq!(line, r"export A='x'\''; rm -rf /'; echo $A");
         assert!(remote_command("true", &[("A B".into(), String::new())], None, None).is_err());
-    }
-
-    #[test]
-    fn become_uses_sudo_non_interactive_and_keeps_env_inside() {
-        let b = Become {
-            user: Some("app".into()),
-            password: None,
-        };
-        let line = remote_command("id", &[("X".into(), "1".into())], Some(&b), None).unwrap();
-        assert_eq!(line, r"sudo -n -u 'app' -- sh -c 'export X='\''1'\''; id'");
     }
 }

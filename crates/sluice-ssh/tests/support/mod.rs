@@ -39,3 +39,23 @@ pub fn options() -> SshOptions {
         ..SshOptions::default()
     }
 }
+
+/// The sudo test users (created on first use when running as root) and a fleet that accepts
+/// their logins; fails with how to fix a missing prerequisite.
+pub fn sudo_users(fleet: &Fleet) -> sluice_testfleet::sudo::SudoUsers {
+    let users = match sluice_testfleet::sudo::ensure() {
+        Ok(u) => u,
+        Err(e) => panic!("cannot prepare the become test users: {e}"),
+    };
+    if let Err(e) = fleet.open_to_other_users() {
+        panic!("cannot open the fleet to the become test users: {e}");
+    }
+    users
+}
+
+/// Host `i` of `fleet`, logging in as `user` with the fleet's key.
+pub fn target_as(fleet: &Fleet, i: usize, user: &str) -> HostTarget {
+    let mut t = target(fleet, i);
+    t.user = Some(user.to_string());
+    t
+}

@@ -69,6 +69,15 @@ impl HostRun {
             );
             return;
         };
+        // A connection opened while the previous wave ran (crate::preconnect), if it worked.
+        let warm = tokio::select! {
+            c = ctx.preconnect.take(&plan.name) => c,
+            _ = stop.hard() => None,
+        };
+        if let Some(conn) = warm {
+            self.conn = Some(conn);
+            return;
+        }
         let target = host_target(plan);
         let result = tokio::select! {
             r = transport.connect(&target) => r,

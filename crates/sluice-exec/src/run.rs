@@ -29,6 +29,8 @@ pub(crate) struct RunContext {
     pub shutdown: Shutdown,
     pub journal: crate::journal::JournalHandle,
     pub resume: Arc<crate::resume::ResumeState>,
+    /// The next wave's connections, opened while the current wave runs.
+    pub preconnect: crate::preconnect::Preconnect,
 }
 
 /// Knobs of one run that are not part of the plan.
@@ -40,6 +42,8 @@ pub struct RunOptions {
     pub journal: crate::journal::JournalHandle,
     /// What the run did before its controller died (`sluice resume`); none for a fresh run.
     pub resume: Option<Arc<crate::resume::ResumeState>>,
+    /// Do not open the next wave's SSH connections while a wave runs (see [`crate::preconnect`]).
+    pub no_preconnect: bool,
 }
 
 /// Runs one plan artifact. Build it, then call [`Executor::run`].
@@ -67,6 +71,7 @@ impl Executor {
             shutdown: self.shutdown,
             journal: self.options.journal.clone(),
             resume: self.options.resume.clone().unwrap_or_default(),
+            preconnect: crate::preconnect::Preconnect::new(!self.options.no_preconnect),
         });
         let run = Run {
             ctx,
@@ -107,6 +112,8 @@ impl Run {
             return self.finish(run_id, refused.0, refused.1);
         }
         let status = self.waves(&run_id).await;
+        // Warm connections of a wave that will not run now are closed, never used.
+        self.ctx.preconnect.clear();
         self.finish(run_id, status, None)
     }
 
@@ -181,6 +188,9 @@ impl Run {
             if let Some(status) = self.gate(run_id, index).await {
                 return status;
             }
+            self.ctx
+                .preconnect
+                .warm(&self.ctx.artifact, &self.ctx.transports, index + 1);
             let mut run = run_wave(&self.ctx, index, wave, &self.values).await;
             crate::resume::keep_verdict(&self.ctx, &mut run);
             let status = run.status;

@@ -356,6 +356,7 @@ pub struct ScriptedTransport {
     script: Arc<Script>,
     unreachable: BTreeSet<String>,
     log: Arc<Mutex<Vec<(String, String)>>>,
+    connects: Arc<Mutex<Vec<(String, tokio::time::Instant)>>>,
 }
 
 impl ScriptedTransport {
@@ -364,6 +365,7 @@ impl ScriptedTransport {
             script: Arc::new(script),
             unreachable: BTreeSet::new(),
             log: Arc::new(Mutex::new(Vec::new())),
+            connects: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -375,6 +377,11 @@ impl ScriptedTransport {
     /// Every command run so far, as `(host, command)`, in the order they started.
     pub fn log(&self) -> Vec<(String, String)> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Every connection opened so far, as `(host, when)`, in order.
+    pub fn connects(&self) -> Vec<(String, tokio::time::Instant)> {
+        self.connects.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     /// The commands `host` received, in order.
@@ -393,6 +400,9 @@ impl Transport for ScriptedTransport {
         target: &'a HostTarget,
     ) -> BoxFuture<'a, Result<Arc<dyn Connection>, TransportError>> {
         Box::pin(async move {
+            if let Ok(mut connects) = self.connects.lock() {
+                connects.push((target.name.clone(), tokio::time::Instant::now()));
+            }
             if self.unreachable.contains(&target.name) {
                 return Err(TransportError::Unreachable {
                     host: target.name.clone(),

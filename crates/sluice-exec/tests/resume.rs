@@ -81,9 +81,9 @@ async fn resume(
         shutdown: Shutdown::new(),
         approver: None,
         options: RunOptions {
-            ignore_window: false,
             journal: JournalHandle::new(notes.clone()),
             resume: Some(Arc::new(state)),
+            ..RunOptions::default()
         },
     };
     let report = executor.run(Emitter::new("resumed", tx)).await;

@@ -63,6 +63,10 @@ pub struct Args {
     /// Refuse to run unless the plan's exact hash was approved (`sluice approve-plan`).
     #[arg(long)]
     require_approval: bool,
+    /// Do not open the next wave's SSH connections while a wave runs (no command is ever sent
+    /// early either way; see docs/operations.md, "Connections").
+    #[arg(long)]
+    no_preconnect: bool,
     #[command(flatten)]
     store: StateDirArg,
 }
@@ -100,6 +104,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
 
     let options = RunOptions {
         ignore_window: args.ignore_window,
+        no_preconnect: args.no_preconnect,
         ..RunOptions::default()
     };
     run_recorded(

@@ -99,6 +99,7 @@ impl PlanBuilder {
                 ticket: None,
                 window: None,
                 secrets: Vec::new(),
+                become_password: None,
                 steps: Vec::new(),
                 run_once: Vec::new(),
                 hosts: Vec::new(),

@@ -15,7 +15,7 @@ use sluice_exec::{
     Secrets, Shutdown, Transports, approval::ApprovalFuture, verify_artifact,
 };
 use sluice_plan::{PlanArtifact, TransportKind};
-use sluice_ssh::{LocalTransport, SshTransport};
+use sluice_ssh::LocalTransport;
 
 use super::audit::StateDirArg;
 use crate::console::Console;
@@ -295,7 +295,11 @@ async fn execute(
         artifact: Arc::new(artifact),
         transports: Transports::new()
             .with(TransportKind::Local, Arc::new(LocalTransport))
-            .with(TransportKind::Ssh, Arc::new(SshTransport::default())),
+            .with(
+                TransportKind::Ssh,
+                // Asks for a key's passphrase on the terminal, with the bars suspended.
+                Arc::new(crate::ssh::transport(console, &monitor.multi())),
+            ),
         secrets,
         shutdown,
         approver: Some(approver),

@@ -328,6 +328,11 @@ steps:
 
     let plain = apply(&users.password, false);
     assert_eq!(plain.status.code(), Some(0), "{}", shown(&plain));
+    assert!(
+        shown(&plain).contains("become   sudo password from secret sudo_pw"),
+        "the summary before the run says where the password comes from: {}",
+        shown(&plain)
+    );
     let json = apply(&users.password, true);
     assert_eq!(json.status.code(), Some(0), "{}", shown(&json));
     for out in [&plain, &json] {

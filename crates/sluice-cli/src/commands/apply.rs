@@ -2,7 +2,9 @@
 //!
 //! Order of business: load and verify the artifact, refuse early what must not start (outside
 //! the window, gates nobody can answer, no confirmation), read secrets, then run the executor
-//! with the monitor showing its events and a Ctrl-C handler feeding the shutdown signal.
+//! with the monitor showing its events and a Ctrl-C handler feeding the shutdown signal. An
+//! encrypted SSH key's passphrase is asked on the terminal, with the monitor's bars suspended
+//! (`crate::ssh`), as `exec` does.
 
 use std::io::BufRead;
 use std::path::PathBuf;

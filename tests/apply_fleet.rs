@@ -262,3 +262,170 @@ steps:
     assert!(String::from_utf8_lossy(&out.stderr).contains("2099-01-01T00:00:00Z"));
     assert!(log(&fleet, 1).is_empty() && log(&fleet, 2).is_empty());
 }
+
+/// The fleet's inventory, logging in as `user` (with the fleet's key).
+fn inventory_as(fleet: &Fleet, user: &str) -> PathBuf {
+    let inventory = fleet.write_inventory().unwrap();
+    let text = std::fs::read_to_string(&inventory).unwrap().replace(
+        &format!("user: \"{}\"", fleet.user()),
+        &format!("user: {user}"),
+    );
+    assert!(text.contains(&format!("user: {user}")), "{text}");
+    std::fs::write(&inventory, text).unwrap();
+    inventory
+}
+
+#[test]
+fn fleet_become_with_a_password_from_a_plan_secret_runs_as_the_user_and_never_shows_it() {
+    use sluice_testfleet::sudo::{PASSWORD_USER, TARGET_USER};
+    let fleet = Fleet::start(2).unwrap();
+    let users = sluice_testfleet::sudo::ensure()
+        .unwrap_or_else(|e| panic!("cannot prepare the become test users: {e}"));
+    fleet.open_to_other_users().unwrap();
+    // The login user's sudo asks for a password for every command (no TTY, so no cached
+    // credentials): the guard, the step and the undo each get it from the secret.
+    let inventory = inventory_as(&fleet, PASSWORD_USER);
+    let body = format!(
+        r#"secrets:
+  sudo_pw: {{ env: FLEET_TEST_SUDO_PW }}
+become_password: sudo_pw
+steps:
+  - id: who
+    run: id -un
+    become_user: {TARGET_USER}
+    register: who
+    # Skips the step unless the guard, too, runs as {TARGET_USER}.
+    skip_if: 'test "$(id -un)" != {TARGET_USER}'
+  - {{ id: check, run: 'test {{{{who}}}} = {TARGET_USER}' }}
+"#
+    );
+    let plan = custom(&fleet, &body);
+    let store = fleet.dir().join("store");
+    let sluice_in_store = || {
+        let mut c = sluice();
+        c.env("SLUICE_STATE_DIR", &store).stdin(Stdio::null());
+        c
+    };
+    let apply = |password: &str, json: bool| {
+        let mut c = sluice_in_store();
+        c.arg("apply")
+            .arg(&plan)
+            .arg("-i")
+            .arg(&inventory)
+            .arg("--yes");
+        if json {
+            c.arg("--json");
+        }
+        c.env("FLEET_TEST_SUDO_PW", password).output().unwrap()
+    };
+    let shown = |out: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+
+    let plain = apply(&users.password, false);
+    assert_eq!(plain.status.code(), Some(0), "{}", shown(&plain));
+    assert!(
+        shown(&plain).contains("become   sudo password from secret sudo_pw"),
+        "the summary before the run says where the password comes from: {}",
+        shown(&plain)
+    );
+    let json = apply(&users.password, true);
+    assert_eq!(json.status.code(), Some(0), "{}", shown(&json));
+    for out in [&plain, &json] {
+        assert!(!shown(out).contains(&users.password), "{}", shown(out));
+    }
+    let run = events(&json)[0]["run_id"].as_str().unwrap().to_string();
+    let logs = sluice_in_store().args(["logs", &run]).output().unwrap();
+    assert!(logs.status.success(), "{}", shown(&logs));
+    let text = shown(&logs);
+    for host in ["host1", "host2"] {
+        assert!(
+            text.contains(&format!("==> {host} who (exit 0) <==\n{TARGET_USER}\n")),
+            "{text}"
+        );
+    }
+    assert!(!text.contains(&users.password));
+    let export = sluice_in_store()
+        .args(["audit", "export"])
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{}", shown(&export));
+    assert!(
+        shown(&export).contains("become_password"),
+        "the artifact names it"
+    );
+    assert!(!shown(&export).contains(&users.password));
+
+    // A wrong password: sudo's refusal, by name, fails the wave; neither password shows.
+    let wrong = "not-the-sudo-password-77";
+    let out = apply(wrong, false);
+    let text = shown(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("sudo refused the password"), "{text}");
+    assert!(
+        !text.contains(wrong) && !text.contains(&users.password),
+        "{text}"
+    );
+}
+
+#[test]
+fn fleet_apply_with_an_encrypted_key_and_no_terminal_names_the_passphrase_variable() {
+    let fleet = Fleet::start(1).unwrap();
+    let passphrase = "apply-key-passphrase";
+    let key = fleet.authorize_encrypted_key(1, passphrase).unwrap();
+    let inventory = fleet.write_inventory().unwrap();
+    let text = std::fs::read_to_string(&inventory).unwrap().replace(
+        &fleet.identity_file().display().to_string(),
+        &key.display().to_string(),
+    );
+    std::fs::write(&inventory, text).unwrap();
+    let plan = custom(
+        &fleet,
+        "steps:\n  - { id: work, run: 'echo work >> \"$FLEET_ROOT/log\"' }\n",
+    );
+    let apply = |passphrase: Option<&str>| {
+        let mut c = sluice();
+        c.arg("apply")
+            .arg(&plan)
+            .arg("-i")
+            .arg(&inventory)
+            .args(["--yes", "--json"])
+            .env_remove("SLUICE_SSH_PASSPHRASE")
+            .stdin(Stdio::null());
+        if let Some(p) = passphrase {
+            c.env("SLUICE_SSH_PASSPHRASE", p);
+        }
+        c.output().unwrap()
+    };
+    let out = apply(None);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let host1 = events(&out)
+        .into_iter()
+        .find(|e| e["event"] == "host_finished" && e["host"] == "host1")
+        .expect("host1 finished");
+    assert_eq!(host1["outcome"], "unreachable");
+    assert!(
+        host1["error"].as_str().is_some_and(|e| e
+            .contains("no terminal to ask for its passphrase: put it in $SLUICE_SSH_PASSPHRASE")),
+        "{host1}"
+    );
+    assert!(log(&fleet, 1).is_empty());
+
+    let out = apply(Some(passphrase));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(log(&fleet, 1), ["work"]);
+}

@@ -164,6 +164,41 @@ fn on_a_terminal_the_passphrase_is_asked_once_with_echo_off() {
     assert_eq!(transcript.matches("Enter passphrase for").count(), 1);
 }
 
+/// `sluice apply` asks the same way, with its progress display suspended (here, for want of a
+/// second pty helper: this one is shared).
+#[test]
+fn on_a_terminal_apply_asks_for_the_passphrase_once_too() {
+    let fleet = Fleet::start(2).expect("start fleet");
+    let passphrase = "typed for apply";
+    let inventory = inventory_with_encrypted_key(&fleet, passphrase);
+    // Both hosts take the encrypted key: host2 authorizes it too.
+    let public = std::fs::read_to_string(fleet.dir().join("id_encrypted.pub")).unwrap();
+    fleet.authorize_key(2, &public).unwrap();
+    let plan = fleet.dir().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "name: tty\ntargets: [fleet]\nsteps:\n  - { id: work, run: 'echo work >> \"$FLEET_ROOT/log\"' }\n",
+    )
+    .unwrap();
+    let (code, transcript) = on_a_terminal(
+        &format!(
+            "apply '{}' -i '{}' --yes --state-dir '{}'",
+            plan.display(),
+            inventory.display(),
+            fleet.dir().join("store").display()
+        ),
+        Some("Enter passphrase for"),
+        passphrase,
+    );
+    assert_eq!(code, Some(0), "{transcript}");
+    assert!(!transcript.contains(passphrase), "echoed: {transcript}");
+    assert_eq!(transcript.matches("Enter passphrase for").count(), 1);
+    for i in 1..=2 {
+        let log = std::fs::read_to_string(fleet.root(i).join("log")).unwrap_or_default();
+        assert_eq!(log, "work\n", "host{i}: {transcript}");
+    }
+}
+
 #[test]
 fn on_a_terminal_exec_draws_a_progress_bar() {
     let fleet = Fleet::start(2).expect("start fleet");

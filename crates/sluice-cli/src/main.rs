@@ -6,6 +6,7 @@
 
 mod commands;
 mod progress;
+mod ssh;
 mod summary;
 // Shared by the subcommands; parts are unused until every subcommand has landed.
 #[allow(dead_code)]

@@ -74,6 +74,9 @@ pub fn plan(a: &PlanArtifact, console: &Console) -> String {
             .collect::<Vec<_>>()
             .join(" -> ")
     );
+    if let Some(secret) = &a.become_password {
+        let _ = writeln!(s, "  become   sudo password from secret {secret}");
+    }
     let _ = writeln!(
         s,
         "  failure  {} (scope {})",

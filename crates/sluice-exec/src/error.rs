@@ -25,6 +25,12 @@ pub enum ExecError {
     #[error("secret `{name}`: {reason}; nothing was started")]
     Secret { name: String, reason: String },
 
+    /// `become_password` names a secret the artifact does not declare.
+    #[error(
+        "become_password names secret `{name}`, which the plan does not declare; nothing was started"
+    )]
+    UndeclaredBecomePassword { name: String },
+
     /// A wave names a host the artifact does not describe.
     #[error("wave `{wave}` names host `{host}`, which the plan artifact does not describe")]
     UnknownHost { wave: String, host: String },

@@ -122,10 +122,12 @@ impl HostRun {
             return self.replay(ctx, step, spec, done);
         }
         let timeout = spec.timeout_ms.map(Duration::from_millis);
-        let become_user = spec.become_root.then(|| Become {
-            user: spec.become_user.clone(),
-            password: None,
-        });
+        let become_user = match ctx.become_for(spec) {
+            Ok(b) => b,
+            Err(why) => {
+                return self.record_failure(ctx, step, Ran::Unresolved(why), 0, Duration::ZERO);
+            }
+        };
         if let Some(guard) = &step.skip_if {
             match self.exec(&conn, guard, timeout, &become_user, stop).await {
                 Ran::Done(out) if out.status.success() => {

@@ -77,6 +77,13 @@ pub fn verify_artifact(
             actual: artifact.plan_hash.clone(),
         });
     }
+    // The planner checks this; an artifact built by other means must not run `become` steps
+    // with a password that cannot be found.
+    if let Some(name) = &artifact.become_password
+        && !artifact.secrets.iter().any(|s| &s.name == name)
+    {
+        return Err(ExecError::UndeclaredBecomePassword { name: name.clone() });
+    }
     for wave in &artifact.waves {
         for host in &wave.hosts {
             if artifact.host(host).is_none() {

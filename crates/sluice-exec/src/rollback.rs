@@ -113,30 +113,34 @@ async fn undo_host(ctx: &RunContext, wave: &str, mut host: HostRun) -> HostRun {
                 };
                 // As for a forward step, the undo's intent is durable before it is sent;
                 // unrecorded, it is not sent and the host is left for the operator.
-                let ran = match ctx.journal.rollback_intent(intent).await {
-                    Err(why) => Ran::Unresolved(format!("not started: the journal failed: {why}")),
-                    Ok(()) => {
-                        ctx.events.emit(EventKind::UndoStarted {
-                            host: host.host.clone(),
-                            step: step.id.clone(),
-                            command: shown,
-                        });
-                        let become_user = spec.become_root.then(|| sluice_ssh::Become {
-                            user: spec.become_user.clone(),
-                            password: None,
-                        });
-                        let timeout = spec.timeout_ms.map(Duration::from_millis);
-                        let started = Instant::now();
-                        let ran = host
-                            .exec(&conn, undo, timeout, &become_user, &mut stop)
-                            .await;
-                        let note =
-                            host.result_note(ctx, &step.id, 1, &ran, started.elapsed(), &conn);
-                        ctx.journal
-                            .note(&ctx.events, Note::RollbackResult(&note))
-                            .await;
-                        ran
-                    }
+                // An undo that cannot be sent as its step ran (no become password) is not
+                // journalled as started: it never was.
+                let become_user = ctx.become_for(&spec);
+                let ran = match become_user {
+                    Err(why) => Ran::Unresolved(why),
+                    Ok(become_user) => match ctx.journal.rollback_intent(intent).await {
+                        Err(why) => {
+                            Ran::Unresolved(format!("not started: the journal failed: {why}"))
+                        }
+                        Ok(()) => {
+                            ctx.events.emit(EventKind::UndoStarted {
+                                host: host.host.clone(),
+                                step: step.id.clone(),
+                                command: shown,
+                            });
+                            let timeout = spec.timeout_ms.map(Duration::from_millis);
+                            let started = Instant::now();
+                            let ran = host
+                                .exec(&conn, undo, timeout, &become_user, &mut stop)
+                                .await;
+                            let note =
+                                host.result_note(ctx, &step.id, 1, &ran, started.elapsed(), &conn);
+                            ctx.journal
+                                .note(&ctx.events, Note::RollbackResult(&note))
+                                .await;
+                            ran
+                        }
+                    },
                 };
                 let ok = matches!(&ran, Ran::Done(out) if out.status.success());
                 let (_, detail, output) = describe(ctx, &ran);

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_plan::{FailureAction, PlanArtifact, RollbackScope, RuntimeValues};
+use sluice_plan::{FailureAction, PlanArtifact, RollbackScope, RuntimeValues, StepSpec};
+use sluice_ssh::Become;
 use tokio::time::Instant;
 
 use crate::approval::{ApprovalDecision, Approver};
@@ -31,6 +32,30 @@ pub(crate) struct RunContext {
     pub resume: Arc<crate::resume::ResumeState>,
     /// The next wave's connections, opened while the current wave runs.
     pub preconnect: crate::preconnect::Preconnect,
+}
+
+impl RunContext {
+    /// How commands of a step with `spec` run: as the login user, or through sudo. A `become`
+    /// step carries the plan's become password (the value of the secret it names) so the
+    /// transport can answer sudo's prompt; it sends it only if sudo asks. The value reaches no
+    /// event: it is one of the run's secrets, which every event and record is redacted of.
+    pub(crate) fn become_for(&self, spec: &StepSpec) -> Result<Option<Become>, String> {
+        if !spec.become_root {
+            return Ok(None);
+        }
+        let password = match &self.artifact.become_password {
+            None => None,
+            Some(name) => Some(self.secrets.values().get(name).cloned().ok_or_else(|| {
+                format!(
+                    "not started: the become password, secret `{name}`, has no value in this run"
+                )
+            })?),
+        };
+        Ok(Some(Become {
+            user: spec.become_user.clone(),
+            password,
+        }))
+    }
 }
 
 /// Knobs of one run that are not part of the plan.

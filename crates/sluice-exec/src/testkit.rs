@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use sluice_plan::*;
 use sluice_ssh::{
-    BoxFuture, CapturedOutput, Connection, ExecOutcome, ExecRequest, ExitStatus, HostTarget,
-    Transport, TransportError,
+    Become, BoxFuture, CapturedOutput, Connection, ExecOutcome, ExecRequest, ExitStatus,
+    HostTarget, Transport, TransportError,
 };
 
 /// One step as a test declares it; `{host}` in a command becomes the host's name.
@@ -76,6 +76,13 @@ impl StepDef {
         self.spec.after = ids.iter().map(|s| s.to_string()).collect();
         self
     }
+
+    /// `become: true`, and `become_user` when given.
+    pub fn become_user(mut self, user: Option<&str>) -> Self {
+        self.spec.become_root = true;
+        self.spec.become_user = user.map(str::to_string);
+        self
+    }
 }
 
 /// Builds a sealed [`PlanArtifact`].
@@ -99,6 +106,7 @@ impl PlanBuilder {
                 ticket: None,
                 window: None,
                 secrets: Vec::new(),
+                become_password: None,
                 steps: Vec::new(),
                 run_once: Vec::new(),
                 hosts: Vec::new(),
@@ -252,6 +260,12 @@ impl PlanBuilder {
         self
     }
 
+    /// Names the secret whose value answers sudo's password prompt.
+    pub fn become_password(mut self, secret: &str) -> Self {
+        self.artifact.become_password = Some(secret.into());
+        self
+    }
+
     pub fn secret_env(mut self, name: &str, var: &str) -> Self {
         self.artifact.secrets.push(SecretSource {
             name: name.into(),
@@ -355,8 +369,18 @@ type Script = dyn Fn(&str, &str) -> Reply + Send + Sync;
 pub struct ScriptedTransport {
     script: Arc<Script>,
     unreachable: BTreeSet<String>,
-    log: Arc<Mutex<Vec<(String, String)>>>,
+    log: Arc<Mutex<Vec<Sent>>>,
     connects: Arc<Mutex<Vec<(String, tokio::time::Instant)>>>,
+}
+
+/// One command a [`ScriptedTransport`] received.
+#[derive(Clone, Debug)]
+pub struct Sent {
+    pub host: String,
+    pub command: String,
+    /// The request's `become_user`, password included, so tests can see what reached the
+    /// transport (its `Debug` masks the password).
+    pub become_user: Option<Become>,
 }
 
 impl ScriptedTransport {
@@ -376,6 +400,14 @@ impl ScriptedTransport {
 
     /// Every command run so far, as `(host, command)`, in the order they started.
     pub fn log(&self) -> Vec<(String, String)> {
+        self.sent()
+            .into_iter()
+            .map(|s| (s.host, s.command))
+            .collect()
+    }
+
+    /// Every request run so far, with its `become`, in the order they started.
+    pub fn sent(&self) -> Vec<Sent> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
@@ -427,7 +459,11 @@ impl Connection for ScriptedConnection {
     fn exec(&self, request: ExecRequest) -> BoxFuture<'_, Result<ExecOutcome, TransportError>> {
         Box::pin(async move {
             if let Ok(mut log) = self.transport.log.lock() {
-                log.push((self.host.clone(), request.command.clone()));
+                log.push(Sent {
+                    host: self.host.clone(),
+                    command: request.command.clone(),
+                    become_user: request.become_user.clone(),
+                });
             }
             let reply = (self.transport.script)(&self.host, &request.command);
             let (status, took) = match request.timeout {

@@ -680,3 +680,121 @@ async fn a_check_that_passes_then_fails_is_flapping_and_fails_the_host_at_once()
     assert_eq!(failure.what, "health:port");
     assert!(failure.detail.contains("flapping"), "{}", failure.detail);
 }
+
+/// Two hosts; `root` becomes root (with a skip_if guard and an undo), `user` becomes `nobody`
+/// and fails on h2, so the wave is rolled back through both undos.
+fn become_plan() -> PlanBuilder {
+    let all = hosts("h", 2);
+    PlanBuilder::new("become")
+        .local_hosts(&refs(&all), std::path::Path::new("/x"))
+        .secret_env("sudo_pw", "SLUICE_TEST_NOT_READ")
+        .become_password("sudo_pw")
+        .step(StepDef::new("plain", "plain"))
+        .step(
+            StepDef::new("root", "root")
+                .skip_if("guard")
+                .undo("unroot")
+                .become_user(None),
+        )
+        .step(
+            StepDef::new("user", "user")
+                .undo("unuser")
+                .become_user(Some("nobody")),
+        )
+        .health_run("app", "check")
+        .wave("only", &refs(&all), 2, 0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_become_password_reaches_sudo_for_become_steps_only_and_never_an_event() {
+    const PASSWORD: &str = "pw-hunter2-xyz";
+    // The guard fails (the step runs); h2's `user` fails printing the password, as a careless
+    // command might, so its output is reported.
+    let t = ScriptedTransport::new(|host, cmd| match (host, cmd) {
+        (_, "guard") => Reply::exit(1),
+        ("h2", "user") => Reply {
+            exit: 1,
+            stdout: format!("oops {PASSWORD}\n"),
+            takes: Duration::ZERO,
+        },
+        _ => Reply::ok(),
+    });
+    let secrets = Secrets::from_values([("sudo_pw".to_string(), PASSWORD.to_string())].into());
+    let out = run_with(become_plan().build(), &t, Shutdown::new(), None, secrets).await;
+    assert_eq!(out.report.status, RunStatus::WaveFailed);
+
+    let with_password = |user: Option<&str>| {
+        Some(sluice_ssh::Become {
+            user: user.map(str::to_string),
+            password: Some(PASSWORD.to_string()),
+        })
+    };
+    let sent = t.sent();
+    for host in ["h1", "h2"] {
+        let got: Vec<(String, Option<sluice_ssh::Become>)> = sent
+            .iter()
+            .filter(|s| s.host == host)
+            .map(|s| (s.command.clone(), s.become_user.clone()))
+            .collect();
+        let mut expected = vec![
+            ("plain".to_string(), None),
+            ("guard".to_string(), with_password(None)),
+            ("root".to_string(), with_password(None)),
+            ("user".to_string(), with_password(Some("nobody"))),
+        ];
+        if host == "h1" {
+            // Health checks never become.
+            expected.push(("check".to_string(), None));
+        }
+        expected.push(("unuser".to_string(), with_password(Some("nobody"))));
+        expected.push(("unroot".to_string(), with_password(None)));
+        assert_eq!(got, expected, "{host}");
+    }
+
+    let json = serde_json::to_string(
+        &out.events
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert!(
+        json.contains("oops ***"),
+        "the output was reported, redacted"
+    );
+    assert!(!json.contains(PASSWORD));
+    assert!(
+        !serde_json::to_string(&out.report)
+            .unwrap()
+            .contains(PASSWORD)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_become_password_without_a_value_fails_become_steps_before_anything_is_sent() {
+    let t = ScriptedTransport::new(|_, _| Reply::ok());
+    // The plan names the secret, but this run has no value for it.
+    let out = run_with(
+        become_plan().build(),
+        &t,
+        Shutdown::new(),
+        None,
+        Secrets::default(),
+    )
+    .await;
+    assert_eq!(out.report.status, RunStatus::WaveFailed);
+    // `plain` ran, then nothing: no become command, not even its guard, went out with `sudo -n`.
+    assert_eq!(t.commands("h1"), ["plain"]);
+    let failure = out.report.waves[0].hosts[0].failure.clone().unwrap();
+    assert_eq!(failure.what, "root");
+    assert!(
+        failure.detail.contains("secret `sudo_pw`, has no value"),
+        "{}",
+        failure.detail
+    );
+
+    // An artifact naming a secret it does not declare is refused before anything starts.
+    let bad = become_plan().become_password("nope").build();
+    let err = verify_artifact(&bad, None).unwrap_err();
+    assert!(err.to_string().contains("secret `nope`"), "{err}");
+}

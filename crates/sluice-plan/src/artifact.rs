@@ -30,6 +30,13 @@ pub struct PlanArtifact {
     pub window: Option<Window>,
     /// Where each secret comes from. Never its value.
     pub secrets: Vec<SecretSource>,
+    /// The name of the secret (one of [`PlanArtifact::secrets`]) whose value answers sudo's
+    /// password prompt for `become` steps; never the value. Left out of the JSON when unset, so
+    /// plans without it keep their bytes and hash. An executor that predates the field drops it
+    /// on load and then refuses the artifact (its hash no longer matches), so the format is
+    /// unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub become_password: Option<String>,
     /// Step definitions in a valid execution order (a topological order of `after`).
     pub steps: Vec<StepSpec>,
     /// Steps with `run_once: true`, rendered for the host they run on, in execution order.

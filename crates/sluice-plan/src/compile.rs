@@ -320,6 +320,7 @@ fn compile(
         );
     }
     warn_unused_secrets(plan, &steps, &checks, diags);
+    check_become_password(plan, diags);
     if diags.has_errors() {
         return None;
     }
@@ -340,6 +341,7 @@ fn compile(
         ticket: plan.ticket.clone(),
         window: plan.window.clone(),
         secrets: plan.secrets.iter().map(|(s, _)| s.clone()).collect(),
+        become_password: plan.become_password.as_ref().map(|(n, _)| n.clone()),
         steps: specs,
         run_once,
         hosts: host_plans,
@@ -594,6 +596,8 @@ fn warn_unused_secrets(
         .flat_map(|t| t.references())
         .filter(|r| r.kind == RefKind::Secret)
         .map(|r| r.path[0].as_str())
+        // The become password is used by sudo, not by a command.
+        .chain(plan.become_password.as_ref().map(|(n, _)| n.as_str()))
         .collect();
     for (s, loc) in &plan.secrets {
         if !used.contains(s.name.as_str()) {
@@ -605,6 +609,38 @@ fn warn_unused_secrets(
                 .at(&plan.file, *loc),
             );
         }
+    }
+}
+
+/// `become_password` must name a declared secret: the planner never sees the value, so the name
+/// is all it can check. A password no step can use is worth a warning (it is never sent).
+fn check_become_password(plan: &Plan, diags: &mut Diagnostics) {
+    let Some((name, loc)) = &plan.become_password else {
+        return;
+    };
+    if !plan.secrets.iter().any(|(s, _)| &s.name == name) {
+        let declared: Vec<&str> = plan.secrets.iter().map(|(s, _)| s.name.as_str()).collect();
+        let help = if declared.is_empty() {
+            format!(
+                "no secret is declared; add it under `secrets`, e.g. `{name}: {{ env: SUDO_PASSWORD }}`"
+            )
+        } else {
+            format!("declared secrets: {}", declared.join(", "))
+        };
+        diags.push(
+            Diagnostic::error(format!(
+                "become_password names `{name}`, which is not declared under `secrets`"
+            ))
+            .at(&plan.file, *loc)
+            .with_help(help),
+        );
+    } else if !plan.steps.iter().any(|s| s.spec.become_root) {
+        diags.push(
+            Diagnostic::warning(format!(
+                "become_password is set but no step uses `become`, so secret `{name}` is never sent"
+            ))
+            .at(&plan.file, *loc),
+        );
     }
 }
 

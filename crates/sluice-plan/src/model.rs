@@ -20,6 +20,8 @@ pub struct Plan {
     pub targets: Vec<(String, Loc)>,
     pub vars: BTreeMap<String, serde_json::Value>,
     pub secrets: Vec<(SecretSource, Loc)>,
+    /// `become_password:`, the name of a declared secret, and where it is written.
+    pub become_password: Option<(String, Loc)>,
     pub window: Option<Window>,
     pub waves: Vec<WaveDecl>,
     pub concurrency: Option<usize>,

@@ -19,6 +19,7 @@ const PLAN_KEYS: &[&str] = &[
     "targets",
     "vars",
     "secrets",
+    "become_password",
     "window",
     "waves",
     "concurrency",
@@ -84,6 +85,10 @@ pub fn read_plan(file: &Arc<SourceFile>, root: &Node, diags: &mut Diagnostics) -
         .get("secrets")
         .map(|n| read_secrets(&mut r, n))
         .unwrap_or_default();
+    // Only the name is read here; `compile` checks that it names a declared secret.
+    let become_password = f
+        .get("become_password")
+        .and_then(|n| Some((r.as_str(n, "become_password")?, n.loc)));
     let window = f.get("window").and_then(|n| read_window(&mut r, n));
     let waves = f
         .get("waves")
@@ -109,6 +114,7 @@ pub fn read_plan(file: &Arc<SourceFile>, root: &Node, diags: &mut Diagnostics) -
         targets,
         vars,
         secrets,
+        become_password,
         window,
         waves,
         concurrency,

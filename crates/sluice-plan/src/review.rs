@@ -46,6 +46,12 @@ fn write_review(p: &PlanArtifact, o: &mut String) -> std::fmt::Result {
             .collect();
         writeln!(o, "Secrets    {}", names.join(", "))?;
     }
+    if let Some(name) = &p.become_password {
+        writeln!(
+            o,
+            "Become     sudo password from secret {name} (sent only when sudo asks)"
+        )?;
+    }
     writeln!(o, "\nWaves")?;
     for (i, w) in p.waves.iter().enumerate() {
         let mut gates = Vec::new();

@@ -199,3 +199,85 @@ steps:
     let ids: Vec<&str> = a.steps.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(ids, ["drain", "install", "restart"]);
 }
+
+#[test]
+fn become_password_names_a_declared_secret_and_the_artifact_keeps_only_the_name() {
+    let a = compile(
+        r#"
+name: t
+targets: [web-1]
+secrets: { sudo_pw: { env: SUDO_PW } }
+become_password: sudo_pw
+steps:
+  - { id: restart, run: "systemctl restart app", become: true }
+"#,
+        &[],
+    );
+    assert_eq!(a.become_password.as_deref(), Some("sudo_pw"));
+    let json = serde_json::to_value(&a).unwrap();
+    assert_eq!(json["become_password"], "sudo_pw");
+    assert_eq!(json["secrets"][0]["from"]["env"], "SUDO_PW");
+    assert!(
+        sluice_plan::review::render(&a).contains("Become     sudo password from secret sudo_pw")
+    );
+
+    // A plan without it has no such key at all: its bytes, and so its hash, are unchanged.
+    let plain = compile(
+        "name: t\ntargets: [web-1]\nsteps:\n  - { id: a, run: x, become: true }\n",
+        &[],
+    );
+    assert!(plain.become_password.is_none());
+    assert!(
+        !serde_json::to_string(&plain)
+            .unwrap()
+            .contains("become_password")
+    );
+    assert!(!sluice_plan::review::render(&plain).contains("Become "));
+}
+
+#[test]
+fn become_password_naming_an_undeclared_secret_is_a_located_error() {
+    let diagnostics =
+        |plan: &str| match compile_sources(("plan.yaml", plan), ("inv.yaml", INVENTORY), &[]) {
+            Ok(_) => panic!("accepted"),
+            Err(sluice_plan::PlanError::Invalid(d)) => {
+                d.iter().map(|d| d.to_string()).collect::<Vec<_>>()
+            }
+            Err(e) => panic!("{e}"),
+        };
+    let got = diagnostics(
+        "name: t\ntargets: [web-1]\nsecrets: { tok: { env: T } }\nbecome_password: sudo\nsteps:\n  - { id: a, run: 'x {{secrets.tok}}', become: true }\n",
+    );
+    assert_eq!(
+        got,
+        [
+            "plan.yaml:4:18: become_password names `sudo`, which is not declared under `secrets` (declared secrets: tok)"
+        ]
+    );
+    let got = diagnostics(
+        "name: t\ntargets: [web-1]\nbecome_password: sudo\nsteps:\n  - { id: a, run: x, become: true }\n",
+    );
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].starts_with("plan.yaml:3:18: "), "{got:?}");
+    assert!(got[0].contains("no secret is declared"), "{got:?}");
+}
+
+#[test]
+fn become_password_without_a_become_step_is_a_warning() {
+    let c = compile_sources(
+        (
+            "plan.yaml",
+            "name: t\ntargets: [web-1]\nsecrets: { pw: { env: PW } }\nbecome_password: pw\nsteps:\n  - { id: a, run: x }\n",
+        ),
+        ("inv.yaml", INVENTORY),
+        &[],
+    )
+    .unwrap();
+    let warnings: Vec<String> = c.warnings.iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        warnings,
+        [
+            "plan.yaml:4:18: become_password is set but no step uses `become`, so secret `pw` is never sent"
+        ]
+    );
+}

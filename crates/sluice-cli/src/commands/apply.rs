@@ -2,7 +2,9 @@
 //!
 //! Order of business: load and verify the artifact, refuse early what must not start (outside
 //! the window, gates nobody can answer, no confirmation), read secrets, then run the executor
-//! with the monitor showing its events and a Ctrl-C handler feeding the shutdown signal.
+//! with the monitor showing its events and a Ctrl-C handler feeding the shutdown signal. An
+//! encrypted SSH key's passphrase is asked on the terminal, with the monitor's bars suspended
+//! (`crate::ssh`), as `exec` does.
 
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -15,7 +17,7 @@ use sluice_exec::{
     Secrets, Shutdown, Transports, approval::ApprovalFuture, verify_artifact,
 };
 use sluice_plan::{PlanArtifact, TransportKind};
-use sluice_ssh::{LocalTransport, SshTransport};
+use sluice_ssh::LocalTransport;
 
 use super::audit::StateDirArg;
 use crate::console::Console;
@@ -300,7 +302,11 @@ async fn execute(
         artifact: Arc::new(artifact),
         transports: Transports::new()
             .with(TransportKind::Local, Arc::new(LocalTransport))
-            .with(TransportKind::Ssh, Arc::new(SshTransport::default())),
+            .with(
+                TransportKind::Ssh,
+                // Asks for a key's passphrase on the terminal, with the bars suspended.
+                Arc::new(crate::ssh::transport(console, &monitor.multi())),
+            ),
         secrets,
         shutdown,
         approver: Some(approver),

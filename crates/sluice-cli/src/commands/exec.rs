@@ -12,7 +12,7 @@
 //!    of ok / failed / unreachable / refused. Exit 0 only when every host exited 0.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +20,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use sluice_plan::diagnostic::{Diagnostics, Loc};
 use sluice_plan::{HostKeyChecking, TransportKind};
 use sluice_ssh::{
-    Become, ExecOutcome, ExecRequest, HostKeyPolicy, HostTarget, LocalTransport, Passphrase,
-    PassphrasePrompt, SshOptions, SshTransport, Transport, TransportError,
+    Become, ExecOutcome, ExecRequest, HostKeyPolicy, HostTarget, LocalTransport, SshTransport,
+    Transport, TransportError,
 };
 
 use crate::commands::plan::print_diagnostic;
@@ -84,12 +84,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
     let progress = Progress::new(console, args.json, targets.len());
-    let ssh = SshTransport::new(SshOptions {
-        passphrase_prompt: console
-            .can_prompt()
-            .then(|| passphrase_prompt(progress.multi.clone())),
-        ..SshOptions::default()
-    });
+    let ssh = crate::ssh::transport(console, &progress.multi);
     let results = runtime.block_on(run_all(
         ssh,
         targets,
@@ -187,19 +182,6 @@ fn load_targets(
             (c.transport, t)
         })
         .collect())
-}
-
-/// Asks on the terminal, echo off, with the bar out of the way while the operator types.
-fn passphrase_prompt(multi: MultiProgress) -> PassphrasePrompt {
-    PassphrasePrompt(Arc::new(move |key: &Path| {
-        multi.suspend(|| {
-            let term = console::Term::stderr();
-            term.write_str(&format!("Enter passphrase for {}: ", key.display()))
-                .ok()?;
-            let typed = term.read_secure_line().ok()?;
-            (!typed.is_empty()).then_some(Passphrase(typed))
-        })
-    }))
 }
 
 async fn run_all(

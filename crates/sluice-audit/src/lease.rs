@@ -58,6 +58,31 @@ impl AuditLog {
         })
     }
 
+    /// Starts the run of a plan in one commit: `run_started`, `lease_taken`, the plan artifact
+    /// (stored once per hash) and, when the operator typed it, the start confirmation. A
+    /// controller that dies at any moment leaves either no run at all or a run whose plan is in
+    /// the store, which `sluice resume` can carry on; a refused start leaves no trace.
+    pub fn start_run_with_plan(
+        &self,
+        started: crate::record::RunStarted,
+        holder: &LeaseHolder,
+        artifact: serde_json::Value,
+        confirmation: Option<crate::record::Approval>,
+    ) -> Result<String, AuditError> {
+        let hosts = started.hosts.clone();
+        let plan_hash = started.plan_hash.clone();
+        self.write(|tx| {
+            let run = tx.new_run_id()?;
+            tx.append(Entry::new(&run, Payload::RunStarted(started)))?;
+            lease_hosts(tx, &run, &hosts, holder)?;
+            tx.store_artifact(&run, &plan_hash, artifact)?;
+            if let Some(approval) = confirmation {
+                tx.append(Entry::new(&run, Payload::Approval(approval)))?;
+            }
+            Ok(run)
+        })
+    }
+
     /// Leases `hosts` to `run`, all or none, and records `lease_taken`. Refused with
     /// [`AuditError::LeaseHeld`] (naming the holder) if another run holds any of them, alive or
     /// not: a dead holder's lease must be broken explicitly (`sluice unlock`). Leases the run

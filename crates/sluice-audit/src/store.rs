@@ -415,7 +415,7 @@ impl Tx<'_> {
         }
     }
 
-    fn store_artifact(
+    pub(crate) fn store_artifact(
         &mut self,
         run: &str,
         plan_hash: &str,

@@ -499,3 +499,52 @@ fn plan_pseudo_run_is_shown_but_not_listed() {
     assert_eq!(log.run_summary(&run).unwrap().status, "running");
     assert_eq!(log.run_records(&run).unwrap()[0].kind(), "approval");
 }
+
+#[test]
+fn a_plan_run_starts_with_its_leases_artifact_and_confirmation_or_not_at_all() {
+    let (_dir, log) = store();
+    let holder = LeaseHolder::this_process();
+    let confirmation = sluice_audit::Approval {
+        scope: sluice_audit::ApprovalScope::RunStart {
+            plan_hash: "h1".into(),
+        },
+        by: "ops".into(),
+        comment: None,
+        refused: false,
+        how: Some("terminal".into()),
+    };
+    let mut started = run_started("p", &["a", "b"]);
+    started.plan_hash = "h1".into();
+    let run = log
+        .start_run_with_plan(
+            started,
+            &holder,
+            serde_json::json!({"name": "p"}),
+            Some(confirmation),
+        )
+        .unwrap();
+    let kinds: Vec<&str> = log
+        .run_records(&run)
+        .unwrap()
+        .iter()
+        .map(|r| r.kind())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "run_started",
+            "lease_taken",
+            "plan_artifact_stored",
+            "approval"
+        ]
+    );
+    // Refused by the lease on `b`: not even the artifact of the other plan is stored.
+    let before = log.verify().unwrap().records;
+    let mut other = run_started("q", &["b", "c"]);
+    other.plan_hash = "h2".into();
+    let err = log
+        .start_run_with_plan(other, &holder, serde_json::json!({"name": "q"}), None)
+        .unwrap_err();
+    assert!(matches!(err, AuditError::LeaseHeld { .. }), "{err}");
+    assert_eq!(log.verify().unwrap().records, before);
+}

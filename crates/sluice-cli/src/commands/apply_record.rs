@@ -1,5 +1,5 @@
 //! What `sluice apply` writes to the audit store: around the run, `run_started` with the leases
-//! on every target host (one commit), the plan artifact, the confirmation typed at the prompt,
+//! on every target host, the plan artifact and the confirmation typed at the prompt (one commit),
 //! and at the end the released leases and `run_finished`; during it, through [`AuditJournal`],
 //! everything the executor journals (waves and their decisions, step intents and results, health
 //! checks, undos), and through [`StoreApprover`], approval gates and their answers.
@@ -42,43 +42,32 @@ pub fn start(
         hosts: artifact.hosts.iter().map(|h| h.name.clone()).collect(),
         waves: artifact.waves.iter().map(|w| w.name.clone()).collect(),
     };
+    let artifact_json = serde_json::to_value(artifact)
+        .map_err(|e| CliError::failed(format!("cannot encode the plan artifact: {e}")))?;
+    // The prompt was answered before the run existed; its record goes in the run's first commit.
+    let confirmation = typed.then(|| Approval {
+        scope: ApprovalScope::RunStart {
+            plan_hash: artifact.plan_hash.clone(),
+        },
+        by: sluice_audit::operator_name(),
+        comment: None,
+        refused: false,
+        how: Some("terminal".into()),
+    });
+    // One commit: a controller killed at any point leaves no run, or a resumable one.
     let run = log
-        .start_run(started, &LeaseHolder::this_process())
+        .start_run_with_plan(
+            started,
+            &LeaseHolder::this_process(),
+            artifact_json,
+            confirmation,
+        )
         .map_err(|e| match e {
             AuditError::LeaseHeld { .. } => {
                 CliError::invalid_input(format!("refused, nothing was started: {e}"))
             }
             other => audit_error(other),
         })?;
-    let value = serde_json::to_value(artifact)
-        .map_err(|e| CliError::failed(format!("cannot encode the plan artifact: {e}")));
-    let stored = value.and_then(|v| {
-        log.store_artifact(&run, &artifact.plan_hash, v)
-            .map_err(audit_error)
-    });
-    // The prompt was answered before the run existed, so its record follows `run_started`.
-    let confirmed = stored.and_then(|_| {
-        if !typed {
-            return Ok(());
-        }
-        let approval = Approval {
-            scope: ApprovalScope::RunStart {
-                plan_hash: artifact.plan_hash.clone(),
-            },
-            by: sluice_audit::operator_name(),
-            comment: None,
-            refused: false,
-            how: Some("terminal".into()),
-        };
-        log.append(&run, Payload::Approval(approval))
-            .map(|_| ())
-            .map_err(audit_error)
-    });
-    if let Err(e) = confirmed {
-        // The run never started: give its hosts back before refusing.
-        let _ = log.release_leases(&run);
-        return Err(e);
-    }
     Ok(run)
 }
 

@@ -6,6 +6,15 @@ use sluice_audit::{
     AuditError, AuditLog, Entry, LeaseHolder, Payload, StepKey, UnknownChoice, chain::GENESIS,
 };
 
+/// The kinds of `run`'s records, in order.
+fn kinds_of(log: &AuditLog, run: &str) -> Vec<&'static str> {
+    log.run_records(run)
+        .unwrap()
+        .iter()
+        .map(|r| r.kind())
+        .collect()
+}
+
 fn store() -> (tempfile::TempDir, AuditLog) {
     let dir = tempfile::tempdir().unwrap();
     let log = AuditLog::open(dir.path()).unwrap();
@@ -304,12 +313,7 @@ fn two_handles_share_one_chain() {
 fn payload_kinds_serialise_as_documented() {
     let (_dir, log) = store();
     let run = seed_run(&log, "kernel", &["web1"], &[]).unwrap();
-    let kinds: Vec<&str> = log
-        .run_records(&run)
-        .unwrap()
-        .iter()
-        .map(|r| r.kind())
-        .collect();
+    let kinds = kinds_of(&log, &run);
     assert_eq!(
         kinds,
         [
@@ -523,12 +527,7 @@ fn a_plan_run_starts_with_its_leases_artifact_and_confirmation_or_not_at_all() {
             Some(confirmation),
         )
         .unwrap();
-    let kinds: Vec<&str> = log
-        .run_records(&run)
-        .unwrap()
-        .iter()
-        .map(|r| r.kind())
-        .collect();
+    let kinds = kinds_of(&log, &run);
     assert_eq!(
         kinds,
         [

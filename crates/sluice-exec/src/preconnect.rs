@@ -30,7 +30,6 @@ use crate::transports::{Transports, host_target};
 type Warming = JoinHandle<Result<Arc<dyn Connection>, TransportError>>;
 
 /// Connections being opened for hosts of a later wave, by host name.
-#[derive(Default)]
 pub(crate) struct Preconnect {
     enabled: bool,
     warming: Mutex<HashMap<String, Warming>>,

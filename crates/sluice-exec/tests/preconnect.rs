@@ -31,6 +31,15 @@ fn over_ssh(mut artifact: PlanArtifact) -> PlanArtifact {
 }
 
 async fn run(artifact: PlanArtifact, t: &ScriptedTransport, no_preconnect: bool) -> RunReport {
+    run_gated(artifact, t, no_preconnect, None).await
+}
+
+async fn run_gated(
+    artifact: PlanArtifact,
+    t: &ScriptedTransport,
+    no_preconnect: bool,
+    approver: Option<Arc<dyn Approver>>,
+) -> RunReport {
     let (tx, _rx) = mpsc::unbounded_channel();
     let transport: Arc<ScriptedTransport> = Arc::new(t.clone());
     let executor = Executor {
@@ -40,7 +49,7 @@ async fn run(artifact: PlanArtifact, t: &ScriptedTransport, no_preconnect: bool)
             .with(TransportKind::Ssh, transport),
         secrets: Secrets::default(),
         shutdown: Shutdown::new(),
-        approver: None,
+        approver,
         options: RunOptions {
             no_preconnect,
             ..RunOptions::default()
@@ -126,4 +135,33 @@ async fn no_warm_up_across_a_pause_for_local_hosts_or_when_turned_off() {
             "{case}: b connected only when its wave started"
         );
     }
+}
+
+/// Approves every gate after 10 s, as a person would after a while.
+struct SlowApprover;
+
+impl Approver for SlowApprover {
+    fn approve<'a>(&'a self, _run: &'a str, _wave: &'a str) -> approval::ApprovalFuture<'a> {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            ApprovalDecision::Approved { by: "test".into() }
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_warm_up_across_an_approval_gate() {
+    let mut artifact = over_ssh(plan(None));
+    artifact.waves[1].approval = true;
+    let t = slow("none");
+    let start = Instant::now();
+    let report = run_gated(artifact, &t, false, Some(Arc::new(SlowApprover))).await;
+    assert_eq!(report.status, RunStatus::Applied);
+    let b = connected_at(&t, "b");
+    assert_eq!(b.len(), 1);
+    // Wave 1 ends at 1 s, the gate is answered at 11 s: b connects only then.
+    assert!(
+        b[0] >= start + Duration::from_secs(11),
+        "b connected before approval"
+    );
 }

@@ -101,7 +101,7 @@ fn final_status(out: &Output) -> String {
     events(out)
         .iter()
         .rev()
-        .find(|e| e["event"] == "run_finished")
+        .find(|e| e["kind"] == "run_finished")
         .map(|e| e["status"].as_str().unwrap_or_default().to_string())
         .unwrap_or_default()
 }
@@ -116,14 +116,14 @@ fn happy_path_applies_three_waves_and_exits_0() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(final_status(&out), "applied");
+    assert_eq!(final_status(&out), "succeeded");
     for h in HOSTS {
         assert_eq!(f.host_file(h, "version").as_deref(), Some("2.0\n"), "{h}");
         assert_eq!(f.log(h), ["drain", "install"]);
     }
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("rest") && stderr.contains("applied"),
+        stderr.contains("rest") && stderr.contains("succeeded"),
         "{stderr}"
     );
     let seqs: Vec<u64> = events(&out)
@@ -141,7 +141,7 @@ fn health_failure_in_wave_two_undoes_exactly_its_hosts_in_reverse_and_wave_three
         .build();
     let out = f.apply(&plan, &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(final_status(&out), "wave_failed");
+    assert_eq!(final_status(&out), "rolled_back");
     for h in ["h2", "h3", "h4"] {
         assert_eq!(
             f.log(h),
@@ -210,7 +210,7 @@ fn a_hung_command_times_out() {
     assert!(
         events(&out)
             .iter()
-            .any(|e| e["event"] == "step_finished" && e["status"] == "timed_out")
+            .any(|e| e["kind"] == "step_result" && e["status"] == "timed_out")
     );
 }
 
@@ -302,7 +302,7 @@ fn sigint_finishes_the_in_flight_step_then_rolls_back_and_exits_4() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(final_status(&out), "interrupted");
+    assert_eq!(final_status(&out), "aborted");
     assert_eq!(
         f.log("h1"),
         ["slow", "unslow"],
@@ -444,7 +444,7 @@ fn a_second_sigint_abandons_the_in_flight_step_as_unknown_and_undoes_nothing() {
     );
     let unknown = events(&out)
         .iter()
-        .any(|e| e["event"] == "step_finished" && e["status"] == "unknown");
+        .any(|e| e["kind"] == "step_result" && e["status"] == "unknown");
     assert!(unknown);
     assert_eq!(
         f.log("h1"),

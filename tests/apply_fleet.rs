@@ -136,7 +136,7 @@ fn fleet_host_whose_sshd_stops_mid_wave_counts_as_failed() {
     );
     let host8 = events(&out)
         .into_iter()
-        .find(|e| e["event"] == "host_finished" && e["host"] == "host8")
+        .find(|e| e["kind"] == "host_finished" && e["host"] == "host8")
         .expect("host8 finished");
     assert_eq!(host8["outcome"], "unreachable");
     assert!(
@@ -164,7 +164,7 @@ fn fleet_hung_command_times_out() {
     assert!(
         events(&out)
             .iter()
-            .any(|e| e["event"] == "step_finished" && e["status"] == "timed_out")
+            .any(|e| e["kind"] == "step_result" && e["status"] == "timed_out")
     );
     assert_eq!(log(&fleet, 1), ["drain", "install", "uninstall", "undrain"]);
 }
@@ -338,7 +338,7 @@ steps:
     for out in [&plain, &json] {
         assert!(!shown(out).contains(&users.password), "{}", shown(out));
     }
-    let run = events(&json)[0]["run_id"].as_str().unwrap().to_string();
+    let run = events(&json)[0]["run"].as_str().unwrap().to_string();
     let logs = sluice_in_store().args(["logs", &run]).output().unwrap();
     assert!(logs.status.success(), "{}", shown(&logs));
     let text = shown(&logs);
@@ -410,7 +410,7 @@ fn fleet_apply_with_an_encrypted_key_and_no_terminal_names_the_passphrase_variab
     );
     let host1 = events(&out)
         .into_iter()
-        .find(|e| e["event"] == "host_finished" && e["host"] == "host1")
+        .find(|e| e["kind"] == "host_finished" && e["host"] == "host1")
         .expect("host1 finished");
     assert_eq!(host1["outcome"], "unreachable");
     assert!(

@@ -283,13 +283,13 @@ fn redacted_secret_is_absent_from_store_export_and_logs() {
         let run = log.begin_run(started).unwrap();
         // What the executor does with a step that echoed the secret.
         let mut result = match sluice_audit::fixture::step_result("web1", "patch", true, "") {
-            sluice_audit::Payload::StepResult(r) => r,
+            sluice_model::Fact::StepResult(r) => r,
             _ => unreachable!(),
         };
         result.stdout = redactor.redact_capture(&sluice_audit::fixture::capture(&format!(
             "token is {secret}\n"
         )));
-        log.append(&run, sluice_audit::Payload::StepResult(result))
+        log.append(&run, sluice_model::Fact::StepResult(result))
             .unwrap();
         run
     };

@@ -211,8 +211,8 @@ fn unknown_steps_without_a_choice_exit_2_listing_them_and_a_choice_is_recorded()
         .iter()
         .find(|r| r["kind"] == "unknown_steps_resolved")
         .expect("the choice is recorded");
-    assert_eq!(choice["payload"]["choice"], "skip");
-    assert_eq!(choice["payload"]["steps"].as_array().map(Vec::len), Some(2));
+    assert_eq!(choice["choice"], "skip");
+    assert_eq!(choice["steps"].as_array().map(Vec::len), Some(2));
     let kinds: Vec<&str> = records.iter().filter_map(|r| r["kind"].as_str()).collect();
     assert!(kinds.contains(&"run_resumed"));
     assert_eq!(kinds.last(), Some(&"run_finished"));
@@ -336,7 +336,7 @@ fn reported_ok(lines: &[String]) -> BTreeSet<(String, String)> {
         .iter()
         // The last line may have been cut by the kill.
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["event"] == "step_finished" && e["status"] == "ok")
+        .filter(|e| e["kind"] == "step_result" && e["status"] == "ok")
         .map(|e| {
             (
                 e["host"].as_str().unwrap_or_default().to_string(),
@@ -350,7 +350,7 @@ fn reported_ok(lines: &[String]) -> BTreeSet<(String, String)> {
 fn results(records: &[Value]) -> BTreeMap<(String, String), (usize, bool)> {
     let mut out: BTreeMap<(String, String), (usize, bool)> = BTreeMap::new();
     for r in records {
-        let p = &r["payload"];
+        let p = r;
         let key = (
             p["host"].as_str().unwrap_or_default().to_string(),
             p["step"].as_str().unwrap_or_default().to_string(),
@@ -359,7 +359,7 @@ fn results(records: &[Value]) -> BTreeMap<(String, String), (usize, bool)> {
             Some("step_intent") => out.entry(key).or_default().1 = true,
             Some("step_result") => {
                 let entry = out.entry(key).or_default();
-                assert_eq!(p["ok"], true, "no step fails in this plan: {r}");
+                assert_eq!(p["status"], "ok", "no step fails in this plan: {r}");
                 entry.0 += 1;
                 entry.1 = false;
             }
@@ -374,10 +374,9 @@ fn results_before_resume(records: &[Value]) -> BTreeSet<(String, String)> {
     records
         .iter()
         .take_while(|r| r["kind"] != "run_resumed")
-        .filter(|r| r["kind"] == "step_result" && r["payload"]["ok"] == true)
+        .filter(|r| r["kind"] == "step_result" && r["status"] == "ok")
         .map(|r| {
-            let p = &r["payload"];
-            let field = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+            let field = |k: &str| r[k].as_str().unwrap_or_default().to_string();
             (field("host"), field("step"))
         })
         .collect()
@@ -397,10 +396,10 @@ fn fleet_apply_killed_at_random_moments_is_resumed_to_the_end() {
     let finished = events
         .iter()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|e| e["event"] == "run_finished");
+        .find(|e| e["kind"] == "run_finished");
     assert_eq!(
         finished.map(|e| e["status"].clone()),
-        Some(Value::from("applied"))
+        Some(Value::from("succeeded"))
     );
 
     let seed = std::env::var("SLUICE_KILL_SEED")

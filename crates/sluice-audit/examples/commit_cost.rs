@@ -37,7 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     for i in 0..records {
         let e = entry(i);
-        log.append(&e.run, e.payload)?;
+        log.append(&e.run, e.fact)?;
     }
     report("one commit per record", records, start);
     for batch in [10, 50, 200] {

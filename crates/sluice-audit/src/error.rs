@@ -18,6 +18,12 @@ pub enum AuditError {
         source: std::io::Error,
     },
 
+    #[error("cannot lock {path} (taken while the audit store is opened or created): {source}")]
+    LockFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
     /// sluice processes share the store; this is another program (or an older sluice) that
     /// opened the file for itself.
     #[error(
@@ -85,7 +91,20 @@ pub enum AuditError {
     },
 
     #[error("run {run} already finished ({status}); there is nothing to resume")]
-    RunFinished { run: String, status: String },
+    RunFinished {
+        run: String,
+        status: sluice_model::RunState,
+    },
+
+    /// The store was written in a record format this sluice does not read.
+    #[error(
+        "the audit store {path} holds records in format {found}, and this sluice reads format {supported}; export it with the sluice that wrote it (`sluice audit export`), then start a new store (another --state-dir)"
+    )]
+    Format {
+        path: PathBuf,
+        found: String,
+        supported: &'static str,
+    },
 
     #[error("run {run} holds no leases")]
     NoLeases { run: String },

@@ -3,31 +3,33 @@
 
 use crate::error::AuditError;
 use crate::lease::LeaseHolder;
-use crate::record::{
-    Capture, Entry, Exit, Payload, RunFinished, RunStarted, StepIntent, StepResult, WaveDecided,
-    WaveStarted,
+use sluice_model::{
+    Capture, Fact, RunFinished, RunStarted, RunStatus, StepIntent, StepResult, StepStatus,
+    WaveDecided, WaveDecision, WaveStarted, WaveStatus,
 };
+
+use crate::record::Entry;
 use crate::store::AuditLog;
 
 /// A capture of `text`, whole.
 pub fn capture(text: &str) -> Capture {
-    Capture {
-        head: text.to_string(),
-        tail: String::new(),
-        bytes: text.len() as u64,
-        sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())),
-        truncated: false,
-    }
+    Capture::whole(text)
 }
 
 /// The `step_result` of `step` on `host`: exit 0 and `out` on stdout, or exit 1.
-pub fn step_result(host: &str, step: &str, ok: bool, out: &str) -> Payload {
-    Payload::StepResult(StepResult {
+pub fn step_result(host: &str, step: &str, ok: bool, out: &str) -> Fact {
+    let code = if ok { 0 } else { 1 };
+    Fact::StepResult(StepResult {
         host: host.to_string(),
         step: step.to_string(),
         attempt: 1,
-        exit: Exit::Code(if ok { 0 } else { 1 }),
-        ok,
+        status: if ok {
+            StepStatus::Ok
+        } else {
+            StepStatus::Failed
+        },
+        exit_code: Some(code),
+        detail: format!("exit {code}"),
         duration_ms: 12,
         stdout: capture(out),
         stderr: capture(if ok { "" } else { "boom\n" }),
@@ -35,12 +37,11 @@ pub fn step_result(host: &str, step: &str, ok: bool, out: &str) -> Payload {
     })
 }
 
-pub fn step_intent(host: &str, step: &str) -> Payload {
-    Payload::StepIntent(StepIntent {
+pub fn step_intent(host: &str, step: &str) -> Fact {
+    Fact::StepIntent(StepIntent {
         host: host.to_string(),
         step: step.to_string(),
         command: format!("run {step}"),
-        rollback: false,
         attempt: 1,
     })
 }
@@ -70,13 +71,13 @@ pub fn seed_run(
     let names: Vec<String> = hosts.iter().map(|h| h.to_string()).collect();
     log.append(
         &run,
-        Payload::WaveStarted(WaveStarted {
-            wave: 0,
-            name: "all".into(),
+        Fact::WaveStarted(WaveStarted {
+            wave: "all".into(),
+            index: 0,
             hosts: names.clone(),
             concurrency: u32::try_from(hosts.len()).unwrap_or(u32::MAX),
             budget: "1".into(),
-            budget_hosts: 1,
+            max_failed: 1,
         }),
     )?;
     let intents = hosts
@@ -96,29 +97,41 @@ pub fn seed_run(
     let total = u32::try_from(hosts.len()).unwrap_or(u32::MAX);
     log.append(
         &run,
-        Payload::WaveDecided(WaveDecided {
-            wave: 0,
-            name: "all".into(),
-            run_once: false,
+        Fact::WaveDecided(WaveDecided {
+            wave: "all".into(),
+            index: Some(0),
+            status: if failed > 1 {
+                WaveStatus::Failed
+            } else {
+                WaveStatus::Ok
+            },
             hosts: total,
-            succeeded: total - failed,
+            ok: total - failed,
             failed,
             unreachable: 0,
             interrupted: 0,
             not_started: 0,
             budget: "1".into(),
-            budget_hosts: 1,
-            decision: if failed > 1 { "halt" } else { "continue" }.into(),
+            max_failed: 1,
+            decision: if failed > 1 {
+                WaveDecision::Halt
+            } else {
+                WaveDecision::Continue
+            },
             reason: format!("{failed} failed, budget 1"),
+            duration_ms: 40,
         }),
     )?;
-    log.release_leases(&run)?;
-    log.append(
+    log.finish_run(
         &run,
-        Payload::RunFinished(RunFinished {
-            status: if failed > 1 { "failed" } else { "succeeded" }.into(),
-            exit_code: u8::from(failed > 1),
-        }),
+        RunFinished {
+            status: if failed > 1 {
+                RunStatus::Failed
+            } else {
+                RunStatus::Succeeded
+            },
+            duration_ms: 50,
+        },
     )?;
     Ok(run)
 }

@@ -6,8 +6,9 @@ use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use crate::error::AuditError;
-use crate::record::{Entry, LeaseChange, Payload};
+use crate::record::Entry;
 use crate::store::{Appended, AuditLog, LEASES, Tx};
+use sluice_model::{Fact, LeaseChange, RunFinished};
 
 /// Who holds a lease.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,13 +47,13 @@ impl AuditLog {
     /// Returns the new run id.
     pub fn start_run(
         &self,
-        started: crate::record::RunStarted,
+        started: sluice_model::RunStarted,
         holder: &LeaseHolder,
     ) -> Result<String, AuditError> {
         let hosts = started.hosts.clone();
         self.write(|tx| {
             let run = tx.new_run_id()?;
-            tx.append(Entry::new(&run, Payload::RunStarted(started)))?;
+            tx.append(Entry::new(&run, Fact::RunStarted(started)))?;
             lease_hosts(tx, &run, &hosts, holder)?;
             Ok(run)
         })
@@ -64,20 +65,20 @@ impl AuditLog {
     /// the store, which `sluice resume` can carry on; a refused start leaves no trace.
     pub fn start_run_with_plan(
         &self,
-        started: crate::record::RunStarted,
+        started: sluice_model::RunStarted,
         holder: &LeaseHolder,
         artifact: serde_json::Value,
-        confirmation: Option<crate::record::Approval>,
+        confirmation: Option<sluice_model::Approval>,
     ) -> Result<String, AuditError> {
         let hosts = started.hosts.clone();
         let plan_hash = started.plan_hash.clone();
         self.write(|tx| {
             let run = tx.new_run_id()?;
-            tx.append(Entry::new(&run, Payload::RunStarted(started)))?;
+            tx.append(Entry::new(&run, Fact::RunStarted(started)))?;
             lease_hosts(tx, &run, &hosts, holder)?;
             tx.store_artifact(&run, &plan_hash, artifact)?;
             if let Some(approval) = confirmation {
-                tx.append(Entry::new(&run, Payload::Approval(approval)))?;
+                tx.append(Entry::new(&run, Fact::Approval(approval)))?;
             }
             Ok(run)
         })
@@ -112,9 +113,28 @@ impl AuditLog {
             let hosts: Vec<String> = held.iter().map(|l| l.host.clone()).collect();
             tx.append(Entry::new(
                 run,
-                Payload::LeaseReleased(change(hosts.clone(), &holder)),
+                Fact::LeaseReleased(change(hosts.clone(), &holder)),
             ))?;
             Ok(hosts)
+        })
+    }
+
+    /// Ends a run in ONE commit: releases its leases (`lease_released`) and records
+    /// `run_finished`. A controller killed at any moment leaves a finished run with no leases,
+    /// or an unfinished one that still holds them (which `sluice resume` takes over).
+    pub fn finish_run(&self, run: &str, finished: RunFinished) -> Result<Appended, AuditError> {
+        self.write(|tx| {
+            let held = remove_leases_of(tx, run)?;
+            if let Some(first) = held.first() {
+                let holder = LeaseHolder {
+                    operator: first.operator.clone(),
+                    controller: first.controller.clone(),
+                    pid: first.pid,
+                };
+                let hosts: Vec<String> = held.iter().map(|l| l.host.clone()).collect();
+                tx.append(Entry::new(run, Fact::LeaseReleased(change(hosts, &holder))))?;
+            }
+            tx.append(Entry::new(run, Fact::RunFinished(finished)))
         })
     }
 
@@ -149,7 +169,7 @@ impl AuditLog {
             };
             tx.append(Entry::new(
                 run,
-                Payload::LeaseBroken(change(hosts.clone(), &breaker)),
+                Fact::LeaseBroken(change(hosts.clone(), &breaker)),
             ))?;
             Ok(hosts)
         })
@@ -207,7 +227,7 @@ pub(crate) fn lease_hosts(
     }
     tx.append(Entry::new(
         run,
-        Payload::LeaseTaken(change(hosts.to_vec(), holder)),
+        Fact::LeaseTaken(change(hosts.to_vec(), holder)),
     ))
 }
 

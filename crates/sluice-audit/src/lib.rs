@@ -4,11 +4,12 @@
 //!   [`resolve_state_dir`] picks. Every append is one durable commit; [`AuditLog::append_batch`]
 //!   shares one commit among many records; [`GroupCommitter`] gathers the records of many
 //!   concurrent callers into such shared commits.
-//! - [`record`]: the [`Record`] envelope and one typed payload per kind.
+//! - [`record`]: the [`Record`] envelope around a fact (sluice-model's [`sluice_model::Fact`],
+//!   the same type the executor emits).
 //! - [`chain`]: canonical bytes and the hash chain, and the walk that checks it.
 //! - [`query`]: runs, a run's records, captured output, approvals, artifacts.
 //! - [`lease`]: host leases held by runs.
-//! - [`journal`]: intents and results per step, for resume.
+//! - [`journal`]: taking over an interrupted run (`resume_run`).
 //! - [`group`]: [`GroupCommitter`], group commit of records many callers append at once.
 //! - [`export`]: `verify`, JSON Lines export, standalone verification of an export, salvage.
 //! - [`redact`]: [`Redactor`], which keeps secret values out of records.
@@ -29,12 +30,10 @@
 //!    when their records go through one [`GroupCommitter`]. Every command and capture goes
 //!    through a [`Redactor`] first.
 //! 5. At the end: [`AuditLog::release_leases`], then `run_finished`.
-//! 6. Resume: [`AuditLog::run_summary`] (plan hash must match), [`AuditLog::step_journal`]
-//!    ([`StepJournal::unknown`] are steps with an intent and no result),
-//!    [`AuditLog::resolve_unknown`] records the operator's choice, [`AuditLog::take_leases`]
-//!    re-takes the run's leases (a run may re-take its own). `sluice resume` does the last
-//!    steps in one commit with [`AuditLog::resume_run`], which also refuses a finished run or a
-//!    live holder.
+//! 6. Resume: [`AuditLog::run_summary`] (plan hash must match), [`AuditLog::run_records`]
+//!    (the executor reads what ran from them), then [`AuditLog::resume_run`] re-takes the
+//!    leases and records `run_resumed` and the operator's choice in one commit, refusing a
+//!    finished run or a live holder.
 //!
 //! **Architecture invariant:** records are never updated or deleted. Everything else in the store
 //! (run summaries, leases, approval indexes) is derived from records in the same transaction.
@@ -55,15 +54,9 @@ pub use chain::Break;
 pub use error::AuditError;
 pub use export::{ExportEnd, VerifyReport, salvage, verify_export};
 pub use group::{BatchSink, CommitFailed, CommitStats, GroupCommitter};
-pub use journal::{StepJournal, StepKey};
 pub use lease::{Lease, LeaseHolder, controller_name, operator_name, pid_alive};
 pub use query::{PendingGate, RunSummary, StepOutput};
-pub use record::{
-    Approval, ApprovalRequested, ApprovalScope, Capture, Entry, Exit, HealthResult, LeaseChange,
-    Payload, PlanArtifactStored, Record, RunFinished, RunResumed, RunStarted, StepIntent,
-    StepResult, UnknownChoice, UnknownStepsResolved, WaveDecided, WaveStarted, is_plan_run,
-    plan_run_id,
-};
+pub use record::{Entry, Record, is_plan_run, plan_run_id};
 pub use redact::Redactor;
 pub use state_dir::{STORE_FILE, resolve_state_dir};
 pub use store::{Appended, AuditLog};

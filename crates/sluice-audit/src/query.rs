@@ -7,8 +7,10 @@ use std::path::Path;
 use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 
+use sluice_model::{Approval, ApprovalScope, Capture, Fact, RunState, StepStatus};
+
 use crate::error::AuditError;
-use crate::record::{Approval, ApprovalScope, Capture, Exit, Payload, Record};
+use crate::record::Record;
 use crate::store::{
     ARTIFACTS, AuditLog, PENDING_GATES, PLAN_APPROVALS, RECORDS, RUN_INDEX, RUNS, WAVE_APPROVALS,
     decode_record,
@@ -27,8 +29,7 @@ pub struct RunSummary {
     pub finished_at: Option<String>,
     /// `running` until `run_finished` is recorded, then its status; `interrupted` when running
     /// but no live process holds its leases.
-    pub status: String,
-    pub exit_code: Option<u8>,
+    pub status: RunState,
     pub hosts: u32,
     pub waves: Vec<String>,
     /// Hosts with at least one step result.
@@ -44,7 +45,7 @@ impl RunSummary {
     pub(crate) fn new(run: &str) -> Self {
         RunSummary {
             run: run.to_string(),
-            status: "running".into(),
+            status: RunState::RUNNING,
             ..RunSummary::default()
         }
     }
@@ -63,8 +64,8 @@ impl RunSummary {
         }
         self.records += 1;
         self.last_hash = record.hash.clone();
-        match &record.payload {
-            Payload::RunStarted(s) => {
+        match &record.fact {
+            Fact::RunStarted(s) => {
                 self.plan_name = s.plan_name.clone();
                 self.plan_hash = s.plan_hash.clone();
                 self.operator = s.operator.clone();
@@ -73,18 +74,23 @@ impl RunSummary {
                 self.hosts = u32::try_from(s.hosts.len()).unwrap_or(u32::MAX);
                 self.waves = s.waves.clone();
             }
-            Payload::StepResult(r) | Payload::RollbackStepResult(r) => {
+            Fact::StepResult(r) | Fact::UndoResult(r) => {
                 self.hosts_done.insert(r.host.clone());
-                if !r.ok {
+                if !r.status.is_success() {
                     self.hosts_failed.insert(r.host.clone());
                 }
             }
-            Payload::HealthResult(h) if !h.ok => {
+            Fact::HealthResult(h) if !h.ok => {
                 self.hosts_failed.insert(h.host.clone());
             }
-            Payload::RunFinished(f) => {
-                self.status = f.status.clone();
-                self.exit_code = Some(f.exit_code);
+            Fact::HostFinished(h) => {
+                self.hosts_done.insert(h.host.clone());
+                if h.outcome.is_failure() {
+                    self.hosts_failed.insert(h.host.clone());
+                }
+            }
+            Fact::RunFinished(f) => {
+                self.status = RunState::Finished(f.status);
                 self.finished_at = Some(record.at.clone());
             }
             _ => {}
@@ -94,14 +100,14 @@ impl RunSummary {
     /// A run recorded as `running` whose process is gone (no lease held by a live process of this
     /// controller) is shown as `interrupted`: `sluice resume` carries it on.
     pub(crate) fn mark_interrupted(&mut self, leases: &[crate::lease::Lease], controller: &str) {
-        if self.status != "running" || crate::record::is_plan_run(&self.run) {
+        if self.status != RunState::RUNNING || crate::record::is_plan_run(&self.run) {
             return;
         }
         let alive = leases.iter().any(|l| {
             l.run == self.run && (l.controller != controller || crate::lease::pid_alive(l.pid))
         });
         if !alive {
-            self.status = "interrupted".into();
+            self.status = RunState::INTERRUPTED;
         }
     }
 
@@ -136,8 +142,9 @@ pub struct StepOutput {
     pub host: String,
     pub step: String,
     pub rollback: bool,
-    pub exit: Exit,
-    pub ok: bool,
+    pub status: StepStatus,
+    pub exit_code: Option<i32>,
+    pub detail: String,
     pub stdout: Capture,
     pub stderr: Capture,
 }
@@ -213,9 +220,9 @@ impl AuditLog {
     ) -> Result<Vec<StepOutput>, AuditError> {
         let mut out = Vec::new();
         for record in self.run_records(run)? {
-            let (result, rollback) = match record.payload {
-                Payload::StepResult(r) => (r, false),
-                Payload::RollbackStepResult(r) => (r, true),
+            let (result, rollback) = match record.fact {
+                Fact::StepResult(r) => (r, false),
+                Fact::UndoResult(r) => (r, true),
                 _ => continue,
             };
             if host.is_some_and(|h| h != result.host) || step.is_some_and(|s| s != result.step) {
@@ -226,8 +233,9 @@ impl AuditLog {
                 host: result.host,
                 step: result.step,
                 rollback,
-                exit: result.exit,
-                ok: result.ok,
+                status: result.status,
+                exit_code: result.exit_code,
+                detail: result.detail,
                 stdout: result.stdout,
                 stderr: result.stderr,
             });
@@ -246,7 +254,7 @@ impl AuditLog {
         for item in range {
             let (key, _) = item.map_err(|e| self.err(e))?;
             let record = self.record_in(&txn, key.value().1)?;
-            if let Payload::Approval(approval) = record.payload.clone() {
+            if let Fact::Approval(approval) = record.fact.clone() {
                 out.push((record, approval));
             }
         }
@@ -262,8 +270,8 @@ impl AuditLog {
             .map_err(|e| self.err(e))?
             .map(|v| v.value());
         let Some(seq) = seq else { return Ok(None) };
-        match self.record_in(&txn, seq)?.payload {
-            Payload::Approval(
+        match self.record_in(&txn, seq)?.fact {
+            Fact::Approval(
                 approval @ Approval {
                     scope: ApprovalScope::Wave { .. },
                     ..
@@ -302,8 +310,8 @@ impl AuditLog {
             .map_err(|e| self.err(e))?
             .map(|v| v.value());
         let Some(seq) = seq else { return Ok(None) };
-        match self.record_in(&txn, seq)?.payload {
-            Payload::PlanArtifactStored(stored) => Ok(Some(stored.artifact)),
+        match self.record_in(&txn, seq)?.fact {
+            Fact::PlanArtifactStored(stored) => Ok(Some(stored.artifact)),
             _ => Ok(None),
         }
     }

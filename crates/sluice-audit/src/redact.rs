@@ -1,7 +1,7 @@
 //! Keeping secret values out of the store: the executor passes every command line and captured
 //! output through a [`Redactor`] before it becomes a record.
 
-use crate::record::Capture;
+use sluice_model::Capture;
 
 /// What a secret value is replaced with.
 pub const MASK: &str = "***";

@@ -17,14 +17,15 @@ use std::path::{Path, PathBuf};
 
 use redb::{
     Builder, ConcurrencyMode, Database, DatabaseError, ReadTransaction, ReadableDatabase,
-    ReadableTable, StorageError, TableDefinition, WriteTransaction,
+    ReadableTable, ReadableTableMetadata, StorageError, TableDefinition, WriteTransaction,
 };
 
 use crate::chain::{self, GENESIS};
 use crate::error::AuditError;
 use crate::query::RunSummary;
-use crate::record::{Approval, ApprovalScope, Entry, Payload, PlanArtifactStored, Record};
+use crate::record::{Entry, Record};
 use crate::state_dir::STORE_FILE;
+use sluice_model::{Approval, ApprovalHow, ApprovalScope, Fact, PlanArtifactStored};
 
 pub(crate) const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 pub(crate) const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
@@ -39,6 +40,11 @@ pub(crate) const PENDING_GATES: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("pending_gates");
 pub(crate) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+
+/// The record format this sluice writes and reads, kept in the store's `meta` table. Format 2
+/// flattens the fact (sluice-model) beside the envelope; format 1 (no `format` key) nested it
+/// under `payload`.
+pub const FORMAT: &str = "2";
 
 /// Where a record landed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,6 +158,35 @@ impl AuditLog {
                         .map_err(|e| self.err(e))?;
                 }
             }
+            let format = meta
+                .get("format")
+                .map_err(|e| self.err(e))?
+                .map(|v| v.value().to_string());
+            let empty = txn
+                .open_table(RECORDS)
+                .map_err(|e| self.err(e))?
+                .is_empty()
+                .map_err(|e| self.err(e))?;
+            match format {
+                Some(found) if found != FORMAT => {
+                    return Err(AuditError::Format {
+                        path: self.path.clone(),
+                        found,
+                        supported: FORMAT,
+                    });
+                }
+                None if !empty => {
+                    return Err(AuditError::Format {
+                        path: self.path.clone(),
+                        found: "1".into(),
+                        supported: FORMAT,
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert("format", FORMAT).map_err(|e| self.err(e))?;
+                }
+            }
             txn.open_table(RECORDS).map_err(|e| self.err(e))?;
             txn.open_table(RUNS).map_err(|e| self.err(e))?;
             txn.open_table(RUN_INDEX).map_err(|e| self.err(e))?;
@@ -200,8 +235,8 @@ impl AuditLog {
     }
 
     /// Appends one record in its own durable commit.
-    pub fn append(&self, run: &str, payload: Payload) -> Result<Appended, AuditError> {
-        self.write(|tx| tx.append(Entry::new(run, payload)))
+    pub fn append(&self, run: &str, fact: Fact) -> Result<Appended, AuditError> {
+        self.write(|tx| tx.append(Entry::new(run, fact)))
     }
 
     /// Appends records in ONE durable commit, in order (e.g. the results of many hosts that
@@ -211,10 +246,10 @@ impl AuditLog {
     }
 
     /// Starts a run: picks a new run id and records `run_started`. Returns the run id.
-    pub fn begin_run(&self, started: crate::record::RunStarted) -> Result<String, AuditError> {
+    pub fn begin_run(&self, started: sluice_model::RunStarted) -> Result<String, AuditError> {
         self.write(|tx| {
             let run = tx.new_run_id()?;
-            tx.append(Entry::new(&run, Payload::RunStarted(started)))?;
+            tx.append(Entry::new(&run, Fact::RunStarted(started)))?;
             Ok(run)
         })
     }
@@ -248,13 +283,13 @@ impl AuditLog {
             by: by.to_string(),
             comment,
             refused: false,
-            how: Some("command".into()),
+            how: ApprovalHow::Command,
         };
         self.write(|tx| {
             if let Some(artifact) = artifact {
                 tx.store_artifact(&run, plan_hash, artifact)?;
             }
-            tx.append(Entry::new(&run, Payload::Approval(approval)))
+            tx.append(Entry::new(&run, Fact::Approval(approval)))
         })
     }
 
@@ -290,39 +325,33 @@ impl AuditLog {
                 by: by.to_string(),
                 comment,
                 refused,
-                how: Some("command".into()),
+                how: ApprovalHow::Command,
             };
-            tx.append(Entry::new(run, Payload::Approval(approval)))
+            tx.append(Entry::new(run, Fact::Approval(approval)))
         })
     }
 }
 
-/// An exclusive `flock` on `audit.redb.lock`, held while the store is opened or created.
+/// An exclusive lock (`flock`) on `audit.redb.lock`, held while the store is opened or created.
 struct CreateLock {
     _file: std::fs::File,
 }
 
 impl CreateLock {
     fn take(store: &Path) -> Result<CreateLock, AuditError> {
-        use std::os::fd::AsRawFd;
         let path = store.with_extension("redb.lock");
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|source| AuditError::CreateStateDir {
+            .map_err(|source| AuditError::LockFile {
                 path: path.clone(),
                 source,
             })?;
-        // SAFETY: flock on a descriptor we own; the lock is released when the file is closed.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-        if rc != 0 {
-            return Err(AuditError::CreateStateDir {
-                path,
-                source: std::io::Error::last_os_error(),
-            });
-        }
+        // Released when the file is closed (dropped).
+        file.lock()
+            .map_err(|source| AuditError::LockFile { path, source })?;
         Ok(CreateLock { _file: file })
     }
 }
@@ -430,11 +459,11 @@ impl Tx<'_> {
             return Ok(None);
         }
         drop(stored);
-        let payload = Payload::PlanArtifactStored(PlanArtifactStored {
+        let fact = Fact::PlanArtifactStored(PlanArtifactStored {
             plan_hash: plan_hash.to_string(),
             artifact,
         });
-        self.append(Entry::new(run, payload)).map(Some)
+        self.append(Entry::new(run, fact)).map(Some)
     }
 
     /// Appends one record at the chain's tip and updates the indexes.
@@ -458,12 +487,12 @@ impl Tx<'_> {
             seq: prev_seq + 1,
             at: jiff::Timestamp::now().to_string(),
             run: entry.run,
-            payload: entry.payload,
+            fact: entry.fact,
             prev_hash,
             run_prev_hash,
             hash: String::new(),
         };
-        let (run_name, kind) = (record.run.clone(), record.payload.kind());
+        let (run_name, kind) = (record.run.clone(), record.fact.kind());
         let encode = |err| AuditError::Encode {
             run: run_name.clone(),
             kind,
@@ -479,13 +508,13 @@ impl Tx<'_> {
         self.table(RUN_INDEX)?
             .insert((run, seq), ())
             .map_err(|e| self.log.err(e))?;
-        match &record.payload {
-            Payload::PlanArtifactStored(stored) => {
+        match &record.fact {
+            Fact::PlanArtifactStored(stored) => {
                 self.table(ARTIFACTS)?
                     .insert(stored.plan_hash.as_str(), seq)
                     .map_err(|e| self.log.err(e))?;
             }
-            Payload::Approval(approval) => match &approval.scope {
+            Fact::Approval(approval) => match &approval.scope {
                 ApprovalScope::Plan { plan_hash } => {
                     self.table(PLAN_APPROVALS)?
                         .insert((plan_hash.as_str(), seq), ())
@@ -503,12 +532,12 @@ impl Tx<'_> {
                 // never count as a plan approval for `--require-approval`.
                 ApprovalScope::RunStart { .. } => {}
             },
-            Payload::ApprovalRequested(requested) => {
+            Fact::ApprovalRequested(requested) => {
                 self.table(PENDING_GATES)?
                     .insert((run, requested.wave.as_str()), seq)
                     .map_err(|e| self.log.err(e))?;
             }
-            Payload::RunFinished(_) => {
+            Fact::RunFinished(_) => {
                 // A finished run waits for nothing.
                 let mut gates = self.table(PENDING_GATES)?;
                 let mut waves = Vec::new();

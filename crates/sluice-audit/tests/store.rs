@@ -2,8 +2,9 @@
 //! the resume journal, and refusal of damaged stores.
 
 use sluice_audit::fixture::{run_started, seed_run, step_intent, step_result};
-use sluice_audit::{
-    AuditError, AuditLog, Entry, LeaseHolder, Payload, StepKey, UnknownChoice, chain::GENESIS,
+use sluice_audit::{AuditError, AuditLog, Entry, LeaseHolder, chain::GENESIS};
+use sluice_model::{
+    Approval, ApprovalHow, ApprovalRequested, ApprovalScope, Fact, RunFinished, RunState, RunStatus,
 };
 
 /// The kinds of `run`'s records, in order.
@@ -71,7 +72,7 @@ fn store_survives_reopen() {
     let runs = log.list_runs().unwrap();
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].run, run);
-    assert_eq!(runs[0].status, "succeeded");
+    assert_eq!(runs[0].status, RunState::Finished(RunStatus::Succeeded));
     assert!(log.verify().unwrap().is_ok());
 }
 
@@ -84,8 +85,7 @@ fn list_runs_counts_hosts_and_status() {
     assert_eq!(runs.len(), 2);
     let latest = runs.iter().find(|r| r.run == run).unwrap();
     assert_eq!(latest.plan_name, "openssl");
-    assert_eq!(latest.status, "failed");
-    assert_eq!(latest.exit_code, Some(1));
+    assert_eq!(latest.status, RunState::Finished(RunStatus::Failed));
     assert_eq!(
         (latest.hosts, latest.hosts_ok(), latest.hosts_failed.len()),
         (2, 0, 2)
@@ -232,31 +232,40 @@ fn unlock_refuses_a_live_holder_and_breaks_a_dead_one() {
 }
 
 #[test]
-fn journal_finds_unknown_steps_and_records_the_choice() {
+fn finishing_a_run_releases_its_leases_and_records_the_end_in_one_commit() {
     let (_dir, log) = store();
-    let run = log.begin_run(run_started("p", &["a", "b"])).unwrap();
-    log.append_batch(vec![
-        Entry::new(&run, step_intent("a", "s1")),
-        Entry::new(&run, step_intent("b", "s1")),
-    ])
-    .unwrap();
-    log.append(&run, step_result("a", "s1", true, "ok"))
+    let holder = LeaseHolder::this_process();
+    let run = log
+        .start_run(run_started("p", &["a", "b"]), &holder)
         .unwrap();
-    let journal = log.step_journal(&run).unwrap();
-    let unknown = journal.unknown();
-    let b_s1 = StepKey {
-        host: "b".into(),
-        step: "s1".into(),
-        rollback: false,
+    assert_eq!(log.active_leases().unwrap().len(), 2);
+    let finished = RunFinished {
+        status: RunStatus::RolledBack,
+        duration_ms: 7,
     };
-    assert_eq!(unknown, vec![b_s1.clone()]);
-    assert!(!journal.is_done(&b_s1));
-    log.resolve_unknown(&run, UnknownChoice::Skip, "alice", &unknown)
-        .unwrap();
-    let journal = log.step_journal(&run).unwrap();
-    assert!(journal.unknown().is_empty());
-    assert!(journal.is_done(&b_s1));
-    assert!(!journal.finished);
+    log.finish_run(&run, finished).unwrap();
+    assert!(log.active_leases().unwrap().is_empty());
+    assert_eq!(
+        kinds_of(&log, &run),
+        [
+            "run_started",
+            "lease_taken",
+            "lease_released",
+            "run_finished"
+        ]
+    );
+    let summary = log.run_summary(&run).unwrap();
+    assert_eq!(summary.status, RunState::Finished(RunStatus::RolledBack));
+    // The two records landed in one commit: a store reopened now holds both or neither.
+    let tail: Vec<u64> = log
+        .run_records(&run)
+        .unwrap()
+        .iter()
+        .rev()
+        .take(2)
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(tail[0], tail[1] + 1);
 }
 
 #[test]
@@ -330,8 +339,9 @@ fn payload_kinds_serialise_as_documented() {
     let record = log.record(1).unwrap().unwrap();
     let json = serde_json::to_value(&record).unwrap();
     assert_eq!(json["kind"], "run_started");
-    assert_eq!(json["payload"]["plan_name"], "kernel");
-    assert!(matches!(record.payload, Payload::RunStarted(_)));
+    // The fact's fields sit beside the envelope, as in a `--json` event.
+    assert_eq!(json["plan_name"], "kernel");
+    assert!(matches!(record.fact, Fact::RunStarted(_)));
 }
 
 #[test]
@@ -351,7 +361,7 @@ fn refused_start_leaves_no_trace() {
     );
     assert_eq!(log.verify().unwrap().records, before);
     assert_eq!(log.list_runs().unwrap().len(), 1);
-    assert_eq!(log.list_runs().unwrap()[0].status, "running");
+    assert_eq!(log.list_runs().unwrap()[0].status, RunState::RUNNING);
 }
 
 #[test]
@@ -364,7 +374,7 @@ fn run_without_a_live_holder_is_interrupted() {
     };
     child.wait().unwrap();
     let run = log.start_run(run_started("p", &["a"]), &holder).unwrap();
-    assert_eq!(log.run_summary(&run).unwrap().status, "interrupted");
+    assert_eq!(log.run_summary(&run).unwrap().status, RunState::INTERRUPTED);
 }
 
 #[test]
@@ -442,9 +452,7 @@ fn pending_gates_clear_on_approval_or_finish() {
     started.waves = vec!["canary".into(), "rest".into()];
     let run = log.begin_run(started.clone()).unwrap();
     let other = log.begin_run(started).unwrap();
-    let request = |wave: &str| {
-        Payload::ApprovalRequested(sluice_audit::ApprovalRequested { wave: wave.into() })
-    };
+    let request = |wave: &str| Fact::ApprovalRequested(ApprovalRequested { wave: wave.into() });
     log.append(&run, request("rest")).unwrap();
     log.append(&other, request("canary")).unwrap();
     let pending: Vec<(String, String)> = log
@@ -463,9 +471,9 @@ fn pending_gates_clear_on_approval_or_finish() {
     log.approve_wave(&run, "rest", "bob", None, false).unwrap();
     log.append(
         &other,
-        Payload::RunFinished(sluice_audit::RunFinished {
-            status: "aborted".into(),
-            exit_code: 4,
+        Fact::RunFinished(RunFinished {
+            status: RunStatus::Aborted,
+            duration_ms: 4,
         }),
     )
     .unwrap();
@@ -500,7 +508,7 @@ fn plan_pseudo_run_is_shown_but_not_listed() {
     assert!(log.list_runs().unwrap().is_empty());
     let run = sluice_audit::plan_run_id("bbbb2222cccc3333");
     assert_eq!(run, "plan:bbbb2222cccc");
-    assert_eq!(log.run_summary(&run).unwrap().status, "running");
+    assert_eq!(log.run_summary(&run).unwrap().status, RunState::RUNNING);
     assert_eq!(log.run_records(&run).unwrap()[0].kind(), "approval");
 }
 
@@ -508,14 +516,14 @@ fn plan_pseudo_run_is_shown_but_not_listed() {
 fn a_plan_run_starts_with_its_leases_artifact_and_confirmation_or_not_at_all() {
     let (_dir, log) = store();
     let holder = LeaseHolder::this_process();
-    let confirmation = sluice_audit::Approval {
-        scope: sluice_audit::ApprovalScope::RunStart {
+    let confirmation = Approval {
+        scope: ApprovalScope::RunStart {
             plan_hash: "h1".into(),
         },
         by: "ops".into(),
         comment: None,
         refused: false,
-        how: Some("terminal".into()),
+        how: ApprovalHow::Terminal,
     };
     let mut started = run_started("p", &["a", "b"]);
     started.plan_hash = "h1".into();

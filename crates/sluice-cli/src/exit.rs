@@ -1,13 +1,29 @@
-//! The documented exit codes of `sluice` (README.md, "Exit codes"). One place maps outcomes
-//! and errors to them.
+//! The documented exit codes of `sluice` (README.md, "Exit codes"), and the one place outcomes
+//! and errors are mapped to them: [`for_status`] for a run's outcome, [`crate::error`] for every
+//! error kind.
+
+use sluice_model::RunStatus;
 
 /// Everything applied (or: the plan is valid, the command succeeded).
 pub const OK: u8 = 0;
 /// A wave failed and was rolled back or halted; or an ad-hoc command failed on some host.
 pub const FAILED: u8 = 1;
-/// Invalid input: plan, inventory, arguments.
+/// Invalid input: plan, inventory, arguments; a refusal before anything started.
 pub const INVALID_INPUT: u8 = 2;
 /// A rollback failed: hosts need attention.
 pub const ROLLBACK_FAILED: u8 = 3;
-/// Aborted: Ctrl-C, or the maintenance window closed.
+/// Aborted: Ctrl-C, the maintenance window, a refused gate, or no confirmation.
 pub const ABORTED: u8 = 4;
+
+/// The exit code of a run that ended with `status`.
+pub fn for_status(status: RunStatus) -> u8 {
+    match status {
+        RunStatus::Succeeded => OK,
+        RunStatus::Failed | RunStatus::RolledBack => FAILED,
+        RunStatus::RollbackFailed => ROLLBACK_FAILED,
+        RunStatus::Aborted
+        | RunStatus::WindowClosed
+        | RunStatus::OutsideWindow
+        | RunStatus::ApprovalRefused => ABORTED,
+    }
+}

@@ -5,16 +5,13 @@
 //! place library errors become messages and codes.
 
 mod commands;
+mod console;
+mod error;
+mod event_line;
+mod exit;
 mod progress;
 mod ssh;
 mod summary;
-// Shared by the subcommands; parts are unused until every subcommand has landed.
-#[allow(dead_code)]
-mod console;
-#[allow(dead_code)]
-mod error;
-#[allow(dead_code)]
-mod exit;
 
 use std::process::ExitCode;
 
@@ -105,7 +102,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             console.error(&err.message);
-            ExitCode::from(err.exit_code)
+            ExitCode::from(err.exit_code())
         }
     }
 }

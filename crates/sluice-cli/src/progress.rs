@@ -16,12 +16,13 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use sluice_exec::{Event, EventKind, EventSink, HostOutcome};
+use sluice_exec::EventSink;
+use sluice_model::{Event, Fact};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
 use crate::console::{Console, Paint, Verbosity};
-use crate::summary::name;
+use crate::event_line::{Line, lines};
 
 /// How the run is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,9 +55,15 @@ pub struct Monitor<'c> {
     overall: Option<ProgressBar>,
     waves: HashMap<String, ProgressBar>,
     hosts: HashMap<String, ProgressBar>,
-    pause: Option<(ProgressBar, Instant, Duration, String)>,
-    /// Further consumers of the same stream (the audit store), fed before the display.
-    sinks: Vec<Box<dyn EventSink + 'c>>,
+    pause: Option<Soak>,
+}
+
+/// The countdown of a pause between waves.
+struct Soak {
+    bar: ProgressBar,
+    started: Instant,
+    total: Duration,
+    after_wave: String,
 }
 
 impl<'c> Monitor<'c> {
@@ -74,15 +81,7 @@ impl<'c> Monitor<'c> {
             waves: HashMap::new(),
             hosts: HashMap::new(),
             pause: None,
-            sinks: Vec::new(),
         }
-    }
-
-    /// Adds a consumer that sees every event, in order, before it is displayed.
-    #[allow(dead_code)] // The audit store's sink plugs in here.
-    pub fn with_sink(mut self, sink: Box<dyn EventSink + 'c>) -> Self {
-        self.sinks.push(sink);
-        self
     }
 
     /// The bars' owner, so a prompt can suspend them while it asks.
@@ -98,12 +97,9 @@ impl<'c> Monitor<'c> {
                 event = events.recv() => match event {
                     None => break,
                     Some(event) => {
-                        let last = matches!(event.kind, EventKind::RunFinished { .. });
-                        for sink in &mut self.sinks {
-                            sink.handle(&event);
-                        }
                         self.handle(&event);
-                        if last {
+                        // Other senders (the Ctrl-C handler) outlive the run.
+                        if matches!(event.fact, Fact::RunFinished(_)) {
                             break;
                         }
                     }
@@ -115,17 +111,26 @@ impl<'c> Monitor<'c> {
     }
 
     fn countdown(&self) {
-        if let Some((bar, started, total, wave)) = &self.pause {
-            let left = total.saturating_sub(started.elapsed());
-            bar.set_message(format!("soak after {wave}: {} left", clock(left)));
+        if let Some(soak) = &self.pause {
+            let left = soak.total.saturating_sub(soak.started.elapsed());
+            soak.bar.set_message(format!(
+                "soak after {}: {} left",
+                soak.after_wave,
+                clock(left)
+            ));
         }
     }
 
-    fn line(&self, verb: &str, message: &str, bad: bool) {
-        let paint = if bad { Paint::Error } else { Paint::Status };
+    fn line(&self, line: &Line) {
+        let paint = if line.bad {
+            Paint::Error
+        } else {
+            Paint::Status
+        };
         let line = format!(
-            "{} {message}",
-            self.console.paint(paint, &format!("{verb:>12}"))
+            "{} {}",
+            self.console.paint(paint, &format!("{:>12}", line.verb)),
+            line.message
         );
         if self.mode == Mode::Bars {
             let _ = self.multi.println(line);
@@ -134,86 +139,76 @@ impl<'c> Monitor<'c> {
         }
     }
 
-    fn bars(&mut self, kind: &EventKind) {
-        match kind {
-            EventKind::RunStarted { hosts, .. } => {
-                let bar = self.multi.add(ProgressBar::new(*hosts as u64));
+    fn bars(&mut self, fact: &Fact) {
+        match fact {
+            Fact::RunStarted(started) => {
+                let bar = self.multi.add(ProgressBar::new(started.hosts.len() as u64));
                 bar.set_style(style(
                     "{prefix:>12.bold} [{bar:40}] {pos}/{len} hosts  {elapsed}",
                 ));
                 bar.set_prefix("Overall");
                 self.overall = Some(bar);
             }
-            EventKind::WaveStarted { wave, hosts, .. } => {
-                let bar = self.multi.add(ProgressBar::new(hosts.len() as u64));
+            Fact::WaveStarted(w) => {
+                let bar = self.multi.add(ProgressBar::new(w.hosts.len() as u64));
                 bar.set_style(style("{prefix:>12.bold} [{bar:40}] {pos}/{len} {msg}"));
-                bar.set_prefix(wave.clone());
-                self.waves.insert(wave.clone(), bar);
+                bar.set_prefix(w.wave.clone());
+                self.waves.insert(w.wave.clone(), bar);
             }
-            EventKind::HostStarted { host, .. } => {
+            Fact::HostStarted(h) => {
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 bar.set_style(style("{spinner:>12} {prefix:.bold} {wide_msg}"));
-                bar.set_prefix(host.clone());
+                bar.set_prefix(h.host.clone());
                 bar.set_message("connecting");
                 bar.enable_steady_tick(Duration::from_millis(120));
-                self.hosts.insert(host.clone(), bar);
+                self.hosts.insert(h.host.clone(), bar);
             }
-            EventKind::StepStarted {
-                host,
-                step,
-                command,
-                ..
-            } => {
-                if let Some(bar) = self.hosts.get(host) {
-                    bar.set_message(format!("{step}: {command}"));
+            Fact::StepIntent(i) => {
+                if let Some(bar) = self.hosts.get(&i.host) {
+                    bar.set_message(format!("{}: {}", i.step, i.command));
                 }
             }
-            EventKind::HealthChecked {
-                host, check, round, ..
-            } => {
-                if let Some(bar) = self.hosts.get(host) {
-                    bar.set_message(format!("health {check} (round {round})"));
+            Fact::HealthResult(h) => {
+                if let Some(bar) = self.hosts.get(&h.host) {
+                    bar.set_message(format!("health {} (round {})", h.check, h.round));
                 }
             }
-            EventKind::HostFinished { wave, host, .. } => {
-                if let Some(bar) = self.hosts.remove(host) {
+            Fact::HostFinished(h) => {
+                if let Some(bar) = self.hosts.remove(&h.host) {
                     bar.finish_and_clear();
                     self.multi.remove(&bar);
                 }
-                if let Some(bar) = self.waves.get(wave) {
+                if let Some(bar) = self.waves.get(&h.wave) {
                     bar.inc(1);
                 }
                 if let Some(bar) = &self.overall {
                     bar.inc(1);
                 }
             }
-            EventKind::WaveFinished { wave, status, .. } => {
-                if let Some(bar) = self.waves.remove(wave) {
-                    bar.finish_with_message(name(status));
+            Fact::WaveDecided(w) => {
+                if let Some(bar) = self.waves.remove(&w.wave) {
+                    bar.finish_with_message(w.status.as_str());
                 }
             }
-            EventKind::PauseStarted {
-                after_wave,
-                duration_ms,
-            } => {
+            Fact::PauseStarted(p) => {
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 bar.set_style(style("{spinner:>12} {wide_msg}"));
                 bar.enable_steady_tick(Duration::from_millis(250));
-                self.pause = Some((
+                self.pause = Some(Soak {
                     bar,
-                    Instant::now(),
-                    Duration::from_millis(*duration_ms),
-                    after_wave.clone(),
-                ));
+                    started: Instant::now(),
+                    total: Duration::from_millis(p.duration_ms),
+                    after_wave: p.after_wave.clone(),
+                });
                 self.countdown();
             }
-            EventKind::PauseFinished { .. } => {
-                if let Some((bar, ..)) = self.pause.take() {
-                    bar.finish_and_clear();
-                    self.multi.remove(&bar);
+            Fact::PauseFinished(_) => {
+                if let Some(soak) = self.pause.take() {
+                    soak.bar.finish_and_clear();
+                    self.multi.remove(&soak.bar);
                 }
             }
-            EventKind::RunFinished { .. } => {
+            Fact::RunFinished(_) => {
                 // Keep the count where it stopped: hosts of waves that never started are not done.
                 if let Some(bar) = self.overall.take() {
                     bar.abandon();
@@ -236,11 +231,12 @@ impl EventSink for Monitor<'_> {
             },
             Mode::Plain | Mode::Bars => {
                 if self.mode == Mode::Bars {
-                    self.bars(&event.kind);
+                    self.bars(&event.fact);
                 }
-                let verbose = self.console.verbosity() == Verbosity::Verbose;
-                if let Some((verb, message, bad)) = describe(&event.kind, self.mode, verbose) {
-                    self.line(verb, &message, bad);
+                let detailed =
+                    self.mode == Mode::Plain || self.console.verbosity() == Verbosity::Verbose;
+                for line in lines(&event.fact, detailed) {
+                    self.line(&line);
                 }
             }
         }
@@ -259,229 +255,4 @@ pub fn clock(d: Duration) -> String {
     } else {
         format!("{:.1}s", d.as_secs_f64())
     }
-}
-
-fn ms(ms: u64) -> String {
-    clock(Duration::from_millis(ms))
-}
-
-/// The human line for an event: (verb, message, is it bad news). With bars, step-level events
-/// are shown on the host's line instead, unless `-v`.
-fn describe(kind: &EventKind, mode: Mode, verbose: bool) -> Option<(&'static str, String, bool)> {
-    let detailed = mode == Mode::Plain || verbose;
-    Some(match kind {
-        EventKind::RunStarted {
-            plan,
-            plan_hash,
-            waves,
-            hosts,
-        } => (
-            "Running",
-            format!(
-                "{plan} (plan {}) on {hosts} hosts in {waves} waves",
-                short(plan_hash)
-            ),
-            false,
-        ),
-        EventKind::Decision {
-            decision,
-            reason,
-            wave,
-        } => (
-            "Decision",
-            match wave {
-                Some(w) => format!("{decision} [{w}]: {reason}"),
-                None => format!("{decision}: {reason}"),
-            },
-            decision != "continue",
-        ),
-        EventKind::WaveStarted {
-            wave,
-            hosts,
-            concurrency,
-            max_failed,
-            ..
-        } => (
-            "Wave",
-            format!(
-                "{wave}: {} hosts, {concurrency} at a time, max_failed {max_failed}",
-                hosts.len()
-            ),
-            false,
-        ),
-        EventKind::WaveFinished {
-            wave,
-            status,
-            ok,
-            failed,
-            not_started,
-            duration_ms,
-            ..
-        } => (
-            "Wave",
-            format!(
-                "{wave} {}: {ok} ok, {failed} failed, {not_started} not started in {}",
-                name(status),
-                ms(*duration_ms)
-            ),
-            *failed > 0,
-        ),
-        EventKind::HostStarted { host, wave } if detailed => {
-            ("Host", format!("{host} started ({wave})"), false)
-        }
-        EventKind::HostFinished {
-            host,
-            outcome,
-            duration_ms,
-            error,
-            ..
-        } => {
-            let bad = *outcome != HostOutcome::Ok;
-            let what = match error {
-                Some(e) => format!("{host}: {} after {}: {e}", name(outcome), ms(*duration_ms)),
-                None => format!("{host}: {} in {}", name(outcome), ms(*duration_ms)),
-            };
-            (if bad { "Failed" } else { "Ok" }, what, bad)
-        }
-        EventKind::StepStarted {
-            host,
-            step,
-            command,
-            attempt,
-        } if detailed => {
-            let again = if *attempt > 1 {
-                format!(" (attempt {attempt})")
-            } else {
-                String::new()
-            };
-            ("Step", format!("{host} {step}{again}: {command}"), false)
-        }
-        EventKind::StepFinished {
-            host,
-            step,
-            status,
-            detail,
-            output,
-            ..
-        } if detailed => {
-            let mut text = format!("{host} {step}: {} ({detail})", name(status));
-            for line in output {
-                text.push_str(&format!("\n{:>12} | {line}", ""));
-            }
-            (
-                "Step",
-                text,
-                !matches!(
-                    status,
-                    sluice_exec::StepStatus::Ok | sluice_exec::StepStatus::Skipped
-                ),
-            )
-        }
-        EventKind::StepRetrying {
-            host,
-            step,
-            next_attempt,
-            delay_ms,
-        } => (
-            "Retry",
-            format!("{host} {step}: attempt {next_attempt} in {}", ms(*delay_ms)),
-            true,
-        ),
-        EventKind::HealthChecked {
-            host,
-            check,
-            passed,
-            round,
-            detail,
-        } if detailed || !passed => (
-            "Health",
-            format!(
-                "{host} {check} round {round}: {} ({detail})",
-                if *passed { "passed" } else { "failed" }
-            ),
-            !passed,
-        ),
-        EventKind::RollbackStarted { wave, hosts } => (
-            "Rollback",
-            format!(
-                "wave {wave}: undoing {} host(s): {}",
-                hosts.len(),
-                hosts.join(", ")
-            ),
-            true,
-        ),
-        EventKind::UndoStarted {
-            host,
-            step,
-            command,
-        } => ("Undo", format!("{host} {step}: {command}"), false),
-        EventKind::UndoFinished {
-            host,
-            step,
-            ok,
-            detail,
-            output,
-        } => {
-            let mut text = format!(
-                "{host} {step}: {} ({detail})",
-                if *ok { "undone" } else { "UNDO FAILED" }
-            );
-            for line in output {
-                text.push_str(&format!("\n{:>12} | {line}", ""));
-            }
-            ("Undo", text, !ok)
-        }
-        EventKind::HostRolledBack { host, outcome, .. } => (
-            "Rollback",
-            format!(
-                "{host}: {}",
-                match outcome {
-                    sluice_exec::RollbackOutcome::RolledBack => "rolled back",
-                    sluice_exec::RollbackOutcome::RollbackFailed =>
-                        "ROLLBACK FAILED: needs attention",
-                }
-            ),
-            *outcome != sluice_exec::RollbackOutcome::RolledBack,
-        ),
-        EventKind::RollbackFinished {
-            wave,
-            rolled_back,
-            failed,
-        } => (
-            "Rollback",
-            format!("wave {wave}: {rolled_back} rolled back, {failed} failed"),
-            *failed > 0,
-        ),
-        EventKind::PauseStarted {
-            after_wave,
-            duration_ms,
-        } => (
-            "Pause",
-            format!("soaking {} after {after_wave}", ms(*duration_ms)),
-            false,
-        ),
-        EventKind::PauseFinished { .. } if detailed => ("Pause", "soak time over".into(), false),
-        EventKind::ApprovalWaiting { wave } => {
-            ("Approval", format!("wave {wave} waits for approval"), false)
-        }
-        EventKind::ApprovalGiven { wave, by } => {
-            ("Approval", format!("wave {wave} approved by {by}"), false)
-        }
-        EventKind::ApprovalRefused { wave, by } => {
-            ("Approval", format!("wave {wave} refused by {by}"), true)
-        }
-        EventKind::RunFinished {
-            status,
-            duration_ms,
-        } => (
-            "Finished",
-            format!("{} in {}", name(status), ms(*duration_ms)),
-            *status != sluice_exec::RunStatus::Applied,
-        ),
-        _ => return None,
-    })
-}
-
-fn short(hash: &str) -> &str {
-    hash.get(..12).unwrap_or(hash)
 }

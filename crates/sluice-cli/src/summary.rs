@@ -10,7 +10,7 @@ use sluice_plan::PlanArtifact;
 use crate::console::{Console, Paint};
 use crate::progress::clock;
 
-/// The snake_case name an enum has in JSON, for human text too.
+/// The snake_case name a plan enum has in JSON, for human text too (run facts have `as_str`).
 pub fn name<T: Serialize>(value: &T) -> String {
     serde_json::to_value(value)
         .ok()
@@ -100,12 +100,13 @@ pub fn report(r: &RunReport, console: &Console) -> String {
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "{:<14} {:<16} {:>4} {:>7} {:>8} {:>12} {:>16} {:>12} {:>9}",
+        "{:<14} {:<16} {:>4} {:>7} {:>12} {:>12} {:>12} {:>16} {:>12} {:>9}",
         "wave",
         "status",
         "ok",
         "failed",
-        "skipped",
+        "not started",
+        "interrupted",
         "rolled back",
         "rollback failed",
         "unreachable",
@@ -115,15 +116,15 @@ pub fn report(r: &RunReport, console: &Console) -> String {
         let failed = w.count(HostOutcome::Failed)
             + w.count(HostOutcome::Unhealthy)
             + w.count(HostOutcome::Unknown);
-        let skipped = w.count(HostOutcome::NotStarted) + w.count(HostOutcome::Interrupted);
         let _ = writeln!(
             s,
-            "{:<14} {:<16} {:>4} {:>7} {:>8} {:>12} {:>16} {:>12} {:>9}",
+            "{:<14} {:<16} {:>4} {:>7} {:>12} {:>12} {:>12} {:>16} {:>12} {:>9}",
             w.name,
-            name(&w.status),
+            w.status.as_str(),
             w.count(HostOutcome::Ok),
             failed,
-            skipped,
+            w.count(HostOutcome::NotStarted),
+            w.count(HostOutcome::Interrupted),
             w.rollbacks(RollbackOutcome::RolledBack),
             w.rollbacks(RollbackOutcome::RollbackFailed),
             w.count(HostOutcome::Unreachable),
@@ -163,16 +164,20 @@ pub fn report(r: &RunReport, console: &Console) -> String {
 /// The one-line result of a run and whether it is bad news.
 pub fn verdict(status: RunStatus) -> (String, bool) {
     match status {
-        RunStatus::Applied => ("applied".to_string(), false),
-        RunStatus::WaveFailed => (
-            "a wave failed; it was rolled back or halted (exit 1)".into(),
+        RunStatus::Succeeded => ("succeeded".to_string(), false),
+        RunStatus::Failed => (
+            "failed: a wave failed and the run halted (exit 1)".into(),
+            true,
+        ),
+        RunStatus::RolledBack => (
+            "rolled back: a wave failed and was undone (exit 1)".into(),
             true,
         ),
         RunStatus::RollbackFailed => (
             "ROLLBACK FAILED on some hosts: they need attention (exit 3)".into(),
             true,
         ),
-        RunStatus::Interrupted => ("aborted by Ctrl-C (exit 4)".into(), true),
+        RunStatus::Aborted => ("aborted by Ctrl-C (exit 4)".into(), true),
         RunStatus::WindowClosed => (
             "aborted: the maintenance window closed (exit 4)".into(),
             true,

@@ -39,3 +39,10 @@ pub enum ExecError {
     #[error("maintenance window: {0}")]
     Window(String),
 }
+
+/// A `become` command whose password secret has no value: it is not sent.
+#[derive(Debug, thiserror::Error)]
+#[error("not started: the become password, secret `{name}`, has no value in this run")]
+pub struct BecomePasswordMissing {
+    pub name: String,
+}

@@ -15,8 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use sluice_model::{Fact, HealthResult, ProbeKind};
+
 use crate::host::{HostRun, Ran, first_lines, millis};
-use crate::journal::{HealthNote, Note};
 use crate::report::FailureDetail;
 use crate::run::RunContext;
 use crate::shutdown::StopListener;
@@ -41,17 +42,16 @@ pub(crate) async fn check_host(
         for (i, check) in plan.health.iter().enumerate() {
             let started = Instant::now();
             let (passed, detail, output) = probe(ctx, run, conn, &check.probe, timeout, stop).await;
-            let note = HealthNote {
+            let result = HealthResult {
                 host: plan.name.clone(),
                 check: check.name.clone(),
-                probe: probe_kind(&check.probe).to_string(),
+                probe: probe_kind(&check.probe),
                 round,
                 ok: passed,
                 detail: detail.clone(),
                 duration_ms: millis(started.elapsed()),
             };
-            ctx.events.emit(note.event());
-            ctx.journal.note(&ctx.events, Note::Health(&note)).await;
+            ctx.note(Fact::HealthResult(result)).await;
             if passed {
                 passed_before[i] = true;
                 continue;
@@ -86,12 +86,12 @@ pub(crate) async fn check_host(
     }))
 }
 
-/// The probe's kind as the plan spells it.
-fn probe_kind(probe: &HealthProbe) -> &'static str {
+/// The probe's kind.
+fn probe_kind(probe: &HealthProbe) -> ProbeKind {
     match probe {
-        HealthProbe::Run(_) => "run",
-        HealthProbe::Http { .. } => "http",
-        HealthProbe::Tcp { .. } => "tcp",
+        HealthProbe::Run(_) => ProbeKind::Run,
+        HealthProbe::Http { .. } => ProbeKind::Http,
+        HealthProbe::Tcp { .. } => ProbeKind::Tcp,
     }
 }
 
@@ -118,8 +118,8 @@ async fn probe(
                     },
                 ),
                 other => {
-                    let (_, detail, output) = crate::host::describe(ctx, &other);
-                    (false, detail, output)
+                    let result = run.result_of(ctx, "health", 0, &other, Duration::ZERO, None);
+                    (false, result.detail, Vec::new())
                 }
             }
         }
@@ -144,11 +144,20 @@ async fn probe(
     }
 }
 
+/// Why an HTTP probe got no status code.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpProbeError {
+    #[error("only http:// URLs are supported by the controller's probe")]
+    Scheme,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("not an HTTP response: {line:?}")]
+    NotHttp { line: String },
+}
+
 /// The status code of `GET url` (plain `http://` only; HTTP/1.1, no redirects followed).
-pub async fn http_status(url: &str) -> Result<u16, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| "only http:// URLs are supported by the controller's probe".to_string())?;
+pub async fn http_status(url: &str) -> Result<u16, HttpProbeError> {
+    let rest = url.strip_prefix("http://").ok_or(HttpProbeError::Scheme)?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -161,21 +170,16 @@ pub async fn http_status(url: &str) -> Result<u16, String> {
     } else {
         format!("{authority}:80")
     };
-    let mut stream = TcpStream::connect(&address)
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut stream = TcpStream::connect(&address).await?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: sluice\r\nConnection: close\r\n\r\n"
     );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
+    stream.write_all(request.as_bytes()).await?;
     // The status line is all we need; read until the first line ends (or 4 KiB).
     let mut head = Vec::new();
     let mut buf = [0u8; 512];
     while !head.contains(&b'\n') && head.len() < 4096 {
-        let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+        let n = stream.read(&mut buf).await?;
         if n == 0 {
             break;
         }
@@ -186,7 +190,9 @@ pub async fn http_status(url: &str) -> Result<u16, String> {
     line.split_whitespace()
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("not an HTTP response: {line:?}"))
+        .ok_or_else(|| HttpProbeError::NotHttp {
+            line: line.to_string(),
+        })
 }
 
 #[cfg(test)]
@@ -207,8 +213,10 @@ mod tests {
                 .unwrap();
         });
         assert_eq!(
-            http_status(&format!("http://{addr}/healthz")).await,
-            Ok(503)
+            http_status(&format!("http://{addr}/healthz"))
+                .await
+                .unwrap(),
+            503
         );
     }
 
@@ -218,6 +226,7 @@ mod tests {
             http_status("https://example.invalid/")
                 .await
                 .unwrap_err()
+                .to_string()
                 .contains("http://")
         );
     }

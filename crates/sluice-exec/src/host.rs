@@ -8,18 +8,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_model::{
+    Capture, Fact, HostFinished, HostStarted, StepIntent, StepResult, StepRetrying,
+};
 use sluice_plan::{HostPlan, HostStep, RenderedCommand, RuntimeValues, StepSpec};
 use sluice_ssh::{Become, Connection, ExecOutcome, ExecRequest, ExitStatus, TransportError};
 use tokio::time::Instant;
 
-use crate::event::EventKind;
 use crate::health;
 use crate::report::{FailureDetail, HostOutcome, HostReport, RollbackOutcome, StepStatus};
 use crate::run::RunContext;
 use crate::shutdown::StopListener;
 use crate::transports::host_target;
 
-/// Lines of output kept for a failed step in events and the summary.
+/// Lines of output kept for a failed step in the report and the summary.
 pub const OUTPUT_LINES: usize = 10;
 
 /// What happened on one host: the state a rollback needs, and its report.
@@ -89,9 +91,10 @@ impl HostRun {
         match result {
             Ok(conn) => self.conn = Some(conn),
             Err(e) => {
-                let outcome = match e.kind() {
-                    "unreachable" | "host_key_refused" | "auth_failed" => HostOutcome::Unreachable,
-                    _ => HostOutcome::Failed,
+                let outcome = if e.kind().is_unreachable() {
+                    HostOutcome::Unreachable
+                } else {
+                    HostOutcome::Failed
                 };
                 self.fail(outcome, "connect", ctx.secrets.redact(&e.to_string()));
             }
@@ -124,176 +127,152 @@ impl HostRun {
         let timeout = spec.timeout_ms.map(Duration::from_millis);
         let become_user = match ctx.become_for(spec) {
             Ok(b) => b,
-            Err(why) => {
-                return self.record_failure(ctx, step, Ran::Unresolved(why), 0, Duration::ZERO);
-            }
+            Err(why) => return self.not_sent(ctx, step, 0, why.to_string()),
         };
         if let Some(guard) = &step.skip_if {
             match self.exec(&conn, guard, timeout, &become_user, stop).await {
                 Ran::Done(out) if out.status.success() => {
-                    ctx.events.emit(EventKind::StepFinished {
-                        host: self.host.clone(),
-                        step: step.id.clone(),
-                        status: StepStatus::Skipped,
-                        detail: "skip_if exited 0".into(),
-                        attempt: 0,
-                        duration_ms: millis(out.duration),
-                        output: Vec::new(),
-                    });
-                    crate::resume::close_skipped_intent(ctx, &self.host, &step.id).await;
+                    crate::resume::skipped(ctx, &self.host, &step.id, out.duration).await;
                     return StepStatus::Skipped;
                 }
                 Ran::Done(_) => {}
-                other => return self.record_failure(ctx, step, other, 0, Duration::ZERO),
+                other => {
+                    let result = self.result_of(ctx, &step.id, 0, &other, Duration::ZERO, None);
+                    ctx.events.emit(Fact::StepResult(result.clone()));
+                    return self.failed_with(step, &result);
+                }
             }
         }
         self.ran.push(step.clone());
         let mut attempt = ctx.resume.first_attempt(&self.host, &step.id);
         loop {
-            let resolved = step.run.resolve(&self.values);
-            let shown = match &resolved {
-                Ok(r) => r.redacted.clone(),
+            let command = match step.run.resolve(&self.values) {
+                Ok(r) => r.redacted,
                 Err(_) => step.run.to_string(),
             };
-            let intent = crate::journal::StepIntentNote {
+            let intent = StepIntent {
                 host: self.host.clone(),
                 step: step.id.clone(),
-                command: shown.clone(),
+                command,
                 attempt,
             };
             // The intent is durable before the command is sent; unrecorded, it is not sent.
-            if let Err(why) = ctx.journal.intent(intent).await {
-                let ran = Ran::Unresolved(format!("not started: the journal failed: {why}"));
-                return self.record_failure(ctx, step, ran, attempt, Duration::ZERO);
+            if let Err(why) = ctx.record(Fact::StepIntent(intent)).await {
+                let why = format!("not started: the journal failed: {why}");
+                return self.not_sent(ctx, step, attempt, why);
             }
-            ctx.events.emit(EventKind::StepStarted {
-                host: self.host.clone(),
-                step: step.id.clone(),
-                command: shown,
-                attempt,
-            });
             let started = Instant::now();
             let ran = self
                 .exec(&conn, &step.run, timeout, &become_user, stop)
                 .await;
-            // The result is durable before this host's next step (or retry) starts.
-            let note = self.result_note(ctx, &step.id, attempt, &ran, started.elapsed(), &conn);
-            if let Err(why) = ctx.journal.result(note).await {
-                ctx.events.decision(
-                    "journal_failed",
-                    None,
-                    format!(
-                        "the result of {} on {} was not recorded: {why}",
-                        step.id, self.host
-                    ),
-                );
+            let result =
+                self.result_of(ctx, &step.id, attempt, &ran, started.elapsed(), Some(&conn));
+            if let (Ran::Done(out), Some(name)) = (&ran, &spec.register)
+                && result.status == StepStatus::Ok
+            {
+                let value = String::from_utf8_lossy(&out.stdout.kept_bytes())
+                    .trim()
+                    .to_string();
+                self.values.registered.insert(name.clone(), value);
             }
-            match ran {
-                Ran::Done(out) if out.status.success() => {
-                    if let Some(name) = &spec.register {
-                        let value = String::from_utf8_lossy(&out.stdout.kept_bytes())
-                            .trim()
-                            .to_string();
-                        self.values.registered.insert(name.clone(), value);
-                    }
-                    ctx.events.emit(EventKind::StepFinished {
-                        host: self.host.clone(),
-                        step: step.id.clone(),
-                        status: StepStatus::Ok,
-                        detail: out.status.to_string(),
-                        attempt,
-                        duration_ms: millis(out.duration),
-                        output: Vec::new(),
-                    });
-                    return StepStatus::Ok;
-                }
-                Ran::Done(out) if attempt <= spec.retries && !stop.hard_requested() => {
-                    self.emit_finished(ctx, step, &Ran::Done(out), attempt, started.elapsed());
-                    ctx.events.emit(EventKind::StepRetrying {
+            // The result is durable before this host's next step (or retry) starts.
+            ctx.note(Fact::StepResult(result.clone())).await;
+            match (&ran, result.status) {
+                (_, StepStatus::Ok) => return StepStatus::Ok,
+                (Ran::Done(_), _) if attempt <= spec.retries && !stop.hard_requested() => {
+                    ctx.events.emit(Fact::StepRetrying(StepRetrying {
                         host: self.host.clone(),
                         step: step.id.clone(),
                         next_attempt: attempt + 1,
                         delay_ms: spec.retry_delay_ms,
-                    });
+                    }));
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(spec.retry_delay_ms)) => {}
                         _ = stop.hard() => {}
                     }
                     attempt += 1;
                 }
-                other => return self.record_failure(ctx, step, other, attempt, started.elapsed()),
+                _ => return self.failed_with(step, &result),
             }
         }
     }
 
-    /// The journal's note of how one command ended on this host.
-    pub(crate) fn result_note(
+    /// How one command ended on this host, as the fact the journal and the events carry.
+    /// `conn` is the connection it ran on, when it reached one.
+    pub(crate) fn result_of(
         &self,
         ctx: &RunContext,
         step: &str,
         attempt: u32,
         ran: &Ran,
         elapsed: Duration,
-        conn: &Arc<dyn Connection>,
-    ) -> crate::journal::StepResultNote {
-        let (status, detail, _) = describe(ctx, ran);
-        let done = match ran {
-            Ran::Done(out) => Some(out),
-            _ => None,
-        };
-        crate::journal::StepResultNote {
+        conn: Option<&Arc<dyn Connection>>,
+    ) -> StepResult {
+        let mut result = StepResult {
             host: self.host.clone(),
             step: step.to_string(),
             attempt,
-            ok: status == StepStatus::Ok,
-            exit_code: done.and_then(|out| match out.status {
-                ExitStatus::Code(c) => Some(c),
-                _ => None,
-            }),
-            detail,
+            status: StepStatus::Failed,
+            exit_code: None,
+            detail: String::new(),
             duration_ms: millis(elapsed),
-            stdout: done.map_or_else(Default::default, |out| captured_note(ctx, &out.stdout)),
-            stderr: done.map_or_else(Default::default, |out| captured_note(ctx, &out.stderr)),
-            host_key_fingerprint: conn.host_key_fingerprint(),
+            stdout: Capture::default(),
+            stderr: Capture::default(),
+            host_key_fingerprint: conn.and_then(|c| c.host_key_fingerprint()),
+        };
+        match ran {
+            Ran::Done(out) => {
+                result.status = match out.status {
+                    ExitStatus::TimedOut => StepStatus::TimedOut,
+                    ExitStatus::Code(0) => StepStatus::Ok,
+                    _ => StepStatus::Failed,
+                };
+                if let ExitStatus::Code(code) = out.status {
+                    result.exit_code = Some(code);
+                }
+                result.detail = out.status.to_string();
+                result.stdout = captured(ctx, &out.stdout);
+                result.stderr = captured(ctx, &out.stderr);
+            }
+            Ran::Transport(e) => {
+                if matches!(e, TransportError::ConnectionLost { .. }) {
+                    result.status = StepStatus::Unknown;
+                }
+                result.detail = ctx.secrets.redact(&e.to_string());
+            }
+            Ran::Abandoned => {
+                result.status = StepStatus::Unknown;
+                result.detail =
+                    "abandoned by a second Ctrl-C; its outcome on the host is unknown".into();
+            }
+            Ran::Unresolved(why) => result.detail = ctx.secrets.redact(why),
         }
+        result
     }
 
-    fn emit_finished(
-        &self,
-        ctx: &RunContext,
-        step: &HostStep,
-        ran: &Ran,
-        attempt: u32,
-        elapsed: Duration,
-    ) -> (StepStatus, String, Vec<String>) {
-        let (status, detail, output) = describe(ctx, ran);
-        ctx.events.emit(EventKind::StepFinished {
-            host: self.host.clone(),
-            step: step.id.clone(),
-            status,
-            detail: detail.clone(),
-            attempt,
-            duration_ms: millis(elapsed),
-            output: output.clone(),
-        });
-        (status, detail, output)
-    }
-
-    fn record_failure(
+    /// A step that could not be sent (no become password, the journal failed): shown, not
+    /// recorded (no intent was), and the host fails.
+    fn not_sent(
         &mut self,
         ctx: &RunContext,
         step: &HostStep,
-        ran: Ran,
         attempt: u32,
-        elapsed: Duration,
+        why: String,
     ) -> StepStatus {
-        let (status, detail, output) = self.emit_finished(ctx, step, &ran, attempt, elapsed);
+        let ran = Ran::Unresolved(why);
+        let result = self.result_of(ctx, &step.id, attempt, &ran, Duration::ZERO, None);
+        ctx.events.emit(Fact::StepResult(result.clone()));
+        self.failed_with(step, &result)
+    }
+
+    /// Ends the host's steps on `result`: keeps what failed for the report.
+    fn failed_with(&mut self, step: &HostStep, result: &StepResult) -> StepStatus {
         self.failure = Some(FailureDetail {
             what: step.id.clone(),
-            detail,
-            output,
+            detail: result.detail.clone(),
+            output: result.first_lines(OUTPUT_LINES),
         });
-        status
+        result.status
     }
 
     /// Resolves and runs `command`, abandoning it on a hard stop.
@@ -332,34 +311,6 @@ pub(crate) enum Ran {
     Unresolved(String),
 }
 
-/// Status, one-line detail and first output lines of a command that did not succeed.
-pub(crate) fn describe(ctx: &RunContext, ran: &Ran) -> (StepStatus, String, Vec<String>) {
-    match ran {
-        Ran::Done(out) => {
-            let status = match out.status {
-                ExitStatus::TimedOut => StepStatus::TimedOut,
-                ExitStatus::Code(0) => StepStatus::Ok,
-                _ => StepStatus::Failed,
-            };
-            (status, out.status.to_string(), first_lines(ctx, out))
-        }
-        Ran::Transport(e) => {
-            let status = if matches!(e, TransportError::ConnectionLost { .. }) {
-                StepStatus::Unknown
-            } else {
-                StepStatus::Failed
-            };
-            (status, ctx.secrets.redact(&e.to_string()), Vec::new())
-        }
-        Ran::Abandoned => (
-            StepStatus::Unknown,
-            "abandoned by a second Ctrl-C; its outcome on the host is unknown".into(),
-            Vec::new(),
-        ),
-        Ran::Unresolved(why) => (StepStatus::Failed, why.clone(), Vec::new()),
-    }
-}
-
 /// The first lines of stderr, then of stdout, with secrets scrubbed.
 pub(crate) fn first_lines(ctx: &RunContext, out: &ExecOutcome) -> Vec<String> {
     let text = format!("{}{}", out.stderr.text_lossy(), out.stdout.text_lossy());
@@ -385,10 +336,10 @@ pub(crate) async fn run_host(
     let mut stop = ctx.shutdown.subscribe();
     let mut run = HostRun::new(&plan.name, values);
     let started = Instant::now();
-    ctx.events.emit(EventKind::HostStarted {
+    ctx.events.emit(Fact::HostStarted(HostStarted {
         wave: wave.clone(),
         host: plan.name.clone(),
-    });
+    }));
     run.outcome = HostOutcome::Ok;
     run.connect(&ctx, &plan, &mut stop).await;
     if run.conn.is_some() {
@@ -412,16 +363,14 @@ pub(crate) async fn run_host(
         run.failure = Some(failure);
     }
     run.duration = started.elapsed();
-    ctx.events.emit(EventKind::HostFinished {
+    ctx.note(Fact::HostFinished(HostFinished {
         wave,
         host: plan.name.clone(),
         outcome: run.outcome,
         duration_ms: millis(run.duration),
-        error: run
-            .failure
-            .as_ref()
-            .map(|f| format!("{}: {}", f.what, f.detail)),
-    });
+        error: run.failure.as_ref().map(FailureDetail::summary),
+    }))
+    .await;
     run
 }
 
@@ -474,12 +423,10 @@ pub(crate) fn bare_spec(id: &str) -> StepSpec {
     }
 }
 
-/// A captured stream for the journal, with secrets scrubbed.
-fn captured_note(
-    ctx: &RunContext,
-    out: &sluice_ssh::CapturedOutput,
-) -> crate::journal::CapturedNote {
-    crate::journal::CapturedNote {
+/// A captured stream as facts carry it, with secrets scrubbed (`bytes` and `sha256` describe the
+/// stream as received).
+fn captured(ctx: &RunContext, out: &sluice_ssh::CapturedOutput) -> Capture {
+    Capture {
         head: ctx.secrets.redact(&String::from_utf8_lossy(&out.head)),
         tail: ctx.secrets.redact(&String::from_utf8_lossy(&out.tail)),
         bytes: out.total_bytes,

@@ -9,8 +9,8 @@
 //! - [`rollback`]: undo of what ran, newest first.
 //! - [`resume`]: [`ResumeState`], what a resumed run replays instead of running again;
 //!   [`prior`]: reading it from the audit records of the interrupted run.
-//! - [`event`]: the typed event stream and the [`EventSink`] interface; [`report`]: outcomes;
-//!   [`journal`]: the awaited, durable record of intents, results, waves, health and undos.
+//! - [`event`]: the event stream ([`Emitter`], the [`EventSink`] interface) of sluice-model's
+//!   facts; [`journal`]: the awaited, durable record of the same facts; [`report`]: outcomes.
 //! - [`shutdown`]: soft and hard stops (Ctrl-C, window close); [`window`]: window math;
 //!   [`approval`]: the approval gate interface; [`secrets`]: reading and scrubbing secrets;
 //!   [`transports`]: which transport reaches which host.
@@ -39,18 +39,17 @@ pub mod transports;
 mod wave;
 pub mod window;
 
-pub use approval::{ApprovalDecision, Approver};
+pub use approval::Approver;
 pub use error::ExecError;
-pub use event::{Emitter, Event, EventKind, EventSink};
-pub use journal::{
-    CapturedNote, HealthNote, Journal, JournalFuture, JournalHandle, StepIntentNote,
-    StepResultNote, WaveDecidedNote, WaveStartedNote,
-};
+pub use event::{Emitter, EventSink};
+pub use host::OUTPUT_LINES;
+pub use journal::{Journal, JournalError, JournalFuture, JournalHandle};
 pub use report::*;
-pub use resume::{DoneStep, PriorStep, ResumeState, WaveVerdict};
+pub use resume::{DoneStep, HealthVerdict, PriorStep, ResumeState, WaveVerdict};
 pub use run::{Executor, RUN_ONCE_WAVE, RunOptions};
 pub use secrets::Secrets;
 pub use shutdown::{Shutdown, Stop, StopReason};
+pub use sluice_model::{Event, Fact};
 pub use transports::Transports;
 
 /// Checks an artifact before it runs: format, sealed hash, and the hash the operator expects.

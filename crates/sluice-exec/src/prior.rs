@@ -15,7 +15,7 @@
 //!
 //! A succeeded step that registered a value has that value restored from its captured stdout,
 //! but only when the capture is provably the whole, unmasked output
-//! ([`sluice_audit::Capture::whole_text`]). If it is not, and a step still to run (or an undo)
+//! ([`sluice_model::Capture::whole_text`]). If it is not, and a step still to run (or an undo)
 //! needs the value, the registering step needs the operator's choice too: `--rerun-unknown` runs
 //! it again to register the value anew; `--skip-unknown` leaves the value missing, and a step
 //! that needs it then fails naming it.
@@ -25,10 +25,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sluice_audit::{Capture, Exit, Payload, UnknownChoice};
+use sluice_model::{Capture, Fact, UnknownChoice};
 use sluice_plan::{HostStep, PlanArtifact};
 
-use crate::resume::{DoneStep, PriorStep, ResumeState, WaveVerdict};
+use crate::resume::{DoneStep, HealthVerdict, PriorStep, ResumeState, WaveVerdict};
 use crate::run::RUN_ONCE_WAVE;
 
 /// The prefix that names an undo in lists of UNKNOWN steps and in the recorded choice.
@@ -71,52 +71,59 @@ enum Seen {
     },
 }
 
+/// An UNKNOWN step the operator decides, and what each choice makes of it.
+#[derive(Debug)]
+struct Choice {
+    host: String,
+    step: String,
+    on_rerun: PriorStep,
+    /// `None`: nothing to set (the step's value is waived).
+    on_skip: Option<PriorStep>,
+}
+
 /// The run so far, read from its records.
 #[derive(Debug)]
 pub struct Prior {
     state: ResumeState,
     unknown: Vec<UnknownStep>,
     /// Operator-handled entries: how each is resolved by either choice.
-    on_rerun: Vec<(String, String, PriorStep)>,
-    on_skip: Vec<(String, String, Option<PriorStep>)>,
+    choices: Vec<Choice>,
     done: usize,
 }
 
 impl Prior {
-    /// Reads the payloads of the run's records, in order, against the run's plan.
-    pub fn read<'a>(
-        artifact: &PlanArtifact,
-        payloads: impl IntoIterator<Item = &'a Payload>,
-    ) -> Prior {
+    /// Reads the facts of the run's records, in order, against the run's plan.
+    pub fn read<'a>(artifact: &PlanArtifact, facts: impl IntoIterator<Item = &'a Fact>) -> Prior {
         let mut steps: BTreeMap<(String, String), Seen> = BTreeMap::new();
         let mut undos: BTreeMap<(String, String), Option<bool>> = BTreeMap::new();
         let mut health: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
         let mut started: BTreeSet<String> = BTreeSet::new();
         let mut decided: BTreeMap<String, WaveVerdict> = BTreeMap::new();
         let mut waived: BTreeSet<(String, String)> = BTreeSet::new();
-        for payload in payloads {
-            match payload {
-                Payload::StepIntent(i) if i.rollback => {
+        for fact in facts {
+            match fact {
+                Fact::UndoIntent(i) => {
                     undos.insert((i.host.clone(), i.step.clone()), None);
                 }
-                Payload::StepIntent(i) => {
+                Fact::StepIntent(i) => {
                     let key = (i.host.clone(), i.step.clone());
                     steps.insert(key, Seen::Intent { attempt: i.attempt });
                 }
-                Payload::StepResult(r) => {
+                Fact::StepResult(r) => {
                     let seen = Seen::Result {
-                        ok: r.ok,
+                        ok: r.status.is_success(),
                         attempt: r.attempt,
-                        detail: exit_detail(&r.exit),
+                        detail: r.detail.clone(),
                         stdout: r.stdout.clone(),
                     };
                     steps.insert((r.host.clone(), r.step.clone()), seen);
                 }
-                Payload::RollbackStepResult(r) => {
-                    undos.insert((r.host.clone(), r.step.clone()), Some(r.ok));
+                Fact::UndoResult(r) => {
+                    let ok = r.status.is_success();
+                    undos.insert((r.host.clone(), r.step.clone()), Some(ok));
                 }
-                Payload::UnknownStepsResolved(c) if c.choice == UnknownChoice::Skip => {
-                    for (host, step) in &c.steps {
+                Fact::UnknownStepsResolved(c) if c.choice == UnknownChoice::Skip => {
+                    for sluice_model::StepRef { host, step } in &c.steps {
                         if let Some(undo) = step.strip_prefix(UNDO_PREFIX) {
                             let key = (host.clone(), undo.to_string());
                             if let Some(seen @ None) = undos.get_mut(&key) {
@@ -138,21 +145,20 @@ impl Prior {
                         }
                     }
                 }
-                Payload::HealthResult(h) => {
+                Fact::HealthResult(h) => {
                     let checks = health.entry(h.host.clone()).or_default();
                     checks.push((h.check.clone(), h.ok));
                 }
-                Payload::WaveStarted(w) => {
-                    started.insert(w.name.clone());
+                Fact::WaveStarted(w) => {
+                    started.insert(w.wave.clone());
                 }
-                Payload::WaveDecided(w) => {
-                    let failed = w.decision.contains("rollback") || w.decision.contains("halt");
-                    let verdict = if failed {
+                Fact::WaveDecided(w) => {
+                    let verdict = if w.decision.is_failure() {
                         WaveVerdict::Failed
                     } else {
                         WaveVerdict::WentOn
                     };
-                    decided.insert(w.name.clone(), verdict);
+                    decided.insert(w.wave.clone(), verdict);
                 }
                 _ => {}
             }
@@ -160,8 +166,7 @@ impl Prior {
         let mut prior = Prior {
             state: ResumeState::default(),
             unknown: Vec::new(),
-            on_rerun: Vec::new(),
-            on_skip: Vec::new(),
+            choices: Vec::new(),
             done: 0,
         };
         prior.classify_steps(artifact, &steps, &waived);
@@ -194,7 +199,7 @@ impl Prior {
     pub fn resolve(self, choice: Option<UnknownChoice>) -> Result<ResumeState, Vec<UnknownStep>> {
         let mut state = self.state;
         match choice {
-            None if !self.on_rerun.is_empty() => {
+            None if !self.choices.is_empty() => {
                 return Err(self
                     .unknown
                     .into_iter()
@@ -203,15 +208,15 @@ impl Prior {
             }
             None => {}
             Some(UnknownChoice::Rerun) => {
-                for (host, step, prior) in self.on_rerun {
-                    state.set_step(&host, &step, prior);
+                for c in self.choices {
+                    state.set_step(&c.host, &c.step, c.on_rerun);
                 }
             }
             Some(UnknownChoice::Skip) => {
-                for (host, step, prior) in self.on_skip {
-                    match (step.strip_prefix(UNDO_PREFIX), prior) {
-                        (Some(undo), _) => state = state.undone(&host, undo, true),
-                        (None, Some(prior)) => state.set_step(&host, &step, prior),
+                for c in self.choices {
+                    match (c.step.strip_prefix(UNDO_PREFIX), c.on_skip) {
+                        (Some(undo), _) => state = state.undone(&c.host, undo, true),
+                        (None, Some(prior)) => state.set_step(&c.host, &c.step, prior),
                         (None, None) => {}
                     }
                 }
@@ -358,7 +363,7 @@ impl Prior {
             let Some(results) = health.get(&plan.name) else {
                 continue;
             };
-            let mut verdict = Some(Ok(()));
+            let mut verdict = Some(HealthVerdict::Passed);
             for check in &plan.health {
                 let runs: Vec<bool> = results
                     .iter()
@@ -368,7 +373,9 @@ impl Prior {
                 let flapped = runs.windows(2).any(|w| w[0] && !w[1]);
                 let failures = runs.iter().filter(|ok| !**ok).count();
                 if flapped || failures > artifact.health.retries as usize {
-                    verdict = Some(Err(format!("health check {} failed", check.name)));
+                    verdict = Some(HealthVerdict::Failed {
+                        what: format!("health check {} failed", check.name),
+                    });
                     break;
                 }
                 if runs.last() != Some(&true) {
@@ -430,10 +437,12 @@ impl Prior {
             step: step.to_string(),
             handling: Handling::Operator { why },
         });
-        self.on_rerun
-            .push((host.to_string(), step.to_string(), on_rerun));
-        self.on_skip
-            .push((host.to_string(), step.to_string(), on_skip));
+        self.choices.push(Choice {
+            host: host.to_string(),
+            step: step.to_string(),
+            on_rerun,
+            on_skip,
+        });
     }
 }
 
@@ -482,13 +491,5 @@ fn skipped_by_operator(attempt: u32) -> DoneStep {
         attempt,
         detail: "outcome unknown; marked done by the operator (--skip-unknown)".into(),
         registered: None,
-    }
-}
-
-fn exit_detail(exit: &Exit) -> String {
-    match exit {
-        Exit::Code(code) => format!("exit {code}"),
-        Exit::Signal(signal) => format!("killed by signal {signal}"),
-        Exit::None { reason } => reason.clone(),
     }
 }

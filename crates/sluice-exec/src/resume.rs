@@ -23,10 +23,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use sluice_model::{Capture, Decision, Fact, StepResult};
 use sluice_plan::{HostPlan, HostStep, StepSpec};
 
-use crate::event::EventKind;
-use crate::host::HostRun;
+use crate::host::{HostRun, millis};
 use crate::report::{FailureDetail, StepStatus, WaveStatus};
 use crate::run::RunContext;
 use crate::wave::WaveRun;
@@ -87,11 +87,21 @@ pub enum WaveVerdict {
     Failed,
 }
 
+/// A host's health checks as recorded before the crash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HealthVerdict {
+    Passed,
+    /// `what` names the check that failed and how.
+    Failed {
+        what: String,
+    },
+}
+
 /// Everything a resumed run knows about the run so far. Empty (the default) is a fresh run.
 #[derive(Clone, Debug, Default)]
 pub struct ResumeState {
     steps: HashMap<(String, String), PriorStep>,
-    health: HashMap<String, Result<(), String>>,
+    health: HashMap<String, HealthVerdict>,
     started: HashSet<String>,
     verdicts: HashMap<String, WaveVerdict>,
     undos: HashMap<(String, String), bool>,
@@ -127,8 +137,8 @@ impl ResumeState {
         self
     }
 
-    /// The recorded health verdict of `host`: `Err` holds what failed.
-    pub fn health(mut self, host: &str, verdict: Result<(), String>) -> Self {
+    /// The recorded health verdict of `host`.
+    pub fn health(mut self, host: &str, verdict: HealthVerdict) -> Self {
         self.health.insert(host.to_string(), verdict);
         self
     }
@@ -189,12 +199,14 @@ impl ResumeState {
         if !all_done {
             return None;
         }
-        let verdict = self.health.get(&plan.name)?;
-        Some(verdict.clone().map_err(|what| FailureDetail {
-            what: "health".into(),
-            detail: format!("recorded before the resume: {what}"),
-            output: Vec::new(),
-        }))
+        Some(match self.health.get(&plan.name)? {
+            HealthVerdict::Passed => Ok(()),
+            HealthVerdict::Failed { what } => Err(FailureDetail {
+                what: "health".into(),
+                detail: format!("recorded before the resume: {what}"),
+                output: Vec::new(),
+            }),
+        })
     }
 }
 
@@ -218,15 +230,19 @@ impl HostRun {
             StepStatus::Failed
         };
         let detail = format!("recorded before the resume: {}", done.detail);
-        ctx.events.emit(EventKind::StepFinished {
+        // Shown, not recorded again: the record of how it ended is the one before the crash.
+        ctx.events.emit(Fact::StepResult(StepResult {
             host: self.host.clone(),
             step: step.id.clone(),
-            status,
-            detail: detail.clone(),
             attempt: done.attempt,
+            status,
+            exit_code: None,
+            detail: detail.clone(),
             duration_ms: 0,
-            output: Vec::new(),
-        });
+            stdout: Capture::default(),
+            stderr: Capture::default(),
+            host_key_fingerprint: None,
+        }));
         if !done.ok {
             self.failure = Some(FailureDetail {
                 what: step.id.clone(),
@@ -238,31 +254,32 @@ impl HostRun {
     }
 }
 
-/// A step left UNKNOWN by the crash was skipped by its guard now: record a result so that its
-/// intent is settled (a fresh run records nothing for a skipped step, having no intent to close).
-pub(crate) async fn close_skipped_intent(ctx: &RunContext, host: &str, step: &str) {
-    if !ctx.resume.after_intent(host, step) {
-        return;
-    }
-    let note = crate::journal::StepResultNote {
+/// A step its `skip_if` guard skipped: shown. A fresh run records nothing for it (a resume runs
+/// the guard again), but a step left UNKNOWN by a crash has an intent to close, so then the
+/// skip is recorded as its result.
+pub(crate) async fn skipped(ctx: &RunContext, host: &str, step: &str, took: std::time::Duration) {
+    let after_intent = ctx.resume.after_intent(host, step);
+    let result = StepResult {
         host: host.to_string(),
         step: step.to_string(),
-        attempt: ctx.resume.first_attempt(host, step),
-        ok: true,
+        attempt: if after_intent {
+            ctx.resume.first_attempt(host, step)
+        } else {
+            0
+        },
+        status: StepStatus::Skipped,
         exit_code: None,
         detail: "skipped: skip_if exited 0".into(),
-        duration_ms: 0,
-        stdout: Default::default(),
-        stderr: Default::default(),
-        // Only the guard ran, on a connection this record does not describe.
+        duration_ms: millis(took),
+        stdout: Capture::default(),
+        stderr: Capture::default(),
+        // Only the guard ran, on a connection this result does not describe.
         host_key_fingerprint: None,
     };
-    if let Err(why) = ctx.journal.result(note).await {
-        ctx.events.decision(
-            "journal_failed",
-            None,
-            format!("the skip of {step} on {host} was not recorded: {why}"),
-        );
+    if after_intent {
+        ctx.note(Fact::StepResult(result)).await;
+    } else {
+        ctx.events.emit(Fact::StepResult(result));
     }
 }
 
@@ -278,21 +295,22 @@ pub(crate) fn note_done_steps(ctx: &RunContext, run: &mut HostRun, plan: &HostPl
 
 /// Skips the pause and approval gate of a wave that had started before the crash. Returns
 /// `true` when the wave is such a wave.
-pub(crate) fn wave_already_started(ctx: &RunContext, wave: &str) -> bool {
+pub(crate) async fn wave_already_started(ctx: &RunContext, wave: &str) -> bool {
     if !ctx.resume.wave_started(wave) {
         return false;
     }
-    ctx.events.decision(
-        "resume_wave",
+    ctx.decide(
+        Decision::ResumeWave,
         Some(wave),
         "the wave had started before the resume: its pause and approval gate are not repeated",
-    );
+    )
+    .await;
     true
 }
 
 /// A wave whose outcome was decided before the crash keeps it, whatever the replay counted
 /// (a host unreachable now, a health check that flaps). A stop requested now still stops it.
-pub(crate) fn keep_verdict(ctx: &RunContext, wave: &mut WaveRun) {
+pub(crate) async fn keep_verdict(ctx: &RunContext, wave: &mut WaveRun) {
     let Some(verdict) = ctx.resume.wave_verdict(&wave.name) else {
         return;
     };
@@ -303,18 +321,16 @@ pub(crate) fn keep_verdict(ctx: &RunContext, wave: &mut WaveRun) {
         (WaveVerdict::Failed, WaveStatus::Ok) => WaveStatus::Failed,
         _ => return,
     };
-    ctx.events.decision(
-        "resume_verdict",
-        Some(&wave.name),
-        match verdict {
-            WaveVerdict::WentOn => {
-                "the run had gone on after this wave before the resume: it is not failed now"
-            }
-            WaveVerdict::Failed => {
-                "this wave had failed before the resume: its failure policy runs again"
-            }
-        },
-    );
+    let reason = match verdict {
+        WaveVerdict::WentOn => {
+            "the run had gone on after this wave before the resume: it is not failed now"
+        }
+        WaveVerdict::Failed => {
+            "this wave had failed before the resume: its failure policy runs again"
+        }
+    };
+    ctx.decide(Decision::ResumeVerdict, Some(&wave.name), reason)
+        .await;
     wave.status = kept;
 }
 

@@ -14,9 +14,11 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::event::EventKind;
-use crate::host::{HostRun, Ran, describe, step_spec};
-use crate::journal::{Note, StepIntentNote};
+use sluice_model::{
+    Fact, HostRolledBack, RollbackFinished, RollbackStarted, StepIntent, StepStatus, count,
+};
+
+use crate::host::{HostRun, OUTPUT_LINES, Ran, step_spec};
 use crate::report::{FailureDetail, HostOutcome, RollbackOutcome};
 use crate::run::RunContext;
 
@@ -32,10 +34,11 @@ pub(crate) async fn roll_back(
         .filter(|h| h.outcome != HostOutcome::NotStarted)
         .map(|h| h.host.clone())
         .collect();
-    ctx.events.emit(EventKind::RollbackStarted {
+    ctx.note(Fact::RollbackStarted(RollbackStarted {
         wave: wave.to_string(),
         hosts: started,
-    });
+    }))
+    .await;
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = JoinSet::new();
     let order: Vec<String> = hosts.iter().map(|h| h.host.clone()).collect();
@@ -69,11 +72,12 @@ pub(crate) async fn roll_back(
         .iter()
         .filter(|h| h.rollback == Some(RollbackOutcome::RollbackFailed))
         .count();
-    ctx.events.emit(EventKind::RollbackFinished {
+    ctx.note(Fact::RollbackFinished(RollbackFinished {
         wave: wave.to_string(),
-        rolled_back,
-        failed,
-    });
+        rolled_back: count(rolled_back),
+        failed: count(failed),
+    }))
+    .await;
     finished
 }
 
@@ -101,61 +105,12 @@ async fn undo_host(ctx: &RunContext, wave: &str, mut host: HostRun) -> HostRun {
                     }
                 }
                 let spec = step_spec(ctx, &step.id);
-                let shown = undo
-                    .resolve(&host.values)
-                    .map(|r| r.redacted)
-                    .unwrap_or_else(|_| undo.to_string());
-                let intent = StepIntentNote {
-                    host: host.host.clone(),
-                    step: step.id.clone(),
-                    command: shown.clone(),
-                    attempt: 1,
-                };
-                // As for a forward step, the undo's intent is durable before it is sent;
-                // unrecorded, it is not sent and the host is left for the operator.
-                // An undo that cannot be sent as its step ran (no become password) is not
-                // journalled as started: it never was.
-                let become_user = ctx.become_for(&spec);
-                let ran = match become_user {
-                    Err(why) => Ran::Unresolved(why),
-                    Ok(become_user) => match ctx.journal.rollback_intent(intent).await {
-                        Err(why) => {
-                            Ran::Unresolved(format!("not started: the journal failed: {why}"))
-                        }
-                        Ok(()) => {
-                            ctx.events.emit(EventKind::UndoStarted {
-                                host: host.host.clone(),
-                                step: step.id.clone(),
-                                command: shown,
-                            });
-                            let timeout = spec.timeout_ms.map(Duration::from_millis);
-                            let started = Instant::now();
-                            let ran = host
-                                .exec(&conn, undo, timeout, &become_user, &mut stop)
-                                .await;
-                            let note =
-                                host.result_note(ctx, &step.id, 1, &ran, started.elapsed(), &conn);
-                            ctx.journal
-                                .note(&ctx.events, Note::RollbackResult(&note))
-                                .await;
-                            ran
-                        }
-                    },
-                };
-                let ok = matches!(&ran, Ran::Done(out) if out.status.success());
-                let (_, detail, output) = describe(ctx, &ran);
-                ctx.events.emit(EventKind::UndoFinished {
-                    host: host.host.clone(),
-                    step: step.id.clone(),
-                    ok,
-                    detail: detail.clone(),
-                    output: if ok { Vec::new() } else { output.clone() },
-                });
-                if !ok {
+                let result = undo_step(ctx, &host, &conn, step, undo, &spec, &mut stop).await;
+                if result.status != StepStatus::Ok {
                     host.failure = Some(FailureDetail {
                         what: format!("undo:{}", step.id),
-                        detail,
-                        output,
+                        detail: result.detail.clone(),
+                        output: result.first_lines(OUTPUT_LINES),
                     });
                     outcome = RollbackOutcome::RollbackFailed;
                     break;
@@ -165,10 +120,60 @@ async fn undo_host(ctx: &RunContext, wave: &str, mut host: HostRun) -> HostRun {
         }
     };
     host.rollback = Some(outcome);
-    ctx.events.emit(EventKind::HostRolledBack {
+    ctx.note(Fact::HostRolledBack(HostRolledBack {
         wave: wave.to_string(),
         host: host.host.clone(),
         outcome,
-    });
+    }))
+    .await;
     host
+}
+
+/// Runs one undo: its intent is durable before it is sent, like a forward step's; unrecorded,
+/// it is not sent and the host is left for the operator. An undo that cannot be sent as its
+/// step ran (no become password) is not journalled as started: it never was, and only shown.
+async fn undo_step(
+    ctx: &RunContext,
+    host: &HostRun,
+    conn: &Arc<dyn sluice_ssh::Connection>,
+    step: &sluice_plan::HostStep,
+    undo: &sluice_plan::RenderedCommand,
+    spec: &sluice_plan::StepSpec,
+    stop: &mut crate::shutdown::StopListener,
+) -> sluice_model::StepResult {
+    let not_sent = |why: String| {
+        let result = host.result_of(
+            ctx,
+            &step.id,
+            1,
+            &Ran::Unresolved(why),
+            Duration::ZERO,
+            None,
+        );
+        ctx.events.emit(Fact::UndoResult(result.clone()));
+        result
+    };
+    let become_user = match ctx.become_for(spec) {
+        Ok(b) => b,
+        Err(why) => return not_sent(why.to_string()),
+    };
+    let command = undo
+        .resolve(&host.values)
+        .map(|r| r.redacted)
+        .unwrap_or_else(|_| undo.to_string());
+    let intent = StepIntent {
+        host: host.host.clone(),
+        step: step.id.clone(),
+        command,
+        attempt: 1,
+    };
+    if let Err(why) = ctx.record(Fact::UndoIntent(intent)).await {
+        return not_sent(format!("not started: the journal failed: {why}"));
+    }
+    let timeout = spec.timeout_ms.map(Duration::from_millis);
+    let started = Instant::now();
+    let ran = host.exec(conn, undo, timeout, &become_user, stop).await;
+    let result = host.result_of(ctx, &step.id, 1, &ran, started.elapsed(), Some(conn));
+    ctx.note(Fact::UndoResult(result.clone())).await;
+    result
 }

@@ -9,11 +9,18 @@ use sluice_plan::{FailureAction, PlanArtifact, RollbackScope, RuntimeValues, Ste
 use sluice_ssh::Become;
 use tokio::time::Instant;
 
-use crate::approval::{ApprovalDecision, Approver};
-use crate::event::{Emitter, EventKind};
+use sluice_model::{
+    ApprovalRequested, Decision, Fact, HostFinished, PauseFinished, PauseStarted, RunFinished,
+    WaveDecided, WaveDecision, count,
+};
+
+use crate::approval::Approver;
+use crate::event::Emitter;
 use crate::host::{HostRun, millis, step_spec};
-use crate::journal::{Note, WaveDecidedNote};
-use crate::report::{HostOutcome, RollbackOutcome, RunReport, RunStatus, StepStatus, WaveStatus};
+use crate::journal::JournalError;
+use crate::report::{
+    FailureDetail, HostOutcome, RollbackOutcome, RunReport, RunStatus, StepStatus, WaveStatus,
+};
 use crate::rollback::roll_back;
 use crate::secrets::Secrets;
 use crate::shutdown::{Shutdown, StopReason};
@@ -35,22 +42,56 @@ pub(crate) struct RunContext {
 }
 
 impl RunContext {
+    /// Records `fact` and, once it is durable, emits it. An `Err` means it was not recorded and
+    /// not emitted: the caller must not act on it (an intent whose command is then not sent).
+    pub(crate) async fn record(&self, fact: Fact) -> Result<(), JournalError> {
+        self.journal.record(&fact).await?;
+        self.events.emit(fact);
+        Ok(())
+    }
+
+    /// Records `fact` and emits it; a fact the journal cannot record is still emitted, followed
+    /// by a `journal_failed` decision, and the run carries on (the next intent guards the next
+    /// command anyway).
+    pub(crate) async fn note(&self, fact: Fact) {
+        let recorded = self.journal.record(&fact).await;
+        let kind = fact.kind();
+        self.events.emit(fact);
+        if let Err(why) = recorded {
+            self.events.decision(
+                Decision::JournalFailed,
+                None,
+                format!("a {kind} fact was not recorded in the audit trail: {why}"),
+            );
+        }
+    }
+
+    /// Records and emits a decision.
+    pub(crate) async fn decide(&self, decision: Decision, wave: Option<&str>, reason: &str) {
+        self.note(Emitter::decision_fact(decision, wave, reason))
+            .await;
+    }
+
     /// How commands of a step with `spec` run: as the login user, or through sudo. A `become`
     /// step carries the plan's become password (the value of the secret it names) so the
     /// transport can answer sudo's prompt; it sends it only if sudo asks. The value reaches no
     /// event: it is one of the run's secrets, which every event and record is redacted of.
-    pub(crate) fn become_for(&self, spec: &StepSpec) -> Result<Option<Become>, String> {
+    pub(crate) fn become_for(
+        &self,
+        spec: &StepSpec,
+    ) -> Result<Option<Become>, crate::error::BecomePasswordMissing> {
         if !spec.become_root {
             return Ok(None);
         }
-        let password = match &self.artifact.become_password {
-            None => None,
-            Some(name) => Some(self.secrets.values().get(name).cloned().ok_or_else(|| {
-                format!(
-                    "not started: the become password, secret `{name}`, has no value in this run"
-                )
-            })?),
-        };
+        let password =
+            match &self.artifact.become_password {
+                None => None,
+                Some(name) => {
+                    Some(self.secrets.values().get(name).cloned().ok_or_else(|| {
+                        crate::error::BecomePasswordMissing { name: name.clone() }
+                    })?)
+                }
+            };
         Ok(Some(Become {
             user: spec.become_user.clone(),
             password,
@@ -106,9 +147,16 @@ impl Executor {
             finished: Vec::new(),
             values: HashMap::new(),
             window_closes: None,
+            window_timer: None,
         };
         run.execute().await
     }
+}
+
+/// Why a run does not start.
+struct Refused {
+    status: RunStatus,
+    next_open: Option<jiff::Timestamp>,
 }
 
 struct Run {
@@ -121,20 +169,15 @@ struct Run {
     values: HashMap<String, RuntimeValues>,
     /// When the window closes, on the tokio clock.
     window_closes: Option<Instant>,
+    /// The task that stops the run when the window closes; ended with the run.
+    window_timer: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Run {
     async fn execute(mut self) -> RunReport {
-        let a = self.ctx.artifact.clone();
         let run_id = self.run_id();
-        self.ctx.events.emit(EventKind::RunStarted {
-            plan: a.name.clone(),
-            plan_hash: a.plan_hash.clone(),
-            waves: a.waves.len(),
-            hosts: a.hosts.len(),
-        });
-        if let Some(refused) = self.open_window() {
-            return self.finish(run_id, refused.0, refused.1);
+        if let Some(refused) = self.open_window().await {
+            return self.finish(run_id, refused.status, refused.next_open);
         }
         let status = self.waves(&run_id).await;
         // Warm connections of a wave that will not run now are closed, never used.
@@ -148,51 +191,58 @@ impl Run {
     }
 
     /// Checks the window at start and arms the timer that stops the run when it closes.
-    /// Returns the final status when the run must not start.
-    fn open_window(&mut self) -> Option<(RunStatus, Option<jiff::Timestamp>)> {
+    /// Returns why the run must not start, if it must not.
+    async fn open_window(&mut self) -> Option<Refused> {
         let window = self.ctx.artifact.window.clone()?;
         if self.options.ignore_window {
-            self.ctx.events.decision(
-                "window_ignored",
-                None,
-                "--ignore-window: the maintenance window is not enforced for this run",
-            );
+            self.ctx
+                .decide(
+                    Decision::WindowIgnored,
+                    None,
+                    "--ignore-window: the maintenance window is not enforced for this run",
+                )
+                .await;
             return None;
         }
         let now = jiff::Timestamp::now();
         match window_state(&window, now) {
             Err(e) => {
                 self.ctx
-                    .events
-                    .decision("outside_window", None, e.to_string());
-                Some((RunStatus::OutsideWindow, None))
+                    .decide(Decision::OutsideWindow, None, &e.to_string())
+                    .await;
+                Some(Refused {
+                    status: RunStatus::OutsideWindow,
+                    next_open: None,
+                })
             }
             Ok(WindowState::Closed { next_open }) => {
                 let when = next_open.map_or("it does not open again".to_string(), |t| {
                     format!("it opens next at {t}")
                 });
-                self.ctx.events.decision(
-                    "outside_window",
-                    None,
-                    format!("outside the maintenance window; nothing started; {when}"),
-                );
-                Some((RunStatus::OutsideWindow, next_open))
+                let reason = format!("outside the maintenance window; nothing started; {when}");
+                self.ctx
+                    .decide(Decision::OutsideWindow, None, &reason)
+                    .await;
+                Some(Refused {
+                    status: RunStatus::OutsideWindow,
+                    next_open,
+                })
             }
             Ok(WindowState::Open { closes_at }) => {
                 let left = now.duration_until(closes_at).unsigned_abs();
                 let deadline = Instant::now() + left;
                 self.window_closes = Some(deadline);
-                let shutdown = self.ctx.shutdown.clone();
-                let events = self.ctx.events.clone();
-                tokio::spawn(async move {
+                let ctx = self.ctx.clone();
+                self.window_timer = Some(tokio::spawn(async move {
                     tokio::time::sleep_until(deadline).await;
-                    events.decision(
-                        "window_closed",
+                    ctx.decide(
+                        Decision::WindowClosed,
                         None,
                         "the maintenance window closed: no new hosts start; in-flight steps finish",
-                    );
-                    shutdown.window_closed();
-                });
+                    )
+                    .await;
+                    ctx.shutdown.window_closed();
+                }));
                 None
             }
         }
@@ -202,12 +252,18 @@ impl Run {
         let a = self.ctx.artifact.clone();
         if !a.run_once.is_empty() {
             let mut once = self.run_once().await;
-            crate::resume::keep_verdict(&self.ctx, &mut once);
+            crate::resume::keep_verdict(&self.ctx, &mut once).await;
             let failed = once.status != WaveStatus::Ok;
             self.finished.push(once);
             if failed {
                 return self.after_failure(self.finished.len() - 1).await;
             }
+            self.decide(
+                self.finished.len() - 1,
+                WaveDecision::Continue,
+                "the run goes on",
+            )
+            .await;
         }
         for (index, wave) in a.waves.iter().enumerate() {
             if let Some(status) = self.gate(run_id, index).await {
@@ -217,19 +273,19 @@ impl Run {
                 .preconnect
                 .warm(&self.ctx.artifact, &self.ctx.transports, index + 1);
             let mut run = run_wave(&self.ctx, index, wave, &self.values).await;
-            crate::resume::keep_verdict(&self.ctx, &mut run);
+            crate::resume::keep_verdict(&self.ctx, &mut run).await;
             let status = run.status;
             self.finished.push(run);
             let last = self.finished.len() - 1;
             match status {
                 WaveStatus::Ok => {
-                    self.record_decision(last, "continue", "the run goes on")
+                    self.decide(last, WaveDecision::Continue, "the run goes on")
                         .await
                 }
                 WaveStatus::Failed if a.failure.action == FailureAction::Continue => {
                     self.decide(
                         last,
-                        "continue",
+                        WaveDecision::Continue,
                         "the wave failed; action: continue records it and goes on",
                     )
                     .await;
@@ -237,7 +293,7 @@ impl Run {
                 _ => return self.after_failure(self.finished.len() - 1).await,
             }
         }
-        RunStatus::Applied
+        RunStatus::Succeeded
     }
 
     /// Before wave `index`: stop requests, pause after the previous wave, the window fit and the
@@ -246,58 +302,57 @@ impl Run {
         let a = self.ctx.artifact.clone();
         let wave = &a.waves[index];
         let mut stop = self.ctx.shutdown.subscribe();
-        if crate::resume::wave_already_started(&self.ctx, &wave.name) {
+        if crate::resume::wave_already_started(&self.ctx, &wave.name).await {
             return self.stopped_status();
         }
         if index > 0 {
             let previous = &a.waves[index - 1];
             if let Some(ms) = previous.pause_ms.filter(|ms| *ms > 0) {
-                self.ctx.events.emit(EventKind::PauseStarted {
-                    after_wave: previous.name.clone(),
-                    duration_ms: ms,
-                });
+                self.ctx
+                    .note(Fact::PauseStarted(PauseStarted {
+                        after_wave: previous.name.clone(),
+                        duration_ms: ms,
+                    }))
+                    .await;
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
                     _ = stop.soft() => {}
                 }
-                self.ctx.events.emit(EventKind::PauseFinished {
-                    after_wave: previous.name.clone(),
-                });
+                self.ctx
+                    .note(Fact::PauseFinished(PauseFinished {
+                        after_wave: previous.name.clone(),
+                    }))
+                    .await;
             }
         }
         if let Some(status) = self.stopped_status() {
             return Some(status);
         }
-        if let Some(status) = self.window_fit(index) {
+        if let Some(status) = self.window_fit(index).await {
             return Some(status);
         }
         if wave.approval {
-            self.ctx.events.emit(EventKind::ApprovalWaiting {
-                wave: wave.name.clone(),
-            });
-            let decision = match &self.approver {
-                None => ApprovalDecision::Refused {
-                    by: "sluice: no way to ask for approval in this run".into(),
-                },
+            // Recorded before anyone is asked, so `sluice approve` sees the gate waiting.
+            self.ctx
+                .note(Fact::ApprovalRequested(ApprovalRequested {
+                    wave: wave.name.clone(),
+                }))
+                .await;
+            let approval = match &self.approver {
+                None => crate::approval::refusal(
+                    &wave.name,
+                    "sluice: no way to ask for approval in this run",
+                ),
                 Some(approver) => tokio::select! {
-                    d = approver.approve(run_id, &wave.name) => d,
+                    a = approver.approve(run_id, &wave.name) => a,
                     _ = stop.soft() => return self.stopped_status(),
                 },
             };
-            match decision {
-                ApprovalDecision::Approved { by } => {
-                    self.ctx.events.emit(EventKind::ApprovalGiven {
-                        wave: wave.name.clone(),
-                        by,
-                    });
-                }
-                ApprovalDecision::Refused { by } => {
-                    self.ctx.events.emit(EventKind::ApprovalRefused {
-                        wave: wave.name.clone(),
-                        by,
-                    });
-                    return Some(RunStatus::ApprovalRefused);
-                }
+            // The approver has recorded the answer (or it came from the record): only shown.
+            let refused = approval.refused;
+            self.ctx.events.emit(Fact::Approval(approval));
+            if refused {
+                return Some(RunStatus::ApprovalRefused);
             }
         }
         self.stopped_status()
@@ -306,9 +361,9 @@ impl Run {
     fn stopped_status(&self) -> Option<RunStatus> {
         let stop = self.ctx.shutdown.state();
         match stop.soft {
-            Some(StopReason::Interrupted) => Some(RunStatus::Interrupted),
+            Some(StopReason::Interrupted) => Some(RunStatus::Aborted),
             Some(StopReason::WindowClosed) => Some(RunStatus::WindowClosed),
-            None if stop.hard => Some(RunStatus::Interrupted),
+            None if stop.hard => Some(RunStatus::Aborted),
             None => None,
         }
     }
@@ -316,7 +371,7 @@ impl Run {
     /// Refuses to start wave `index` when the window closes before it is expected to end. The
     /// estimate is the mean host duration of the waves so far times the wave's rounds of
     /// `concurrency` hosts; the first wave has no estimate and always starts.
-    fn window_fit(&self, index: usize) -> Option<RunStatus> {
+    async fn window_fit(&self, index: usize) -> Option<RunStatus> {
         let closes = self.window_closes?;
         let wave = &self.ctx.artifact.waves[index];
         let means: Vec<Duration> = self
@@ -332,15 +387,28 @@ impl Run {
         if expected <= left {
             return None;
         }
-        self.ctx.events.decision(
-            "wave_not_started",
-            Some(&wave.name),
-            format!(
-                "expected to take {}s, but the maintenance window closes in {}s",
+        let hosts = count(wave.hosts.len());
+        let decided = WaveDecided {
+            wave: wave.name.clone(),
+            index: Some(count(index)),
+            status: WaveStatus::NotStarted,
+            hosts,
+            ok: 0,
+            failed: 0,
+            unreachable: 0,
+            interrupted: 0,
+            not_started: hosts,
+            budget: crate::wave::budget_text(&self.ctx.artifact),
+            max_failed: count(wave.max_failed),
+            decision: WaveDecision::NotStarted,
+            reason: format!(
+                "expected to take {}s, but the maintenance window closes in {}s: the wave does not start",
                 expected.as_secs(),
                 left.as_secs()
             ),
-        );
+            duration_ms: 0,
+        };
+        self.ctx.note(Fact::WaveDecided(decided)).await;
         Some(RunStatus::WindowClosed)
     }
 
@@ -368,16 +436,15 @@ impl Run {
             };
             let run = &mut hosts[position];
             if run.conn.is_none() {
-                self.ctx.events.emit(EventKind::HostFinished {
-                    wave: RUN_ONCE_WAVE.into(),
-                    host: run.host.clone(),
-                    outcome: run.outcome,
-                    duration_ms: 0,
-                    error: run
-                        .failure
-                        .as_ref()
-                        .map(|f| format!("{}: {}", f.what, f.detail)),
-                });
+                self.ctx
+                    .note(Fact::HostFinished(HostFinished {
+                        wave: RUN_ONCE_WAVE.into(),
+                        host: run.host.clone(),
+                        outcome: run.outcome,
+                        duration_ms: 0,
+                        error: run.failure.as_ref().map(FailureDetail::summary),
+                    }))
+                    .await;
                 status = WaveStatus::Failed;
                 break;
             }
@@ -415,22 +482,22 @@ impl Run {
     async fn after_failure(&mut self, failed: usize) -> RunStatus {
         let a = self.ctx.artifact.clone();
         let stop = self.ctx.shutdown.state();
-        let base = self.stopped_status().unwrap_or(RunStatus::WaveFailed);
+        let base = self.stopped_status().unwrap_or(RunStatus::Failed);
         if stop.hard {
             self.decide(
                 failed,
-                "abandon",
+                WaveDecision::Abandon,
                 "second Ctrl-C: in-flight steps are UNKNOWN and nothing is undone",
             )
             .await;
-            return RunStatus::Interrupted;
+            return RunStatus::Aborted;
         }
         match a.failure.action {
             FailureAction::Rollback => {}
             FailureAction::Halt => {
                 self.decide(
                     failed,
-                    "halt",
+                    WaveDecision::Halt,
                     "action: halt: nothing is undone; later waves do not start",
                 )
                 .await;
@@ -439,7 +506,7 @@ impl Run {
             FailureAction::Continue => {
                 self.decide(
                     failed,
-                    "stop",
+                    WaveDecision::Stop,
                     "the run is stopping; action: continue undoes nothing",
                 )
                 .await;
@@ -458,7 +525,7 @@ impl Run {
                 targets.len()
             ),
         };
-        self.decide(failed, "rollback", &reason).await;
+        self.decide(failed, WaveDecision::Rollback, &reason).await;
         let mut any_failed = false;
         for index in targets {
             let wave = &mut self.finished[index];
@@ -475,29 +542,22 @@ impl Run {
             };
             any_failed |= failed_here;
         }
-        if any_failed {
-            RunStatus::RollbackFailed
-        } else {
-            base
+        match base {
+            _ if any_failed => RunStatus::RollbackFailed,
+            RunStatus::Failed => RunStatus::RolledBack,
+            stopped => stopped,
         }
     }
 
-    /// Announces the decision taken after wave `finished[at]` and records it.
-    async fn decide(&self, at: usize, decision: &str, reason: &str) {
-        let wave = &self.finished[at].name;
-        self.ctx.events.decision(decision, Some(wave), reason);
-        self.record_decision(at, decision, reason).await;
-    }
-
-    /// Records the decision after wave `finished[at]` with its budget arithmetic.
-    async fn record_decision(&self, at: usize, decision: &str, reason: &str) {
+    /// Records and announces the decision taken after wave `finished[at]`, with its budget
+    /// arithmetic.
+    async fn decide(&self, at: usize, decision: WaveDecision, action: &str) {
         // `finished` holds the run_once pseudo-wave first when there is one, then the waves in
         // plan order, so a position maps back to a plan index.
         let offset = usize::from(!self.ctx.artifact.run_once.is_empty());
         let index = at.checked_sub(offset);
-        let note = WaveDecidedNote::new(&self.ctx, index, &self.finished[at], decision, reason);
-        let note = Note::WaveDecided(&note);
-        self.ctx.journal.note(&self.ctx.events, note).await;
+        let decided = self.finished[at].decided(&self.ctx, index, decision, action);
+        self.ctx.note(Fact::WaveDecided(decided)).await;
     }
 
     fn finish(
@@ -506,11 +566,17 @@ impl Run {
         status: RunStatus,
         next_window: Option<jiff::Timestamp>,
     ) -> RunReport {
+        if let Some(timer) = &self.window_timer {
+            // A run that ended has no window to close: nothing may be recorded after its end.
+            timer.abort();
+        }
         let duration = self.started.elapsed();
-        self.ctx.events.emit(EventKind::RunFinished {
+        // Shown here; recorded by whoever owns the run's records (with its leases released in
+        // the same commit), from the report.
+        self.ctx.events.emit(Fact::RunFinished(RunFinished {
             status,
             duration_ms: millis(duration),
-        });
+        }));
         let mut waves: Vec<_> = self.finished.iter().map(WaveRun::report).collect();
         let ran: Vec<String> = waves.iter().map(|w| w.name.clone()).collect();
         for wave in &self.ctx.artifact.waves {

@@ -10,16 +10,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_plan::{FailureAction, RuntimeValues, WavePlan};
+use sluice_model::{Decision, Fact, WaveDecided, WaveDecision, WaveStarted, count};
+use sluice_plan::{FailureAction, FailureBudget, PlanArtifact, RuntimeValues, WavePlan};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::budget::Budget;
-use crate::event::EventKind;
 use crate::host::{HostRun, millis, run_host};
-use crate::journal::{Note, WaveStartedNote, budget_text};
 use crate::report::{FailureDetail, HostOutcome, WaveReport, WaveStatus};
 use crate::run::RunContext;
+use crate::shutdown::StopReason;
 
 /// A finished wave: every host's run (in wave order) and how the wave ended.
 pub(crate) struct WaveRun {
@@ -38,6 +38,55 @@ impl WaveRun {
             status: self.status,
             hosts: self.hosts.iter().map(HostRun::report).collect(),
             duration: self.duration,
+        }
+    }
+
+    /// The `wave_decided` fact for this wave (wave `index` of the plan, `None` for run_once):
+    /// the budget arithmetic, the decision and why.
+    pub fn decided(
+        &self,
+        ctx: &RunContext,
+        index: Option<usize>,
+        decision: WaveDecision,
+        action: &str,
+    ) -> WaveDecided {
+        let tally =
+            |f: fn(HostOutcome) -> bool| count(self.hosts.iter().filter(|h| f(h.outcome)).count());
+        let failed = tally(HostOutcome::is_failure);
+        let max_failed = index
+            .and_then(|i| ctx.artifact.waves.get(i))
+            .map_or(0, |w| count(w.max_failed));
+        let stop = ctx.shutdown.state();
+        let cause = match self.status {
+            _ if stop.hard => "a second Ctrl-C abandoned the wave".to_string(),
+            WaveStatus::Interrupted => match stop.soft {
+                Some(StopReason::WindowClosed) => "the maintenance window closed".to_string(),
+                _ => "Ctrl-C stopped the wave".to_string(),
+            },
+            _ if index.is_none() && self.status != WaveStatus::Ok => {
+                "a run_once step did not succeed".to_string()
+            }
+            _ if index.is_none() => "every run_once step succeeded".to_string(),
+            _ if failed > max_failed => {
+                format!("{failed} failed hosts exceed max_failed {max_failed}")
+            }
+            _ => format!("{failed} failed hosts within max_failed {max_failed}"),
+        };
+        WaveDecided {
+            wave: self.name.clone(),
+            index: index.map(count),
+            status: self.status,
+            hosts: count(self.hosts.len()),
+            ok: tally(|o| o == HostOutcome::Ok),
+            failed,
+            unreachable: tally(|o| o == HostOutcome::Unreachable),
+            interrupted: tally(|o| o == HostOutcome::Interrupted),
+            not_started: tally(|o| o == HostOutcome::NotStarted),
+            budget: index.map_or_else(|| "0".to_string(), |_| budget_text(&ctx.artifact)),
+            max_failed,
+            decision,
+            reason: format!("{cause}: {action}"),
+            duration_ms: millis(self.duration),
         }
     }
 
@@ -63,19 +112,16 @@ pub(crate) async fn run_wave(
 ) -> WaveRun {
     let started = Instant::now();
     let concurrency = wave.concurrency.max(1);
-    let note = WaveStartedNote {
-        index,
+    let started_fact = WaveStarted {
         wave: wave.name.clone(),
+        index: count(index),
         hosts: wave.hosts.clone(),
-        concurrency,
-        max_failed: wave.max_failed,
+        concurrency: count(concurrency),
         budget: budget_text(&ctx.artifact),
+        max_failed: count(wave.max_failed),
     };
-    ctx.events.emit(note.event());
     // Recorded before any host of the wave starts, so the record precedes their steps.
-    ctx.journal
-        .note(&ctx.events, Note::WaveStarted(&note))
-        .await;
+    ctx.note(Fact::WaveStarted(started_fact)).await;
     // A wave decided before a resume keeps its verdict, so its replay spends no budget.
     let keep_going = ctx.artifact.failure.action == FailureAction::Continue
         || ctx.resume.wave_verdict(&wave.name).is_some();
@@ -93,15 +139,13 @@ pub(crate) async fn run_wave(
             break;
         }
         if budget.is_spent() && !keep_going {
-            ctx.events.decision(
-                "budget_spent",
-                Some(&wave.name),
-                format!(
-                    "{} failed hosts exceed max_failed {}: no further host of this wave starts",
-                    budget.failures(),
-                    wave.max_failed
-                ),
+            let reason = format!(
+                "{} failed hosts exceed max_failed {}: no further host of this wave starts",
+                budget.failures(),
+                wave.max_failed
             );
+            ctx.decide(Decision::BudgetSpent, Some(&wave.name), &reason)
+                .await;
             break;
         }
         let Some(plan) = ctx.artifact.host(name).cloned() else {
@@ -134,23 +178,6 @@ pub(crate) async fn run_wave(
         WaveStatus::Ok
     };
     let duration = started.elapsed();
-    let ok = hosts
-        .iter()
-        .filter(|h| h.outcome == HostOutcome::Ok)
-        .count();
-    let not_started = hosts
-        .iter()
-        .filter(|h| h.outcome == HostOutcome::NotStarted)
-        .count();
-    ctx.events.emit(EventKind::WaveFinished {
-        wave: wave.name.clone(),
-        index,
-        status,
-        ok,
-        failed: budget.failures(),
-        not_started,
-        duration_ms: millis(duration),
-    });
     WaveRun {
         name: wave.name.clone(),
         hosts,
@@ -192,4 +219,12 @@ async fn collect_one(
         budget.record_failure();
     }
     done.insert(run.host.clone(), run);
+}
+
+/// The plan's failure budget as written: `2`, `10%`.
+pub(crate) fn budget_text(artifact: &PlanArtifact) -> String {
+    match artifact.failure.max_failed {
+        FailureBudget::Count(n) => n.to_string(),
+        FailureBudget::Percent(p) => format!("{p}%"),
+    }
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use sluice_exec::testkit::{PlanBuilder, Reply, ScriptedTransport, StepDef};
 use sluice_exec::*;
+use sluice_model::{Approval, ApprovalHow, WaveDecision, WaveStatus};
 use sluice_plan::{FailureAction, PlanArtifact, RollbackScope, TransportKind, Window};
 use tokio::sync::mpsc;
 
@@ -36,11 +37,18 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// The decisions taken, in order: run-level decisions, and the verdicts of waves that did
+    /// not simply go on.
     fn decisions(&self) -> Vec<String> {
         self.events
             .iter()
-            .filter_map(|e| match &e.kind {
-                EventKind::Decision { decision, .. } => Some(decision.clone()),
+            .filter_map(|e| match &e.fact {
+                Fact::Decision(d) => Some(d.decision.to_string()),
+                Fact::WaveDecided(w)
+                    if w.decision != WaveDecision::Continue || w.status != WaveStatus::Ok =>
+                {
+                    Some(w.decision.to_string())
+                }
                 _ => None,
             })
             .collect()
@@ -98,7 +106,7 @@ fn all_ok() -> ScriptedTransport {
 async fn happy_path_runs_every_step_and_check_on_every_host_wave_by_wave() {
     let t = all_ok();
     let out = run(ten_host_plan().build(), &t).await;
-    assert_eq!(out.report.status, RunStatus::Applied);
+    assert_eq!(out.report.status, RunStatus::Succeeded);
     for h in hosts("h", 10) {
         assert_eq!(
             t.commands(&h),
@@ -146,7 +154,7 @@ fn health_fails_on(host: &'static str) -> ScriptedTransport {
 async fn health_failure_in_wave_two_undoes_its_started_hosts_in_reverse_order() {
     let t = health_fails_on("h3");
     let out = run(ten_host_plan().build(), &t).await;
-    assert_eq!(out.report.status, RunStatus::WaveFailed);
+    assert_eq!(out.report.status, RunStatus::RolledBack);
     for h in ["h2", "h3", "h4"] {
         assert_eq!(
             t.commands(h),
@@ -176,7 +184,7 @@ async fn rollback_scope_run_also_undoes_earlier_waves_newest_first() {
         .failure(FailureAction::Rollback, RollbackScope::Run)
         .build();
     let out = run(plan, &t).await;
-    assert_eq!(out.report.status, RunStatus::WaveFailed);
+    assert_eq!(out.report.status, RunStatus::RolledBack);
     assert_eq!(
         t.commands("h1"),
         vec![
@@ -214,7 +222,7 @@ async fn budget_of_one_tolerates_one_failure_and_the_second_stops_new_hosts() {
         }
     });
     let out = run(plan, &t).await;
-    assert_eq!(out.report.status, RunStatus::WaveFailed);
+    assert_eq!(out.report.status, RunStatus::RolledBack);
     // h3 started after the first failure (budget 1 not exceeded); nothing after the second.
     assert!(!t.commands("h3").is_empty());
     assert!(t.commands("h5").is_empty() && t.commands("h6").is_empty());
@@ -232,7 +240,7 @@ async fn one_failure_within_budget_keeps_the_wave_ok() {
         .build();
     let t = ScriptedTransport::new(|_, _| Reply::ok()).unreachable("h2");
     let out = run(plan, &t).await;
-    assert_eq!(out.report.status, RunStatus::Applied);
+    assert_eq!(out.report.status, RunStatus::Succeeded);
     assert_eq!(out.wave("only").count(HostOutcome::Unreachable), 1);
 }
 
@@ -240,7 +248,7 @@ async fn one_failure_within_budget_keeps_the_wave_ok() {
 async fn an_unreachable_host_is_a_failure() {
     let t = all_ok().unreachable("h1");
     let out = run(ten_host_plan().build(), &t).await;
-    assert_eq!(out.report.status, RunStatus::WaveFailed);
+    assert_eq!(out.report.status, RunStatus::RolledBack);
     assert_eq!(out.wave("canary").count(HostOutcome::Unreachable), 1);
     assert!(t.commands("h2").is_empty());
 }
@@ -267,14 +275,11 @@ async fn a_hung_command_times_out_and_fails_the_host() {
     let start = tokio::time::Instant::now();
     let out = run(plan, &t).await;
     assert!(start.elapsed() < Duration::from_secs(60));
-    assert_eq!(out.report.status, RunStatus::WaveFailed);
+    assert_eq!(out.report.status, RunStatus::RolledBack);
     let timed_out = out.events.iter().any(|e| {
         matches!(
-            &e.kind,
-            EventKind::StepFinished {
-                status: StepStatus::TimedOut,
-                ..
-            }
+            &e.fact,
+            Fact::StepResult(r) if r.status == StepStatus::TimedOut
         )
     });
     assert!(timed_out);
@@ -301,7 +306,7 @@ async fn retries_wait_their_delay_and_a_later_success_counts() {
     });
     let start = tokio::time::Instant::now();
     let out = run(plan, &t).await;
-    assert_eq!(out.report.status, RunStatus::Applied);
+    assert_eq!(out.report.status, RunStatus::Succeeded);
     assert_eq!(t.commands("h1").len(), 3);
     assert!(start.elapsed() >= Duration::from_secs(20));
 }
@@ -347,7 +352,7 @@ async fn skip_if_success_skips_the_step_and_it_is_not_undone() {
         }
     });
     let out = run(plan, &t).await;
-    assert_eq!(out.report.status, RunStatus::WaveFailed);
+    assert_eq!(out.report.status, RunStatus::RolledBack);
     assert_eq!(t.commands("h1"), vec!["already", "b"]);
 }
 
@@ -391,7 +396,7 @@ async fn run_once_steps_run_before_the_first_wave() {
         .run_once("h5", StepDef::new("migrate", "migrate"))
         .build();
     let out = run(plan, &t).await;
-    assert_eq!(out.report.status, RunStatus::Applied);
+    assert_eq!(out.report.status, RunStatus::Succeeded);
     assert_eq!(t.log()[0], ("h5".to_string(), "migrate".to_string()));
     assert_eq!(t.log().iter().filter(|(_, c)| c == "migrate").count(), 1);
 }
@@ -403,7 +408,7 @@ async fn halt_stops_without_undo_and_continue_goes_on() {
         .failure(FailureAction::Halt, RollbackScope::Wave)
         .build();
     let out = run(plan, &t).await;
-    assert_eq!(out.report.status, RunStatus::WaveFailed);
+    assert_eq!(out.report.status, RunStatus::Failed);
     assert!(!t.log().iter().any(|(_, c)| c.starts_with("un")));
     assert!(t.commands("h5").is_empty());
 
@@ -412,7 +417,7 @@ async fn halt_stops_without_undo_and_continue_goes_on() {
         .failure(FailureAction::Continue, RollbackScope::Wave)
         .build();
     let out = run(plan, &t).await;
-    assert_eq!(out.report.status, RunStatus::Applied);
+    assert_eq!(out.report.status, RunStatus::Succeeded);
     assert!(!t.commands("h10").is_empty());
     assert!(out.decisions().contains(&"continue".to_string()));
 }
@@ -430,23 +435,18 @@ async fn pause_between_waves_waits_its_soak_time() {
     let out = run(plan2, &all_ok()).await;
     assert_eq!(start.elapsed() - without, Duration::from_secs(300));
     assert!(out.events.iter().any(|e| matches!(
-        &e.kind,
-        EventKind::PauseStarted {
-            duration_ms: 300_000,
-            ..
-        }
+        &e.fact,
+        Fact::PauseStarted(p) if p.duration_ms == 300_000
     )));
 }
 
 struct ChannelApprover(tokio::sync::Mutex<mpsc::Receiver<bool>>);
 
 impl Approver for ChannelApprover {
-    fn approve<'a>(&'a self, _run: &'a str, _wave: &'a str) -> approval::ApprovalFuture<'a> {
+    fn approve<'a>(&'a self, _run: &'a str, wave: &'a str) -> approval::ApprovalFuture<'a> {
         Box::pin(async move {
-            match self.0.lock().await.recv().await {
-                Some(true) => ApprovalDecision::Approved { by: "test".into() },
-                _ => ApprovalDecision::Refused { by: "test".into() },
-            }
+            let approved = self.0.lock().await.recv().await == Some(true);
+            Approval::of_wave(wave, "test", !approved, ApprovalHow::Command)
         })
     }
 }
@@ -473,7 +473,7 @@ async fn an_approval_gate_waits_until_approved() {
     assert!(!t.commands("h4").is_empty());
     tx.send(true).await.unwrap();
     let out = handle.await.unwrap();
-    assert_eq!(out.report.status, RunStatus::Applied);
+    assert_eq!(out.report.status, RunStatus::Succeeded);
     assert!(!t.commands("h10").is_empty());
 }
 
@@ -545,7 +545,7 @@ async fn a_wave_that_will_not_fit_in_the_window_does_not_start() {
     let out = run(plan, &t).await;
     assert_eq!(out.report.status, RunStatus::WindowClosed);
     assert!(t.commands("h2").is_empty());
-    assert!(out.decisions().contains(&"wave_not_started".to_string()));
+    assert!(out.decisions().contains(&"not_started".to_string()));
 }
 
 #[tokio::test(start_paused = true)]
@@ -566,7 +566,7 @@ async fn first_interrupt_finishes_in_flight_steps_then_rolls_back() {
         Secrets::default(),
     )
     .await;
-    assert_eq!(out.report.status, RunStatus::Interrupted);
+    assert_eq!(out.report.status, RunStatus::Aborted);
     // In-flight "drain" finished, "install" never started, drain was undone.
     for h in ["h2", "h3", "h4"] {
         assert_eq!(
@@ -598,7 +598,7 @@ async fn second_interrupt_abandons_in_flight_steps_as_unknown_without_undo() {
     )
     .await;
     assert!(start.elapsed() < Duration::from_secs(10));
-    assert_eq!(out.report.status, RunStatus::Interrupted);
+    assert_eq!(out.report.status, RunStatus::Aborted);
     assert_eq!(t.commands("h1"), vec!["drain h1"]);
     assert_eq!(out.wave("canary").count(HostOutcome::Unknown), 1);
 }
@@ -674,7 +674,7 @@ async fn a_check_that_passes_then_fails_is_flapping_and_fails_the_host_at_once()
         }
     });
     let out = run(plan, &t).await;
-    assert_eq!(out.report.status, RunStatus::WaveFailed);
+    assert_eq!(out.report.status, RunStatus::RolledBack);
     assert_eq!(t.commands("h1"), vec!["a", "port", "app", "port"]);
     let failure = out.wave("only").hosts[0].failure.clone().unwrap();
     assert_eq!(failure.what, "health:port");
@@ -721,7 +721,7 @@ async fn the_become_password_reaches_sudo_for_become_steps_only_and_never_an_eve
     });
     let secrets = Secrets::from_values([("sudo_pw".to_string(), PASSWORD.to_string())].into());
     let out = run_with(become_plan().build(), &t, Shutdown::new(), None, secrets).await;
-    assert_eq!(out.report.status, RunStatus::WaveFailed);
+    assert_eq!(out.report.status, RunStatus::RolledBack);
 
     let with_password = |user: Option<&str>| {
         Some(sluice_ssh::Become {
@@ -782,7 +782,7 @@ async fn a_become_password_without_a_value_fails_become_steps_before_anything_is
         Secrets::default(),
     )
     .await;
-    assert_eq!(out.report.status, RunStatus::WaveFailed);
+    assert_eq!(out.report.status, RunStatus::RolledBack);
     // `plain` ran, then nothing: no become command, not even its guard, went out with `sudo -n`.
     assert_eq!(t.commands("h1"), ["plain"]);
     let failure = out.report.waves[0].hosts[0].failure.clone().unwrap();

@@ -7,20 +7,23 @@ use std::time::Duration;
 
 use sluice_exec::testkit::{PlanBuilder, Reply, ScriptedTransport, StepDef};
 use sluice_exec::*;
+use sluice_model::{HealthResult, StepIntent, StepResult, WaveStarted};
+use sluice_model::{WaveDecided, WaveDecision};
 use sluice_plan::{PlanArtifact, TransportKind};
 use tokio::sync::mpsc;
 
 /// One journal call, as the test reads it back.
 #[derive(Clone, Debug, PartialEq)]
 enum Call {
-    Intent(StepIntentNote),
-    Result(StepResultNote),
-    WaveStarted(WaveStartedNote),
-    WaveDecided(WaveDecidedNote),
-    Health(HealthNote),
+    Intent(StepIntent),
+    Result(StepResult),
+    WaveStarted(WaveStarted),
+    WaveDecided(WaveDecided),
+    Health(HealthResult),
     /// An undo's intent, with whether the transport had already received the undo command.
-    RollbackIntent(StepIntentNote, bool),
-    RollbackResult(StepResultNote),
+    RollbackIntent(StepIntent, bool),
+    RollbackResult(StepResult),
+    Other(Fact),
 }
 
 /// Keeps every call; refuses undo intents when `refuse_undo` is set.
@@ -30,38 +33,30 @@ struct Recorder {
     refuse_undo: bool,
 }
 
-impl Recorder {
-    fn push(&self, call: Call) -> JournalFuture<'_> {
-        self.calls.lock().unwrap().push(call);
-        Box::pin(std::future::ready(Ok(())))
-    }
-}
+#[derive(Debug, thiserror::Error)]
+#[error("disk full")]
+struct DiskFull;
 
 impl Journal for Recorder {
-    fn intent<'a>(&'a self, note: &'a StepIntentNote) -> JournalFuture<'a> {
-        self.push(Call::Intent(note.clone()))
-    }
-    fn result<'a>(&'a self, note: &'a StepResultNote) -> JournalFuture<'a> {
-        self.push(Call::Result(note.clone()))
-    }
-    fn wave_started<'a>(&'a self, note: &'a WaveStartedNote) -> JournalFuture<'a> {
-        self.push(Call::WaveStarted(note.clone()))
-    }
-    fn wave_decided<'a>(&'a self, note: &'a WaveDecidedNote) -> JournalFuture<'a> {
-        self.push(Call::WaveDecided(note.clone()))
-    }
-    fn health<'a>(&'a self, note: &'a HealthNote) -> JournalFuture<'a> {
-        self.push(Call::Health(note.clone()))
-    }
-    fn rollback_intent<'a>(&'a self, note: &'a StepIntentNote) -> JournalFuture<'a> {
-        if self.refuse_undo {
-            return Box::pin(std::future::ready(Err("disk full".to_string())));
-        }
-        let sent = self.transport.commands(&note.host).contains(&note.command);
-        self.push(Call::RollbackIntent(note.clone(), sent))
-    }
-    fn rollback_result<'a>(&'a self, note: &'a StepResultNote) -> JournalFuture<'a> {
-        self.push(Call::RollbackResult(note.clone()))
+    fn record<'a>(&'a self, fact: &'a Fact) -> JournalFuture<'a> {
+        let call = match fact.clone() {
+            Fact::StepIntent(i) => Call::Intent(i),
+            Fact::StepResult(r) => Call::Result(r),
+            Fact::WaveStarted(w) => Call::WaveStarted(w),
+            Fact::WaveDecided(w) => Call::WaveDecided(w),
+            Fact::HealthResult(h) => Call::Health(h),
+            Fact::UndoIntent(i) => {
+                if self.refuse_undo {
+                    return Box::pin(std::future::ready(Err(JournalError::new(DiskFull))));
+                }
+                let sent = self.transport.commands(&i.host).contains(&i.command);
+                Call::RollbackIntent(i, sent)
+            }
+            Fact::UndoResult(r) => Call::RollbackResult(r),
+            other => Call::Other(other),
+        };
+        self.calls.lock().unwrap().push(call);
+        Box::pin(std::future::ready(Ok(())))
     }
 }
 
@@ -119,7 +114,7 @@ fn unhealthy(hosts: &'static [&'static str]) -> ScriptedTransport {
 async fn a_failed_wave_journals_its_arithmetic_health_and_undos_in_order() {
     let t = unhealthy(&["h3", "h4"]);
     let (report, calls) = run(plan(), &t, false).await;
-    assert_eq!(report.status, RunStatus::WaveFailed);
+    assert_eq!(report.status, RunStatus::RolledBack);
 
     let started: Vec<_> = calls
         .iter()
@@ -130,7 +125,7 @@ async fn a_failed_wave_journals_its_arithmetic_health_and_undos_in_order() {
         .collect();
     assert_eq!(started, [(0, "canary", 1, 0), (1, "early", 3, 1)]);
 
-    let decided: Vec<&WaveDecidedNote> = calls
+    let decided: Vec<&WaveDecided> = calls
         .iter()
         .filter_map(|c| match c {
             Call::WaveDecided(d) => Some(d),
@@ -139,12 +134,8 @@ async fn a_failed_wave_journals_its_arithmetic_health_and_undos_in_order() {
         .collect();
     assert_eq!(decided.len(), 2, "{decided:#?}");
     assert_eq!(
-        (
-            decided[0].wave.as_str(),
-            decided[0].decision.as_str(),
-            decided[0].ok
-        ),
-        ("canary", "continue", 1)
+        (decided[0].wave.as_str(), decided[0].decision, decided[0].ok),
+        ("canary", WaveDecision::Continue, 1)
     );
     let early = decided[1];
     assert_eq!(
@@ -157,7 +148,10 @@ async fn a_failed_wave_journals_its_arithmetic_health_and_undos_in_order() {
         ),
         (Some(1), 3, 1, 2, 0)
     );
-    assert_eq!((early.max_failed, early.decision.as_str()), (1, "rollback"));
+    assert_eq!(
+        (early.max_failed, early.decision),
+        (1, WaveDecision::Rollback)
+    );
     assert!(
         early
             .reason
@@ -190,7 +184,7 @@ async fn a_failed_wave_journals_its_arithmetic_health_and_undos_in_order() {
                     Some(format!("intent {}", i.step))
                 }
                 Call::RollbackResult(r) if r.host == h => {
-                    Some(format!("result {} {}", r.step, r.ok))
+                    Some(format!("result {} {}", r.step, r.status.is_success()))
                 }
                 _ => None,
             })
@@ -209,7 +203,7 @@ async fn a_failed_wave_journals_its_arithmetic_health_and_undos_in_order() {
     // The decision is journalled before any undo.
     let decided_at = calls
         .iter()
-        .position(|c| matches!(c, Call::WaveDecided(d) if d.decision == "rollback"));
+        .position(|c| matches!(c, Call::WaveDecided(d) if d.decision == WaveDecision::Rollback));
     let first_undo = calls
         .iter()
         .position(|c| matches!(c, Call::RollbackIntent(..)));
@@ -226,7 +220,7 @@ async fn a_failed_wave_journals_its_arithmetic_health_and_undos_in_order() {
 async fn step_results_carry_the_connections_host_key() {
     let t = unhealthy(&[]);
     let (report, calls) = run(plan(), &t, false).await;
-    assert_eq!(report.status, RunStatus::Applied);
+    assert_eq!(report.status, RunStatus::Succeeded);
     let keys: Vec<_> = calls
         .iter()
         .filter_map(|c| match c {

@@ -32,7 +32,7 @@ async fn a_failure_within_budget_stops_only_that_host_and_undoes_nothing() {
     .await;
     // Budget 5: the wave is ok with one failed host, so nothing is rolled back; the failed host
     // stopped at its failing step.
-    assert_eq!(report.status, RunStatus::Applied);
+    assert_eq!(report.status, RunStatus::Succeeded);
     let log = |h: &str| std::fs::read_to_string(dir.path().join(h).join("log")).unwrap();
     assert_eq!(log("a"), "one\ntwo\nthree\nfour\n");
     assert_eq!(log("b"), "one\ntwo\nthree\n");
@@ -60,7 +60,7 @@ async fn a_failed_wave_undoes_each_host_newest_step_first() {
     }
     .run(Emitter::new("local", tx))
     .await;
-    assert_eq!(report.status, RunStatus::WaveFailed);
+    assert_eq!(report.status, RunStatus::RolledBack);
     let log = |h: &str| std::fs::read_to_string(dir.path().join(h).join("log")).unwrap();
     // Host a succeeded but is in the failed wave: undone too. "two" has no undo.
     assert_eq!(log("a"), "one\ntwo\nthree\nundo-three\nundo-one\n");
@@ -109,10 +109,10 @@ async fn http_and_tcp_checks_run_from_the_controller() {
         url: format!("http://{addr}/healthz"),
         expect_status: status,
     };
-    assert_eq!(run_probe(http(200)).await, RunStatus::Applied);
-    assert_eq!(run_probe(http(204)).await, RunStatus::WaveFailed);
+    assert_eq!(run_probe(http(200)).await, RunStatus::Succeeded);
+    assert_eq!(run_probe(http(204)).await, RunStatus::RolledBack);
     let tcp = |address: String| HealthProbe::Tcp { address };
-    assert_eq!(run_probe(tcp(addr.to_string())).await, RunStatus::Applied);
+    assert_eq!(run_probe(tcp(addr.to_string())).await, RunStatus::Succeeded);
     // A port nobody listens on: bind, note it, close.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -120,6 +120,6 @@ async fn http_and_tcp_checks_run_from_the_controller() {
         .unwrap();
     assert_eq!(
         run_probe(tcp(closed.to_string())).await,
-        RunStatus::WaveFailed
+        RunStatus::RolledBack
     );
 }

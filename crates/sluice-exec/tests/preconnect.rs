@@ -82,7 +82,7 @@ async fn the_next_waves_first_host_connects_during_the_current_wave_and_runs_aft
     let t = slow("none");
     let start = Instant::now();
     let report = run(over_ssh(plan(None)), &t, false).await;
-    assert_eq!(report.status, RunStatus::Applied);
+    assert_eq!(report.status, RunStatus::Succeeded);
     // Wave `second` has concurrency 1: only `b`, its first host, is warmed during `first`.
     let b = connected_at(&t, "b");
     assert_eq!(b.len(), 1, "one connection for b, reused: {b:?}");
@@ -105,7 +105,7 @@ async fn the_next_waves_first_host_connects_during_the_current_wave_and_runs_aft
 async fn a_failed_wave_leaves_the_warmed_hosts_without_a_command() {
     let t = slow("a");
     let report = run(over_ssh(plan(None)), &t, false).await;
-    assert_eq!(report.status, RunStatus::WaveFailed);
+    assert_eq!(report.status, RunStatus::RolledBack);
     assert_eq!(connected_at(&t, "b").len(), 1, "b was warmed");
     assert!(t.commands("b").is_empty(), "but never received a command");
     assert!(t.commands("c").is_empty());
@@ -127,7 +127,7 @@ async fn no_warm_up_across_a_pause_for_local_hosts_or_when_turned_off() {
         let t = slow("none");
         let start = Instant::now();
         let report = run(artifact, &t, no_preconnect).await;
-        assert_eq!(report.status, RunStatus::Applied, "{case}");
+        assert_eq!(report.status, RunStatus::Succeeded, "{case}");
         let b = connected_at(&t, "b");
         assert_eq!(b.len(), 1, "{case}");
         assert!(
@@ -141,10 +141,10 @@ async fn no_warm_up_across_a_pause_for_local_hosts_or_when_turned_off() {
 struct SlowApprover;
 
 impl Approver for SlowApprover {
-    fn approve<'a>(&'a self, _run: &'a str, _wave: &'a str) -> approval::ApprovalFuture<'a> {
-        Box::pin(async {
+    fn approve<'a>(&'a self, _run: &'a str, wave: &'a str) -> approval::ApprovalFuture<'a> {
+        Box::pin(async move {
             tokio::time::sleep(Duration::from_secs(10)).await;
-            ApprovalDecision::Approved { by: "test".into() }
+            sluice_model::Approval::of_wave(wave, "test", false, sluice_model::ApprovalHow::Command)
         })
     }
 }
@@ -156,7 +156,7 @@ async fn no_warm_up_across_an_approval_gate() {
     let t = slow("none");
     let start = Instant::now();
     let report = run_gated(artifact, &t, false, Some(Arc::new(SlowApprover))).await;
-    assert_eq!(report.status, RunStatus::Applied);
+    assert_eq!(report.status, RunStatus::Succeeded);
     let b = connected_at(&t, "b");
     assert_eq!(b.len(), 1);
     // Wave 1 ends at 1 s, the gate is answered at 11 s: b connects only then.

@@ -4,10 +4,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sluice_audit::{Capture, Exit, Payload, StepIntent, StepResult, UnknownChoice};
 use sluice_exec::prior::{Handling, Prior};
 use sluice_exec::testkit::{PlanBuilder, Reply, ScriptedTransport, StepDef};
 use sluice_exec::*;
+use sluice_model::{
+    Capture, Fact, StepIntent, StepRef, StepResult, StepStatus, UnknownChoice, UnknownStepsResolved,
+};
 use sluice_plan::TransportKind;
 use sluice_plan::{FailureAction, PlanArtifact, RenderedCommand, RollbackScope, Segment};
 use tokio::sync::mpsc;
@@ -27,24 +29,19 @@ fn plan() -> PlanBuilder {
         .wave("rest", &["h2", "h3", "h4"], 3, 0)
 }
 
-/// Records what the executor journals.
+/// Records the step intents and results the executor journals.
 #[derive(Default)]
 struct Notes {
-    intents: Mutex<Vec<StepIntentNote>>,
-    results: Mutex<Vec<StepResultNote>>,
+    intents: Mutex<Vec<StepIntent>>,
+    results: Mutex<Vec<StepResult>>,
 }
 
 impl Journal for Notes {
-    fn intent<'a>(&'a self, note: &'a StepIntentNote) -> JournalFuture<'a> {
-        if let Ok(mut v) = self.intents.lock() {
-            v.push(note.clone());
-        }
-        Box::pin(async { Ok(()) })
-    }
-
-    fn result<'a>(&'a self, note: &'a StepResultNote) -> JournalFuture<'a> {
-        if let Ok(mut v) = self.results.lock() {
-            v.push(note.clone());
+    fn record<'a>(&'a self, fact: &'a Fact) -> JournalFuture<'a> {
+        match fact {
+            Fact::StepIntent(i) => self.intents.lock().unwrap().push(i.clone()),
+            Fact::StepResult(r) => self.results.lock().unwrap().push(r.clone()),
+            _ => {}
         }
         Box::pin(async { Ok(()) })
     }
@@ -56,7 +53,7 @@ impl Notes {
         v.into_iter().map(|n| (n.host, n.step, n.attempt)).collect()
     }
 
-    fn results(&self) -> Vec<StepResultNote> {
+    fn results(&self) -> Vec<StepResult> {
         self.results.lock().map(|v| v.clone()).unwrap_or_default()
     }
 }
@@ -89,8 +86,8 @@ async fn resume(
     let report = executor.run(Emitter::new("resumed", tx)).await;
     let mut decisions = Vec::new();
     while let Ok(e) = rx.try_recv() {
-        if let EventKind::Decision { decision, .. } = e.kind {
-            decisions.push(decision);
+        if let Fact::Decision(d) = e.fact {
+            decisions.push(d.decision.to_string());
         }
     }
     Outcome {
@@ -119,7 +116,7 @@ async fn steps_done_before_the_crash_are_not_run_again_and_the_rest_run() {
     let t = all_ok();
     let state = canary_done().done("h2", "drain", DoneStep::ok("exit 0"));
     let out = resume(plan().build(), &t, state).await;
-    assert_eq!(out.report.status, RunStatus::Applied);
+    assert_eq!(out.report.status, RunStatus::Succeeded);
     // Health checks are read-only and were not recorded: they run again.
     assert_eq!(t.commands("h1"), ["check h1"]);
     assert_eq!(t.commands("h2"), ["install h2", "check h2"]);
@@ -138,9 +135,9 @@ async fn steps_done_before_the_crash_are_not_run_again_and_the_rest_run() {
 #[tokio::test(start_paused = true)]
 async fn a_recorded_health_verdict_is_kept_for_a_host_whose_steps_all_finished() {
     let t = all_ok();
-    let state = canary_done().health("h1", Ok(()));
+    let state = canary_done().health("h1", HealthVerdict::Passed);
     let out = resume(plan().build(), &t, state).await;
-    assert_eq!(out.report.status, RunStatus::Applied);
+    assert_eq!(out.report.status, RunStatus::Succeeded);
     assert!(t.commands("h1").is_empty());
 }
 
@@ -151,7 +148,7 @@ async fn a_recorded_failure_fails_the_host_and_spends_the_budget() {
         .done("h2", "drain", DoneStep::ok("exit 0"))
         .done("h2", "install", DoneStep::failed("exit 3"));
     let out = resume(plan().build(), &t, state).await;
-    assert_eq!(out.report.status, RunStatus::WaveFailed);
+    assert_eq!(out.report.status, RunStatus::RolledBack);
     // The failed step is not retried; both steps that ran before the crash are undone.
     assert_eq!(t.commands("h2"), ["uninstall h2", "undrain h2"]);
     let rest = &out.report.waves[1];
@@ -181,7 +178,7 @@ async fn an_unknown_step_with_a_guard_lets_the_guard_decide_and_closes_its_inten
         .again("h2", "install", 1, true)
         .started("all");
     let out = resume(artifact, &t, state).await;
-    assert_eq!(out.report.status, RunStatus::Applied);
+    assert_eq!(out.report.status, RunStatus::Succeeded);
     assert_eq!(t.commands("h1"), ["installed h1", "install h1"]);
     assert_eq!(t.commands("h2"), ["installed h2"]);
     let closed: Vec<_> = out
@@ -189,7 +186,7 @@ async fn an_unknown_step_with_a_guard_lets_the_guard_decide_and_closes_its_inten
         .results()
         .into_iter()
         .filter(|r| r.host == "h2")
-        .map(|r| (r.step, r.ok, r.detail))
+        .map(|r| (r.step, r.status.is_success(), r.detail))
         .collect();
     assert_eq!(
         closed,
@@ -206,7 +203,7 @@ async fn an_unknown_idempotent_step_runs_again_from_the_attempt_it_was_in() {
     let t = all_ok();
     let state = canary_done().again("h2", "drain", 2, true);
     let out = resume(plan().build(), &t, state).await;
-    assert_eq!(out.report.status, RunStatus::Applied);
+    assert_eq!(out.report.status, RunStatus::Succeeded);
     assert!(
         out.notes
             .intents()
@@ -224,9 +221,9 @@ async fn steps_done_before_the_crash_are_undone_when_a_later_wave_fails() {
     let artifact = plan()
         .failure(FailureAction::Rollback, RollbackScope::Run)
         .build();
-    let state = canary_done().health("h1", Ok(()));
+    let state = canary_done().health("h1", HealthVerdict::Passed);
     let out = resume(artifact, &t, state).await;
-    assert_eq!(out.report.status, RunStatus::WaveFailed);
+    assert_eq!(out.report.status, RunStatus::RolledBack);
     // h1's steps ran in the process that died; this one undoes them, newest first.
     assert_eq!(t.commands("h1"), ["uninstall h1", "undrain h1"]);
     assert_eq!(out.report.waves[0].status, WaveStatus::RolledBack);
@@ -248,7 +245,7 @@ async fn an_undo_recorded_before_the_crash_is_not_run_again() {
         .verdict("canary", WaveVerdict::Failed)
         .undone("h1", "install", true);
     let out = resume(plan().build(), &t, state).await;
-    assert_eq!(out.report.status, RunStatus::WaveFailed);
+    assert_eq!(out.report.status, RunStatus::RolledBack);
     assert_eq!(t.commands("h1"), ["undrain h1"]);
     assert!(t.commands("h2").is_empty());
 }
@@ -259,7 +256,7 @@ async fn a_wave_decided_before_the_crash_keeps_its_verdict() {
     // the canary any more.
     let t = all_ok().unreachable("h1");
     let out = resume(plan().build(), &t, canary_done()).await;
-    assert_eq!(out.report.status, RunStatus::Applied);
+    assert_eq!(out.report.status, RunStatus::Succeeded);
     assert!(out.decisions.contains(&"resume_verdict".to_string()));
     assert_eq!(t.commands("h2"), ["drain h2", "install h2", "check h2"]);
 }
@@ -287,7 +284,7 @@ async fn a_registered_value_is_restored_for_later_steps() {
         .done("h1", "current", DoneStep::ok("exit 0").registered("1.2 3"))
         .started("all");
     let out = resume(artifact, &t, state).await;
-    assert_eq!(out.report.status, RunStatus::Applied);
+    assert_eq!(out.report.status, RunStatus::Succeeded);
     assert_eq!(t.commands("h1"), ["record '1.2 3'"]);
 }
 
@@ -297,31 +294,36 @@ async fn a_wave_that_had_started_does_not_wait_at_its_gate_again() {
     // No approver: a gate would be refused. The gate was passed before the crash.
     let artifact = plan().approval().build();
     let out = resume(artifact, &t, canary_done()).await;
-    assert_eq!(out.report.status, RunStatus::Applied);
+    assert_eq!(out.report.status, RunStatus::Succeeded);
     assert!(out.decisions.contains(&"resume_wave".to_string()));
 }
 
 // ---- Reading the trail -------------------------------------------------------------------
 
-fn intent(host: &str, step: &str, attempt: u32) -> Payload {
-    Payload::StepIntent(StepIntent {
+fn intent(host: &str, step: &str, attempt: u32) -> Fact {
+    Fact::StepIntent(StepIntent {
         host: host.into(),
         step: step.into(),
         command: step.into(),
-        rollback: false,
         attempt,
     })
 }
 
-fn result(host: &str, step: &str, attempt: u32, ok: bool, stdout: &str) -> Payload {
-    Payload::StepResult(StepResult {
+fn result(host: &str, step: &str, attempt: u32, ok: bool, stdout: &str) -> Fact {
+    let code = if ok { 0 } else { 1 };
+    Fact::StepResult(StepResult {
         host: host.into(),
         step: step.into(),
         attempt,
-        exit: Exit::Code(if ok { 0 } else { 1 }),
-        ok,
+        status: if ok {
+            StepStatus::Ok
+        } else {
+            StepStatus::Failed
+        },
+        exit_code: Some(code),
+        detail: format!("exit {code}"),
         duration_ms: 5,
-        stdout: sluice_audit::fixture::capture(stdout),
+        stdout: Capture::whole(stdout),
         stderr: Capture::default(),
         host_key_fingerprint: None,
     })
@@ -423,7 +425,7 @@ fn the_trail_sorts_steps_into_done_unknown_and_to_run() {
 #[test]
 fn a_registered_value_that_is_not_intact_asks_the_operator() {
     let mut cut = result("h1", "current", 1, true, "1.0\n");
-    if let Payload::StepResult(r) = &mut cut {
+    if let Fact::StepResult(r) = &mut cut {
         r.stdout.head = "***\n".into(); // masked: the hash no longer matches
     }
     let trail = vec![intent("h1", "current", 1), cut];
@@ -446,10 +448,10 @@ fn a_registered_value_that_is_not_intact_asks_the_operator() {
 fn a_choice_recorded_by_an_earlier_resume_counts() {
     let trail = vec![
         intent("h2", "pin", 1),
-        Payload::UnknownStepsResolved(sluice_audit::UnknownStepsResolved {
+        Fact::UnknownStepsResolved(UnknownStepsResolved {
             choice: UnknownChoice::Skip,
             by: "alice".into(),
-            steps: vec![("h2".into(), "pin".into())],
+            steps: vec![StepRef::new("h2", "pin")],
         }),
     ];
     let prior = Prior::read(&trail_plan(), &trail);

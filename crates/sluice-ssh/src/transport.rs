@@ -5,6 +5,8 @@
 //! from a refused host key, an authentication failure or a command that timed out.
 
 use std::fmt;
+
+pub use sluice_model::ConnectErrorKind;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -302,20 +304,20 @@ impl TransportError {
     }
 
     /// A short stable name for summaries and JSON: `unreachable`, `host_key_refused`, ...
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ConnectErrorKind {
         match self {
-            TransportError::Unreachable { .. } => "unreachable",
+            TransportError::Unreachable { .. } => ConnectErrorKind::Unreachable,
             TransportError::HostKeyUnknown { .. }
             | TransportError::HostKeyChanged { .. }
-            | TransportError::HostKeyRevoked { .. } => "host_key_refused",
+            | TransportError::HostKeyRevoked { .. } => ConnectErrorKind::HostKeyRefused,
             TransportError::AuthFailed { .. } | TransportError::IdentityFile { .. } => {
-                "auth_failed"
+                ConnectErrorKind::AuthFailed
             }
-            TransportError::ConnectionLost { .. } => "connection_lost",
-            TransportError::BecomeFailed { .. } => "become_failed",
+            TransportError::ConnectionLost { .. } => ConnectErrorKind::ConnectionLost,
+            TransportError::BecomeFailed { .. } => ConnectErrorKind::BecomeFailed,
             TransportError::Spawn { .. }
             | TransportError::Protocol { .. }
-            | TransportError::Upload { .. } => "transport_error",
+            | TransportError::Upload { .. } => ConnectErrorKind::TransportError,
         }
     }
 }

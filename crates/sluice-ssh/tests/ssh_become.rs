@@ -80,7 +80,7 @@ async fn sudo_that_needs_a_password_or_a_tty_is_a_clear_become_error() {
         .unwrap();
     let err = become_error(&*conn, become_as(Some(TARGET_USER), None)).await;
     assert!(matches!(err, TransportError::BecomeFailed { .. }), "{err}");
-    assert_eq!(err.kind(), "become_failed");
+    assert_eq!(err.kind(), sluice_ssh::ConnectErrorKind::BecomeFailed);
     assert!(
         err.to_string().contains("sudo requires a password"),
         "{err}"

@@ -34,7 +34,7 @@ async fn wrong_key_is_an_authentication_failure() {
         .map(|_| ())
         .unwrap_err();
     assert!(matches!(err, TransportError::AuthFailed { .. }), "{err}");
-    assert_eq!(err.kind(), "auth_failed");
+    assert_eq!(err.kind(), sluice_ssh::ConnectErrorKind::AuthFailed);
 }
 
 #[tokio::test]

@@ -10,24 +10,23 @@ use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sluice_audit::{GroupCommitter, Redactor};
+use sluice_audit::Redactor;
 use sluice_exec::window::{WindowState, window_state};
 use sluice_exec::{
-    ApprovalDecision, Approver, Emitter, Executor, JournalHandle, RunOptions, RunReport, RunStatus,
-    Secrets, Shutdown, Transports, approval::ApprovalFuture, verify_artifact,
+    Approver, Emitter, RunOptions, RunReport, Secrets, Shutdown, Transports,
+    approval::ApprovalFuture, verify_artifact,
 };
+use sluice_lifecycle::{RecordedRun, start_run};
+use sluice_model::{Approval, ApprovalHow, ApprovalScope, Decision, Fact};
 use sluice_plan::{PlanArtifact, TransportKind};
 use sluice_ssh::LocalTransport;
 
 use super::audit::StateDirArg;
 use crate::console::Console;
-use crate::error::CliError;
+use crate::error::{CliError, ErrorKind};
 use crate::exit;
 use crate::progress::{Mode, Monitor};
 use crate::summary;
-
-#[path = "apply_record.rs"]
-mod record;
 
 /// Threads for blocking work in a run (see where the runtime is built).
 const MAX_BLOCKING_THREADS: usize = 8;
@@ -82,15 +81,15 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 
 pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     let artifact = load(&args, console)?;
-    verify_artifact(&artifact, args.expect_hash.as_deref())
-        .map_err(|e| CliError::invalid_input(e.to_string()))?;
+    verify_artifact(&artifact, args.expect_hash.as_deref())?;
     // A store that cannot be opened (damaged, locked) means no run starts.
-    let log = Arc::new(args.store.open().map_err(|mut e| {
-        e.exit_code = exit::INVALID_INPUT;
-        e
-    })?);
+    let log = Arc::new(
+        args.store
+            .open()
+            .map_err(|e| e.with_kind(ErrorKind::InvalidInput))?,
+    );
     if args.require_approval {
-        record::require_approval(&log, &artifact.plan_hash)?;
+        sluice_lifecycle::start::require_approval(&log, &artifact.plan_hash)?;
     }
     check_window(&artifact, args.ignore_window, console)?;
     console.text(summary::plan(&artifact, console));
@@ -98,36 +97,47 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     let secrets =
         Secrets::load(&artifact.secrets).map_err(|e| CliError::invalid_input(e.to_string()))?;
     let redactor = Arc::new(Redactor::new(secrets.values().values().cloned()));
-    let run_id = record::start(&log, &artifact, &redactor, typed)?;
+    let command_line: Vec<String> = std::env::args().collect();
+    let started = start_run(&log, &artifact, &redactor, &command_line, typed)?;
     console.status(
         "Run",
-        format!("{run_id} (recorded in {})", log.path().display()),
+        format!("{} (recorded in {})", started.run_id, log.path().display()),
     );
-
-    let options = RunOptions {
-        ignore_window: args.ignore_window,
-        no_preconnect: args.no_preconnect,
-        ..RunOptions::default()
+    let run = Recorded {
+        log,
+        run_id: started.run_id,
+        opening: Fact::RunStarted(started.fact),
+        artifact,
+        secrets,
+        redactor,
+        options: RunOptions {
+            ignore_window: args.ignore_window,
+            no_preconnect: args.no_preconnect,
+            ..RunOptions::default()
+        },
+        json: args.json,
     };
-    run_recorded(
-        log, run_id, artifact, secrets, redactor, options, args.json, console,
-    )
+    run_recorded(run, console)
 }
 
-/// Runs the executor on a run recorded in the store (`apply`, and `resume` on the same run id)
-/// with the store as its journal, then records how it ended and prints the summary. Returns the
-/// exit code.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn run_recorded(
-    log: Arc<sluice_audit::AuditLog>,
-    run_id: String,
-    artifact: PlanArtifact,
-    secrets: Secrets,
-    redactor: Arc<Redactor>,
-    mut options: RunOptions,
-    json: bool,
-    console: &Console,
-) -> Result<u8, CliError> {
+/// A run whose start (or take-over) is committed, ready to run: what `apply` and `resume` hand
+/// to [`run_recorded`].
+pub(crate) struct Recorded {
+    pub log: Arc<sluice_audit::AuditLog>,
+    pub run_id: String,
+    pub opening: Fact,
+    pub artifact: PlanArtifact,
+    pub secrets: Secrets,
+    pub redactor: Arc<Redactor>,
+    pub options: RunOptions,
+    /// `--json`: events as JSON Lines on stdout.
+    pub json: bool,
+}
+
+/// Runs a recorded run (`apply`, and `resume` on the same run id) with the monitor showing its
+/// events and Ctrl-C feeding the shutdown signal, then prints the summary. Returns the exit code.
+pub(crate) fn run_recorded(run: Recorded, console: &Console) -> Result<u8, CliError> {
+    let max_batch = max_batch()?;
     // Blocking work (audit commits, the terminal prompt) is serialized by the store's write lock
     // or waits on a person: more threads than this only cost memory, ~2 MiB of allocator heap
     // each (peak RSS 200 MiB at 100 hosts with tokio's default of 512; docs/benchmarks.md).
@@ -136,34 +146,12 @@ pub(crate) fn run_recorded(
         .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
-    let writer = match GroupCommitter::with_max_batch(log.clone(), record::max_batch()?) {
-        Ok(writer) => Arc::new(writer),
-        Err(e) => {
-            let _ = log.release_leases(&run_id);
-            return Err(CliError::failed(format!(
-                "cannot start the audit writer, nothing was started: {e}"
-            )));
-        }
-    };
-    let journal = JournalHandle::new(Arc::new(record::AuditJournal {
-        writer: writer.clone(),
-        run: run_id.clone(),
-        redactor,
-    }));
-    options.journal = journal;
-    let report = runtime.block_on(execute(
-        run_id.clone(),
-        artifact,
-        secrets,
-        options,
-        log.clone(),
-        json,
-        console,
-    ));
+    let finished = runtime.block_on(execute(run, max_batch, console));
     // An approval prompt still waiting on stdin (the run was stopped meanwhile) must not keep
     // the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
-    let commits = writer.stats();
+    let finished = finished?;
+    let commits = &finished.commits;
     console.verbose(format!(
         "Audit: {} records journalled in {} commits (largest {}), {:.2} ms mean wait per record",
         commits.records,
@@ -171,13 +159,15 @@ pub(crate) fn run_recorded(
         commits.largest,
         commits.mean_wait().as_secs_f64() * 1000.0
     ));
-    let code = exit_code(&report);
-    // Leases go even when the run failed or was stopped; a failure to record is reported but
-    // does not hide the run's own outcome.
-    if let Err(e) = record::finish(&log, &run_id, &report, code) {
-        console.error(format!("audit store: {e}"));
+    let report = &finished.report;
+    // A failure to record the end is reported but does not hide the run's own outcome.
+    if let Some(e) = &finished.unrecorded {
+        console.error(format!(
+            "audit store: the end of the run was not recorded ({e}); its leases may still be held (`sluice unlock {}`)",
+            report.run_id
+        ));
     }
-    console.text(summary::report(&report, console));
+    console.text(summary::report(report, console));
     if console.verbosity() == crate::console::Verbosity::Quiet {
         // `-q` still says how a run that did not apply ended.
         let (verdict, bad) = summary::verdict(report.status);
@@ -185,20 +175,12 @@ pub(crate) fn run_recorded(
             console.error(format!("run {} {verdict}", report.run_id));
         }
     }
-    Ok(code)
+    Ok(exit_code(report))
 }
 
 /// The documented exit code of a finished run.
 pub fn exit_code(report: &RunReport) -> u8 {
-    match report.status {
-        RunStatus::Applied => exit::OK,
-        RunStatus::WaveFailed => exit::FAILED,
-        RunStatus::RollbackFailed => exit::ROLLBACK_FAILED,
-        RunStatus::Interrupted
-        | RunStatus::WindowClosed
-        | RunStatus::OutsideWindow
-        | RunStatus::ApprovalRefused => exit::ABORTED,
-    }
+    exit::for_status(report.status)
 }
 
 /// The artifact to run: a saved one (format and hash checked on load), or a plan compiled now.
@@ -236,17 +218,12 @@ pub(crate) fn check_window(
             console.status("Window", format!("open until {closes_at}"));
             Ok(())
         }
-        Ok(WindowState::Closed { next_open }) => Err(CliError {
-            exit_code: exit::ABORTED,
-            message: match next_open {
-                Some(t) => format!(
-                    "outside the maintenance window: nothing was started; it opens next at {t} (or use --ignore-window)"
-                ),
-                None => {
-                    "outside the maintenance window, which has ended: nothing was started".into()
-                }
-            },
-        }),
+        Ok(WindowState::Closed { next_open }) => Err(CliError::aborted(match next_open {
+            Some(t) => format!(
+                "outside the maintenance window: nothing was started; it opens next at {t} (or use --ignore-window)"
+            ),
+            None => "outside the maintenance window, which has ended: nothing was started".into(),
+        })),
         Err(e) => Err(CliError::invalid_input(e.to_string())),
     }
 }
@@ -271,49 +248,68 @@ pub(crate) fn confirm(yes: bool, console: &Console) -> Result<bool, CliError> {
     if answer.trim() == "yes" {
         Ok(true)
     } else {
-        Err(CliError {
-            exit_code: exit::ABORTED,
-            message: "not confirmed: nothing was started".into(),
-        })
+        Err(CliError::aborted("not confirmed: nothing was started"))
     }
 }
 
 async fn execute(
-    run_id: String,
-    artifact: PlanArtifact,
-    secrets: Secrets,
-    options: RunOptions,
-    log: Arc<sluice_audit::AuditLog>,
-    json: bool,
+    run: Recorded,
+    max_batch: usize,
     console: &Console,
-) -> RunReport {
+) -> Result<sluice_lifecycle::Finished, sluice_lifecycle::LifecycleError> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let events = Emitter::new(&run_id, tx);
+    let events = Emitter::new(&run.run_id, tx);
     let shutdown = Shutdown::new();
-    let monitor = Monitor::new(console, Mode::choose(console, json));
+    let monitor = Monitor::new(console, Mode::choose(console, run.json));
     // Gates are answered by `sluice approve` through the store, or on this terminal if there is
     // one, whichever comes first.
-    let terminal = console.can_prompt().then(|| TerminalApprover {
-        multi: monitor.multi(),
+    let terminal = console.can_prompt().then(|| {
+        Arc::new(TerminalApprover {
+            multi: monitor.multi(),
+        }) as Arc<dyn Approver>
     });
-    let approver: Arc<dyn Approver> = Arc::new(record::StoreApprover { log, terminal });
-    tokio::spawn(interrupts(shutdown.clone(), events.clone()));
-    let executor = Executor {
-        artifact: Arc::new(artifact),
-        transports: Transports::new()
-            .with(TransportKind::Local, Arc::new(LocalTransport))
-            .with(
-                TransportKind::Ssh,
-                // Asks for a key's passphrase on the terminal, with the bars suspended.
-                Arc::new(crate::ssh::transport(console, &monitor.multi())),
-            ),
-        secrets,
+    let interrupts = tokio::spawn(interrupts(shutdown.clone(), events.clone()));
+    let transports = Transports::new()
+        .with(TransportKind::Local, Arc::new(LocalTransport))
+        .with(
+            TransportKind::Ssh,
+            // Asks for a key's passphrase on the terminal, with the bars suspended.
+            Arc::new(crate::ssh::transport(console, &monitor.multi())),
+        );
+    let recorded = RecordedRun {
+        log: run.log,
+        run_id: run.run_id,
+        opening: run.opening,
+        artifact: run.artifact,
+        secrets: run.secrets,
+        redactor: run.redactor,
+        options: run.options,
+        transports,
         shutdown,
-        approver: Some(approver),
-        options,
+        terminal,
+        max_batch,
     };
-    let (report, ()) = tokio::join!(executor.run(events), monitor.run(rx));
-    report
+    let run = async {
+        let finished = recorded.run(events).await;
+        // Its events sender is the last one left: the monitor ends once it is gone.
+        interrupts.abort();
+        finished
+    };
+    let (finished, ()) = tokio::join!(run, monitor.run(rx));
+    finished
+}
+
+/// Records per commit from `SLUICE_AUDIT_BATCH` (1 commits every record alone, to measure what
+/// group commit saves), else [`sluice_audit::group::MAX_BATCH`].
+fn max_batch() -> Result<usize, CliError> {
+    match std::env::var("SLUICE_AUDIT_BATCH") {
+        Err(_) => Ok(sluice_audit::group::MAX_BATCH),
+        Ok(v) => v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            CliError::invalid_input(format!(
+                "SLUICE_AUDIT_BATCH={v}: expected a number of records per commit, 1 or more"
+            ))
+        }),
+    }
 }
 
 /// Ctrl-C: the first asks for a graceful stop, the second stops now.
@@ -322,13 +318,13 @@ async fn interrupts(shutdown: Shutdown, events: Emitter) {
         let state = shutdown.interrupt();
         if state.hard {
             events.decision(
-                "interrupt_hard",
+                Decision::InterruptHard,
                 None,
                 "second Ctrl-C: abandoning in-flight steps (marked UNKNOWN); nothing is undone",
             );
         } else {
             events.decision(
-                "interrupt",
+                Decision::Interrupt,
                 None,
                 "Ctrl-C: no new hosts start; in-flight steps finish, then the wave is rolled back per policy (Ctrl-C again to stop now)",
             );
@@ -345,6 +341,7 @@ impl Approver for TerminalApprover {
     fn approve<'a>(&'a self, _run_id: &'a str, wave: &'a str) -> ApprovalFuture<'a> {
         let multi = self.multi.clone();
         let wave = wave.to_string();
+        let wave_name = wave.clone();
         Box::pin(async move {
             let asked = tokio::task::spawn_blocking(move || {
                 multi.suspend(|| {
@@ -356,10 +353,12 @@ impl Approver for TerminalApprover {
             })
             .await;
             // The OS account, as `run_started` and leases name the operator.
-            let by = sluice_audit::operator_name();
-            match asked {
-                Ok(true) => ApprovalDecision::Approved { by },
-                _ => ApprovalDecision::Refused { by },
+            Approval {
+                scope: ApprovalScope::Wave { wave: wave_name },
+                by: sluice_audit::operator_name(),
+                comment: None,
+                refused: !matches!(asked, Ok(true)),
+                how: ApprovalHow::Terminal,
             }
         })
     }

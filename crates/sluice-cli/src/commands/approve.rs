@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use sluice_plan::PlanArtifact;
 
-use super::audit::{StateDirArg, audit_error};
+use super::audit::StateDirArg;
 use crate::console::Console;
 use crate::error::CliError;
 use crate::exit;
@@ -59,9 +59,7 @@ pub fn run_plan(args: PlanArgs, console: &Console) -> Result<u8, CliError> {
         )));
     }
     let log = args.store.open()?;
-    let appended = log
-        .approve_plan(&artifact.plan_hash, Some(value), &args.by, args.comment)
-        .map_err(audit_error)?;
+    let appended = log.approve_plan(&artifact.plan_hash, Some(value), &args.by, args.comment)?;
     console.status(
         "Approved",
         format!(
@@ -74,9 +72,7 @@ pub fn run_plan(args: PlanArgs, console: &Console) -> Result<u8, CliError> {
 
 pub fn run_wave(args: WaveArgs, console: &Console) -> Result<u8, CliError> {
     let log = args.store.open_existing()?;
-    let appended = log
-        .approve_wave(&args.run, &args.wave, &args.by, args.comment, args.refuse)
-        .map_err(audit_error)?;
+    let appended = log.approve_wave(&args.run, &args.wave, &args.by, args.comment, args.refuse)?;
     let verb = if args.refuse { "Refused" } else { "Approved" };
     console.status(
         verb,

@@ -1,5 +1,5 @@
 //! `sluice audit verify [--file F]` and `sluice audit export [--run RUN]`, plus what every
-//! command on the audit store shares: `--state-dir` and the mapping of store errors to exit codes.
+//! command on the audit store shares: `--state-dir`.
 
 use std::io::BufReader;
 use std::path::PathBuf;
@@ -21,30 +21,17 @@ pub struct StateDirArg {
 
 impl StateDirArg {
     pub fn dir(&self) -> Result<PathBuf, CliError> {
-        sluice_audit::resolve_state_dir(self.state_dir.as_deref()).map_err(audit_error)
+        Ok(sluice_audit::resolve_state_dir(self.state_dir.as_deref())?)
     }
 
     /// Opens an existing store (read commands never create one).
     pub fn open_existing(&self) -> Result<AuditLog, CliError> {
-        AuditLog::open_existing(&self.dir()?).map_err(audit_error)
+        Ok(AuditLog::open_existing(&self.dir()?)?)
     }
 
     /// Opens the store, creating it if there is none yet.
     pub fn open(&self) -> Result<AuditLog, CliError> {
-        AuditLog::open(&self.dir()?).map_err(audit_error)
-    }
-}
-
-/// The one place audit errors become exit codes: a wrong run, wave or missing store is the
-/// caller's input (2); a damaged, locked or refused store is a failure (1).
-pub fn audit_error(err: AuditError) -> CliError {
-    match err {
-        AuditError::NoStateDir
-        | AuditError::Missing { .. }
-        | AuditError::UnknownRun { .. }
-        | AuditError::UnknownWave { .. }
-        | AuditError::NoLeases { .. } => CliError::invalid_input(err.to_string()),
-        _ => CliError::failed(err.to_string()),
+        Ok(AuditLog::open(&self.dir()?)?)
     }
 }
 
@@ -99,13 +86,12 @@ fn verify(args: VerifyArgs, console: &Console) -> Result<u8, CliError> {
             let opened = std::fs::File::open(file).map_err(|err| {
                 CliError::invalid_input(format!("cannot read {}: {err}", file.display()))
             })?;
-            let report =
-                sluice_audit::verify_export(BufReader::new(opened)).map_err(audit_error)?;
+            let report = sluice_audit::verify_export(BufReader::new(opened))?;
             (file.display().to_string(), report)
         }
         None => {
             let log = args.store.open_existing()?;
-            let report = log.verify().map_err(audit_error)?;
+            let report = log.verify()?;
             (log.path().display().to_string(), report)
         }
     };
@@ -155,9 +141,7 @@ fn export(args: ExportArgs, console: &Console) -> Result<u8, CliError> {
     let mut out = Vec::new();
     let code = match AuditLog::open_existing(&dir) {
         Ok(log) => {
-            let end = log
-                .export(args.run.as_deref(), &mut out)
-                .map_err(audit_error)?;
+            let end = log.export(args.run.as_deref(), &mut out)?;
             console.status(
                 "Exported",
                 format!("{} records, up to record {}", end.records, end.last_seq),
@@ -168,7 +152,7 @@ fn export(args: ExportArgs, console: &Console) -> Result<u8, CliError> {
             // Salvage what can be read; the file has no end line, so verifying it reports
             // where it stops, which is the truth about a damaged store.
             console.warn(&err);
-            let (written, problems) = sluice_audit::salvage(&dir, &mut out).map_err(audit_error)?;
+            let (written, problems) = sluice_audit::salvage(&dir, &mut out)?;
             for problem in &problems {
                 console.warn(format!("salvage: {problem}"));
             }
@@ -178,7 +162,7 @@ fn export(args: ExportArgs, console: &Console) -> Result<u8, CliError> {
             );
             exit::FAILED
         }
-        Err(err) => return Err(audit_error(err)),
+        Err(err) => return Err(err.into()),
     };
     match &args.output {
         Some(path) => std::fs::write(path, &out)

@@ -17,18 +17,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
+use sluice_model::ExecResult;
 use sluice_plan::diagnostic::{Diagnostics, Loc};
 use sluice_plan::{HostKeyChecking, TransportKind};
 use sluice_ssh::{
-    Become, ExecOutcome, ExecRequest, HostKeyPolicy, HostTarget, LocalTransport, SshTransport,
-    Transport, TransportError,
+    Become, ConnectErrorKind, ExecOutcome, ExecRequest, HostKeyPolicy, HostTarget, LocalTransport,
+    SshTransport, Transport, TransportError,
 };
 
 use crate::commands::plan::print_diagnostic;
 use crate::console::{Console, Paint};
 use crate::error::CliError;
 use crate::exit;
-use crate::progress::{Mode, style};
+use crate::progress::{Mode, clock, style};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -96,14 +97,14 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     ));
     progress.finish();
 
-    let mut counts = BTreeMap::<&str, usize>::new();
+    let mut counts = BTreeMap::<ExecResult, usize>::new();
     for r in &results {
         *counts.entry(category(&r.outcome)).or_default() += 1;
     }
     if !args.json {
         print_grouped(&results, console);
     }
-    let summary: Vec<String> = ["ok", "failed", "unreachable", "refused"]
+    let summary: Vec<String> = ExecResult::ALL
         .iter()
         .map(|k| format!("{} {k}", counts.get(k).copied().unwrap_or(0)))
         .collect();
@@ -111,7 +112,9 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         "Done",
         format!("{} hosts: {}", results.len(), summary.join(", ")),
     );
-    let all_ok = results.iter().all(|r| category(&r.outcome) == "ok");
+    let all_ok = results
+        .iter()
+        .all(|r| category(&r.outcome) == ExecResult::Ok);
     Ok(if all_ok { exit::OK } else { exit::FAILED })
 }
 
@@ -227,15 +230,15 @@ async fn run_all(
     results.into_iter().flatten().collect()
 }
 
-/// `ok`, `failed` (ran, non-zero or timed out), `unreachable`, `refused` (host key or auth).
-fn category(outcome: &Result<ExecOutcome, TransportError>) -> &'static str {
+/// How the command ended on one host.
+fn category(outcome: &Result<ExecOutcome, TransportError>) -> ExecResult {
     match outcome {
-        Ok(o) if o.status.success() => "ok",
-        Ok(_) => "failed",
+        Ok(o) if o.status.success() => ExecResult::Ok,
+        Ok(_) => ExecResult::Failed,
         Err(e) => match e.kind() {
-            "unreachable" => "unreachable",
-            "host_key_refused" | "auth_failed" => "refused",
-            _ => "failed",
+            ConnectErrorKind::Unreachable => ExecResult::Unreachable,
+            ConnectErrorKind::HostKeyRefused | ConnectErrorKind::AuthFailed => ExecResult::Refused,
+            _ => ExecResult::Failed,
         },
     }
 }
@@ -279,15 +282,16 @@ impl<'c> Progress<'c> {
             self.console.json_line(&json(r));
             return;
         }
-        let verb = category(&r.outcome);
+        let result = category(&r.outcome);
+        let verb = result.as_str();
         let message = match &r.outcome {
-            Ok(o) => format!("{}: {} in {:?}", r.host, o.status, o.duration),
+            Ok(o) => format!("{}: {} in {}", r.host, o.status, clock(o.duration)),
             Err(e) => e.to_string(),
         };
         match &self.bar {
             // While the bar is drawn indicatif owns stderr: lines go above it.
             Some(bar) => {
-                let paint = if verb == "ok" {
+                let paint = if result == ExecResult::Ok {
                     Paint::Status
                 } else {
                     Paint::Error

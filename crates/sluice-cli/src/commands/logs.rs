@@ -3,8 +3,7 @@
 //! The output is the product of this command, so it goes to stdout (pipe it, grep it); each
 //! step's output is introduced by a `==> host step (exit N) <==` line.
 
-use super::audit::{StateDirArg, audit_error};
-use super::show::exit_text;
+use super::audit::StateDirArg;
 use crate::console::Console;
 use crate::error::CliError;
 use crate::exit;
@@ -25,9 +24,7 @@ pub struct Args {
 
 pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     let log = args.store.open_existing()?;
-    let outputs = log
-        .outputs(&args.run, args.host.as_deref(), args.step.as_deref())
-        .map_err(audit_error)?;
+    let outputs = log.outputs(&args.run, args.host.as_deref(), args.step.as_deref())?;
     if outputs.is_empty() {
         return Err(CliError::invalid_input(format!(
             "run {} has no captured output{}{}",
@@ -47,9 +44,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         let rollback = if out.rollback { " (rollback)" } else { "" };
         text.push_str(&format!(
             "==> {} {}{rollback} ({}) <==\n",
-            out.host,
-            out.step,
-            exit_text(&out.exit)
+            out.host, out.step, out.detail
         ));
         push_stream(&mut text, &out.stdout.text());
         let stderr = out.stderr.text();

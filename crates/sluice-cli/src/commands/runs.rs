@@ -1,8 +1,9 @@
 //! `sluice runs`: recent runs, most recent first.
 
 use sluice_audit::RunSummary;
+use sluice_model::{RunState, RunStatus};
 
-use super::audit::{StateDirArg, audit_error};
+use super::audit::StateDirArg;
 use crate::console::{Console, Paint};
 use crate::error::CliError;
 use crate::exit;
@@ -21,7 +22,7 @@ pub struct Args {
 
 pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     let log = args.store.open_existing()?;
-    let runs = log.list_runs().map_err(audit_error)?;
+    let runs = log.list_runs()?;
     let shown = runs.iter().take(args.limit);
     if args.json {
         for summary in shown {
@@ -38,10 +39,11 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         "RUN", "PLAN", "STATUS", "STARTED (UTC)", "DURATION", "OK", "FAILED", "OPERATOR"
     );
     for s in shown {
-        let status = match s.status.as_str() {
-            "succeeded" => console.paint(Paint::Ok, &format!("{:<16}", s.status)),
-            "running" => format!("{:<16}", s.status),
-            _ => console.paint(Paint::Bad, &format!("{:<16}", s.status)),
+        let cell = format!("{:<16}", s.status.as_str());
+        let status = match s.status {
+            RunState::Finished(RunStatus::Succeeded) => console.paint(Paint::Ok, &cell),
+            RunState::RUNNING => cell,
+            _ => console.paint(Paint::Bad, &cell),
         };
         table.push_str(&format!(
             "{:<22} {:<20} {status} {:<20} {:>9} {:>5} {:>6}  {}\n",
@@ -57,7 +59,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
             s.operator
         ));
     }
-    for gate in log.pending_approvals().map_err(audit_error)? {
+    for gate in log.pending_approvals()? {
         table.push_str(&format!(
             "\nrun {} waits for approval of wave {} (since {}): sluice approve {} --wave {} --by NAME\n",
             gate.run, gate.wave, gate.since, gate.run, gate.wave
@@ -75,7 +77,7 @@ fn json(s: &RunSummary) -> serde_json::Value {
         "plan": s.plan_name,
         "plan_hash": s.plan_hash,
         "status": s.status,
-        "exit_code": s.exit_code,
+        "exit_code": s.status.status().map(crate::exit::for_status),
         "operator": s.operator,
         "controller": s.controller,
         "ticket": s.ticket,

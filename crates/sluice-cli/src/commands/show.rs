@@ -2,9 +2,10 @@
 //! its budget arithmetic and decision, failed health checks, rollback steps, the host keys steps
 //! ran on), then every record, one line each.
 
-use sluice_audit::{Exit, Payload, Record, WaveDecided};
+use sluice_audit::Record;
+use sluice_model::{ApprovalScope, Fact, WaveDecided, WaveDecision};
 
-use super::audit::{StateDirArg, audit_error};
+use super::audit::StateDirArg;
 use crate::console::{Console, Paint};
 use crate::error::CliError;
 use crate::exit;
@@ -23,14 +24,14 @@ pub struct Args {
 
 pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     let log = args.store.open_existing()?;
-    let records = log.run_records(&args.run).map_err(audit_error)?;
+    let records = log.run_records(&args.run)?;
     if args.json {
         for record in &records {
             console.json_line(&serde_json::to_value(record).unwrap_or_default());
         }
         return Ok(exit::OK);
     }
-    let summary = log.run_summary(&args.run).map_err(audit_error)?;
+    let summary = log.run_summary(&args.run)?;
     let mut text = format!(
         "run {}  plan {} ({})\noperator {} on {}  ticket {}  status {}\n\n",
         console.paint(Paint::Bold, &summary.run),
@@ -51,9 +52,9 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
             describe(record)
         );
         let failed = matches!(
-            &record.payload,
-            Payload::StepResult(r) | Payload::RollbackStepResult(r) if !r.ok
-        ) || matches!(&record.payload, Payload::HealthResult(h) if !h.ok);
+            &record.fact,
+            Fact::StepResult(r) | Fact::UndoResult(r) if !r.status.is_success()
+        ) || matches!(&record.fact, Fact::HealthResult(h) if !h.ok);
         text.push_str(&if failed {
             console.paint(Paint::Bad, &line)
         } else {
@@ -64,26 +65,26 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
-/// One line about a record's payload.
+/// One line about a record's fact.
 fn describe(record: &Record) -> String {
-    match &record.payload {
-        Payload::RunStarted(s) => format!(
+    match &record.fact {
+        Fact::RunStarted(s) => format!(
             "{} hosts, {} waves, sluice {}: {}",
             s.hosts.len(),
             s.waves.len(),
             s.sluice_version,
             s.command_line.join(" ")
         ),
-        Payload::PlanArtifactStored(p) => format!("plan {}", p.plan_hash),
-        Payload::ApprovalRequested(r) => format!(
+        Fact::PlanArtifactStored(p) => format!("plan {}", p.plan_hash),
+        Fact::ApprovalRequested(r) => format!(
             "waiting for approval of wave {0}: sluice approve {1} --wave {0} --by NAME",
             r.wave, record.run
         ),
-        Payload::Approval(a) => {
+        Fact::Approval(a) => {
             let what = match &a.scope {
-                sluice_audit::ApprovalScope::Plan { plan_hash } => format!("plan {plan_hash}"),
-                sluice_audit::ApprovalScope::Wave { wave } => format!("wave {wave}"),
-                sluice_audit::ApprovalScope::RunStart { plan_hash } => {
+                ApprovalScope::Plan { plan_hash } => format!("plan {plan_hash}"),
+                ApprovalScope::Wave { wave } => format!("wave {wave}"),
+                ApprovalScope::RunStart { plan_hash } => {
                     format!("start of the run (plan {plan_hash})")
                 }
             };
@@ -93,14 +94,9 @@ fn describe(record: &Record) -> String {
                 .as_deref()
                 .map(|c| format!(": {c}"))
                 .unwrap_or_default();
-            let how = a
-                .how
-                .as_deref()
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_default();
-            format!("{what} {verb} by {}{how}{comment}", a.by)
+            format!("{what} {verb} by {} ({}){comment}", a.by, a.how)
         }
-        Payload::LeaseTaken(l) | Payload::LeaseReleased(l) | Payload::LeaseBroken(l) => format!(
+        Fact::LeaseTaken(l) | Fact::LeaseReleased(l) | Fact::LeaseBroken(l) => format!(
             "{} hosts ({}), {} pid {} on {}",
             l.hosts.len(),
             l.hosts.join(", "),
@@ -108,32 +104,32 @@ fn describe(record: &Record) -> String {
             l.pid,
             l.controller
         ),
-        Payload::WaveStarted(w) => format!(
+        Fact::WaveStarted(w) => format!(
             "wave {} ({}), budget {} = {} hosts: {}",
+            w.index,
             w.wave,
-            w.name,
             w.budget,
-            w.budget_hosts,
+            w.max_failed,
             w.hosts.join(", ")
         ),
-        Payload::WaveDecided(w) => format!("{}: {}", w.name, arithmetic(w)),
-        Payload::StepIntent(i) => format!(
-            "{} {}{}: {}",
-            i.host,
-            i.step,
-            if i.rollback { " (rollback)" } else { "" },
-            i.command
+        Fact::WaveDecided(w) => format!("{}: {}", w.wave, arithmetic(w)),
+        Fact::HostStarted(h) => format!("{} ({})", h.host, h.wave),
+        Fact::HostFinished(h) => match &h.error {
+            Some(e) => format!("{} ({}): {}: {e}", h.host, h.wave, h.outcome),
+            None => format!("{} ({}): {}", h.host, h.wave, h.outcome),
+        },
+        Fact::StepIntent(i) | Fact::UndoIntent(i) => {
+            format!("{} {}: {}", i.host, i.step, i.command)
+        }
+        Fact::StepResult(r) | Fact::UndoResult(r) => format!(
+            "{} {}: {} ({}) in {} ms, stdout {} B, stderr {} B",
+            r.host, r.step, r.status, r.detail, r.duration_ms, r.stdout.bytes, r.stderr.bytes
         ),
-        Payload::StepResult(r) | Payload::RollbackStepResult(r) => format!(
-            "{} {}: {} in {} ms, stdout {} B, stderr {} B",
-            r.host,
-            r.step,
-            exit_text(&r.exit),
-            r.duration_ms,
-            r.stdout.bytes,
-            r.stderr.bytes
+        Fact::StepRetrying(r) => format!(
+            "{} {}: attempt {} in {} ms",
+            r.host, r.step, r.next_attempt, r.delay_ms
         ),
-        Payload::HealthResult(h) => format!(
+        Fact::HealthResult(h) => format!(
             "{} {} round {}: {} ({})",
             h.host,
             h.check,
@@ -141,13 +137,26 @@ fn describe(record: &Record) -> String {
             if h.ok { "healthy" } else { "unhealthy" },
             h.detail
         ),
-        Payload::UnknownStepsResolved(u) => format!(
-            "{:?} {} unknown steps, by {}",
-            u.choice,
-            u.steps.len(),
-            u.by
+        Fact::RollbackStarted(r) => format!("wave {}: {}", r.wave, r.hosts.join(", ")),
+        Fact::HostRolledBack(h) => format!("{} ({}): {}", h.host, h.wave, h.outcome),
+        Fact::RollbackFinished(r) => format!(
+            "wave {}: {} rolled back, {} failed",
+            r.wave, r.rolled_back, r.failed
         ),
-        Payload::RunResumed(r) => format!(
+        Fact::PauseStarted(p) => format!("after {}: {} ms", p.after_wave, p.duration_ms),
+        Fact::PauseFinished(p) => format!("after {}", p.after_wave),
+        Fact::Decision(d) => match &d.wave {
+            Some(w) => format!("{} [{w}]: {}", d.decision, d.reason),
+            None => format!("{}: {}", d.decision, d.reason),
+        },
+        Fact::Warning(w) => match &w.host {
+            Some(h) => format!("{h}: {}", w.message),
+            None => w.message.clone(),
+        },
+        Fact::UnknownStepsResolved(u) => {
+            format!("{} {} unknown steps, by {}", u.choice, u.steps.len(), u.by)
+        }
+        Fact::RunResumed(r) => format!(
             "by {} on {} (pid {}); unknown steps: {} guarded, {} idempotent: {}",
             r.operator,
             r.controller,
@@ -156,21 +165,18 @@ fn describe(record: &Record) -> String {
             r.idempotent.len(),
             r.command_line.join(" ")
         ),
-        Payload::RunFinished(f) => format!("{} (exit {})", f.status, f.exit_code),
-    }
-}
-
-pub fn exit_text(exit: &Exit) -> String {
-    match exit {
-        Exit::Code(code) => format!("exit {code}"),
-        Exit::Signal(signal) => format!("signal {signal}"),
-        Exit::None { reason } => reason.clone(),
+        Fact::RunFinished(f) => format!(
+            "{} (exit {}) after {} ms",
+            f.status,
+            crate::exit::for_status(f.status),
+            f.duration_ms
+        ),
     }
 }
 
 /// A wave's outcome and the decision after it, with the numbers to check it by.
 fn arithmetic(w: &WaveDecided) -> String {
-    let mut counts = format!("{} ok, {} failed", w.succeeded, w.failed);
+    let mut counts = format!("{} ok, {} failed", w.ok, w.failed);
     if w.unreachable > 0 {
         counts.push_str(&format!(" ({} unreachable)", w.unreachable));
     }
@@ -184,7 +190,7 @@ fn arithmetic(w: &WaveDecided) -> String {
     }
     format!(
         "{counts} of {} hosts, budget {} = {} hosts -> {}: {}",
-        w.hosts, w.budget, w.budget_hosts, w.decision, w.reason
+        w.hosts, w.budget, w.max_failed, w.decision, w.reason
     )
 }
 
@@ -197,53 +203,55 @@ fn overview(records: &[Record], console: &Console) -> String {
     let mut keys: Vec<(&str, &str)> = Vec::new();
     let mut undos_sent: Vec<(&str, &str)> = Vec::new();
     for record in records {
-        match &record.payload {
-            Payload::WaveStarted(w) => waves.push(format!(
+        match &record.fact {
+            Fact::WaveStarted(w) => waves.push(format!(
                 "  {:<12} {} hosts, {} at a time",
-                w.name,
+                w.wave,
                 w.hosts.len(),
                 w.concurrency
             )),
-            Payload::WaveDecided(w) => {
+            Fact::WaveDecided(w) => {
                 // On the line of its wave's start when there is one (run_once has none).
                 let mut line = match waves.pop() {
                     Some(open)
                         if !open.ends_with('\n')
-                            && open.split_whitespace().next() == Some(w.name.as_str()) =>
+                            && open.split_whitespace().next() == Some(w.wave.as_str()) =>
                     {
                         format!("{open}: ")
                     }
                     other => {
                         waves.extend(other);
-                        format!("  {:<12} ", w.name)
+                        format!("  {:<12} ", w.wave)
                     }
                 };
                 line.push_str(&arithmetic(w));
                 line.push('\n');
-                waves.push(if w.decision == "continue" {
+                waves.push(if w.decision == WaveDecision::Continue {
                     line
                 } else {
                     console.paint(Paint::Bad, &line)
                 });
             }
-            Payload::HealthResult(h) if !h.ok => health.push_str(&format!(
+            Fact::HealthResult(h) if !h.ok => health.push_str(&format!(
                 "  {} {} ({}) round {}: {}\n",
                 h.host, h.check, h.probe, h.round, h.detail
             )),
-            Payload::StepIntent(i) if i.rollback => undos_sent.push((&i.host, &i.step)),
-            Payload::RollbackStepResult(r) => {
+            Fact::UndoIntent(i) => undos_sent.push((&i.host, &i.step)),
+            Fact::UndoResult(r) => {
                 undos_sent.retain(|sent| *sent != (r.host.as_str(), r.step.as_str()));
-                let verdict = if r.ok { "undone" } else { "UNDO FAILED" };
+                let verdict = if r.status.is_success() {
+                    "undone"
+                } else {
+                    "UNDO FAILED"
+                };
                 rollback.push_str(&format!(
                     "  {} {}: {verdict} ({})\n",
-                    r.host,
-                    r.step,
-                    exit_text(&r.exit)
+                    r.host, r.step, r.detail
                 ));
             }
             _ => {}
         }
-        if let Payload::StepResult(r) | Payload::RollbackStepResult(r) = &record.payload
+        if let Fact::StepResult(r) | Fact::UndoResult(r) = &record.fact
             && let Some(key) = &r.host_key_fingerprint
             && !keys.contains(&(r.host.as_str(), key.as_str()))
         {

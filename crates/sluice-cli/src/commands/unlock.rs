@@ -1,6 +1,6 @@
 //! `sluice unlock RUN`: breaks the host leases of a run whose process is gone (recorded).
 
-use super::audit::{StateDirArg, audit_error};
+use super::audit::StateDirArg;
 use crate::console::Console;
 use crate::error::CliError;
 use crate::exit;
@@ -19,7 +19,7 @@ pub struct Args {
 pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     let log = args.store.open_existing()?;
     let by = args.by.unwrap_or_else(sluice_audit::operator_name);
-    let hosts = log.break_leases(&args.run, &by).map_err(audit_error)?;
+    let hosts = log.break_leases(&args.run, &by)?;
     console.status(
         "Unlocked",
         format!(

@@ -1,0 +1,240 @@
+//! The human lines for each fact of a run, as the monitor prints them (plain mode, and above
+//! the bars). With bars, step-level facts are shown on the host's bar instead, unless `-v`
+//! (`detailed`).
+
+use std::time::Duration;
+
+use sluice_model::{
+    ApprovalScope, Fact, HostOutcome, RollbackOutcome, RunStatus, StepResult, WaveDecision,
+};
+
+use crate::progress::clock;
+
+/// One printed line: a right-aligned verb, the message, and whether it is bad news.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    pub verb: &'static str,
+    pub message: String,
+    pub bad: bool,
+}
+
+fn line(verb: &'static str, message: String, bad: bool) -> Vec<Line> {
+    vec![Line { verb, message, bad }]
+}
+
+fn ms(ms: u64) -> String {
+    clock(Duration::from_millis(ms))
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+/// The lines for `fact`; none for facts only the bars (or nothing) show.
+pub fn lines(fact: &Fact, detailed: bool) -> Vec<Line> {
+    match fact {
+        Fact::RunStarted(s) => line(
+            "Running",
+            format!(
+                "{} (plan {}) on {} hosts in {} waves",
+                s.plan_name,
+                short(&s.plan_hash),
+                s.hosts.len(),
+                s.waves.len()
+            ),
+            false,
+        ),
+        Fact::RunResumed(r) => line(
+            "Resuming",
+            format!(
+                "plan {} by {} on {}",
+                short(&r.plan_hash),
+                r.operator,
+                r.controller
+            ),
+            false,
+        ),
+        Fact::Decision(d) => line(
+            "Decision",
+            match &d.wave {
+                Some(w) => format!("{} [{w}]: {}", d.decision, d.reason),
+                None => format!("{}: {}", d.decision, d.reason),
+            },
+            true,
+        ),
+        Fact::WaveStarted(w) => line(
+            "Wave",
+            format!(
+                "{}: {} hosts, {} at a time, max_failed {}",
+                w.wave,
+                w.hosts.len(),
+                w.concurrency,
+                w.max_failed
+            ),
+            false,
+        ),
+        Fact::WaveDecided(w) => {
+            let mut out = line(
+                "Wave",
+                format!(
+                    "{} {}: {} ok, {} failed, {} not started in {}",
+                    w.wave,
+                    w.status,
+                    w.ok,
+                    w.failed,
+                    w.not_started,
+                    ms(w.duration_ms)
+                ),
+                w.failed > 0,
+            );
+            if w.decision != WaveDecision::Continue || w.failed > 0 {
+                out.extend(line(
+                    "Decision",
+                    format!("{} [{}]: {}", w.decision, w.wave, w.reason),
+                    w.decision != WaveDecision::Continue,
+                ));
+            }
+            out
+        }
+        Fact::HostStarted(h) if detailed => {
+            line("Host", format!("{} started ({})", h.host, h.wave), false)
+        }
+        Fact::HostFinished(h) => {
+            let bad = h.outcome != HostOutcome::Ok;
+            let what = match &h.error {
+                Some(e) => format!("{}: {} after {}: {e}", h.host, h.outcome, ms(h.duration_ms)),
+                None => format!("{}: {} in {}", h.host, h.outcome, ms(h.duration_ms)),
+            };
+            line(if bad { "Failed" } else { "Ok" }, what, bad)
+        }
+        Fact::StepIntent(i) if detailed => {
+            let again = if i.attempt > 1 {
+                format!(" (attempt {})", i.attempt)
+            } else {
+                String::new()
+            };
+            line(
+                "Step",
+                format!("{} {}{again}: {}", i.host, i.step, i.command),
+                false,
+            )
+        }
+        Fact::StepResult(r) if detailed => line(
+            "Step",
+            with_output(
+                format!("{} {}: {} ({})", r.host, r.step, r.status, r.detail),
+                r,
+            ),
+            !r.status.is_success(),
+        ),
+        Fact::StepRetrying(r) => line(
+            "Retry",
+            format!(
+                "{} {}: attempt {} in {}",
+                r.host,
+                r.step,
+                r.next_attempt,
+                ms(r.delay_ms)
+            ),
+            true,
+        ),
+        Fact::HealthResult(h) if detailed || !h.ok => line(
+            "Health",
+            format!(
+                "{} {} round {}: {} ({})",
+                h.host,
+                h.check,
+                h.round,
+                if h.ok { "passed" } else { "failed" },
+                h.detail
+            ),
+            !h.ok,
+        ),
+        Fact::RollbackStarted(r) => line(
+            "Rollback",
+            format!(
+                "wave {}: undoing {} host(s): {}",
+                r.wave,
+                r.hosts.len(),
+                r.hosts.join(", ")
+            ),
+            true,
+        ),
+        Fact::UndoIntent(i) => line(
+            "Undo",
+            format!("{} {}: {}", i.host, i.step, i.command),
+            false,
+        ),
+        Fact::UndoResult(r) => {
+            let ok = r.status.is_success();
+            let verdict = if ok { "undone" } else { "UNDO FAILED" };
+            let text = format!("{} {}: {verdict} ({})", r.host, r.step, r.detail);
+            line("Undo", if ok { text } else { with_output(text, r) }, !ok)
+        }
+        Fact::HostRolledBack(h) => line(
+            "Rollback",
+            format!(
+                "{}: {}",
+                h.host,
+                match h.outcome {
+                    RollbackOutcome::RolledBack => "rolled back",
+                    RollbackOutcome::RollbackFailed => "ROLLBACK FAILED: needs attention",
+                }
+            ),
+            h.outcome != RollbackOutcome::RolledBack,
+        ),
+        Fact::RollbackFinished(r) => line(
+            "Rollback",
+            format!(
+                "wave {}: {} rolled back, {} failed",
+                r.wave, r.rolled_back, r.failed
+            ),
+            r.failed > 0,
+        ),
+        Fact::PauseStarted(p) => line(
+            "Pause",
+            format!("soaking {} after {}", ms(p.duration_ms), p.after_wave),
+            false,
+        ),
+        Fact::PauseFinished(_) if detailed => line("Pause", "soak time over".into(), false),
+        Fact::ApprovalRequested(r) => line(
+            "Approval",
+            format!("wave {} waits for approval", r.wave),
+            false,
+        ),
+        Fact::Approval(a) => {
+            let what = match &a.scope {
+                ApprovalScope::Wave { wave } => format!("wave {wave}"),
+                ApprovalScope::Plan { plan_hash } => format!("plan {}", short(plan_hash)),
+                ApprovalScope::RunStart { .. } => "the run's start".to_string(),
+            };
+            let verb = if a.refused { "refused" } else { "approved" };
+            line("Approval", format!("{what} {verb} by {}", a.by), a.refused)
+        }
+        Fact::Warning(w) => line(
+            "Warning",
+            match &w.host {
+                Some(h) => format!("{h}: {}", w.message),
+                None => w.message.clone(),
+            },
+            true,
+        ),
+        Fact::RunFinished(f) => line(
+            "Finished",
+            format!("{} in {}", f.status, ms(f.duration_ms)),
+            f.status != RunStatus::Succeeded,
+        ),
+        _ => Vec::new(),
+    }
+}
+
+/// `text`, then the first lines of the command's output, indented under it.
+fn with_output(mut text: String, result: &StepResult) -> String {
+    if result.status.is_success() {
+        return text;
+    }
+    for l in result.first_lines(sluice_exec::OUTPUT_LINES) {
+        text.push_str(&format!("\n{:>12} | {l}", ""));
+    }
+    text
+}

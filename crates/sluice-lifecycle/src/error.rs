@@ -1,0 +1,116 @@
+//! What can stop a recorded run from starting, resuming or being recorded to its end.
+
+use sluice_model::{RunState, StepRef};
+
+/// Why the lifecycle refused or failed. [`LifecycleError::is_refusal`] tells a refusal (the
+/// operator's input or the state of the store says no; nothing started) from a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    /// A host is leased by another run (or the run's own lease is held by a live process).
+    #[error("refused, nothing was started: {0}")]
+    Leased(#[source] sluice_audit::AuditError),
+
+    #[error(transparent)]
+    Audit(#[from] sluice_audit::AuditError),
+
+    #[error("cannot encode the plan artifact: {0}")]
+    Encode(#[source] serde_json::Error),
+
+    #[error("cannot start the audit writer, nothing was started: {0}")]
+    Writer(#[source] std::io::Error),
+
+    #[error(
+        "--require-approval: plan {plan_hash} has no approval for this exact hash; nothing was started (`sluice approve-plan PLAN.json --by NAME`)"
+    )]
+    NotApproved { plan_hash: String },
+
+    #[error("{run} holds plan approvals, not a run; nothing to resume")]
+    NotARun { run: String },
+
+    #[error("run {run} already finished ({status}); there is nothing to resume")]
+    AlreadyFinished { run: String, status: RunState },
+
+    #[error(
+        "run {run} is still running: process {pid} on {controller} (operator {operator}, since {since}) holds its leases; stop it first (a resume takes over only from a dead controller)"
+    )]
+    StillRunning {
+        run: String,
+        pid: u32,
+        controller: String,
+        operator: String,
+        since: String,
+    },
+
+    #[error("run {run} has no run_started record; cannot resume it")]
+    NoStart { run: String },
+
+    #[error(
+        "the plan artifact of run {run} (hash {plan_hash}) is not in the audit store; cannot resume it"
+    )]
+    NoArtifact { run: String, plan_hash: String },
+
+    #[error("the plan artifact stored for run {run} cannot be read ({source}); refusing to resume")]
+    BadArtifact {
+        run: String,
+        #[source]
+        source: serde_json::Error,
+    },
+
+    #[error(
+        "the plan artifact stored for run {run} does not match the run's plan hash {plan_hash}: {source}; refusing to resume"
+    )]
+    ArtifactMismatch {
+        run: String,
+        plan_hash: String,
+        #[source]
+        source: sluice_exec::ExecError,
+    },
+
+    /// UNKNOWN steps with neither a guard nor `idempotent: true`, and no choice given.
+    #[error("{}", unknown_message(.run, .steps))]
+    UnknownNeedsChoice {
+        run: String,
+        steps: Vec<UnknownNeed>,
+    },
+}
+
+/// An UNKNOWN step waiting for the operator's choice, and what is not known about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownNeed {
+    pub step: StepRef,
+    pub why: String,
+}
+
+impl LifecycleError {
+    /// A refusal: nothing started because the input or the store's state says no (exit 2 in
+    /// the CLI), as opposed to something that broke.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            LifecycleError::Audit(e) => matches!(
+                e,
+                sluice_audit::AuditError::UnknownRun { .. }
+                    | sluice_audit::AuditError::Missing { .. }
+                    | sluice_audit::AuditError::NoStateDir
+            ),
+            LifecycleError::Encode(_) | LifecycleError::Writer(_) => false,
+            _ => true,
+        }
+    }
+}
+
+fn unknown_message(run: &str, steps: &[UnknownNeed]) -> String {
+    let mut text = format!(
+        "run {run} has {} step(s) whose outcome is UNKNOWN (the controller died while they ran) and that have neither a skip_if guard nor `idempotent: true`; nothing was started:\n",
+        steps.len()
+    );
+    for need in steps {
+        text.push_str(&format!(
+            "  {} {}: {}\n",
+            need.step.host, need.step.step, need.why
+        ));
+    }
+    text.push_str(&format!(
+        "Check those hosts, then choose (recorded): `sluice resume {run} --rerun-unknown` runs them again; `sluice resume {run} --skip-unknown` treats them as done."
+    ));
+    text
+}

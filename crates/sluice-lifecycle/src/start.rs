@@ -1,0 +1,67 @@
+//! Starting a recorded run: everything the audit trail must hold before the first command.
+
+use sluice_audit::{AuditError, AuditLog, LeaseHolder, Redactor};
+use sluice_model::{Approval, RunStarted};
+use sluice_plan::PlanArtifact;
+
+use crate::error::LifecycleError;
+
+/// A run that has started: its id (what the operator sees) and the `run_started` fact recorded.
+#[derive(Clone, Debug)]
+pub struct Started {
+    pub run_id: String,
+    pub fact: RunStarted,
+}
+
+/// Records `run_started`, leases every target host, stores the artifact and, when the operator
+/// typed the confirmation (`typed`), records it as an approval of the start — in ONE commit, so
+/// a controller killed at any point leaves no run, or a resumable one. A host leased by another
+/// run refuses the start naming the holder; nothing is recorded then.
+pub fn start_run(
+    log: &AuditLog,
+    artifact: &PlanArtifact,
+    redactor: &Redactor,
+    command_line: &[String],
+    typed: bool,
+) -> Result<Started, LifecycleError> {
+    let holder = LeaseHolder::this_process();
+    let fact = RunStarted {
+        operator: holder.operator.clone(),
+        controller: holder.controller.clone(),
+        sluice_version: env!("CARGO_PKG_VERSION").to_string(),
+        plan_name: artifact.name.clone(),
+        ticket: artifact.ticket.clone(),
+        plan_hash: artifact.plan_hash.clone(),
+        command_line: redactor.redact_args(command_line),
+        hosts: artifact.hosts.iter().map(|h| h.name.clone()).collect(),
+        waves: artifact.waves.iter().map(|w| w.name.clone()).collect(),
+    };
+    let artifact_json = serde_json::to_value(artifact).map_err(LifecycleError::Encode)?;
+    // The prompt was answered before the run existed; its record goes in the run's first commit.
+    let confirmation = typed.then(|| Approval::run_start(&artifact.plan_hash, &holder.operator));
+    let run_id = log
+        .start_run_with_plan(fact.clone(), &holder, artifact_json, confirmation)
+        .map_err(leased)?;
+    Ok(Started { run_id, fact })
+}
+
+/// A lease held by someone else is a refusal; anything else is the store's failure.
+pub(crate) fn leased(err: AuditError) -> LifecycleError {
+    match err {
+        AuditError::LeaseHeld { .. } | AuditError::LeaseHolderAlive { .. } => {
+            LifecycleError::Leased(err)
+        }
+        other => LifecycleError::Audit(other),
+    }
+}
+
+/// `--require-approval`: the plan's exact hash must have an approval that is not a refusal.
+pub fn require_approval(log: &AuditLog, plan_hash: &str) -> Result<(), LifecycleError> {
+    let approvals = log.plan_approvals(plan_hash)?;
+    if approvals.iter().any(|(_, a)| !a.refused) {
+        return Ok(());
+    }
+    Err(LifecycleError::NotApproved {
+        plan_hash: plan_hash.to_string(),
+    })
+}

@@ -1,0 +1,392 @@
+//! Facts: everything that happens in a run, each kind once, as a type.
+//!
+//! A [`Fact`] is what the executor (and the run's lifecycle around it) reports. The same value
+//! becomes an event of the `--json` stream ([`crate::Event`]) and, for the facts that are
+//! recorded, an audit record (sluice-audit's `Record`), and resume reads the records back as
+//! facts. Both wire forms are flat JSON objects tagged by `"kind"`, so a `step_result` event and
+//! a `step_result` record carry the same fields under the same names.
+//!
+//! Facts are plain data (strings, integers, booleans; no floats), so a record serializes to the
+//! same canonical bytes on every machine, which the audit trail's hash chain depends on. Commands,
+//! details and captured output are redacted before a fact is built: no fact carries a secret.
+
+use serde::{Deserialize, Serialize};
+
+use crate::capture::Capture;
+use crate::status::{
+    ApprovalHow, Decision, HostOutcome, ProbeKind, RollbackOutcome, RunStatus, StepStatus,
+    UnknownChoice, WaveDecision, WaveStatus,
+};
+
+/// Declares [`Fact`]: `Variant(Payload) = "kind"`.
+macro_rules! facts {
+    ( $( $(#[$vmeta:meta])* $variant:ident($payload:ty) = $kind:literal ),+ $(,)? ) => {
+        /// One fact of a run, tagged by `"kind"` on the wire.
+        #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(tag = "kind")]
+        pub enum Fact {
+            $( $(#[$vmeta])* #[serde(rename = $kind)] $variant($payload) ),+
+        }
+
+        impl Fact {
+            /// Every kind, in declaration order.
+            pub const KINDS: &'static [&'static str] = &[$($kind),+];
+
+            /// This fact's kind, as serialized in `"kind"`.
+            pub fn kind(&self) -> &'static str {
+                match self { $(Fact::$variant(_) => $kind),+ }
+            }
+        }
+    };
+}
+
+facts! {
+    /// Who started which change, from where (recorded first, with the leases).
+    RunStarted(RunStarted) = "run_started",
+    /// `sluice resume` carried on a run whose controller died.
+    RunResumed(RunResumed) = "run_resumed",
+    /// How the run ended.
+    RunFinished(RunFinished) = "run_finished",
+    /// The plan artifact, stored once per plan hash (recorded, never emitted: it is large).
+    PlanArtifactStored(PlanArtifactStored) = "plan_artifact_stored",
+    LeaseTaken(LeaseChange) = "lease_taken",
+    LeaseReleased(LeaseChange) = "lease_released",
+    LeaseBroken(LeaseChange) = "lease_broken",
+    /// The operator's choice for steps whose outcome was unknown after a crash.
+    UnknownStepsResolved(UnknownStepsResolved) = "unknown_steps_resolved",
+    /// A run reached a wave with an approval gate and waits.
+    ApprovalRequested(ApprovalRequested) = "approval_requested",
+    /// An approval or refusal: of a plan, of a wave's gate, or of the start of a run.
+    Approval(Approval) = "approval",
+    WaveStarted(WaveStarted) = "wave_started",
+    /// How a wave ended and what the executor decided, with the budget arithmetic.
+    WaveDecided(WaveDecided) = "wave_decided",
+    HostStarted(HostStarted) = "host_started",
+    HostFinished(HostFinished) = "host_finished",
+    /// A step about to be sent to a host: recorded before the command is sent.
+    StepIntent(StepIntent) = "step_intent",
+    /// How one attempt of a step ended: recorded before the host's next step or retry.
+    StepResult(StepResult) = "step_result",
+    StepRetrying(StepRetrying) = "step_retrying",
+    HealthResult(HealthResult) = "health_result",
+    RollbackStarted(RollbackStarted) = "rollback_started",
+    /// An undo about to be sent: recorded before the command is sent.
+    UndoIntent(StepIntent) = "undo_intent",
+    UndoResult(StepResult) = "undo_result",
+    HostRolledBack(HostRolledBack) = "host_rolled_back",
+    RollbackFinished(RollbackFinished) = "rollback_finished",
+    PauseStarted(PauseStarted) = "pause_started",
+    PauseFinished(PauseFinished) = "pause_finished",
+    /// A choice that changes what runs, outside a wave's verdict.
+    Decision(DecisionTaken) = "decision",
+    /// Something the operator must know that does not stop the run (a host key learned by
+    /// accept-new, an unusable identity file).
+    Warning(Warning) = "warning",
+}
+
+/// A (host, step) pair.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StepRef {
+    pub host: String,
+    /// The step id, or `undo:ID` for an undo.
+    pub step: String,
+}
+
+impl StepRef {
+    pub fn new(host: impl Into<String>, step: impl Into<String>) -> Self {
+        StepRef {
+            host: host.into(),
+            step: step.into(),
+        }
+    }
+}
+
+/// Who started which change from where. `command_line` is redacted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunStarted {
+    pub operator: String,
+    pub controller: String,
+    pub sluice_version: String,
+    pub plan_name: String,
+    pub ticket: Option<String>,
+    pub plan_hash: String,
+    pub command_line: Vec<String>,
+    /// Target hosts in plan order.
+    pub hosts: Vec<String>,
+    /// Wave names in order.
+    pub waves: Vec<String>,
+}
+
+/// `sluice resume` carried on a run: who, from where, and which UNKNOWN steps it runs again
+/// without asking (the operator's own choice is an [`UnknownStepsResolved`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunResumed {
+    pub operator: String,
+    pub controller: String,
+    pub sluice_version: String,
+    /// Redacted, as in `run_started`.
+    pub command_line: Vec<String>,
+    pub pid: u32,
+    pub plan_hash: String,
+    /// UNKNOWN steps whose `skip_if` guard decides.
+    pub guarded: Vec<StepRef>,
+    /// UNKNOWN steps run again because the step is `idempotent: true`.
+    pub idempotent: Vec<StepRef>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunFinished {
+    pub status: RunStatus,
+    /// From the executor's start to its end in this process.
+    pub duration_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanArtifactStored {
+    pub plan_hash: String,
+    pub artifact: serde_json::Value,
+}
+
+/// Hosts whose lease was taken, released or broken, and by whom.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseChange {
+    pub hosts: Vec<String>,
+    pub operator: String,
+    pub controller: String,
+    pub pid: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnknownStepsResolved {
+    pub choice: UnknownChoice,
+    pub by: String,
+    pub steps: Vec<StepRef>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalRequested {
+    pub wave: String,
+}
+
+/// What was approved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "scope", rename_all = "snake_case")]
+pub enum ApprovalScope {
+    /// A reviewed plan artifact, by its exact hash.
+    Plan { plan_hash: String },
+    /// The approval gate before a wave of a waiting run, by wave name.
+    Wave { wave: String },
+    /// The operator's confirmation of `sluice apply` before the run started. Not an approval
+    /// of the plan: `--require-approval` does not count it.
+    RunStart { plan_hash: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    #[serde(flatten)]
+    pub scope: ApprovalScope,
+    pub by: String,
+    pub comment: Option<String>,
+    /// A refusal: the gate answered no.
+    pub refused: bool,
+    pub how: ApprovalHow,
+}
+
+impl Approval {
+    /// The operator's confirmation, typed at the prompt, of a run of plan `plan_hash`.
+    pub fn run_start(plan_hash: &str, by: &str) -> Approval {
+        Approval {
+            scope: ApprovalScope::RunStart {
+                plan_hash: plan_hash.to_string(),
+            },
+            by: by.to_string(),
+            comment: None,
+            refused: false,
+            how: ApprovalHow::Terminal,
+        }
+    }
+
+    /// An answer to the gate before `wave`, with no comment.
+    pub fn of_wave(wave: &str, by: &str, refused: bool, how: ApprovalHow) -> Approval {
+        Approval {
+            scope: ApprovalScope::Wave {
+                wave: wave.to_string(),
+            },
+            by: by.to_string(),
+            comment: None,
+            refused,
+            how,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaveStarted {
+    pub wave: String,
+    /// 0-based position in the plan's waves.
+    pub index: u32,
+    pub hosts: Vec<String>,
+    /// Hosts of the wave run at once.
+    pub concurrency: u32,
+    /// The failure budget as the plan wrote it (`2`, `10%`).
+    pub budget: String,
+    /// The budget in hosts: the wave fails when more hosts fail.
+    pub max_failed: u32,
+}
+
+/// How a wave ended and what was decided, with the arithmetic behind it so an auditor can redo
+/// it: `ok + failed + interrupted + not_started == hosts`; the wave failed its budget when
+/// `failed > max_failed`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaveDecided {
+    pub wave: String,
+    /// 0-based position in the plan's waves; absent for the `run-once` pseudo-wave.
+    pub index: Option<u32>,
+    pub status: WaveStatus,
+    pub hosts: u32,
+    pub ok: u32,
+    /// Hosts counted against the budget: failed, unhealthy, unreachable or unknown.
+    pub failed: u32,
+    /// Of `failed`, the hosts that could not be reached.
+    pub unreachable: u32,
+    /// Hosts stopped by Ctrl-C or the window closing (not counted against the budget).
+    pub interrupted: u32,
+    pub not_started: u32,
+    pub budget: String,
+    pub max_failed: u32,
+    pub decision: WaveDecision,
+    /// Why the wave ended as it did, then what the decision does.
+    pub reason: String,
+    pub duration_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostStarted {
+    pub wave: String,
+    pub host: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostFinished {
+    pub wave: String,
+    pub host: String,
+    pub outcome: HostOutcome,
+    pub duration_ms: u64,
+    /// What failed and why (`install: exit 3`, `connect: ...`), when the host did not end ok.
+    pub error: Option<String>,
+}
+
+/// A command about to be sent (a step, or an undo). `command` is redacted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepIntent {
+    pub host: String,
+    pub step: String,
+    pub command: String,
+    /// 1 for the first try, 2 for the first retry... (undos are tried once).
+    pub attempt: u32,
+}
+
+/// How one attempt of a command ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepResult {
+    pub host: String,
+    pub step: String,
+    /// The attempt it ends; 0 for a step its guard skipped.
+    pub attempt: u32,
+    pub status: StepStatus,
+    /// The exit code, when the command ran to one.
+    pub exit_code: Option<i32>,
+    /// `exit 0`, `exit 3`, `killed by SIGTERM`, `timed out`, or what went wrong; redacted.
+    pub detail: String,
+    pub duration_ms: u64,
+    pub stdout: Capture,
+    pub stderr: Capture,
+    /// SHA256 fingerprint of the host key of the connection it ran on (absent for local hosts).
+    pub host_key_fingerprint: Option<String>,
+}
+
+impl StepResult {
+    /// The first non-blank lines of stderr, then of stdout: what a display shows of a failure.
+    pub fn first_lines(&self, n: usize) -> Vec<String> {
+        let text = format!("{}{}", self.stderr.text(), self.stdout.text());
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .take(n)
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRetrying {
+    pub host: String,
+    pub step: String,
+    pub next_attempt: u32,
+    pub delay_ms: u64,
+}
+
+/// One health probe of one host in one round.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthResult {
+    pub host: String,
+    pub check: String,
+    pub probe: ProbeKind,
+    /// 1 for the first round, 2 for the first retry...
+    pub round: u32,
+    pub ok: bool,
+    /// `exit 0`, `HTTP 503 (expected 200)`, ..., redacted.
+    pub detail: String,
+    pub duration_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackStarted {
+    pub wave: String,
+    /// The hosts that started, whose steps are undone.
+    pub hosts: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRolledBack {
+    pub wave: String,
+    pub host: String,
+    pub outcome: RollbackOutcome,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackFinished {
+    pub wave: String,
+    pub rolled_back: u32,
+    pub failed: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseStarted {
+    pub after_wave: String,
+    pub duration_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseFinished {
+    pub after_wave: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionTaken {
+    pub decision: Decision,
+    /// The wave it concerns, if any.
+    pub wave: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    /// The host it concerns, if any.
+    pub host: Option<String>,
+    pub message: String,
+}
+
+/// A count in a fact: facts hold `u32`; more than 4 billion saturates.
+pub fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}

@@ -553,3 +553,82 @@ fn answers_typed_at_the_terminal_are_recorded_as_approvals() {
     // The start confirmation is not an approval of the plan.
     assert_refused_without_approval(&f, &path);
 }
+
+/// A fact without its envelope: what an event and a record of it must agree on.
+fn fact_of(value: &serde_json::Value) -> serde_json::Value {
+    let mut fact = value.clone();
+    if let Some(object) = fact.as_object_mut() {
+        for envelope in ["seq", "at", "run", "prev_hash", "run_prev_hash", "hash"] {
+            object.remove(envelope);
+        }
+    }
+    fact
+}
+
+#[test]
+fn the_json_stream_and_the_audit_export_of_a_rolled_back_run_are_the_same_facts() {
+    let f = Fixture::new();
+    let plan = PlanBuilder::new("same-facts")
+        .local_hosts(&["s1", "s2", "s3"], &f.hosts())
+        .step(StepDef::new("drain", "echo drain >> log").undo("echo undrain >> log"))
+        .step(StepDef::new("install", "echo install >> log").undo("echo uninstall >> log"))
+        .health_run("app", "true")
+        .override_health("s3", "app", "echo sick; exit 1")
+        .wave("canary", &["s1"], 1, 0)
+        .wave("rest", &["s2", "s3"], 2, 0)
+        .build();
+    let path = f.write_plan("plan", &plan);
+    let out = f.apply_cmd(&path).arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let events: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let run = events[0]["run"].as_str().unwrap().to_string();
+    let export = f.read(&["audit", "export", "--run", &run]);
+    assert!(export.status.success(), "{}", text(&export.stderr));
+    let records: Vec<serde_json::Value> = text(&export.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r.get("kind").is_some())
+        .collect();
+
+    let emitted: Vec<serde_json::Value> = events.iter().map(fact_of).collect();
+    let recorded: Vec<serde_json::Value> = records.iter().map(fact_of).collect();
+    // Facts only the store keeps, and facts only the stream shows.
+    let store_only = ["plan_artifact_stored", "lease_taken", "lease_released"];
+    let stream_only = ["host_started", "step_retrying"];
+    for fact in &recorded {
+        if store_only.contains(&fact["kind"].as_str().unwrap()) {
+            continue;
+        }
+        assert!(
+            emitted.contains(fact),
+            "recorded but not emitted as is: {fact}"
+        );
+    }
+    for fact in &emitted {
+        if stream_only.contains(&fact["kind"].as_str().unwrap()) {
+            continue;
+        }
+        assert!(
+            recorded.contains(fact),
+            "emitted but not recorded as is: {fact}"
+        );
+    }
+    // The statuses a reader looks for are spelt the same in both.
+    let status = |facts: &[serde_json::Value], kind: &str| -> Vec<serde_json::Value> {
+        facts
+            .iter()
+            .filter(|f| f["kind"] == kind)
+            .map(|f| f["status"].clone())
+            .collect()
+    };
+    assert_eq!(status(&emitted, "run_finished"), ["rolled_back"]);
+    assert_eq!(status(&recorded, "run_finished"), ["rolled_back"]);
+    assert_eq!(
+        status(&emitted, "wave_decided"),
+        status(&recorded, "wave_decided")
+    );
+    assert_eq!(runs(&f)[0]["status"], "rolled_back");
+}

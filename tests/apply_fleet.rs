@@ -429,3 +429,70 @@ fn fleet_apply_with_an_encrypted_key_and_no_terminal_names_the_passphrase_variab
     );
     assert_eq!(log(&fleet, 1), ["work"]);
 }
+
+#[test]
+fn fleet_a_host_key_learned_by_accept_new_is_shown_by_default_and_recorded_in_the_run() {
+    let fleet = Fleet::start(1).unwrap();
+    let inventory = fleet.write_inventory().unwrap();
+    let learned = fleet.dir().join("learned_hosts");
+    std::fs::write(&learned, "").unwrap();
+    let pinned = fleet.known_hosts().display().to_string();
+    let text = std::fs::read_to_string(&inventory)
+        .unwrap()
+        .replace("host_key_checking: strict", "host_key_checking: accept-new")
+        .replace(&pinned, &learned.display().to_string());
+    assert!(
+        text.contains("accept-new") && !text.contains(&pinned),
+        "{text}"
+    );
+    std::fs::write(&inventory, text).unwrap();
+    let store = fleet.dir().join("store");
+    let out = sluice()
+        .arg("apply")
+        .arg(custom(
+            &fleet,
+            "waves:\n  - { name: all, size: 100% }\nsteps:\n  - { id: hi, run: 'true' }\n",
+        ))
+        .arg("-i")
+        .arg(&inventory)
+        .args(["--yes", "--json", "--state-dir"])
+        .arg(&store)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Shown to the operator without any -v, naming the host.
+    assert!(
+        stderr.contains("warning")
+            && stderr.contains("accept-new: learned")
+            && stderr.contains("host=host1"),
+        "{stderr}"
+    );
+    assert!(
+        std::fs::read_to_string(&learned)
+            .unwrap()
+            .contains("127.0.0.1")
+    );
+    // In the event stream and in the run's audit trail, as a `warning` fact about host1.
+    let warned = |facts: &[serde_json::Value]| {
+        facts.iter().any(|f| {
+            f["kind"] == "warning"
+                && f["host"] == "host1"
+                && f["message"].as_str().unwrap_or("").contains("accept-new")
+        })
+    };
+    let events = events(&out);
+    assert!(warned(&events), "{events:#?}");
+    let run = events[0]["run"].as_str().unwrap().to_string();
+    let show = sluice()
+        .args(["show", &run, "--json", "--state-dir"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&show.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(warned(&records), "{records:#?}");
+}

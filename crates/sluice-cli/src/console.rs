@@ -126,23 +126,28 @@ impl Console {
 
     /// Applies a colour when colour is on.
     pub fn paint(&self, paint: Paint, text: &str) -> String {
-        if !self.color {
-            return text.to_string();
-        }
-        let code = match paint {
-            Paint::Status => "1;32",
-            Paint::Warning => "1;33",
-            Paint::Error => "1;31",
-            Paint::Bold => "1",
-            Paint::Ok => "32",
-            Paint::Bad => "31",
-        };
-        format!("\x1b[{code}m{text}\x1b[0m")
+        paint_text(self.color, paint, text)
     }
 
     fn write_err(&self, text: &str) {
         let _ = io::stderr().lock().write_all(text.as_bytes());
     }
+}
+
+/// `text` in the colour of `paint` when `color` is on.
+pub fn paint_text(color: bool, paint: Paint, text: &str) -> String {
+    if !color {
+        return text.to_string();
+    }
+    let code = match paint {
+        Paint::Status => "1;32",
+        Paint::Warning => "1;33",
+        Paint::Error => "1;31",
+        Paint::Bold => "1",
+        Paint::Ok => "32",
+        Paint::Bad => "31",
+    };
+    format!("\x1b[{code}m{text}\x1b[0m")
 }
 
 /// Colours by meaning, not by name.

@@ -9,6 +9,7 @@ mod console;
 mod error;
 mod event_line;
 mod exit;
+mod logging;
 mod progress;
 mod ssh;
 mod summary;
@@ -35,9 +36,16 @@ struct Cli {
     /// Only errors and the final result.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
-    /// More detail (each command as it runs).
-    #[arg(short, long, global = true)]
-    verbose: bool,
+    /// More detail: each command as it runs (-v); debug logs too (-vv).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Log level of the libraries' logs [default: warn; error with -q; debug with -vv]. RUST_LOG
+    /// (e.g. `sluice_ssh=debug`) overrides it.
+    #[arg(long, global = true, value_enum, value_name = "LEVEL")]
+    log_level: Option<logging::LogLevel>,
+    /// Logs as human lines or as JSON objects, on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Human)]
+    log_format: logging::LogFormat,
     /// Colour in human output.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     color: ColorChoice,
@@ -79,10 +87,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let verbosity = match (cli.quiet, cli.verbose) {
         (true, _) => Verbosity::Quiet,
-        (_, true) => Verbosity::Verbose,
-        _ => Verbosity::Normal,
+        (_, 0) => Verbosity::Normal,
+        _ => Verbosity::Verbose,
     };
     let console = Console::new(cli.color, verbosity);
+    logging::init(
+        &logging::LogSettings {
+            level: cli.log_level,
+            format: cli.log_format,
+            quiet: cli.quiet,
+            verbose: cli.verbose,
+        },
+        &console,
+    );
     let result = match cli.command {
         Command::Validate(args) => commands::validate::run(args, &console),
         Command::Plan(args) => commands::plan::run(args, &console),

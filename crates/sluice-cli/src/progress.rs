@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -23,6 +24,44 @@ use tokio::time::Instant;
 
 use crate::console::{Console, Paint, Verbosity};
 use crate::event_line::{Line, lines};
+
+/// The bars being drawn, if any: while they are, every other line must go above them.
+static BARS: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// Prints a human line on stderr, above the bars when a monitor draws them (log lines use this:
+/// they may come from any thread at any time).
+pub fn print_line(line: &str) {
+    let bars = BARS.lock().ok().and_then(|b| b.clone());
+    match bars {
+        Some(multi) => {
+            let _ = multi.println(line);
+        }
+        None => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        }
+    }
+}
+
+/// Routes [`print_line`] above `multi` until the guard is dropped.
+pub struct BarsGuard;
+
+impl BarsGuard {
+    pub fn draw(multi: &MultiProgress) -> BarsGuard {
+        if let Ok(mut bars) = BARS.lock() {
+            *bars = Some(multi.clone());
+        }
+        BarsGuard
+    }
+}
+
+impl Drop for BarsGuard {
+    fn drop(&mut self) {
+        if let Ok(mut bars) = BARS.lock() {
+            *bars = None;
+        }
+    }
+}
 
 /// How the run is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +95,8 @@ pub struct Monitor<'c> {
     waves: HashMap<String, ProgressBar>,
     hosts: HashMap<String, ProgressBar>,
     pause: Option<Soak>,
+    /// Log lines go above the bars while this monitor draws them.
+    _bars: Option<BarsGuard>,
 }
 
 /// The countdown of a pause between waves.
@@ -73,6 +114,7 @@ impl<'c> Monitor<'c> {
         } else {
             MultiProgress::with_draw_target(ProgressDrawTarget::hidden())
         };
+        let bars = (mode == Mode::Bars).then(|| BarsGuard::draw(&multi));
         Monitor {
             console,
             mode,
@@ -81,6 +123,7 @@ impl<'c> Monitor<'c> {
             waves: HashMap::new(),
             hosts: HashMap::new(),
             pause: None,
+            _bars: bars,
         }
     }
 

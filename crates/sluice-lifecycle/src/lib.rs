@@ -8,6 +8,7 @@
 //!    ([`journal::AuditJournal`], through one group committer) and its approval gates answered
 //!    from the store ([`gate::StoreApprover`]), then releases the leases and records
 //!    `run_finished` in one commit.
+//!    Warnings the libraries log during the run ([`warnings`]) are recorded as `warning` facts.
 //! 3. [`resume`]: the checks before a run whose controller died is carried on, what it did
 //!    before (read by `sluice_exec::prior`), and the take-over commit.
 //!
@@ -24,6 +25,7 @@ pub mod journal;
 pub mod recorded;
 pub mod resume;
 pub mod start;
+pub mod warnings;
 
 pub use error::LifecycleError;
 pub use recorded::{Finished, RecordedRun};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use sluice_audit::{AuditError, AuditLog, CommitStats, GroupCommitter, Redactor};
 use sluice_exec::{
-    Approver, Emitter, Executor, JournalHandle, RunOptions, RunReport, Secrets, Shutdown,
+    Approver, Emitter, Executor, Journal, JournalHandle, RunOptions, RunReport, Secrets, Shutdown,
     Transports,
 };
 use sluice_model::{Fact, RunFinished};
@@ -14,6 +14,7 @@ use sluice_plan::PlanArtifact;
 use crate::error::LifecycleError;
 use crate::gate::StoreApprover;
 use crate::journal::AuditJournal;
+use crate::warnings::WarningTap;
 
 /// Everything a recorded run needs. The run's start (or take-over) is already committed.
 pub struct RecordedRun {
@@ -71,11 +72,17 @@ impl RecordedRun {
             }
         };
         events.emit(opening);
-        options.journal = JournalHandle::new(Arc::new(AuditJournal {
+        let journal = Arc::new(AuditJournal {
             writer: writer.clone(),
             run: run_id.clone(),
             redactor,
-        }));
+        });
+        options.journal = JournalHandle::new(journal.clone());
+        let warnings = tokio::spawn(record_warnings(
+            WarningTap::install(),
+            journal,
+            events.clone(),
+        ));
         let approver: Arc<dyn Approver> = Arc::new(StoreApprover {
             log: log.clone(),
             terminal,
@@ -89,6 +96,8 @@ impl RecordedRun {
             options,
         };
         let report = executor.run(events).await;
+        // The tap is dropped when the recorder stops: warnings after the run are not its own.
+        warnings.abort();
         let commits = writer.stats();
         let finished = RunFinished {
             status: report.status,
@@ -105,5 +114,15 @@ impl RecordedRun {
             commits,
             unrecorded,
         })
+    }
+}
+
+/// Records and shows each warning reported during the run. A warning that cannot be recorded is
+/// still shown (the log layer has shown it to the operator already).
+async fn record_warnings(mut tap: WarningTap, journal: Arc<AuditJournal>, events: Emitter) {
+    while let Some(warning) = tap.next().await {
+        let fact = Fact::Warning(warning);
+        let _ = journal.record(&fact).await;
+        events.emit(fact);
     }
 }

@@ -29,7 +29,7 @@ use crate::commands::plan::print_diagnostic;
 use crate::console::{Console, Paint};
 use crate::error::CliError;
 use crate::exit;
-use crate::progress::{Mode, clock, style};
+use crate::progress::{BarsGuard, Mode, clock, style};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -249,6 +249,8 @@ struct Progress<'c> {
     mode: Mode,
     multi: MultiProgress,
     bar: Option<ProgressBar>,
+    /// Log lines go above the bar while it is drawn.
+    _bars: Option<BarsGuard>,
 }
 
 impl<'c> Progress<'c> {
@@ -269,11 +271,13 @@ impl<'c> Progress<'c> {
                 None,
             )
         };
+        let bars = bar.as_ref().map(|_| BarsGuard::draw(&multi));
         Progress {
             console,
             mode,
             multi,
             bar,
+            _bars: bars,
         }
     }
 

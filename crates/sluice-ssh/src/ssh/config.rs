@@ -13,8 +13,8 @@
 //!   a `User` obtained so far, else the local user, as OpenSSH defaults it), `localuser`, and
 //!   `final` (sluice reads the file once, as OpenSSH's final pass). Criteria take comma-separated
 //!   pattern lists and may be negated with `!`. `canonical` never matches (sluice does not
-//!   canonicalize names); `exec` and any other criterion never match and are logged at debug
-//!   level: sluice does not run commands from a config file.
+//!   canonicalize names); `exec` and any other criterion never match and are logged as a warning:
+//!   sluice does not run commands from a config file.
 //! - `Include` reads files (globs allowed) in place; relative paths are relative to the directory
 //!   of the top config file (`~/.ssh` for the default), `~/` is the home directory. Inside a
 //!   `Host` or `Match` block an included file applies only when the block does. Missing files
@@ -266,7 +266,8 @@ fn criteria(value: &str) -> Vec<Criterion> {
             "localuser" => Test::LocalUser(arg()),
             other => {
                 let what = arg();
-                tracing::debug!(
+                // A block the operator meant to apply is silently skipped otherwise.
+                tracing::warn!(
                     "ssh config: `Match {other} {what}` is not evaluated by sluice; the block does not apply"
                 );
                 Test::Never

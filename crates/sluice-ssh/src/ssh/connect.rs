@@ -85,7 +85,7 @@ impl Client {
                         known_hosts: format!("{} (cannot record the new key: {e})", file.display()),
                     }
                 })?;
-                tracing::info!(host = %self.host, %fingerprint, file = %file.display(), "recorded new host key");
+                tracing::warn!(host = %self.host, %fingerprint, file = %file.display(), "accept-new: learned and recorded a new host key");
                 Ok(())
             }
         }

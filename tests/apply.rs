@@ -1,6 +1,9 @@
 //! End-to-end tests of `sluice apply` on saved plan artifacts over the local transport: every
 //! host is a directory under a temporary state folder, so the tests check real state.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -72,6 +75,7 @@ impl Fixture {
 }
 
 /// Ctrl-C, as the terminal would send it.
+#[allow(unsafe_code)]
 fn sigint(child: &std::process::Child) {
     // SAFETY: kill(2) on the pid of a child we own; no memory is involved.
     unsafe {

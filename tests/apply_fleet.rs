@@ -2,6 +2,9 @@
 //! a YAML plan compiled against the fleet's inventory, run over the russh transport, with each
 //! host's state read back from its `$FLEET_ROOT`.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};

@@ -1,6 +1,9 @@
 //! End-to-end tests of the audit commands: a store seeded through the library (as the executor
 //! writes it), read, exported, tampered with and verified through the `sluice` binary.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -2,6 +2,9 @@
 //! listed, shown and verified; host leases keep two runs off the same host; a store that cannot
 //! be opened starts nothing.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -1,5 +1,8 @@
 //! End-to-end tests of the `sluice` binary.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 
 fn sluice() -> Command {

@@ -5,6 +5,9 @@
 //! `NAME.inventory.yaml` is checked with tests/bad-input/ok-plan.yaml. Run with `BLESS=1` to
 //! write the `.expected` files after a deliberate change of wording, then review the diff.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

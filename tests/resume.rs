@@ -2,6 +2,9 @@
 //! the crash test: `sluice apply` killed with SIGKILL at random moments of a 20-host, 3-wave run
 //! on a real sshd fleet, then resumed to the end.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};

@@ -5,6 +5,9 @@
 //! DIR defaults to a temporary directory under $TMPDIR; pass a directory on the disk the state
 //! directory lives on to measure that disk.
 
+// Benchmarks and examples may unwrap: they are run by hand.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Instant;
 
 use sluice_audit::fixture::step_result;

@@ -42,6 +42,7 @@ pub mod chain;
 pub mod error;
 pub mod export;
 pub mod group;
+pub mod identity;
 pub mod journal;
 pub mod lease;
 pub mod query;

@@ -1,6 +1,9 @@
 //! Group commit: concurrent appends share commits, every waiter is acknowledged, the chain holds
 //! every record in submission order per caller, and a failed commit fails all its waiters.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,6 +1,9 @@
 //! The store's behaviour: appends form one chain, batches commit together, queries, leases,
 //! the resume journal, and refusal of damaged stores.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use sluice_audit::fixture::{run_started, seed_run, step_intent, step_result};
 use sluice_audit::{AuditError, AuditLog, Entry, LeaseHolder, chain::GENESIS};
 use sluice_model::{

@@ -1,6 +1,9 @@
 //! Tamper tests: every edit, deletion, insertion, reordering or truncation of an export, and an
 //! edit inside the store, is detected at the right sequence number.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 use sluice_audit::fixture::{run_started, step_intent, step_result};
 use sluice_audit::{AuditLog, Entry, VerifyReport, verify_export};

@@ -2,6 +2,9 @@
 //! without the planner: `cargo run -p sluice-exec --features testkit --example demo_artifact
 //! STATE_DIR [FAILING_HOST] > plan.json`.
 
+// Benchmarks and examples may unwrap: they are run by hand.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use sluice_exec::testkit::{PlanBuilder, StepDef};
 
 fn main() {

@@ -1,5 +1,8 @@
 //! The executor's behaviour, on a scripted transport under paused tokio time.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

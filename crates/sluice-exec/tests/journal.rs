@@ -2,6 +2,9 @@
 //! probes, undo intents before the undo is sent, the host key of each step's connection, and what
 //! a journal that cannot record an undo's intent does.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -1,5 +1,8 @@
 //! Rollback ordering on real processes: the local transport, each host a directory.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use sluice_exec::testkit::{PlanBuilder, StepDef};

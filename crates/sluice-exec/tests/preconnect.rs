@@ -1,6 +1,9 @@
 //! The next wave's SSH connections are opened while the current wave runs, and nothing more:
 //! no command reaches a host before its wave, and not across a gate, a pause or for local hosts.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,6 +1,9 @@
 //! Resuming a run: the executor with prior outcomes ([`ResumeState`]) on a scripted transport
 //! under paused tokio time, and [`Prior`] reading them from audit records.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -2,6 +2,9 @@
 //! tokio time: leases are released on every outcome, a commit that fails stops the run before
 //! its next command, and a gate is released by an approval recorded in the store.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

@@ -2,6 +2,9 @@
 //! fact kind has its section and no section names a kind that does not exist, and every example
 //! line is an event of its section's kind whose fields are exactly the type's.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 

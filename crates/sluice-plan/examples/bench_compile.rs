@@ -4,6 +4,9 @@
 //! `cargo run --release -p sluice-plan --example bench_compile [-- HOSTS]`
 //! Figures are recorded in docs/benchmarks.md.
 
+// Benchmarks and examples may unwrap: they are run by hand.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fmt::Write;
 use std::time::Instant;
 

@@ -1,5 +1,8 @@
 //! Compilation as a specification: variable precedence, waves, run_once, rendering, holes.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use sluice_plan::{FailureBudget, HostPlan, PlanArtifact, Segment, compile_sources};
 
 const INVENTORY: &str = "

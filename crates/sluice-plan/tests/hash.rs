@@ -1,6 +1,9 @@
 //! The plan hash: same inputs give the same hash byte for byte; YAML layout and key order do
 //! not matter; any meaningful change gives a different hash.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use sluice_plan::compile_sources;
 
 const INVENTORY: &str = "

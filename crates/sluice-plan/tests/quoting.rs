@@ -1,6 +1,9 @@
 //! Shell quoting, checked against a real shell: any value inserted with `{{vars.x}}` reaches the
 //! command as exactly one word with exactly its bytes.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use proptest::prelude::*;
 use sluice_plan::shell_quote;
 

@@ -4,8 +4,8 @@
 use crate::error::AuditError;
 use crate::lease::LeaseHolder;
 use sluice_model::{
-    Capture, Fact, RunFinished, RunStarted, RunStatus, StepIntent, StepResult, StepStatus,
-    WaveDecided, WaveDecision, WaveStarted, WaveStatus,
+    Capture, Fact, HostFinished, HostOutcome, RunFinished, RunStarted, RunStatus, StepIntent,
+    StepResult, StepStatus, WaveDecided, WaveDecision, WaveStarted, WaveStatus,
 };
 
 use crate::record::Entry;
@@ -93,6 +93,27 @@ pub fn seed_run(
         })
         .collect();
     log.append_batch(results)?;
+    let finished = hosts
+        .iter()
+        .map(|h| {
+            let failed = failing.contains(h);
+            Entry::new(
+                &run,
+                Fact::HostFinished(HostFinished {
+                    wave: "all".into(),
+                    host: h.to_string(),
+                    outcome: if failed {
+                        HostOutcome::Failed
+                    } else {
+                        HostOutcome::Ok
+                    },
+                    duration_ms: 20,
+                    error: failed.then(|| "patch: exit 1".to_string()),
+                }),
+            )
+        })
+        .collect();
+    log.append_batch(finished)?;
     let failed = u32::try_from(failing.len()).unwrap_or(u32::MAX);
     let total = u32::try_from(hosts.len()).unwrap_or(u32::MAX);
     log.append(

@@ -32,8 +32,8 @@ pub struct RunSummary {
     pub status: RunState,
     pub hosts: u32,
     pub waves: Vec<String>,
-    /// Hosts with at least one step result.
-    pub hosts_done: BTreeSet<String>,
+    /// Hosts that finished their wave (a `host_finished` record), whatever the outcome.
+    pub hosts_finished: BTreeSet<String>,
     /// Hosts with a failed step, health check or rollback step.
     pub hosts_failed: BTreeSet<String>,
     pub records: u64,
@@ -75,7 +75,6 @@ impl RunSummary {
                 self.waves = s.waves.clone();
             }
             Fact::StepResult(r) | Fact::UndoResult(r) => {
-                self.hosts_done.insert(r.host.clone());
                 if !r.status.is_success() {
                     self.hosts_failed.insert(r.host.clone());
                 }
@@ -84,7 +83,7 @@ impl RunSummary {
                 self.hosts_failed.insert(h.host.clone());
             }
             Fact::HostFinished(h) => {
-                self.hosts_done.insert(h.host.clone());
+                self.hosts_finished.insert(h.host.clone());
                 if h.outcome.is_failure() {
                     self.hosts_failed.insert(h.host.clone());
                 }
@@ -111,8 +110,10 @@ impl RunSummary {
         }
     }
 
+    /// Hosts that finished with nothing failed on them (a host rolled back later, or one
+    /// whose undo failed, is not ok). A run interrupted before any host finished has none.
     pub fn hosts_ok(&self) -> usize {
-        self.hosts_done.difference(&self.hosts_failed).count()
+        self.hosts_finished.difference(&self.hosts_failed).count()
     }
 
     /// Seconds from the first to the last recorded moment (to now while running).

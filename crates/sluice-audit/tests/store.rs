@@ -7,7 +7,8 @@
 use sluice_audit::fixture::{run_started, seed_run, step_intent, step_result};
 use sluice_audit::{AuditError, AuditLog, Entry, LeaseHolder, chain::GENESIS};
 use sluice_model::{
-    Approval, ApprovalHow, ApprovalRequested, ApprovalScope, Fact, RunFinished, RunState, RunStatus,
+    Approval, ApprovalHow, ApprovalRequested, ApprovalScope, Fact, HostFinished, HostOutcome,
+    RunFinished, RunState, RunStatus,
 };
 
 /// The kinds of `run`'s records, in order.
@@ -95,6 +96,33 @@ fn list_runs_counts_hosts_and_status() {
     );
     let other = runs.iter().find(|r| r.run != run).unwrap();
     assert_eq!((other.hosts_ok(), other.hosts_failed.len()), (2, 1));
+}
+
+#[test]
+fn a_run_interrupted_before_any_host_finished_has_no_host_ok() {
+    let (_dir, log) = store();
+    let run = log.begin_run(run_started("p", &["a", "b"])).unwrap();
+    log.append_batch(vec![
+        Entry::new(&run, step_intent("a", "s1")),
+        Entry::new(&run, step_result("a", "s1", true, "done")),
+        Entry::new(&run, step_intent("a", "s2")),
+    ])
+    .unwrap();
+    let summary = log.run_summary(&run).unwrap();
+    assert_eq!(summary.status, RunState::INTERRUPTED);
+    assert_eq!((summary.hosts_ok(), summary.hosts_failed.len()), (0, 0));
+    log.append(
+        &run,
+        Fact::HostFinished(HostFinished {
+            wave: "all".into(),
+            host: "a".into(),
+            outcome: HostOutcome::Ok,
+            duration_ms: 3,
+            error: None,
+        }),
+    )
+    .unwrap();
+    assert_eq!(log.run_summary(&run).unwrap().hosts_ok(), 1);
 }
 
 #[test]
@@ -334,6 +362,7 @@ fn payload_kinds_serialise_as_documented() {
             "wave_started",
             "step_intent",
             "step_result",
+            "host_finished",
             "wave_decided",
             "lease_released",
             "run_finished"

@@ -103,13 +103,13 @@ pub fn report(r: &RunReport, console: &Console) -> String {
         "{:<14} {:<16} {:>4} {:>7} {:>12} {:>12} {:>12} {:>16} {:>12} {:>9}",
         "wave",
         "status",
-        "ok",
-        "failed",
+        HostOutcome::Ok.as_str(),
+        HostOutcome::Failed.as_str(),
         "not started",
-        "interrupted",
+        HostOutcome::Interrupted.as_str(),
         "rolled back",
         "rollback failed",
-        "unreachable",
+        HostOutcome::Unreachable.as_str(),
         "duration"
     );
     for w in &r.waves {
@@ -164,7 +164,7 @@ pub fn report(r: &RunReport, console: &Console) -> String {
 /// The one-line result of a run and whether it is bad news.
 pub fn verdict(status: RunStatus) -> (String, bool) {
     match status {
-        RunStatus::Succeeded => ("succeeded".to_string(), false),
+        RunStatus::Succeeded => (RunStatus::Succeeded.to_string(), false),
         RunStatus::Failed => (
             "failed: a wave failed and the run halted (exit 1)".into(),
             true,

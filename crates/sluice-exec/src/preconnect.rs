@@ -10,8 +10,9 @@
 //! What this may and may not do, because a change board reads "wave 2 was not touched" literally:
 //! - only a connection is opened (TCP, host key check, authentication); no channel, no command;
 //!   a wave that never starts never receives a command, and its warm connections are closed;
-//! - only for SSH hosts: a `local` host's "connection" creates its working directory, which is a
-//!   change;
+//! - only for hosts whose transport says connecting ahead is worth it
+//!   ([`sluice_ssh::Transport::worth_opening_ahead`]: SSH yes; `local` no, since a local host's
+//!   "connection" creates its working directory, which is a change);
 //! - not across an approval gate or a pause: a connection held while people decide, or while a
 //!   soak time runs, would sit idle for minutes;
 //! - at most the wave's concurrency: the hosts that start first;
@@ -21,7 +22,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use sluice_plan::{PlanArtifact, TransportKind};
+use sluice_plan::PlanArtifact;
 use sluice_ssh::{Connection, TransportError};
 use tokio::task::JoinHandle;
 
@@ -62,12 +63,15 @@ impl Preconnect {
             let Some(plan) = artifact.host(name) else {
                 continue;
             };
-            if plan.connection.transport != TransportKind::Ssh || warming.contains_key(name) {
+            if warming.contains_key(name) {
                 continue;
             }
-            let Some(transport) = transports.get(TransportKind::Ssh) else {
-                return;
+            let Some(transport) = transports.get(plan.connection.transport) else {
+                continue;
             };
+            if !transport.worth_opening_ahead() {
+                continue;
+            }
             let target = host_target(plan);
             warming.insert(
                 name.clone(),

@@ -371,6 +371,8 @@ pub struct ScriptedTransport {
     unreachable: BTreeSet<String>,
     log: Arc<Mutex<Vec<Sent>>>,
     connects: Arc<Mutex<Vec<(String, tokio::time::Instant)>>>,
+    /// Stands for a transport whose connections are worth opening ahead (SSH).
+    opened_ahead: bool,
 }
 
 /// One command a [`ScriptedTransport`] received.
@@ -390,7 +392,15 @@ impl ScriptedTransport {
             unreachable: BTreeSet::new(),
             log: Arc::new(Mutex::new(Vec::new())),
             connects: Arc::new(Mutex::new(Vec::new())),
+            opened_ahead: false,
         }
+    }
+
+    /// This transport (sharing the script and the logs) stands for one whose connections are
+    /// worth opening ahead, like SSH.
+    pub fn opened_ahead(mut self) -> Self {
+        self.opened_ahead = true;
+        self
     }
 
     pub fn unreachable(mut self, host: &str) -> Self {
@@ -447,6 +457,10 @@ impl Transport for ScriptedTransport {
                 transport: self.clone(),
             }) as Arc<dyn Connection>)
         })
+    }
+
+    fn worth_opening_ahead(&self) -> bool {
+        self.opened_ahead
     }
 }
 

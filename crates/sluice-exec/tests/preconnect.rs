@@ -44,12 +44,11 @@ async fn run_gated(
     approver: Option<Arc<dyn Approver>>,
 ) -> RunReport {
     let (tx, _rx) = mpsc::unbounded_channel();
-    let transport: Arc<ScriptedTransport> = Arc::new(t.clone());
     let executor = Executor {
         artifact: Arc::new(artifact),
         transports: Transports::new()
-            .with(TransportKind::Local, transport.clone())
-            .with(TransportKind::Ssh, transport),
+            .with(TransportKind::Local, Arc::new(t.clone()))
+            .with(TransportKind::Ssh, Arc::new(t.clone().opened_ahead())),
         secrets: Secrets::default(),
         shutdown: Shutdown::new(),
         approver,

@@ -329,6 +329,13 @@ pub trait Transport: Send + Sync {
         &'a self,
         target: &'a HostTarget,
     ) -> BoxFuture<'a, Result<Arc<dyn Connection>, TransportError>>;
+
+    /// Whether connecting costs enough (network round trips, a handshake) that opening a
+    /// connection before it is needed saves time. The executor opens the next wave's
+    /// connections ahead only for such transports.
+    fn worth_opening_ahead(&self) -> bool {
+        false
+    }
 }
 
 /// An open connection to one host; commands may run on it concurrently.

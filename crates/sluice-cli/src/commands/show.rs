@@ -3,7 +3,7 @@
 //! ran on), then every record, one line each.
 
 use sluice_audit::Record;
-use sluice_model::{ApprovalScope, Fact, WaveDecided, WaveDecision};
+use sluice_model::{ApprovalScope, Fact, HostOutcome, WaveDecided, WaveDecision};
 
 use super::audit::StateDirArg;
 use crate::console::{Console, Paint};
@@ -181,7 +181,7 @@ fn arithmetic(w: &WaveDecided) -> String {
         counts.push_str(&format!(" ({} unreachable)", w.unreachable));
     }
     for (n, what) in [
-        (w.interrupted, "interrupted"),
+        (w.interrupted, HostOutcome::Interrupted.as_str()),
         (w.not_started, "not started"),
     ] {
         if n > 0 {

@@ -172,4 +172,8 @@ impl Transport for SshTransport {
             Ok(Arc::new(conn) as Arc<dyn Connection>)
         })
     }
+
+    fn worth_opening_ahead(&self) -> bool {
+        true
+    }
 }

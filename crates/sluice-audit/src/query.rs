@@ -74,10 +74,8 @@ impl RunSummary {
                 self.hosts = u32::try_from(s.hosts.len()).unwrap_or(u32::MAX);
                 self.waves = s.waves.clone();
             }
-            Fact::StepResult(r) | Fact::UndoResult(r) => {
-                if !r.status.is_success() {
-                    self.hosts_failed.insert(r.host.clone());
-                }
+            Fact::StepResult(r) | Fact::UndoResult(r) if !r.status.is_success() => {
+                self.hosts_failed.insert(r.host.clone());
             }
             Fact::HealthResult(h) if !h.ok => {
                 self.hosts_failed.insert(h.host.clone());

@@ -89,9 +89,10 @@ impl HostRun {
         match result {
             Ok(conn) => self.conn = Some(conn),
             Err(e) => {
-                let outcome = match e.kind() {
-                    "unreachable" | "host_key_refused" | "auth_failed" => HostOutcome::Unreachable,
-                    _ => HostOutcome::Failed,
+                let outcome = if e.kind().is_unreachable() {
+                    HostOutcome::Unreachable
+                } else {
+                    HostOutcome::Failed
                 };
                 self.fail(outcome, "connect", ctx.secrets.redact(&e.to_string()));
             }

@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use crate::capture::CapturedOutput;
 
+/// The kinds [`TransportError::kind`] sorts errors into; defined with the run's vocabulary.
+pub use sluice_model::ConnectErrorKind;
+
 /// A boxed future, so transports can be used behind `dyn`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -301,21 +304,22 @@ impl TransportError {
         }
     }
 
-    /// A short stable name for summaries and JSON: `unreachable`, `host_key_refused`, ...
-    pub fn kind(&self) -> &'static str {
+    /// What kind of failure this is, for summaries and JSON (`unreachable`,
+    /// `host_key_refused`, ...): callers decide on the kind, never on the message.
+    pub fn kind(&self) -> ConnectErrorKind {
         match self {
-            TransportError::Unreachable { .. } => "unreachable",
+            TransportError::Unreachable { .. } => ConnectErrorKind::Unreachable,
             TransportError::HostKeyUnknown { .. }
             | TransportError::HostKeyChanged { .. }
-            | TransportError::HostKeyRevoked { .. } => "host_key_refused",
+            | TransportError::HostKeyRevoked { .. } => ConnectErrorKind::HostKeyRefused,
             TransportError::AuthFailed { .. } | TransportError::IdentityFile { .. } => {
-                "auth_failed"
+                ConnectErrorKind::AuthFailed
             }
-            TransportError::ConnectionLost { .. } => "connection_lost",
-            TransportError::BecomeFailed { .. } => "become_failed",
+            TransportError::ConnectionLost { .. } => ConnectErrorKind::ConnectionLost,
+            TransportError::BecomeFailed { .. } => ConnectErrorKind::BecomeFailed,
             TransportError::Spawn { .. }
             | TransportError::Protocol { .. }
-            | TransportError::Upload { .. } => "transport_error",
+            | TransportError::Upload { .. } => ConnectErrorKind::TransportError,
         }
     }
 }

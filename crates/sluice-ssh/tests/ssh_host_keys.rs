@@ -5,7 +5,7 @@ mod support;
 use std::fs;
 use std::process::Command;
 
-use sluice_ssh::{HostKeyPolicy, Transport, TransportError};
+use sluice_ssh::{ConnectErrorKind, HostKeyPolicy, Transport, TransportError};
 use support::{fleet, target, transport};
 
 async fn connect(t: &sluice_ssh::HostTarget) -> Result<(), TransportError> {
@@ -25,7 +25,7 @@ async fn strict_refuses_unknown_keys_and_missing_files_with_the_fingerprint() {
         "{err}"
     );
     assert!(err.to_string().contains("SHA256:"), "{err}");
-    assert_eq!(err.kind(), "host_key_refused");
+    assert_eq!(err.kind(), ConnectErrorKind::HostKeyRefused);
 
     t.known_hosts = vec![fleet.dir().join("does-not-exist")];
     let err = connect(&t).await.unwrap_err();

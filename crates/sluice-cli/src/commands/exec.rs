@@ -20,8 +20,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use sluice_plan::diagnostic::{Diagnostics, Loc};
 use sluice_plan::{HostKeyChecking, TransportKind};
 use sluice_ssh::{
-    Become, ExecOutcome, ExecRequest, HostKeyPolicy, HostTarget, LocalTransport, SshTransport,
-    Transport, TransportError,
+    Become, ConnectErrorKind, ExecOutcome, ExecRequest, HostKeyPolicy, HostTarget, LocalTransport,
+    SshTransport, Transport, TransportError,
 };
 
 use crate::commands::plan::print_diagnostic;
@@ -233,8 +233,8 @@ fn category(outcome: &Result<ExecOutcome, TransportError>) -> &'static str {
         Ok(o) if o.status.success() => "ok",
         Ok(_) => "failed",
         Err(e) => match e.kind() {
-            "unreachable" => "unreachable",
-            "host_key_refused" | "auth_failed" => "refused",
+            ConnectErrorKind::Unreachable => "unreachable",
+            ConnectErrorKind::HostKeyRefused | ConnectErrorKind::AuthFailed => "refused",
             _ => "failed",
         },
     }

@@ -14,6 +14,9 @@
 //! 5. `become` wraps the command in sudo and reads sudo's prompts and refusals off stderr
 //!    ([`sudo`]); keepalives (every `keepalive_interval` of silence, dead after
 //!    `keepalive_max` unanswered) turn a hung host into `ConnectionLost`.
+//! 6. A command with a timeout costs at most its timeout plus `timeout_grace`: a host that
+//!    answers nothing after the timeout, not even the kill, is given up at once, and so is its
+//!    connection ([`exec`]).
 
 pub mod auth;
 pub mod config;

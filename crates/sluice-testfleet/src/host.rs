@@ -204,8 +204,15 @@ impl HostProcess {
             if fresh.is_empty() {
                 return Ok(self.frozen.len());
             }
-            signal(&fresh, "STOP")?;
-            self.frozen.extend(fresh);
+            for pid in fresh {
+                // A process that exited since it was listed (a session's pre-auth child) is
+                // not an error.
+                match signal(&[pid], "STOP") {
+                    Ok(()) => self.frozen.push(pid),
+                    Err(_) if !Path::new(&format!("/proc/{pid}")).exists() => {}
+                    Err(e) => return Err(e),
+                }
+            }
         }
         Ok(self.frozen.len())
     }

@@ -11,7 +11,8 @@ mod timeout;
 use std::sync::Arc;
 use std::time::Instant;
 
-use russh::ChannelMsg;
+use russh::client::Msg;
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use tokio::sync::Semaphore;
 
 use super::SshTransport;
@@ -144,114 +145,25 @@ impl SshConnection {
         // One deadline for the whole command: a host that does not even open the channel must
         // not cost more than the timeout either.
         let deadline = request.timeout.map(|t| tokio::time::Instant::now() + t);
-        let start = async {
-            let channel = self.open_channel(session).await?;
-            let (reader, writer) = channel.split();
-            writer
-                .exec(true, line.as_bytes())
-                .await
-                .map_err(|e| Attempt::NotStarted(e.to_string()))?;
-            Ok::<_, Attempt>((reader, writer))
-        };
-        let (mut reader, writer) = match deadline {
-            None => start.await?,
-            Some(at) => match tokio::time::timeout_at(at, start).await {
-                Ok(started) => started?,
-                Err(_) => {
-                    let timeout = request.timeout.unwrap_or_default();
-                    return Err(Attempt::Failed(self.never_started(session, timeout).await));
-                }
-            },
-        };
+        let (mut reader, writer) = self.start(session, line, request, deadline).await?;
 
         let password = request
             .become_user
             .as_ref()
             .and_then(|b| b.password.as_deref());
         let stdin = request.stdin.as_deref().unwrap_or_default();
-
-        let mut out =
-            OutputCapture::new(Stream::Stdout, request.output_cap, request.on_line.clone());
-        let mut err =
-            OutputCapture::new(Stream::Stderr, request.output_cap, request.on_line.clone());
-        let mut status: Option<ExitStatus> = None;
-        let mut closed = false;
-        let mut pgid = if request.timeout.is_some() {
-            shell::PgidLine::default()
-        } else {
-            shell::PgidLine::absent()
-        };
-        // Under `become`, stderr goes through the gate until sudo started the command.
-        let mut gate = request.become_user.as_ref().map(|_| SudoGate::default());
-
+        let mut reading = Reading::new(request);
         // The writer half is driven by what the reader sees: the password only when sudo asks
         // for it, the command's stdin only once the command runs (see ssh::sudo).
-        let (input_tx, mut input_rx) = tokio::sync::mpsc::unbounded_channel::<Input>();
-        if gate.is_none() {
+        let (input_tx, input_rx) = tokio::sync::mpsc::unbounded_channel::<Input>();
+        if reading.gate.is_none() {
             let _ = input_tx.send(Input::Stdin);
         }
-        let feed = async {
-            while let Some(what) = input_rx.recv().await {
-                match what {
-                    Input::Password => {
-                        let mut line = password.unwrap_or_default().as_bytes().to_vec();
-                        line.push(b'\n');
-                        let _ = writer.data(&line[..]).await;
-                    }
-                    Input::Stdin => {
-                        // A command that exits without reading its stdin closes the channel:
-                        // not an error.
-                        if !stdin.is_empty() {
-                            let _ = writer.data(stdin).await;
-                        }
-                        let _ = writer.eof().await;
-                        break;
-                    }
-                    Input::Eof => {
-                        let _ = writer.eof().await;
-                        break;
-                    }
-                }
-            }
-        };
+        let feed = feed(&writer, input_rx, password, stdin);
         let drain = async {
             while let Some(msg) = reader.wait().await {
-                match msg {
-                    ChannelMsg::Data { data } => out.push(&data),
-                    ChannelMsg::ExtendedData { data, ext: 1 } => {
-                        let data = pgid.feed(&data);
-                        let Some(gate) = gate.as_mut() else {
-                            err.push(&data);
-                            continue;
-                        };
-                        let (events, data) = gate.feed(&data);
-                        err.push(&data);
-                        for event in events {
-                            let next = match event {
-                                SudoEvent::PasswordPrompt(1) if password.is_some() => {
-                                    Input::Password
-                                }
-                                // Asked again: the password was wrong. sudo gives up at EOF.
-                                SudoEvent::PasswordPrompt(_) => Input::Eof,
-                                SudoEvent::Started => Input::Stdin,
-                            };
-                            let _ = input_tx.send(next);
-                        }
-                    }
-                    ChannelMsg::ExitStatus { exit_status } => {
-                        status = Some(ExitStatus::Code(i32::try_from(exit_status).unwrap_or(-1)));
-                    }
-                    ChannelMsg::ExitSignal { signal_name, .. } => {
-                        status = Some(ExitStatus::Signal(signal_label(&signal_name)));
-                    }
-                    ChannelMsg::Failure if status.is_none() => {
-                        tracing::debug!(host = %self.target.name, "the host refused a channel request");
-                    }
-                    ChannelMsg::Close => {
-                        closed = true;
-                        break;
-                    }
-                    _ => {}
+                if reading.take(msg, &input_tx, &self.target.name) {
+                    break;
                 }
             }
             drop(input_tx);
@@ -264,14 +176,15 @@ impl SshConnection {
             }
             Some(at) => tokio::time::timeout_at(at, both).await.is_err(),
         };
-        err.push(&pgid.finish());
+        let held_back = reading.pgid.finish();
+        reading.err.push(&held_back);
         if timed_out {
             let group = timeout::Groups {
-                login: pgid.pgid,
+                login: reading.pgid.pgid,
                 become_group: request
                     .become_user
                     .as_ref()
-                    .zip(gate.as_ref().and_then(|g| g.pgid)),
+                    .zip(reading.gate.as_ref().and_then(|g| g.pgid)),
             };
             let timeout = request.timeout.unwrap_or_default();
             self.end_timed_out(session, &writer, &mut reader, group, timeout)
@@ -279,13 +192,58 @@ impl SshConnection {
                 .map_err(Attempt::Failed)?;
             return Ok(ExecOutcome {
                 status: ExitStatus::TimedOut,
-                stdout: out.finish(),
-                stderr: err.finish(),
+                stdout: reading.out.finish(),
+                stderr: reading.err.finish(),
                 duration: started.elapsed(),
             });
         }
-        let stdout = out.finish();
-        let stderr = err.finish();
+        self.conclude(session, reading, started)
+    }
+
+    /// Opens the command's channel and sends the command, by `deadline` if there is one.
+    async fn start(
+        &self,
+        session: &Session,
+        line: &str,
+        request: &ExecRequest,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(ChannelReadHalf, ChannelWriteHalf<Msg>), Attempt> {
+        let start = async {
+            let channel = self.open_channel(session).await?;
+            let (reader, writer) = channel.split();
+            writer
+                .exec(true, line.as_bytes())
+                .await
+                .map_err(|e| Attempt::NotStarted(e.to_string()))?;
+            Ok((reader, writer))
+        };
+        let Some(at) = deadline else {
+            return start.await;
+        };
+        match tokio::time::timeout_at(at, start).await {
+            Ok(started) => started,
+            Err(_) => {
+                let timeout = request.timeout.unwrap_or_default();
+                Err(Attempt::Failed(self.never_started(session, timeout).await))
+            }
+        }
+    }
+
+    /// The outcome of a command whose channel ended before its deadline.
+    fn conclude(
+        &self,
+        session: &Session,
+        reading: Reading,
+        started: Instant,
+    ) -> Result<ExecOutcome, Attempt> {
+        let Reading {
+            out,
+            err,
+            status,
+            closed,
+            gate,
+            ..
+        } = reading;
         if let Some(gate) = gate.as_ref().filter(|g| !g.started())
             && (closed || status.is_some())
         {
@@ -309,8 +267,8 @@ impl SshConnection {
         };
         Ok(ExecOutcome {
             status,
-            stdout,
-            stderr,
+            stdout: out.finish(),
+            stderr: err.finish(),
             duration: started.elapsed(),
         })
     }
@@ -374,6 +332,121 @@ impl Connection for SshConnection {
 
     fn host_key_fingerprint(&self) -> Option<String> {
         Some(self.current().fingerprint.clone())
+    }
+}
+
+/// What a command's channel reported so far.
+struct Reading {
+    out: OutputCapture,
+    err: OutputCapture,
+    status: Option<ExitStatus>,
+    /// The channel closed (as opposed to the connection dropping).
+    closed: bool,
+    /// The process-group marker, stripped off the start of stderr.
+    pgid: shell::PgidLine,
+    /// Under `become`, stderr goes through the gate until sudo started the command.
+    gate: Option<SudoGate>,
+    /// A become password can answer sudo's first prompt.
+    has_password: bool,
+}
+
+impl Reading {
+    fn new(request: &ExecRequest) -> Self {
+        let capture =
+            |stream| OutputCapture::new(stream, request.output_cap, request.on_line.clone());
+        Reading {
+            out: capture(Stream::Stdout),
+            err: capture(Stream::Stderr),
+            status: None,
+            closed: false,
+            pgid: if request.timeout.is_some() {
+                shell::PgidLine::default()
+            } else {
+                shell::PgidLine::absent()
+            },
+            gate: request.become_user.as_ref().map(|_| SudoGate::default()),
+            has_password: request
+                .become_user
+                .as_ref()
+                .is_some_and(|b| b.password.is_some()),
+        }
+    }
+
+    /// Takes one message of the channel; sends on `inputs` what sudo's prompts call for.
+    /// True when the channel closed.
+    fn take(
+        &mut self,
+        msg: ChannelMsg,
+        inputs: &tokio::sync::mpsc::UnboundedSender<Input>,
+        host: &str,
+    ) -> bool {
+        match msg {
+            ChannelMsg::Data { data } => self.out.push(&data),
+            ChannelMsg::ExtendedData { data, ext: 1 } => {
+                let data = self.pgid.feed(&data);
+                let Some(gate) = self.gate.as_mut() else {
+                    self.err.push(&data);
+                    return false;
+                };
+                let (events, data) = gate.feed(&data);
+                self.err.push(&data);
+                for event in events {
+                    let next = match event {
+                        SudoEvent::PasswordPrompt(1) if self.has_password => Input::Password,
+                        // Asked again: the password was wrong. sudo gives up at EOF.
+                        SudoEvent::PasswordPrompt(_) => Input::Eof,
+                        SudoEvent::Started => Input::Stdin,
+                    };
+                    let _ = inputs.send(next);
+                }
+            }
+            ChannelMsg::ExitStatus { exit_status } => {
+                self.status = Some(ExitStatus::Code(i32::try_from(exit_status).unwrap_or(-1)));
+            }
+            ChannelMsg::ExitSignal { signal_name, .. } => {
+                self.status = Some(ExitStatus::Signal(signal_label(&signal_name)));
+            }
+            ChannelMsg::Failure if self.status.is_none() => {
+                tracing::debug!(host, "the host refused a channel request");
+            }
+            ChannelMsg::Close => {
+                self.closed = true;
+                return true;
+            }
+            _ => {}
+        }
+        false
+    }
+}
+
+/// Writes on the command's stdin what the reader asks for (see [`Input`]).
+async fn feed(
+    writer: &ChannelWriteHalf<Msg>,
+    mut inputs: tokio::sync::mpsc::UnboundedReceiver<Input>,
+    password: Option<&str>,
+    stdin: &[u8],
+) {
+    while let Some(what) = inputs.recv().await {
+        match what {
+            Input::Password => {
+                let mut line = password.unwrap_or_default().as_bytes().to_vec();
+                line.push(b'\n');
+                let _ = writer.data(&line[..]).await;
+            }
+            Input::Stdin => {
+                // A command that exits without reading its stdin closes the channel: not an
+                // error.
+                if !stdin.is_empty() {
+                    let _ = writer.data(stdin).await;
+                }
+                let _ = writer.eof().await;
+                break;
+            }
+            Input::Eof => {
+                let _ = writer.eof().await;
+                break;
+            }
+        }
     }
 }
 

@@ -6,6 +6,9 @@
 //!
 //! `SLUICE_BENCH_HOSTS` sets N (default 100).
 
+// Run by hand: a panic is a clear enough error here.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -4,6 +4,8 @@
 //! - [`transport`]: the interface the executor depends on (requests, outcomes, errors).
 //! - [`capture`]: bounded capture of a command's output (head, tail, sha256 and size of all of it).
 //! - [`local`]: commands run by `sh -c` on the controller itself.
+//! - [`fd_limit`]: the process's file-descriptor budget (`RLIMIT_NOFILE` raised once) and the
+//!   shares of it SSH connections and local commands hold at most.
 //! - [`ssh`]: the russh client: dialling with handshake limits ([`ssh::connect`],
 //!   [`ssh::limits`]), host keys ([`ssh::known_hosts`]), authentication ([`ssh::auth`]), commands
 //!   and uploads on a shared connection ([`ssh::exec`], [`ssh::shell`]), `become` through sudo
@@ -13,6 +15,7 @@
 //! or locally; the executor only sees [`Transport`] and [`Connection`].
 
 pub mod capture;
+pub mod fd_limit;
 pub mod local;
 pub mod ssh;
 pub mod transport;

@@ -3,15 +3,22 @@
 //! Same semantics as SSH for the executor: environment, working directory, stdin, bounded
 //! capture, timeout. Each command runs in its own process group so a timeout kills everything it
 //! started, not just the shell.
+//!
+//! Commands run at most [`crate::fd_limit::FdLimit::local_commands`] at a time in the process
+//! (the others wait for a slot; their timeout starts when they do), so a thousand local hosts
+//! at once never fail with "Too many open files". Each runs with the soft `RLIMIT_NOFILE` the
+//! controller started with, not the raised one.
 
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::capture::OutputCapture;
+use crate::fd_limit;
 use crate::transport::{
     BoxFuture, Connection, ExecOutcome, ExecRequest, ExitStatus, HostTarget, Stream, Transport,
     TransportError,
@@ -19,6 +26,11 @@ use crate::transport::{
 
 /// After a timeout, how long the killed process group has to let go of its pipes.
 const KILL_GRACE: Duration = Duration::from_millis(500);
+
+/// Slots for local commands running at once, process-wide: the descriptor limit is the
+/// process's.
+static COMMAND_SLOTS: LazyLock<Semaphore> =
+    LazyLock::new(|| Semaphore::new(fd_limit::raised().local_commands()));
 
 /// Runs commands on the controller.
 #[derive(Clone, Debug, Default)]
@@ -58,7 +70,16 @@ impl LocalConnection {
         }
     }
 
+    /// Waits for a command slot (see [`COMMAND_SLOTS`]).
+    async fn slot(&self) -> Result<SemaphorePermit<'static>, TransportError> {
+        COMMAND_SLOTS
+            .acquire()
+            .await
+            .map_err(|e| self.spawn_error(e))
+    }
+
     async fn run(&self, req: ExecRequest) -> Result<ExecOutcome, TransportError> {
+        let _slot = self.slot().await?;
         let started = Instant::now();
         // `sudo -S` reads a password from stdin only when it needs one; when it does not (root,
         // NOPASSWD) the password line would reach the command's stdin. So the password is used
@@ -98,6 +119,7 @@ impl LocalConnection {
             .stderr(Stdio::piped());
         cmd.process_group(0);
         cmd.kill_on_drop(true);
+        restore_fd_limit(&mut cmd);
 
         let mut child = cmd.spawn().map_err(|e| self.spawn_error(e))?;
         let pgid = child.id();
@@ -173,6 +195,7 @@ impl Connection for LocalConnection {
     ) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(async move {
             use std::os::unix::fs::PermissionsExt;
+            let _slot = self.slot().await?;
             let full = match &self.target.workdir {
                 Some(dir) => dir.join(path),
                 None => path.into(),
@@ -188,6 +211,27 @@ impl Connection for LocalConnection {
 
     fn host_key_fingerprint(&self) -> Option<String> {
         None
+    }
+}
+
+/// Gives the command the soft `RLIMIT_NOFILE` the controller started with, when sluice raised
+/// its own (see [`crate::fd_limit`]).
+#[allow(unsafe_code)]
+fn restore_fd_limit(cmd: &mut Command) {
+    let limit = fd_limit::raised();
+    if limit.original_soft >= limit.soft {
+        return;
+    }
+    let (soft, hard) = (limit.original_soft, limit.hard);
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe calls are allowed: it makes one setrlimit call and allocates nothing.
+    // Lowering the soft limit cannot fail; if it did, the command would run with the raised
+    // limit, which is harmless, so the result is ignored.
+    unsafe {
+        cmd.pre_exec(move || {
+            fd_limit::set(soft, hard);
+            Ok(())
+        });
     }
 }
 
@@ -224,6 +268,7 @@ async fn drain<R: AsyncRead + Unpin>(
     capture.finish()
 }
 
+#[allow(unsafe_code)]
 fn kill_group(pgid: Option<u32>) {
     if let Some(pgid) = pgid.and_then(|p| i32::try_from(p).ok()) {
         // SAFETY: kill(2) with a negative pid signals the process group we created for this

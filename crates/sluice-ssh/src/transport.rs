@@ -5,8 +5,6 @@
 //! from a refused host key, an authentication failure or a command that timed out.
 
 use std::fmt;
-
-pub use sluice_model::ConnectErrorKind;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -14,6 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::capture::CapturedOutput;
+
+/// The kinds [`TransportError::kind`] sorts errors into; defined with the run's vocabulary.
+pub use sluice_model::ConnectErrorKind;
 
 /// A boxed future, so transports can be used behind `dyn`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -187,7 +188,9 @@ pub struct ExecOutcome {
 pub enum TransportError {
     /// No TCP connection or no SSH handshake within the time limit: the host is down, or the
     /// address, port or a firewall is wrong; or a jump host could not reach it; or its sshd kept
-    /// dropping the handshake (`MaxStartups`) after every retry. Nothing ran on the host.
+    /// dropping the handshake (`MaxStartups`) after every retry. Or the host stopped answering
+    /// earlier on this connection and sluice gave it up (see `SshOptions::timeout_grace`).
+    /// Nothing ran on the host.
     #[error("{host}: unreachable at {address}: {reason}")]
     Unreachable {
         host: String,
@@ -248,9 +251,11 @@ pub enum TransportError {
     },
 
     /// The connection broke while a command ran: the host stopped answering keepalives (every
-    /// 15 s, dead after 3 unanswered by default), or sshd, the host or the network failed. The
-    /// command's outcome on the host is unknown: check the host before running it again. (A
-    /// connection found dead *before* a command started is reconnected once, silently.)
+    /// 15 s, dead after 3 unanswered by default), or sshd, the host or the network failed; or
+    /// the command timed out and the host then answered nothing within the grace, so sluice
+    /// gave the connection up. The command's outcome on the host is unknown: check the host
+    /// before running it again. (A connection found dead *before* a command started is
+    /// reconnected once, silently.)
     #[error(
         "{host}: connection lost while the command ran; its outcome on the host is unknown: {reason}"
     )]
@@ -303,7 +308,8 @@ impl TransportError {
         }
     }
 
-    /// A short stable name for summaries and JSON: `unreachable`, `host_key_refused`, ...
+    /// What kind of failure this is, for summaries and JSON (`unreachable`,
+    /// `host_key_refused`, ...): callers decide on the kind, never on the message.
     pub fn kind(&self) -> ConnectErrorKind {
         match self {
             TransportError::Unreachable { .. } => ConnectErrorKind::Unreachable,

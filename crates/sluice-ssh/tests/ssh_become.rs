@@ -2,11 +2,16 @@
 //! user, refusals with clear reasons, a password that never shows, and timeouts that leave no
 //! process behind.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::{Duration, Instant};
 
-use sluice_ssh::{Become, Connection, ExecRequest, ExitStatus, Transport, TransportError};
+use sluice_ssh::{
+    Become, ConnectErrorKind, Connection, ExecRequest, ExitStatus, Transport, TransportError,
+};
 use sluice_testfleet::sudo::{PASSWORD_USER, TARGET_USER, TTY_USER};
 use support::{fleet, sudo_users, target, target_as, transport};
 
@@ -80,7 +85,7 @@ async fn sudo_that_needs_a_password_or_a_tty_is_a_clear_become_error() {
         .unwrap();
     let err = become_error(&*conn, become_as(Some(TARGET_USER), None)).await;
     assert!(matches!(err, TransportError::BecomeFailed { .. }), "{err}");
-    assert_eq!(err.kind(), sluice_ssh::ConnectErrorKind::BecomeFailed);
+    assert_eq!(err.kind(), ConnectErrorKind::BecomeFailed);
     assert!(
         err.to_string().contains("sudo requires a password"),
         "{err}"

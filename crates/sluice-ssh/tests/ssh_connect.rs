@@ -1,5 +1,8 @@
 //! Reachability, authentication and connection life cycle against real sshd.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::process::Command;
@@ -7,7 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use sluice_ssh::{ExecRequest, ExitStatus, SshOptions, SshTransport, Transport, TransportError};
+use sluice_ssh::{
+    ConnectErrorKind, ExecRequest, ExitStatus, SshOptions, SshTransport, Transport, TransportError,
+};
 use support::{fleet, options, target, transport};
 
 #[tokio::test]
@@ -34,7 +39,7 @@ async fn wrong_key_is_an_authentication_failure() {
         .map(|_| ())
         .unwrap_err();
     assert!(matches!(err, TransportError::AuthFailed { .. }), "{err}");
-    assert_eq!(err.kind(), sluice_ssh::ConnectErrorKind::AuthFailed);
+    assert_eq!(err.kind(), ConnectErrorKind::AuthFailed);
 }
 
 #[tokio::test]

@@ -1,5 +1,8 @@
 //! Commands over SSH against real sshd: exit codes, signals, output, timeouts, reuse.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -1,11 +1,14 @@
 //! Host key checking against real sshd: strict, accept-new and the explicit opt-out.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::fs;
 use std::process::Command;
 
-use sluice_ssh::{HostKeyPolicy, Transport, TransportError};
+use sluice_ssh::{ConnectErrorKind, HostKeyPolicy, Transport, TransportError};
 use support::{fleet, target, transport};
 
 async fn connect(t: &sluice_ssh::HostTarget) -> Result<(), TransportError> {
@@ -25,7 +28,7 @@ async fn strict_refuses_unknown_keys_and_missing_files_with_the_fingerprint() {
         "{err}"
     );
     assert!(err.to_string().contains("SHA256:"), "{err}");
-    assert_eq!(err.kind(), sluice_ssh::ConnectErrorKind::HostKeyRefused);
+    assert_eq!(err.kind(), ConnectErrorKind::HostKeyRefused);
 
     t.known_hosts = vec![fleet.dir().join("does-not-exist")];
     let err = connect(&t).await.unwrap_err();

@@ -1,6 +1,9 @@
 //! Connections under stress against real sshd: a host that stops answering is detected by
 //! keepalives, and many connections through one bastion pass its handshake limits.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::process::Command;

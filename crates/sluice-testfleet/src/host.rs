@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{FleetError, io_err, keygen};
+use crate::{FleetError, io_err, keygen, process_tree};
 
 /// Where the fleet expects OpenSSH's server (Debian's openssh-server).
 pub const SSHD: &str = "/usr/sbin/sshd";
@@ -98,6 +98,8 @@ pub(crate) struct HostProcess {
     pub(crate) spec: HostSpec,
     pub(crate) port: u16,
     child: Option<Child>,
+    /// The processes [`HostProcess::freeze`] stopped, to continue them again.
+    frozen: Vec<u32>,
 }
 
 impl HostProcess {
@@ -110,6 +112,7 @@ impl HostProcess {
                 spec,
                 port,
                 child: None,
+                frozen: Vec::new(),
             };
             match host.start() {
                 Ok(()) => return Ok(host),
@@ -181,13 +184,78 @@ impl HostProcess {
         s.read_exact(&mut buf).is_ok() && &buf == b"SSH-"
     }
 
-    /// Kills sshd (by pid) and reaps it. Sessions it forked die with their connections.
+    /// Stops (SIGSTOP) this host's sshd listener and every process under it: session
+    /// processes and the commands they run. The kernel still accepts TCP connections and
+    /// acknowledges data, but nothing answers: a hung host. Returns how many processes were
+    /// stopped.
+    pub(crate) fn freeze(&mut self) -> Result<usize, FleetError> {
+        let Some(listener) = self.child.as_ref().map(Child::id) else {
+            return Err(FleetError::NotRunning(self.spec.name.clone()));
+        };
+        // The listener first, so it forks no new session while its children are collected;
+        // then until no new descendant appears (a session may fork while we look).
+        signal(&[listener], "STOP")?;
+        self.frozen.push(listener);
+        for _ in 0..20 {
+            let fresh: Vec<u32> = process_tree::descendants(listener)
+                .into_iter()
+                .filter(|pid| !self.frozen.contains(pid))
+                .collect();
+            if fresh.is_empty() {
+                return Ok(self.frozen.len());
+            }
+            for pid in fresh {
+                // A process that exited since it was listed (a session's pre-auth child) is
+                // not an error.
+                match signal(&[pid], "STOP") {
+                    Ok(()) => self.frozen.push(pid),
+                    Err(_) if !Path::new(&format!("/proc/{pid}")).exists() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(self.frozen.len())
+    }
+
+    /// Continues (SIGCONT) what [`HostProcess::freeze`] stopped. Returns how many processes.
+    pub(crate) fn thaw(&mut self) -> Result<usize, FleetError> {
+        let frozen = std::mem::take(&mut self.frozen);
+        // Processes that exited meanwhile are skipped by `kill` with an error we ignore.
+        let _ = signal(&frozen, "CONT");
+        Ok(frozen.len())
+    }
+
+    /// Kills sshd (by pid) and reaps it. Sessions it forked die with their connections (a
+    /// frozen host is continued first: a stopped session would not notice).
     pub(crate) fn kill(&mut self) {
+        let _ = self.thaw();
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
     }
+}
+
+/// Sends `SIG{name}` to `pids` with kill(1).
+fn signal(pids: &[u32], name: &str) -> Result<(), FleetError> {
+    if pids.is_empty() {
+        return Ok(());
+    }
+    let out = Command::new("kill")
+        .arg(format!("-{name}"))
+        .args(pids.iter().map(u32::to_string))
+        .output()
+        .map_err(|e| FleetError::Tool {
+            program: "kill".into(),
+            detail: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(FleetError::Tool {
+            program: format!("kill -{name}"),
+            detail: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+    }
+    Ok(())
 }
 
 fn free_port() -> std::io::Result<u16> {

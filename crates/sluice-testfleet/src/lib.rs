@@ -21,10 +21,13 @@
 //!
 //! Hosts are numbered from 1, like their names: `root(1)` is `host1`'s state directory.
 //!
+//! [`Fleet::freeze`] makes a host hang (its whole sshd SIGSTOPped) until [`Fleet::thaw`].
+//!
 //! The `become` tests also need login users whose sudo asks for a password or a TTY: [`sudo`]
 //! creates them on the machine (as root) and [`Fleet::open_to_other_users`] lets them log in.
 
 mod host;
+mod process_tree;
 pub mod sudo;
 
 use std::fs;
@@ -60,6 +63,9 @@ pub enum FleetError {
     /// A host number outside 1..=N was given.
     #[error("no host{0} in this fleet")]
     NoSuchHost(usize),
+    /// The host's sshd is not running (stopped with [`Fleet::stop`]), so it cannot be frozen.
+    #[error("{0}'s sshd is not running: restart it first")]
+    NotRunning(String),
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FleetError + '_ {
@@ -255,6 +261,19 @@ impl Fleet {
         let h = self.host_mut(i);
         h.kill();
         h.start()
+    }
+
+    /// Makes host `i` hang: SIGSTOP to its sshd listener and every process under it (the
+    /// session processes of open connections and the commands they run). TCP connections are
+    /// still accepted and data acknowledged by the kernel, but nothing answers, as on a host
+    /// that froze. Undone by [`Fleet::thaw`], and on drop. Returns how many processes stopped.
+    pub fn freeze(&mut self, i: usize) -> Result<usize, FleetError> {
+        self.host_mut(i).freeze()
+    }
+
+    /// Continues (SIGCONT) every process [`Fleet::freeze`] stopped on host `i`.
+    pub fn thaw(&mut self, i: usize) -> Result<usize, FleetError> {
+        self.host_mut(i).thaw()
     }
 
     /// Gives host `i` a new host key and restarts it. known_hosts keeps the OLD key, so strict

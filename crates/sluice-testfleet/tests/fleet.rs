@@ -1,5 +1,8 @@
 //! The fleet starts real sshd hosts that OpenSSH's own client can reach with its files.
 
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::Command;
 
 use sluice_testfleet::Fleet;
@@ -68,4 +71,32 @@ fn dropping_the_fleet_kills_its_sshd() {
     let port = fleet.port(1);
     drop(fleet);
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+#[test]
+fn a_frozen_host_accepts_tcp_but_answers_nothing_until_thawed() {
+    let mut fleet = Fleet::start(1).expect("start fleet");
+    let stopped = fleet.freeze(1).unwrap();
+    assert!(stopped >= 1);
+    // The kernel still completes the TCP handshake; the banner never comes.
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", fleet.port(1))).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_millis(500)))
+        .unwrap();
+    let mut banner = [0u8; 4];
+    assert!(std::io::Read::read_exact(&mut tcp, &mut banner).is_err());
+    let out = Command::new("ssh")
+        .args(["-o", "ConnectTimeout=1"])
+        .args(fleet.ssh_args(1))
+        .arg("true")
+        .output()
+        .expect("run ssh");
+    assert!(!out.status.success());
+
+    assert_eq!(fleet.thaw(1).unwrap(), stopped);
+    // The connection that waited gets its banner now.
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    std::io::Read::read_exact(&mut tcp, &mut banner).unwrap();
+    assert_eq!(&banner, b"SSH-");
+    assert!(ssh(&fleet, 1, "true").status.success());
 }

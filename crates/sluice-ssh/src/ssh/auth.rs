@@ -96,7 +96,7 @@ pub async fn authenticate(
                 file_error.get_or_insert(TransportError::IdentityFile {
                     host: host.to_string(),
                     path: path.display().to_string(),
-                    reason,
+                    reason: reason.to_string(),
                 });
                 continue;
             }
@@ -128,35 +128,59 @@ pub async fn authenticate(
     })
 }
 
+/// Why an identity file gave no key; the message says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    /// Not readable, or not a key.
+    #[error("{0}")]
+    Unreadable(#[source] keys::Error),
+    /// A passphrase came from the options or the environment, and it did not open the key.
+    #[error("{source} (is the passphrase given by ${env} right?)")]
+    GivenPassphrase {
+        env: String,
+        #[source]
+        source: keys::Error,
+    },
+    /// Encrypted, and there is no terminal to ask on.
+    #[error(
+        "the key is encrypted and there is no terminal to ask for its passphrase: put it in ${env}"
+    )]
+    NoPrompt { env: String },
+    /// Encrypted, and the operator gave no passphrase at the prompt.
+    #[error(
+        "the key is encrypted and no passphrase was given at the prompt: type it, or put it in ${env}"
+    )]
+    NoAnswer { env: String },
+    /// The passphrase typed at the prompt did not open the key.
+    #[error("the passphrase typed does not decrypt the key ({0})")]
+    TypedPassphrase(#[source] keys::Error),
+}
+
 /// Reads an identity file, asking for its passphrase when it is encrypted and none was given.
 async fn load_key(
     path: &Path,
     passphrase: Option<&str>,
     options: &SshOptions,
     asked: &AskedPassphrases,
-) -> Result<keys::PrivateKey, String> {
-    let env = &options.passphrase_env;
+) -> Result<keys::PrivateKey, KeyFileError> {
+    let env = || options.passphrase_env.clone();
     match keys::load_secret_key(path, passphrase) {
         Ok(k) => return Ok(k),
         Err(keys::Error::KeyIsEncrypted) => {}
-        Err(e) if passphrase.is_some() => {
-            return Err(format!("{e} (is the passphrase given by ${env} right?)"));
+        Err(source) if passphrase.is_some() => {
+            return Err(KeyFileError::GivenPassphrase { env: env(), source });
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(KeyFileError::Unreadable(e)),
     }
     let Some(prompt) = &options.passphrase_prompt else {
-        return Err(format!(
-            "the key is encrypted and there is no terminal to ask for its passphrase: put it in ${env}"
-        ));
+        return Err(KeyFileError::NoPrompt { env: env() });
     };
     let Some(answer) = asked.answer(path, prompt).await else {
-        return Err(format!(
-            "the key is encrypted and no passphrase was given at the prompt: type it, or put it in ${env}"
-        ));
+        return Err(KeyFileError::NoAnswer { env: env() });
     };
     keys::load_secret_key(path, Some(&answer)).map_err(|e| {
         asked.forget_wrong(path);
-        format!("the passphrase typed does not decrypt the key ({e})")
+        KeyFileError::TypedPassphrase(e)
     })
 }
 

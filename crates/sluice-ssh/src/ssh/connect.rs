@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use russh::client::{self, Handle};
 use russh::keys::PublicKeyOrCertificate;
@@ -19,9 +20,11 @@ use super::{SshOptions, auth};
 use crate::transport::{HostKeyPolicy, HostTarget, TransportError};
 
 /// What the russh handler returns: a protocol error, or our own refusal of the host key.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    #[error("{0}")]
     Ssh(russh::Error),
+    #[error("{0}")]
     Refused(Box<TransportError>),
 }
 
@@ -278,6 +281,10 @@ impl Dialer {
     }
 
     /// Handshake and authentication of one hop, retried when sshd drops the connection early.
+    ///
+    /// All attempts of a hop share one budget, `connect_timeout + handshake_timeout` (the TCP
+    /// connect alone also within `connect_timeout`), retry delays included; waiting for a
+    /// handshake slot is not counted: that is queueing behind other connections, each bounded.
     async fn dial_hop(
         &self,
         target: &HostTarget,
@@ -292,6 +299,8 @@ impl Dialer {
             address: format!("{}:{}", hop.address, hop.port),
             reason,
         };
+        let budget = self.options.connect_timeout + self.options.handshake_timeout;
+        let mut spent = Duration::ZERO;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -308,45 +317,10 @@ impl Dialer {
                 policy: target.host_key_policy,
                 fingerprint: fingerprint.clone(),
             };
-            let handshake = async {
-                match via {
-                    None => {
-                        let tcp = tokio::time::timeout(
-                            self.options.connect_timeout,
-                            TcpStream::connect((hop.address.as_str(), hop.port)),
-                        )
-                        .await
-                        .map_err(|_| {
-                            Err(format!(
-                                "no TCP connection within {:?}",
-                                self.options.connect_timeout
-                            ))
-                        })?
-                        .map_err(|e| Err(e.to_string()))?;
-                        let _ = tcp.set_nodelay(true);
-                        client::connect_stream(self.config.clone(), tcp, handler)
-                            .await
-                            .map_err(Ok)
-                    }
-                    Some(jump) => {
-                        let channel = jump
-                            .channel_open_direct_tcpip(
-                                hop.address.clone(),
-                                u32::from(hop.port),
-                                "127.0.0.1",
-                                0,
-                            )
-                            .await
-                            .map_err(|e| Err(format!("jump host cannot reach it: {e}")))?;
-                        client::connect_stream(self.config.clone(), channel.into_stream(), handler)
-                            .await
-                            .map_err(Ok)
-                    }
-                }
-            };
-            let limit = self.options.connect_timeout + self.options.handshake_timeout;
-            let result = tokio::time::timeout(limit, async {
-                let mut handle = handshake.await?;
+            let left = budget.saturating_sub(spent);
+            let started = Instant::now();
+            let result = tokio::time::timeout(left, async {
+                let mut handle = self.handshake(hop, via, handler).await?;
                 auth::authenticate(
                     &mut handle,
                     name,
@@ -356,14 +330,15 @@ impl Dialer {
                     &self.passphrases,
                 )
                 .await
-                .map_err(|e| Ok(ClientError::Refused(Box::new(e))))?;
-                Ok::<_, Result<ClientError, String>>(handle)
+                .map_err(|e| HandshakeError::Client(ClientError::Refused(Box::new(e))))?;
+                Ok::<_, HandshakeError>(handle)
             })
             .await;
+            spent += started.elapsed();
             let err = match result {
                 Err(_) => {
                     return Err(unreachable_hop(format!(
-                        "no SSH handshake within {limit:?}"
+                        "no SSH handshake within {budget:?} ({attempt} attempt(s))"
                     )));
                 }
                 Ok(Ok(handle)) => {
@@ -374,24 +349,83 @@ impl Dialer {
                         .unwrap_or_default();
                     return Ok((handle, fp));
                 }
-                Ok(Err(Err(tcp_error))) => return Err(unreachable_hop(tcp_error)),
-                Ok(Err(Ok(ClientError::Refused(e)))) => return Err(*e),
-                Ok(Err(Ok(ClientError::Ssh(e)))) => e,
+                Ok(Err(HandshakeError::Client(ClientError::Refused(e)))) => return Err(*e),
+                Ok(Err(HandshakeError::Client(ClientError::Ssh(e)))) => e,
+                Ok(Err(e)) => return Err(unreachable_hop(e.to_string())),
             };
             // Free the slots while waiting: other handshakes may use them meanwhile.
             drop(slots);
-            if dropped_during_banner(&err) && attempt <= self.options.handshake_retries {
+            let delay = limits::retry_delay(attempt);
+            if dropped_during_banner(&err)
+                && attempt <= self.options.handshake_retries
+                && spent + delay < budget
+            {
                 tracing::debug!(
                     host = name,
                     attempt,
                     "connection dropped during handshake; retrying"
                 );
-                tokio::time::sleep(limits::retry_delay(attempt)).await;
+                tokio::time::sleep(delay).await;
+                spent += delay;
                 continue;
             }
             return Err(unreachable_hop(format!("SSH handshake failed: {err}")));
         }
     }
+
+    /// The transport of one hop (TCP, or a `direct-tcpip` channel through the previous hop)
+    /// and the SSH handshake over it, host key check included.
+    async fn handshake(
+        &self,
+        hop: &Hop,
+        via: Option<&Handle<Client>>,
+        handler: Client,
+    ) -> Result<Handle<Client>, HandshakeError> {
+        match via {
+            None => {
+                let limit = self.options.connect_timeout;
+                let tcp = tokio::time::timeout(
+                    limit,
+                    TcpStream::connect((hop.address.as_str(), hop.port)),
+                )
+                .await
+                .map_err(|_| HandshakeError::TcpTimeout(limit))?
+                .map_err(HandshakeError::Tcp)?;
+                let _ = tcp.set_nodelay(true);
+                client::connect_stream(self.config.clone(), tcp, handler)
+                    .await
+                    .map_err(HandshakeError::Client)
+            }
+            Some(jump) => {
+                let channel = jump
+                    .channel_open_direct_tcpip(
+                        hop.address.clone(),
+                        u32::from(hop.port),
+                        "127.0.0.1",
+                        0,
+                    )
+                    .await
+                    .map_err(HandshakeError::Jump)?;
+                client::connect_stream(self.config.clone(), channel.into_stream(), handler)
+                    .await
+                    .map_err(HandshakeError::Client)
+            }
+        }
+    }
+}
+
+/// Why one handshake attempt with a hop failed.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    #[error("no TCP connection within {0:?}")]
+    TcpTimeout(Duration),
+    #[error("{0}")]
+    Tcp(#[source] std::io::Error),
+    #[error("jump host cannot reach it: {0}")]
+    Jump(#[source] russh::Error),
+    /// The handshake itself: russh's error, or our refusal of the host key or credentials.
+    #[error("{0}")]
+    Client(ClientError),
 }
 
 /// sshd's `MaxStartups` drop shows as a reset or EOF before the key exchange finished.

@@ -2,14 +2,17 @@
 //! a kill of the remote process group, reconnect once when the connection dropped in between.
 //!
 //! A command's channel is read until it closes, not until the exit status arrives: OpenSSH may
-//! send the status before the last output. On timeout the channel gets the SSH `signal` request
-//! `KILL`, which sshd (since 8.1) delivers with `killpg` to the command's shell and everything it
-//! started, and the channel is then closed.
+//! send the status before the last output. A command's timeout covers opening its channel,
+//! sending it and reading it; what happens when it passes (the kill, bounded by the grace, and
+//! giving up on a host that answers nothing) is in [`timeout`].
+
+mod timeout;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use russh::{ChannelMsg, Sig};
+use russh::client::Msg;
+use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use tokio::sync::Semaphore;
 
 use super::SshTransport;
@@ -18,8 +21,7 @@ use super::shell;
 use super::sudo::{SudoEvent, SudoGate};
 use crate::capture::OutputCapture;
 use crate::transport::{
-    Become, BoxFuture, Connection, ExecOutcome, ExecRequest, ExitStatus, HostTarget, Stream,
-    TransportError,
+    BoxFuture, Connection, ExecOutcome, ExecRequest, ExitStatus, HostTarget, Stream, TransportError,
 };
 
 /// A connection to one host; commands may run on it concurrently.
@@ -30,6 +32,9 @@ pub struct SshConnection {
     /// Held while reconnecting, so concurrent commands reconnect once, not each.
     reconnecting: tokio::sync::Mutex<()>,
     channels: Arc<Semaphore>,
+    /// Why sluice gave up on this connection (the host stopped answering, see [`timeout`]):
+    /// once set, every operation fails at once instead of waiting for keepalives.
+    given_up: std::sync::Mutex<Option<String>>,
 }
 
 /// What the client writes next on a command's stdin.
@@ -57,6 +62,7 @@ impl SshConnection {
             session: std::sync::Mutex::new(Arc::new(session)),
             reconnecting: tokio::sync::Mutex::new(()),
             channels: Arc::new(Semaphore::new(channels)),
+            given_up: std::sync::Mutex::new(None),
         }
     }
 
@@ -88,20 +94,24 @@ impl SshConnection {
             request.become_user.as_ref(),
             request.timeout,
         )
-        .map_err(|reason| TransportError::Spawn {
+        .map_err(|e| TransportError::Spawn {
             host: self.target.name.clone(),
-            reason,
+            reason: e.to_string(),
         })?;
+        self.refuse_if_given_up()?;
         let _channel_slot = self
             .channels
             .acquire()
             .await
             .map_err(|e| self.lost(e.to_string()))?;
+        // Given up while this command waited for a channel slot.
+        self.refuse_if_given_up()?;
         let session = self.current();
         match self.attempt(&session, &line, &request).await {
             Ok(outcome) => Ok(outcome),
             Err(Attempt::Failed(e)) => Err(e),
             Err(Attempt::NotStarted(reason)) if session.handle.is_closed() => {
+                self.refuse_if_given_up()?;
                 let fresh = self.reconnect(&session).await?;
                 match self.attempt(&fresh, &line, &request).await {
                     Ok(outcome) => Ok(outcome),
@@ -132,155 +142,108 @@ impl SshConnection {
         request: &ExecRequest,
     ) -> Result<ExecOutcome, Attempt> {
         let started = Instant::now();
-        let channel = self.open_channel(session).await?;
-        let (mut reader, writer) = channel.split();
-        writer
-            .exec(true, line.as_bytes())
-            .await
-            .map_err(|e| Attempt::NotStarted(e.to_string()))?;
+        // One deadline for the whole command: a host that does not even open the channel must
+        // not cost more than the timeout either.
+        let deadline = request.timeout.map(|t| tokio::time::Instant::now() + t);
+        let (mut reader, writer) = self.start(session, line, request, deadline).await?;
 
         let password = request
             .become_user
             .as_ref()
             .and_then(|b| b.password.as_deref());
         let stdin = request.stdin.as_deref().unwrap_or_default();
-
-        let mut out =
-            OutputCapture::new(Stream::Stdout, request.output_cap, request.on_line.clone());
-        let mut err =
-            OutputCapture::new(Stream::Stderr, request.output_cap, request.on_line.clone());
-        let mut status: Option<ExitStatus> = None;
-        let mut closed = false;
-        let mut pgid = if request.timeout.is_some() {
-            shell::PgidLine::default()
-        } else {
-            shell::PgidLine::absent()
-        };
-        // Under `become`, stderr goes through the gate until sudo started the command.
-        let mut gate = request.become_user.as_ref().map(|_| SudoGate::default());
-
+        let mut reading = Reading::new(request);
         // The writer half is driven by what the reader sees: the password only when sudo asks
         // for it, the command's stdin only once the command runs (see ssh::sudo).
-        let (input_tx, mut input_rx) = tokio::sync::mpsc::unbounded_channel::<Input>();
-        if gate.is_none() {
+        let (input_tx, input_rx) = tokio::sync::mpsc::unbounded_channel::<Input>();
+        if reading.gate.is_none() {
             let _ = input_tx.send(Input::Stdin);
         }
-        let feed = async {
-            while let Some(what) = input_rx.recv().await {
-                match what {
-                    Input::Password => {
-                        let mut line = password.unwrap_or_default().as_bytes().to_vec();
-                        line.push(b'\n');
-                        let _ = writer.data(&line[..]).await;
-                    }
-                    Input::Stdin => {
-                        // A command that exits without reading its stdin closes the channel:
-                        // not an error.
-                        if !stdin.is_empty() {
-                            let _ = writer.data(stdin).await;
-                        }
-                        let _ = writer.eof().await;
-                        break;
-                    }
-                    Input::Eof => {
-                        let _ = writer.eof().await;
-                        break;
-                    }
-                }
-            }
-        };
+        let feed = feed(&writer, input_rx, password, stdin);
         let drain = async {
             while let Some(msg) = reader.wait().await {
-                match msg {
-                    ChannelMsg::Data { data } => out.push(&data),
-                    ChannelMsg::ExtendedData { data, ext: 1 } => {
-                        let data = pgid.feed(&data);
-                        let Some(gate) = gate.as_mut() else {
-                            err.push(&data);
-                            continue;
-                        };
-                        let (events, data) = gate.feed(&data);
-                        err.push(&data);
-                        for event in events {
-                            let next = match event {
-                                SudoEvent::PasswordPrompt(1) if password.is_some() => {
-                                    Input::Password
-                                }
-                                // Asked again: the password was wrong. sudo gives up at EOF.
-                                SudoEvent::PasswordPrompt(_) => Input::Eof,
-                                SudoEvent::Started => Input::Stdin,
-                            };
-                            let _ = input_tx.send(next);
-                        }
-                    }
-                    ChannelMsg::ExitStatus { exit_status } => {
-                        status = Some(ExitStatus::Code(i32::try_from(exit_status).unwrap_or(-1)));
-                    }
-                    ChannelMsg::ExitSignal { signal_name, .. } => {
-                        status = Some(ExitStatus::Signal(signal_label(&signal_name)));
-                    }
-                    ChannelMsg::Failure if status.is_none() => {
-                        tracing::debug!(host = %self.target.name, "the host refused a channel request");
-                    }
-                    ChannelMsg::Close => {
-                        closed = true;
-                        break;
-                    }
-                    _ => {}
+                if reading.take(msg, &input_tx, &self.target.name) {
+                    break;
                 }
             }
             drop(input_tx);
         };
         let both = async { tokio::join!(feed, drain) };
-        let timed_out = match request.timeout {
+        let timed_out = match deadline {
             None => {
                 both.await;
                 false
             }
-            Some(limit) => tokio::time::timeout(limit, both).await.is_err(),
+            Some(at) => tokio::time::timeout_at(at, both).await.is_err(),
         };
-        err.push(&pgid.finish());
+        let held_back = reading.pgid.finish();
+        reading.err.push(&held_back);
         if timed_out {
-            // Kill the remote process group, then give the channel a moment to report the end;
-            // the outcome is TIMED_OUT either way. The SSH signal works for non-root logins; the
-            // kill over a second channel also for root (see shell::PGID_MARKER); under `become`
-            // the command's own group is killed through sudo as well (see ssh::sudo). The
-            // channel is closed only afterwards: russh drops the server's late messages on a
-            // channel we already closed, and we would wait out the whole grace period.
-            let _ = writer.signal(Sig::KILL).await;
-            if let Some(pid) = pgid.pgid.filter(|&p| p > 1) {
-                self.kill_group(session, pid).await;
-            }
-            if let (Some(b), Some(pid)) = (
-                &request.become_user,
-                gate.as_ref().and_then(|g| g.pgid).filter(|&p| p > 1),
-            ) {
-                self.kill_become_group(session, b, pid).await;
-            }
-            let grace = self.transport.options().kill_grace;
-            let _ = tokio::time::timeout(grace, async {
-                while let Some(msg) = reader.wait().await {
-                    if matches!(
-                        msg,
-                        ChannelMsg::Close
-                            | ChannelMsg::ExitSignal { .. }
-                            | ChannelMsg::ExitStatus { .. }
-                    ) {
-                        break;
-                    }
-                }
-            })
-            .await;
-            let _ = writer.close().await;
+            let group = timeout::Groups {
+                login: reading.pgid.pgid,
+                become_group: request
+                    .become_user
+                    .as_ref()
+                    .zip(reading.gate.as_ref().and_then(|g| g.pgid)),
+            };
+            let timeout = request.timeout.unwrap_or_default();
+            self.end_timed_out(session, &writer, &mut reader, group, timeout)
+                .await
+                .map_err(Attempt::Failed)?;
             return Ok(ExecOutcome {
                 status: ExitStatus::TimedOut,
-                stdout: out.finish(),
-                stderr: err.finish(),
+                stdout: reading.out.finish(),
+                stderr: reading.err.finish(),
                 duration: started.elapsed(),
             });
         }
-        let stdout = out.finish();
-        let stderr = err.finish();
+        self.conclude(session, reading, started)
+    }
+
+    /// Opens the command's channel and sends the command, by `deadline` if there is one.
+    async fn start(
+        &self,
+        session: &Session,
+        line: &str,
+        request: &ExecRequest,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<(ChannelReadHalf, ChannelWriteHalf<Msg>), Attempt> {
+        let start = async {
+            let channel = self.open_channel(session).await?;
+            let (reader, writer) = channel.split();
+            writer
+                .exec(true, line.as_bytes())
+                .await
+                .map_err(|e| Attempt::NotStarted(e.to_string()))?;
+            Ok((reader, writer))
+        };
+        let Some(at) = deadline else {
+            return start.await;
+        };
+        match tokio::time::timeout_at(at, start).await {
+            Ok(started) => started,
+            Err(_) => {
+                let timeout = request.timeout.unwrap_or_default();
+                Err(Attempt::Failed(self.never_started(session, timeout).await))
+            }
+        }
+    }
+
+    /// The outcome of a command whose channel ended before its deadline.
+    fn conclude(
+        &self,
+        session: &Session,
+        reading: Reading,
+        started: Instant,
+    ) -> Result<ExecOutcome, Attempt> {
+        let Reading {
+            out,
+            err,
+            status,
+            closed,
+            gate,
+            ..
+        } = reading;
         if let Some(gate) = gate.as_ref().filter(|g| !g.started())
             && (closed || status.is_some())
         {
@@ -290,18 +253,22 @@ impl SshConnection {
             }));
         }
         let Some(status) = status else {
-            let why = if session.handle.is_closed() || !closed {
+            let why = if let Some(reason) = self.given_up() {
+                // Another command on this connection found the host hung.
+                format!("sluice gave up on the connection: {reason}")
+            } else if session.handle.is_closed() || !closed {
                 "the connection dropped before the command reported how it ended (the host stopped \
                  answering keepalives, or the network or sshd failed)"
+                    .into()
             } else {
-                "the channel closed without an exit status"
+                "the channel closed without an exit status".into()
             };
-            return Err(Attempt::Failed(self.lost(why.into())));
+            return Err(Attempt::Failed(self.lost(why)));
         };
         Ok(ExecOutcome {
             status,
-            stdout,
-            stderr,
+            stdout: out.finish(),
+            stderr: err.finish(),
             duration: started.elapsed(),
         })
     }
@@ -325,47 +292,6 @@ impl SshConnection {
             tokio::time::sleep(std::time::Duration::from_millis(5 + attempt * 5)).await;
         }
         Err(Attempt::NotStarted(last))
-    }
-
-    /// Kills process group `pgid` on the host over a fresh channel (best effort: the group may
-    /// already be gone, or belong to another user under `become`, whose own deadline covers it).
-    async fn kill_group(&self, session: &Session, pgid: i64) {
-        let Ok(channel) = session.handle.channel_open_session().await else {
-            tracing::warn!(host = %self.target.name, pgid, "cannot open a channel to kill the timed-out command");
-            return;
-        };
-        let (mut reader, writer) = channel.split();
-        // `-s KILL --`: dash, a common login shell and sh on Debian, rejects `kill -KILL --`.
-        let line =
-            format!("kill -s KILL -- -{pgid} 2>/dev/null; kill -s KILL {pgid} 2>/dev/null; true");
-        if writer.exec(true, line.as_bytes()).await.is_ok() {
-            let _ = writer.eof().await;
-            let grace = self.transport.options().kill_grace;
-            let _ =
-                tokio::time::timeout(grace, async { while reader.wait().await.is_some() {} }).await;
-        }
-    }
-
-    /// Kills the `become` command's own process group (see ssh::sudo) as the become user, over
-    /// a fresh channel: the login user may not be allowed to signal that user's processes.
-    async fn kill_become_group(&self, session: &Session, b: &Become, pgid: i64) {
-        let mut request = ExecRequest::new(format!(
-            "kill -s KILL -- -{pgid} 2>/dev/null || kill -s KILL {pgid} 2>/dev/null; true"
-        ));
-        request.become_user = Some(b.clone());
-        let line = match shell::remote_command(&request.command, &[], Some(b), None) {
-            Ok(line) => line,
-            Err(_) => return,
-        };
-        let grace = self.transport.options().kill_grace * 3;
-        // Boxed: `attempt` is the function that called us.
-        let kill = Box::pin(self.attempt(session, &line, &request));
-        match tokio::time::timeout(grace, kill).await {
-            Ok(Ok(_)) => {}
-            _ => {
-                tracing::warn!(host = %self.target.name, pgid, "could not kill the timed-out become command; its own deadline will")
-            }
-        }
     }
 
     /// Writes `contents` to `path` via `cat` on a channel, through a temporary file and `mv`
@@ -409,10 +335,125 @@ impl Connection for SshConnection {
     }
 }
 
+/// What a command's channel reported so far.
+struct Reading {
+    out: OutputCapture,
+    err: OutputCapture,
+    status: Option<ExitStatus>,
+    /// The channel closed (as opposed to the connection dropping).
+    closed: bool,
+    /// The process-group marker, stripped off the start of stderr.
+    pgid: shell::PgidLine,
+    /// Under `become`, stderr goes through the gate until sudo started the command.
+    gate: Option<SudoGate>,
+    /// A become password can answer sudo's first prompt.
+    has_password: bool,
+}
+
+impl Reading {
+    fn new(request: &ExecRequest) -> Self {
+        let capture =
+            |stream| OutputCapture::new(stream, request.output_cap, request.on_line.clone());
+        Reading {
+            out: capture(Stream::Stdout),
+            err: capture(Stream::Stderr),
+            status: None,
+            closed: false,
+            pgid: if request.timeout.is_some() {
+                shell::PgidLine::default()
+            } else {
+                shell::PgidLine::absent()
+            },
+            gate: request.become_user.as_ref().map(|_| SudoGate::default()),
+            has_password: request
+                .become_user
+                .as_ref()
+                .is_some_and(|b| b.password.is_some()),
+        }
+    }
+
+    /// Takes one message of the channel; sends on `inputs` what sudo's prompts call for.
+    /// True when the channel closed.
+    fn take(
+        &mut self,
+        msg: ChannelMsg,
+        inputs: &tokio::sync::mpsc::UnboundedSender<Input>,
+        host: &str,
+    ) -> bool {
+        match msg {
+            ChannelMsg::Data { data } => self.out.push(&data),
+            ChannelMsg::ExtendedData { data, ext: 1 } => {
+                let data = self.pgid.feed(&data);
+                let Some(gate) = self.gate.as_mut() else {
+                    self.err.push(&data);
+                    return false;
+                };
+                let (events, data) = gate.feed(&data);
+                self.err.push(&data);
+                for event in events {
+                    let next = match event {
+                        SudoEvent::PasswordPrompt(1) if self.has_password => Input::Password,
+                        // Asked again: the password was wrong. sudo gives up at EOF.
+                        SudoEvent::PasswordPrompt(_) => Input::Eof,
+                        SudoEvent::Started => Input::Stdin,
+                    };
+                    let _ = inputs.send(next);
+                }
+            }
+            ChannelMsg::ExitStatus { exit_status } => {
+                self.status = Some(ExitStatus::Code(i32::try_from(exit_status).unwrap_or(-1)));
+            }
+            ChannelMsg::ExitSignal { signal_name, .. } => {
+                self.status = Some(ExitStatus::Signal(signal_label(&signal_name)));
+            }
+            ChannelMsg::Failure if self.status.is_none() => {
+                tracing::debug!(host, "the host refused a channel request");
+            }
+            ChannelMsg::Close => {
+                self.closed = true;
+                return true;
+            }
+            _ => {}
+        }
+        false
+    }
+}
+
+/// Writes on the command's stdin what the reader asks for (see [`Input`]).
+async fn feed(
+    writer: &ChannelWriteHalf<Msg>,
+    mut inputs: tokio::sync::mpsc::UnboundedReceiver<Input>,
+    password: Option<&str>,
+    stdin: &[u8],
+) {
+    while let Some(what) = inputs.recv().await {
+        match what {
+            Input::Password => {
+                let mut line = password.unwrap_or_default().as_bytes().to_vec();
+                line.push(b'\n');
+                let _ = writer.data(&line[..]).await;
+            }
+            Input::Stdin => {
+                // A command that exits without reading its stdin closes the channel: not an
+                // error.
+                if !stdin.is_empty() {
+                    let _ = writer.data(stdin).await;
+                }
+                let _ = writer.eof().await;
+                break;
+            }
+            Input::Eof => {
+                let _ = writer.eof().await;
+                break;
+            }
+        }
+    }
+}
+
 /// `KILL` for `Sig::KILL`, the name itself for custom signals.
-fn signal_label(sig: &Sig) -> String {
+fn signal_label(sig: &russh::Sig) -> String {
     match sig {
-        Sig::Custom(name) => name.clone(),
+        russh::Sig::Custom(name) => name.clone(),
         other => format!("{other:?}"),
     }
 }

@@ -1,5 +1,5 @@
 //! known_hosts files: lookup (plain, hashed, `[host]:port`, wildcards, `@revoked`) and the
-//! atomic append that `accept-new` needs.
+//! atomic append that `accept-new` needs (an exclusive `File::lock`, across processes).
 //!
 //! The rules follow OpenSSH's `sshd(8)` "SSH_KNOWN_HOSTS FILE FORMAT": a host on a non-default
 //! port is written `[host]:port`; `|1|salt|hash` entries are HMAC-SHA1 of that name; a line
@@ -8,7 +8,6 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -85,7 +84,7 @@ pub fn check(files: &[PathBuf], host: &str, port: u16, key: &PublicKey) -> Verdi
     }
 }
 
-/// Serialises appends within this process; `flock` serialises them across processes.
+/// Serialises appends within this process; the file lock (`File::lock`) across processes.
 static APPEND_LOCK: Mutex<()> = Mutex::new(());
 
 /// Appends `[host]:port key` to `file` unless a line for this host already holds the key.
@@ -102,11 +101,8 @@ pub fn append(file: &Path, host: &str, port: u16, key: &PublicKey) -> std::io::R
         .append(true)
         .read(true)
         .open(file)?;
-    // SAFETY: flock on a descriptor we own; released when `f` is closed.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    // `flock(2)` on Linux: released when `f` is closed.
+    f.lock()?;
     // Another connection (or process) may have recorded it while we waited for the lock.
     if check(&[file.to_path_buf()], host, port, key) == Verdict::Trusted {
         return Ok(());

@@ -85,21 +85,11 @@ impl HandshakeSlots {
     }
 }
 
-/// Half the soft `RLIMIT_NOFILE`: each connection holds one socket, and the rest of the process
-/// (audit files, pipes of local commands) needs descriptors too.
+/// Half the soft `RLIMIT_NOFILE` (raised to the hard limit first, see [`crate::fd_limit`]):
+/// each connection holds one socket, and the rest of the process (local commands, audit files)
+/// needs descriptors too.
 pub fn connections_for_fd_limit() -> usize {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct we pass; no other effect.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    if rc != 0 {
-        return 512;
-    }
-    usize::try_from(limit.rlim_cur / 2)
-        .unwrap_or(usize::MAX)
-        .clamp(16, 65_536)
+    crate::fd_limit::raised().ssh_connections()
 }
 
 /// Delay before handshake retry `attempt` (1-based): growing, with jitter so that connections

@@ -14,6 +14,9 @@
 //! 5. `become` wraps the command in sudo and reads sudo's prompts and refusals off stderr
 //!    ([`sudo`]); keepalives (every `keepalive_interval` of silence, dead after
 //!    `keepalive_max` unanswered) turn a hung host into `ConnectionLost`.
+//! 6. A command with a timeout costs at most its timeout plus `timeout_grace`: a host that
+//!    answers nothing after the timeout, not even the kill, is given up at once, and so is its
+//!    connection ([`exec`]).
 
 pub mod auth;
 pub mod config;
@@ -67,8 +70,13 @@ pub struct SshOptions {
     /// sets it only when it has a terminal to ask on); `None`: an encrypted key is an error
     /// naming `passphrase_env`.
     pub passphrase_prompt: Option<PassphrasePrompt>,
-    /// After a timeout, how long the killed command gets to close its channel.
+    /// After a timeout and the kill, how long the killed command gets to close its channel.
     pub kill_grace: Duration,
+    /// The most a command may take beyond its timeout: the kill, the wait for its channel to
+    /// end and a liveness probe all run within it. A host that answers nothing in that time is
+    /// given up (`connection_lost`), and so is its connection: later operations on it fail at
+    /// once instead of waiting for keepalives.
+    pub timeout_grace: Duration,
     /// known_hosts files used when the target names none (`~/.ssh/known_hosts`).
     pub default_known_hosts: Vec<PathBuf>,
     /// The OpenSSH client config consulted for gaps in the inventory (`~/.ssh/config`);
@@ -98,6 +106,7 @@ impl Default for SshOptions {
             passphrase_env: "SLUICE_SSH_PASSPHRASE".into(),
             passphrase_prompt: None,
             kill_grace: Duration::from_secs(1),
+            timeout_grace: Duration::from_secs(5),
             default_known_hosts: ssh_dir.iter().map(|d| d.join("known_hosts")).collect(),
             ssh_config: ssh_dir.as_ref().map(|d| d.join("config")),
             default_identity_files: ssh_dir

@@ -26,17 +26,23 @@ pub fn valid_env_name(name: &str) -> bool {
 /// `signal` request for root logins ("session signalling requires privilege separation").
 pub const PGID_MARKER: &[u8] = b"\x1esluice-pgid=";
 
+/// An environment variable name that is not a shell name: sluice refuses it rather than quote
+/// it wrongly.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid environment variable name {0:?}")]
+pub struct InvalidEnvName(pub String);
+
 /// Builds the command line sent in the SSH `exec` request.
 pub fn remote_command(
     command: &str,
     env: &[(String, String)],
     become_user: Option<&Become>,
     timeout: Option<Duration>,
-) -> Result<String, String> {
+) -> Result<String, InvalidEnvName> {
     let mut inner = String::new();
     for (k, v) in env {
         if !valid_env_name(k) {
-            return Err(format!("invalid environment variable name {k:?}"));
+            return Err(InvalidEnvName(k.clone()));
         }
         inner.push_str(&format!("export {k}={}; ", quote(v)));
     }

@@ -1,6 +1,9 @@
 //! `sluice-testfleet up N [--dir D]`: starts a fleet for benchmarks, prints the inventory path,
 //! and keeps it running until stdin closes or the process is interrupted.
 
+// Run by hand: a panic is a clear enough error here.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -1,0 +1,46 @@
+//! A soft descriptor limit of 256 under a higher hard limit is raised to the hard limit, so many
+//! local commands run at once; the commands themselves still see 256 (issue 16, fault 9). A
+//! test binary of its own: it changes its process's limit, which would disturb other tests.
+
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod local_support;
+
+use local_support::{nofile, run_many, set_nofile};
+use sluice_ssh::{ExecRequest, HostTarget, LocalTransport, Transport};
+
+#[tokio::test]
+async fn a_low_soft_limit_is_raised_to_the_hard_one_and_restored_for_commands() {
+    let (_, hard) = nofile();
+    assert!(
+        hard >= 4096,
+        "this test needs a hard RLIMIT_NOFILE of 4096 or more, not {hard}: raise it as root \
+         (`ulimit -Hn 65536` in the shell that runs the tests, or a nofile line in \
+         /etc/security/limits.conf)"
+    );
+    set_nofile(256, hard);
+
+    let failures = run_many(300).await;
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:?}",
+        failures.len()
+    );
+    assert_eq!(
+        nofile(),
+        (hard, hard),
+        "the soft limit was raised to the hard one"
+    );
+
+    let conn = LocalTransport
+        .connect(&HostTarget::new("local", "localhost"))
+        .await
+        .unwrap();
+    let out = conn.exec(ExecRequest::new("ulimit -n")).await.unwrap();
+    assert_eq!(
+        out.stdout.text_lossy().trim(),
+        "256",
+        "a command runs with the original limit"
+    );
+}

@@ -19,9 +19,11 @@ use crate::graph;
 use crate::inventory::{Inventory, read_inventory};
 use crate::model::{Plan, ProbeDecl, StepDecl, WaveDecl};
 use crate::plan::read_plan;
+use crate::references::Site;
 use crate::schema::{Amount, nearest};
 use crate::source;
 use crate::template::{self, RefKind, RenderProblem, Scope, Template};
+use crate::url::{self, TargetProblem};
 use crate::waves;
 
 /// A compiled plan and the warnings found on the way.
@@ -66,6 +68,14 @@ fn finish(
     cli_vars: &[(String, String)],
     mut diags: Diagnostics,
 ) -> Result<Compiled, PlanError> {
+    for (key, value) in cli_vars {
+        if key.contains('\0') || value.contains('\0') {
+            diags.push(Diagnostic::error(format!(
+                "--var {}: contains a NUL byte, which no command can carry",
+                key.escape_debug()
+            )));
+        }
+    }
     let plan = plan.and_then(|(f, n)| read_plan(&f, &n, &mut diags));
     let inventory = inventory.and_then(|(f, n)| read_inventory(&f, &n, &mut diags));
     let artifact = match (plan, inventory) {
@@ -253,29 +263,32 @@ fn compile(
         for (check, t) in plan.checks.iter().zip(&checks) {
             let Some(t) = t else { continue };
             let what = format!("health check `{}`", check.name);
+            let target = |checked: fn(&str) -> Result<(), TargetProblem>| {
+                let text = t.render_plain(&scope)?;
+                checked(&text).map_err(RenderProblem::Target)?;
+                Ok(text)
+            };
             let probe = match &check.probe {
                 ProbeDecl::Run(d) => t
                     .render(&scope, &|_| Some("?".to_string()))
                     .map(HealthProbe::Run)
-                    .map_err(|p| (p, d.loc)),
-                ProbeDecl::Http { url, expect_status } => t
-                    .render_plain(&scope)
+                    .map_err(|p| (p, "run", d.loc)),
+                ProbeDecl::Http { url, expect_status } => target(url::check_url)
                     .map(|url| HealthProbe::Http {
                         url,
                         expect_status: *expect_status,
                     })
-                    .map_err(|p| (p, url.loc)),
-                ProbeDecl::Tcp(d) => t
-                    .render_plain(&scope)
+                    .map_err(|p| (p, "http", url.loc)),
+                ProbeDecl::Tcp(d) => target(url::check_tcp)
                     .map(|address| HealthProbe::Tcp { address })
-                    .map_err(|p| (p, d.loc)),
+                    .map_err(|p| (p, "tcp", d.loc)),
             };
             match probe {
                 Ok(probe) => health.push(HealthCheck {
                     name: check.name.clone(),
                     probe,
                 }),
-                Err((p, loc)) => note(what, "probe", loc, p, name),
+                Err((p, field, loc)) => note(what, field, loc, p, name),
             }
         }
         host_plans.push(HostPlan {
@@ -312,12 +325,16 @@ fn compile(
                 ),
                 "insert one of its scalar members, e.g. `vars.NAME.KEY`".to_string(),
             ),
+            RenderProblem::Target(problem) => (
+                format!("{what} ({field}) on {on}: {problem}"),
+                problem.help().unwrap_or_default().to_string(),
+            ),
         };
-        diags.push(
-            Diagnostic::error(message)
-                .at(&plan.file, loc)
-                .with_help(help),
-        );
+        let mut d = Diagnostic::error(message).at(&plan.file, loc);
+        if !help.is_empty() {
+            d = d.with_help(help);
+        }
+        diags.push(d);
     }
     warn_unused_secrets(plan, &steps, &checks, diags);
     check_become_password(plan, diags);
@@ -348,6 +365,7 @@ fn compile(
         waves,
         failure: plan.failure.clone(),
         health: plan.health.clone(),
+        host_index: HostIndex::default(),
     })
 }
 
@@ -420,22 +438,17 @@ fn analyse_steps<'p>(plan: &'p Plan, diags: &mut Diagnostics) -> Option<Steps<'p
     let mut parsed =
         |t: Option<&crate::model::Template>, i: usize, field: &str| -> Option<Template> {
             let t = t?;
-            let s = &decls[i];
-            match template::parse(&t.text) {
-                Err(e) => {
-                    diags.push(
-                        Diagnostic::error(format!("step `{}` ({field}): {e}", s.spec.id))
-                            .at(file, t.loc),
-                    );
-                    None
-                }
-                Ok(tpl) => {
-                    for r in tpl.references() {
-                        check_reference(plan, r, i, field, &ancestors, t.loc, diags);
-                    }
-                    Some(tpl)
-                }
+            let what = format!("step `{}`", decls[i].spec.id);
+            let site = Site {
+                file,
+                what: &what,
+                field,
+            };
+            let tpl = site.command(t, diags)?;
+            for r in tpl.references() {
+                check_reference(plan, r, i, field, &ancestors, t.loc, diags);
             }
+            Some(tpl)
         };
     let run = (0..decls.len())
         .map(|i| parsed(Some(&decls[i].run), i, "run"))
@@ -498,18 +511,16 @@ fn parse_checks(plan: &Plan, diags: &mut Diagnostics) -> Vec<Option<Template>> {
     plan.checks
         .iter()
         .map(|c| {
-            let (t, shell) = match &c.probe {
-                ProbeDecl::Run(t) => (t, true),
-                ProbeDecl::Http { url, .. } => (url, false),
-                ProbeDecl::Tcp(t) => (t, false),
-            };
             let what = format!("health check `{}`", c.name);
-            let tpl = match template::parse(&t.text) {
-                Ok(tpl) => tpl,
-                Err(e) => {
-                    diags.push(Diagnostic::error(format!("{what}: {e}")).at(&plan.file, t.loc));
-                    return None;
-                }
+            let site = |field| Site {
+                file: &plan.file,
+                what: &what,
+                field,
+            };
+            let (t, tpl, shell) = match &c.probe {
+                ProbeDecl::Run(t) => (t, site("run").command(t, diags)?, true),
+                ProbeDecl::Http { url, .. } => (url, site("http").url(url, diags)?, false),
+                ProbeDecl::Tcp(t) => (t, site("tcp").address(t, diags)?, false),
             };
             for r in tpl.references() {
                 let allowed = matches!(r.kind, RefKind::Vars | RefKind::Host) || (shell && r.kind == RefKind::Secret && plan.secrets.iter().any(|(s, _)| s.name == r.path[0]));

@@ -453,9 +453,10 @@ fn read_health(r: &mut Reader, node: Option<&Node>) -> (HealthPolicy, Vec<CheckD
             }
             None => 200,
         };
-        let run = template(r, &c, "run", &context);
-        let http = template(r, &c, "http", &context);
-        let tcp = template(r, &c, "tcp", &context);
+        let named = format!("health check `{name}`");
+        let run = template(r, &c, "run", &named);
+        let http = template(r, &c, "http", &named);
+        let tcp = template(r, &c, "tcp", &named);
         let probe = match (run, http, tcp) {
             (Some(t), None, None) => ProbeDecl::Run(t),
             (None, Some(url), None) => ProbeDecl::Http { url, expect_status },

@@ -214,15 +214,15 @@ fn split_port(authority: &str) -> (&str, Option<&str>) {
 
 /// Checks a rendered `http:` URL.
 pub fn check_url(url: &str) -> Result<(), TargetProblem> {
-    check_characters(url)?;
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(TargetProblem::NoScheme);
     };
     if scheme != "http" && scheme != "https" {
         return Err(TargetProblem::Scheme {
-            scheme: scheme.to_string(),
+            scheme: scheme.escape_debug().to_string(),
         });
     }
+    check_characters(rest)?;
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let authority = &rest[..end];
     if rest[end..].contains('#') {

@@ -349,3 +349,71 @@ impl Diagnostics {
         self.items.iter().filter(|d| !d.is_error())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Arc<SourceFile> {
+        Arc::new(SourceFile {
+            path: "p.yaml".into(),
+            text: text.into(),
+        })
+    }
+
+    fn draw(d: &Diagnostic) -> String {
+        let handler =
+            miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+                .with_width(100);
+        let mut out = String::new();
+        handler.render_report(&mut out, &Rendered::new(d)).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_problem_far_out_on_a_long_line_is_drawn_as_a_window_of_it() {
+        let long = format!("a: \"{}\", bad: 1\n", "x".repeat(70_000));
+        let f = file(&format!("name: t\n{long}next: 1\n"));
+        let offset = f.text.find("bad").unwrap();
+        let loc = Loc {
+            line: 2,
+            column: u32::try_from(offset - 8 + 1).unwrap(),
+            offset,
+            len: 3,
+        };
+        let out = draw(&Diagnostic::error("unknown key `bad`").at(&f, loc));
+        // `a: "` + 70,000 × `x` + `", ` come before `bad`.
+        assert!(out.contains("[p.yaml:2:70008]"), "{out}");
+        assert!(out.contains("\", bad: 1"), "{out}");
+        assert!(out.lines().all(|l| l.chars().count() < 300), "{out}");
+    }
+
+    #[test]
+    fn short_lines_keep_their_context() {
+        let f = file("name: t\nsteps: 1\nbad: 2\n");
+        let loc = Loc {
+            line: 2,
+            column: 1,
+            offset: 8,
+            len: 5,
+        };
+        let out = draw(&Diagnostic::error("x").at(&f, loc));
+        assert!(out.contains("name: t") && out.contains("bad: 2"), "{out}");
+    }
+
+    #[test]
+    fn a_reference_is_located_inside_its_string() {
+        let f = file("steps:\n  - run: |\n      echo \\{{x}}\n      echo '{{vars.p}}'\n");
+        let node = Loc {
+            line: 3,
+            column: 7,
+            offset: 24,
+            len: f.text.len() - 24,
+        };
+        let loc = f.locate_reference(node, 1);
+        assert_eq!((loc.line, loc.column, loc.len), (4, 13, 10));
+        assert_eq!(&f.text[loc.offset..loc.offset + loc.len], "{{vars.p}}");
+        // Not in the source (a YAML escape spelt it differently): the string itself.
+        assert_eq!(f.locate_reference(node, 5), node);
+    }
+}

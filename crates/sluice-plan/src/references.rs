@@ -96,6 +96,7 @@ pub fn check_reference(
     loc: Loc,
     diags: &mut Diagnostics,
 ) {
+    let loc = plan.file.locate_reference(loc, r.ordinal);
     let s = &plan.steps[i];
     let id = &s.spec.id;
     let name = &r.path[0];
@@ -144,7 +145,7 @@ pub fn parse_checks(plan: &Plan, diags: &mut Diagnostics) -> Vec<Option<Template
             for r in tpl.references() {
                 let allowed = matches!(r.kind, RefKind::Vars | RefKind::Host) || (shell && r.kind == RefKind::Secret && plan.secrets.iter().any(|(s, _)| s.name == r.path[0]));
                 if !allowed {
-                    diags.push(Diagnostic::error(format!("{what} uses `{r}`; health checks may use vars., host. and (in `run`) declared secrets")).at(&plan.file, t.loc));
+                    diags.push(Diagnostic::error(format!("{what} uses `{r}`; health checks may use vars., host. and (in `run`) declared secrets")).at(&plan.file, plan.file.locate_reference(t.loc, r.ordinal)));
                 }
             }
             Some(tpl)

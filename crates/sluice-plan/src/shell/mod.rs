@@ -40,10 +40,12 @@ pub enum Refusal {
     AnsiCQuoted,
     #[error("is inside backticks, which read backslashes again")]
     Backticks,
-    #[error("is an argument of `eval`, which runs its arguments as shell code")]
-    Eval,
+    #[error("is an argument of `{command}`, which runs its arguments as shell code")]
+    Evaluated { command: String },
     #[error("is in the command string of `{shell} -c`, which runs it as shell code")]
     ShellCommandString { shell: String },
+    #[error("is part of the command `ssh` sends, which the remote shell parses again")]
+    RemoteCommand,
     #[error("is in a here-document, which a line of the value could end early")]
     HereDoc,
     #[error("is in arithmetic, which evaluates its text as an expression")]
@@ -68,8 +70,11 @@ impl Refusal {
             ),
             Refusal::AnsiCQuoted => format!("move the reference outside `$'…'`: `$'a\\tb'{r}`"),
             Refusal::Backticks => format!("write `$(…)` instead of backticks: `$(cmd {r})`"),
-            Refusal::Eval => format!(
-                "pass the value as an argument instead of building code for `eval`; write `{{{{raw {reference}}}}}` only if the value is meant to be shell code"
+            Refusal::Evaluated { command } => format!(
+                "pass the value as an argument instead of building code for `{command}`; write `{{{{raw {reference}}}}}` only if the value is meant to be shell code"
+            ),
+            Refusal::RemoteCommand => format!(
+                "send the value on stdin instead: `printf '%s\\n' {r} | ssh HOST 'read -r v; cmd \"$v\"'`"
             ),
             Refusal::ShellCommandString { shell } => format!(
                 "pass the value as an argument of the script: `{shell} -c 'cmd \"$1\"' {shell} {r}`"

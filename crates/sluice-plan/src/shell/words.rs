@@ -1,13 +1,23 @@
 //! The words of a simple command, and the rules that refuse a reference because of the command
-//! it is in: `eval`, `let`, `[[ … -eq … ]]`, `sh -c`, here-document delimiters.
+//! it is in: `eval`, `trap`, `watch`, `let`, `[[ … -eq … ]]`, `sh -c`, `su -c`, `ssh HOST …`,
+//! here-document delimiters.
 
 use super::lexer::HereDocBody;
 use super::{Refusal, ShellContext};
 
-/// Shells and commands whose `-c` argument is a command string parsed again.
-const REPARSING_COMMANDS: &[&str] = &[
-    "sh", "bash", "dash", "ksh", "mksh", "zsh", "ash", "su", "runuser",
+/// Shells, whose `-c` argument is a command string they parse again.
+const SHELLS: &[&str] = &["sh", "bash", "dash", "ksh", "mksh", "zsh", "ash"];
+/// Commands that hand their `-c` argument to a shell, wherever it stands among their arguments.
+const C_COMMANDS: &[&str] = &["su", "runuser", "flock", "script"];
+/// Commands that run their arguments as shell code: `trap` when the signal comes, `watch` by
+/// handing them to `sh -c`.
+const EVALUATING_COMMANDS: &[&str] = &["eval", "trap", "watch"];
+/// Commands that run the command in their arguments.
+const WRAPPERS: &[&str] = &[
+    "sudo", "env", "nice", "nohup", "timeout", "exec", "setsid", "time",
 ];
+/// ssh(1) options that take an argument.
+const SSH_OPTIONS_WITH_ARGUMENT: &str = "BbcDEeFIiJLlmOopQRSWw";
 /// Words after which the next word is at command position.
 const RESERVED_WORDS: &[&str] = &[
     "if", "then", "else", "elif", "fi", "do", "done", "while", "until", "for", "in", "case",
@@ -166,9 +176,12 @@ impl Script {
         };
         let arguments = &words[first + 1..];
         match words[first].command_name() {
-            Some("eval") => {
+            Some(command) if EVALUATING_COMMANDS.contains(&command) => {
+                let why = Refusal::Evaluated {
+                    command: command.to_string(),
+                };
                 for w in arguments {
-                    refuse(results, &w.refs, &Refusal::Eval);
+                    refuse(results, &w.refs, &why);
                 }
             }
             Some("let") => {
@@ -197,15 +210,76 @@ impl Script {
                 &Refusal::ShellCommandString { shell },
             );
         }
+        if let Some(start) = remote_command(&words, first) {
+            for w in &words[start..] {
+                refuse(results, &w.refs, &Refusal::RemoteCommand);
+            }
+        }
     }
 }
 
-/// The word a shell (or `su`) runs as code with `-c`: `sh -c STRING`, `sudo bash -ec STRING`,
-/// `su - app -c STRING`. Returns the command's name and the string's index.
+/// Where the command `ssh` sends to the remote shell starts: the words after the destination,
+/// which ssh joins with spaces for the remote shell to parse again. Only when ssh is the command
+/// run (after `sudo`, `timeout 5` and the like): `apt-get install ssh x` is not one.
+fn remote_command(words: &[Word], first: usize) -> Option<usize> {
+    let at = command_after_wrappers(words, first);
+    if words.get(at)?.command_name() != Some("ssh") {
+        return None;
+    }
+    let mut i = at + 1;
+    while let Some(w) = words.get(i) {
+        if w.expanded || !w.text.starts_with('-') || w.text == "-" {
+            // The destination.
+            return Some(i + 1);
+        }
+        if w.text == "--" {
+            return Some(i + 2);
+        }
+        // In `-tp 22` the option that takes an argument ends the cluster and takes the next
+        // word; in `-p22` the argument is attached.
+        let flags = &w.text[1..];
+        let takes_next = flags
+            .find(|c| SSH_OPTIONS_WITH_ARGUMENT.contains(c))
+            .is_some_and(|at| at + 1 == flags.len());
+        i += if takes_next { 2 } else { 1 };
+    }
+    None
+}
+
+/// The command a wrapper runs: `sudo -u app ssh …`, `timeout 30 ssh …`, `env A=1 nice -n 5 ssh`.
+fn command_after_wrappers(words: &[Word], first: usize) -> usize {
+    let mut i = first;
+    while let Some(name) = words.get(i).and_then(Word::command_name) {
+        if !WRAPPERS.contains(&name) {
+            return i;
+        }
+        i += 1;
+        while let Some(w) = words.get(i) {
+            let text = w.text.as_str();
+            let duration = text.trim_end_matches(['s', 'm', 'h', 'd']);
+            let is_duration =
+                !duration.is_empty() && duration.chars().all(|c| c.is_ascii_digit() || c == '.');
+            if w.expanded || !(text.starts_with('-') || w.is_assignment() || is_duration) {
+                break;
+            }
+            // `sudo -u app`, `nice -n 5`, `timeout -s KILL`: the option's argument.
+            i += if matches!(text, "-u" | "-g" | "-n" | "-s" | "-k" | "-C" | "-D" | "-h") {
+                2
+            } else {
+                1
+            };
+        }
+    }
+    i
+}
+
+/// The word a shell (or `su`, `flock`, …) runs as code with `-c`: `sh -c STRING`,
+/// `sudo bash -ec STRING`, `su - app -c STRING`. Returns the command's name and the string's
+/// index.
 fn command_string(words: &[Word]) -> Option<(String, usize)> {
     let (at, shell) = words.iter().enumerate().find_map(|(i, w)| {
         w.command_name()
-            .filter(|n| REPARSING_COMMANDS.contains(n))
+            .filter(|n| SHELLS.contains(n) || C_COMMANDS.contains(n))
             .map(|n| (i, n.to_string()))
     })?;
     let is_c_flag = |w: &Word| {
@@ -225,8 +299,8 @@ fn command_string(words: &[Word]) -> Option<(String, usize)> {
         let option_with_argument = matches!(w.text.as_str(), "-o" | "+o" | "-O" | "+O");
         let is_option = !w.expanded && (w.text.starts_with('-') || w.text.starts_with('+'));
         // A shell's first operand is a script file: a later `-c` is that script's argument.
-        // `su` takes its user name anywhere, so keep looking there.
-        if !is_option && !matches!(shell.as_str(), "su" | "runuser") {
+        // The others take operands (a user, a lock file) before `-c`, so keep looking there.
+        if !is_option && SHELLS.contains(&shell.as_str()) {
             return None;
         }
         i += if option_with_argument { 2 } else { 1 };

@@ -185,7 +185,7 @@ fn payloads_arrive_exact_and_inert_in_every_context() {
                 let status = std::process::Command::new(shell)
                     .arg("-c")
                     .arg(&command)
-                    .current_dir(&dir)
+                    .current_dir(dir)
                     .env("HOME", "/home-of-the-test")
                     .status()
                     .unwrap_or_else(|e| {

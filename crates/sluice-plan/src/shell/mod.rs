@@ -6,16 +6,17 @@
 //! ([`Refusal`]): single quotes (nothing can be escaped), `$'…'`, backticks (they re-read
 //! backslashes), here-documents (a line of the value could end the document), arithmetic and
 //! `${…}` (they evaluate their text), comments (a line break ends them), right after `$`, and
-//! text that the shell reads twice: the arguments of `eval` and `let`, and the command string of
-//! `sh -c` and its kin (`bash`, `su`, …). `{{raw …}}` is never refused: it is the author's
-//! explicit choice to insert shell syntax.
+//! text that is parsed as shell code again: the arguments of `eval`, `trap`, `watch` and `let`,
+//! the command string of `sh -c` and its kin (`bash`, `su`, `flock`, …), and the remote command
+//! of `ssh`. `{{raw …}}` is never refused: it is the author's explicit choice to insert shell
+//! syntax.
 //!
 //! The lexer follows the POSIX token rules for what matters here: quotes, backslashes, `$(…)`,
 //! `$((…))`, `${…}`, backticks, comments, operators, here-documents (`<<`, `<<-`, their bodies
 //! after the next line break) and `case` patterns inside `$(…)`. It keeps the words of the
-//! current simple command to recognise `eval`, `let`, `[[ … -eq … ]]` and `sh -c`. It does not
-//! need to understand the whole grammar: it only has to know, at each `{{`, which quotes and
-//! substitutions are open.
+//! current simple command to recognise those commands and `[[ … -eq … ]]` (in `words.rs`). It
+//! does not need to understand the whole grammar: it only has to know, at each `{{`, which
+//! quotes and substitutions are open.
 
 mod lexer;
 mod words;

@@ -27,23 +27,45 @@ impl std::fmt::Debug for Secrets {
 
 impl Secrets {
     /// Reads every secret from its environment variable or file. A file's trailing newline is
-    /// not part of the value (editors add one).
+    /// not part of the value (editors add one). An empty value is an error.
     pub fn load(sources: &[SecretSource]) -> Result<Self, ExecError> {
+        Self::load_with(sources, &|var| std::env::var(var).ok())
+    }
+
+    /// [`Secrets::load`] with the environment read through `env`.
+    fn load_with(
+        sources: &[SecretSource],
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ExecError> {
         let mut values = BTreeMap::new();
         for source in sources {
-            let value = match &source.from {
-                SecretFrom::Env(var) => std::env::var(var).map_err(|_| ExecError::Secret {
-                    name: source.name.clone(),
-                    reason: format!("environment variable {var} is not set (or not UTF-8)"),
-                })?,
-                SecretFrom::File(path) => std::fs::read_to_string(path)
-                    .map_err(|e| ExecError::Secret {
+            let (value, place) = match &source.from {
+                SecretFrom::Env(var) => (
+                    env(var).ok_or_else(|| ExecError::Secret {
                         name: source.name.clone(),
-                        reason: format!("cannot read {path}: {e}"),
-                    })?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_string(),
+                        reason: format!("environment variable {var} is not set (or not UTF-8)"),
+                    })?,
+                    format!("environment variable {var}"),
+                ),
+                SecretFrom::File(path) => (
+                    std::fs::read_to_string(path)
+                        .map_err(|e| ExecError::Secret {
+                            name: source.name.clone(),
+                            reason: format!("cannot read {path}: {e}"),
+                        })?
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string(),
+                    format!("file {path}"),
+                ),
             };
+            // An empty secret is a mistake (an empty export, an empty file), sent as an empty
+            // word that nothing could redact.
+            if value.is_empty() {
+                return Err(ExecError::Secret {
+                    name: source.name.clone(),
+                    reason: format!("{place} is empty"),
+                });
+            }
             values.insert(source.name.clone(), value);
         }
         Ok(Secrets { values })
@@ -89,6 +111,38 @@ mod tests {
         assert_eq!(
             secrets.redact("x 'hunter 2' y hunter 2 ztokz"),
             "x *** y *** z***z"
+        );
+    }
+
+    #[test]
+    fn an_empty_secret_is_an_error_naming_the_secret() {
+        let env = |var: &str| (var == "LB_TOKEN").then(String::new);
+        let err = Secrets::load_with(
+            &[SecretSource {
+                name: "lb_token".into(),
+                from: SecretFrom::Env("LB_TOKEN".into()),
+            }],
+            &env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("secret `lb_token`: environment variable LB_TOKEN is empty"),
+            "{err}"
+        );
+        let file = std::env::temp_dir().join(format!("sluice-empty-secret-{}", std::process::id()));
+        std::fs::write(&file, "\n").unwrap();
+        let path = file.to_string_lossy().to_string();
+        let err = Secrets::load(&[SecretSource {
+            name: "key".into(),
+            from: SecretFrom::File(path.clone()),
+        }])
+        .unwrap_err()
+        .to_string();
+        std::fs::remove_file(&file).unwrap();
+        assert!(
+            err.contains(&format!("secret `key`: file {path} is empty")),
+            "{err}"
         );
     }
 

@@ -121,6 +121,7 @@ impl PlanBuilder {
                     interval_ms: 0,
                     timeout_ms: 5_000,
                 },
+                host_index: Default::default(),
             },
             steps: Vec::new(),
             overrides: BTreeMap::new(),

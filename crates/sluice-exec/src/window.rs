@@ -24,7 +24,9 @@ pub enum WindowState {
 /// Evaluates `window` at `now`. A window the planner would reject (bad time, unknown zone) is an
 /// error rather than "closed", so the operator sees why.
 pub fn window_state(window: &Window, now: Timestamp) -> Result<WindowState, ExecError> {
-    window.validate().map_err(ExecError::Window)?;
+    window
+        .validate()
+        .map_err(|e| ExecError::Window(e.to_string()))?;
     Ok(match window.current(now) {
         Some(open) => WindowState::Open {
             closes_at: open.end,

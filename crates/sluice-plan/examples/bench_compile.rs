@@ -146,6 +146,33 @@ fn main() {
         "peak memory after compile (VmHWM): {:.0} MiB",
         peak_rss_mib()
     );
+    // What the executor does per wave: find every host of the wave by name.
+    let start = Instant::now();
+    let found = a
+        .waves
+        .iter()
+        .flat_map(|w| &w.hosts)
+        .filter(|name| a.host(name).is_some())
+        .count();
+    let indexed = start.elapsed();
+    // A scan per lookup, as before the index, on a sample (all of them would take minutes).
+    let sample: Vec<&String> = a
+        .hosts
+        .iter()
+        .step_by(a.hosts.len().div_ceil(1000))
+        .map(|h| &h.name)
+        .collect();
+    let start = Instant::now();
+    let scanned = sample
+        .iter()
+        .filter(|name| a.hosts.iter().any(|h| h.name == ***name))
+        .count();
+    let per_scan = start.elapsed().as_secs_f64() / scanned.max(1) as f64;
+    println!(
+        "host lookup by name, every host of every wave: {found} in {:.3} s (a scan per lookup: {:.1} s)",
+        indexed.as_secs_f64(),
+        per_scan * found as f64
+    );
     let start = Instant::now();
     let graph = sluice_plan::graph::execution_graph(a);
     println!(

@@ -9,6 +9,7 @@
 //! Maps are `BTreeMap`s so the canonical JSON does not depend on insertion order.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -47,6 +48,36 @@ pub struct PlanArtifact {
     pub waves: Vec<WavePlan>,
     pub failure: FailurePolicy,
     pub health: HealthPolicy,
+    /// Finds a host by name without scanning [`PlanArtifact::hosts`]. Not serialized, so the
+    /// JSON and the hash do not change; built on the first lookup.
+    #[serde(skip)]
+    pub host_index: HostIndex,
+}
+
+/// The positions of [`PlanArtifact::hosts`] sorted by host name, built on first use: the
+/// executor looks up every host of every wave, which a scan makes quadratic in the fleet size.
+/// Positions rather than names, so the index costs one word per host and copies no name.
+///
+/// Two artifacts compare equal whatever their indexes hold, and a clone starts without one.
+#[derive(Default)]
+pub struct HostIndex(OnceLock<Vec<usize>>);
+
+impl Clone for HostIndex {
+    fn clone(&self) -> Self {
+        HostIndex::default()
+    }
+}
+
+impl PartialEq for HostIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for HostIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HostIndex")
+    }
 }
 
 /// Where a secret's value is read from at run time.
@@ -310,8 +341,27 @@ impl PlanArtifact {
         self.compute_hash().is_ok_and(|h| h == self.plan_hash)
     }
 
+    /// The host named `name`: a binary search in the host index.
     pub fn host(&self, name: &str) -> Option<&HostPlan> {
-        self.hosts.iter().find(|h| h.name == name)
+        let hosts = &self.hosts;
+        let sorted = self.host_index.0.get_or_init(|| {
+            let mut positions: Vec<usize> = (0..hosts.len()).collect();
+            positions.sort_unstable_by(|&a, &b| hosts[a].name.cmp(&hosts[b].name));
+            positions
+        });
+        // `hosts` is public: code that builds an artifact step by step may change it after a
+        // lookup. A stale index then misses (every hit is checked), and a miss is confirmed by
+        // a scan, so the answer is always right.
+        let found = sorted
+            .binary_search_by(|&p| {
+                hosts
+                    .get(p)
+                    .map_or(std::cmp::Ordering::Greater, |h| h.name.as_str().cmp(name))
+            })
+            .ok()
+            .and_then(|i| hosts.get(sorted[i]))
+            .filter(|h| h.name == name);
+        found.or_else(|| hosts.iter().find(|h| h.name == name))
     }
 
     pub fn step(&self, id: &str) -> Option<&StepSpec> {

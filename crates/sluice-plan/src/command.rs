@@ -186,6 +186,18 @@ pub fn shell_quote_into(out: &mut String, value: &str) {
     }
 }
 
+/// Writes `value` for the inside of a double-quoted shell string: `\\`, `"`, `$` and `` ` `` are
+/// the only characters special there, and each is escaped with a backslash. Everything else,
+/// line breaks included, is literal inside double quotes.
+pub fn double_quote_into(out: &mut String, value: &str) {
+    for c in value.chars() {
+        if matches!(c, '\\' | '"' | '$' | '`') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,9 +19,11 @@ use crate::graph;
 use crate::inventory::{Inventory, read_inventory};
 use crate::model::{Plan, ProbeDecl, StepDecl, WaveDecl};
 use crate::plan::read_plan;
+use crate::references::{Site, check_reference, parse_checks};
 use crate::schema::{Amount, nearest};
 use crate::source;
-use crate::template::{self, RefKind, RenderProblem, Scope, Template};
+use crate::template::{RefKind, RenderProblem, Scope, Template};
+use crate::url::{self, TargetProblem};
 use crate::waves;
 
 /// A compiled plan and the warnings found on the way.
@@ -66,6 +68,14 @@ fn finish(
     cli_vars: &[(String, String)],
     mut diags: Diagnostics,
 ) -> Result<Compiled, PlanError> {
+    for (key, value) in cli_vars {
+        if key.contains('\0') || value.contains('\0') {
+            diags.push(Diagnostic::error(format!(
+                "--var {}: contains a NUL byte, which no command can carry",
+                key.escape_debug()
+            )));
+        }
+    }
     let plan = plan.and_then(|(f, n)| read_plan(&f, &n, &mut diags));
     let inventory = inventory.and_then(|(f, n)| read_inventory(&f, &n, &mut diags));
     let artifact = match (plan, inventory) {
@@ -249,34 +259,9 @@ fn compile(
                 host_steps.push(step);
             }
         }
-        let mut health = Vec::with_capacity(checks.len());
-        for (check, t) in plan.checks.iter().zip(&checks) {
-            let Some(t) = t else { continue };
-            let what = format!("health check `{}`", check.name);
-            let probe = match &check.probe {
-                ProbeDecl::Run(d) => t
-                    .render(&scope, &|_| Some("?".to_string()))
-                    .map(HealthProbe::Run)
-                    .map_err(|p| (p, d.loc)),
-                ProbeDecl::Http { url, expect_status } => t
-                    .render_plain(&scope)
-                    .map(|url| HealthProbe::Http {
-                        url,
-                        expect_status: *expect_status,
-                    })
-                    .map_err(|p| (p, url.loc)),
-                ProbeDecl::Tcp(d) => t
-                    .render_plain(&scope)
-                    .map(|address| HealthProbe::Tcp { address })
-                    .map_err(|p| (p, d.loc)),
-            };
-            match probe {
-                Ok(probe) => health.push(HealthCheck {
-                    name: check.name.clone(),
-                    probe,
-                }),
-                Err((p, loc)) => note(what, "probe", loc, p, name),
-            }
+        let (health, unrendered) = render_health(plan, &checks, &scope);
+        for u in unrendered {
+            note(u.what, u.field, u.loc, u.problem, name);
         }
         host_plans.push(HostPlan {
             name: name.clone(),
@@ -312,12 +297,16 @@ fn compile(
                 ),
                 "insert one of its scalar members, e.g. `vars.NAME.KEY`".to_string(),
             ),
+            RenderProblem::Target(problem) => (
+                format!("{what} ({field}) on {on}: {problem}"),
+                problem.help().unwrap_or_default().to_string(),
+            ),
         };
-        diags.push(
-            Diagnostic::error(message)
-                .at(&plan.file, loc)
-                .with_help(help),
-        );
+        let mut d = Diagnostic::error(message).at(&plan.file, loc);
+        if !help.is_empty() {
+            d = d.with_help(help);
+        }
+        diags.push(d);
     }
     warn_unused_secrets(plan, &steps, &checks, diags);
     check_become_password(plan, diags);
@@ -348,7 +337,62 @@ fn compile(
         waves,
         failure: plan.failure.clone(),
         health: plan.health.clone(),
+        host_index: HostIndex::default(),
     })
+}
+
+/// A template that could not be rendered for a host: what it belongs to, its key, where.
+struct Unrendered {
+    what: String,
+    field: &'static str,
+    loc: Loc,
+    problem: RenderProblem,
+}
+
+/// Renders the health checks for one host, and checks each URL and address it gets.
+fn render_health(
+    plan: &Plan,
+    checks: &[Option<Template>],
+    scope: &Scope,
+) -> (Vec<HealthCheck>, Vec<Unrendered>) {
+    let mut health = Vec::with_capacity(checks.len());
+    let mut unrendered = Vec::new();
+    for (check, t) in plan.checks.iter().zip(checks) {
+        let Some(t) = t else { continue };
+        let target = |checked: fn(&str) -> Result<(), TargetProblem>| {
+            let text = t.render_plain(scope)?;
+            checked(&text).map_err(RenderProblem::Target)?;
+            Ok(text)
+        };
+        let probe = match &check.probe {
+            ProbeDecl::Run(d) => t
+                .render(scope, &|_| Some("?".to_string()))
+                .map(HealthProbe::Run)
+                .map_err(|p| (p, "run", d.loc)),
+            ProbeDecl::Http { url, expect_status } => target(url::check_url)
+                .map(|url| HealthProbe::Http {
+                    url,
+                    expect_status: *expect_status,
+                })
+                .map_err(|p| (p, "http", url.loc)),
+            ProbeDecl::Tcp(d) => target(url::check_tcp)
+                .map(|address| HealthProbe::Tcp { address })
+                .map_err(|p| (p, "tcp", d.loc)),
+        };
+        match probe {
+            Ok(probe) => health.push(HealthCheck {
+                name: check.name.clone(),
+                probe,
+            }),
+            Err((problem, field, loc)) => unrendered.push(Unrendered {
+                what: format!("health check `{}`", check.name),
+                field,
+                loc,
+                problem,
+            }),
+        }
+    }
+    (health, unrendered)
 }
 
 fn analyse_steps<'p>(plan: &'p Plan, diags: &mut Diagnostics) -> Option<Steps<'p>> {
@@ -420,22 +464,17 @@ fn analyse_steps<'p>(plan: &'p Plan, diags: &mut Diagnostics) -> Option<Steps<'p
     let mut parsed =
         |t: Option<&crate::model::Template>, i: usize, field: &str| -> Option<Template> {
             let t = t?;
-            let s = &decls[i];
-            match template::parse(&t.text) {
-                Err(e) => {
-                    diags.push(
-                        Diagnostic::error(format!("step `{}` ({field}): {e}", s.spec.id))
-                            .at(file, t.loc),
-                    );
-                    None
-                }
-                Ok(tpl) => {
-                    for r in tpl.references() {
-                        check_reference(plan, r, i, field, &ancestors, t.loc, diags);
-                    }
-                    Some(tpl)
-                }
+            let what = format!("step `{}`", decls[i].spec.id);
+            let site = Site {
+                file,
+                what: &what,
+                field,
+            };
+            let tpl = site.command(t, diags)?;
+            for r in tpl.references() {
+                check_reference(plan, r, i, field, &ancestors, t.loc, diags);
             }
+            Some(tpl)
         };
     let run = (0..decls.len())
         .map(|i| parsed(Some(&decls[i].run), i, "run"))
@@ -454,72 +493,6 @@ fn analyse_steps<'p>(plan: &'p Plan, diags: &mut Diagnostics) -> Option<Steps<'p
         undo,
         skip_if,
     })
-}
-
-fn check_reference(
-    plan: &Plan,
-    r: &template::Reference,
-    i: usize,
-    field: &str,
-    ancestors: &[Vec<bool>],
-    loc: Loc,
-    diags: &mut Diagnostics,
-) {
-    let s = &plan.steps[i];
-    let id = &s.spec.id;
-    let name = &r.path[0];
-    match r.kind {
-        RefKind::Secret if !plan.secrets.iter().any(|(d, _)| &d.name == name) => {
-            diags.push(Diagnostic::error(format!("step `{id}` ({field}) uses `secrets.{name}`, which is not declared under `secrets`")).at(&plan.file, loc));
-        }
-        RefKind::Registered => {
-            let Some(j) = plan
-                .steps
-                .iter()
-                .position(|d| d.spec.register.as_deref() == Some(name))
-            else {
-                diags.push(Diagnostic::error(format!("step `{id}` ({field}) uses `{name}`, which no step registers")).at(&plan.file, loc).with_help(format!("write `vars.{name}` for a variable, or add `register: {name}` to an earlier step")));
-                return;
-            };
-            // A step's undo runs after the step itself, so it may use what the step registers.
-            let visible = ancestors[i][j] || (j == i && field == "undo");
-            if !visible {
-                let other = &plan.steps[j].spec.id;
-                diags.push(Diagnostic::error(format!("step `{id}` ({field}) uses `{name}`, registered by step `{other}`, which does not run before it")).at(&plan.file, loc).with_help(format!("add `{other}` to the `after` of `{id}`")));
-            } else if plan.steps[j].spec.run_once != s.spec.run_once {
-                diags.push(Diagnostic::error(format!("step `{id}` ({field}) uses `{name}`, registered by run_once step `{}` on another host", plan.steps[j].spec.id)).at(&plan.file, loc));
-            }
-        }
-        _ => {}
-    }
-}
-
-fn parse_checks(plan: &Plan, diags: &mut Diagnostics) -> Vec<Option<Template>> {
-    plan.checks
-        .iter()
-        .map(|c| {
-            let (t, shell) = match &c.probe {
-                ProbeDecl::Run(t) => (t, true),
-                ProbeDecl::Http { url, .. } => (url, false),
-                ProbeDecl::Tcp(t) => (t, false),
-            };
-            let what = format!("health check `{}`", c.name);
-            let tpl = match template::parse(&t.text) {
-                Ok(tpl) => tpl,
-                Err(e) => {
-                    diags.push(Diagnostic::error(format!("{what}: {e}")).at(&plan.file, t.loc));
-                    return None;
-                }
-            };
-            for r in tpl.references() {
-                let allowed = matches!(r.kind, RefKind::Vars | RefKind::Host) || (shell && r.kind == RefKind::Secret && plan.secrets.iter().any(|(s, _)| s.name == r.path[0]));
-                if !allowed {
-                    diags.push(Diagnostic::error(format!("{what} uses `{r}`; health checks may use vars., host. and (in `run`) declared secrets")).at(&plan.file, t.loc));
-                }
-            }
-            Some(tpl)
-        })
-        .collect()
 }
 
 fn split_waves(

@@ -15,6 +15,33 @@ pub struct SourceFile {
     pub text: String,
 }
 
+impl SourceFile {
+    /// Where the `ordinal`-th `{{` inside the YAML node at `node` is (counting from 0), with
+    /// the length of its `{{…}}`: a diagnostic about one reference points at it rather than at
+    /// the start of the string. Falls back to `node` when the source does not show it.
+    pub fn locate_reference(&self, node: Loc, ordinal: usize) -> Loc {
+        let Some(span) = self
+            .text
+            .get(node.offset..node.offset.saturating_add(node.len))
+        else {
+            return node;
+        };
+        let Some((at, _)) = span.match_indices("{{").nth(ordinal) else {
+            return node;
+        };
+        let len = span[at..].find("}}").map_or(2, |end| end + 2);
+        let offset = node.offset + at;
+        let before = &self.text[..offset];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Loc {
+            line: u32::try_from(before.matches('\n').count() + 1).unwrap_or(u32::MAX),
+            column: u32::try_from(before[line_start..].chars().count() + 1).unwrap_or(u32::MAX),
+            offset,
+            len,
+        }
+    }
+}
+
 /// Where in a source file a YAML node starts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Loc {
@@ -102,8 +129,93 @@ impl fmt::Display for Diagnostic {
 
 impl std::error::Error for Diagnostic {}
 
-/// A source excerpt miette can draw from: the file's text under its path.
-struct Excerpt<'a>(&'a SourceFile);
+/// Lines longer than this are shown as a window around the problem. miette pads the caret line
+/// with `{:width$}`, which panics past 65,535 columns, and a line of thousands of characters
+/// helps nobody read the problem anyway.
+pub const MAX_EXCERPT_LINE: usize = 240;
+/// Bytes of the long line shown on each side of the problem.
+const WINDOW_SIDE: usize = 80;
+
+/// A source excerpt miette can draw from: the file's text under its path, or, when a line near
+/// the problem is too long, one window of the problem's line.
+struct Excerpt<'a> {
+    file: &'a SourceFile,
+    window: Option<Window>,
+}
+
+/// A byte range of one line, and where it starts (0-based line, 0-based column in characters).
+#[derive(Clone, Copy)]
+struct Window {
+    start: usize,
+    end: usize,
+    line: usize,
+    column: usize,
+}
+
+impl Excerpt<'_> {
+    /// The label's span, kept inside the window.
+    fn label(&self, loc: Loc) -> miette::SourceSpan {
+        let (offset, len) = match self.window {
+            Some(w) => {
+                let offset = loc.offset.clamp(w.start, w.end);
+                (offset, loc.len.min(w.end - offset))
+            }
+            None => (loc.offset, loc.len),
+        };
+        miette::SourceSpan::new(offset.into(), len.max(1))
+    }
+}
+
+/// The window to show for a problem at `loc`, if a line in the excerpt is too long to show.
+fn window_for(text: &str, loc: Loc) -> Option<Window> {
+    let offset = loc.offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    // The excerpt spans the label's lines and one line of context on each side.
+    let label_end = offset.saturating_add(loc.len).min(text.len());
+    let from = text[..line_start.saturating_sub(1)]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let to = text[label_end..]
+        .match_indices('\n')
+        .nth(1)
+        .map_or(text.len(), |(i, _)| label_end + i);
+    if text[from..to]
+        .split('\n')
+        .all(|l| l.len() <= MAX_EXCERPT_LINE)
+    {
+        return None;
+    }
+    let start = char_boundary(
+        text,
+        offset.saturating_sub(WINDOW_SIDE).max(line_start),
+        false,
+    );
+    let shown = loc.len.clamp(1, MAX_EXCERPT_LINE - 2 * WINDOW_SIDE);
+    // At least the problem's own character, even when it is the line break.
+    let end = (offset + shown + WINDOW_SIDE)
+        .min(line_end)
+        .max((offset + 1).min(text.len()));
+    let end = char_boundary(text, end, true);
+    Some(Window {
+        start,
+        end: end.max(start),
+        line: text[..start].matches('\n').count(),
+        column: text[line_start..start].chars().count(),
+    })
+}
+
+/// The nearest char boundary at or before (`up` false) or after (`up` true) `i`.
+fn char_boundary(text: &str, mut i: usize, up: bool) -> usize {
+    while !text.is_char_boundary(i) {
+        if up {
+            i += 1;
+        } else {
+            i -= 1;
+        }
+    }
+    i
+}
 
 impl miette::SourceCode for Excerpt<'_> {
     fn read_span<'a>(
@@ -112,17 +224,35 @@ impl miette::SourceCode for Excerpt<'_> {
         context_lines_before: usize,
         context_lines_after: usize,
     ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
-        let inner = self
-            .0
-            .text
-            .read_span(span, context_lines_before, context_lines_after)?;
+        let Some(w) = self.window else {
+            let inner =
+                self.file
+                    .text
+                    .read_span(span, context_lines_before, context_lines_after)?;
+            return Ok(Box::new(miette::MietteSpanContents::new_named(
+                self.file.path.clone(),
+                inner.data(),
+                *inner.span(),
+                inner.line(),
+                inner.column(),
+                inner.line_count(),
+            )));
+        };
+        // One line only. Without context the contents start at the span, as miette's own
+        // excerpts do, so the `file:line:col` it prints is the problem's.
+        let start = if context_lines_before == 0 {
+            char_boundary(&self.file.text, span.offset().clamp(w.start, w.end), false)
+        } else {
+            w.start
+        };
+        let data = &self.file.text[start..w.end];
         Ok(Box::new(miette::MietteSpanContents::new_named(
-            self.0.path.clone(),
-            inner.data(),
-            *inner.span(),
-            inner.line(),
-            inner.column(),
-            inner.line_count(),
+            self.file.path.clone(),
+            data.as_bytes(),
+            miette::SourceSpan::new(start.into(), data.len()),
+            w.line,
+            w.column + self.file.text[w.start..start].chars().count(),
+            1,
         )))
     }
 }
@@ -134,7 +264,10 @@ pub struct Rendered<'a>(&'a Diagnostic, Option<Excerpt<'a>>);
 impl<'a> Rendered<'a> {
     pub fn new(diagnostic: &'a Diagnostic) -> Self {
         let excerpt = match (&diagnostic.file, diagnostic.loc) {
-            (Some(file), Some(_)) => Some(Excerpt(file)),
+            (Some(file), Some(loc)) => Some(Excerpt {
+                file,
+                window: window_for(&file.text, loc),
+            }),
             _ => None,
         };
         Rendered(diagnostic, excerpt)
@@ -186,8 +319,7 @@ impl miette::Diagnostic for Rendered<'_> {
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
         let loc = self.0.loc?;
-        self.0.file.as_ref()?;
-        let span = miette::SourceSpan::new(loc.offset.into(), loc.len.max(1));
+        let span = self.1.as_ref()?.label(loc);
         Some(Box::new(std::iter::once(
             miette::LabeledSpan::new_with_span(Some("here".to_string()), span),
         )))
@@ -215,5 +347,73 @@ impl Diagnostics {
 
     pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
         self.items.iter().filter(|d| !d.is_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> Arc<SourceFile> {
+        Arc::new(SourceFile {
+            path: "p.yaml".into(),
+            text: text.into(),
+        })
+    }
+
+    fn draw(d: &Diagnostic) -> String {
+        let handler =
+            miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+                .with_width(100);
+        let mut out = String::new();
+        handler.render_report(&mut out, &Rendered::new(d)).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_problem_far_out_on_a_long_line_is_drawn_as_a_window_of_it() {
+        let long = format!("a: \"{}\", bad: 1\n", "x".repeat(70_000));
+        let f = file(&format!("name: t\n{long}next: 1\n"));
+        let offset = f.text.find("bad").unwrap();
+        let loc = Loc {
+            line: 2,
+            column: u32::try_from(offset - 8 + 1).unwrap(),
+            offset,
+            len: 3,
+        };
+        let out = draw(&Diagnostic::error("unknown key `bad`").at(&f, loc));
+        // `a: "` + 70,000 × `x` + `", ` come before `bad`.
+        assert!(out.contains("[p.yaml:2:70008]"), "{out}");
+        assert!(out.contains("\", bad: 1"), "{out}");
+        assert!(out.lines().all(|l| l.chars().count() < 300), "{out}");
+    }
+
+    #[test]
+    fn short_lines_keep_their_context() {
+        let f = file("name: t\nsteps: 1\nbad: 2\n");
+        let loc = Loc {
+            line: 2,
+            column: 1,
+            offset: 8,
+            len: 5,
+        };
+        let out = draw(&Diagnostic::error("x").at(&f, loc));
+        assert!(out.contains("name: t") && out.contains("bad: 2"), "{out}");
+    }
+
+    #[test]
+    fn a_reference_is_located_inside_its_string() {
+        let f = file("steps:\n  - run: |\n      echo \\{{x}}\n      echo '{{vars.p}}'\n");
+        let node = Loc {
+            line: 3,
+            column: 7,
+            offset: 24,
+            len: f.text.len() - 24,
+        };
+        let loc = f.locate_reference(node, 1);
+        assert_eq!((loc.line, loc.column, loc.len), (4, 13, 10));
+        assert_eq!(&f.text[loc.offset..loc.offset + loc.len], "{{vars.p}}");
+        // Not in the source (a YAML escape spelt it differently): the string itself.
+        assert_eq!(f.locate_reference(node, 5), node);
     }
 }

@@ -87,7 +87,17 @@ pub fn read_inventory(
     let defaults = f
         .get("defaults")
         .and_then(|n| r.fields(n, CONNECTION_KEYS, "defaults"))
-        .map(|d| read_connection(&mut r, &d, "defaults"))
+        .map(|d| {
+            if let Some(address) = d.get("address") {
+                // One address for every host sends every host's commands to one machine.
+                r.error_help(
+                    address.loc,
+                    "`address` under `defaults` would give every host the same address",
+                    "set `address` on each host; a host without one is reached at its name",
+                );
+            }
+            read_connection(&mut r, &d, "defaults")
+        })
         .unwrap_or_default();
     let mut hosts = Vec::new();
     let mut host_index = HashMap::new();

@@ -4,7 +4,10 @@
 //! Code map:
 //! - [`artifact`]: the compiled plan, the contract between planner and executor.
 //! - [`command`]: rendered commands whose secrets and registered values are filled in only at
-//!   run time, and the shell quoting rule.
+//!   run time, and the shell quoting rules.
+//! - [`template`]: the `{{ }}` language; [`shell`]: in which quoting context each reference of a
+//!   command stands (or why it may not stand there); [`url`]: values in health URLs and
+//!   addresses, and the checks of the rendered targets.
 //! - [`source`]: reading YAML within limits; [`node`]: the located YAML tree;
 //!   [`diagnostic`]: located problems reported all at once.
 //!
@@ -26,10 +29,13 @@ pub mod graph;
 pub mod inventory;
 pub mod model;
 pub mod plan;
+pub mod references;
 pub mod review;
 pub mod saved;
 pub mod schema;
+pub mod shell;
 pub mod template;
+pub mod url;
 pub mod waves;
 pub mod window;
 

@@ -150,10 +150,36 @@ fn positive(r: &mut Reader, node: &Node, context: &str) -> Option<usize> {
 fn template(r: &mut Reader, f: &Fields, key: &str, context: &str) -> Option<Template> {
     let node = f.get(key)?;
     let text = r.as_str(node, &format!("{context}: {key}"))?;
+    if text.trim().is_empty() {
+        // `sh -c ""` exits 0: an empty `run` would report success having done nothing, and an
+        // empty `skip_if` would skip its step every time.
+        let help = match key {
+            "run" => "write the command to run".to_string(),
+            "http" => "write a URL, e.g. `http://{{host.address}}:8080/healthz`".to_string(),
+            "tcp" => "write HOST:PORT, e.g. `{{host.address}}:443`".to_string(),
+            _ => format!("write a command, or remove `{key}`"),
+        };
+        r.error_help(node.loc, format!("{context}: `{key}` is empty"), help);
+    }
     Some(Template {
         text,
         loc: node.loc,
     })
+}
+
+/// A duration that must be longer than zero (a timeout of nothing can never be met).
+fn nonzero_duration(r: &mut Reader, node: &Node, context: &str) -> Option<u64> {
+    match r.as_duration(node, context)? {
+        0 => {
+            r.error_help(
+                node.loc,
+                format!("{context}: a timeout of zero can never be met"),
+                "write a duration such as `30s`, or remove the key for the default",
+            );
+            None
+        }
+        ms => Some(ms),
+    }
 }
 
 fn read_secrets(r: &mut Reader, node: &Node) -> Vec<(SecretSource, Loc)> {
@@ -163,9 +189,22 @@ fn read_secrets(r: &mut Reader, node: &Node) -> Vec<(SecretSource, Loc)> {
         let Some(f) = r.fields(value, &["env", "file"], &context) else {
             continue;
         };
+        // An empty source is an error, but the secret stays declared so that the commands
+        // using it are not reported a second time.
+        let source = |r: &mut Reader, key: &str, node: &Node| {
+            let text = r.as_str(node, &context)?;
+            if text.trim().is_empty() {
+                r.error_help(
+                    node.loc,
+                    format!("{context}: `{key}` is empty"),
+                    "name the environment variable (`{ env: LB_TOKEN }`) or the file (`{ file: /etc/sluice/token }`) that holds the value",
+                );
+            }
+            Some(text)
+        };
         let from = match (f.get("env"), f.get("file")) {
-            (Some(e), None) => r.as_str(e, &context).map(SecretFrom::Env),
-            (None, Some(p)) => r.as_str(p, &context).map(SecretFrom::File),
+            (Some(e), None) => source(r, "env", e).map(SecretFrom::Env),
+            (None, Some(p)) => source(r, "file", p).map(SecretFrom::File),
             _ => {
                 r.error_help(
                     value.loc,
@@ -379,7 +418,7 @@ fn read_health(r: &mut Reader, node: Option<&Node>) -> (HealthPolicy, Vec<CheckD
     }
     if let Some(ms) = f
         .get("timeout")
-        .and_then(|n| r.as_duration(n, "health: timeout"))
+        .and_then(|n| nonzero_duration(r, n, "health: timeout"))
     {
         policy.timeout_ms = ms;
     }
@@ -414,9 +453,10 @@ fn read_health(r: &mut Reader, node: Option<&Node>) -> (HealthPolicy, Vec<CheckD
             }
             None => 200,
         };
-        let run = template(r, &c, "run", &context);
-        let http = template(r, &c, "http", &context);
-        let tcp = template(r, &c, "tcp", &context);
+        let named = format!("health check `{name}`");
+        let run = template(r, &c, "run", &named);
+        let http = template(r, &c, "http", &named);
+        let tcp = template(r, &c, "tcp", &named);
         let probe = match (run, http, tcp) {
             (Some(t), None, None) => ProbeDecl::Run(t),
             (None, Some(url), None) => ProbeDecl::Http { url, expect_status },
@@ -534,7 +574,7 @@ fn read_steps(r: &mut Reader, node: &Node) -> Vec<StepDecl> {
             become_user,
             timeout_ms: f
                 .get("timeout")
-                .and_then(|n| r.as_duration(n, &format!("{context}: timeout"))),
+                .and_then(|n| nonzero_duration(r, n, &format!("{context}: timeout"))),
             retries: f
                 .get("retries")
                 .and_then(|n| r.as_count(n, &format!("{context}: retries")))

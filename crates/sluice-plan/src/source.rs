@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_saphyr::options::DuplicateKeyPolicy;
 
 use crate::diagnostic::{Diagnostic, Diagnostics, Loc, SourceFile};
-use crate::node::Node;
+use crate::node::{Node, Value};
 
 /// Larger plans or inventories are refused: 16 MiB holds an inventory of about 300,000 hosts.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
@@ -78,11 +78,41 @@ pub fn parse_bytes(
         duplicate_keys: DuplicateKeyPolicy::Error,
     };
     match serde_saphyr::from_str_with_options::<Node>(&file.text, options) {
-        Ok(node) => Some((file, node)),
+        Ok(node) => {
+            refuse_nul(&file, &node, diags);
+            Some((file, node))
+        }
         Err(e) => {
             diags.push(syntax_error(&file, &e));
             None
         }
+    }
+}
+
+/// Reports every string (values, keys, host names, commands) holding a NUL byte (YAML can write
+/// one as `"\0"`). No command line, environment or SSH request can carry NUL: caught here, it is
+/// a located error instead of a connection dropped in the middle of a run.
+fn refuse_nul(file: &Arc<SourceFile>, node: &Node, diags: &mut Diagnostics) {
+    match &node.value {
+        Value::Str(s) if s.contains('\0') => diags.push(
+            Diagnostic::error(
+                "a NUL byte (`\\0`) in a string; no command, value or name can hold one",
+            )
+            .at(file, node.loc)
+            .with_help("remove it"),
+        ),
+        Value::Seq(items) => {
+            for item in items {
+                refuse_nul(file, item, diags);
+            }
+        }
+        Value::Map(entries) => {
+            for (key, value) in entries {
+                refuse_nul(file, key, diags);
+                refuse_nul(file, value, diags);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -196,7 +226,6 @@ fn line_offset(text: &str, line: u64, column: u64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::Value;
 
     fn parse(text: &str) -> (Option<Node>, Vec<String>) {
         let mut diags = Diagnostics::default();

@@ -17,7 +17,8 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use crate::artifact::Connection;
-use crate::command::{RenderedCommand, Segment, shell_quote_into};
+use crate::command::{RenderedCommand, Segment, double_quote_into, shell_quote_into};
+use crate::url::{TargetProblem, percent_encode_into};
 
 /// A template parsed once, rendered per host.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,6 +38,30 @@ pub struct Reference {
     /// Path after the namespace (`["db", "port"]` for `vars.db.port`); the name for registered.
     pub path: Vec<String>,
     pub raw: bool,
+    /// How the value is written into the text around it. [`parse`] assumes a bare shell word;
+    /// the compiler sets it from where the reference stands ([`crate::shell`], [`crate::url`]).
+    pub insert: Insert,
+    /// Which `{{` of the template text this is (0-based, escaped ones counted too): the same
+    /// `{{` is found again in the YAML source to point a diagnostic at the reference itself.
+    pub ordinal: usize,
+}
+
+/// Where a value lands, and so how it must be written there.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Insert {
+    /// A shell word outside any quotes: quoted as one word ([`crate::command::shell_quote`]).
+    #[default]
+    ShellWord,
+    /// Inside `"…"`: `\`, `"`, `$` and `` ` `` are escaped. A run-time hole closes the double
+    /// quotes, is inserted as a quoted word, and opens them again (`"a "'v'" b"`), so the hole
+    /// keeps the one quoting rule the artifact knows.
+    ShellDoubleQuoted,
+    /// The host or port of a URL: inserted as it is, but only if it has no URL syntax in it.
+    UrlAuthority,
+    /// A URL's path, query or fragment: percent-encoded.
+    UrlComponent,
+    /// A `tcp:` address: inserted as it is; the rendered address is checked whole.
+    Verbatim,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,12 +86,49 @@ impl std::fmt::Display for Reference {
 
 pub const HOST_FIELDS: &[&str] = &["name", "address", "port", "user", "transport"];
 
+/// A template that cannot be parsed, and which `{{` of its text is at fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{problem}")]
+pub struct TemplateError {
+    /// Which `{{` of the text (0-based, escaped ones counted), as in [`Reference::ordinal`].
+    pub ordinal: usize,
+    pub problem: ReferenceError,
+}
+
+/// What is wrong with one `{{ … }}`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("`{{{{` is not closed by `}}}}` (write `\\{{{{` for a literal `{{{{`)")]
+    Unclosed,
+    #[error("empty reference `{{{{}}}}`")]
+    Empty,
+    #[error(
+        "`{{{{{expr}}}}}` is not a reference; write vars.NAME, host.FIELD, secrets.NAME or a registered NAME"
+    )]
+    NotAReference { expr: String },
+    #[error(
+        "`{namespace}.` is not a namespace; use vars., host. or secrets. (registered names are bare)"
+    )]
+    UnknownNamespace { namespace: String },
+    #[error("`{namespace}` needs a name after the dot, e.g. `{namespace}.NAME`")]
+    MissingName { namespace: String },
+    #[error(
+        "`host.{field}` is not a host field; use one of host.name, host.address, host.port, host.user, host.transport"
+    )]
+    UnknownHostField { field: String },
+    #[error("`secrets.{path}`: a secret is one value, not a map")]
+    SecretPath { path: String },
+}
+
 /// Parses `text`. The error says what is wrong with which reference.
-pub fn parse(text: &str) -> Result<Template, String> {
+pub fn parse(text: &str) -> Result<Template, TemplateError> {
     let mut parts = Vec::new();
     let mut literal = String::new();
     let mut rest = text;
+    let mut ordinal = 0;
     while let Some(pos) = rest.find("{{") {
+        let this = ordinal;
+        ordinal += 1;
         if rest[..pos].ends_with('\\') {
             literal.push_str(&rest[..pos - 1]);
             literal.push_str("{{");
@@ -76,12 +138,20 @@ pub fn parse(text: &str) -> Result<Template, String> {
         literal.push_str(&rest[..pos]);
         let after = &rest[pos + 2..];
         let Some(end) = after.find("}}") else {
-            return Err("`{{` is not closed by `}}` (write `\\{{` for a literal `{{`)".into());
+            return Err(TemplateError {
+                ordinal: this,
+                problem: ReferenceError::Unclosed,
+            });
         };
         if !literal.is_empty() {
             parts.push(Part::Literal(std::mem::take(&mut literal)));
         }
-        parts.push(Part::Ref(parse_reference(after[..end].trim())?));
+        let reference =
+            parse_reference(after[..end].trim(), this).map_err(|problem| TemplateError {
+                ordinal: this,
+                problem,
+            })?;
+        parts.push(Part::Ref(reference));
         rest = &after[end + 2..];
     }
     literal.push_str(rest);
@@ -91,13 +161,13 @@ pub fn parse(text: &str) -> Result<Template, String> {
     Ok(Template { parts })
 }
 
-fn parse_reference(expr: &str) -> Result<Reference, String> {
+fn parse_reference(expr: &str, ordinal: usize) -> Result<Reference, ReferenceError> {
     let (raw, expr) = match expr.strip_prefix("raw ") {
         Some(e) => (true, e.trim()),
         None => (false, expr),
     };
     if expr.is_empty() {
-        return Err("empty reference `{{}}`".into());
+        return Err(ReferenceError::Empty);
     }
     let valid = |s: &str| {
         !s.is_empty()
@@ -108,46 +178,46 @@ fn parse_reference(expr: &str) -> Result<Reference, String> {
     let head = segments.next().unwrap_or_default();
     let path: Vec<String> = segments.map(str::to_string).collect();
     if !valid(head) || path.iter().any(|p| !valid(p)) {
-        return Err(format!(
-            "`{{{{{expr}}}}}` is not a reference; write vars.NAME, host.FIELD, secrets.NAME or a registered NAME"
-        ));
+        return Err(ReferenceError::NotAReference {
+            expr: expr.to_string(),
+        });
     }
+    let reference = |kind, path| Reference {
+        kind,
+        path,
+        raw,
+        insert: Insert::default(),
+        ordinal,
+    };
     let kind = match head {
         "vars" => RefKind::Vars,
         "host" => RefKind::Host,
         "secrets" => RefKind::Secret,
         _ if path.is_empty() => {
-            return Ok(Reference {
-                kind: RefKind::Registered,
-                path: vec![head.to_string()],
-                raw,
-            });
+            return Ok(reference(RefKind::Registered, vec![head.to_string()]));
         }
         other => {
-            return Err(format!(
-                "`{other}.` is not a namespace; use vars., host. or secrets. (registered names are bare)"
-            ));
+            return Err(ReferenceError::UnknownNamespace {
+                namespace: other.to_string(),
+            });
         }
     };
     if path.is_empty() {
-        return Err(format!(
-            "`{head}` needs a name after the dot, e.g. `{head}.NAME`"
-        ));
+        return Err(ReferenceError::MissingName {
+            namespace: head.to_string(),
+        });
     }
     if kind == RefKind::Host && (path.len() != 1 || !HOST_FIELDS.contains(&path[0].as_str())) {
-        return Err(format!(
-            "`host.{}` is not a host field; use one of host.{}",
-            path.join("."),
-            HOST_FIELDS.join(", host.")
-        ));
+        return Err(ReferenceError::UnknownHostField {
+            field: path.join("."),
+        });
     }
     if kind == RefKind::Secret && path.len() != 1 {
-        return Err(format!(
-            "`secrets.{}`: a secret is one value, not a map",
-            path.join(".")
-        ));
+        return Err(ReferenceError::SecretPath {
+            path: path.join("."),
+        });
     }
-    Ok(Reference { kind, path, raw })
+    Ok(reference(kind, path))
 }
 
 /// What a host's templates can see at plan time.
@@ -162,11 +232,20 @@ pub struct Scope<'a> {
 pub enum RenderProblem {
     Undefined(String),
     NotScalar(String),
+    /// The rendered URL or address, or a value inserted into it, is not acceptable.
+    Target(TargetProblem),
 }
 
 impl Template {
     pub fn references(&self) -> impl Iterator<Item = &Reference> {
         self.parts.iter().filter_map(|p| match p {
+            Part::Ref(r) => Some(r),
+            Part::Literal(_) => None,
+        })
+    }
+
+    pub fn references_mut(&mut self) -> impl Iterator<Item = &mut Reference> {
+        self.parts.iter_mut().filter_map(|p| match p {
             Part::Ref(r) => Some(r),
             Part::Literal(_) => None,
         })
@@ -193,40 +272,51 @@ impl Template {
             }
         };
         for part in &self.parts {
-            match part {
+            let r = match part {
                 Part::Literal(t) => {
                     text.push_str(t);
                     open = true;
+                    continue;
                 }
-                Part::Ref(r) => match r.kind {
-                    RefKind::Vars | RefKind::Host => {
-                        let value = lookup(r, scope)?;
-                        if r.raw {
-                            text.push_str(&value);
-                        } else {
-                            shell_quote_into(&mut text, &value);
-                        }
-                        open = true;
+                Part::Ref(r) => r,
+            };
+            let hole = match r.kind {
+                RefKind::Vars | RefKind::Host => {
+                    let value = lookup(r, scope)?;
+                    match (r.raw, r.insert) {
+                        (true, _) => text.push_str(&value),
+                        (false, Insert::ShellDoubleQuoted) => double_quote_into(&mut text, &value),
+                        (false, _) => shell_quote_into(&mut text, &value),
                     }
-                    RefKind::Secret => {
-                        close(&mut segments, &mut text, &mut open);
-                        segments.push(Segment::Secret {
-                            name: r.path[0].clone(),
-                            quote: !r.raw,
-                        });
-                    }
-                    RefKind::Registered => {
-                        close(&mut segments, &mut text, &mut open);
-                        let name = r.path[0].clone();
-                        let step = registered_by(&name)
-                            .ok_or_else(|| RenderProblem::Undefined(name.clone()))?;
-                        segments.push(Segment::Registered {
-                            name,
-                            step,
-                            quote: !r.raw,
-                        });
-                    }
+                    open = true;
+                    continue;
+                }
+                RefKind::Secret => Segment::Secret {
+                    name: r.path[0].clone(),
+                    quote: !r.raw,
                 },
+                RefKind::Registered => {
+                    let name = r.path[0].clone();
+                    let step = registered_by(&name)
+                        .ok_or_else(|| RenderProblem::Undefined(name.clone()))?;
+                    Segment::Registered {
+                        name,
+                        step,
+                        quote: !r.raw,
+                    }
+                }
+            };
+            // Inside double quotes a quoted hole steps out of them and back in.
+            let step_out = !r.raw && r.insert == Insert::ShellDoubleQuoted;
+            if step_out {
+                text.push('"');
+                open = true;
+            }
+            close(&mut segments, &mut text, &mut open);
+            segments.push(hole);
+            if step_out {
+                text.push('"');
+                open = true;
             }
         }
         close(&mut segments, &mut text, &mut open);
@@ -244,14 +334,26 @@ impl Template {
             .sum()
     }
 
-    /// Renders text that is not a shell command (an URL, an address): nothing is quoted, and
-    /// only plan-time references are allowed (the compiler checks that first).
+    /// Renders text that is not a shell command (an URL, an address): each value is written as
+    /// its [`Insert`] says, and only plan-time references are allowed (the compiler checks that
+    /// first). The caller checks the whole result ([`crate::url`]).
     pub fn render_plain(&self, scope: &Scope) -> Result<String, RenderProblem> {
         let mut out = String::with_capacity(self.size_hint());
         for part in &self.parts {
             match part {
                 Part::Literal(t) => out.push_str(t),
-                Part::Ref(r) => out.push_str(&lookup(r, scope)?),
+                Part::Ref(r) => {
+                    let value = lookup(r, scope)?;
+                    match (r.raw, r.insert) {
+                        (false, Insert::UrlComponent) => percent_encode_into(&mut out, &value),
+                        (false, Insert::UrlAuthority) => {
+                            crate::url::check_authority_value(r, &value)
+                                .map_err(RenderProblem::Target)?;
+                            out.push_str(&value);
+                        }
+                        _ => out.push_str(&value),
+                    }
+                }
             }
         }
         Ok(out)
@@ -378,20 +480,32 @@ mod tests {
             render(r"docker inspect -f '\{{.State}}'", &[]).unwrap(),
             "docker inspect -f '{{.State}}'"
         );
-        assert!(parse("echo {{vars.x").unwrap_err().contains("not closed"));
-        assert!(
-            parse("{{host.colour}}")
-                .unwrap_err()
-                .contains("not a host field")
+        let problem = |text: &str| parse(text).unwrap_err();
+        assert_eq!(
+            problem("echo {{vars.x"),
+            TemplateError {
+                ordinal: 0,
+                problem: ReferenceError::Unclosed
+            }
+        );
+        assert_eq!(
+            problem(r"\{{ {{vars.ok}} {{host.colour}}"),
+            TemplateError {
+                ordinal: 2,
+                problem: ReferenceError::UnknownHostField {
+                    field: "colour".into()
+                }
+            }
+        );
+        assert_eq!(
+            problem("{{env.HOME}}").problem,
+            ReferenceError::UnknownNamespace {
+                namespace: "env".into()
+            }
         );
         assert!(
-            parse("{{env.HOME}}")
-                .unwrap_err()
-                .contains("not a namespace")
-        );
-        assert!(
-            parse("{{vars.a b}}")
-                .unwrap_err()
+            problem("{{vars.a b}}")
+                .to_string()
                 .contains("not a reference")
         );
     }

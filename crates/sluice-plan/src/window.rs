@@ -15,6 +15,19 @@ use jiff::{Timestamp, ToSpan};
 
 use crate::artifact::{Weekday, Window};
 
+/// Why a window cannot be used. The messages name the value at fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    #[error("end {end} is not after start {start}")]
+    EndNotAfterStart { start: Timestamp, end: Timestamp },
+    #[error("`days` is empty: the window would never open")]
+    NoDays,
+    #[error("`{text}` is not a time of day; write HH:MM, e.g. \"22:00\"")]
+    NotATime { text: String },
+    #[error("`{zone}` is not a known IANA time zone ({reason})")]
+    UnknownZone { zone: String, reason: String },
+}
+
 /// One opening of a window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Interval {
@@ -24,11 +37,14 @@ pub struct Interval {
 
 impl Window {
     /// Checks what the YAML types cannot: times, zone, order. The message names the problem.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), WindowError> {
         match self {
             Window::Absolute { start, end } => {
                 if end <= start {
-                    return Err(format!("end {end} is not after start {start}"));
+                    return Err(WindowError::EndNotAfterStart {
+                        start: *start,
+                        end: *end,
+                    });
                 }
             }
             Window::Recurring {
@@ -38,12 +54,14 @@ impl Window {
                 timezone,
             } => {
                 if days.is_empty() {
-                    return Err("`days` is empty: the window would never open".into());
+                    return Err(WindowError::NoDays);
                 }
                 parse_time(from)?;
                 parse_time(to)?;
-                TimeZone::get(timezone)
-                    .map_err(|e| format!("`{timezone}` is not a known IANA time zone ({e})"))?;
+                TimeZone::get(timezone).map_err(|e| WindowError::UnknownZone {
+                    zone: timezone.clone(),
+                    reason: e.to_string(),
+                })?;
             }
         }
         Ok(())
@@ -129,8 +147,10 @@ fn weekday_of(d: Date) -> Weekday {
 }
 
 /// `HH:MM` (24-hour).
-fn parse_time(s: &str) -> Result<Time, String> {
-    let bad = || format!("`{s}` is not a time of day; write HH:MM, e.g. \"22:00\"");
+fn parse_time(s: &str) -> Result<Time, WindowError> {
+    let bad = || WindowError::NotATime {
+        text: s.to_string(),
+    };
     let (h, m) = s.split_once(':').ok_or_else(bad)?;
     if h.len() != 2 || m.len() != 2 {
         return Err(bad());
@@ -204,13 +224,23 @@ mod tests {
         if let Window::Recurring { timezone, .. } = &mut w {
             *timezone = "Mars/Olympus".into();
         }
-        assert!(w.validate().unwrap_err().contains("Mars/Olympus"));
+        assert!(
+            w.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("Mars/Olympus")
+        );
         let w = Window::Recurring {
             days: vec![Weekday::Sat],
             from: "25:00".into(),
             to: "02:00".into(),
             timezone: "UTC".into(),
         };
-        assert!(w.validate().unwrap_err().contains("25:00"));
+        assert_eq!(
+            w.validate(),
+            Err(WindowError::NotATime {
+                text: "25:00".into()
+            })
+        );
     }
 }

@@ -284,3 +284,99 @@ fn become_password_without_a_become_step_is_a_warning() {
         ]
     );
 }
+
+#[test]
+fn values_inside_double_quotes_are_escaped_and_holes_step_out_of_the_quotes() {
+    let a = compile(
+        r#"
+name: t
+targets: [web-1]
+secrets: { tok: { env: T } }
+steps:
+  - { id: current, run: "cat /etc/v", register: old }
+  - { id: set, run: "echo \"v={{vars.p}} t={{secrets.tok}} o={{old}}\"" }
+"#,
+        &[("p", "$(x) \"q\" \\ `y`")],
+    );
+    let run = &host(&a, "web-1").steps[1].run;
+    assert_eq!(
+        run.segments,
+        [
+            Segment::Text(r#"echo "v=\$(x) \"q\" \\ \`y\` t=""#.into()),
+            Segment::Secret {
+                name: "tok".into(),
+                quote: true
+            },
+            Segment::Text(r#"" o=""#.into()),
+            Segment::Registered {
+                name: "old".into(),
+                step: "current".into(),
+                quote: true
+            },
+            Segment::Text("\"\"".into()),
+        ]
+    );
+    let mut values = sluice_plan::RuntimeValues::default();
+    values.secrets.insert("tok".into(), "$(s)".into());
+    values.registered.insert("old".into(), "it's".into());
+    assert_eq!(
+        run.resolve(&values).unwrap().text,
+        r#"echo "v=\$(x) \"q\" \\ \`y\` t="'$(s)'" o="'it'\''s'"""#
+    );
+}
+
+#[test]
+fn values_in_health_urls_are_percent_encoded() {
+    let a = compile(
+        r#"
+name: t
+targets: [web-1]
+health:
+  checks:
+    - { name: app, http: "http://{{host.address}}:{{vars.port}}/{{vars.path}}?q={{vars.q}}" }
+    - { name: tls, tcp: "{{host.address}}:{{vars.port}}" }
+steps:
+  - { id: a, run: "true" }
+"#,
+        &[
+            ("port", "8080"),
+            ("path", "a b/../x"),
+            ("q", "1&x=\r\nHost: evil"),
+        ],
+    );
+    let health = &host(&a, "web-1").health;
+    assert_eq!(
+        health[0].probe,
+        sluice_plan::HealthProbe::Http {
+            url: "http://10.0.0.11:8080/a%20b%2F..%2Fx?q=1%26x%3D%0D%0AHost%3A%20evil".into(),
+            expect_status: 200
+        }
+    );
+    assert_eq!(
+        health[1].probe,
+        sluice_plan::HealthProbe::Tcp {
+            address: "10.0.0.11:8080".into()
+        }
+    );
+}
+
+#[test]
+fn hosts_are_found_by_index_even_after_the_artifact_is_edited() {
+    let mut a = compile(ECHO, &[]);
+    let names: Vec<String> = a.hosts.iter().map(|h| h.name.clone()).collect();
+    for name in &names {
+        assert_eq!(&a.host(name).unwrap().name, name);
+    }
+    assert!(a.host("nope").is_none());
+    // The index was built by the lookups above; it must not answer wrong once hosts change.
+    let mut extra = a.hosts[0].clone();
+    extra.name = "added".into();
+    a.hosts.push(extra);
+    a.hosts[1].name = "renamed".into();
+    assert_eq!(a.host("added").unwrap().name, "added");
+    assert_eq!(a.host("renamed").unwrap().name, "renamed");
+    assert!(a.host(&names[1]).is_none());
+    // The index is not part of the artifact's JSON, so not of its hash.
+    let json = serde_json::to_value(&a).unwrap();
+    assert!(json.get("host_index").is_none());
+}

@@ -115,3 +115,24 @@ fn meaningful_changes_change_the_hash() {
     .unwrap();
     assert_ne!(with_var.artifact.plan_hash, base);
 }
+
+/// The hash of a plan is part of what a change board approved: a new sluice must give the same
+/// hash for the same inputs (these values were computed before the shell-context and URL checks
+/// were added, and must not change without a new artifact format).
+#[test]
+fn hashes_are_stable_across_versions() {
+    assert_eq!(
+        hash(PLAN, INVENTORY),
+        "8d47fd2a3c4d4b06f41dc4242104043b320b2fb3514340e6902f9860854f51b2"
+    );
+    let with_var = compile_sources(
+        ("plan.yaml", PLAN),
+        ("inv.yaml", INVENTORY),
+        &[("version".into(), "9".into())],
+    )
+    .unwrap();
+    assert_eq!(
+        with_var.artifact.plan_hash,
+        "c7db5557097b1ddef58b80619b1a1016d6121f3b28276a9cc8b62d0322b88801"
+    );
+}

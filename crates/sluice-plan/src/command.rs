@@ -75,23 +75,10 @@ impl RenderedCommand {
         }
     }
 
-    /// True when the command has no run-time holes.
-    pub fn is_static(&self) -> bool {
-        self.segments.iter().all(|s| matches!(s, Segment::Text(_)))
-    }
-
     /// Names of the registered values this command needs.
     pub fn registered_names(&self) -> impl Iterator<Item = &str> {
         self.segments.iter().filter_map(|s| match s {
             Segment::Registered { name, .. } => Some(name.as_str()),
-            _ => None,
-        })
-    }
-
-    /// Names of the secrets this command needs.
-    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
-        self.segments.iter().filter_map(|s| match s {
-            Segment::Secret { name, .. } => Some(name.as_str()),
             _ => None,
         })
     }

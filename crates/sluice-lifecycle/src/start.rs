@@ -1,7 +1,7 @@
 //! Starting a recorded run: everything the audit trail must hold before the first command.
 
 use sluice_audit::{AuditError, AuditLog, LeaseHolder, Redactor};
-use sluice_model::{Approval, RunStarted};
+use sluice_model::{Approval, RunKind, RunStarted};
 use sluice_plan::PlanArtifact;
 
 use crate::error::LifecycleError;
@@ -26,6 +26,7 @@ pub fn start_run(
 ) -> Result<Started, LifecycleError> {
     let holder = LeaseHolder::this_process();
     let fact = RunStarted {
+        run_kind: RunKind::Apply,
         operator: holder.operator.clone(),
         controller: holder.controller.clone(),
         sluice_version: env!("CARGO_PKG_VERSION").to_string(),

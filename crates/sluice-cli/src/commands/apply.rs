@@ -359,6 +359,7 @@ impl Approver for TerminalApprover {
                 comment: None,
                 refused: !matches!(asked, Ok(true)),
                 how: ApprovalHow::Terminal,
+                signature: None,
             }
         })
     }

@@ -6,9 +6,7 @@ use sluice_model::{Approval, ApprovalScope, Fact};
 
 use crate::error::AuditError;
 use crate::record::Entry;
-use crate::store::{
-    ARTIFACTS, Appended, AuditLog, RECORDS, RUN_INDEX, Tx, WAVE_APPROVALS, decode_record,
-};
+use crate::store::{ARTIFACTS, Appended, AuditLog, RECORDS, RUN_INDEX, Tx, decode_record};
 
 /// The gate before a wave of a run, as the store sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,7 +44,7 @@ impl AuditLog {
 
     /// The gate before `wave` (a name, or a 0-based index) of `run`, if it can still be
     /// answered: the run exists and has not finished, the wave exists and has an approval gate,
-    /// and the gate has not been answered or passed.
+    /// and the wave has not started.
     pub fn gate(&self, run: &str, wave: &str) -> Result<Gate, AuditError> {
         self.write(|tx| gate_in(tx, run, wave))
     }
@@ -102,14 +100,8 @@ fn gate_in(tx: &mut Tx<'_>, run: &str, wave: &str) -> Result<Gate, AuditError> {
     if !wave_has_gate(tx, &summary.plan_hash, &name)? {
         return Err(closed("that wave has no approval gate (`approval: true`)"));
     }
-    let answered = tx
-        .table(WAVE_APPROVALS)?
-        .get((run, name.as_str()))
-        .map_err(|e| tx.log.err(e))?
-        .is_some();
-    if answered {
-        return Err(closed("the gate has already been answered"));
-    }
+    // A gate may be answered again until its wave starts (a signed approval that does not count
+    // is followed by one that does); the run reads the latest answer.
     let (started, waiting) = wave_progress(tx, run, &name)?;
     if started {
         return Err(closed("the wave has already started"));

@@ -61,7 +61,7 @@ impl AuditLog {
     }
 
     /// Starts the run of a plan in one commit: `run_started`, `lease_taken`, the plan artifact
-    /// (stored once per hash) and, when the operator typed it, the start confirmation. A
+    /// (stored once per hash), then `more` (the start confirmation, the policy check). A
     /// controller that dies at any moment leaves either no run at all or a run whose plan is in
     /// the store, which `sluice resume` can carry on; a refused start leaves no trace.
     pub fn start_run_with_plan(
@@ -69,7 +69,7 @@ impl AuditLog {
         started: sluice_model::RunStarted,
         holder: &LeaseHolder,
         artifact: serde_json::Value,
-        confirmation: Option<sluice_model::Approval>,
+        more: Vec<Fact>,
     ) -> Result<String, AuditError> {
         let hosts = started.hosts.clone();
         let plan_hash = started.plan_hash.clone();
@@ -78,8 +78,8 @@ impl AuditLog {
             tx.append(Entry::new(&run, Fact::RunStarted(started)))?;
             lease_hosts(tx, &run, &hosts, holder)?;
             tx.store_artifact(&run, &plan_hash, artifact)?;
-            if let Some(approval) = confirmation {
-                tx.append(Entry::new(&run, Fact::Approval(approval)))?;
+            for fact in more {
+                tx.append(Entry::new(&run, fact))?;
             }
             Ok(run)
         })

@@ -587,7 +587,7 @@ fn a_plan_run_starts_with_its_leases_artifact_and_confirmation_or_not_at_all() {
             started,
             &holder,
             serde_json::json!({"name": "p"}),
-            Some(confirmation),
+            vec![Fact::Approval(confirmation)],
         )
         .unwrap();
     let kinds = kinds_of(&log, &run);
@@ -605,7 +605,7 @@ fn a_plan_run_starts_with_its_leases_artifact_and_confirmation_or_not_at_all() {
     let mut other = run_started("q", &["b", "c"]);
     other.plan_hash = "h2".into();
     let err = log
-        .start_run_with_plan(other, &holder, serde_json::json!({"name": "q"}), None)
+        .start_run_with_plan(other, &holder, serde_json::json!({"name": "q"}), Vec::new())
         .unwrap_err();
     assert!(matches!(err, AuditError::LeaseHeld { .. }), "{err}");
     assert_eq!(log.verify().unwrap().records, before);

@@ -107,6 +107,7 @@ impl PlanBuilder {
                 window: None,
                 secrets: Vec::new(),
                 become_password: None,
+                policy: None,
                 steps: Vec::new(),
                 run_once: Vec::new(),
                 hosts: Vec::new(),

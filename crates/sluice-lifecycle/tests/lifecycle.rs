@@ -63,6 +63,7 @@ async fn apply(
         shutdown,
         terminal: None,
         max_batch: 64,
+        gate_policy: None,
     };
     let finished = run.run(events).await.unwrap();
     (run_id, finished)

@@ -331,6 +331,7 @@ fn compile(
         window: plan.window.clone(),
         secrets: plan.secrets.iter().map(|(s, _)| s.clone()).collect(),
         become_password: plan.become_password.as_ref().map(|(n, _)| n.clone()),
+        policy: inv.policy.clone(),
         steps: specs,
         run_once,
         hosts: host_plans,

@@ -16,7 +16,7 @@ use crate::node::Node;
 use crate::plan::read_vars;
 use crate::schema::{Fields, Reader};
 
-const INVENTORY_KEYS: &[&str] = &["defaults", "hosts", "groups"];
+const INVENTORY_KEYS: &[&str] = &["defaults", "hosts", "groups", "policy"];
 const CONNECTION_KEYS: &[&str] = &[
     "address",
     "port",
@@ -66,6 +66,8 @@ pub struct GroupDecl {
 #[derive(Debug)]
 pub struct Inventory {
     pub file: Arc<SourceFile>,
+    /// The environment's change policy (`policy:`), sealed into every plan compiled against it.
+    pub policy: Option<crate::policy::Policy>,
     pub defaults: ConnectionDecl,
     pub hosts: Vec<HostDecl>,
     pub groups: Vec<GroupDecl>,
@@ -84,6 +86,9 @@ pub fn read_inventory(
 ) -> Option<Inventory> {
     let mut r = Reader { file, diags };
     let f = r.fields(root, INVENTORY_KEYS, "the inventory")?;
+    let policy = f
+        .get("policy")
+        .and_then(|n| crate::policy::read_policy(&mut r, n, file));
     let defaults = f
         .get("defaults")
         .and_then(|n| r.fields(n, CONNECTION_KEYS, "defaults"))
@@ -169,6 +174,7 @@ pub fn read_inventory(
     }
     let mut inv = Inventory {
         file: Arc::clone(file),
+        policy,
         defaults,
         hosts,
         groups,

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use jiff::{SignedDuration, Timestamp};
-use sluice_approval::{AllowedSigners, Expected, Signer, Statement, StatementScope, verify};
+use sluice_approval::{AllowedSigners, Expected, Statement, StatementScope, verify};
 use sluice_model::{Approval, ApprovalHow, ApprovalScope, ApprovalSignature};
 use sluice_plan::PlanArtifact;
 
@@ -195,18 +195,8 @@ fn give(
         console.stdout(&text);
         return Ok(None);
     };
-    let signer = Signer::load(key, || ask_passphrase(console, key))
-        .map_err(|e| CliError::invalid_input(e.to_string()))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
-    let sig = runtime
-        .block_on(signer.sign(text.as_bytes(), key))
-        .map_err(|e| CliError::invalid_input(e.to_string()))?;
-    let pem = sig
-        .to_pem(Default::default())
-        .map_err(|e| CliError::failed(format!("cannot encode the signature: {e}")))?;
+    let signed = crate::signing::sign(key, &text, console)?;
+    let pem = signed.signature;
     if let Some(out) = &common.out {
         write(out, &text)?;
         write(&signature_path(out), &pem)?;
@@ -351,16 +341,4 @@ fn read(path: &Path) -> Result<String, CliError> {
 fn write(path: &Path, text: &str) -> Result<(), CliError> {
     std::fs::write(path, text)
         .map_err(|e| CliError::failed(format!("cannot write {}: {e}", path.display())))
-}
-
-/// Asks for an encrypted key's passphrase on the terminal, echo off, when there is one.
-fn ask_passphrase(console: &Console, key: &Path) -> Option<String> {
-    if !console.can_prompt() {
-        return None;
-    }
-    let term = console::Term::stderr();
-    term.write_str(&format!("Enter passphrase for {}: ", key.display()))
-        .ok()?;
-    let typed = term.read_secure_line().ok()?;
-    (!typed.is_empty()).then_some(typed)
 }

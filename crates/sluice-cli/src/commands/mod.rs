@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod approve;
 pub mod audit;
+pub mod authorize;
 pub mod exec;
 pub mod logs;
 pub mod plan;

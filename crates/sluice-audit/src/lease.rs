@@ -142,7 +142,15 @@ impl AuditLog {
     /// Breaks the leases of a run whose process is gone (`sluice unlock`), recorded as
     /// `lease_broken` by `by`. Refused while the holder's pid is alive on this controller, or
     /// when the holder is another controller (whose processes cannot be checked from here).
-    pub fn break_leases(&self, run: &str, by: &str) -> Result<Vec<String>, AuditError> {
+    ///
+    /// `reason`, when given (a policy's `break_glass: reason`), is recorded in the same commit as
+    /// a `break_glass` decision.
+    pub fn break_leases(
+        &self,
+        run: &str,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<Vec<String>, AuditError> {
         let held: Vec<Lease> = self
             .active_leases()?
             .into_iter()
@@ -172,6 +180,16 @@ impl AuditLog {
                 run,
                 Fact::LeaseBroken(change(hosts.clone(), &breaker)),
             ))?;
+            if let Some(reason) = reason {
+                tx.append(Entry::new(
+                    run,
+                    Fact::Decision(sluice_model::DecisionTaken {
+                        decision: sluice_model::Decision::BreakGlass,
+                        wave: None,
+                        reason: format!("unlock by {by}: {reason}"),
+                    }),
+                ))?;
+            }
             Ok(hosts)
         })
     }

@@ -264,7 +264,7 @@ fn unlock_refuses_a_live_holder_and_breaks_a_dead_one() {
     log.take_leases(&run, &hosts(&["a"]), &LeaseHolder::this_process())
         .unwrap();
     assert!(matches!(
-        log.break_leases(&run, "ops"),
+        log.break_leases(&run, "ops", None),
         Err(AuditError::LeaseHolderAlive { .. })
     ));
     // A child that has exited and been reaped: its pid is no longer alive.
@@ -277,11 +277,14 @@ fn unlock_refuses_a_live_holder_and_breaks_a_dead_one() {
         ..LeaseHolder::this_process()
     };
     log.take_leases(&other, &hosts(&["b"]), &holder).unwrap();
-    assert_eq!(log.break_leases(&other, "ops").unwrap(), hosts(&["b"]));
+    assert_eq!(
+        log.break_leases(&other, "ops", None).unwrap(),
+        hosts(&["b"])
+    );
     let last = log.run_records(&other).unwrap().pop().unwrap();
     assert_eq!(last.kind(), "lease_broken");
     assert!(matches!(
-        log.break_leases(&other, "ops"),
+        log.break_leases(&other, "ops", None),
         Err(AuditError::NoLeases { .. })
     ));
 }

@@ -13,6 +13,9 @@ pub enum LifecycleError {
     #[error(transparent)]
     Audit(#[from] sluice_audit::AuditError),
 
+    #[error("the audit store could not record it, so it was not done: {0}")]
+    Journal(String),
+
     #[error("cannot encode the plan artifact: {0}")]
     Encode(#[source] serde_json::Error),
 
@@ -112,7 +115,9 @@ impl LifecycleError {
                     | sluice_audit::AuditError::Missing { .. }
                     | sluice_audit::AuditError::NoStateDir
             ),
-            LifecycleError::Encode(_) | LifecycleError::Writer(_) => false,
+            LifecycleError::Encode(_) | LifecycleError::Writer(_) | LifecycleError::Journal(_) => {
+                false
+            }
             _ => true,
         }
     }

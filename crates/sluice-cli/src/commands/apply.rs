@@ -18,7 +18,7 @@ use sluice_exec::{
 };
 use sluice_lifecycle::RecordedRun;
 use sluice_lifecycle::start::start_checked_run;
-use sluice_model::{Approval, ApprovalHow, ApprovalScope, Decision, Fact};
+use sluice_model::{Approval, ApprovalHow, Decision, Fact};
 use sluice_plan::{PlanArtifact, TransportKind};
 use sluice_ssh::LocalTransport;
 
@@ -365,7 +365,8 @@ async fn interrupts(shutdown: Shutdown, events: Emitter) {
     }
 }
 
-/// Asks on the terminal, with the progress bars suspended.
+/// Asks on the terminal. The bars are suspended only while the question is printed, so the run's
+/// display goes on; a question answered elsewhere first is withdrawn (`crate::prompt`).
 pub(crate) struct TerminalApprover {
     multi: indicatif::MultiProgress,
 }
@@ -374,31 +375,32 @@ impl Approver for TerminalApprover {
     fn approve<'a>(&'a self, _run_id: &'a str, wave: &'a str) -> ApprovalFuture<'a> {
         let multi = self.multi.clone();
         let wave = wave.to_string();
-        let wave_name = wave.clone();
         Box::pin(async move {
+            // Dropped with this future when another answer wins the race: the read stops.
+            let (_withdraw, withdrawn) = crate::prompt::Withdraw::new();
+            let question = format!("Approve wave `{wave}`? Type `yes` to start it: ");
             let asked = tokio::task::spawn_blocking(move || {
-                multi.suspend(|| {
-                    eprint_prompt(&format!("Approve wave `{wave}`? Type `yes` to start it: "));
-                    let mut answer = String::new();
-                    let _ = std::io::stdin().lock().read_line(&mut answer);
-                    answer.trim() == "yes"
-                })
+                multi.suspend(|| eprint_prompt(&question));
+                let answer = crate::prompt::read_line(&withdrawn);
+                if answer.is_none() && withdrawn.load(std::sync::atomic::Ordering::SeqCst) {
+                    crate::progress::print_line("(answered elsewhere: the question is withdrawn)");
+                }
+                answer
             })
             .await;
+            let approved = matches!(&asked, Ok(Some(line)) if line.trim() == "yes");
             // The OS account, as `run_started` and leases name the operator.
-            Approval {
-                scope: ApprovalScope::Wave { wave: wave_name },
-                by: sluice_audit::operator_name(),
-                comment: None,
-                refused: !matches!(asked, Ok(true)),
-                how: ApprovalHow::Terminal,
-                signature: None,
-            }
+            Approval::of_wave(
+                &wave,
+                &sluice_audit::operator_name(),
+                !approved,
+                ApprovalHow::Terminal,
+            )
         })
     }
 }
 
-/// The prompt is the one write that must happen while the monitor's bars are suspended, so it
+/// The question is the one write that must happen while the monitor's bars are suspended, so it
 /// cannot go through the monitor.
 fn eprint_prompt(text: &str) {
     use std::io::Write;

@@ -11,6 +11,7 @@ pub mod plan;
 pub mod resume;
 pub mod runs;
 pub mod show;
+pub mod signatures;
 pub mod unlock;
 pub mod validate;
 pub mod version;

@@ -597,3 +597,29 @@ fn a_gate_asked_on_a_terminal_is_released_by_an_approval_from_another_process() 
         (&"bob".into(), &"command".into())
     );
 }
+
+#[test]
+fn an_allowed_signers_line_openssh_would_refuse_is_an_error_when_planning() {
+    let w = World::new(1, "approvals:\n  required: 1\n  allowed_signers: approvers");
+    let mut signers = std::fs::read_to_string(w.signers()).unwrap();
+    signers.push_str("mallory@example.com cert-authority ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJbqjmHPSTWgv1aRAqlVbUW+uCEiTIikLaNbo/EiEIS3\n");
+    std::fs::write(w.signers(), signers).unwrap();
+    let plan = w.dir.path().join("p.yaml");
+    std::fs::write(
+        &plan,
+        "name: p\ntargets: [fleet]\nwaves:\n  - { name: all, size: 100% }\nsteps:\n  - { id: a, run: 'true' }\n",
+    )
+    .unwrap();
+    let out = w.run(&[
+        "validate",
+        plan.to_str().unwrap(),
+        "-i",
+        w.inventory.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("approvers:5: cert-authority lines are not supported"),
+        "{}",
+        text(&out)
+    );
+}

@@ -14,11 +14,16 @@ pub const INVALID_INPUT: u8 = 2;
 pub const ROLLBACK_FAILED: u8 = 3;
 /// Aborted: Ctrl-C, the maintenance window, a refused gate, or no confirmation.
 pub const ABORTED: u8 = 4;
+/// The run went through, but hosts failed within their wave's budget (or a wave failed under
+/// `action: continue`): success with a caveat, as Terraform's `-detailed-exitcode` gives a
+/// success with changes its own code. `--allow-tolerated` makes it 0.
+pub const TOLERATED: u8 = 6;
 
 /// The exit code of a run that ended with `status`.
 pub fn for_status(status: RunStatus) -> u8 {
     match status {
         RunStatus::Succeeded => OK,
+        RunStatus::Tolerated => TOLERATED,
         RunStatus::Failed | RunStatus::RolledBack => FAILED,
         RunStatus::RollbackFailed => ROLLBACK_FAILED,
         RunStatus::Aborted

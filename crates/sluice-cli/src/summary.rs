@@ -165,6 +165,10 @@ pub fn report(r: &RunReport, console: &Console) -> String {
 pub fn verdict(status: RunStatus) -> (String, bool) {
     match status {
         RunStatus::Succeeded => (RunStatus::Succeeded.to_string(), false),
+        RunStatus::Tolerated => (
+            "succeeded with tolerated failures: hosts failed within their wave's budget (exit 6; --allow-tolerated exits 0)".into(),
+            true,
+        ),
         RunStatus::Failed => (
             "failed: a wave failed and the run halted (exit 1)".into(),
             true,

@@ -293,7 +293,15 @@ impl Run {
                 _ => return self.after_failure(self.finished.len() - 1).await,
             }
         }
-        RunStatus::Succeeded
+        // Every wave went through; failures it tolerated are the caveat the status carries.
+        let tolerated = self.finished.iter().any(|w| {
+            w.status == WaveStatus::Failed || w.hosts.iter().any(|h| h.outcome.is_failure())
+        });
+        if tolerated {
+            RunStatus::Tolerated
+        } else {
+            RunStatus::Succeeded
+        }
     }
 
     /// Before wave `index`: stop requests, pause after the previous wave, the window fit and the
@@ -398,7 +406,7 @@ impl Run {
             unreachable: 0,
             interrupted: 0,
             not_started: hosts,
-            budget: crate::wave::budget_text(&self.ctx.artifact),
+            budget: crate::wave::budget_text(&self.ctx.artifact, wave),
             max_failed: count(wave.max_failed),
             decision: WaveDecision::NotStarted,
             reason: format!(

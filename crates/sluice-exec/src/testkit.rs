@@ -229,6 +229,7 @@ impl PlanBuilder {
             hosts: hosts.iter().map(|h| h.to_string()).collect(),
             concurrency,
             max_failed,
+            budget: None,
             pause_ms: None,
             approval: false,
         });

@@ -82,7 +82,9 @@ impl WaveRun {
             unreachable: tally(|o| o == HostOutcome::Unreachable),
             interrupted: tally(|o| o == HostOutcome::Interrupted),
             not_started: tally(|o| o == HostOutcome::NotStarted),
-            budget: index.map_or_else(|| "0".to_string(), |_| budget_text(&ctx.artifact)),
+            budget: index
+                .and_then(|i| ctx.artifact.waves.get(i))
+                .map_or_else(|| "0".to_string(), |w| budget_text(&ctx.artifact, w)),
             max_failed,
             decision,
             reason: format!("{cause}: {action}"),
@@ -117,7 +119,7 @@ pub(crate) async fn run_wave(
         index: count(index),
         hosts: wave.hosts.clone(),
         concurrency: count(concurrency),
-        budget: budget_text(&ctx.artifact),
+        budget: budget_text(&ctx.artifact, wave),
         max_failed: count(wave.max_failed),
     };
     // Recorded before any host of the wave starts, so the record precedes their steps.
@@ -221,9 +223,9 @@ async fn collect_one(
     done.insert(run.host.clone(), run);
 }
 
-/// The plan's failure budget as written: `2`, `10%`.
-pub(crate) fn budget_text(artifact: &PlanArtifact) -> String {
-    match artifact.failure.max_failed {
+/// The failure budget of `wave` as written: its own, else the plan's (`2`, `10%`).
+pub(crate) fn budget_text(artifact: &PlanArtifact, wave: &WavePlan) -> String {
+    match wave.budget.unwrap_or(artifact.failure.max_failed) {
         FailureBudget::Count(n) => n.to_string(),
         FailureBudget::Percent(p) => format!("{p}%"),
     }

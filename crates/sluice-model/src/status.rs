@@ -119,7 +119,8 @@ vocabulary! {
     /// How a whole run ended: `run_finished`'s status, and what `sluice runs` shows for a finished
     /// run. Each maps to one documented exit code.
     pub enum RunStatus {
-        Succeeded = "succeeded": "every wave ended ok, or failed under `action: continue` (exit 0)",
+        Succeeded = "succeeded": "every wave ended ok with no host failed (exit 0)",
+        Tolerated = "tolerated": "every wave passed, but hosts failed within their wave's budget, or a wave failed under `action: continue` (exit 6, or 0 with --allow-tolerated)",
         Failed = "failed": "a wave failed its budget and the run halted; nothing was undone (exit 1)",
         RolledBack = "rolled_back": "a wave failed its budget and was rolled back (exit 1)",
         RollbackFailed = "rollback_failed": "a rollback failed on at least one host: it needs attention (exit 3)",

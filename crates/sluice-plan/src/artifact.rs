@@ -224,8 +224,15 @@ pub struct WavePlan {
     pub hosts: Vec<String>,
     /// Hosts at once within this wave.
     pub concurrency: usize,
-    /// Failures this wave tolerates; one more fails the wave. Computed from the plan's budget.
+    /// Failures this wave tolerates; one more fails the wave. Computed from [`WavePlan::budget`],
+    /// else from the plan's budget.
     pub max_failed: usize,
+    /// The wave's own budget when it is not the plan's: its `max_failed`, or 0 for a canary (the
+    /// first of several waves) that does not set one, so a failed canary stops the run unless
+    /// the plan says otherwise. Left out of the JSON when the wave follows the plan (so existing
+    /// plans keep their hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<FailureBudget>,
     /// Soak time after this wave succeeds, before the next starts.
     pub pause_ms: Option<u64>,
     /// The run waits for an approval before this wave starts.

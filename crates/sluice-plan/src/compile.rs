@@ -508,6 +508,7 @@ fn split_waves(
         pause_ms: None,
         approval: false,
         concurrency: None,
+        max_failed: None,
         loc: Loc::default(),
     }];
     let declared: &[WaveDecl] = if plan.waves.is_empty() {
@@ -519,7 +520,8 @@ fn split_waves(
     let counts = waves::split(hosts.len(), &sizes);
     let mut out = Vec::new();
     let mut next = 0;
-    for (w, count) in declared.iter().zip(counts) {
+    let several = declared.len() > 1;
+    for (i, (w, count)) in declared.iter().zip(counts).enumerate() {
         if count == 0 {
             if !hosts.is_empty() {
                 diags.push(
@@ -538,6 +540,7 @@ fn split_waves(
             .map(|&h| inv.hosts[h].name.clone())
             .collect();
         next += count;
+        let budget = wave_budget(w, i == 0 && several, plan.failure.max_failed, count);
         out.push(WavePlan {
             name: w.name.clone(),
             concurrency: w
@@ -545,13 +548,31 @@ fn split_waves(
                 .or(plan.concurrency)
                 .unwrap_or(count)
                 .min(count),
-            max_failed: waves::max_failed(plan.failure.max_failed, count),
+            max_failed: waves::max_failed(budget.unwrap_or(plan.failure.max_failed), count),
+            budget,
             pause_ms: w.pause_ms,
             approval: w.approval,
             hosts: members,
         });
     }
     out
+}
+
+/// The budget of wave `w` of `count` hosts when it is not the plan's `plan_budget`: the wave's own
+/// `max_failed`, else for the canary 0 (unless the plan's budget gives 0 already).
+fn wave_budget(
+    w: &WaveDecl,
+    canary: bool,
+    plan_budget: FailureBudget,
+    count: usize,
+) -> Option<FailureBudget> {
+    match w.max_failed {
+        Some(own) => Some(own),
+        None if canary && waves::max_failed(plan_budget, count) > 0 => {
+            Some(FailureBudget::Count(0))
+        }
+        None => None,
+    }
 }
 
 fn warn_unused_secrets(

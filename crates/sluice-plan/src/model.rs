@@ -46,6 +46,8 @@ pub struct WaveDecl {
     pub approval: bool,
     /// Overrides the plan's `concurrency` for this wave.
     pub concurrency: Option<usize>,
+    /// Overrides the plan's failure budget for this wave (`max_failed` of the wave).
+    pub max_failed: Option<crate::artifact::FailureBudget>,
     pub loc: Loc,
 }
 

@@ -42,7 +42,14 @@ const STEP_KEYS: &[&str] = &[
     "run_once",
     "idempotent",
 ];
-const WAVE_KEYS: &[&str] = &["name", "size", "pause", "approval", "concurrency"];
+const WAVE_KEYS: &[&str] = &[
+    "name",
+    "size",
+    "pause",
+    "approval",
+    "concurrency",
+    "max_failed",
+];
 const FAILURE_KEYS: &[&str] = &["max_failed", "action", "rollback_scope"];
 const HEALTH_KEYS: &[&str] = &["checks", "retries", "interval", "timeout"];
 const CHECK_KEYS: &[&str] = &["name", "run", "http", "tcp", "expect_status"];
@@ -331,6 +338,10 @@ fn read_waves(r: &mut Reader, node: &Node) -> Vec<WaveDecl> {
         let concurrency = f
             .get("concurrency")
             .and_then(|n| positive(r, n, "concurrency"));
+        let max_failed = f
+            .get("max_failed")
+            .and_then(|n| r.as_amount(n, &format!("wave `{name}`: max_failed")))
+            .map(budget_of);
         if waves.iter().any(|w: &WaveDecl| w.name == name) {
             r.error(item.loc, format!("two waves are named `{name}`"));
         }
@@ -341,11 +352,20 @@ fn read_waves(r: &mut Reader, node: &Node) -> Vec<WaveDecl> {
                 pause_ms,
                 approval,
                 concurrency,
+                max_failed,
                 loc: item.loc,
             });
         }
     }
     waves
+}
+
+/// A `max_failed` amount as a budget: a count of hosts, or a percentage of the wave's.
+fn budget_of(amount: Amount) -> FailureBudget {
+    match amount {
+        Amount::Count(c) => FailureBudget::Count(usize::try_from(c).unwrap_or(usize::MAX)),
+        Amount::Percent(p) => FailureBudget::Percent(p),
+    }
 }
 
 fn read_failure(r: &mut Reader, node: Option<&Node>) -> FailurePolicy {
@@ -357,14 +377,11 @@ fn read_failure(r: &mut Reader, node: Option<&Node>) -> FailurePolicy {
     let Some(f) = node.and_then(|n| r.fields(n, FAILURE_KEYS, "failure")) else {
         return policy;
     };
-    if let Some(n) = f.get("max_failed") {
-        match r.as_amount(n, "failure: max_failed") {
-            Some(Amount::Count(c)) => {
-                policy.max_failed = FailureBudget::Count(usize::try_from(c).unwrap_or(usize::MAX))
-            }
-            Some(Amount::Percent(p)) => policy.max_failed = FailureBudget::Percent(p),
-            None => {}
-        }
+    if let Some(budget) = f
+        .get("max_failed")
+        .and_then(|n| r.as_amount(n, "failure: max_failed"))
+    {
+        policy.max_failed = budget_of(budget);
     }
     if let Some(n) = f.get("action") {
         match r.as_str(n, "failure: action").as_deref() {

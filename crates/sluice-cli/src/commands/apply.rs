@@ -60,6 +60,9 @@ pub struct Args {
     /// Run even outside the plan's maintenance window (recorded in the run's events).
     #[arg(long)]
     ignore_window: bool,
+    /// Exit 0, not 6, when the run went through with failures its budgets tolerated.
+    #[arg(long)]
+    allow_tolerated: bool,
     /// Set a variable, overriding plan, group and host vars (repeatable; with PLAN only).
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var, conflicts_with = "plan_file")]
     vars: Vec<(String, String)>,
@@ -134,6 +137,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
             ..RunOptions::default()
         },
         json: args.json,
+        allow_tolerated: args.allow_tolerated,
         gate_policy: authorized.gate_policy,
     };
     run_recorded(run, console)
@@ -151,6 +155,8 @@ pub(crate) struct Recorded {
     pub options: RunOptions,
     /// `--json`: events as JSON Lines on stdout.
     pub json: bool,
+    /// `--allow-tolerated`: a `tolerated` run exits 0.
+    pub allow_tolerated: bool,
     /// What the gates need under the environment's policy.
     pub gate_policy: Option<sluice_lifecycle::policy::GatePolicy>,
 }
@@ -159,6 +165,7 @@ pub(crate) struct Recorded {
 /// events and Ctrl-C feeding the shutdown signal, then prints the summary. Returns the exit code.
 pub(crate) fn run_recorded(run: Recorded, console: &Console) -> Result<u8, CliError> {
     let max_batch = max_batch()?;
+    let allow_tolerated = run.allow_tolerated;
     // Blocking work (audit commits, the terminal prompt) is serialized by the store's write lock
     // or waits on a person: more threads than this only cost memory, ~2 MiB of allocator heap
     // each (peak RSS 200 MiB at 100 hosts with tokio's default of 512; docs/benchmarks.md).
@@ -196,12 +203,15 @@ pub(crate) fn run_recorded(run: Recorded, console: &Console) -> Result<u8, CliEr
             console.error(format!("run {} {verdict}", report.run_id));
         }
     }
-    Ok(exit_code(report))
+    Ok(exit_code(report, allow_tolerated))
 }
 
 /// The documented exit code of a finished run.
-pub fn exit_code(report: &RunReport) -> u8 {
-    exit::for_status(report.status)
+pub fn exit_code(report: &RunReport, allow_tolerated: bool) -> u8 {
+    match report.status {
+        sluice_model::RunStatus::Tolerated if allow_tolerated => exit::OK,
+        status => exit::for_status(status),
+    }
 }
 
 /// The artifact to run: a saved one (format and hash checked on load), or a plan compiled now.

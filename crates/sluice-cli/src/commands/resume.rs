@@ -41,6 +41,9 @@ pub struct Args {
     /// Treat those UNKNOWN steps as done: they took effect (recorded).
     #[arg(long)]
     skip_unknown: bool,
+    /// Exit 0, not 6, when the run went through with failures its budgets tolerated.
+    #[arg(long)]
+    allow_tolerated: bool,
     #[command(flatten)]
     policy: super::authorize::PolicyArgs,
     #[command(flatten)]
@@ -120,6 +123,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
             ..RunOptions::default()
         },
         json: args.json,
+        allow_tolerated: args.allow_tolerated,
         gate_policy: authorized.gate_policy,
     };
     apply::run_recorded(run, console)

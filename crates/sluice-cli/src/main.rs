@@ -13,6 +13,7 @@ mod logging;
 mod progress;
 mod ssh;
 mod summary;
+mod visible;
 
 use std::process::ExitCode;
 

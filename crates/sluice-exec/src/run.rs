@@ -66,6 +66,14 @@ impl RunContext {
         }
     }
 
+    /// Makes `value` secret for the rest of the run (it holds a secret): masked in every fact
+    /// from now on, by the executor and by the journal.
+    pub(crate) fn taint(&self, value: &str) {
+        for form in self.secrets.taint(value) {
+            self.journal.treat_as_secret(&form);
+        }
+    }
+
     /// Records and emits a decision.
     pub(crate) async fn decide(&self, decision: Decision, wave: Option<&str>, reason: &str) {
         self.note(Emitter::decision_fact(decision, wave, reason))
@@ -129,6 +137,9 @@ impl Executor {
     /// Runs the plan to the end. Host failures are outcomes, not errors: this always returns a
     /// report.
     pub async fn run(self, events: Emitter) -> RunReport {
+        for form in self.secrets.masked_forms() {
+            self.options.journal.treat_as_secret(&form);
+        }
         let ctx = Arc::new(RunContext {
             artifact: self.artifact.clone(),
             transports: self.transports,

@@ -637,7 +637,12 @@ async fn a_secret_never_appears_in_events_or_the_report() {
     });
     let secrets = Secrets::from_values([("tok".to_string(), "s3cr3t-value".to_string())].into());
     let out = run_with(plan, &t, Shutdown::new(), None, secrets).await;
-    assert_eq!(t.commands("h1")[0], "login --token s3cr3t-value");
+    // The value travels beside the command, never in it (the command is a command line).
+    assert_eq!(t.commands("h1")[0], r#"login --token "${__sluice_s1}""#);
+    assert_eq!(
+        t.sent()[0].secrets,
+        [("__sluice_s1".to_string(), "s3cr3t-value".to_string())]
+    );
     let json = serde_json::to_string(
         &out.events
             .iter()

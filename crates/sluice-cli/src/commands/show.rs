@@ -49,7 +49,8 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
             "{:>6} {time} {:<22} {}\n",
             record.seq,
             record.kind(),
-            describe(record)
+            // Commands, details and messages may hold text from hosts: shown, not obeyed.
+            crate::visible::visible(&describe(record))
         );
         let failed = matches!(
             &record.fact,

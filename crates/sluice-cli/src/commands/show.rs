@@ -235,7 +235,11 @@ fn overview(records: &[Record], console: &Console) -> String {
             }
             Fact::HealthResult(h) if !h.ok => health.push_str(&format!(
                 "  {} {} ({}) round {}: {}\n",
-                h.host, h.check, h.probe, h.round, h.detail
+                h.host,
+                h.check,
+                h.probe,
+                h.round,
+                crate::visible::visible(&h.detail)
             )),
             Fact::UndoIntent(i) => undos_sent.push((&i.host, &i.step)),
             Fact::UndoResult(r) => {
@@ -247,7 +251,9 @@ fn overview(records: &[Record], console: &Console) -> String {
                 };
                 rollback.push_str(&format!(
                     "  {} {}: {verdict} ({})\n",
-                    r.host, r.step, r.detail
+                    r.host,
+                    r.step,
+                    crate::visible::visible(&r.detail)
                 ));
             }
             _ => {}

@@ -66,14 +66,6 @@ impl RunContext {
         }
     }
 
-    /// Makes `value` secret for the rest of the run (it holds a secret): masked in every fact
-    /// from now on, by the executor and by the journal.
-    pub(crate) fn taint(&self, value: &str) {
-        for form in self.secrets.taint(value) {
-            self.journal.treat_as_secret(&form);
-        }
-    }
-
     /// Records and emits a decision.
     pub(crate) async fn decide(&self, decision: Decision, wave: Option<&str>, reason: &str) {
         self.note(Emitter::decision_fact(decision, wave, reason))

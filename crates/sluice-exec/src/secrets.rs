@@ -153,6 +153,16 @@ impl Secrets {
     }
 }
 
+impl crate::run::RunContext {
+    /// Makes `value` secret for the rest of the run (it holds a secret): masked in every fact
+    /// from now on, by the executor and by the journal.
+    pub(crate) fn taint(&self, value: &str) {
+        for form in self.secrets.taint(value) {
+            self.journal.treat_as_secret(&form);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,114 +1,83 @@
-//! Keeping secret values out of the store: the executor passes every command line and captured
-//! output through a [`Redactor`] before it becomes a record.
+//! Keeping secret values out of the store: every command line and captured output passes through
+//! a [`Redactor`] before it becomes a record.
+//!
+//! The values are masked whole and across line breaks, overlapping values leaving no part in
+//! clear ([`sluice_model::SecretMask`]). A run learns more values while it runs (a value
+//! registered from output that held a secret is secret too), so a `Redactor` shared by a run's
+//! journal can be told of them: [`Redactor::add`].
 
-use sluice_model::Capture;
+use std::sync::RwLock;
+
+use sluice_model::{Capture, SecretMask};
 
 /// What a secret value is replaced with.
-pub const MASK: &str = "***";
+pub use sluice_model::MASK;
 
 /// Replaces a set of secret values with `***` in text and bytes.
-#[derive(Clone, Debug, Default)]
+#[derive(Default)]
 pub struct Redactor {
-    // Longest first, so a secret that contains another is masked whole.
-    secrets: Vec<String>,
+    mask: RwLock<SecretMask>,
+}
+
+impl std::fmt::Debug for Redactor {
+    // Debug output ends up in logs: never a value.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Redactor").field(&self.current()).finish()
+    }
+}
+
+impl Clone for Redactor {
+    fn clone(&self) -> Self {
+        Redactor {
+            mask: RwLock::new(self.current()),
+        }
+    }
 }
 
 impl Redactor {
     /// Empty values are ignored: masking "" would mask between every character.
     pub fn new(secrets: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        let mut secrets: Vec<String> = secrets
-            .into_iter()
-            .map(Into::into)
-            .filter(|s| !s.is_empty())
-            .collect();
-        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
-        secrets.dedup();
-        Redactor { secrets }
+        Redactor {
+            mask: RwLock::new(SecretMask::new(secrets)),
+        }
+    }
+
+    /// Masks `value` too from now on (a value the run found to hold a secret).
+    pub fn add(&self, value: &str) {
+        let mut mask = self.mask.write().unwrap_or_else(|p| p.into_inner());
+        mask.extend([value]);
+    }
+
+    fn current(&self) -> SecretMask {
+        self.mask.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&SecretMask) -> T) -> T {
+        f(&self.mask.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty()
+        self.with(SecretMask::is_empty)
     }
 
     pub fn redact_str(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for secret in &self.secrets {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), MASK);
-            }
-        }
-        out
+        self.with(|m| m.mask(text))
     }
 
     pub fn redact_bytes(&self, bytes: &[u8]) -> Vec<u8> {
-        let mut out = bytes.to_vec();
-        for secret in &self.secrets {
-            out = replace_bytes(&out, secret.as_bytes(), MASK.as_bytes());
-        }
-        out
+        self.with(|m| m.mask_bytes(bytes))
     }
 
     pub fn redact_args(&self, args: &[String]) -> Vec<String> {
-        args.iter().map(|a| self.redact_str(a)).collect()
+        self.with(|m| args.iter().map(|a| m.mask(a)).collect())
     }
 
-    /// Masks secrets in a capture's head and tail. A secret cut by the head or tail boundary
-    /// cannot be recognised there, so the parts of each secret at a boundary are masked too:
-    /// a head that ends with a secret's prefix, a tail that starts with its suffix. `bytes` and
-    /// `sha256` describe the stream as received and are kept.
+    /// Masks secrets in a capture's head and tail, the parts of a secret cut by the boundary
+    /// between them included ([`SecretMask::mask_capture`]). `bytes` and `sha256` describe the
+    /// stream as received and are kept.
     pub fn redact_capture(&self, capture: &Capture) -> Capture {
-        let mut head = self.redact_str(&capture.head);
-        let mut tail = self.redact_str(&capture.tail);
-        if capture.truncated {
-            for secret in &self.secrets {
-                if let Some(cut) = partial_at_end(&head, secret) {
-                    head.truncate(cut);
-                    head.push_str(MASK);
-                }
-                if let Some(len) = partial_at_start(&tail, secret) {
-                    tail.replace_range(..len, MASK);
-                }
-            }
-        }
-        Capture {
-            head,
-            tail,
-            ..capture.clone()
-        }
+        self.with(|m| m.mask_capture(capture))
     }
-}
-
-/// Byte index where `text` ends with a proper prefix of `secret` (at least 2 bytes).
-fn partial_at_end(text: &str, secret: &str) -> Option<usize> {
-    (2..secret.len())
-        .rev()
-        .filter(|&n| secret.is_char_boundary(n))
-        .find(|&n| text.ends_with(&secret[..n]))
-        .map(|n| text.len() - n)
-}
-
-/// Length of the proper suffix of `secret` (at least 2 bytes) that `text` starts with.
-fn partial_at_start(text: &str, secret: &str) -> Option<usize> {
-    (1..secret.len().saturating_sub(1))
-        .filter(|&i| secret.is_char_boundary(i))
-        .map(|i| &secret[i..])
-        .find(|suffix| text.starts_with(suffix))
-        .map(str::len)
-}
-
-fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(haystack.len());
-    let mut i = 0;
-    while i < haystack.len() {
-        if haystack[i..].starts_with(needle) {
-            out.extend_from_slice(with);
-            i += needle.len();
-        } else {
-            out.push(haystack[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -124,6 +93,27 @@ mod tests {
         );
         assert_eq!(r.redact_bytes(b"xhunter2y\xff"), b"x***y\xff".to_vec());
         assert_eq!(r.redact_args(&["--pw=hunter2".into()]), vec!["--pw=***"]);
+    }
+
+    /// Issue 16, fault 7: masking went value by value, so an overlapping pair left `***ghij`,
+    /// and a multi-line value had to be found whole.
+    #[test]
+    fn overlapping_and_multi_line_secrets_are_masked_whole() {
+        let r = Redactor::new(["abcdef", "defghij"]);
+        assert_eq!(r.redact_str("<abcdefghij>"), "<***>");
+        let pem = "-----BEGIN KEY-----\nMIIB\n-----END KEY-----";
+        let r = Redactor::new([pem]);
+        assert_eq!(r.redact_str(&format!("a\n{pem}\nb")), "a\n***\nb");
+    }
+
+    #[test]
+    fn values_added_later_are_masked_from_then_on_and_debug_shows_none() {
+        let r = Redactor::new(["tok-1"]);
+        assert_eq!(r.redact_str("v=tok-1-derived"), "v=***-derived");
+        r.add("tok-1-derived");
+        assert_eq!(r.redact_str("v=tok-1-derived"), "v=***");
+        assert!(!format!("{r:?}").contains("tok"), "{r:?}");
+        assert_eq!(r.clone().redact_str("tok-1-derived"), "***");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the bars). With bars, step-level facts are shown on the host's bar instead, unless `-v`
 //! (`detailed`).
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use sluice_model::{
@@ -9,6 +10,7 @@ use sluice_model::{
 };
 
 use crate::progress::clock;
+use crate::visible::visible;
 
 /// One printed line: a right-aligned verb, the message, and whether it is bad news.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,8 +32,19 @@ fn short(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
 }
 
-/// The lines for `fact`; none for facts only the bars (or nothing) show.
+/// The lines for `fact`; none for facts only the bars (or nothing) show. Control characters
+/// from hosts (in output, commands with registered values, details) are shown as escapes.
 pub fn lines(fact: &Fact, detailed: bool) -> Vec<Line> {
+    let mut lines = unescaped_lines(fact, detailed);
+    for line in &mut lines {
+        if let Cow::Owned(shown) = visible(&line.message) {
+            line.message = shown;
+        }
+    }
+    lines
+}
+
+fn unescaped_lines(fact: &Fact, detailed: bool) -> Vec<Line> {
     match fact {
         Fact::RunStarted(s) => line(
             "Running",

@@ -15,6 +15,7 @@ mod prompt;
 mod signing;
 mod ssh;
 mod summary;
+mod visible;
 
 use std::process::ExitCode;
 

@@ -208,7 +208,8 @@ impl<'c> Monitor<'c> {
             }
             Fact::StepIntent(i) => {
                 if let Some(bar) = self.hosts.get(&i.host) {
-                    bar.set_message(format!("{}: {}", i.step, i.command));
+                    let command = crate::visible::visible(&i.command).into_owned();
+                    bar.set_message(format!("{}: {command}", i.step));
                 }
             }
             Fact::HealthResult(h) => {

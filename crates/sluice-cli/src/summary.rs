@@ -9,6 +9,7 @@ use sluice_plan::PlanArtifact;
 
 use crate::console::{Console, Paint};
 use crate::progress::clock;
+use crate::visible::visible;
 
 /// The snake_case name a plan enum has in JSON, for human text too (run facts have `as_str`).
 pub fn name<T: Serialize>(value: &T) -> String {
@@ -142,9 +143,18 @@ pub fn report(r: &RunReport, console: &Console) -> String {
     }
     for (w, h) in failures {
         if let Some(f) = &h.failure {
-            let _ = writeln!(s, "  {} ({}) {}: {}", h.host, w.name, f.what, f.detail);
+            // Details and output come from hosts: their control characters are shown, not
+            // obeyed by the terminal.
+            let _ = writeln!(
+                s,
+                "  {} ({}) {}: {}",
+                h.host,
+                w.name,
+                f.what,
+                visible(&f.detail)
+            );
             for line in &f.output {
-                let _ = writeln!(s, "      | {line}");
+                let _ = writeln!(s, "      | {}", visible(line));
             }
         }
     }

@@ -12,7 +12,9 @@ use sluice_model::{
     Capture, Fact, HostFinished, HostStarted, StepIntent, StepResult, StepRetrying,
 };
 use sluice_plan::{HostPlan, HostStep, RenderedCommand, RuntimeValues, StepSpec};
-use sluice_ssh::{Become, Connection, ExecOutcome, ExecRequest, ExitStatus, TransportError};
+use sluice_ssh::{
+    Become, Connection, ExecOutcome, ExecRequest, ExitStatus, SecretVar, TransportError,
+};
 use tokio::time::Instant;
 
 use crate::health;
@@ -146,10 +148,7 @@ impl HostRun {
         self.ran.push(step.clone());
         let mut attempt = ctx.resume.first_attempt(&self.host, &step.id);
         loop {
-            let command = match step.run.resolve(&self.values) {
-                Ok(r) => r.redacted,
-                Err(_) => step.run.to_string(),
-            };
+            let command = shown_command(ctx, &step.run, &self.values);
             let intent = StepIntent {
                 host: self.host.clone(),
                 step: step.id.clone(),
@@ -165,15 +164,16 @@ impl HostRun {
             let ran = self
                 .exec(&conn, &step.run, timeout, &become_user, stop)
                 .await;
+            let registered = match (&ran, &spec.register) {
+                (Ran::Done(out), Some(_)) => Some(registered_value(ctx, out)),
+                _ => None,
+            };
             let result =
                 self.result_of(ctx, &step.id, attempt, &ran, started.elapsed(), Some(&conn));
-            if let (Ran::Done(out), Some(name)) = (&ran, &spec.register)
+            if let (Some((value, secret)), Some(name)) = (registered, &spec.register)
                 && result.status == StepStatus::Ok
             {
-                let value = String::from_utf8_lossy(&out.stdout.kept_bytes())
-                    .trim()
-                    .to_string();
-                self.values.registered.insert(name.clone(), value);
+                self.values.register(name, value, secret);
             }
             // The result is durable before this host's next step (or retry) starts.
             ctx.note(Fact::StepResult(result.clone())).await;
@@ -289,6 +289,14 @@ impl HostRun {
             Err(e) => return Ran::Unresolved(e.to_string()),
         };
         let mut request = ExecRequest::new(resolved.text);
+        request.secrets = resolved
+            .secrets
+            .into_iter()
+            .map(|b| SecretVar {
+                name: b.variable,
+                value: b.value,
+            })
+            .collect();
         request.timeout = timeout;
         request.become_user = become_user.clone();
         tokio::select! {
@@ -311,14 +319,47 @@ pub(crate) enum Ran {
     Unresolved(String),
 }
 
-/// The first lines of stderr, then of stdout, with secrets scrubbed.
+/// The first lines of stderr, then of stdout, with secrets scrubbed. Each stream is scrubbed
+/// whole before it is cut into lines: a secret spanning lines (a PEM key) is found whole.
 pub(crate) fn first_lines(ctx: &RunContext, out: &ExecOutcome) -> Vec<String> {
-    let text = format!("{}{}", out.stderr.text_lossy(), out.stdout.text_lossy());
+    let text = format!(
+        "{}{}",
+        captured(ctx, &out.stderr).text(),
+        captured(ctx, &out.stdout).text()
+    );
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .take(OUTPUT_LINES)
-        .map(|l| ctx.secrets.redact(l))
+        .map(str::to_string)
         .collect()
+}
+
+/// A command as events and records show it: its holes masked, and a secret value written in
+/// the plan's own text masked too (the journal's redactor would mask it in the record anyway:
+/// the event and the record stay one value).
+pub(crate) fn shown_command(
+    ctx: &RunContext,
+    command: &RenderedCommand,
+    values: &RuntimeValues,
+) -> String {
+    match command.resolve(values) {
+        Ok(r) => ctx.secrets.redact(&r.redacted),
+        Err(_) => ctx.secrets.redact(&command.to_string()),
+    }
+}
+
+/// The value a step registers from its output, and whether it is secret: output that holds a
+/// secret (or a value tainted by one) makes the value secret too, and it is masked from now on,
+/// before anything shows this output.
+fn registered_value(ctx: &RunContext, out: &ExecOutcome) -> (String, bool) {
+    let value = String::from_utf8_lossy(&out.stdout.kept_bytes())
+        .trim()
+        .to_string();
+    let secret = ctx.secrets.found_in(&value);
+    if secret {
+        ctx.taint(&value);
+    }
+    (value, secret)
 }
 
 pub(crate) fn millis(d: Duration) -> u64 {
@@ -426,11 +467,11 @@ pub(crate) fn bare_spec(id: &str) -> StepSpec {
 /// A captured stream as facts carry it, with secrets scrubbed (`bytes` and `sha256` describe the
 /// stream as received).
 fn captured(ctx: &RunContext, out: &sluice_ssh::CapturedOutput) -> Capture {
-    Capture {
-        head: ctx.secrets.redact(&String::from_utf8_lossy(&out.head)),
-        tail: ctx.secrets.redact(&String::from_utf8_lossy(&out.tail)),
+    ctx.secrets.redact_capture(&Capture {
+        head: String::from_utf8_lossy(&out.head).into_owned(),
+        tail: String::from_utf8_lossy(&out.tail).into_owned(),
         bytes: out.total_bytes,
         sha256: out.sha256.clone(),
         truncated: out.truncated(),
-    }
+    })
 }

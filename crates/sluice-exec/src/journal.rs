@@ -44,6 +44,12 @@ pub type JournalFuture<'a> = Pin<Box<dyn Future<Output = Result<(), JournalError
 /// Records facts durably, in the order it is called; the executor awaits every call.
 pub trait Journal: Send + Sync {
     fn record<'a>(&'a self, fact: &'a Fact) -> JournalFuture<'a>;
+
+    /// `value` is secret: a journal that masks secrets itself masks it too from now on. The
+    /// executor calls it with every form of every secret when the run starts, and with each
+    /// value it finds to hold a secret (a tainted registered value) before any fact that could
+    /// carry it; the facts it records are masked already.
+    fn treat_as_secret(&self, _value: &str) {}
 }
 
 /// An optional journal, cheap to clone; `Default` is none.
@@ -57,6 +63,12 @@ impl JournalHandle {
 
     pub fn new(journal: Arc<dyn Journal>) -> Self {
         JournalHandle(Some(journal))
+    }
+
+    pub(crate) fn treat_as_secret(&self, value: &str) {
+        if let Some(j) = &self.0 {
+            j.treat_as_secret(value);
+        }
     }
 
     pub(crate) async fn record(&self, fact: &Fact) -> Result<(), JournalError> {

@@ -222,7 +222,12 @@ impl HostRun {
         // It ran (or may have), so a rollback must undo it like any step of this process.
         self.ran.push(step.clone());
         if let (true, Some(name), Some(value)) = (done.ok, &spec.register, &done.registered) {
-            self.values.registered.insert(name.clone(), value.clone());
+            // A value that holds a secret is secret again in this process.
+            let secret = ctx.secrets.found_in(value);
+            if secret {
+                ctx.taint(value);
+            }
+            self.values.register(name, value.clone(), secret);
         }
         let status = if done.ok {
             StepStatus::Ok

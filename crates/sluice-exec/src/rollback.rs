@@ -157,10 +157,7 @@ async fn undo_step(
         Ok(b) => b,
         Err(why) => return not_sent(why.to_string()),
     };
-    let command = undo
-        .resolve(&host.values)
-        .map(|r| r.redacted)
-        .unwrap_or_else(|_| undo.to_string());
+    let command = crate::host::shown_command(ctx, undo, &host.values);
     let intent = StepIntent {
         host: host.host.clone(),
         step: step.id.clone(),

@@ -129,6 +129,9 @@ impl Executor {
     /// Runs the plan to the end. Host failures are outcomes, not errors: this always returns a
     /// report.
     pub async fn run(self, events: Emitter) -> RunReport {
+        for form in self.secrets.masked_forms() {
+            self.options.journal.treat_as_secret(&form);
+        }
         let ctx = Arc::new(RunContext {
             artifact: self.artifact.clone(),
             transports: self.transports,
@@ -293,9 +296,12 @@ impl Run {
                 _ => return self.after_failure(self.finished.len() - 1).await,
             }
         }
-        // Every wave went through; failures it tolerated are the caveat the status carries.
+        // Every wave went through; failures it tolerated are the caveat the status carries (a
+        // wave decided before a resume keeps that verdict, whatever its hosts look like now).
         let tolerated = self.finished.iter().any(|w| {
-            w.status == WaveStatus::Failed || w.hosts.iter().any(|h| h.outcome.is_failure())
+            w.status == WaveStatus::Failed
+                || (self.ctx.resume.wave_verdict(&w.name).is_none()
+                    && w.hosts.iter().any(|h| h.outcome.is_failure()))
         });
         if tolerated {
             RunStatus::Tolerated

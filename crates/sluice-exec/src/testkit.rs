@@ -386,6 +386,21 @@ pub struct Sent {
     /// The request's `become_user`, password included, so tests can see what reached the
     /// transport (its `Debug` masks the password).
     pub become_user: Option<Become>,
+    /// The secret values sent beside the command, as `(variable, value)`.
+    pub secrets: Vec<(String, String)>,
+}
+
+/// `command` as the host's shell sees it once the secret variables are set: each reference
+/// replaced by the value (quoted as one word for `"${VAR}"`), so a script can answer as a host
+/// that echoes what it got would.
+fn expanded(request: &ExecRequest) -> String {
+    let mut text = request.command.clone();
+    for secret in &request.secrets {
+        let quoted = format!("\"${{{}}}\"", secret.name);
+        text = text.replace(&quoted, &sluice_plan::shell_quote(&secret.value));
+        text = text.replace(&format!("${{{}}}", secret.name), &secret.value);
+    }
+    text
 }
 
 impl ScriptedTransport {
@@ -480,9 +495,14 @@ impl Connection for ScriptedConnection {
                     host: self.host.clone(),
                     command: request.command.clone(),
                     become_user: request.become_user.clone(),
+                    secrets: request
+                        .secrets
+                        .iter()
+                        .map(|s| (s.name.clone(), s.value.clone()))
+                        .collect(),
                 });
             }
-            let reply = (self.transport.script)(&self.host, &request.command);
+            let reply = (self.transport.script)(&self.host, &expanded(&request));
             let (status, took) = match request.timeout {
                 Some(limit) if reply.takes > limit => (ExitStatus::TimedOut, limit),
                 _ => (ExitStatus::Code(reply.exit), reply.takes),

@@ -10,7 +10,9 @@ use sluice_model::Fact;
 /// [`GroupCommitter`]: the executor still waits for each record to be durable, but records of
 /// hosts that reach the store together share a commit. Every text a fact carries is redacted
 /// again with the run's [`Redactor`] (the executor already masks secrets; this is the store's
-/// own guarantee).
+/// own guarantee). The executor tells the journal of every form of every secret when the run
+/// starts and of every value it finds to hold one while it runs (a registered value tainted by
+/// a secret, [`Journal::treat_as_secret`]): the redactor masks those too from then on.
 pub struct AuditJournal {
     pub writer: Arc<GroupCommitter>,
     pub run: String,
@@ -23,6 +25,10 @@ impl Journal for AuditJournal {
         // Queued now, in the order the executor calls; the future only waits for the commit.
         let wait = self.writer.submit(Entry::new(&self.run, fact));
         Box::pin(async move { wait.await.map(|_| ()).map_err(JournalError::new) })
+    }
+
+    fn treat_as_secret(&self, value: &str) {
+        self.redactor.add(value);
     }
 }
 
@@ -74,4 +80,66 @@ fn redact_result(redactor: &Redactor, mut r: sluice_model::StepResult) -> sluice
     r.stdout = redactor.redact_capture(&r.stdout);
     r.stderr = redactor.redact_capture(&r.stderr);
     r
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::Mutex;
+
+    use sluice_audit::{Appended, AuditError, BatchSink};
+    use sluice_model::StepIntent;
+
+    use super::*;
+
+    /// Keeps what would be committed.
+    struct Kept(Arc<Mutex<Vec<Entry>>>);
+
+    impl BatchSink for Kept {
+        fn commit(&self, entries: Vec<Entry>) -> Result<Vec<Appended>, AuditError> {
+            let appended = entries
+                .iter()
+                .map(|_| Appended {
+                    seq: 0,
+                    hash: String::new(),
+                })
+                .collect();
+            self.0.lock().unwrap().extend(entries);
+            Ok(appended)
+        }
+    }
+
+    /// A value the executor finds to hold a secret (a tainted registered value) is masked by
+    /// the store's own redaction too, from the moment the journal is told.
+    #[tokio::test]
+    async fn a_value_the_executor_taints_is_redacted_by_the_journal_too() {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let journal = AuditJournal {
+            writer: Arc::new(GroupCommitter::start(Kept(kept.clone())).unwrap()),
+            run: "r".into(),
+            redactor: Arc::new(Redactor::new(["tok-1"])),
+        };
+        let intent = |command: &str| {
+            Fact::StepIntent(StepIntent {
+                host: "h".into(),
+                step: "s".into(),
+                command: command.into(),
+                attempt: 1,
+            })
+        };
+        journal.record(&intent("use sess-tok-1-9")).await.unwrap();
+        journal.treat_as_secret("sess-tok-1-9");
+        journal.record(&intent("use sess-tok-1-9")).await.unwrap();
+        let commands: Vec<String> = kept
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| match &e.fact {
+                Fact::StepIntent(i) => i.command.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(commands, ["use sess-***-9", "use ***"]);
+    }
 }

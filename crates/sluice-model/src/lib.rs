@@ -7,6 +7,7 @@
 //! - [`event`]: [`Event`], a fact in the `--json` stream; the audit trail's `Record` is the
 //!   other envelope around the same [`Fact`];
 //! - [`capture`]: [`Capture`], a captured output stream;
+//! - [`mask`]: [`SecretMask`], how secret values become `***` in every output path;
 //! - [`reference`]: the generated reference of docs/json-events.md.
 //!
 //! Architecture invariant: nothing outside this crate spells a status, outcome or decision as a
@@ -15,10 +16,12 @@
 pub mod capture;
 pub mod event;
 pub mod fact;
+pub mod mask;
 pub mod reference;
 pub mod status;
 
 pub use capture::Capture;
 pub use event::Event;
 pub use fact::*;
+pub use mask::{MASK, SecretMask};
 pub use status::*;

@@ -21,7 +21,8 @@ pub mod source;
 
 pub use artifact::*;
 pub use command::{
-    RenderedCommand, ResolveError, ResolvedCommand, RuntimeValues, Segment, shell_quote,
+    RenderedCommand, ResolveError, ResolvedCommand, RuntimeValues, SECRET_VARIABLE_PREFIX,
+    SecretBinding, Segment, shell_quote,
 };
 pub mod compile;
 pub mod error;

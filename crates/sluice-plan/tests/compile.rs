@@ -321,7 +321,7 @@ steps:
     values.registered.insert("old".into(), "it's".into());
     assert_eq!(
         run.resolve(&values).unwrap().text,
-        r#"echo "v=\$(x) \"q\" \\ \`y\` t="'$(s)'" o="'it'\''s'"""#
+        r#"echo "v=\$(x) \"q\" \\ \`y\` t=""${__sluice_s1}"" o="'it'\''s'"""#
     );
 }
 

@@ -182,12 +182,21 @@ fn payloads_arrive_exact_and_inert_in_every_context() {
             let context: usize = step.id[1..step.id.find('-').unwrap()].parse().unwrap();
             let (_, prefix, suffix) = CONTEXTS[context];
             let expected = format!("{prefix}{payload}{}", suffix.replace("VALUE", payload));
-            let command = step.run.resolve(&values).unwrap().text;
+            let resolved = step.run.resolve(&values).unwrap();
+            let command = resolved.text;
+            // The secret is a shell variable the transport sets from stdin; here the
+            // environment stands in for it (the transport's framing is tested in sluice-ssh).
+            let secrets: Vec<_> = resolved
+                .secrets
+                .iter()
+                .map(|b| (b.variable.clone(), b.value.clone()))
+                .collect();
             for shell in ["sh", "bash"] {
                 let dir = &dirs[usize::from(shell == "bash")];
                 let status = std::process::Command::new(shell)
                     .arg("-c")
                     .arg(&command)
+                    .envs(secrets.iter().cloned())
                     .current_dir(dir)
                     .env("HOME", "/home-of-the-test")
                     .status()

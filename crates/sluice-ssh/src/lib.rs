@@ -4,6 +4,8 @@
 //! - [`transport`]: the interface the executor depends on (requests, outcomes, errors).
 //! - [`capture`]: bounded capture of a command's output (head, tail, sha256 and size of all of it).
 //! - [`local`]: commands run by `sh -c` on the controller itself.
+//! - [`secret_stdin`]: how secret values reach the shell that runs a command: on its stdin,
+//!   read by a fixed prologue, never on a command line.
 //! - [`fd_limit`]: the process's file-descriptor budget (`RLIMIT_NOFILE` raised once) and the
 //!   shares of it SSH connections and local commands hold at most.
 //! - [`ssh`]: the russh client: dialling with handshake limits ([`ssh::connect`],
@@ -17,10 +19,12 @@
 pub mod capture;
 pub mod fd_limit;
 pub mod local;
+pub mod secret_stdin;
 pub mod ssh;
 pub mod transport;
 
 pub use capture::{CapturedOutput, OutputCapture};
 pub use local::LocalTransport;
+pub use secret_stdin::SecretVar;
 pub use ssh::{Passphrase, PassphrasePrompt, SshConnection, SshOptions, SshTransport};
 pub use transport::*;

@@ -1,8 +1,8 @@
 //! The `local` transport: commands run by `sh -c` on the controller itself.
 //!
-//! Same semantics as SSH for the executor: environment, working directory, stdin, bounded
-//! capture, timeout. Each command runs in its own process group so a timeout kills everything it
-//! started, not just the shell.
+//! Same semantics as SSH for the executor: environment, working directory, stdin, secret values
+//! on stdin ([`crate::secret_stdin`]), bounded capture, timeout. Each command runs in its own
+//! process group so a timeout kills everything it started, not just the shell.
 //!
 //! Commands run at most [`crate::fd_limit::FdLimit::local_commands`] at a time in the process
 //! (the others wait for a slot; their timeout starts when they do), so a thousand local hosts
@@ -19,6 +19,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::capture::OutputCapture;
 use crate::fd_limit;
+use crate::secret_stdin::Prologue;
 use crate::transport::{
     BoxFuture, Connection, ExecOutcome, ExecRequest, ExitStatus, HostTarget, Stream, Transport,
     TransportError,
@@ -79,6 +80,12 @@ impl LocalConnection {
     }
 
     async fn run(&self, req: ExecRequest) -> Result<ExecOutcome, TransportError> {
+        // Secret values go on stdin, read by a prologue: `sh -c TEXT` is visible in `ps`.
+        let prologue = Prologue::of(&req).map_err(|e| self.spawn_error(e))?;
+        let command = match &prologue {
+            Some(p) => format!("{}{}", p.text, req.command),
+            None => req.command.clone(),
+        };
         let _slot = self.slot().await?;
         let started = Instant::now();
         // `sudo -S` reads a password from stdin only when it needs one; when it does not (root,
@@ -93,7 +100,7 @@ impl LocalConnection {
         let mut cmd = match &req.become_user {
             None => {
                 let mut c = Command::new("sh");
-                c.arg("-c").arg(&req.command);
+                c.arg("-c").arg(&command);
                 c
             }
             Some(become_user) => {
@@ -105,7 +112,7 @@ impl LocalConnection {
                 if let Some(user) = &become_user.user {
                     c.args(["-u", user]);
                 }
-                c.args(["--", "sh", "-c", &req.command]);
+                c.args(["--", "sh", "-c", &command]);
                 c
             }
         };
@@ -124,10 +131,15 @@ impl LocalConnection {
         let mut child = cmd.spawn().map_err(|e| self.spawn_error(e))?;
         let pgid = child.id();
 
+        // sudo reads its password line a byte at a time, so the frame of secret values and
+        // the command's own stdin after it reach the command whole.
         let mut stdin_bytes = Vec::new();
         if let Some(password) = password {
             stdin_bytes.extend_from_slice(password.as_bytes());
             stdin_bytes.push(b'\n');
+        }
+        if let Some(p) = &prologue {
+            stdin_bytes.extend_from_slice(&p.frame);
         }
         if let Some(input) = &req.stdin {
             stdin_bytes.extend_from_slice(input);
@@ -367,6 +379,18 @@ mod tests {
         req.stdin = Some(b"from stdin".to_vec());
         let out = run(req).await;
         assert_eq!(out.stdout.kept_bytes(), b"hello:from stdin");
+    }
+
+    #[tokio::test]
+    async fn secrets_reach_the_command_on_stdin_before_its_own_stdin() {
+        let mut req = ExecRequest::new(r#"printf '%s|' "${__sluice_s1}"; cat"#);
+        req.secrets.push(crate::SecretVar {
+            name: "__sluice_s1".into(),
+            value: "it's\n$(x)".into(),
+        });
+        req.stdin = Some(b"own".to_vec());
+        let out = run(req).await;
+        assert_eq!(out.stdout.kept_bytes(), b"it's\n$(x)|own");
     }
 
     /// True when `pid` exists and is not a zombie (a killed orphan may wait for its reaper).

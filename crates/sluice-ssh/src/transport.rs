@@ -99,10 +99,14 @@ impl fmt::Debug for Become {
 /// One command to run.
 #[derive(Clone)]
 pub struct ExecRequest {
-    /// Passed to the remote shell as is. May contain secrets: never log it.
+    /// Passed to the remote shell as is. A command line on the host: it refers to secrets by
+    /// the variables of `secrets`, never holds their values.
     pub command: String,
     pub env: Vec<(String, String)>,
     pub stdin: Option<Vec<u8>>,
+    /// Secret values the command refers to as shell variables: passed on its stdin, never on a
+    /// command line ([`crate::secret_stdin`]).
+    pub secrets: Vec<crate::secret_stdin::SecretVar>,
     /// `None`: no limit.
     pub timeout: Option<Duration>,
     pub become_user: Option<Become>,
@@ -120,6 +124,7 @@ impl ExecRequest {
             command: command.into(),
             env: Vec::new(),
             stdin: None,
+            secrets: Vec::new(),
             timeout: None,
             become_user: None,
             output_cap: Self::DEFAULT_OUTPUT_CAP,
@@ -139,6 +144,7 @@ impl fmt::Debug for ExecRequest {
         f.debug_struct("ExecRequest")
             .field("command_bytes", &self.command.len())
             .field("env", &self.env.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("secrets", &self.secrets)
             .field("timeout", &self.timeout)
             .field("become_user", &self.become_user)
             .finish()

@@ -10,6 +10,10 @@
 //!    password from the environment, as plans give secrets.
 //! 3. Print identical outputs once, under the list of hosts that produced them, then the counts
 //!    of ok / failed / unreachable / refused. Exit 0 only when every host exited 0.
+//!
+//! Human output shows the hosts' control characters as escapes (`\x1b`), so a host cannot
+//! drive the operator's terminal; `--json` carries the output as it came (JSON escapes them).
+//! The become password, should a command print it, is masked in both.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
-use sluice_model::ExecResult;
+use sluice_model::{ExecResult, SecretMask};
 use sluice_plan::diagnostic::{Diagnostics, Loc};
 use sluice_plan::{HostKeyChecking, TransportKind};
 use sluice_ssh::{
@@ -32,6 +36,7 @@ use crate::console::{Console, Paint};
 use crate::error::CliError;
 use crate::exit;
 use crate::progress::{BarsGuard, Mode, clock, style};
+use crate::visible::visible;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -84,6 +89,15 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     let targets = load_targets(&args, console)?;
     let command = args.command.join(" ");
     let become_user = become_from(&args)?;
+    // The become password is the one secret here: should a command print it, it is masked in
+    // every output, whole, like a plan's secrets.
+    let mask = SecretMask::new(
+        become_user
+            .as_ref()
+            .and_then(|b| b.password.as_deref())
+            .map(sluice_exec::secrets::forms)
+            .unwrap_or_default(),
+    );
     // Recorded like any run, on leased hosts: a store that cannot be opened runs nothing.
     let log = Arc::new(
         args.store
@@ -110,7 +124,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
-    let progress = Progress::new(console, args.json, targets.len());
+    let progress = Progress::new(console, args.json, targets.len(), &mask);
     let ssh = crate::ssh::transport(console, &progress.multi);
     let results = runtime.block_on(run_all(
         ssh,
@@ -131,7 +145,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         *counts.entry(category(&r.outcome)).or_default() += 1;
     }
     if !args.json {
-        print_grouped(&results, console);
+        print_grouped(&results, console, &mask);
     }
     let summary: Vec<String> = ExecResult::ALL
         .iter()
@@ -299,6 +313,7 @@ fn category(outcome: &Result<ExecOutcome, TransportError>) -> ExecResult {
 /// Shows each host's result as it arrives (the mode is chosen as for `sluice apply`).
 struct Progress<'c> {
     console: &'c Console,
+    mask: &'c SecretMask,
     mode: Mode,
     multi: MultiProgress,
     bar: Option<ProgressBar>,
@@ -307,7 +322,7 @@ struct Progress<'c> {
 }
 
 impl<'c> Progress<'c> {
-    fn new(console: &'c Console, json: bool, hosts: usize) -> Self {
+    fn new(console: &'c Console, json: bool, hosts: usize, mask: &'c SecretMask) -> Self {
         let mode = Mode::choose(console, json);
         let (multi, bar) = if mode == Mode::Bars {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
@@ -327,6 +342,7 @@ impl<'c> Progress<'c> {
         let bars = bar.as_ref().map(|_| BarsGuard::draw(&multi));
         Progress {
             console,
+            mask,
             mode,
             multi,
             bar,
@@ -336,14 +352,14 @@ impl<'c> Progress<'c> {
 
     fn report(&self, r: &HostResult) {
         if self.mode == Mode::Json {
-            self.console.json_line(&json(r));
+            self.console.json_line(&json(r, self.mask));
             return;
         }
         let result = category(&r.outcome);
         let verb = result.as_str();
         let message = match &r.outcome {
             Ok(o) => format!("{}: {} in {}", r.host, o.status, clock(o.duration)),
-            Err(e) => e.to_string(),
+            Err(e) => shown(self.mask, &e.to_string()),
         };
         match &self.bar {
             // While the bar is drawn indicatif owns stderr: lines go above it.
@@ -369,28 +385,36 @@ impl<'c> Progress<'c> {
     }
 }
 
-/// One host's `--json` object.
-fn json(r: &HostResult) -> serde_json::Value {
+/// One host's `--json` object: the output as it came (JSON escapes control characters), with
+/// the become password masked.
+fn json(r: &HostResult, mask: &SecretMask) -> serde_json::Value {
     match &r.outcome {
         Ok(o) => serde_json::json!({
             "host": r.host, "result": category(&r.outcome), "exit": o.status.to_string(),
-            "stdout": o.stdout.text_lossy(), "stderr": o.stderr.text_lossy(), "error": null,
+            "stdout": mask.mask(&o.stdout.text_lossy()), "stderr": mask.mask(&o.stderr.text_lossy()),
+            "error": null,
         }),
         Err(e) => serde_json::json!({
             "host": r.host, "result": category(&r.outcome), "exit": null,
-            "stdout": null, "stderr": null, "error": e.to_string(), "error_kind": e.kind(),
+            "stdout": null, "stderr": null, "error": mask.mask(&e.to_string()),
+            "error_kind": e.kind(),
         }),
     }
 }
 
+/// Host text for a human: the become password masked, control characters shown as escapes.
+fn shown(mask: &SecretMask, text: &str) -> String {
+    visible(&mask.mask(text)).into_owned()
+}
+
 /// Identical results once, under the hosts that produced them (like `clush -b`).
-fn print_grouped(results: &[HostResult], console: &Console) {
+fn print_grouped(results: &[HostResult], console: &Console, mask: &SecretMask) {
     let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
     for r in results {
         let text = match &r.outcome {
             Ok(o) => {
-                let mut t = o.stdout.text_lossy();
-                let err = o.stderr.text_lossy();
+                let mut t = shown(mask, &o.stdout.text_lossy());
+                let err = shown(mask, &o.stderr.text_lossy());
                 if !err.is_empty() {
                     t.push_str(&format!("[stderr]\n{err}"));
                 }
@@ -399,7 +423,7 @@ fn print_grouped(results: &[HostResult], console: &Console) {
                 }
                 t
             }
-            Err(e) => format!("[{}] {}\n", e.kind(), e),
+            Err(e) => format!("[{}] {}\n", e.kind(), shown(mask, &e.to_string())),
         };
         match groups.iter_mut().find(|(t, _)| *t == text) {
             Some((_, hosts)) => hosts.push(&r.host),

@@ -1,12 +1,15 @@
-//! `sluice logs RUN [--host H] [--step S]`: the output captured from steps of a run.
+//! `sluice logs RUN [--host H] [--step S] [--raw]`: the output captured from steps of a run.
 //!
 //! The output is the product of this command, so it goes to stdout (pipe it, grep it); each
-//! step's output is introduced by a `==> host step (exit N) <==` line.
+//! step's output is introduced by a `==> host step (exit N) <==` line. Control characters the
+//! hosts printed (terminal escape sequences, `\r`) are shown as escapes (`\x1b`), so reading a
+//! log never drives the terminal; `--raw` prints the captured text exactly as stored.
 
 use super::audit::StateDirArg;
 use crate::console::Console;
 use crate::error::CliError;
 use crate::exit;
+use crate::visible::visible;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -18,6 +21,10 @@ pub struct Args {
     /// Only this step.
     #[arg(long)]
     step: Option<String>,
+    /// The captured output exactly as stored, control characters included (escape sequences
+    /// then act on the terminal: pipe it to a file or `less`).
+    #[arg(long)]
+    raw: bool,
     #[command(flatten)]
     store: StateDirArg,
 }
@@ -53,7 +60,11 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
             push_stream(&mut text, &stderr);
         }
     }
-    console.stdout(&text);
+    if args.raw {
+        console.stdout(&text);
+    } else {
+        console.stdout(&visible(&text));
+    }
     Ok(exit::OK)
 }
 

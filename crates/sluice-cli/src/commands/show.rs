@@ -49,7 +49,8 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
             "{:>6} {time} {:<22} {}\n",
             record.seq,
             record.kind(),
-            describe(record)
+            // Commands, details and messages may hold text from hosts: shown, not obeyed.
+            crate::visible::visible(&describe(record))
         );
         let failed = matches!(
             &record.fact,
@@ -253,7 +254,11 @@ fn overview(records: &[Record], console: &Console) -> String {
             }
             Fact::HealthResult(h) if !h.ok => health.push_str(&format!(
                 "  {} {} ({}) round {}: {}\n",
-                h.host, h.check, h.probe, h.round, h.detail
+                h.host,
+                h.check,
+                h.probe,
+                h.round,
+                crate::visible::visible(&h.detail)
             )),
             Fact::UndoIntent(i) => undos_sent.push((&i.host, &i.step)),
             Fact::UndoResult(r) => {
@@ -265,7 +270,9 @@ fn overview(records: &[Record], console: &Console) -> String {
                 };
                 rollback.push_str(&format!(
                     "  {} {}: {verdict} ({})\n",
-                    r.host, r.step, r.detail
+                    r.host,
+                    r.step,
+                    crate::visible::visible(&r.detail)
                 ));
             }
             _ => {}

@@ -20,6 +20,7 @@ use super::connect::Session;
 use super::shell;
 use super::sudo::{SudoEvent, SudoGate};
 use crate::capture::OutputCapture;
+use crate::secret_stdin::Prologue;
 use crate::transport::{
     BoxFuture, Connection, ExecOutcome, ExecRequest, ExitStatus, HostTarget, Stream, TransportError,
 };
@@ -41,10 +42,17 @@ pub struct SshConnection {
 enum Input {
     /// The become password, because sudo asked for it.
     Password,
-    /// The command's stdin, then EOF: the command runs.
+    /// The command's stdin (the frame of secret values first), then EOF: the command runs.
     Stdin,
     /// Only EOF: sudo gives up instead of asking again.
     Eof,
+}
+
+/// What goes to the host for one command: the `exec` request's text (no secret value in it)
+/// and its stdin (the frame of secret values, then the request's own stdin).
+struct Sent<'a> {
+    line: &'a str,
+    stdin: &'a [u8],
 }
 
 /// Why one attempt failed: before the command started (safe to retry) or after.
@@ -88,16 +96,27 @@ impl SshConnection {
 
     /// Runs `request`, reconnecting once if the connection was found dead before it started.
     pub async fn run(&self, request: ExecRequest) -> Result<ExecOutcome, TransportError> {
+        let spawn_error = |reason: String| TransportError::Spawn {
+            host: self.target.name.clone(),
+            reason,
+        };
+        // Secret values go on stdin, read by a prologue in the shell that runs the command:
+        // the `exec` request's text is a command line on the host.
+        let prologue = Prologue::of(&request).map_err(|e| spawn_error(e.to_string()))?;
         let line = shell::remote_command(
             &request.command,
+            prologue.as_ref().map_or("", |p| p.text.as_str()),
             &[self.target.env.clone(), request.env.clone()].concat(),
             request.become_user.as_ref(),
             request.timeout,
         )
-        .map_err(|e| TransportError::Spawn {
-            host: self.target.name.clone(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| spawn_error(e.to_string()))?;
+        let mut stdin = prologue.map(|p| p.frame).unwrap_or_default();
+        stdin.extend_from_slice(request.stdin.as_deref().unwrap_or_default());
+        let sent = Sent {
+            line: &line,
+            stdin: &stdin,
+        };
         self.refuse_if_given_up()?;
         let _channel_slot = self
             .channels
@@ -107,13 +126,13 @@ impl SshConnection {
         // Given up while this command waited for a channel slot.
         self.refuse_if_given_up()?;
         let session = self.current();
-        match self.attempt(&session, &line, &request).await {
+        match self.attempt(&session, &sent, &request).await {
             Ok(outcome) => Ok(outcome),
             Err(Attempt::Failed(e)) => Err(e),
             Err(Attempt::NotStarted(reason)) if session.handle.is_closed() => {
                 self.refuse_if_given_up()?;
                 let fresh = self.reconnect(&session).await?;
-                match self.attempt(&fresh, &line, &request).await {
+                match self.attempt(&fresh, &sent, &request).await {
                     Ok(outcome) => Ok(outcome),
                     Err(Attempt::Failed(e)) => Err(e),
                     Err(Attempt::NotStarted(again)) => {
@@ -138,20 +157,20 @@ impl SshConnection {
     async fn attempt(
         &self,
         session: &Session,
-        line: &str,
+        sent: &Sent<'_>,
         request: &ExecRequest,
     ) -> Result<ExecOutcome, Attempt> {
         let started = Instant::now();
         // One deadline for the whole command: a host that does not even open the channel must
         // not cost more than the timeout either.
         let deadline = request.timeout.map(|t| tokio::time::Instant::now() + t);
-        let (mut reader, writer) = self.start(session, line, request, deadline).await?;
+        let (mut reader, writer) = self.start(session, sent.line, request, deadline).await?;
 
         let password = request
             .become_user
             .as_ref()
             .and_then(|b| b.password.as_deref());
-        let stdin = request.stdin.as_deref().unwrap_or_default();
+        let stdin = sent.stdin;
         let mut reading = Reading::new(request);
         // The writer half is driven by what the reader sees: the password only when sudo asks
         // for it, the command's stdin only once the command runs (see ssh::sudo).

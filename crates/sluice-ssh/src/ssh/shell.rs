@@ -15,9 +15,7 @@ pub fn quote(s: &str) -> String {
 
 /// A valid shell variable name (sluice refuses others rather than quoting them wrongly).
 pub fn valid_env_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
-        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+    crate::secret_stdin::valid_name(name)
 }
 
 /// First stderr line of a command run with a timeout: the remote login shell's pid, which is
@@ -32,9 +30,13 @@ pub const PGID_MARKER: &[u8] = b"\x1esluice-pgid=";
 #[error("invalid environment variable name {0:?}")]
 pub struct InvalidEnvName(pub String);
 
-/// Builds the command line sent in the SSH `exec` request.
+/// Builds the command line sent in the SSH `exec` request: the process-group marker, then (under
+/// sudo, when the command becomes another user) the exports, the `prologue` that reads secret
+/// values from stdin ([`crate::secret_stdin`]; empty without secrets) and the command. The
+/// prologue runs in the shell that runs the command, so its variables are the command's.
 pub fn remote_command(
     command: &str,
+    prologue: &str,
     env: &[(String, String)],
     become_user: Option<&Become>,
     timeout: Option<Duration>,
@@ -45,6 +47,11 @@ pub fn remote_command(
             return Err(InvalidEnvName(k.clone()));
         }
         inner.push_str(&format!("export {k}={}; ", quote(v)));
+    }
+    if !prologue.is_empty() {
+        // The prologue is lines of its own; `export …; ` before it ends with a separator.
+        inner.push('\n');
+        inner.push_str(prologue);
     }
     inner.push_str(command);
     let marker = match timeout {
@@ -129,8 +136,31 @@ mod tests {
     #[test]
     fn env_is_exported_and_quoted() {
         let env = vec![("A".to_string(), "x'; rm -rf /".to_string())];
-        let line = remote_command("echo $A", &env, None, None).unwrap();
+        let line = remote_command("echo $A", "", &env, None, None).unwrap();
         assert_eq!(line, r"export A='x'\''; rm -rf /'; echo $A");
-        assert!(remote_command("true", &[("A B".into(), String::new())], None, None).is_err());
+        assert!(remote_command("true", "", &[("A B".into(), String::new())], None, None).is_err());
+    }
+
+    #[test]
+    fn the_prologue_is_inside_sudo_and_no_value_is_on_the_line() {
+        let mut req = crate::ExecRequest::new(r#"echo "${__sluice_s1}""#);
+        req.secrets.push(crate::SecretVar {
+            name: "__sluice_s1".into(),
+            value: "tok-secret".into(),
+        });
+        let prologue = crate::secret_stdin::Prologue::of(&req).unwrap().unwrap();
+        let b = Become {
+            user: None,
+            password: Some("sudo-pw".into()),
+        };
+        let env = vec![("A".to_string(), "1".to_string())];
+        let line = remote_command(&req.command, &prologue.text, &env, Some(&b), None).unwrap();
+        assert!(
+            !line.contains("tok-secret") && !line.contains("sudo-pw"),
+            "{line}"
+        );
+        // The exports, the prologue and the command are one argument of `sudo … sh -c W`.
+        let inner = quote(&format!("export A='1'; \n{}{}", prologue.text, req.command));
+        assert!(line.ends_with(&inner), "{line}");
     }
 }

@@ -10,7 +10,10 @@
 //! Under sudo a small wrapper prints [`STARTED_MARKER`] with its pid before it runs the command.
 //! Everything on stderr before that marker is sudo's; a channel that ends without it is a
 //! refused `become`, classified by [`refusal`] (password, TTY, not allowed, no sudo), never a
-//! plain "exit 1" of the user's command. The command's stdin is sent only after the marker.
+//! plain "exit 1" of the user's command. The command's stdin is sent only after the marker:
+//! first the frame of the command's secret values, which the prologue inside the wrapped
+//! command reads as the become user ([`crate::secret_stdin`]), then its own stdin. The text on
+//! sudo's command line names those values by shell variables, never holds them.
 //!
 //! With a timeout the wrapper `exec`s coreutils `timeout -s KILL`, which makes itself leader of a
 //! new process group: the pid in the marker is that group. On timeout the client kills the group

@@ -197,12 +197,16 @@ impl SshConnection {
             "kill -s KILL -- -{pgid} 2>/dev/null || kill -s KILL {pgid} 2>/dev/null; true"
         ));
         request.become_user = Some(b.clone());
-        let Ok(line) = shell::remote_command(&request.command, &[], Some(b), None) else {
+        let Ok(line) = shell::remote_command(&request.command, "", &[], Some(b), None) else {
             return false;
         };
         let limit = self.transport.options().kill_grace * 3;
         // Boxed: `attempt` is the function that called us.
-        let kill = Box::pin(self.attempt(session, &line, &request));
+        let sent = super::Sent {
+            line: &line,
+            stdin: &[],
+        };
+        let kill = Box::pin(self.attempt(session, &sent, &request));
         match tokio::time::timeout(limit, kill).await {
             Ok(Ok(_)) => true,
             _ => {

@@ -35,9 +35,14 @@ use crate::progress::{BarsGuard, Mode, clock, style};
 pub struct Args {
     /// Groups and/or host names of the inventory, comma-separated.
     pub targets: String,
-    /// The inventory (YAML).
+    /// The inventory (any format `sluice plan` reads).
     #[arg(short, long, value_name = "INVENTORY")]
     pub inventory: PathBuf,
+    #[command(flatten)]
+    pub inventory_format: crate::commands::plan::InventoryFormatArg,
+    /// Keep only the targeted hosts this Ansible host pattern matches (see `sluice plan --help`).
+    #[arg(long, value_name = "PATTERN")]
+    pub limit: Option<String>,
     /// Per-host limit for the command (e.g. `30s`, `5m`).
     #[arg(long, default_value = "30s")]
     pub timeout: String,
@@ -139,11 +144,11 @@ fn become_from(args: &Args) -> Result<Option<Become>, CliError> {
 fn load_targets(
     args: &Args,
     console: &Console,
-) -> Result<Vec<(TransportKind, HostTarget)>, CliError> {
+) -> Result<Vec<(TransportKind, HostTarget, Option<Become>)>, CliError> {
     let mut diags = Diagnostics::default();
     let path = args.inventory.display().to_string();
-    let inventory = sluice_plan::source::load(&path, &mut diags)
-        .and_then(|(file, node)| sluice_plan::inventory::read_inventory(&file, &node, &mut diags));
+    let input = args.inventory_format.input(&args.inventory);
+    let inventory = sluice_plan::inventory::load(&input, &Default::default(), &mut diags);
     let selected = inventory.as_ref().map(|inv| {
         let names: Vec<(String, Loc)> = args
             .targets
@@ -151,7 +156,11 @@ fn load_targets(
             .map(|t| (t.trim().to_string(), Loc::default()))
             .filter(|(t, _)| !t.is_empty())
             .collect();
-        inv.resolve_targets(&names, &inv.file, &mut diags)
+        let targeted = inv.resolve_targets(&names, &inv.file, &mut diags);
+        match &args.limit {
+            Some(limit) => limited(inv, targeted, limit, &mut diags),
+            None => targeted,
+        }
     });
     if diags.has_errors() {
         for d in &diags.items {
@@ -182,14 +191,44 @@ fn load_targets(
             t.proxy_jump = c.proxy_jump;
             t.workdir = c.workdir.map(PathBuf::from);
             t.env = c.env.into_iter().collect();
-            (c.transport, t)
+            // The inventory's `ansible_become`: sudo -n as the host's become user.
+            let host_become = c.become_all.map(|b| Become {
+                user: b.user,
+                password: None,
+            });
+            (c.transport, t, host_become)
         })
         .collect())
 }
 
+/// The targeted hosts `--limit` keeps; a limit that keeps none is a problem (nothing would run).
+fn limited(
+    inv: &sluice_plan::inventory::Inventory,
+    targeted: Vec<usize>,
+    limit: &str,
+    diags: &mut Diagnostics,
+) -> Vec<usize> {
+    use sluice_plan::diagnostic::Diagnostic;
+    use sluice_plan::inventory::pattern;
+    let selection = pattern::parse(limit, std::path::Path::new("."))
+        .and_then(|patterns| pattern::select(inv, &patterns));
+    let selection = match selection {
+        Ok(s) => s,
+        Err(e) => {
+            diags.push(Diagnostic::error(e.to_string()));
+            return Vec::new();
+        }
+    };
+    let kept: Vec<usize> = targeted.into_iter().filter(|&h| selection.hosts[h]).collect();
+    if kept.is_empty() {
+        diags.push(Diagnostic::error(format!("--limit {limit} keeps none of the targeted hosts; nothing was run")));
+    }
+    kept
+}
+
 async fn run_all(
     ssh: SshTransport,
-    targets: Vec<(TransportKind, HostTarget)>,
+    targets: Vec<(TransportKind, HostTarget, Option<Become>)>,
     command: String,
     timeout: Duration,
     concurrency: usize,
@@ -198,10 +237,10 @@ async fn run_all(
 ) -> Vec<HostResult> {
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    for (index, (kind, target)) in targets.iter().cloned().enumerate() {
+    for (index, (kind, target, host_become)) in targets.iter().cloned().enumerate() {
         let (ssh, slots, tx) = (ssh.clone(), slots.clone(), tx.clone());
         let mut request = ExecRequest::new(command.clone()).timeout(timeout);
-        request.become_user = become_user.clone();
+        request.become_user = become_user.clone().or(host_become);
         tokio::spawn(async move {
             let _slot = slots.acquire_owned().await;
             let transport: &dyn Transport = match kind {

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod approve;
 pub mod audit;
 pub mod exec;
+pub mod inventory;
 pub mod logs;
 pub mod plan;
 pub mod resume;

@@ -12,6 +12,7 @@
 //! | `ansible_connection`: `ssh`, `smart`, `paramiko` / `local` | SSH / the local transport |
 //! | `ansible_become`, `ansible_become_user`, `ansible_become_method: sudo` | sudo for every command |
 //! | `ansible_ssh_common_args`, `ansible_ssh_extra_args`: `-J HOST`, `-o ProxyJump=HOST` | jump hosts |
+//! | `sluice_workdir` (sluice's own; Ansible ignores it) | the local transport's working directory |
 //!
 //! The variables stay host variables too (`ansible-inventory` lists them). Settings sluice
 //! cannot honour are located errors ([`REFUSED`]: passwords, other connection types and become
@@ -235,6 +236,7 @@ impl HostVars<'_, '_> {
             identity_files: self
                 .text(&["ansible_ssh_private_key_file", "ansible_private_key_file"])
                 .map(|f| vec![f]),
+            workdir: self.text(&["sluice_workdir"]),
             ..Default::default()
         };
         if let Some(port) = self.text(&["ansible_port", "ansible_ssh_port"]) {

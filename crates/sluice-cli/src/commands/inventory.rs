@@ -121,7 +121,10 @@ fn human_list(inv: &Inventory) -> String {
     for (h, host) in inv.hosts.iter().enumerate() {
         let c = inv.connection(h);
         let reach = match c.transport {
-            sluice_plan::TransportKind::Local => "local".to_string(),
+            sluice_plan::TransportKind::Local => match &c.workdir {
+                Some(dir) => format!("local in {dir}"),
+                None => "local".to_string(),
+            },
             sluice_plan::TransportKind::Ssh => {
                 let user = c.user.map(|u| format!("{u}@")).unwrap_or_default();
                 let jump = if c.proxy_jump.is_empty() {

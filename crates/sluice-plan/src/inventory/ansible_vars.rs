@@ -12,6 +12,7 @@
 //! | `ansible_connection`: `ssh`, `smart`, `paramiko` / `local` | SSH / the local transport |
 //! | `ansible_become`, `ansible_become_user`, `ansible_become_method: sudo` | sudo for every command |
 //! | `ansible_ssh_common_args`, `ansible_ssh_extra_args`: `-J HOST`, `-o ProxyJump=HOST` | jump hosts |
+//! | … `-o UserKnownHostsFile=PATH`, `-o StrictHostKeyChecking=yes\|accept-new` | known_hosts files, host key checking |
 //! | `sluice_workdir` (sluice's own; Ansible ignores it) | the local transport's working directory |
 //!
 //! The variables stay host variables too (`ansible-inventory` lists them). Settings sluice
@@ -26,7 +27,7 @@ use serde_json::Value;
 
 use super::build::{Builder, Layer};
 use super::{Inventory, Origin, shell_words};
-use crate::artifact::{HostBecome, TransportKind};
+use crate::artifact::{HostBecome, HostKeyChecking, TransportKind};
 use crate::diagnostic::{Diagnostic, Diagnostics};
 
 /// Values sluice never keeps: it takes no password from an inventory.
@@ -250,7 +251,10 @@ impl HostVars<'_, '_> {
         }
         c.transport = self.transport();
         c.become_all = self.become_all();
-        c.proxy_jump = self.proxy_jump();
+        let ssh = self.ssh_args();
+        c.proxy_jump = ssh.proxy_jump;
+        c.known_hosts = ssh.known_hosts;
+        c.host_key_checking = ssh.host_key_checking;
         for (key, help) in REFUSED {
             if self.vars.contains_key(*key) {
                 self.refuse(key, "is not supported", help);
@@ -304,48 +308,71 @@ impl HostVars<'_, '_> {
         }
     }
 
-    /// `-J HOST[,HOST]`, `-o ProxyJump=HOST` and `-o ProxyJump HOST` from the ssh arguments.
-    fn proxy_jump(&mut self) -> Option<Vec<String>> {
-        let mut jumps = None;
+    /// What sluice honours of the ssh arguments (see [`SshArgs`]).
+    fn ssh_args(&mut self) -> SshArgs {
+        let mut found = SshArgs::default();
         for key in ["ansible_ssh_common_args", "ansible_ssh_extra_args"] {
             let Some(args) = self.text(&[key]) else {
                 continue;
             };
             match parse_ssh_args(&args) {
-                Ok(Some(hosts)) => jumps = Some(hosts),
-                Ok(None) => {}
+                Ok(parsed) => found.merge(parsed),
                 Err(what) => {
-                    let help = if what.to_ascii_lowercase().contains("proxycommand") {
+                    let lower = what.to_ascii_lowercase();
+                    let help = if lower.contains("proxycommand") {
                         "write the jump host as `-J user@bastion` (ProxyJump) instead"
+                    } else if lower.contains("stricthostkeychecking") {
+                        "sluice never turns host key checking off from an Ansible inventory; `-o StrictHostKeyChecking=accept-new` learns new keys"
                     } else {
-                        "sluice reads only ProxyJump (`-J HOST` or `-o ProxyJump=HOST`) from ssh arguments; put other options in ~/.ssh/config"
+                        "sluice reads ProxyJump (`-J`), UserKnownHostsFile and StrictHostKeyChecking (yes, accept-new) from ssh arguments; put other options in ~/.ssh/config"
                     };
                     self.refuse(key, &format!("has `{what}`, which sluice does not support"), help);
                 }
             }
         }
-        jumps
+        found
     }
 }
 
-/// The jump hosts in an ssh argument string, or the first argument that is not one.
-fn parse_ssh_args(args: &str) -> Result<Option<Vec<String>>, String> {
+/// The ssh options sluice honours from `ansible_ssh_common_args` / `ansible_ssh_extra_args`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct SshArgs {
+    /// `-J HOST[,HOST]`, `-o ProxyJump=HOST`.
+    proxy_jump: Option<Vec<String>>,
+    /// `-o UserKnownHostsFile=PATH [PATH]`.
+    known_hosts: Option<Vec<String>>,
+    /// `-o StrictHostKeyChecking=yes|accept-new`.
+    host_key_checking: Option<HostKeyChecking>,
+}
+
+impl SshArgs {
+    fn merge(&mut self, other: SshArgs) {
+        self.proxy_jump = other.proxy_jump.or(self.proxy_jump.take());
+        self.known_hosts = other.known_hosts.or(self.known_hosts.take());
+        self.host_key_checking = other.host_key_checking.or(self.host_key_checking.take());
+    }
+}
+
+/// The options of an ssh argument string, or the first argument sluice does not honour.
+fn parse_ssh_args(args: &str) -> Result<SshArgs, String> {
     let words: Vec<String> = shell_words::split(args)
         .map_err(|e| format!("{args}` ({e})"))?
         .into_iter()
         .map(|w| w.text)
         .collect();
-    let mut jumps = None;
+    let mut found = SshArgs::default();
     let mut i = 0;
-    let split = |hosts: &str| hosts.split(',').map(str::to_string).collect::<Vec<_>>();
+    let list = |text: &str, sep: char| -> Vec<String> {
+        text.split(sep).filter(|s| !s.is_empty()).map(str::to_string).collect()
+    };
     while i < words.len() {
         let w = &words[i];
         let next = words.get(i + 1);
         if w == "-J" {
-            jumps = Some(split(next.ok_or("-J")?));
+            found.proxy_jump = Some(list(next.ok_or("-J")?, ','));
             i += 2;
         } else if let Some(h) = w.strip_prefix("-J") {
-            jumps = Some(split(h));
+            found.proxy_jump = Some(list(h, ','));
             i += 1;
         } else if let Some(rest) = w.strip_prefix("-o") {
             let (option, used) = if rest.is_empty() {
@@ -353,19 +380,27 @@ fn parse_ssh_args(args: &str) -> Result<Option<Vec<String>>, String> {
             } else {
                 (rest.to_string(), 1)
             };
-            let Some((name, value)) = option.split_once(['=', ' ']) else {
-                return Err(format!("-o {option}"));
-            };
-            if !name.trim().eq_ignore_ascii_case("proxyjump") {
-                return Err(format!("-o {option}"));
+            let refused = || format!("-o {option}");
+            let (name, value) = option.split_once(['=', ' ']).ok_or_else(refused)?;
+            let value = value.trim();
+            match name.trim().to_ascii_lowercase().as_str() {
+                "proxyjump" => found.proxy_jump = Some(list(value, ',')),
+                "userknownhostsfile" => found.known_hosts = Some(list(value, ' ')),
+                "stricthostkeychecking" => {
+                    found.host_key_checking = match value.to_ascii_lowercase().as_str() {
+                        "yes" => Some(HostKeyChecking::Strict),
+                        "accept-new" => Some(HostKeyChecking::AcceptNew),
+                        _ => return Err(refused()),
+                    }
+                }
+                _ => return Err(refused()),
             }
-            jumps = Some(split(value.trim()));
             i += used;
         } else {
             return Err(w.clone());
         }
     }
-    Ok(jumps)
+    Ok(found)
 }
 
 /// Ansible's `boolean()`: true, yes, on, 1, y, t and their opposites, any case.
@@ -391,17 +426,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn jump_hosts_from_ssh_arguments() {
-        let j = |a: &str| parse_ssh_args(a);
-        assert_eq!(j("-J bastion"), Ok(Some(vec!["bastion".into()])));
-        assert_eq!(j("-Jme@b1,b2"), Ok(Some(vec!["me@b1".into(), "b2".into()])));
-        assert_eq!(j("-o ProxyJump=me@b:2222"), Ok(Some(vec!["me@b:2222".into()])));
-        assert_eq!(j("-o 'ProxyJump b'"), Ok(Some(vec!["b".into()])));
-        assert_eq!(j("-oProxyJump=b"), Ok(Some(vec!["b".into()])));
-        assert_eq!(j(""), Ok(None));
-        assert_eq!(j("-o StrictHostKeyChecking=no"), Err("-o StrictHostKeyChecking=no".into()));
-        assert!(j("-o ProxyCommand=\"ssh -W %h:%p b\"").is_err());
-        assert_eq!(j("-C"), Err("-C".into()));
+    fn options_from_ssh_arguments() {
+        let jumps = |a: &str| parse_ssh_args(a).map(|s| s.proxy_jump);
+        assert_eq!(jumps("-J bastion"), Ok(Some(vec!["bastion".into()])));
+        assert_eq!(jumps("-Jme@b1,b2"), Ok(Some(vec!["me@b1".into(), "b2".into()])));
+        assert_eq!(jumps("-o ProxyJump=me@b:2222"), Ok(Some(vec!["me@b:2222".into()])));
+        assert_eq!(jumps("-o 'ProxyJump b'"), Ok(Some(vec!["b".into()])));
+        assert_eq!(jumps("-oProxyJump=b"), Ok(Some(vec!["b".into()])));
+        assert_eq!(jumps(""), Ok(None));
+        let both = parse_ssh_args("-o UserKnownHostsFile=/k -o StrictHostKeyChecking=accept-new").unwrap();
+        assert_eq!(both.known_hosts, Some(vec!["/k".into()]));
+        assert_eq!(both.host_key_checking, Some(HostKeyChecking::AcceptNew));
+        assert_eq!(parse_ssh_args("-o StrictHostKeyChecking=no"), Err("-o StrictHostKeyChecking=no".into()));
+        assert!(parse_ssh_args("-o ProxyCommand=\"ssh -W %h:%p b\"").is_err());
+        assert_eq!(parse_ssh_args("-C"), Err("-C".into()));
     }
 
     #[test]

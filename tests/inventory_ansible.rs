@@ -125,7 +125,11 @@ fn differences(ansible: &serde_json::Value, sluice: &serde_json::Value) -> Vec<S
     let groups: std::collections::BTreeSet<&String> = a.keys().chain(s.keys()).collect();
     for g in groups.into_iter().filter(|g| *g != "_meta") {
         if a.get(g) != s.get(g) {
-            diffs.push(format!("group {g}: ansible {:?}, sluice {:?}", a.get(g), s.get(g)));
+            diffs.push(format!(
+                "group {g}: ansible {:?}, sluice {:?}",
+                a.get(g),
+                s.get(g)
+            ));
         }
     }
     diffs
@@ -150,12 +154,20 @@ fn sluice_lists_every_inventory_of_the_corpus_as_ansible_does() {
     let mut failures = Vec::new();
     for (case, diffs, hosts) in results {
         // An inventory Ansible reads as empty would agree with anything.
-        assert!(hosts >= 2, "{}: ansible-inventory found {hosts} host(s) with variables", case.display());
+        assert!(
+            hosts >= 2,
+            "{}: ansible-inventory found {hosts} host(s) with variables",
+            case.display()
+        );
         if !diffs.is_empty() {
             failures.push(format!("{}:\n{}", case.display(), diffs.join("\n")));
         }
     }
-    assert!(failures.is_empty(), "sluice and ansible-inventory disagree:\n{}", failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "sluice and ansible-inventory disagree:\n{}",
+        failures.join("\n\n")
+    );
 }
 
 #[test]
@@ -173,5 +185,8 @@ fn graph_and_host_agree_with_ansible_inventory() {
     let expected = json(&ansible(&["-i", path, "--host", "web-2"]));
     let got = json(&sluice(&["inventory", "host", "-i", path, "web-2"]));
     assert_eq!(got, expected, "--host web-2");
-    assert_eq!(got["prio"], "low", "the higher ansible_group_priority applies last");
+    assert_eq!(
+        got["prio"], "low",
+        "the higher ansible_group_priority applies last"
+    );
 }

@@ -31,7 +31,13 @@ fn ok(out: Output) -> Output {
 fn plan_json(inventory: &str) -> serde_json::Value {
     let out = ok(sluice()
         .current_dir(repo())
-        .args(["plan", "playbooks/demo-rolling-patch.yaml", "--json", "-i", inventory])
+        .args([
+            "plan",
+            "playbooks/demo-rolling-patch.yaml",
+            "--json",
+            "-i",
+            inventory,
+        ])
         .output()
         .unwrap());
     serde_json::from_slice(&out.stdout).unwrap()
@@ -39,7 +45,10 @@ fn plan_json(inventory: &str) -> serde_json::Value {
 
 #[test]
 fn the_ini_demo_inventory_plans_the_same_rollout_as_the_yaml_one() {
-    let (ini, yaml) = (plan_json("inventory/demo.ini"), plan_json("inventory/demo.yaml"));
+    let (ini, yaml) = (
+        plan_json("inventory/demo.ini"),
+        plan_json("inventory/demo.yaml"),
+    );
     assert_eq!(ini["waves"], yaml["waves"]);
     let hosts = |plan: &serde_json::Value| -> Vec<(serde_json::Value, serde_json::Value)> {
         plan["hosts"]
@@ -57,16 +66,29 @@ fn the_ini_demo_inventory_plans_the_same_rollout_as_the_yaml_one() {
 fn inventory_list_and_graph_show_the_demo_ini() {
     let list = ok(sluice()
         .current_dir(repo())
-        .args(["inventory", "list", "-i", "inventory/demo.ini", "--color", "never"])
+        .args([
+            "inventory",
+            "list",
+            "-i",
+            "inventory/demo.ini",
+            "--color",
+            "never",
+        ])
         .output()
         .unwrap());
-    insta::assert_snapshot!("inventory-list-demo-ini", String::from_utf8_lossy(&list.stderr));
+    insta::assert_snapshot!(
+        "inventory-list-demo-ini",
+        String::from_utf8_lossy(&list.stderr)
+    );
     let graph = ok(sluice()
         .current_dir(repo())
         .args(["inventory", "graph", "-i", "inventory/demo.ini"])
         .output()
         .unwrap());
-    insta::assert_snapshot!("inventory-graph-demo-ini", String::from_utf8_lossy(&graph.stdout));
+    insta::assert_snapshot!(
+        "inventory-graph-demo-ini",
+        String::from_utf8_lossy(&graph.stdout)
+    );
     let host = ok(sluice()
         .current_dir(repo())
         .args(["inventory", "host", "-i", "inventory/demo.ini", "demo-3"])
@@ -91,7 +113,13 @@ fn apply_and_exec_with_limit_touch_only_the_limited_demo_hosts() {
         .arg(repo().join("playbooks/demo-rolling-patch.yaml"))
         .arg("-i")
         .arg(repo().join("inventory/demo.ini"))
-        .args(["--limit", "demo:!demo-1:!demo-6", "--yes", "--color", "never"])
+        .args([
+            "--limit",
+            "demo:!demo-1:!demo-6",
+            "--yes",
+            "--color",
+            "never",
+        ])
         .stdin(Stdio::null())
         .output()
         .unwrap());
@@ -103,7 +131,10 @@ fn apply_and_exec_with_limit_touch_only_the_limited_demo_hosts() {
         if (2..=5).contains(&h) {
             assert_eq!(patched.as_deref(), Some("2.0.1\n"), "demo-{h}");
         } else {
-            assert_eq!(patched, None, "demo-{h} is outside the limit but was patched");
+            assert_eq!(
+                patched, None,
+                "demo-{h} is outside the limit but was patched"
+            );
         }
     }
     let exec = ok(sluice()
@@ -116,7 +147,12 @@ fn apply_and_exec_with_limit_touch_only_the_limited_demo_hosts() {
         .unwrap());
     let hosts: Vec<String> = String::from_utf8_lossy(&exec.stdout)
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["host"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["host"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(hosts.len(), 2, "{hosts:?}");
     assert!(hosts.contains(&"demo-2".to_string()) && hosts.contains(&"demo-3".to_string()));
@@ -128,7 +164,12 @@ fn apply_and_exec_with_limit_touch_only_the_limited_demo_hosts() {
         .args(["--", "true"])
         .output()
         .unwrap();
-    assert_eq!(none.status.code(), Some(2), "{}", String::from_utf8_lossy(&none.stderr));
+    assert_eq!(
+        none.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&none.stderr)
+    );
     assert!(String::from_utf8_lossy(&none.stderr).contains("keeps none of the targeted hosts"));
 }
 
@@ -136,7 +177,10 @@ fn apply_and_exec_with_limit_touch_only_the_limited_demo_hosts() {
 fn ansible_inventory(fleet: &Fleet) -> PathBuf {
     let mut ini = String::from("[fleet]\n");
     for i in 1..=fleet.len() {
-        ini.push_str(&format!("host{i} ansible_host=127.0.0.1 ansible_port={}\n", fleet.port(i)));
+        ini.push_str(&format!(
+            "host{i} ansible_host=127.0.0.1 ansible_port={}\n",
+            fleet.port(i)
+        ));
     }
     ini.push_str(&format!(
         "\n[fleet:vars]\nansible_user={}\nansible_ssh_private_key_file={}\nansible_ssh_common_args='-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes'\n",
@@ -169,11 +213,22 @@ fn fleet_apply_and_exec_through_an_ansible_inventory_honour_the_limit() {
         .output()
         .unwrap());
     let events = support::events(&out);
-    let waves: Vec<&serde_json::Value> = events.iter().filter(|e| e["kind"] == "wave_started").collect();
-    assert_eq!(waves.len(), 2, "the waves are split on the two limited hosts");
+    let waves: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "wave_started")
+        .collect();
+    assert_eq!(
+        waves.len(),
+        2,
+        "the waves are split on the two limited hosts"
+    );
     for i in 1..=4 {
         let log = std::fs::read_to_string(fleet.root(i).join("log")).unwrap_or_default();
-        let expected = if i == 2 || i == 3 { format!("host{i}\n") } else { String::new() };
+        let expected = if i == 2 || i == 3 {
+            format!("host{i}\n")
+        } else {
+            String::new()
+        };
         assert_eq!(log, expected, "host{i}");
     }
     let exec = ok(sluice()
@@ -185,5 +240,8 @@ fn fleet_apply_and_exec_through_an_ansible_inventory_honour_the_limit() {
         .unwrap());
     let stderr = String::from_utf8_lossy(&exec.stderr);
     assert!(stderr.contains("2 hosts: 2 ok"), "{stderr}");
-    assert!(stderr.contains("host2 (1)\nhost2\n") && stderr.contains("host3 (1)\nhost3\n"), "{stderr}");
+    assert!(
+        stderr.contains("host2 (1)\nhost2\n") && stderr.contains("host3 (1)\nhost3\n"),
+        "{stderr}"
+    );
 }

@@ -39,9 +39,18 @@ fn options(limit: &str) -> CompileOptions {
 
 /// The hosts a limit keeps, in the order of the plan's hosts.
 fn check(limit: &str, expected: &[&str]) {
-    let compiled = compile_sources_with(("plan.yaml", PLAN), ("inv.yaml", INVENTORY), &options(limit))
-        .unwrap_or_else(|e| panic!("--limit {limit}: {e:?}"));
-    let hosts: Vec<&str> = compiled.artifact.hosts.iter().map(|h| h.name.as_str()).collect();
+    let compiled = compile_sources_with(
+        ("plan.yaml", PLAN),
+        ("inv.yaml", INVENTORY),
+        &options(limit),
+    )
+    .unwrap_or_else(|e| panic!("--limit {limit}: {e:?}"));
+    let hosts: Vec<&str> = compiled
+        .artifact
+        .hosts
+        .iter()
+        .map(|h| h.name.as_str())
+        .collect();
     assert_eq!(hosts, expected, "--limit {limit}");
 }
 
@@ -64,7 +73,10 @@ fn patterns_select_as_in_ansible() {
     check("web[0]", &["web-1"]);
     check("web[-1]", &["web-4"]);
     check("web[1:2]", &["web-2", "web-3"]);
-    check("all:!ungrouped", &["web-1", "web-2", "web-3", "web-4", "db-1", "db-2"]);
+    check(
+        "all:!ungrouped",
+        &["web-1", "web-2", "web-3", "web-4", "db-1", "db-2"],
+    );
 }
 
 #[test]
@@ -73,26 +85,51 @@ fn a_limit_file_holds_one_pattern_per_line() {
     let file = dir.path().join("retry");
     std::fs::write(&file, "web-4\n\ndb-1\n").unwrap();
     check(&format!("@{}", file.display()), &["web-4", "db-1"]);
-    let missing = compile_sources_with(("plan.yaml", PLAN), ("inv.yaml", INVENTORY), &options("@/nonexistent/retry"));
-    let Err(PlanError::Invalid(diags)) = missing else { panic!("a missing limit file was accepted") };
-    assert!(diags[0].to_string().starts_with("cannot read the limit file /nonexistent/retry:"), "{}", diags[0]);
+    let missing = compile_sources_with(
+        ("plan.yaml", PLAN),
+        ("inv.yaml", INVENTORY),
+        &options("@/nonexistent/retry"),
+    );
+    let Err(PlanError::Invalid(diags)) = missing else {
+        panic!("a missing limit file was accepted")
+    };
+    assert!(
+        diags[0]
+            .to_string()
+            .starts_with("cannot read the limit file /nonexistent/retry:"),
+        "{}",
+        diags[0]
+    );
 }
 
 #[test]
 fn waves_are_split_on_the_limited_hosts_and_the_artifact_records_the_limit() {
-    let artifact = compile_sources_with(("plan.yaml", PLAN), ("inv.yaml", INVENTORY), &options("web"))
-        .unwrap()
-        .artifact;
-    let waves: Vec<(&str, usize)> = artifact.waves.iter().map(|w| (w.name.as_str(), w.hosts.len())).collect();
+    let artifact = compile_sources_with(
+        ("plan.yaml", PLAN),
+        ("inv.yaml", INVENTORY),
+        &options("web"),
+    )
+    .unwrap()
+    .artifact;
+    let waves: Vec<(&str, usize)> = artifact
+        .waves
+        .iter()
+        .map(|w| (w.name.as_str(), w.hosts.len()))
+        .collect();
     assert_eq!(waves, [("first", 1), ("rest", 3)]);
     assert_eq!(artifact.limit.as_deref(), Some("web"));
     let json: serde_json::Value =
         serde_json::from_str(&sluice_plan::to_file_text(&artifact).unwrap()).unwrap();
     assert_eq!(json["limit"], "web");
     let review = sluice_plan::review::render(&artifact);
-    assert!(review.contains("Limit      web (--limit: only the targeted hosts it matches)"), "{review}");
+    assert!(
+        review.contains("Limit      web (--limit: only the targeted hosts it matches)"),
+        "{review}"
+    );
     // Without a limit the field is absent, so existing plans keep their bytes and hashes.
-    let plain = compile_sources(("plan.yaml", PLAN), ("inv.yaml", INVENTORY), &[]).unwrap().artifact;
+    let plain = compile_sources(("plan.yaml", PLAN), ("inv.yaml", INVENTORY), &[])
+        .unwrap()
+        .artifact;
     let json: serde_json::Value =
         serde_json::from_str(&sluice_plan::to_file_text(&plain).unwrap()).unwrap();
     assert!(json.get("limit").is_none(), "{json}");
@@ -102,8 +139,14 @@ fn waves_are_split_on_the_limited_hosts_and_the_artifact_records_the_limit() {
 #[test]
 fn a_limit_that_keeps_no_targeted_host_is_an_error() {
     let plan = PLAN.replace("targets: [all]", "targets: [db]");
-    let result = compile_sources_with(("plan.yaml", &plan), ("inv.yaml", INVENTORY), &options("web-1,wbe-1"));
-    let Err(PlanError::Invalid(diags)) = result else { panic!("an empty limit was accepted") };
+    let result = compile_sources_with(
+        ("plan.yaml", &plan),
+        ("inv.yaml", INVENTORY),
+        &options("web-1,wbe-1"),
+    );
+    let Err(PlanError::Invalid(diags)) = result else {
+        panic!("an empty limit was accepted")
+    };
     let texts: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
     assert_eq!(
         texts,
@@ -113,13 +156,25 @@ fn a_limit_that_keeps_no_targeted_host_is_an_error() {
         ]
     );
     assert!(!diags[0].is_error() && diags[1].is_error());
-    let regex = compile_sources_with(("plan.yaml", PLAN), ("inv.yaml", INVENTORY), &options("~web.*"));
-    let Err(PlanError::Invalid(diags)) = regex else { panic!("a regex limit was accepted") };
-    assert!(diags[0].to_string().contains("regular expression"), "{}", diags[0]);
+    let regex = compile_sources_with(
+        ("plan.yaml", PLAN),
+        ("inv.yaml", INVENTORY),
+        &options("~web.*"),
+    );
+    let Err(PlanError::Invalid(diags)) = regex else {
+        panic!("a regex limit was accepted")
+    };
+    assert!(
+        diags[0].to_string().contains("regular expression"),
+        "{}",
+        diags[0]
+    );
 }
 
 #[test]
 fn targets_may_name_all() {
-    let artifact = compile_sources(("plan.yaml", PLAN), ("inv.yaml", INVENTORY), &[]).unwrap().artifact;
+    let artifact = compile_sources(("plan.yaml", PLAN), ("inv.yaml", INVENTORY), &[])
+        .unwrap()
+        .artifact;
     assert_eq!(artifact.hosts.len(), 6);
 }

@@ -219,9 +219,14 @@ fn limited(
             return Vec::new();
         }
     };
-    let kept: Vec<usize> = targeted.into_iter().filter(|&h| selection.hosts[h]).collect();
+    let kept: Vec<usize> = targeted
+        .into_iter()
+        .filter(|&h| selection.hosts[h])
+        .collect();
     if kept.is_empty() {
-        diags.push(Diagnostic::error(format!("--limit {limit} keeps none of the targeted hosts; nothing was run")));
+        diags.push(Diagnostic::error(format!(
+            "--limit {limit} keeps none of the targeted hosts; nothing was run"
+        )));
     }
     kept
 }

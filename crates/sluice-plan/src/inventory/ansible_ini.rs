@@ -44,7 +44,8 @@ fn section(line: &str) -> Option<(&str, Option<&str>)> {
         None => (inside, None),
     };
     let name_ok = !name.is_empty() && !name.contains(|c: char| c.is_whitespace() || c == ']');
-    let kind_ok = kind.is_none_or(|k| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_'));
+    let kind_ok =
+        kind.is_none_or(|k| !k.is_empty() && k.chars().all(|c| c.is_alphanumeric() || c == '_'));
     (name_ok && kind_ok).then_some((name, kind))
 }
 
@@ -68,7 +69,11 @@ pub fn read(file: &Arc<SourceFile>, diags: &mut Diagnostics) -> Builder {
     let mut r = IniReader {
         file,
         diags,
-        b: Builder::new(file, InventoryFormat::AnsibleIni, GroupOrder::PriorityThenName),
+        b: Builder::new(
+            file,
+            InventoryFormat::AnsibleIni,
+            GroupOrder::PriorityThenName,
+        ),
         pending: Vec::new(),
     };
     let mut group = r.b.group(UNGROUPED, Loc::default());
@@ -95,7 +100,13 @@ pub fn read(file: &Arc<SourceFile>, diags: &mut Diagnostics) -> Builder {
             continue;
         }
         if line.text.starts_with('[') && line.text.ends_with(']') {
-            r.error(&line, 0, line.text.len(), format!("invalid section header `{}`", line.text), "a section is `[group]`, `[group:children]` or `[group:vars]`, without spaces");
+            r.error(
+                &line,
+                0,
+                line.text.len(),
+                format!("invalid section header `{}`", line.text),
+                "a section is `[group]`, `[group:children]` or `[group:vars]`, without spaces",
+            );
             continue;
         }
         match kind {
@@ -111,7 +122,9 @@ pub fn read(file: &Arc<SourceFile>, diags: &mut Diagnostics) -> Builder {
                 format!("declare it with a `[{name}]` or `[{name}:children]` section"),
             ),
             _ => (
-                format!("section [{parent}:children] names group `{name}`, which is never declared"),
+                format!(
+                    "section [{parent}:children] names group `{name}`, which is never declared"
+                ),
                 format!("declare it with a `[{name}]` or `[{name}:children]` section"),
             ),
         };
@@ -156,7 +169,13 @@ impl IniReader<'_> {
             Some("children") => Section::Children,
             Some("vars") => Section::Vars,
             Some(other) => {
-                self.error(line, 0, line.text.len(), format!("section [{name}:{other}] has an unknown type `{other}`"), "use [group], [group:children] or [group:vars]");
+                self.error(
+                    line,
+                    0,
+                    line.text.len(),
+                    format!("section [{name}:{other}] has an unknown type `{other}`"),
+                    "use [group], [group:children] or [group:vars]",
+                );
                 return None;
             }
         };
@@ -165,7 +184,8 @@ impl IniReader<'_> {
         let g = self.b.group(name, loc);
         if kind == Section::Vars {
             if !known {
-                self.pending.push((name.to_string(), Section::Vars, loc, String::new()));
+                self.pending
+                    .push((name.to_string(), Section::Vars, loc, String::new()));
             }
         } else {
             self.pending.retain(|(n, _, _, _)| n != name);
@@ -177,7 +197,13 @@ impl IniReader<'_> {
         let words = match shell_words::split(line.text) {
             Ok(words) => words,
             Err(e) => {
-                self.error(line, 0, line.text.len(), format!("cannot read host line `{}`: {e}", line.text), "");
+                self.error(
+                    line,
+                    0,
+                    line.text.len(),
+                    format!("cannot read host line `{}`: {e}", line.text),
+                    "",
+                );
                 return;
             }
         };
@@ -186,38 +212,75 @@ impl IniReader<'_> {
         };
         let pattern_loc = (first.offset, first.text.len());
         if first.text.trim() == "---" {
-            self.error(line, first.offset, 3, "`---` is not a host name; is this a YAML file?".into(), "force the format with --inventory-format ansible-yaml");
+            self.error(
+                line,
+                first.offset,
+                3,
+                "`---` is not a host name; is this a YAML file?".into(),
+                "force the format with --inventory-format ansible-yaml",
+            );
             return;
         }
         let expanded = match host_range::expand(&first.text) {
             Ok(e) if first.text.ends_with(':') && e.port.is_none() => {
-                self.error(line, first.offset, first.text.len(), format!("host pattern `{}` ends in `:` without a port", first.text), "write `host:PORT`, or drop the `:`");
+                self.error(
+                    line,
+                    first.offset,
+                    first.text.len(),
+                    format!("host pattern `{}` ends in `:` without a port", first.text),
+                    "write `host:PORT`, or drop the `:`",
+                );
                 return;
             }
             Ok(e) => e,
             Err(e) => {
-                self.error(line, first.offset, first.text.len(), format!("host pattern `{}`: {e}", first.text), "");
+                self.error(
+                    line,
+                    first.offset,
+                    first.text.len(),
+                    format!("host pattern `{}`: {e}", first.text),
+                    "",
+                );
                 return;
             }
         };
         let mut vars = Vec::new();
         for w in &words[1..] {
             match w.text.split_once('=') {
-                Some((k, v)) => vars.push((k.to_string(), ini_value(v), self.origin(line, w.offset, w.text.len()))),
-                None => self.error(line, w.offset, w.text.len(), format!("expected key=value after the host, found `{}`", w.text), "host variables are written `name=value`"),
+                Some((k, v)) => vars.push((
+                    k.to_string(),
+                    ini_value(v),
+                    self.origin(line, w.offset, w.text.len()),
+                )),
+                None => self.error(
+                    line,
+                    w.offset,
+                    w.text.len(),
+                    format!("expected key=value after the host, found `{}`", w.text),
+                    "host variables are written `name=value`",
+                ),
             }
         }
         for name in expanded.names {
             let is_new = self.b.host_named(&name).is_none();
-            let h = self.b.host(&name, self.loc(line, pattern_loc.0, pattern_loc.1));
+            let h = self
+                .b
+                .host(&name, self.loc(line, pattern_loc.0, pattern_loc.1));
             self.b.add_host_to(group, h);
             // Ansible takes the `:port` only from the line that first lists the host.
             if let (Some(port), true) = (expanded.port, is_new) {
                 let origin = self.origin(line, pattern_loc.0, pattern_loc.1);
-                self.b.set_host_var(h, "ansible_port".into(), port.into(), Layer::Inventory, origin);
+                self.b.set_host_var(
+                    h,
+                    "ansible_port".into(),
+                    port.into(),
+                    Layer::Inventory,
+                    origin,
+                );
             }
             for (k, v, origin) in &vars {
-                self.b.set_host_var(h, k.clone(), v.clone(), Layer::Inventory, origin.clone());
+                self.b
+                    .set_host_var(h, k.clone(), v.clone(), Layer::Inventory, origin.clone());
             }
         }
     }
@@ -229,17 +292,30 @@ impl IniReader<'_> {
             .unwrap_or((line.text, ""));
         let rest = rest.trim_start();
         if name.contains([':', ']']) || !(rest.is_empty() || rest.starts_with('#')) {
-            self.error(line, 0, line.text.len(), format!("expected a group name, found `{}`", line.text), "list one child group per line");
+            self.error(
+                line,
+                0,
+                line.text.len(),
+                format!("expected a group name, found `{}`", line.text),
+                "list one child group per line",
+            );
             return;
         }
         let loc = self.loc(line, 0, name.len());
         if self.b.group_named(name).is_none() {
             let parent_name = self.b.groups[parent].name.clone();
-            self.pending.push((name.to_string(), Section::Children, loc, parent_name));
+            self.pending
+                .push((name.to_string(), Section::Children, loc, parent_name));
         }
         let child = self.b.group(name, loc);
         if child == parent {
-            self.error(line, 0, name.len(), format!("group `{name}` cannot be its own child"), "");
+            self.error(
+                line,
+                0,
+                name.len(),
+                format!("group `{name}` cannot be its own child"),
+                "",
+            );
             return;
         }
         self.b.add_child(parent, child);
@@ -247,7 +323,13 @@ impl IniReader<'_> {
 
     fn var_line(&mut self, line: &Line, group: usize) {
         let Some((key, value)) = line.text.split_once('=') else {
-            self.error(line, 0, line.text.len(), format!("expected key=value, found `{}`", line.text), "a `:vars` section sets one variable per line: `name = value`");
+            self.error(
+                line,
+                0,
+                line.text.len(),
+                format!("expected key=value, found `{}`", line.text),
+                "a `:vars` section sets one variable per line: `name = value`",
+            );
             return;
         };
         let origin = self.origin(line, 0, line.text.len());

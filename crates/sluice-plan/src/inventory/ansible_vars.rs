@@ -44,8 +44,14 @@ const SECRETS: &[&str] = &[
 /// Settings sluice cannot honour, and what to do instead.
 const REFUSED: &[(&str, &str)] = &[
     ("ansible_become_exe", "sluice runs sudo; remove it"),
-    ("ansible_become_flags", "sluice runs sudo with its own flags; remove it"),
-    ("ansible_ssh_executable", "sluice has its own SSH client; remove it"),
+    (
+        "ansible_become_flags",
+        "sluice runs sudo with its own flags; remove it",
+    ),
+    (
+        "ansible_ssh_executable",
+        "sluice has its own SSH client; remove it",
+    ),
     ("ansible_sudo", "write `ansible_become: true`"),
     ("ansible_sudo_user", "write `ansible_become_user`"),
     ("ansible_su", "sluice becomes users with sudo only"),
@@ -53,21 +59,50 @@ const REFUSED: &[(&str, &str)] = &[
 ];
 
 /// Prefixes of variables that configure connection plugins sluice does not have.
-const REFUSED_PREFIXES: &[&str] = &["ansible_winrm_", "ansible_psrp_", "ansible_docker_", "ansible_paramiko_"];
+const REFUSED_PREFIXES: &[&str] = &[
+    "ansible_winrm_",
+    "ansible_psrp_",
+    "ansible_docker_",
+    "ansible_paramiko_",
+];
 
 /// Connection settings sluice does not use; reported as warnings.
 const UNUSED: &[(&str, &str)] = &[
-    ("ansible_host_key_checking", "host keys are checked (strict, or accept-new from ~/.ssh/config)"),
-    ("ansible_ssh_host_key_checking", "host keys are checked (strict, or accept-new from ~/.ssh/config)"),
-    ("ansible_ssh_pipelining", "sluice sends each command over one SSH channel anyway"),
-    ("ansible_pipelining", "sluice sends each command over one SSH channel anyway"),
-    ("ansible_ssh_transfer_method", "sluice copies nothing with scp or sftp"),
+    (
+        "ansible_host_key_checking",
+        "host keys are checked (strict, or accept-new from ~/.ssh/config)",
+    ),
+    (
+        "ansible_ssh_host_key_checking",
+        "host keys are checked (strict, or accept-new from ~/.ssh/config)",
+    ),
+    (
+        "ansible_ssh_pipelining",
+        "sluice sends each command over one SSH channel anyway",
+    ),
+    (
+        "ansible_pipelining",
+        "sluice sends each command over one SSH channel anyway",
+    ),
+    (
+        "ansible_ssh_transfer_method",
+        "sluice copies nothing with scp or sftp",
+    ),
     ("ansible_sftp_extra_args", "sluice copies nothing with sftp"),
     ("ansible_scp_extra_args", "sluice copies nothing with scp"),
-    ("ansible_ssh_retries", "sluice retries steps as the plan says"),
+    (
+        "ansible_ssh_retries",
+        "sluice retries steps as the plan says",
+    ),
     ("ansible_timeout", "the plan's step timeouts apply"),
-    ("ansible_shell_type", "commands run with the login user's shell"),
-    ("ansible_shell_executable", "commands run with the login user's shell"),
+    (
+        "ansible_shell_type",
+        "commands run with the login user's shell",
+    ),
+    (
+        "ansible_shell_executable",
+        "commands run with the login user's shell",
+    ),
 ];
 
 /// Sets a group variable from an Ansible inventory: `ansible_group_priority` is the group's
@@ -114,12 +149,20 @@ pub fn resolve_connections(inv: &mut Inventory, diags: &mut Diagnostics) {
         let mut problems = Vec::new();
         let connection = {
             let vars = inv.host_vars_with_origins(h);
-            let mut reader = HostVars { vars: &vars, problems: &mut problems };
+            let mut reader = HostVars {
+                vars: &vars,
+                problems: &mut problems,
+            };
             reader.connection()
         };
         inv.hosts[h].connection = connection;
         for p in problems {
-            let key = (p.origin.as_ref().map(|o| (o.file.path.clone(), o.loc.offset)), p.key.clone());
+            let key = (
+                p.origin
+                    .as_ref()
+                    .map(|o| (o.file.path.clone(), o.loc.offset)),
+                p.key.clone(),
+            );
             if reported.insert(key) {
                 diags.push(p.into_diagnostic(&inv.hosts[h].name));
             }
@@ -132,7 +175,10 @@ type Reported = BTreeSet<(Option<(String, usize)>, String)>;
 /// Removes password values from every layer, reporting each where it was written.
 fn drop_secrets(inv: &mut Inventory, diags: &mut Diagnostics, reported: &mut Reported) {
     let mut report = |key: &str, origin: Option<&Origin>, owner: &str| {
-        let id = (origin.map(|o| (o.file.path.clone(), o.loc.offset)), key.to_string());
+        let id = (
+            origin.map(|o| (o.file.path.clone(), o.loc.offset)),
+            key.to_string(),
+        );
         if !reported.insert(id) {
             return;
         }
@@ -172,7 +218,10 @@ struct Problem {
 
 impl Problem {
     fn into_diagnostic(self, host: &str) -> Diagnostic {
-        let text = format!("{} = {} (host `{host}`): {}", self.key, self.value, self.message);
+        let text = format!(
+            "{} = {} (host `{host}`): {}",
+            self.key, self.value, self.message
+        );
         let mut d = if self.error {
             Diagnostic::error(text)
         } else {
@@ -201,7 +250,11 @@ impl HostVars<'_, '_> {
         let (key, (value, _)) = names.iter().find_map(|n| self.vars.get_key_value(*n))?;
         match value {
             Value::String(s) if s.contains("{{") => {
-                self.refuse(key, "is a Jinja2 template, which sluice does not evaluate", "write the value itself");
+                self.refuse(
+                    key,
+                    "is a Jinja2 template, which sluice does not evaluate",
+                    "write the value itself",
+                );
                 None
             }
             Value::String(s) => Some(s.clone()),
@@ -244,7 +297,11 @@ impl HostVars<'_, '_> {
             match port.parse::<u16>() {
                 Ok(p) if p > 0 => c.port = Some(p),
                 _ => {
-                    let key = if self.vars.contains_key("ansible_port") { "ansible_port" } else { "ansible_ssh_port" };
+                    let key = if self.vars.contains_key("ansible_port") {
+                        "ansible_port"
+                    } else {
+                        "ansible_ssh_port"
+                    };
                     self.refuse(key, "is not a port between 1 and 65535", "");
                 }
             }
@@ -267,7 +324,11 @@ impl HostVars<'_, '_> {
             .cloned()
             .collect();
         for key in refused_prefixed {
-            self.refuse(&key, "configures a connection type sluice does not have", "remove it");
+            self.refuse(
+                &key,
+                "configures a connection type sluice does not have",
+                "remove it",
+            );
         }
         for (key, why) in UNUSED {
             if self.vars.contains_key(*key) {
@@ -283,7 +344,11 @@ impl HostVars<'_, '_> {
             "ssh" | "smart" | "paramiko" | "paramiko_ssh" => Some(TransportKind::Ssh),
             "local" => Some(TransportKind::Local),
             _ => {
-                self.refuse("ansible_connection", "is a connection type sluice does not have", "sluice reaches hosts over SSH (`ssh`) or runs on the controller (`local`)");
+                self.refuse(
+                    "ansible_connection",
+                    "is a connection type sluice does not have",
+                    "sluice reaches hosts over SSH (`ssh`) or runs on the controller (`local`)",
+                );
                 None
             }
         }
@@ -293,7 +358,11 @@ impl HostVars<'_, '_> {
         if let Some(method) = self.text(&["ansible_become_method"])
             && method.trim_start_matches("ansible.builtin.") != "sudo"
         {
-            self.refuse("ansible_become_method", "is not supported", "sluice becomes users with sudo only");
+            self.refuse(
+                "ansible_become_method",
+                "is not supported",
+                "sluice becomes users with sudo only",
+            );
         }
         let (_, (value, _)) = self.vars.get_key_value("ansible_become")?;
         match ansible_boolean(value) {
@@ -326,7 +395,11 @@ impl HostVars<'_, '_> {
                     } else {
                         "sluice reads ProxyJump (`-J`), UserKnownHostsFile and StrictHostKeyChecking (yes, accept-new) from ssh arguments; put other options in ~/.ssh/config"
                     };
-                    self.refuse(key, &format!("has `{what}`, which sluice does not support"), help);
+                    self.refuse(
+                        key,
+                        &format!("has `{what}`, which sluice does not support"),
+                        help,
+                    );
                 }
             }
         }
@@ -363,7 +436,10 @@ fn parse_ssh_args(args: &str) -> Result<SshArgs, String> {
     let mut found = SshArgs::default();
     let mut i = 0;
     let list = |text: &str, sep: char| -> Vec<String> {
-        text.split(sep).filter(|s| !s.is_empty()).map(str::to_string).collect()
+        text.split(sep)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
     };
     while i < words.len() {
         let w = &words[i];
@@ -429,15 +505,25 @@ mod tests {
     fn options_from_ssh_arguments() {
         let jumps = |a: &str| parse_ssh_args(a).map(|s| s.proxy_jump);
         assert_eq!(jumps("-J bastion"), Ok(Some(vec!["bastion".into()])));
-        assert_eq!(jumps("-Jme@b1,b2"), Ok(Some(vec!["me@b1".into(), "b2".into()])));
-        assert_eq!(jumps("-o ProxyJump=me@b:2222"), Ok(Some(vec!["me@b:2222".into()])));
+        assert_eq!(
+            jumps("-Jme@b1,b2"),
+            Ok(Some(vec!["me@b1".into(), "b2".into()]))
+        );
+        assert_eq!(
+            jumps("-o ProxyJump=me@b:2222"),
+            Ok(Some(vec!["me@b:2222".into()]))
+        );
         assert_eq!(jumps("-o 'ProxyJump b'"), Ok(Some(vec!["b".into()])));
         assert_eq!(jumps("-oProxyJump=b"), Ok(Some(vec!["b".into()])));
         assert_eq!(jumps(""), Ok(None));
-        let both = parse_ssh_args("-o UserKnownHostsFile=/k -o StrictHostKeyChecking=accept-new").unwrap();
+        let both =
+            parse_ssh_args("-o UserKnownHostsFile=/k -o StrictHostKeyChecking=accept-new").unwrap();
         assert_eq!(both.known_hosts, Some(vec!["/k".into()]));
         assert_eq!(both.host_key_checking, Some(HostKeyChecking::AcceptNew));
-        assert_eq!(parse_ssh_args("-o StrictHostKeyChecking=no"), Err("-o StrictHostKeyChecking=no".into()));
+        assert_eq!(
+            parse_ssh_args("-o StrictHostKeyChecking=no"),
+            Err("-o StrictHostKeyChecking=no".into())
+        );
         assert!(parse_ssh_args("-o ProxyCommand=\"ssh -W %h:%p b\"").is_err());
         assert_eq!(parse_ssh_args("-C"), Err("-C".into()));
     }

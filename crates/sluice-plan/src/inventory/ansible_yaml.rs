@@ -26,7 +26,11 @@ pub fn read(file: &Arc<SourceFile>, root: &Node, diags: &mut Diagnostics) -> Bui
     let mut r = YamlReader {
         file,
         diags,
-        b: Builder::new(file, InventoryFormat::AnsibleYaml, GroupOrder::PriorityThenName),
+        b: Builder::new(
+            file,
+            InventoryFormat::AnsibleYaml,
+            GroupOrder::PriorityThenName,
+        ),
     };
     match &root.value {
         Value::Map(entries) => {
@@ -41,7 +45,14 @@ pub fn read(file: &Arc<SourceFile>, root: &Node, diags: &mut Diagnostics) -> Bui
             }
         }
         Value::Null => r.error(root, "the inventory is empty", ""),
-        _ => r.error(root, format!("an Ansible YAML inventory is a mapping of groups, found {}", root.kind()), ""),
+        _ => r.error(
+            root,
+            format!(
+                "an Ansible YAML inventory is a mapping of groups, found {}",
+                root.kind()
+            ),
+            "",
+        ),
     }
     r.b
 }
@@ -83,7 +94,11 @@ impl YamlReader<'_> {
         };
         // Ansible's own limit on recursion is Python's; stop well before the stack does.
         if depth > 64 {
-            self.error(key, format!("group `{name}` is nested more than 64 levels deep"), "");
+            self.error(
+                key,
+                format!("group `{name}` is nested more than 64 levels deep"),
+                "",
+            );
             return None;
         }
         let g = self.b.group(&name, key.loc);
@@ -94,10 +109,23 @@ impl YamlReader<'_> {
                 Value::Null => continue,
                 // `hosts: web1` stands for `hosts: { web1: }`.
                 Value::Str(_) if matches!(section_name.as_str(), "hosts" | "children" | "vars") => {
-                    vec![(section.clone(), Node { value: Value::Null, loc: section.loc })]
+                    vec![(
+                        section.clone(),
+                        Node {
+                            value: Value::Null,
+                            loc: section.loc,
+                        },
+                    )]
                 }
                 _ if matches!(section_name.as_str(), "hosts" | "children" | "vars") => {
-                    self.error(section, format!("`{section_name}` of group `{name}` must be a mapping, found {}", section.kind()), "");
+                    self.error(
+                        section,
+                        format!(
+                            "`{section_name}` of group `{name}` must be a mapping, found {}",
+                            section.kind()
+                        ),
+                        "",
+                    );
                     continue;
                 }
                 _ => {
@@ -141,7 +169,14 @@ impl YamlReader<'_> {
     fn hosts(&mut self, g: usize, items: &[(Node, Node)]) {
         for (pattern, vars) in items {
             let Value::Str(text) = &pattern.value else {
-                self.error(pattern, format!("host pattern {} must be text", pattern.scalar_text().unwrap_or_default()), "enclose numbers in quotation marks");
+                self.error(
+                    pattern,
+                    format!(
+                        "host pattern {} must be text",
+                        pattern.scalar_text().unwrap_or_default()
+                    ),
+                    "enclose numbers in quotation marks",
+                );
                 continue;
             };
             let expanded = match host_range::expand(text) {
@@ -155,7 +190,14 @@ impl YamlReader<'_> {
                 Value::Map(entries) => entries,
                 Value::Null => &[],
                 _ => {
-                    self.error(vars, format!("the variables of host `{text}` must be a mapping, found {}", vars.kind()), "");
+                    self.error(
+                        vars,
+                        format!(
+                            "the variables of host `{text}` must be a mapping, found {}",
+                            vars.kind()
+                        ),
+                        "",
+                    );
                     continue;
                 }
             };
@@ -165,7 +207,13 @@ impl YamlReader<'_> {
                 self.b.add_host_to(g, h);
                 if let (Some(port), true) = (expanded.port, is_new) {
                     let origin = self.origin(pattern);
-                    self.b.set_host_var(h, "ansible_port".into(), port.into(), Layer::Inventory, origin);
+                    self.b.set_host_var(
+                        h,
+                        "ansible_port".into(),
+                        port.into(),
+                        Layer::Inventory,
+                        origin,
+                    );
                 }
                 for (k, v) in var_entries {
                     let Some(key) = k.scalar_text() else {
@@ -173,7 +221,13 @@ impl YamlReader<'_> {
                         continue;
                     };
                     let origin = self.origin(v);
-                    self.b.set_host_var(h, key, yaml11_json(self.file, v), Layer::Inventory, origin);
+                    self.b.set_host_var(
+                        h,
+                        key,
+                        yaml11_json(self.file, v),
+                        Layer::Inventory,
+                        origin,
+                    );
                 }
             }
         }
@@ -202,7 +256,10 @@ pub fn yaml11_json(file: &SourceFile, node: &Node) -> Json {
 
 /// True when the scalar at `node` is written without quotes (the source shows no quote there).
 fn is_plain(file: &SourceFile, node: &Node) -> bool {
-    !matches!(file.text.as_bytes().get(node.loc.offset), Some(b'"' | b'\''))
+    !matches!(
+        file.text.as_bytes().get(node.loc.offset),
+        Some(b'"' | b'\'')
+    )
 }
 
 #[cfg(test)]
@@ -213,7 +270,8 @@ mod tests {
     fn yaml_1_1_booleans_only_when_unquoted() {
         let mut diags = Diagnostics::default();
         let text = "a: yes\nb: 'yes'\nc: Off\nd: true\ne: \"on\"\nf: [no, x]\n";
-        let (file, node) = crate::source::parse_bytes("t.yaml", text.as_bytes().to_vec(), &mut diags).unwrap();
+        let (file, node) =
+            crate::source::parse_bytes("t.yaml", text.as_bytes().to_vec(), &mut diags).unwrap();
         assert_eq!(
             yaml11_json(&file, &node),
             serde_json::json!({"a": true, "b": "yes", "c": false, "d": true, "e": "on", "f": [false, "x"]})

@@ -10,7 +10,7 @@
 //! 5. a group's depth is the longest chain of parents from `all`; a host's groups are ordered by
 //!    depth, then by the source's [`GroupOrder`], for variable precedence.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::{
@@ -29,8 +29,10 @@ pub struct Builder {
     pub groups: Vec<GroupDecl>,
     host_index: HashMap<String, usize>,
     group_index: HashMap<String, usize>,
-    /// Child edges as added, with where, to name a cycle.
+    /// Each group's parents, as added.
     parents: Vec<Vec<usize>>,
+    /// (group, host) pairs already listed.
+    listed: HashSet<(usize, usize)>,
 }
 
 /// Which variable layer a value goes to.
@@ -54,6 +56,7 @@ impl Builder {
             host_index: HashMap::new(),
             group_index: HashMap::new(),
             parents: Vec::new(),
+            listed: HashSet::new(),
         };
         let all = b.group(ALL, Loc::default());
         let ungrouped = b.group(UNGROUPED, Loc::default());
@@ -115,7 +118,8 @@ impl Builder {
 
     /// Lists host `h` in group `g` (once).
     pub fn add_host_to(&mut self, g: usize, h: usize) {
-        if !self.groups[g].hosts.contains(&h) {
+        // A set, not a scan of the group: a group of 100,000 hosts would be quadratic.
+        if self.listed.insert((g, h)) {
             self.groups[g].hosts.push(h);
         }
     }
@@ -128,7 +132,14 @@ impl Builder {
         }
     }
 
-    pub fn set_group_var(&mut self, g: usize, key: String, value: serde_json::Value, layer: Layer, origin: Option<Origin>) {
+    pub fn set_group_var(
+        &mut self,
+        g: usize,
+        key: String,
+        value: serde_json::Value,
+        layer: Layer,
+        origin: Option<Origin>,
+    ) {
         let group = &mut self.groups[g];
         if let Some(o) = origin {
             group.origins.insert(key.clone(), o);
@@ -139,7 +150,14 @@ impl Builder {
         };
     }
 
-    pub fn set_host_var(&mut self, h: usize, key: String, value: serde_json::Value, layer: Layer, origin: Option<Origin>) {
+    pub fn set_host_var(
+        &mut self,
+        h: usize,
+        key: String,
+        value: serde_json::Value,
+        layer: Layer,
+        origin: Option<Origin>,
+    ) {
         let host = &mut self.hosts[h];
         // A file value wins over an inventory value whatever the order they are read in, and
         // its origin with it.
@@ -171,10 +189,9 @@ impl Builder {
             }
         }
         self.groups[ungrouped].hosts.retain(|&h| !in_a_group[h]);
-        for h in 0..self.hosts.len() {
-            if !in_a_group[h] {
-                self.add_host_to(ungrouped, h);
-            }
+        let lonely: Vec<usize> = (0..self.hosts.len()).filter(|&h| !in_a_group[h]).collect();
+        for h in lonely {
+            self.add_host_to(ungrouped, h);
         }
         let n = self.groups.len();
         let (depth, acyclic) = self.depths(diags);
@@ -218,9 +235,13 @@ impl Builder {
     fn depths(&self, diags: &mut Diagnostics) -> (Vec<usize>, bool) {
         let n = self.groups.len();
         let Some(order) = crate::graph::stable_order(&self.parents) else {
-            let children: Vec<Vec<usize>> = self.groups.iter().map(|g| g.children.clone()).collect();
+            let children: Vec<Vec<usize>> =
+                self.groups.iter().map(|g| g.children.clone()).collect();
             if let Some(cycle) = crate::graph::find_cycle(&children) {
-                let names: Vec<&str> = cycle.iter().map(|&g| self.groups[g].name.as_str()).collect();
+                let names: Vec<&str> = cycle
+                    .iter()
+                    .map(|&g| self.groups[g].name.as_str())
+                    .collect();
                 diags.push(
                     Diagnostic::error(format!(
                         "group children form a cycle: {}",

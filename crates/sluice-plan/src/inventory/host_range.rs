@@ -106,7 +106,9 @@ fn is_host_identifier(host: &str) -> bool {
     }
     !plain.is_empty()
         && plain.split('.').all(|label| {
-            label.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+            label
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
                 && !label.starts_with('-')
                 && !label.is_empty()
                 && !label.ends_with(['-', '_'])
@@ -154,7 +156,11 @@ fn expand_into(line: &str, out: &mut Vec<String>) -> Result<(), RangeError> {
             if b > e {
                 return Err(RangeError::Backwards(range.to_string()));
             }
-            LETTERS[b..=e].chars().step_by(step).map(String::from).collect()
+            LETTERS[b..=e]
+                .chars()
+                .step_by(step)
+                .map(String::from)
+                .collect()
         }
         _ => {
             let (Ok(b), Ok(e)) = (begin.parse::<u64>(), end.parse::<u64>()) else {
@@ -193,7 +199,14 @@ mod tests {
 
     #[test]
     fn numeric_letter_and_stepped_ranges() {
-        assert_eq!(names("web[01:03].example.com"), ["web01.example.com", "web02.example.com", "web03.example.com"]);
+        assert_eq!(
+            names("web[01:03].example.com"),
+            [
+                "web01.example.com",
+                "web02.example.com",
+                "web03.example.com"
+            ]
+        );
         assert_eq!(names("db-[a:c]"), ["db-a", "db-b", "db-c"]);
         assert_eq!(names("n[1:10:4]"), ["n1", "n5", "n9"]);
         assert_eq!(names("x[y:B]").len(), 4);
@@ -204,17 +217,41 @@ mod tests {
 
     #[test]
     fn ports_split_off_when_the_host_is_valid() {
-        assert_eq!(expand("web[1:2]:2222").unwrap(), Expanded { names: vec!["web1".into(), "web2".into()], port: Some(2222) });
+        assert_eq!(
+            expand("web[1:2]:2222").unwrap(),
+            Expanded {
+                names: vec!["web1".into(), "web2".into()],
+                port: Some(2222)
+            }
+        );
         assert_eq!(expand("[::1]:22").unwrap().port, Some(22));
-        assert_eq!(expand("10.0.0.1:22").unwrap(), Expanded { names: vec!["10.0.0.1".into()], port: Some(22) });
-        assert_eq!(expand("fe80::1").unwrap(), Expanded { names: vec!["fe80::1".into()], port: None });
+        assert_eq!(
+            expand("10.0.0.1:22").unwrap(),
+            Expanded {
+                names: vec!["10.0.0.1".into()],
+                port: Some(22)
+            }
+        );
+        assert_eq!(
+            expand("fe80::1").unwrap(),
+            Expanded {
+                names: vec!["fe80::1".into()],
+                port: None
+            }
+        );
         assert_eq!(expand("bad_:22").unwrap().port, None);
     }
 
     #[test]
     fn bad_ranges_are_named() {
-        assert_eq!(expand("w[1:2:3:4]"), Err(RangeError::Shape("1:2:3:4".into())));
-        assert_eq!(expand("w[01:100]"), Err(RangeError::Widths("01:100".into())));
+        assert_eq!(
+            expand("w[1:2:3:4]"),
+            Err(RangeError::Shape("1:2:3:4".into()))
+        );
+        assert_eq!(
+            expand("w[01:100]"),
+            Err(RangeError::Widths("01:100".into()))
+        );
         assert_eq!(expand("w[1:]"), Err(RangeError::NoEnd("1:".into())));
         assert_eq!(expand("w[c:a]"), Err(RangeError::Backwards("c:a".into())));
         assert_eq!(expand("w[1:x]"), Err(RangeError::Bounds("1:x".into())));

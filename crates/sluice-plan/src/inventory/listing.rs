@@ -22,22 +22,36 @@ pub fn list(inv: &Inventory) -> Value {
     for h in 0..inv.hosts.len() {
         let vars = inv.host_vars(h, &Vars::new());
         if !vars.is_empty() {
-            hostvars.insert(inv.hosts[h].name.clone(), Value::Object(vars.into_iter().collect()));
+            hostvars.insert(
+                inv.hosts[h].name.clone(),
+                Value::Object(vars.into_iter().collect()),
+            );
         }
     }
     out.insert("_meta".into(), json!({ "hostvars": hostvars }));
     Value::Object(out)
 }
 
-fn format_group(inv: &Inventory, g: usize, seen: &mut HashSet<usize>, out: &mut Map<String, Value>) {
+fn format_group(
+    inv: &Inventory,
+    g: usize,
+    seen: &mut HashSet<usize>,
+    out: &mut Map<String, Value>,
+) {
     let group = &inv.groups[g];
     let mut entry = Map::new();
     if group.name != ALL && !group.hosts.is_empty() {
-        let hosts = group.hosts.iter().map(|&h| Value::String(inv.hosts[h].name.clone()));
+        let hosts = group
+            .hosts
+            .iter()
+            .map(|&h| Value::String(inv.hosts[h].name.clone()));
         entry.insert("hosts".into(), Value::Array(hosts.collect()));
     }
     if !group.children.is_empty() {
-        let children = group.children.iter().map(|&c| Value::String(inv.groups[c].name.clone()));
+        let children = group
+            .children
+            .iter()
+            .map(|&c| Value::String(inv.groups[c].name.clone()));
         entry.insert("children".into(), Value::Array(children.collect()));
     }
     for &c in &group.children {
@@ -83,7 +97,9 @@ fn indent(name: &str, depth: usize) -> String {
 /// One host's merged variables, as `ansible-inventory --host NAME` prints them.
 pub fn host(inv: &Inventory, name: &str) -> Option<Value> {
     let h = inv.host_named(name)?;
-    Some(Value::Object(inv.host_vars(h, &Vars::new()).into_iter().collect()))
+    Some(Value::Object(
+        inv.host_vars(h, &Vars::new()).into_iter().collect(),
+    ))
 }
 
 /// JSON as ansible-inventory writes it: keys sorted, four spaces of indentation.

@@ -204,7 +204,10 @@ impl Inventory {
     }
 
     /// The host's variables from the inventory alone, each with where it was set when known.
-    pub fn host_vars_with_origins(&self, host: usize) -> BTreeMap<String, (&serde_json::Value, Option<&Origin>)> {
+    pub fn host_vars_with_origins(
+        &self,
+        host: usize,
+    ) -> BTreeMap<String, (&serde_json::Value, Option<&Origin>)> {
         let mut vars = BTreeMap::new();
         let groups = &self.host_groups[host];
         let h = &self.hosts[host];

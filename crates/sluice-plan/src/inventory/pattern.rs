@@ -55,7 +55,10 @@ pub fn parse(limit: &str, base: &Path) -> Result<Vec<String>, LimitError> {
     if patterns.is_empty() {
         return Err(LimitError::Empty);
     }
-    if let Some(p) = patterns.iter().find(|p| p.trim_start_matches(['&', '!']).starts_with('~')) {
+    if let Some(p) = patterns
+        .iter()
+        .find(|p| p.trim_start_matches(['&', '!']).starts_with('~'))
+    {
         return Err(LimitError::Regex(p.clone()));
     }
     Ok(patterns)
@@ -117,12 +120,26 @@ pub struct Selection {
 
 /// Applies `patterns` to the inventory.
 pub fn select(inv: &Inventory, patterns: &[String]) -> Result<Selection, LimitError> {
-    let mut ordered: Vec<&str> = patterns.iter().map(String::as_str).filter(|p| !p.starts_with(['&', '!'])).collect();
+    let mut ordered: Vec<&str> = patterns
+        .iter()
+        .map(String::as_str)
+        .filter(|p| !p.starts_with(['&', '!']))
+        .collect();
     if ordered.is_empty() {
         ordered.push(super::ALL);
     }
-    ordered.extend(patterns.iter().map(String::as_str).filter(|p| p.starts_with('&')));
-    ordered.extend(patterns.iter().map(String::as_str).filter(|p| p.starts_with('!')));
+    ordered.extend(
+        patterns
+            .iter()
+            .map(String::as_str)
+            .filter(|p| p.starts_with('&')),
+    );
+    ordered.extend(
+        patterns
+            .iter()
+            .map(String::as_str)
+            .filter(|p| p.starts_with('!')),
+    );
     let mut selected = vec![false; inv.hosts.len()];
     let mut unmatched = Vec::new();
     for p in ordered {
@@ -135,18 +152,26 @@ pub fn select(inv: &Inventory, patterns: &[String]) -> Result<Selection, LimitEr
         }
         match p.as_bytes().first() {
             Some(b'!') => matched.iter().for_each(|&h| selected[h] = false),
-            Some(b'&') => selected.iter_mut().enumerate().for_each(|(h, s)| *s &= matched.contains(&h)),
+            Some(b'&') => selected
+                .iter_mut()
+                .enumerate()
+                .for_each(|(h, s)| *s &= matched.contains(&h)),
             _ => matched.iter().for_each(|&h| selected[h] = true),
         }
     }
-    Ok(Selection { hosts: selected, unmatched })
+    Ok(Selection {
+        hosts: selected,
+        unmatched,
+    })
 }
 
 /// The hosts one pattern (without `&`/`!`) matches.
 fn match_one(inv: &Inventory, pattern: &str) -> Result<HashSet<usize>, LimitError> {
     let (expr, subscript) = split_subscript(pattern);
     let mut hosts: Vec<usize> = Vec::new();
-    let groups: Vec<usize> = (0..inv.groups.len()).filter(|&g| glob(expr, &inv.groups[g].name)).collect();
+    let groups: Vec<usize> = (0..inv.groups.len())
+        .filter(|&g| glob(expr, &inv.groups[g].name))
+        .collect();
     for &g in &groups {
         hosts.extend(ansible_group_order(inv, g));
     }
@@ -162,17 +187,28 @@ fn match_one(inv: &Inventory, pattern: &str) -> Result<HashSet<usize>, LimitErro
         return Ok(HashSet::new());
     }
     let n = hosts.len() as i64;
-    let beyond = || LimitError::Subscript { pattern: pattern.to_string(), count: hosts.len() };
+    let beyond = || LimitError::Subscript {
+        pattern: pattern.to_string(),
+        count: hosts.len(),
+    };
     match end {
         None => {
             let i = if start < 0 { n + start } else { start };
-            let i = usize::try_from(i).ok().filter(|&i| i < hosts.len()).ok_or_else(beyond)?;
+            let i = usize::try_from(i)
+                .ok()
+                .filter(|&i| i < hosts.len())
+                .ok_or_else(beyond)?;
             Ok([hosts[i]].into())
         }
         Some(end) => {
             let end = if end == -1 { n - 1 } else { end };
             let (from, to) = (start.clamp(0, n) as usize, (end + 1).clamp(0, n) as usize);
-            Ok(hosts.get(from..to.max(from)).unwrap_or_default().iter().copied().collect())
+            Ok(hosts
+                .get(from..to.max(from))
+                .unwrap_or_default()
+                .iter()
+                .copied()
+                .collect())
         }
     }
 }
@@ -200,7 +236,11 @@ fn split_subscript(pattern: &str) -> (&str, Option<(i64, Option<i64>)>) {
         && (b.is_empty() || number(b))
     {
         let start = a.parse().unwrap_or(0);
-        let end = if b.is_empty() { -1 } else { b.parse().unwrap_or(-1) };
+        let end = if b.is_empty() {
+            -1
+        } else {
+            b.parse().unwrap_or(-1)
+        };
         return (expr, Some((start, Some(end))));
     }
     (pattern, None)
@@ -239,7 +279,9 @@ fn glob_at(p: &[char], t: &[char]) -> bool {
         Some('*') => (0..=t.len()).any(|i| glob_at(&p[1..], &t[i..])),
         Some('?') => !t.is_empty() && glob_at(&p[1..], &t[1..]),
         Some('[') => match class(&p[1..]) {
-            Some((matches, used)) => t.first().is_some_and(|&c| matches(c)) && glob_at(&p[1 + used..], &t[1..]),
+            Some((matches, used)) => {
+                t.first().is_some_and(|&c| matches(c)) && glob_at(&p[1 + used..], &t[1..])
+            }
             None => t.first() == Some(&'[') && glob_at(&p[1..], &t[1..]),
         },
         Some(&c) => t.first() == Some(&c) && glob_at(&p[1..], &t[1..]),

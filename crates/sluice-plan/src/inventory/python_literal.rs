@@ -18,7 +18,12 @@ pub fn ini_value(text: &str) -> Value {
 
 /// `text` as a Python literal, or `None` when it is not one.
 pub fn literal(text: &str) -> Option<Value> {
-    let mut p = Parser { s: text.as_bytes(), text, i: 0, depth: 0 };
+    let mut p = Parser {
+        s: text.as_bytes(),
+        text,
+        i: 0,
+        depth: 0,
+    };
     p.skip_inline_space();
     let first = p.value()?;
     p.skip_inline_space();
@@ -156,7 +161,13 @@ impl Parser<'_> {
         self.skip_space();
         if !self.eat(b':') {
             self.skip_space();
-            let mut items = if self.eat(b',') { self.items(b'}')? } else if self.eat(b'}') { Vec::new() } else { return None };
+            let mut items = if self.eat(b',') {
+                self.items(b'}')?
+            } else if self.eat(b'}') {
+                Vec::new()
+            } else {
+                return None;
+            };
             items.insert(0, first);
             let mut set: Vec<Value> = Vec::new();
             for item in items {
@@ -191,7 +202,10 @@ impl Parser<'_> {
 
     fn word(&mut self) -> Option<Value> {
         let start = self.i;
-        while self.peek().is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_') {
+        while self
+            .peek()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_')
+        {
             self.i += 1;
         }
         let word = &self.text[start..self.i];
@@ -228,7 +242,9 @@ impl Parser<'_> {
             .is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.')
             || (matches!(self.peek(), Some(b'+' | b'-'))
                 && matches!(self.s.get(self.i.wrapping_sub(1)), Some(b'e' | b'E'))
-                && !self.text[start..self.i].to_ascii_lowercase().starts_with("0x"))
+                && !self.text[start..self.i]
+                    .to_ascii_lowercase()
+                    .starts_with("0x"))
         {
             self.i += 1;
         }
@@ -418,7 +434,10 @@ fn digits_without_underscores(text: &str) -> Option<String> {
         return None;
     }
     let digits: String = text.chars().filter(|&c| c != '_').collect();
-    digits.chars().all(|c| c.is_ascii_hexdigit()).then_some(digits)
+    digits
+        .chars()
+        .all(|c| c.is_ascii_hexdigit())
+        .then_some(digits)
 }
 
 /// A mapping key as `json.dumps` writes it (numbers, booleans and None become text).

@@ -102,18 +102,25 @@ pub fn read(path: &Path, options: &LoadOptions, diags: &mut Diagnostics) -> Opti
     };
     for (name, h) in r.hosts.clone() {
         let vars = match &hostvars {
-            Some(all) => all.get(name.as_str()).map(|v| (Arc::clone(r.file), (*v).clone())),
+            Some(all) => all
+                .get(name.as_str())
+                .map(|v| (Arc::clone(r.file), (*v).clone())),
             None => run(&["--host", &name], r.diags),
         };
         match vars {
             Some((file, Ordered::Object(vars))) => {
                 for (k, v) in vars {
-                    let origin = Some(Origin { file: Arc::clone(&file), loc: Loc::default() });
+                    let origin = Some(Origin {
+                        file: Arc::clone(&file),
+                        loc: Loc::default(),
+                    });
                     r.b.set_host_var(h, k, v.to_json(), Layer::Inventory, origin);
                 }
             }
             Some((_, Ordered::Null)) | None => {}
-            Some(_) => r.error(&format!("the variables of host `{name}` must be a JSON object")),
+            Some(_) => r.error(&format!(
+                "the variables of host `{name}` must be a JSON object"
+            )),
         }
     }
     Some(r.b)
@@ -139,10 +146,19 @@ impl ScriptReader<'_> {
         // standing for one host named after the group; Ansible still reads both.
         let shaped;
         let data = match data {
-            Ordered::Object(entries) if entries.iter().any(|(k, _)| matches!(k.as_str(), "hosts" | "vars" | "children")) => data,
+            Ordered::Object(entries)
+                if entries
+                    .iter()
+                    .any(|(k, _)| matches!(k.as_str(), "hosts" | "vars" | "children")) =>
+            {
+                data
+            }
             Ordered::Object(_) => {
                 shaped = Ordered::Object(vec![
-                    ("hosts".into(), Ordered::Array(vec![Ordered::String(name.to_string())])),
+                    (
+                        "hosts".into(),
+                        Ordered::Array(vec![Ordered::String(name.to_string())]),
+                    ),
                     ("vars".into(), data.clone()),
                 ]);
                 &shaped
@@ -173,7 +189,10 @@ impl ScriptReader<'_> {
         match data.get("vars") {
             Some(Ordered::Object(vars)) => {
                 for (k, v) in vars {
-                    let origin = Some(Origin { file: Arc::clone(self.file), loc: Loc::default() });
+                    let origin = Some(Origin {
+                        file: Arc::clone(self.file),
+                        loc: Loc::default(),
+                    });
                     if let Err(d) = set_group_var(&mut self.b, g, k, v.to_json(), origin) {
                         self.diags.push(d);
                     }
@@ -216,24 +235,54 @@ enum RunError {
 impl RunError {
     fn into_diagnostic(self, what: &str) -> Diagnostic {
         let (message, help) = match self {
-            RunError::Start(e) => (format!("cannot run the inventory script `{what}`: {e}"), "check that it exists and is executable".to_string()),
+            RunError::Start(e) => (
+                format!("cannot run the inventory script `{what}`: {e}"),
+                "check that it exists and is executable".to_string(),
+            ),
             RunError::Failed { status, stderr } => (
                 format!("the inventory script `{what}` failed ({status})"),
-                if stderr.trim().is_empty() { "it printed nothing on stderr".to_string() } else { format!("its stderr ends with:\n{}", stderr.trim_end()) },
+                if stderr.trim().is_empty() {
+                    "it printed nothing on stderr".to_string()
+                } else {
+                    format!("its stderr ends with:\n{}", stderr.trim_end())
+                },
             ),
-            RunError::TimedOut(t) => (format!("the inventory script `{what}` did not finish within {}s; it was stopped", t.as_secs_f64()), "make it answer faster, or check what it waits for".to_string()),
-            RunError::TooLarge => (format!("the inventory script `{what}` printed more than {} MiB", MAX_FILE_BYTES / (1024 * 1024)), String::new()),
-            RunError::NotUtf8 => (format!("the output of `{what}` is not UTF-8"), String::new()),
+            RunError::TimedOut(t) => (
+                format!(
+                    "the inventory script `{what}` did not finish within {}s; it was stopped",
+                    t.as_secs_f64()
+                ),
+                "make it answer faster, or check what it waits for".to_string(),
+            ),
+            RunError::TooLarge => (
+                format!(
+                    "the inventory script `{what}` printed more than {} MiB",
+                    MAX_FILE_BYTES / (1024 * 1024)
+                ),
+                String::new(),
+            ),
+            RunError::NotUtf8 => (
+                format!("the output of `{what}` is not UTF-8"),
+                String::new(),
+            ),
         };
         let d = Diagnostic::error(message);
-        if help.is_empty() { d } else { d.with_help(help) }
+        if help.is_empty() {
+            d
+        } else {
+            d.with_help(help)
+        }
     }
 }
 
 /// Runs the script with `args`, killing it after `timeout`; its stdout on success.
 fn run_script(path: &Path, args: &[&str], timeout: Duration) -> Result<String, RunError> {
     // A bare name would be looked up in PATH; the inventory is a file here.
-    let program = if path.components().count() == 1 { Path::new(".").join(path) } else { path.to_path_buf() };
+    let program = if path.components().count() == 1 {
+        Path::new(".").join(path)
+    } else {
+        path.to_path_buf()
+    };
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -258,14 +307,20 @@ fn run_script(path: &Path, args: &[&str], timeout: Duration) -> Result<String, R
     };
     // A process the script left behind may hold the pipes open: wait a little, not forever.
     let collect = |r: Option<std::sync::mpsc::Receiver<Vec<u8>>>| {
-        r.and_then(|r| r.recv_timeout(Duration::from_secs(2)).ok()).unwrap_or_default()
+        r.and_then(|r| r.recv_timeout(Duration::from_secs(2)).ok())
+            .unwrap_or_default()
     };
     let (out, err) = (collect(stdout), collect(stderr));
     if !status.success() {
         let err = String::from_utf8_lossy(&err);
         let start = err.len().saturating_sub(STDERR_TAIL);
-        let start = (start..err.len()).find(|&i| err.is_char_boundary(i)).unwrap_or(err.len());
-        return Err(RunError::Failed { status: status.to_string(), stderr: err[start..].to_string() });
+        let start = (start..err.len())
+            .find(|&i| err.is_char_boundary(i))
+            .unwrap_or(err.len());
+        return Err(RunError::Failed {
+            status: status.to_string(),
+            stderr: err[start..].to_string(),
+        });
     }
     if out.len() as u64 > MAX_FILE_BYTES {
         return Err(RunError::TooLarge);

@@ -85,7 +85,10 @@ mod tests {
     #[test]
     fn words_quotes_escapes_and_comments() {
         assert_eq!(texts("web1 a=1  b='x y' # note"), ["web1", "a=1", "b=x y"]);
-        assert_eq!(texts(r#"h c="say \"hi\" \n" d=a\ b"#), ["h", r#"c=say "hi" \n"#, "d=a b"]);
+        assert_eq!(
+            texts(r#"h c="say \"hi\" \n" d=a\ b"#),
+            ["h", r#"c=say "hi" \n"#, "d=a b"]
+        );
         assert_eq!(texts("h x=a#b"), ["h", "x=a"]);
         assert_eq!(texts("h e=''"), ["h", "e="]);
         assert_eq!(split("h x='open"), Err(SplitError::NoClosingQuote));

@@ -101,7 +101,11 @@ impl Default for LoadOptions {
 }
 
 /// Reads the inventory `input` names; every problem goes to `diags`.
-pub fn load(input: &InventoryInput, options: &LoadOptions, diags: &mut Diagnostics) -> Option<Inventory> {
+pub fn load(
+    input: &InventoryInput,
+    options: &LoadOptions,
+    diags: &mut Diagnostics,
+) -> Option<Inventory> {
     let spec = input.spec.as_str();
     let ssh_path = ssh_config::spec_path(spec);
     let format = match input.format {
@@ -115,10 +119,14 @@ pub fn load(input: &InventoryInput, options: &LoadOptions, diags: &mut Diagnosti
     };
     let inventory = match format {
         InventoryFormat::SshConfig => {
-            let path = ssh_path.flatten().map_or_else(ssh_config::default_path, Into::into);
+            let path = ssh_path
+                .flatten()
+                .map_or_else(ssh_config::default_path, Into::into);
             ssh_config::read(&path, diags).map(Built::Builder)
         }
-        InventoryFormat::Script => script::read(Path::new(spec), options, diags).map(Built::Builder),
+        InventoryFormat::Script => {
+            script::read(Path::new(spec), options, diags).map(Built::Builder)
+        }
         _ => {
             let bytes = read_file(spec, diags)?;
             return from_bytes(spec, bytes, Some(format), diags);
@@ -193,13 +201,22 @@ pub enum Built {
     Builder(super::build::Builder),
 }
 
-fn finish(built: Built, path: &Path, format: InventoryFormat, diags: &mut Diagnostics) -> Inventory {
+fn finish(
+    built: Built,
+    path: &Path,
+    format: InventoryFormat,
+    diags: &mut Diagnostics,
+) -> Inventory {
     match built {
         Built::Done(inventory) => inventory,
         Built::Builder(mut b) => {
             if format.reads_vars_dirs() {
                 let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-                let dir = if dir.as_os_str().is_empty() { ".".into() } else { dir };
+                let dir = if dir.as_os_str().is_empty() {
+                    ".".into()
+                } else {
+                    dir
+                };
                 if path.exists() {
                     vars_dirs::read(&dir, &mut b, diags);
                 }
@@ -259,7 +276,10 @@ fn detect(path: &str, text: &str) -> Detected {
             }
             _ => Detected::Format(InventoryFormat::Sluice),
         },
-        None if text.lines().any(|l| ansible_ini::is_section_header(l.trim())) => {
+        None if text
+            .lines()
+            .any(|l| ansible_ini::is_section_header(l.trim())) =>
+        {
             Detected::Format(InventoryFormat::AnsibleIni)
         }
         None => Detected::Format(InventoryFormat::Sluice),
@@ -270,7 +290,10 @@ fn yaml_format(entries: &[(Node, Node)]) -> InventoryFormat {
     let key = |k: &Node| k.scalar_text().unwrap_or_default();
     const SLUICE: &[&str] = &["defaults", "hosts", "groups"];
     const GROUP: &[&str] = &["hosts", "children", "vars"];
-    if entries.iter().all(|(k, _)| SLUICE.contains(&key(k).as_str())) {
+    if entries
+        .iter()
+        .all(|(k, _)| SLUICE.contains(&key(k).as_str()))
+    {
         return InventoryFormat::Sluice;
     }
     let is_group = |v: &Node| match &v.value {

@@ -37,7 +37,9 @@ pub fn default_path() -> PathBuf {
 }
 
 fn home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default()
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
 }
 
 /// One `Host` block: its patterns and its settings in order.
@@ -56,7 +58,10 @@ pub fn read(path: &Path, diags: &mut Diagnostics) -> Option<Builder> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            diags.push(Diagnostic::error(format!("cannot read the ssh config {}: {e}", path.display())));
+            diags.push(Diagnostic::error(format!(
+                "cannot read the ssh config {}: {e}",
+                path.display()
+            )));
             return None;
         }
     };
@@ -65,7 +70,10 @@ pub fn read(path: &Path, diags: &mut Diagnostics) -> Option<Builder> {
         text,
     });
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut parsed = Parsed { aliases: Vec::new(), blocks: Vec::new() };
+    let mut parsed = Parsed {
+        aliases: Vec::new(),
+        blocks: Vec::new(),
+    };
     parse(&file, &base, 0, &mut parsed, diags);
     let mut b = Builder::new(&file, InventoryFormat::SshConfig, GroupOrder::Declaration);
     let g = b.group(GROUP, Loc::default());
@@ -79,15 +87,24 @@ pub fn read(path: &Path, diags: &mut Diagnostics) -> Option<Builder> {
     }
     if b.hosts.is_empty() {
         diags.push(
-            Diagnostic::warning(format!("{} names no host (no `Host` line without wildcards)", path.display()))
-                .in_file(&file),
+            Diagnostic::warning(format!(
+                "{} names no host (no `Host` line without wildcards)",
+                path.display()
+            ))
+            .in_file(&file),
         );
     }
     Some(b)
 }
 
 /// Reads one file's lines into `out`, following its `Include`s.
-fn parse(file: &Arc<SourceFile>, base: &Path, depth: usize, out: &mut Parsed, diags: &mut Diagnostics) {
+fn parse(
+    file: &Arc<SourceFile>,
+    base: &Path,
+    depth: usize,
+    out: &mut Parsed,
+    diags: &mut Diagnostics,
+) {
     let mut offset = 0;
     for (i, raw) in file.text.split('\n').enumerate() {
         let start = offset;
@@ -100,20 +117,32 @@ fn parse(file: &Arc<SourceFile>, base: &Path, depth: usize, out: &mut Parsed, di
         let value_at = start + raw.find(value).unwrap_or(0);
         match key.to_ascii_lowercase().as_str() {
             "host" => {
-                let patterns: Vec<String> = value.split_whitespace().map(|p| p.trim_matches('"').to_string()).collect();
+                let patterns: Vec<String> = value
+                    .split_whitespace()
+                    .map(|p| p.trim_matches('"').to_string())
+                    .collect();
                 for p in &patterns {
                     if !p.contains(['*', '?', '!']) {
                         let at = value_at + value.find(p.as_str()).unwrap_or(0);
                         out.aliases.push((p.clone(), loc_at(file, i, at, p.len())));
                     }
                 }
-                out.blocks.push(Block { patterns, settings: Vec::new() });
+                out.blocks.push(Block {
+                    patterns,
+                    settings: Vec::new(),
+                });
             }
             // Settings under `Match` are for the SSH layer; an empty block keeps them apart.
-            "match" => out.blocks.push(Block { patterns: Vec::new(), settings: Vec::new() }),
+            "match" => out.blocks.push(Block {
+                patterns: Vec::new(),
+                settings: Vec::new(),
+            }),
             "include" => {
                 if depth >= MAX_INCLUDE_DEPTH {
-                    diags.push(Diagnostic::warning("`Include` nested more than 16 levels deep is skipped").at(file, loc_at(file, i, value_at, value.len())));
+                    diags.push(
+                        Diagnostic::warning("`Include` nested more than 16 levels deep is skipped")
+                            .at(file, loc_at(file, i, value_at, value.len())),
+                    );
                     continue;
                 }
                 for pattern in value.split_whitespace() {
@@ -121,17 +150,25 @@ fn parse(file: &Arc<SourceFile>, base: &Path, depth: usize, out: &mut Parsed, di
                         let Ok(text) = std::fs::read_to_string(&included) else {
                             continue;
                         };
-                        let inner = Arc::new(SourceFile { path: included.display().to_string(), text });
+                        let inner = Arc::new(SourceFile {
+                            path: included.display().to_string(),
+                            text,
+                        });
                         parse(&inner, base, depth + 1, out, diags);
                     }
                 }
             }
             _ => {
                 if let Some(block) = out.blocks.last_mut() {
-                    block.settings.push((key.to_ascii_lowercase(), value.to_string()));
+                    block
+                        .settings
+                        .push((key.to_ascii_lowercase(), value.to_string()));
                 } else {
                     // Lines before any `Host` apply to every host.
-                    out.blocks.push(Block { patterns: vec!["*".into()], settings: vec![(key.to_ascii_lowercase(), value.to_string())] });
+                    out.blocks.push(Block {
+                        patterns: vec!["*".into()],
+                        settings: vec![(key.to_ascii_lowercase(), value.to_string())],
+                    });
                 }
             }
         }
@@ -140,7 +177,9 @@ fn parse(file: &Arc<SourceFile>, base: &Path, depth: usize, out: &mut Parsed, di
 
 /// `Keyword value`, `Keyword=value` or `Keyword = value`.
 fn split_keyword(line: &str) -> (&str, &str) {
-    let end = line.find(|c: char| c.is_whitespace() || c == '=').unwrap_or(line.len());
+    let end = line
+        .find(|c: char| c.is_whitespace() || c == '=')
+        .unwrap_or(line.len());
     let (key, rest) = line.split_at(end);
     let rest = rest.trim_start();
     let rest = rest.strip_prefix('=').unwrap_or(rest).trim_start();
@@ -148,10 +187,18 @@ fn split_keyword(line: &str) -> (&str, &str) {
 }
 
 fn loc_at(file: &SourceFile, line_index: usize, offset: usize, len: usize) -> Loc {
-    let line_start = file.text[..offset.min(file.text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line_start = file.text[..offset.min(file.text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
     Loc {
         line: u32::try_from(line_index + 1).unwrap_or(u32::MAX),
-        column: u32::try_from(file.text[line_start..offset.min(file.text.len())].chars().count() + 1).unwrap_or(u32::MAX),
+        column: u32::try_from(
+            file.text[line_start..offset.min(file.text.len())]
+                .chars()
+                .count()
+                + 1,
+        )
+        .unwrap_or(u32::MAX),
         offset,
         len: len.max(1),
     }
@@ -166,7 +213,10 @@ fn expand_include(pattern: &str, base: &Path) -> Vec<PathBuf> {
         None if Path::new(pattern).is_absolute() => PathBuf::from(pattern),
         None => base.join(pattern),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     if !name.contains(['*', '?']) {
         return vec![path];
     }
@@ -180,7 +230,11 @@ fn expand_include(pattern: &str, base: &Path) -> Vec<PathBuf> {
         .filter(|n| !n.starts_with('.') && wildcard(&name, n))
         .collect();
     names.sort();
-    names.into_iter().map(|n| dir.join(n)).filter(|p| p.is_file()).collect()
+    names
+        .into_iter()
+        .map(|n| dir.join(n))
+        .filter(|p| p.is_file())
+        .collect()
 }
 
 /// OpenSSH's pattern match: `*` any run of characters, `?` one character.
@@ -220,7 +274,12 @@ fn block_matches(block: &Block, alias: &str) -> bool {
 }
 
 /// The settings of `alias`, the first value of each key winning (`IdentityFile` accumulates).
-fn resolve(alias: &str, blocks: &[Block], diags: &mut Diagnostics, file: &Arc<SourceFile>) -> ConnectionDecl {
+fn resolve(
+    alias: &str,
+    blocks: &[Block],
+    diags: &mut Diagnostics,
+    file: &Arc<SourceFile>,
+) -> ConnectionDecl {
     let mut c = ConnectionDecl::default();
     for block in blocks.iter().filter(|b| block_matches(b, alias)) {
         for (key, value) in &block.settings {
@@ -230,9 +289,17 @@ fn resolve(alias: &str, blocks: &[Block], diags: &mut Diagnostics, file: &Arc<So
                 "user" if c.user.is_none() => c.user = Some(value.to_string()),
                 "port" if c.port.is_none() => match value.parse::<u16>() {
                     Ok(p) if p > 0 => c.port = Some(p),
-                    _ => diags.push(Diagnostic::error(format!("host `{alias}`: Port {value} is not between 1 and 65535")).in_file(file)),
+                    _ => diags.push(
+                        Diagnostic::error(format!(
+                            "host `{alias}`: Port {value} is not between 1 and 65535"
+                        ))
+                        .in_file(file),
+                    ),
                 },
-                "identityfile" => c.identity_files.get_or_insert_with(Vec::new).push(value.to_string()),
+                "identityfile" => c
+                    .identity_files
+                    .get_or_insert_with(Vec::new)
+                    .push(value.to_string()),
                 "proxyjump" if c.proxy_jump.is_none() && !value.eq_ignore_ascii_case("none") => {
                     c.proxy_jump = Some(value.split(',').map(str::to_string).collect());
                 }

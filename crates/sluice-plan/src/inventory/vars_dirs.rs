@@ -131,7 +131,10 @@ fn list_dir(dir: &Path, found: &mut Vec<PathBuf>, depth: usize) {
 }
 
 /// The variables of one file, in the order written, each with where its value is.
-fn read_vars_file(path: &Path, diags: &mut Diagnostics) -> Vec<(String, serde_json::Value, Origin)> {
+fn read_vars_file(
+    path: &Path,
+    diags: &mut Diagnostics,
+) -> Vec<(String, serde_json::Value, Origin)> {
     let Some((file, node)) = crate::source::load(&path.to_string_lossy(), diags) else {
         return Vec::new();
     };

@@ -23,7 +23,9 @@ impl Ordered {
     /// The value of `key` in an object (the last one, as JSON readers do with duplicates).
     pub fn get(&self, key: &str) -> Option<&Ordered> {
         match self {
-            Ordered::Object(entries) => entries.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v),
+            Ordered::Object(entries) => {
+                entries.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
+            }
             _ => None,
         }
     }
@@ -34,9 +36,14 @@ impl Ordered {
             Ordered::Bool(b) => serde_json::Value::Bool(*b),
             Ordered::Number(n) => serde_json::Value::Number(n.clone()),
             Ordered::String(s) => serde_json::Value::String(s.clone()),
-            Ordered::Array(items) => serde_json::Value::Array(items.iter().map(Ordered::to_json).collect()),
+            Ordered::Array(items) => {
+                serde_json::Value::Array(items.iter().map(Ordered::to_json).collect())
+            }
             Ordered::Object(entries) => serde_json::Value::Object(
-                entries.iter().map(|(k, v)| (k.clone(), v.to_json())).collect(),
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect(),
             ),
         }
     }

@@ -358,3 +358,17 @@ fn ssh_config_hosts_are_the_aliases_without_wildcards() {
         "192.0.2.5"
     );
 }
+
+#[test]
+fn nul_bytes_are_refused_in_every_format() {
+    // `"'x\0y'"`: the shell quotes go, and Python reads `'x\0y'` as text with a NUL in it.
+    let (_, diags) = text("hosts.ini", "[web]\nweb-1 tier=\"'x\\0y'\"\n");
+    assert_eq!(
+        diags,
+        [
+            "error: hosts.ini:2:7: variable \"tier\" of host `web-1` holds a NUL byte; no command, value or name can hold one (remove it)"
+        ]
+    );
+    let (_, diags) = text("inv.yaml", "all:\n  hosts:\n    \"web\\0\":\n");
+    assert!(diags.iter().any(|d| d.contains("NUL byte")), "{diags:?}");
+}

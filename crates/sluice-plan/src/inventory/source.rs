@@ -154,7 +154,9 @@ pub fn from_bytes(
         Some(f) => f,
         None => match detect(path, &text) {
             Detected::Format(f) => f,
-            Detected::Yaml(file, node, f) => {
+            Detected::Yaml(file, node, f, found) => {
+                // What reading the YAML found (NUL bytes, for one) is reported either way.
+                diags.items.extend(found.items);
                 let b = read_yaml(&file, &node, f, diags)?;
                 return Some(finish(b, Path::new(path), f, diags));
             }
@@ -222,10 +224,62 @@ fn finish(
                 }
             }
             let mut inventory = b.finish(diags);
+            refuse_nul(&inventory, diags);
             if format != InventoryFormat::SshConfig {
                 super::ansible_vars::resolve_connections(&mut inventory, diags);
             }
             inventory
+        }
+    }
+}
+
+/// A NUL byte in a name or a value of an INI inventory, a script's output or an ssh config (YAML
+/// refuses them while parsing): no command, environment or SSH request can carry one, so it is an
+/// error here rather than a failed host in the middle of a run.
+fn refuse_nul(inv: &Inventory, diags: &mut Diagnostics) {
+    fn has_nul(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(has_nul),
+            serde_json::Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    let mut report = |what: String, origin: Option<&super::Origin>| {
+        let mut d = Diagnostic::error(format!(
+            "{what} holds a NUL byte; no command, value or name can hold one"
+        ))
+        .with_help("remove it");
+        d = match origin {
+            Some(o) => d.at(&o.file, o.loc),
+            None => d.in_file(&inv.file),
+        };
+        diags.push(d);
+    };
+    for g in &inv.groups {
+        if g.name.contains('\0') {
+            report(format!("group name {:?}", g.name), None);
+        }
+        for (k, v) in g.vars.iter().chain(&g.file_vars) {
+            if k.contains('\0') || has_nul(v) {
+                report(
+                    format!("variable {k:?} of group `{}`", g.name),
+                    g.origins.get(k),
+                );
+            }
+        }
+    }
+    for h in &inv.hosts {
+        if h.name.contains('\0') {
+            report(format!("host name {:?}", h.name), None);
+        }
+        for (k, v) in h.vars.iter().chain(&h.file_vars) {
+            if k.contains('\0') || has_nul(v) {
+                report(
+                    format!("variable {k:?} of host `{}`", h.name),
+                    h.origins.get(k),
+                );
+            }
         }
     }
 }
@@ -252,8 +306,8 @@ fn read_file(path: &str, diags: &mut Diagnostics) -> Option<Vec<u8>> {
 
 enum Detected {
     Format(InventoryFormat),
-    /// YAML already parsed while telling the format.
-    Yaml(Arc<SourceFile>, Node, InventoryFormat),
+    /// YAML already parsed while telling the format, with what parsing reported.
+    Yaml(Arc<SourceFile>, Node, InventoryFormat, Diagnostics),
 }
 
 fn detect(path: &str, text: &str) -> Detected {
@@ -269,7 +323,7 @@ fn detect(path: &str, text: &str) -> Detected {
         Some((file, node)) => match &node.value {
             Value::Map(entries) => {
                 let format = yaml_format(entries);
-                Detected::Yaml(file, node, format)
+                Detected::Yaml(file, node, format, scratch)
             }
             Value::Str(_) | Value::Int(_) | Value::Float(_) | Value::Bool(_) => {
                 Detected::Format(InventoryFormat::AnsibleIni)

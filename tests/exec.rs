@@ -7,9 +7,8 @@ use std::process::Command;
 
 use sluice_testfleet::Fleet;
 
-fn sluice() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-}
+mod support;
+use support::sluice;
 
 #[test]
 fn exec_runs_on_every_host_and_groups_identical_output() {
@@ -104,8 +103,11 @@ fn an_encrypted_key_without_a_terminal_names_the_passphrase_variable() {
 fn on_a_terminal(args: &str, wait_for: Option<&str>, answer: &str) -> (Option<i32>, String) {
     use std::io::{Read, Write};
     let command = format!("'{}' {args}", env!("CARGO_BIN_EXE_sluice"));
+    // An audit store of its own, as `support::sluice` gives every other run.
+    let store = tempfile::tempdir().unwrap();
     let mut child = Command::new("script")
         .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("SLUICE_STATE_DIR", store.path())
         .env_remove("SLUICE_SSH_PASSPHRASE")
         .env_remove("NO_COLOR")
         .stdin(std::process::Stdio::piped())

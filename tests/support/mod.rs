@@ -1,4 +1,6 @@
 //! Helpers shared by the end-to-end tests of `sluice apply` (`mod support;` in each test file).
+// Each test file uses some of them.
+#![allow(dead_code)]
 
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};

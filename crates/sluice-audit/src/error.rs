@@ -75,6 +75,22 @@ pub enum AuditError {
     #[error("run {run} has no wave {wave}")]
     UnknownWave { run: String, wave: String },
 
+    /// The gate cannot be answered: the run finished, the wave has no gate, or it was passed.
+    #[error(
+        "the gate before wave {wave} of run {run} cannot be answered: {why}; nothing was recorded"
+    )]
+    GateClosed {
+        run: String,
+        wave: String,
+        why: String,
+    },
+
+    #[error("not an approval of a plan (scope `plan`)")]
+    NotAPlanApproval,
+
+    #[error("not an answer to a gate (scope `wave`)")]
+    NotAGateApproval,
+
     #[error(
         "host {host} is leased by run {} (operator {}, controller {}, pid {}, since {}); wait for it, or `sluice unlock {}` if that process is gone",
         holder.run, holder.operator, holder.controller, holder.pid, holder.since, holder.run

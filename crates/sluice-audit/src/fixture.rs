@@ -48,6 +48,7 @@ pub fn step_intent(host: &str, step: &str) -> Fact {
 
 pub fn run_started(plan_name: &str, hosts: &[&str]) -> RunStarted {
     RunStarted {
+        run_kind: sluice_model::RunKind::Apply,
         operator: "alice".into(),
         controller: crate::lease::controller_name(),
         sluice_version: "0.1.0".into(),

@@ -2,7 +2,7 @@
 //! the run did before is read from its records by the executor (`sluice_exec::prior`).
 
 use redb::ReadableTable;
-use sluice_model::{Approval, Fact, RunResumed, UnknownStepsResolved};
+use sluice_model::{Fact, RunResumed, UnknownStepsResolved};
 
 use crate::error::AuditError;
 use crate::lease::{LeaseHolder, decode_lease, lease_hosts, pid_alive};
@@ -22,7 +22,7 @@ impl AuditLog {
         hosts: &[String],
         holder: &LeaseHolder,
         choice: Option<UnknownStepsResolved>,
-        confirmation: Option<Approval>,
+        more: Vec<Fact>,
     ) -> Result<Appended, AuditError> {
         self.write(|tx| {
             let summary = tx.run_summary(run)?.ok_or_else(|| AuditError::UnknownRun {
@@ -40,8 +40,8 @@ impl AuditLog {
             if let Some(choice) = choice {
                 appended = tx.append(Entry::new(run, Fact::UnknownStepsResolved(choice)))?;
             }
-            if let Some(approval) = confirmation {
-                appended = tx.append(Entry::new(run, Fact::Approval(approval)))?;
+            for fact in more {
+                appended = tx.append(Entry::new(run, fact))?;
             }
             Ok(appended)
         })

@@ -61,7 +61,7 @@ impl AuditLog {
     }
 
     /// Starts the run of a plan in one commit: `run_started`, `lease_taken`, the plan artifact
-    /// (stored once per hash) and, when the operator typed it, the start confirmation. A
+    /// (stored once per hash), then `more` (the start confirmation, the policy check). A
     /// controller that dies at any moment leaves either no run at all or a run whose plan is in
     /// the store, which `sluice resume` can carry on; a refused start leaves no trace.
     pub fn start_run_with_plan(
@@ -69,7 +69,7 @@ impl AuditLog {
         started: sluice_model::RunStarted,
         holder: &LeaseHolder,
         artifact: serde_json::Value,
-        confirmation: Option<sluice_model::Approval>,
+        more: Vec<Fact>,
     ) -> Result<String, AuditError> {
         let hosts = started.hosts.clone();
         let plan_hash = started.plan_hash.clone();
@@ -78,8 +78,8 @@ impl AuditLog {
             tx.append(Entry::new(&run, Fact::RunStarted(started)))?;
             lease_hosts(tx, &run, &hosts, holder)?;
             tx.store_artifact(&run, &plan_hash, artifact)?;
-            if let Some(approval) = confirmation {
-                tx.append(Entry::new(&run, Fact::Approval(approval)))?;
+            for fact in more {
+                tx.append(Entry::new(&run, fact))?;
             }
             Ok(run)
         })
@@ -142,7 +142,15 @@ impl AuditLog {
     /// Breaks the leases of a run whose process is gone (`sluice unlock`), recorded as
     /// `lease_broken` by `by`. Refused while the holder's pid is alive on this controller, or
     /// when the holder is another controller (whose processes cannot be checked from here).
-    pub fn break_leases(&self, run: &str, by: &str) -> Result<Vec<String>, AuditError> {
+    ///
+    /// `reason`, when given (a policy's `break_glass: reason`), is recorded in the same commit as
+    /// a `break_glass` decision.
+    pub fn break_leases(
+        &self,
+        run: &str,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<Vec<String>, AuditError> {
         let held: Vec<Lease> = self
             .active_leases()?
             .into_iter()
@@ -172,6 +180,16 @@ impl AuditLog {
                 run,
                 Fact::LeaseBroken(change(hosts.clone(), &breaker)),
             ))?;
+            if let Some(reason) = reason {
+                tx.append(Entry::new(
+                    run,
+                    Fact::Decision(sluice_model::DecisionTaken {
+                        decision: sluice_model::Decision::BreakGlass,
+                        wave: None,
+                        reason: format!("unlock by {by}: {reason}"),
+                    }),
+                ))?;
+            }
             Ok(hosts)
         })
     }

@@ -38,6 +38,7 @@
 //! **Architecture invariant:** records are never updated or deleted. Everything else in the store
 //! (run summaries, leases, approval indexes) is derived from records in the same transaction.
 
+pub mod approvals;
 pub mod chain;
 pub mod error;
 pub mod export;
@@ -51,6 +52,7 @@ pub mod redact;
 pub mod state_dir;
 pub mod store;
 
+pub use approvals::Gate;
 pub use chain::Break;
 pub use error::AuditError;
 pub use export::{ExportEnd, VerifyReport, salvage, verify_export};

@@ -260,8 +260,18 @@ impl AuditLog {
         Ok(out)
     }
 
-    /// The approval of the gate before `wave` of `run`, if given. The executor polls this.
+    /// The latest answer to the gate before `wave` of `run`, if given.
     pub fn wave_approved(&self, run: &str, wave: &str) -> Result<Option<Approval>, AuditError> {
+        Ok(self.wave_answer(run, wave)?.map(|(_, approval)| approval))
+    }
+
+    /// The latest answer to the gate before `wave` of `run` and its record's sequence number.
+    /// A waiting run polls this.
+    pub fn wave_answer(
+        &self,
+        run: &str,
+        wave: &str,
+    ) -> Result<Option<(u64, Approval)>, AuditError> {
         let txn = self.read()?;
         let index = txn.open_table(WAVE_APPROVALS).map_err(|e| self.err(e))?;
         let seq = index
@@ -275,7 +285,7 @@ impl AuditLog {
                     scope: ApprovalScope::Wave { .. },
                     ..
                 },
-            ) => Ok(Some(approval)),
+            ) => Ok(Some((seq, approval))),
             _ => Ok(None),
         }
     }

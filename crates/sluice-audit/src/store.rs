@@ -25,7 +25,7 @@ use crate::error::AuditError;
 use crate::query::RunSummary;
 use crate::record::{Entry, Record};
 use crate::state_dir::STORE_FILE;
-use sluice_model::{Approval, ApprovalHow, ApprovalScope, Fact, PlanArtifactStored};
+use sluice_model::{ApprovalScope, Fact, PlanArtifactStored};
 
 pub(crate) const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 pub(crate) const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
@@ -263,72 +263,6 @@ impl AuditLog {
         artifact: serde_json::Value,
     ) -> Result<Option<Appended>, AuditError> {
         self.write(|tx| tx.store_artifact(run, plan_hash, artifact))
-    }
-
-    /// Records an approval of a plan artifact, bound to its exact hash, and stores the artifact
-    /// (once per hash) in the same commit, under the plan's pseudo-run
-    /// ([`crate::record::plan_run_id`]).
-    pub fn approve_plan(
-        &self,
-        plan_hash: &str,
-        artifact: Option<serde_json::Value>,
-        by: &str,
-        comment: Option<String>,
-    ) -> Result<Appended, AuditError> {
-        let run = crate::record::plan_run_id(plan_hash);
-        let approval = Approval {
-            scope: ApprovalScope::Plan {
-                plan_hash: plan_hash.to_string(),
-            },
-            by: by.to_string(),
-            comment,
-            refused: false,
-            how: ApprovalHow::Command,
-        };
-        self.write(|tx| {
-            if let Some(artifact) = artifact {
-                tx.store_artifact(&run, plan_hash, artifact)?;
-            }
-            tx.append(Entry::new(&run, Fact::Approval(approval)))
-        })
-    }
-
-    /// Answers the approval gate before `wave` (a name, or a 0-based index) of a waiting run:
-    /// approved, or `refused`. The executor polls [`AuditLog::wave_approved`] with the name.
-    pub fn approve_wave(
-        &self,
-        run: &str,
-        wave: &str,
-        by: &str,
-        comment: Option<String>,
-        refused: bool,
-    ) -> Result<Appended, AuditError> {
-        self.write(|tx| {
-            let waves = tx
-                .run_summary(run)?
-                .map(|s| s.waves.clone())
-                .ok_or_else(|| AuditError::UnknownRun {
-                    run: run.to_string(),
-                })?;
-            let name = if waves.iter().any(|w| w == wave) {
-                wave.to_string()
-            } else if let Some(name) = wave.parse::<usize>().ok().and_then(|i| waves.get(i)) {
-                name.clone()
-            } else {
-                return Err(AuditError::UnknownWave {
-                    run: run.to_string(),
-                    wave: wave.to_string(),
-                });
-            };
-            let approval = Approval {
-                scope: ApprovalScope::Wave { wave: name },
-                by: by.to_string(),
-                comment,
-                refused,
-                how: ApprovalHow::Command,
-            };
-            tx.append(Entry::new(run, Fact::Approval(approval)))
-        })
     }
 }
 

@@ -11,6 +11,35 @@ use sluice_model::{
     RunFinished, RunState, RunStatus,
 };
 
+/// Answers the gate before `wave` (name or index) of `run` as `sluice approve` does.
+fn answer(
+    log: &AuditLog,
+    run: &str,
+    wave: &str,
+    by: &str,
+    refused: bool,
+) -> Result<sluice_audit::Appended, AuditError> {
+    let gate = log.gate(run, wave)?;
+    log.approve_wave(
+        run,
+        Approval::of_wave(&gate.wave, by, refused, ApprovalHow::Command),
+    )
+}
+
+/// An unsigned approval of plan `hash` by `by`.
+fn plan_approval(hash: &str, by: &str) -> Approval {
+    Approval {
+        scope: ApprovalScope::Plan {
+            plan_hash: hash.into(),
+        },
+        by: by.into(),
+        comment: None,
+        refused: false,
+        how: ApprovalHow::Command,
+        signature: None,
+    }
+}
+
 /// The kinds of `run`'s records, in order.
 fn kinds_of(log: &AuditLog, run: &str) -> Vec<&'static str> {
     log.run_records(run)
@@ -164,14 +193,9 @@ fn artifact_is_stored_once_per_hash() {
 fn approvals_bind_to_exact_plan_hash_and_wave() {
     let (_dir, log) = store();
     let artifact = serde_json::json!({"plan_hash": "aaaa1111"});
-    log.approve_plan(
-        "aaaa1111",
-        Some(artifact.clone()),
-        "bob",
-        Some("CAB ok".into()),
-    )
-    .unwrap();
-    log.approve_plan("aaaa1111", Some(artifact.clone()), "eve", None)
+    log.approve_plan(Some(artifact.clone()), plan_approval("aaaa1111", "bob"))
+        .unwrap();
+    log.approve_plan(Some(artifact.clone()), plan_approval("aaaa1111", "eve"))
         .unwrap();
     assert_eq!(log.artifact("aaaa1111").unwrap(), Some(artifact));
     let approvals = log.plan_approvals("aaaa1111").unwrap();
@@ -183,18 +207,18 @@ fn approvals_bind_to_exact_plan_hash_and_wave() {
     let run = log.begin_run(started).unwrap();
     assert_eq!(log.wave_approved(&run, "rest").unwrap(), None);
     // By index: wave 1 is "rest".
-    log.approve_wave(&run, "1", "carol", None, false).unwrap();
+    answer(&log, &run, "1", "carol", false).unwrap();
     let approval = log.wave_approved(&run, "rest").unwrap().unwrap();
     assert_eq!((approval.by.as_str(), approval.refused), ("carol", false));
     assert_eq!(log.wave_approved(&run, "last").unwrap(), None);
-    log.approve_wave(&run, "last", "dave", None, true).unwrap();
+    answer(&log, &run, "last", "dave", true).unwrap();
     assert!(log.wave_approved(&run, "last").unwrap().unwrap().refused);
     assert!(matches!(
-        log.approve_wave(&run, "3", "carol", None, false),
+        answer(&log, &run, "3", "carol", false),
         Err(AuditError::UnknownWave { .. })
     ));
     assert!(matches!(
-        log.approve_wave("nope", "0", "carol", None, false),
+        answer(&log, "nope", "0", "carol", false),
         Err(AuditError::UnknownRun { .. })
     ));
     // Plan approvals are not runs.
@@ -240,7 +264,7 @@ fn unlock_refuses_a_live_holder_and_breaks_a_dead_one() {
     log.take_leases(&run, &hosts(&["a"]), &LeaseHolder::this_process())
         .unwrap();
     assert!(matches!(
-        log.break_leases(&run, "ops"),
+        log.break_leases(&run, "ops", None),
         Err(AuditError::LeaseHolderAlive { .. })
     ));
     // A child that has exited and been reaped: its pid is no longer alive.
@@ -253,11 +277,14 @@ fn unlock_refuses_a_live_holder_and_breaks_a_dead_one() {
         ..LeaseHolder::this_process()
     };
     log.take_leases(&other, &hosts(&["b"]), &holder).unwrap();
-    assert_eq!(log.break_leases(&other, "ops").unwrap(), hosts(&["b"]));
+    assert_eq!(
+        log.break_leases(&other, "ops", None).unwrap(),
+        hosts(&["b"])
+    );
     let last = log.run_records(&other).unwrap().pop().unwrap();
     assert_eq!(last.kind(), "lease_broken");
     assert!(matches!(
-        log.break_leases(&other, "ops"),
+        log.break_leases(&other, "ops", None),
         Err(AuditError::NoLeases { .. })
     ));
 }
@@ -340,9 +367,7 @@ fn two_handles_share_one_chain() {
     let mut started = run_started("p", &["a"]);
     started.waves = vec!["one".into(), "two".into()];
     let run = first.begin_run(started).unwrap();
-    second
-        .approve_wave(&run, "two", "bob", None, false)
-        .unwrap();
+    answer(&second, &run, "two", "bob", false).unwrap();
     assert!(first.wave_approved(&run, "two").unwrap().is_some());
     first.append(&run, step_intent("a", "s")).unwrap();
     assert!(second.verify().unwrap().is_ok());
@@ -500,7 +525,7 @@ fn pending_gates_clear_on_approval_or_finish() {
             (other.clone(), "canary".to_string())
         ]
     );
-    log.approve_wave(&run, "rest", "bob", None, false).unwrap();
+    answer(&log, &run, "rest", "bob", false).unwrap();
     log.append(
         &other,
         Fact::RunFinished(RunFinished {
@@ -535,7 +560,7 @@ fn first_opens_racing_create_one_store() {
 #[test]
 fn plan_pseudo_run_is_shown_but_not_listed() {
     let (_dir, log) = store();
-    log.approve_plan("bbbb2222cccc3333", None, "bob", None)
+    log.approve_plan(None, plan_approval("bbbb2222cccc3333", "bob"))
         .unwrap();
     assert!(log.list_runs().unwrap().is_empty());
     let run = sluice_audit::plan_run_id("bbbb2222cccc3333");
@@ -556,6 +581,7 @@ fn a_plan_run_starts_with_its_leases_artifact_and_confirmation_or_not_at_all() {
         comment: None,
         refused: false,
         how: ApprovalHow::Terminal,
+        signature: None,
     };
     let mut started = run_started("p", &["a", "b"]);
     started.plan_hash = "h1".into();
@@ -564,7 +590,7 @@ fn a_plan_run_starts_with_its_leases_artifact_and_confirmation_or_not_at_all() {
             started,
             &holder,
             serde_json::json!({"name": "p"}),
-            Some(confirmation),
+            vec![Fact::Approval(confirmation)],
         )
         .unwrap();
     let kinds = kinds_of(&log, &run);
@@ -582,7 +608,7 @@ fn a_plan_run_starts_with_its_leases_artifact_and_confirmation_or_not_at_all() {
     let mut other = run_started("q", &["b", "c"]);
     other.plan_hash = "h2".into();
     let err = log
-        .start_run_with_plan(other, &holder, serde_json::json!({"name": "q"}), None)
+        .start_run_with_plan(other, &holder, serde_json::json!({"name": "q"}), Vec::new())
         .unwrap_err();
     assert!(matches!(err, AuditError::LeaseHeld { .. }), "{err}");
     assert_eq!(log.verify().unwrap().records, before);

@@ -73,6 +73,9 @@ impl From<AuditError> for CliError {
             | AuditError::Missing { .. }
             | AuditError::UnknownRun { .. }
             | AuditError::UnknownWave { .. }
+            | AuditError::GateClosed { .. }
+            | AuditError::NotAPlanApproval
+            | AuditError::NotAGateApproval
             | AuditError::NoLeases { .. }
             | AuditError::LeaseHeld { .. }
             | AuditError::LeaseHolderAlive { .. }

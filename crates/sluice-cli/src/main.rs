@@ -11,6 +11,8 @@ mod event_line;
 mod exit;
 mod logging;
 mod progress;
+mod prompt;
+mod signing;
 mod ssh;
 mod summary;
 

@@ -108,6 +108,7 @@ impl PlanBuilder {
                 secrets: Vec::new(),
                 become_password: None,
                 limit: None,
+                policy: None,
                 steps: Vec::new(),
                 run_once: Vec::new(),
                 hosts: Vec::new(),

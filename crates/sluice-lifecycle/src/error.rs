@@ -13,6 +13,9 @@ pub enum LifecycleError {
     #[error(transparent)]
     Audit(#[from] sluice_audit::AuditError),
 
+    #[error("the audit store could not record it, so it was not done: {0}")]
+    Journal(String),
+
     #[error("cannot encode the plan artifact: {0}")]
     Encode(#[source] serde_json::Error),
 
@@ -66,6 +69,26 @@ pub enum LifecycleError {
         source: sluice_exec::ExecError,
     },
 
+    /// The plan's policy cannot be read or used.
+    #[error("the change policy: {0}; nothing was started")]
+    Policy(String),
+
+    /// `distinct_from_operator`, and the operator did not say who they are.
+    #[error(
+        "this environment's policy wants approvers distinct from the operator: identify yourself with --key (your key in the policy's allowed_signers); nothing was started"
+    )]
+    OperatorUnidentified,
+
+    /// Not enough valid approvals of the plan's exact hash.
+    #[error("{}", not_enough(.0))]
+    NotEnoughApprovals(Box<sluice_model::PolicyChecked>),
+
+    /// `break_glass: reason`, and an override was asked for without one.
+    #[error(
+        "this environment's policy (break_glass: reason) wants a reason for {what}: add --reason TEXT (it is recorded); nothing was done"
+    )]
+    NeedsReason { what: String },
+
     /// UNKNOWN steps with neither a guard nor `idempotent: true`, and no choice given.
     #[error("{}", unknown_message(.run, .steps))]
     UnknownNeedsChoice {
@@ -92,7 +115,9 @@ impl LifecycleError {
                     | sluice_audit::AuditError::Missing { .. }
                     | sluice_audit::AuditError::NoStateDir
             ),
-            LifecycleError::Encode(_) | LifecycleError::Writer(_) => false,
+            LifecycleError::Encode(_) | LifecycleError::Writer(_) | LifecycleError::Journal(_) => {
+                false
+            }
             _ => true,
         }
     }
@@ -112,5 +137,29 @@ fn unknown_message(run: &str, steps: &[UnknownNeed]) -> String {
     text.push_str(&format!(
         "Check those hosts, then choose (recorded): `sluice resume {run} --rerun-unknown` runs them again; `sluice resume {run} --skip-unknown` treats them as done."
     ));
+    text
+}
+
+fn not_enough(checked: &sluice_model::PolicyChecked) -> String {
+    let mut text = format!(
+        "plan {} has {} valid approval(s) by distinct principals of the {} its environment's policy requires; nothing was started",
+        checked.plan_hash,
+        checked.accepted.len(),
+        checked.required
+    );
+    for a in &checked.accepted {
+        text.push_str(&format!("\n  counted: record {} by {}", a.seq, a.by));
+    }
+    for r in &checked.rejected {
+        text.push_str(&format!(
+            "\n  rejected: record {} by {}: {}",
+            r.seq,
+            r.by,
+            r.reason.as_deref().unwrap_or("")
+        ));
+    }
+    if checked.accepted.is_empty() && checked.rejected.is_empty() {
+        text.push_str("\n  no approval of this exact hash is recorded (`sluice approve-plan PLAN.json --key KEY`)");
+    }
     text
 }

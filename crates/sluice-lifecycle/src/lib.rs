@@ -9,7 +9,8 @@
 //!    from the store ([`gate::StoreApprover`]), then releases the leases and records
 //!    `run_finished` in one commit.
 //!    Warnings the libraries log during the run ([`warnings`]) are recorded as `warning` facts.
-//! 3. [`resume`]: the checks before a run whose controller died is carried on, what it did
+//! 3. [`adhoc`]: `sluice exec` as a recorded run of kind `exec`, with its leases.
+//! 4. [`resume`]: the checks before a run whose controller died is carried on, what it did
 //!    before (read by `sluice_exec::prior`), and the take-over commit.
 //!
 //! The CLI is glue around this crate: it parses arguments, asks on the terminal, draws the
@@ -19,9 +20,11 @@
 //! (leases held), and a run that started always ends with its leases released, whatever the
 //! outcome; a start refused by a lease leaves no record.
 
+pub mod adhoc;
 pub mod error;
 pub mod gate;
 pub mod journal;
+pub mod policy;
 pub mod recorded;
 pub mod resume;
 pub mod start;

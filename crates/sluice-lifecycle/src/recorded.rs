@@ -32,6 +32,8 @@ pub struct RecordedRun {
     pub terminal: Option<Arc<dyn Approver>>,
     /// Records per commit of the group committer.
     pub max_batch: usize,
+    /// The gates' policy, when the plan's environment wants them signed.
+    pub gate_policy: Option<crate::policy::GatePolicy>,
 }
 
 /// How a recorded run ended.
@@ -62,6 +64,7 @@ impl RecordedRun {
             shutdown,
             terminal,
             max_batch,
+            gate_policy,
         } = self;
         let writer = match GroupCommitter::with_max_batch(log.clone(), max_batch) {
             Ok(writer) => Arc::new(writer),
@@ -86,6 +89,7 @@ impl RecordedRun {
         let approver: Arc<dyn Approver> = Arc::new(StoreApprover {
             log: log.clone(),
             terminal,
+            policy: gate_policy,
         });
         let executor = Executor {
             artifact: Arc::new(artifact),

@@ -148,17 +148,33 @@ pub fn decide(
     ))
 }
 
-/// Re-takes the leases and records `run_resumed`, the operator's choice and (`typed`) the
-/// confirmation typed at the prompt, in one commit. Returns the `run_resumed` fact recorded.
+/// Who takes a run over, and what they bring to its take-over commit.
+pub struct TakeOver<'a> {
+    /// Masks secrets in the recorded command line.
+    pub redactor: &'a Redactor,
+    pub command_line: &'a [String],
+    /// The operator typed the confirmation at the prompt.
+    pub typed: bool,
+    /// Facts for the same commit (the operator's signed identification, a break-glass reason).
+    pub more: Vec<Fact>,
+}
+
+/// Re-takes the leases and records `run_resumed`, the operator's choice, (`typed`) the
+/// confirmation typed at the prompt and `more` (the operator's signed identification, a
+/// break-glass reason), in one commit. Returns the `run_resumed` fact recorded.
 pub fn take_over(
     log: &AuditLog,
     run: &str,
     artifact: &PlanArtifact,
     decided: &Decided,
-    redactor: &Redactor,
-    command_line: &[String],
-    typed: bool,
+    by: TakeOver<'_>,
 ) -> Result<RunResumed, LifecycleError> {
+    let TakeOver {
+        redactor,
+        command_line,
+        typed,
+        more,
+    } = by;
     let refs = |handling: fn(&Handling) -> bool| -> Vec<StepRef> {
         decided
             .unknown
@@ -193,7 +209,12 @@ pub fn take_over(
     // As `apply` records the confirmation typed at its prompt, so does the resume.
     let confirmation = typed.then(|| Approval::run_start(&artifact.plan_hash, &holder.operator));
     let hosts: Vec<String> = artifact.hosts.iter().map(|h| h.name.clone()).collect();
-    log.resume_run(run, resumed.clone(), &hosts, &holder, choice, confirmation)
+    let facts: Vec<Fact> = confirmation
+        .map(Fact::Approval)
+        .into_iter()
+        .chain(more)
+        .collect();
+    log.resume_run(run, resumed.clone(), &hosts, &holder, choice, facts)
         .map_err(|e| match e {
             AuditError::RunFinished { run, status } => {
                 LifecycleError::AlreadyFinished { run, status }

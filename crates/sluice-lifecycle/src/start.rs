@@ -1,7 +1,7 @@
 //! Starting a recorded run: everything the audit trail must hold before the first command.
 
 use sluice_audit::{AuditError, AuditLog, LeaseHolder, Redactor};
-use sluice_model::{Approval, RunStarted};
+use sluice_model::{Approval, Fact, RunKind, RunStarted};
 use sluice_plan::PlanArtifact;
 
 use crate::error::LifecycleError;
@@ -24,8 +24,22 @@ pub fn start_run(
     command_line: &[String],
     typed: bool,
 ) -> Result<Started, LifecycleError> {
+    start_checked_run(log, artifact, redactor, command_line, typed, Vec::new())
+}
+
+/// As [`start_run`], with `more` facts in the same first commit: the operator's signed
+/// identification and the policy's verdict on the plan's approvals.
+pub fn start_checked_run(
+    log: &AuditLog,
+    artifact: &PlanArtifact,
+    redactor: &Redactor,
+    command_line: &[String],
+    typed: bool,
+    more: Vec<Fact>,
+) -> Result<Started, LifecycleError> {
     let holder = LeaseHolder::this_process();
     let fact = RunStarted {
+        run_kind: RunKind::Apply,
         operator: holder.operator.clone(),
         controller: holder.controller.clone(),
         sluice_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -39,8 +53,13 @@ pub fn start_run(
     let artifact_json = serde_json::to_value(artifact).map_err(LifecycleError::Encode)?;
     // The prompt was answered before the run existed; its record goes in the run's first commit.
     let confirmation = typed.then(|| Approval::run_start(&artifact.plan_hash, &holder.operator));
+    let facts: Vec<Fact> = confirmation
+        .map(Fact::Approval)
+        .into_iter()
+        .chain(more)
+        .collect();
     let run_id = log
-        .start_run_with_plan(fact.clone(), &holder, artifact_json, confirmation)
+        .start_run_with_plan(fact.clone(), &holder, artifact_json, facts)
         .map_err(leased)?;
     Ok(Started { run_id, fact })
 }

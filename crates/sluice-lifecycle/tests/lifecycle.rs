@@ -14,7 +14,7 @@ use sluice_exec::testkit::{PlanBuilder, Reply, ScriptedTransport, StepDef};
 use sluice_exec::{Emitter, Executor, JournalHandle, RunOptions, Secrets, Shutdown, Transports};
 use sluice_lifecycle::journal::AuditJournal;
 use sluice_lifecycle::{Finished, RecordedRun, start_run};
-use sluice_model::{ApprovalHow, Fact, RunState, RunStatus};
+use sluice_model::{Approval, ApprovalHow, Fact, RunState, RunStatus};
 use sluice_plan::{PlanArtifact, TransportKind, Window};
 use tokio::sync::mpsc;
 
@@ -63,6 +63,7 @@ async fn apply(
         shutdown,
         terminal: None,
         max_batch: 64,
+        gate_policy: None,
     };
     let finished = run.run(events).await.unwrap();
     (run_id, finished)
@@ -143,8 +144,9 @@ async fn a_refused_gate_ends_the_run_with_its_leases_released() {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 if let Some(gate) = log.pending_approvals().unwrap().first() {
-                    log.approve_wave(&gate.run, &gate.wave, "carol", None, true)
-                        .unwrap();
+                    let refusal =
+                        Approval::of_wave(&gate.wave, "carol", true, ApprovalHow::Command);
+                    log.approve_wave(&gate.run, refusal).unwrap();
                     return;
                 }
             }
@@ -168,8 +170,9 @@ async fn an_approval_recorded_in_the_store_releases_the_gate() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 if let Some(gate) = log.pending_approvals().unwrap().first() {
                     assert!(t.commands("h2").is_empty(), "the gated wave waited");
-                    log.approve_wave(&gate.run, &gate.wave, "bob", None, false)
-                        .unwrap();
+                    let approval =
+                        Approval::of_wave(&gate.wave, "bob", false, ApprovalHow::Command);
+                    log.approve_wave(&gate.run, approval).unwrap();
                     return gate.wave.clone();
                 }
             }

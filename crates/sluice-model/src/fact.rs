@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::capture::Capture;
 use crate::status::{
-    ApprovalHow, Decision, HostOutcome, ProbeKind, RollbackOutcome, RunStatus, StepStatus,
+    ApprovalHow, Decision, HostOutcome, ProbeKind, RollbackOutcome, RunKind, RunStatus, StepStatus,
     UnknownChoice, WaveDecision, WaveStatus,
 };
 
@@ -77,6 +77,8 @@ facts! {
     RollbackFinished(RollbackFinished) = "rollback_finished",
     PauseStarted(PauseStarted) = "pause_started",
     PauseFinished(PauseFinished) = "pause_finished",
+    /// The plan's approvals, checked against the environment's policy before the run started.
+    PolicyChecked(PolicyChecked) = "policy_checked",
     /// A choice that changes what runs, outside a wave's verdict.
     Decision(DecisionTaken) = "decision",
     /// Something the operator must know that does not stop the run (a host key learned by
@@ -104,6 +106,8 @@ impl StepRef {
 /// Who started which change from where. `command_line` is redacted.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunStarted {
+    /// What kind of run: a plan (`apply`) or an ad-hoc command (`exec`).
+    pub run_kind: RunKind,
     pub operator: String,
     pub controller: String,
     pub sluice_version: String,
@@ -185,11 +189,28 @@ pub enum ApprovalScope {
 pub struct Approval {
     #[serde(flatten)]
     pub scope: ApprovalScope,
+    /// Who: the principal an `allowed_signers` file gives the signing key, or for an unsigned
+    /// approval the name given (`--by`, the OS account at a prompt).
     pub by: String,
     pub comment: Option<String>,
     /// A refusal: the gate answered no.
     pub refused: bool,
     pub how: ApprovalHow,
+    /// The SSH signature that proves it, when it was signed.
+    pub signature: Option<ApprovalSignature>,
+}
+
+/// An approval's proof: an OpenSSH signature (`ssh-keygen -Y sign`, namespace
+/// `sluice-approval`) over a canonical statement of what is approved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalSignature {
+    /// The statement that was signed, exactly (it names the plan hash, what is approved, when it
+    /// was signed, until when it is valid, and the comment).
+    pub statement: String,
+    /// The signature, armored (`-----BEGIN SSH SIGNATURE-----`).
+    pub signature: String,
+    /// SHA256 fingerprint of the signing key.
+    pub key: String,
 }
 
 impl Approval {
@@ -203,10 +224,11 @@ impl Approval {
             comment: None,
             refused: false,
             how: ApprovalHow::Terminal,
+            signature: None,
         }
     }
 
-    /// An answer to the gate before `wave`, with no comment.
+    /// An answer to the gate before `wave`, with no comment and no signature.
     pub fn of_wave(wave: &str, by: &str, refused: bool, how: ApprovalHow) -> Approval {
         Approval {
             scope: ApprovalScope::Wave {
@@ -216,6 +238,7 @@ impl Approval {
             comment: None,
             refused,
             how,
+            signature: None,
         }
     }
 }
@@ -369,6 +392,32 @@ pub struct PauseStarted {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PauseFinished {
     pub after_wave: String,
+}
+
+/// How the plan's recorded approvals measured up to the policy: the run starts only when
+/// `accepted` holds at least `required` distinct principals.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyChecked {
+    pub plan_hash: String,
+    pub required: u32,
+    /// The operator, as identified by their key (`--key`), when the policy wants approvers
+    /// distinct from the operator.
+    pub operator: Option<String>,
+    pub accepted: Vec<ApprovalVerdict>,
+    pub rejected: Vec<ApprovalVerdict>,
+}
+
+/// One recorded approval and what the check made of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalVerdict {
+    /// Sequence number of the `approval` record.
+    pub seq: u64,
+    /// The principal the signature proves, or the unproven name of an unsigned approval.
+    pub by: String,
+    /// SHA256 fingerprint of the signing key, if signed.
+    pub key: Option<String>,
+    /// Why it does not count, for a rejected one.
+    pub reason: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,7 +4,7 @@
 
 use crate::status::{
     ApprovalHow, ConnectErrorKind, Decision, ExecResult, HostOutcome, ProbeKind, RollbackOutcome,
-    RunProgress, RunStatus, StepStatus, UnknownChoice, WaveDecision, WaveStatus,
+    RunKind, RunProgress, RunStatus, StepStatus, UnknownChoice, WaveDecision, WaveStatus,
 };
 
 /// A closed vocabulary: its name and every value with its meaning.
@@ -35,6 +35,7 @@ fn table<V: Vocabulary>(out: &mut String) {
 pub fn vocabulary_tables() -> String {
     let mut out = String::from(BEGIN);
     out.push('\n');
+    table::<RunKind>(&mut out);
     table::<RunStatus>(&mut out);
     table::<RunProgress>(&mut out);
     table::<WaveStatus>(&mut out);
@@ -59,6 +60,7 @@ pub fn all_values() -> Vec<(&'static str, &'static str)> {
         out.extend(V::values().into_iter().map(|(v, _)| (V::NAME, v)));
     }
     let mut out = Vec::new();
+    named::<RunKind>(&mut out);
     named::<RunStatus>(&mut out);
     named::<RunProgress>(&mut out);
     named::<WaveStatus>(&mut out);

@@ -131,6 +131,22 @@ vocabulary! {
 }
 
 vocabulary! {
+    /// What a run runs.
+    pub enum RunKind {
+        Apply = "apply": "a change plan (`sluice apply`, carried on by `sluice resume`)",
+        Exec = "exec": "one ad-hoc command on every targeted host (`sluice exec`)",
+    }
+}
+
+// `vocabulary!` derives a fixed set of traits, so the default is written by hand.
+#[allow(clippy::derivable_impls)]
+impl Default for RunKind {
+    fn default() -> Self {
+        RunKind::Apply
+    }
+}
+
+vocabulary! {
     /// Where a run stands, as `sluice runs` and `sluice show` report it: a finished run shows its
     /// [`RunStatus`] instead.
     pub enum RunProgress {
@@ -170,6 +186,7 @@ vocabulary! {
         ResumeWave = "resume_wave": "the wave had started before the resume: its pause and gate are not repeated",
         ResumeVerdict = "resume_verdict": "the wave's outcome was decided before the resume and is kept",
         JournalFailed = "journal_failed": "a record could not be written to the audit trail",
+        BreakGlass = "break_glass": "an override the policy guards (`--ignore-window`, `--rerun-unknown`, `unlock`, ...) was used with `--reason`",
     }
 }
 
@@ -260,6 +277,7 @@ mod tests {
         check(UnknownChoice::ALL);
         check(ConnectErrorKind::ALL);
         check(ExecResult::ALL);
+        check(RunKind::ALL);
     }
 }
 

@@ -43,6 +43,11 @@ pub struct PlanArtifact {
     /// bytes and hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<String>,
+    /// The change policy of the inventory it was compiled against (approvals, signed gates,
+    /// break-glass), with the text of its allowed_signers file. Left out when the inventory has
+    /// none, so plans without a policy keep their bytes and hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::policy::Policy>,
     /// Step definitions in a valid execution order (a topological order of `after`).
     pub steps: Vec<StepSpec>,
     /// Steps with `run_once: true`, rendered for the host they run on, in execution order.

@@ -369,6 +369,7 @@ fn compile(
         secrets: plan.secrets.iter().map(|(s, _)| s.clone()).collect(),
         become_password: plan.become_password.as_ref().map(|(n, _)| n.clone()),
         limit: limit.map(|patterns| patterns.join(",")),
+        policy: inv.policy.clone(),
         steps: specs,
         run_once,
         hosts: host_plans,

@@ -29,6 +29,7 @@ pub mod graph;
 pub mod inventory;
 pub mod model;
 pub mod plan;
+pub mod policy;
 pub mod references;
 pub mod review;
 pub mod saved;

@@ -16,8 +16,9 @@ use sluice_exec::{
     Approver, Emitter, RunOptions, RunReport, Secrets, Shutdown, Transports,
     approval::ApprovalFuture, verify_artifact,
 };
-use sluice_lifecycle::{RecordedRun, start_run};
-use sluice_model::{Approval, ApprovalHow, ApprovalScope, Decision, Fact};
+use sluice_lifecycle::RecordedRun;
+use sluice_lifecycle::start::start_checked_run;
+use sluice_model::{Approval, ApprovalHow, Decision, Fact};
 use sluice_plan::{PlanArtifact, TransportKind};
 use sluice_ssh::LocalTransport;
 
@@ -40,7 +41,8 @@ pub struct Args {
         requires = "inventory"
     )]
     plan: Option<PathBuf>,
-    /// The inventory the plan targets (any format `sluice plan` reads).
+    /// The inventory the plan targets (any format `sluice plan` reads). With --plan, its policy
+    /// must be the one sealed in the artifact.
     #[arg(short, long, value_name = "INVENTORY")]
     inventory: Option<PathBuf>,
     #[command(flatten)]
@@ -50,7 +52,7 @@ pub struct Args {
     #[arg(long, value_name = "PATTERN", conflicts_with = "plan_file")]
     limit: Option<String>,
     /// Run a saved plan artifact (`sluice plan --out`) exactly as reviewed.
-    #[arg(long = "plan", value_name = "FILE", conflicts_with_all = ["plan", "inventory"])]
+    #[arg(long = "plan", value_name = "FILE", conflicts_with = "plan")]
     plan_file: Option<PathBuf>,
     /// Refuse to run unless the plan's hash is exactly this.
     #[arg(long, value_name = "HASH")]
@@ -75,6 +77,8 @@ pub struct Args {
     #[arg(long)]
     no_preconnect: bool,
     #[command(flatten)]
+    policy: super::authorize::PolicyArgs,
+    #[command(flatten)]
     store: StateDirArg,
 }
 
@@ -97,6 +101,13 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     if args.require_approval {
         sluice_lifecycle::start::require_approval(&log, &artifact.plan_hash)?;
     }
+    let overrides: Vec<&str> = args
+        .ignore_window
+        .then_some("--ignore-window")
+        .into_iter()
+        .collect();
+    let authorized =
+        super::authorize::authorize(&log, &artifact, &args.policy, &overrides, true, console)?;
     check_window(&artifact, args.ignore_window, console)?;
     console.text(summary::plan(&artifact, console));
     let typed = confirm(args.yes, console)?;
@@ -104,7 +115,14 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         Secrets::load(&artifact.secrets).map_err(|e| CliError::invalid_input(e.to_string()))?;
     let redactor = Arc::new(Redactor::new(secrets.values().values().cloned()));
     let command_line: Vec<String> = std::env::args().collect();
-    let started = start_run(&log, &artifact, &redactor, &command_line, typed)?;
+    let started = start_checked_run(
+        &log,
+        &artifact,
+        &redactor,
+        &command_line,
+        typed,
+        authorized.facts,
+    )?;
     console.status(
         "Run",
         format!("{} (recorded in {})", started.run_id, log.path().display()),
@@ -122,6 +140,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
             ..RunOptions::default()
         },
         json: args.json,
+        gate_policy: authorized.gate_policy,
     };
     run_recorded(run, console)
 }
@@ -138,6 +157,8 @@ pub(crate) struct Recorded {
     pub options: RunOptions,
     /// `--json`: events as JSON Lines on stdout.
     pub json: bool,
+    /// What the gates need under the environment's policy.
+    pub gate_policy: Option<sluice_lifecycle::policy::GatePolicy>,
 }
 
 /// Runs a recorded run (`apply`, and `resume` on the same run id) with the monitor showing its
@@ -192,8 +213,19 @@ pub fn exit_code(report: &RunReport) -> u8 {
 /// The artifact to run: a saved one (format and hash checked on load), or a plan compiled now.
 fn load(args: &Args, console: &Console) -> Result<PlanArtifact, CliError> {
     if let Some(path) = &args.plan_file {
-        return sluice_plan::load_artifact(&path.to_string_lossy())
-            .map_err(|e| CliError::invalid_input(e.to_string()));
+        let artifact = sluice_plan::load_artifact(&path.to_string_lossy())
+            .map_err(|e| CliError::invalid_input(e.to_string()))?;
+        if let Some(inventory) = &args.inventory {
+            let current = super::authorize::inventory_policy(inventory, console)?;
+            if current != artifact.policy {
+                return Err(CliError::invalid_input(format!(
+                    "the change policy of {} is not the one sealed in {} (the policy or its allowed_signers changed since the plan was made): plan it again and have it approved; nothing was started",
+                    inventory.display(),
+                    path.display()
+                )));
+            }
+        }
+        return Ok(artifact);
     }
     let (Some(plan), Some(inventory)) = (&args.plan, &args.inventory) else {
         return Err(CliError::invalid_input(
@@ -296,6 +328,7 @@ async fn execute(
         shutdown,
         terminal,
         max_batch,
+        gate_policy: run.gate_policy,
     };
     let run = async {
         let finished = recorded.run(events).await;
@@ -340,7 +373,8 @@ async fn interrupts(shutdown: Shutdown, events: Emitter) {
     }
 }
 
-/// Asks on the terminal, with the progress bars suspended.
+/// Asks on the terminal. The bars are suspended only while the question is printed, so the run's
+/// display goes on; a question answered elsewhere first is withdrawn (`crate::prompt`).
 pub(crate) struct TerminalApprover {
     multi: indicatif::MultiProgress,
 }
@@ -349,30 +383,32 @@ impl Approver for TerminalApprover {
     fn approve<'a>(&'a self, _run_id: &'a str, wave: &'a str) -> ApprovalFuture<'a> {
         let multi = self.multi.clone();
         let wave = wave.to_string();
-        let wave_name = wave.clone();
         Box::pin(async move {
+            // Dropped with this future when another answer wins the race: the read stops.
+            let (_withdraw, withdrawn) = crate::prompt::Withdraw::new();
+            let question = format!("Approve wave `{wave}`? Type `yes` to start it: ");
             let asked = tokio::task::spawn_blocking(move || {
-                multi.suspend(|| {
-                    eprint_prompt(&format!("Approve wave `{wave}`? Type `yes` to start it: "));
-                    let mut answer = String::new();
-                    let _ = std::io::stdin().lock().read_line(&mut answer);
-                    answer.trim() == "yes"
-                })
+                multi.suspend(|| eprint_prompt(&question));
+                let answer = crate::prompt::read_line(&withdrawn);
+                if answer.is_none() && withdrawn.load(std::sync::atomic::Ordering::SeqCst) {
+                    crate::progress::print_line("(answered elsewhere: the question is withdrawn)");
+                }
+                answer
             })
             .await;
+            let approved = matches!(&asked, Ok(Some(line)) if line.trim() == "yes");
             // The OS account, as `run_started` and leases name the operator.
-            Approval {
-                scope: ApprovalScope::Wave { wave: wave_name },
-                by: sluice_audit::operator_name(),
-                comment: None,
-                refused: !matches!(asked, Ok(true)),
-                how: ApprovalHow::Terminal,
-            }
+            Approval::of_wave(
+                &wave,
+                &sluice_audit::operator_name(),
+                !approved,
+                ApprovalHow::Terminal,
+            )
         })
     }
 }
 
-/// The prompt is the one write that must happen while the monitor's bars are suspended, so it
+/// The question is the one write that must happen while the monitor's bars are suspended, so it
 /// cannot go through the monitor.
 fn eprint_prompt(text: &str) {
     use std::io::Write;

@@ -57,6 +57,9 @@ struct VerifyArgs {
     /// Print the result as one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Also verify every signed approval again against this OpenSSH allowed_signers file.
+    #[arg(long, value_name = "FILE")]
+    allowed_signers: Option<PathBuf>,
     #[command(flatten)]
     store: StateDirArg,
 }
@@ -81,19 +84,35 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
 }
 
 fn verify(args: VerifyArgs, console: &Console) -> Result<u8, CliError> {
+    let mut records = String::new();
     let (what, report) = match &args.file {
         Some(file) => {
             let opened = std::fs::File::open(file).map_err(|err| {
                 CliError::invalid_input(format!("cannot read {}: {err}", file.display()))
             })?;
             let report = sluice_audit::verify_export(BufReader::new(opened))?;
+            if args.allowed_signers.is_some() {
+                records = std::fs::read_to_string(file).unwrap_or_default();
+            }
             (file.display().to_string(), report)
         }
         None => {
             let log = args.store.open_existing()?;
             let report = log.verify()?;
+            if args.allowed_signers.is_some() {
+                let mut out = Vec::new();
+                log.export(None, &mut out)?;
+                records = String::from_utf8_lossy(&out).into_owned();
+            }
             (log.path().display().to_string(), report)
         }
+    };
+    let signatures_ok = match &args.allowed_signers {
+        Some(signers) => {
+            let checked = super::signatures::reverify(&records, signers)?;
+            super::signatures::print(console, &checked)
+        }
+        None => true,
     };
     if args.json {
         // `{"source":..., "ok":bool, "records":N, "last_seq":S, "last_hash":H, "run":R|null,
@@ -104,7 +123,7 @@ fn verify(args: VerifyArgs, console: &Console) -> Result<u8, CliError> {
         console.json_line(&value);
     }
     print_report(console, &what, &report);
-    Ok(if report.is_ok() {
+    Ok(if report.is_ok() && signatures_ok {
         exit::OK
     } else {
         exit::FAILED

@@ -25,6 +25,8 @@ use sluice_ssh::{
     SshTransport, Transport, TransportError,
 };
 
+use sluice_lifecycle::adhoc::AdHocRun;
+
 use crate::commands::plan::print_diagnostic;
 use crate::console::{Console, Paint};
 use crate::error::CliError;
@@ -65,6 +67,8 @@ pub struct Args {
     /// The command, run by the remote login shell.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
+    #[command(flatten)]
+    pub store: super::audit::StateDirArg,
 }
 
 /// One host's result.
@@ -85,6 +89,28 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     let targets = load_targets(&args, console)?;
     let command = args.command.join(" ");
     let become_user = become_from(&args)?;
+    // Recorded like any run, on leased hosts: a store that cannot be opened runs nothing.
+    let log = Arc::new(
+        args.store
+            .open()
+            .map_err(|e| e.with_kind(crate::error::ErrorKind::InvalidInput))?,
+    );
+    let secrets = become_user.iter().filter_map(|b| b.password.clone());
+    let redactor = Arc::new(sluice_audit::Redactor::new(secrets));
+    let hosts: Vec<String> = targets.iter().map(|(_, t, _)| t.name.clone()).collect();
+    let command_line: Vec<String> = std::env::args().collect();
+    let recorded = Arc::new(AdHocRun::start(
+        log.clone(),
+        &hosts,
+        &command,
+        redactor,
+        &command_line,
+    )?);
+    console.status(
+        "Run",
+        format!("{} (recorded in {})", recorded.run_id, log.path().display()),
+    );
+    let started = std::time::Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -94,10 +120,13 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     let results = runtime.block_on(run_all(
         ssh,
         targets,
-        command,
-        timeout,
-        args.concurrency,
-        become_user,
+        Job {
+            command,
+            timeout,
+            concurrency: args.concurrency,
+            become_user,
+            recorded: recorded.clone(),
+        },
         &progress,
     ));
     progress.finish();
@@ -120,6 +149,11 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     let all_ok = results
         .iter()
         .all(|r| category(&r.outcome) == ExecResult::Ok);
+    if let Err(e) = recorded.finish(all_ok, started.elapsed()) {
+        console.error(format!(
+            "audit store: the end of the run was not recorded ({e})"
+        ));
+    }
     Ok(if all_ok { exit::OK } else { exit::FAILED })
 }
 
@@ -231,31 +265,51 @@ fn limited(
     kept
 }
 
-async fn run_all(
-    ssh: SshTransport,
-    targets: Vec<(TransportKind, HostTarget, Option<Become>)>,
+/// What every host runs, and the run that records it.
+struct Job {
     command: String,
     timeout: Duration,
     concurrency: usize,
     become_user: Option<Become>,
+    recorded: Arc<AdHocRun>,
+}
+
+async fn run_all(
+    ssh: SshTransport,
+    targets: Vec<(TransportKind, HostTarget, Option<Become>)>,
+    job: Job,
     progress: &Progress<'_>,
 ) -> Vec<HostResult> {
-    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let slots = Arc::new(tokio::sync::Semaphore::new(job.concurrency.max(1)));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     for (index, (kind, target, host_become)) in targets.iter().cloned().enumerate() {
         let (ssh, slots, tx) = (ssh.clone(), slots.clone(), tx.clone());
-        let mut request = ExecRequest::new(command.clone()).timeout(timeout);
-        request.become_user = become_user.clone().or(host_become);
+        let mut request = ExecRequest::new(job.command.clone()).timeout(job.timeout);
+        // `--become…` wins; otherwise the inventory's `ansible_become` for this host.
+        request.become_user = job.become_user.clone().or(host_become);
+        let (recorded, command) = (job.recorded.clone(), job.command.clone());
         tokio::spawn(async move {
             let _slot = slots.acquire_owned().await;
             let transport: &dyn Transport = match kind {
                 TransportKind::Ssh => &ssh,
                 TransportKind::Local => &LocalTransport,
             };
+            let started = std::time::Instant::now();
             let outcome = match transport.connect(&target).await {
-                Ok(conn) => conn.exec(request).await,
+                // The intent is durable before the command is sent; unrecorded, it is not sent.
+                Ok(conn) => match recorded.intent(&target.name, &command).await {
+                    Ok(()) => conn.exec(request).await,
+                    Err(e) => Err(TransportError::Spawn {
+                        host: target.name.clone(),
+                        reason: e.to_string(),
+                    }),
+                },
                 Err(e) => Err(e),
             };
+            // A result that cannot be recorded is shown all the same (the end says so).
+            let _ = recorded
+                .result(&target.name, &outcome, started.elapsed())
+                .await;
             let _ = tx.send((
                 index,
                 HostResult {

@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod approve;
 pub mod audit;
+pub mod authorize;
 pub mod exec;
 pub mod inventory;
 pub mod logs;
@@ -11,6 +12,7 @@ pub mod plan;
 pub mod resume;
 pub mod runs;
 pub mod show;
+pub mod signatures;
 pub mod unlock;
 pub mod validate;
 pub mod version;

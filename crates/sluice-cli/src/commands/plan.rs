@@ -130,6 +130,7 @@ pub fn compile(
             for w in &compiled.warnings {
                 print_diagnostic(console, w);
             }
+            check_signers(&compiled.artifact, &input.inventory)?;
             Ok(compiled)
         }
         Err(PlanError::Invalid(diags)) => {
@@ -143,6 +144,28 @@ pub fn compile(
         }
         Err(e) => Err(CliError::invalid_input(e.to_string())),
     }
+}
+
+/// The policy's allowed_signers file must be one OpenSSH reads: a line it would refuse is an
+/// error now, not when approvals are checked.
+fn check_signers(
+    artifact: &sluice_plan::PlanArtifact,
+    inventory: &std::path::Path,
+) -> Result<(), CliError> {
+    let Some(file) = artifact
+        .policy
+        .as_ref()
+        .and_then(|p| p.allowed_signers.as_ref())
+    else {
+        return Ok(());
+    };
+    let path = inventory
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join(&file.path);
+    sluice_approval::AllowedSigners::parse(&file.text, &path)
+        .map(|_| ())
+        .map_err(|e| CliError::invalid_input(format!("{e}; nothing was planned")))
 }
 
 /// Draws one diagnostic with miette: message, `file:line:col`, caret excerpt, help.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use sluice_audit::Redactor;
 use sluice_exec::prior::{Handling, UnknownStep};
 use sluice_exec::{RunOptions, Secrets};
-use sluice_lifecycle::resume::{decide, load, take_over};
+use sluice_lifecycle::resume::{TakeOver, decide, load, take_over};
 use sluice_model::{Fact, UnknownChoice};
 
 use super::apply::{self, Recorded};
@@ -42,6 +42,8 @@ pub struct Args {
     #[arg(long)]
     skip_unknown: bool,
     #[command(flatten)]
+    policy: super::authorize::PolicyArgs,
+    #[command(flatten)]
     store: StateDirArg,
 }
 
@@ -60,6 +62,17 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         _ => None,
     };
     let (artifact, decided) = decide(resumable, choice)?;
+    let overrides: Vec<&str> = [
+        (args.ignore_window, "--ignore-window"),
+        (args.rerun_unknown, "--rerun-unknown"),
+        (args.skip_unknown, "--skip-unknown"),
+    ]
+    .into_iter()
+    .filter_map(|(used, flag)| used.then_some(flag))
+    .collect();
+    // The run's approvals were checked when it started; the gates still need what they need.
+    let authorized =
+        super::authorize::authorize(&log, &artifact, &args.policy, &overrides, false, console)?;
 
     apply::check_window(&artifact, args.ignore_window, console)?;
     console.text(summary::plan(&artifact, console));
@@ -83,9 +96,12 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         &run_id,
         &artifact,
         &decided,
-        &redactor,
-        &command_line,
-        typed,
+        TakeOver {
+            redactor: &redactor,
+            command_line: &command_line,
+            typed,
+            more: authorized.facts,
+        },
     )?;
     console.status(
         "Run",
@@ -104,6 +120,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
             ..RunOptions::default()
         },
         json: args.json,
+        gate_policy: authorized.gate_policy,
     };
     apply::run_recorded(run, console)
 }

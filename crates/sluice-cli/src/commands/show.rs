@@ -94,7 +94,12 @@ fn describe(record: &Record) -> String {
                 .as_deref()
                 .map(|c| format!(": {c}"))
                 .unwrap_or_default();
-            format!("{what} {verb} by {} ({}){comment}", a.by, a.how)
+            let signed = a
+                .signature
+                .as_ref()
+                .map(|s| format!(", signed with {}", s.key))
+                .unwrap_or_default();
+            format!("{what} {verb} by {} ({}{signed}){comment}", a.by, a.how)
         }
         Fact::LeaseTaken(l) | Fact::LeaseReleased(l) | Fact::LeaseBroken(l) => format!(
             "{} hosts ({}), {} pid {} on {}",
@@ -145,6 +150,20 @@ fn describe(record: &Record) -> String {
         ),
         Fact::PauseStarted(p) => format!("after {}: {} ms", p.after_wave, p.duration_ms),
         Fact::PauseFinished(p) => format!("after {}", p.after_wave),
+        Fact::PolicyChecked(p) => {
+            let accepted: Vec<&str> = p.accepted.iter().map(|a| a.by.as_str()).collect();
+            format!(
+                "{} of {} approvals required by distinct principals: {}; {} rejected",
+                accepted.len(),
+                p.required,
+                if accepted.is_empty() {
+                    "none".to_string()
+                } else {
+                    accepted.join(", ")
+                },
+                p.rejected.len()
+            )
+        }
         Fact::Decision(d) => match &d.wave {
             Some(w) => format!("{} [{w}]: {}", d.decision, d.reason),
             None => format!("{}: {}", d.decision, d.reason),

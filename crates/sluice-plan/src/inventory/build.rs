@@ -25,6 +25,8 @@ pub struct Builder {
     format: InventoryFormat,
     order: GroupOrder,
     pub defaults: ConnectionDecl,
+    /// The environment's change policy (sluice YAML's `policy:`).
+    pub policy: Option<crate::policy::Policy>,
     pub hosts: Vec<HostDecl>,
     pub groups: Vec<GroupDecl>,
     host_index: HashMap<String, usize>,
@@ -51,6 +53,7 @@ impl Builder {
             format,
             order,
             defaults: ConnectionDecl::default(),
+            policy: None,
             hosts: Vec::new(),
             groups: Vec::new(),
             host_index: HashMap::new(),
@@ -220,6 +223,7 @@ impl Builder {
         Inventory {
             file: self.file,
             format: self.format,
+            policy: self.policy,
             defaults: self.defaults,
             hosts: self.hosts,
             groups: self.groups,

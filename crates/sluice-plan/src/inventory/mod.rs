@@ -123,6 +123,9 @@ pub struct Inventory {
     /// The file (or script output, or ssh config) the inventory was read from.
     pub file: Arc<SourceFile>,
     pub format: InventoryFormat,
+    /// The environment's change policy (`policy:` of a sluice YAML inventory), sealed into every
+    /// plan compiled against it. Ansible's formats have none.
+    pub policy: Option<crate::policy::Policy>,
     pub defaults: ConnectionDecl,
     pub hosts: Vec<HostDecl>,
     pub groups: Vec<GroupDecl>,

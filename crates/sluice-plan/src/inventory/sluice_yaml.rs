@@ -19,7 +19,7 @@ use crate::node::Node;
 use crate::plan::read_vars;
 use crate::schema::{Fields, Reader};
 
-const INVENTORY_KEYS: &[&str] = &["defaults", "hosts", "groups"];
+const INVENTORY_KEYS: &[&str] = &["defaults", "hosts", "groups", "policy"];
 const CONNECTION_KEYS: &[&str] = &[
     "address",
     "port",
@@ -51,6 +51,9 @@ pub fn read_inventory(
     let mut r = Reader { file, diags };
     let f = r.fields(root, INVENTORY_KEYS, "the inventory")?;
     let mut b = Builder::new(file, InventoryFormat::Sluice, GroupOrder::Declaration);
+    b.policy = f
+        .get("policy")
+        .and_then(|n| crate::policy::read_policy(&mut r, n, file));
     b.defaults = f
         .get("defaults")
         .and_then(|n| r.fields(n, CONNECTION_KEYS, "defaults"))

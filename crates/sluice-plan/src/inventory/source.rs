@@ -6,7 +6,7 @@
 //! 3. a file whose first line that is not blank or a comment is an INI section header
 //!    (`[web]`, `[web:vars]`) is Ansible INI;
 //! 4. YAML that is a mapping: sluice YAML when every top-level key is one of `defaults`, `hosts`,
-//!    `groups`; Ansible YAML when a top-level key is `all` or every top-level value is empty or a
+//!    `groups` (and `policy`); Ansible YAML when a top-level key is `all` or every top-level value is empty or a
 //!    mapping of `hosts`, `children` and `vars`; sluice YAML otherwise (its diagnostics then say
 //!    which key is unknown);
 //! 5. text that YAML reads as a plain string (host lines without a section) is Ansible INI, and
@@ -342,7 +342,7 @@ fn detect(path: &str, text: &str) -> Detected {
 
 fn yaml_format(entries: &[(Node, Node)]) -> InventoryFormat {
     let key = |k: &Node| k.scalar_text().unwrap_or_default();
-    const SLUICE: &[&str] = &["defaults", "hosts", "groups"];
+    const SLUICE: &[&str] = &["defaults", "hosts", "groups", "policy"];
     const GROUP: &[&str] = &["hosts", "children", "vars"];
     if entries
         .iter()

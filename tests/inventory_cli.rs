@@ -170,7 +170,7 @@ fn apply_and_exec_with_limit_touch_only_the_limited_demo_hosts() {
         "{}",
         String::from_utf8_lossy(&none.stderr)
     );
-    assert!(String::from_utf8_lossy(&none.stderr).contains("keeps none of the targeted hosts"));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("keeps none of the 6 targeted host(s)"));
 }
 
 /// The fleet as an Ansible INI inventory: every connection setting through Ansible's variables.

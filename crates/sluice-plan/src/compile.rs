@@ -162,7 +162,7 @@ fn compile(
         );
     }
     let hosts = match limit {
-        Some(patterns) => apply_limit(inv, targeted, patterns, diags),
+        Some(patterns) => pattern::limit_targets(inv, targeted, patterns, diags),
         None => targeted,
     };
     let waves = split_waves(plan, inv, &hosts, diags);
@@ -532,55 +532,6 @@ fn analyse_steps<'p>(plan: &'p Plan, diags: &mut Diagnostics) -> Option<Steps<'p
         undo,
         skip_if,
     })
-}
-
-/// The targeted hosts `--limit` keeps (in inventory order). A pattern that matches no host of
-/// the inventory is a warning, as in Ansible; a limit that keeps no targeted host is an error.
-fn apply_limit(
-    inv: &Inventory,
-    targeted: Vec<usize>,
-    patterns: &[String],
-    diags: &mut Diagnostics,
-) -> Vec<usize> {
-    let selection = match pattern::select(inv, patterns) {
-        Ok(s) => s,
-        Err(e) => {
-            diags.push(Diagnostic::error(e.to_string()));
-            return Vec::new();
-        }
-    };
-    for p in &selection.unmatched {
-        let names: Vec<&str> = inv
-            .groups
-            .iter()
-            .map(|g| g.name.as_str())
-            .chain(inv.hosts.iter().map(|h| h.name.as_str()))
-            .collect();
-        let bare = p.trim_start_matches(['&', '!']);
-        let mut d = Diagnostic::warning(format!(
-            "--limit pattern `{p}` matches no host of the inventory {}",
-            inv.file.path
-        ));
-        if let Some(n) = nearest(bare, &names) {
-            d = d.with_help(format!("did you mean `{n}`?"));
-        }
-        diags.push(d);
-    }
-    let count = targeted.len();
-    let kept: Vec<usize> = targeted
-        .into_iter()
-        .filter(|&h| selection.hosts[h])
-        .collect();
-    if kept.is_empty() && count > 0 {
-        diags.push(
-            Diagnostic::error(format!(
-                "--limit {} keeps none of the {count} targeted host(s); nothing would run",
-                patterns.join(",")
-            ))
-            .with_help("`sluice inventory list -i INVENTORY` shows the groups and hosts"),
-        );
-    }
-    kept
 }
 
 fn split_waves(

@@ -235,34 +235,21 @@ fn load_targets(
         .collect())
 }
 
-/// The targeted hosts `--limit` keeps; a limit that keeps none is a problem (nothing would run).
+/// The targeted hosts `--limit` keeps (the planner's rules: a limit that keeps none is an error).
 fn limited(
     inv: &sluice_plan::inventory::Inventory,
     targeted: Vec<usize>,
     limit: &str,
     diags: &mut Diagnostics,
 ) -> Vec<usize> {
-    use sluice_plan::diagnostic::Diagnostic;
     use sluice_plan::inventory::pattern;
-    let selection = pattern::parse(limit, std::path::Path::new("."))
-        .and_then(|patterns| pattern::select(inv, &patterns));
-    let selection = match selection {
-        Ok(s) => s,
+    match pattern::parse(limit, std::path::Path::new(".")) {
+        Ok(patterns) => pattern::limit_targets(inv, targeted, &patterns, diags),
         Err(e) => {
-            diags.push(Diagnostic::error(e.to_string()));
-            return Vec::new();
+            diags.push(sluice_plan::diagnostic::Diagnostic::error(e.to_string()));
+            Vec::new()
         }
-    };
-    let kept: Vec<usize> = targeted
-        .into_iter()
-        .filter(|&h| selection.hosts[h])
-        .collect();
-    if kept.is_empty() {
-        diags.push(Diagnostic::error(format!(
-            "--limit {limit} keeps none of the targeted hosts; nothing was run"
-        )));
     }
-    kept
 }
 
 /// What every host runs, and the run that records it.

@@ -17,6 +17,8 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::{Inventory, host_range};
+use crate::diagnostic::{Diagnostic, Diagnostics};
+use crate::schema::nearest;
 
 /// Why a limit cannot be used.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -163,6 +165,55 @@ pub fn select(inv: &Inventory, patterns: &[String]) -> Result<Selection, LimitEr
         hosts: selected,
         unmatched,
     })
+}
+
+/// The targeted hosts `--limit` keeps (in inventory order). A pattern that matches no host of
+/// the inventory is a warning, as in Ansible; a limit that keeps no targeted host is an error.
+pub fn limit_targets(
+    inv: &Inventory,
+    targeted: Vec<usize>,
+    patterns: &[String],
+    diags: &mut Diagnostics,
+) -> Vec<usize> {
+    let selection = match select(inv, patterns) {
+        Ok(s) => s,
+        Err(e) => {
+            diags.push(Diagnostic::error(e.to_string()));
+            return Vec::new();
+        }
+    };
+    for p in &selection.unmatched {
+        let names: Vec<&str> = inv
+            .groups
+            .iter()
+            .map(|g| g.name.as_str())
+            .chain(inv.hosts.iter().map(|h| h.name.as_str()))
+            .collect();
+        let bare = p.trim_start_matches(['&', '!']);
+        let mut d = Diagnostic::warning(format!(
+            "--limit pattern `{p}` matches no host of the inventory {}",
+            inv.file.path
+        ));
+        if let Some(n) = nearest(bare, &names) {
+            d = d.with_help(format!("did you mean `{n}`?"));
+        }
+        diags.push(d);
+    }
+    let count = targeted.len();
+    let kept: Vec<usize> = targeted
+        .into_iter()
+        .filter(|&h| selection.hosts[h])
+        .collect();
+    if kept.is_empty() && count > 0 {
+        diags.push(
+            Diagnostic::error(format!(
+                "--limit {} keeps none of the {count} targeted host(s); nothing would run",
+                patterns.join(",")
+            ))
+            .with_help("`sluice inventory list -i INVENTORY` shows the groups and hosts"),
+        );
+    }
+    kept
 }
 
 /// The hosts one pattern (without `&`/`!`) matches.

@@ -28,4 +28,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# The differential inventory test (tests/inventory_ansible.rs) compares `sluice inventory list`
+# with real Ansible: ansible-core from PyPI in a venv under target/, installed once (about 15 s).
+venv=target/ansible-venv
+if [ ! -x "$venv/bin/ansible-inventory" ]; then
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    echo "scripts/test.sh: installing python3-venv" >&2
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3 python3-venv >/dev/null
+  fi
+  echo "scripts/test.sh: installing ansible-core into $venv" >&2
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check 'ansible-core>=2.19,<2.20'
+fi
+
 cargo test --workspace --locked "$@"

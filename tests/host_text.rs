@@ -46,7 +46,7 @@ fn local_inventory(dir: &Path) -> PathBuf {
     std::fs::write(
         &inventory,
         format!(
-            "defaults: {{ transport: local }}\nhosts:\n  l1: {{ workdir: {0}/l1 }}\n  l2: {{ workdir: {0}/l2 }}\ngroups:\n  all: {{ hosts: [l1, l2] }}\n",
+            "defaults: {{ transport: local }}\nhosts:\n  l1: {{ workdir: {0}/l1 }}\n  l2: {{ workdir: {0}/l2 }}\n",
             dir.join("hosts").display()
         ),
     )

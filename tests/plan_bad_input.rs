@@ -69,7 +69,12 @@ fn cases() -> Vec<Case> {
 /// The diagnostics for one case, with the corpus directory removed from paths.
 fn diagnose(plan: &Path, inventory: &Path, vars: &[(String, String)]) -> String {
     let dir = format!("{}/", corpus().display());
-    match sluice_plan::compile_files(&plan.to_string_lossy(), &inventory.to_string_lossy(), vars) {
+    let options = sluice_plan::CompileOptions {
+        vars: vars.to_vec(),
+        ..Default::default()
+    };
+    let inventory = sluice_plan::inventory::InventoryInput::new(inventory.to_string_lossy());
+    match sluice_plan::compile_files(&plan.to_string_lossy(), &inventory, &options) {
         Ok(_) => "accepted\n".to_string(),
         Err(sluice_plan::PlanError::Invalid(diags)) => diags
             .iter()

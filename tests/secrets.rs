@@ -348,7 +348,7 @@ fn secrets_stay_out_of_process_listings_and_every_output_on_local_hosts_with_and
     std::fs::write(
         &inventory,
         format!(
-            "defaults: {{ transport: local }}\nhosts:\n  l1: {{ workdir: {0}/l1 }}\n  l2: {{ workdir: {0}/l2 }}\ngroups:\n  all: {{ hosts: [l1, l2] }}\n",
+            "defaults: {{ transport: local }}\nhosts:\n  l1: {{ workdir: {0}/l1 }}\n  l2: {{ workdir: {0}/l2 }}\n",
             state.display()
         ),
     )

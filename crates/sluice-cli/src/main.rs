@@ -84,6 +84,8 @@ enum Command {
     Unlock(commands::unlock::Args),
     /// Run one ad-hoc command on every targeted host and gather identical outputs.
     Exec(commands::exec::Args),
+    /// Show an inventory's hosts, groups and variables (like ansible-inventory).
+    Inventory(commands::inventory::Args),
 }
 
 fn main() -> ExitCode {
@@ -117,6 +119,7 @@ fn main() -> ExitCode {
         Command::Approve(args) => commands::approve::run_wave(args, &console),
         Command::Unlock(args) => commands::unlock::run(args, &console),
         Command::Exec(args) => commands::exec::run(args, &console),
+        Command::Inventory(args) => commands::inventory::run(args, &console),
     };
     match result {
         Ok(code) => ExitCode::from(code),

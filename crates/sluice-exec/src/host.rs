@@ -127,7 +127,7 @@ impl HostRun {
             return self.replay(ctx, step, spec, done);
         }
         let timeout = spec.timeout_ms.map(Duration::from_millis);
-        let become_user = match ctx.become_for(spec) {
+        let become_user = match ctx.become_for(spec, &self.host) {
             Ok(b) => b,
             Err(why) => return self.not_sent(ctx, step, 0, why.to_string()),
         };

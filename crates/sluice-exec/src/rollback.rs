@@ -153,7 +153,7 @@ async fn undo_step(
         ctx.events.emit(Fact::UndoResult(result.clone()));
         result
     };
-    let become_user = match ctx.become_for(spec) {
+    let become_user = match ctx.become_for(spec, &host.host) {
         Ok(b) => b,
         Err(why) => return not_sent(why.to_string()),
     };

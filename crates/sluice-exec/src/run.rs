@@ -72,15 +72,22 @@ impl RunContext {
             .await;
     }
 
-    /// How commands of a step with `spec` run: as the login user, or through sudo. A `become`
-    /// step carries the plan's become password (the value of the secret it names) so the
-    /// transport can answer sudo's prompt; it sends it only if sudo asks. The value reaches no
-    /// event: it is one of the run's secrets, which every event and record is redacted of.
+    /// How commands of a step with `spec` run on `host`: as the login user, or through sudo
+    /// (the step's `become`, or the host's own, Ansible's `ansible_become`; the step's
+    /// `become_user` wins over the host's). A `become` command carries the plan's become
+    /// password (the value of the secret it names) so the transport can answer sudo's prompt;
+    /// it sends it only if sudo asks. The value reaches no event: it is one of the run's
+    /// secrets, which every event and record is redacted of.
     pub(crate) fn become_for(
         &self,
         spec: &StepSpec,
+        host: &str,
     ) -> Result<Option<Become>, crate::error::BecomePasswordMissing> {
-        if !spec.become_root {
+        let host_become = self
+            .artifact
+            .host(host)
+            .and_then(|h| h.connection.become_all.as_ref());
+        if !spec.become_root && host_become.is_none() {
             return Ok(None);
         }
         let password =
@@ -93,7 +100,10 @@ impl RunContext {
                 }
             };
         Ok(Some(Become {
-            user: spec.become_user.clone(),
+            user: spec
+                .become_user
+                .clone()
+                .or_else(|| host_become.and_then(|b| b.user.clone())),
             password,
         }))
     }

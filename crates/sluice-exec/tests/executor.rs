@@ -779,6 +779,56 @@ async fn the_become_password_reaches_sudo_for_become_steps_only_and_never_an_eve
     );
 }
 
+/// An inventory's `ansible_become` (the host's `connection.become`): every step of that host runs
+/// through sudo as the host's become user, unless the step names its own; health checks never
+/// become, and other hosts are untouched.
+#[tokio::test(start_paused = true)]
+async fn a_host_that_becomes_runs_every_step_through_sudo() {
+    let t = ScriptedTransport::new(|_, _| Reply::ok());
+    let all = hosts("h", 2);
+    let mut artifact = PlanBuilder::new("host-become")
+        .local_hosts(&refs(&all), std::path::Path::new("/x"))
+        .step(StepDef::new("plain", "plain"))
+        .step(StepDef::new("own", "own").become_user(Some("nobody")))
+        .health_run("app", "check")
+        .wave("only", &refs(&all), 2, 0)
+        .build();
+    artifact.hosts[0].connection.become_all = Some(sluice_plan::HostBecome {
+        user: Some("app".into()),
+    });
+    let out = run_with(artifact, &t, Shutdown::new(), None, Secrets::default()).await;
+    assert_eq!(out.report.status, RunStatus::Succeeded);
+    let as_user = |user: &str| {
+        Some(sluice_ssh::Become {
+            user: Some(user.to_string()),
+            password: None,
+        })
+    };
+    let sent = |host: &str| -> Vec<(String, Option<sluice_ssh::Become>)> {
+        t.sent()
+            .iter()
+            .filter(|s| s.host == host)
+            .map(|s| (s.command.clone(), s.become_user.clone()))
+            .collect()
+    };
+    assert_eq!(
+        sent("h1"),
+        [
+            ("plain".to_string(), as_user("app")),
+            ("own".to_string(), as_user("nobody")),
+            ("check".to_string(), None),
+        ]
+    );
+    assert_eq!(
+        sent("h2"),
+        [
+            ("plain".to_string(), None),
+            ("own".to_string(), as_user("nobody")),
+            ("check".to_string(), None),
+        ]
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_become_password_without_a_value_fails_become_steps_before_anything_is_sent() {
     let t = ScriptedTransport::new(|_, _| Reply::ok());

@@ -38,6 +38,11 @@ pub struct PlanArtifact {
     /// unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub become_password: Option<String>,
+    /// The `--limit` patterns the targets were narrowed with (an `@file` given as its lines),
+    /// joined by commas. Left out of the JSON when no limit was given, so such plans keep their
+    /// bytes and hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
     /// The change policy of the inventory it was compiled against (approvals, signed gates,
     /// break-glass), with the text of its allowed_signers file. Left out when the inventory has
     /// none, so plans without a policy keep their bytes and hash.
@@ -196,6 +201,18 @@ pub struct Connection {
     pub workdir: Option<String>,
     /// Environment set for every command on this host.
     pub env: BTreeMap<String, String>,
+    /// Every command on this host runs through sudo (Ansible's `ansible_become`), whatever its
+    /// step says. Left out of the JSON when unset, so plans without it keep their hash.
+    #[serde(rename = "become", default, skip_serializing_if = "Option::is_none")]
+    pub become_all: Option<HostBecome>,
+}
+
+/// sudo for every command of one host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostBecome {
+    /// The user to become (`ansible_become_user`); root when unset. A step's own `become_user`
+    /// wins.
+    pub user: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

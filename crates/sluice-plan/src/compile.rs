@@ -16,7 +16,7 @@ use crate::command::RenderedCommand;
 use crate::diagnostic::{Diagnostic, Diagnostics, Loc};
 use crate::error::PlanError;
 use crate::graph;
-use crate::inventory::{Inventory, read_inventory};
+use crate::inventory::{Inventory, InventoryInput, LoadOptions, pattern};
 use crate::model::{Plan, ProbeDecl, StepDecl, WaveDecl};
 use crate::plan::read_plan;
 use crate::references::{Site, check_reference, parse_checks};
@@ -33,28 +33,58 @@ pub struct Compiled {
     pub warnings: Vec<Diagnostic>,
 }
 
+/// What is compiled besides the plan and the inventory.
+#[derive(Clone, Debug, Default)]
+pub struct CompileOptions {
+    /// `--var k=v`: override every other variable.
+    pub vars: Vec<(String, String)>,
+    /// `--limit PATTERN`: keep only the targeted hosts it matches (see
+    /// [`crate::inventory::pattern`]); `@FILE` is read from the current directory.
+    pub limit: Option<String>,
+    pub load: LoadOptions,
+}
+
 /// Compiles the plan and inventory files. `cli_vars` (`--var k=v`) override every other var.
 pub fn compile_files(
     plan_path: &str,
-    inventory_path: &str,
-    cli_vars: &[(String, String)],
+    inventory: &InventoryInput,
+    options: &CompileOptions,
 ) -> Result<Compiled, PlanError> {
     let mut diags = Diagnostics::default();
     let plan = source::load(plan_path, &mut diags);
-    let inventory = source::load(inventory_path, &mut diags);
-    finish(plan, inventory, cli_vars, diags)
+    let inventory = crate::inventory::load(inventory, &options.load, &mut diags);
+    finish(plan, inventory, options, diags)
 }
 
 /// Compiles in-memory files (named as given) — the same as [`compile_files`] without the disk.
+/// The inventory's format is told from its content.
 pub fn compile_sources(
     plan: (&str, &str),
     inventory: (&str, &str),
     cli_vars: &[(String, String)],
 ) -> Result<Compiled, PlanError> {
+    let options = CompileOptions {
+        vars: cli_vars.to_vec(),
+        ..CompileOptions::default()
+    };
+    compile_sources_with(plan, inventory, &options)
+}
+
+/// [`compile_sources`] with every option (`--limit` among them).
+pub fn compile_sources_with(
+    plan: (&str, &str),
+    inventory: (&str, &str),
+    options: &CompileOptions,
+) -> Result<Compiled, PlanError> {
     let mut diags = Diagnostics::default();
     let plan = source::parse_bytes(plan.0, plan.1.as_bytes().to_vec(), &mut diags);
-    let inventory = source::parse_bytes(inventory.0, inventory.1.as_bytes().to_vec(), &mut diags);
-    finish(plan, inventory, cli_vars, diags)
+    let inventory = crate::inventory::source::from_bytes(
+        inventory.0,
+        inventory.1.as_bytes().to_vec(),
+        None,
+        &mut diags,
+    );
+    finish(plan, inventory, options, diags)
 }
 
 type Loaded = Option<(
@@ -64,10 +94,11 @@ type Loaded = Option<(
 
 fn finish(
     plan: Loaded,
-    inventory: Loaded,
-    cli_vars: &[(String, String)],
+    inventory: Option<Inventory>,
+    options: &CompileOptions,
     mut diags: Diagnostics,
 ) -> Result<Compiled, PlanError> {
+    let cli_vars = &options.vars;
     for (key, value) in cli_vars {
         if key.contains('\0') || value.contains('\0') {
             diags.push(Diagnostic::error(format!(
@@ -76,12 +107,18 @@ fn finish(
             )));
         }
     }
+    let limit = options.limit.as_deref().and_then(|l| {
+        pattern::parse(l, std::path::Path::new("."))
+            .map_err(|e| diags.push(Diagnostic::error(e.to_string())))
+            .ok()
+    });
     let plan = plan.and_then(|(f, n)| read_plan(&f, &n, &mut diags));
-    let inventory = inventory.and_then(|(f, n)| read_inventory(&f, &n, &mut diags));
     let artifact = match (plan, inventory) {
         // Go on after schema errors: the later phases find problems of their own, and the user
         // should see all of them in one run.
-        (Some(p), Some(i)) => compile(&p, &i, cli_vars, &mut diags),
+        (Some(p), Some(i)) if options.limit.is_none() || limit.is_some() => {
+            compile(&p, &i, cli_vars, limit.as_deref(), &mut diags)
+        }
         _ => None,
     };
     match artifact {
@@ -110,12 +147,13 @@ fn compile(
     plan: &Plan,
     inv: &Inventory,
     cli_vars: &[(String, String)],
+    limit: Option<&[String]>,
     diags: &mut Diagnostics,
 ) -> Option<PlanArtifact> {
     let steps = analyse_steps(plan, diags)?;
     let checks = parse_checks(plan, diags);
-    let hosts = inv.resolve_targets(&plan.targets, &plan.file, diags);
-    if hosts.is_empty() && !diags.has_errors() {
+    let targeted = inv.resolve_targets(&plan.targets, &plan.file, diags);
+    if targeted.is_empty() && !diags.has_errors() {
         diags.push(
             Diagnostic::error("`targets` select no host of the inventory").at(
                 &plan.file,
@@ -123,6 +161,10 @@ fn compile(
             ),
         );
     }
+    let hosts = match limit {
+        Some(patterns) => pattern::limit_targets(inv, targeted, patterns, diags),
+        None => targeted,
+    };
     let waves = split_waves(plan, inv, &hosts, diags);
     let mut problems: BTreeMap<(String, &'static str, RenderProblem), (Loc, Vec<String>)> =
         BTreeMap::new();
@@ -144,13 +186,7 @@ fn compile(
     // A template without `host.` references and without a `vars.` name that some group or host
     // sets renders the same for every host (the plan's vars and --var are the same for all):
     // render it once, for the first host that needs it, and copy the result.
-    let inventory_vars: HashSet<&str> = inv
-        .groups
-        .iter()
-        .flat_map(|g| g.vars.keys())
-        .chain(inv.hosts.iter().flat_map(|h| h.vars.keys()))
-        .map(String::as_str)
-        .collect();
+    let inventory_vars: HashSet<&str> = inv.var_names().collect();
     let shared = |t: &Option<Template>| {
         t.as_ref().is_some_and(|t| {
             t.references().all(|r| match r.kind {
@@ -193,7 +229,7 @@ fn compile(
             vars
         };
         // Hosts without vars of their own in the same groups have the same vars: merge once.
-        let vars = if inv.hosts[h].vars.is_empty() {
+        let vars = if inv.host_sets_no_vars(h) {
             group_vars
                 .entry(inv.groups_of(h))
                 .or_insert_with(merge)
@@ -309,7 +345,8 @@ fn compile(
         diags.push(d);
     }
     warn_unused_secrets(plan, &steps, &checks, diags);
-    check_become_password(plan, diags);
+    let a_host_becomes = host_plans.iter().any(|h| h.connection.become_all.is_some());
+    check_become_password(plan, a_host_becomes, diags);
     if diags.has_errors() {
         return None;
     }
@@ -331,6 +368,7 @@ fn compile(
         window: plan.window.clone(),
         secrets: plan.secrets.iter().map(|(s, _)| s.clone()).collect(),
         become_password: plan.become_password.as_ref().map(|(n, _)| n.clone()),
+        limit: limit.map(|patterns| patterns.join(",")),
         policy: inv.policy.clone(),
         steps: specs,
         run_once,
@@ -609,7 +647,7 @@ fn warn_unused_secrets(
 
 /// `become_password` must name a declared secret: the planner never sees the value, so the name
 /// is all it can check. A password no step can use is worth a warning (it is never sent).
-fn check_become_password(plan: &Plan, diags: &mut Diagnostics) {
+fn check_become_password(plan: &Plan, a_host_becomes: bool, diags: &mut Diagnostics) {
     let Some((name, loc)) = &plan.become_password else {
         return;
     };
@@ -629,7 +667,7 @@ fn check_become_password(plan: &Plan, diags: &mut Diagnostics) {
             .at(&plan.file, *loc)
             .with_help(help),
         );
-    } else if !plan.steps.iter().any(|s| s.spec.become_root) {
+    } else if !a_host_becomes && !plan.steps.iter().any(|s| s.spec.become_root) {
         diags.push(
             Diagnostic::warning(format!(
                 "become_password is set but no step uses `become`, so secret `{name}` is never sent"
@@ -642,8 +680,7 @@ fn check_become_password(plan: &Plan, diags: &mut Diagnostics) {
 /// Every `vars.NAME` defined anywhere, for "did you mean" suggestions.
 fn known_vars(plan: &Plan, inv: &Inventory, cli_vars: &[(String, String)]) -> BTreeSet<String> {
     let mut names: BTreeSet<String> = plan.vars.keys().cloned().collect();
-    names.extend(inv.groups.iter().flat_map(|g| g.vars.keys().cloned()));
-    names.extend(inv.hosts.iter().flat_map(|h| h.vars.keys().cloned()));
+    names.extend(inv.var_names().map(str::to_string));
     names.extend(cli_vars.iter().map(|(k, _)| k.clone()));
     names.into_iter().map(|n| format!("vars.{n}")).collect()
 }

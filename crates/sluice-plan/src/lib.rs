@@ -41,6 +41,6 @@ pub mod url;
 pub mod waves;
 pub mod window;
 
-pub use compile::{Compiled, compile_files, compile_sources};
+pub use compile::{CompileOptions, Compiled, compile_files, compile_sources, compile_sources_with};
 pub use error::PlanError;
 pub use saved::{load_artifact, parse_artifact, to_file_text};

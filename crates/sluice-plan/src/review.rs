@@ -35,6 +35,12 @@ fn write_review(p: &PlanArtifact, o: &mut String) -> std::fmt::Result {
         p.hosts.len(),
         p.waves.len()
     )?;
+    if let Some(limit) = &p.limit {
+        writeln!(
+            o,
+            "Limit      {limit} (--limit: only the targeted hosts it matches)"
+        )?;
+    }
     if !p.secrets.is_empty() {
         let names: Vec<String> = p
             .secrets

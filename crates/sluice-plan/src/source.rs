@@ -123,7 +123,7 @@ fn too_large(path: &str) -> Diagnostic {
     ))
 }
 
-fn read_bounded(path: &str) -> Result<Vec<u8>, Diagnostic> {
+pub(crate) fn read_bounded(path: &str) -> Result<Vec<u8>, Diagnostic> {
     let cannot = |e: std::io::Error| Diagnostic::error(format!("cannot read {path}: {e}"));
     let file = std::fs::File::open(path).map_err(cannot)?;
     let meta = file.metadata().map_err(cannot)?;

@@ -413,6 +413,7 @@ mod tests {
             proxy_jump: vec![],
             workdir: None,
             env: BTreeMap::new(),
+            become_all: None,
         }
     }
 

@@ -41,10 +41,16 @@ pub struct Args {
         requires = "inventory"
     )]
     plan: Option<PathBuf>,
-    /// The inventory (YAML) the plan targets. With --plan, its policy must be the one sealed in
-    /// the artifact.
+    /// The inventory the plan targets (any format `sluice plan` reads). With --plan, its policy
+    /// must be the one sealed in the artifact.
     #[arg(short, long, value_name = "INVENTORY")]
     inventory: Option<PathBuf>,
+    #[command(flatten)]
+    inventory_format: crate::commands::plan::InventoryFormatArg,
+    /// Keep only the targeted hosts this Ansible host pattern matches (with PLAN only; see
+    /// `sluice plan --help`).
+    #[arg(long, value_name = "PATTERN", conflicts_with = "plan_file")]
+    limit: Option<String>,
     /// Run a saved plan artifact (`sluice plan --out`) exactly as reviewed.
     #[arg(long = "plan", value_name = "FILE", conflicts_with = "plan")]
     plan_file: Option<PathBuf>,
@@ -238,7 +244,9 @@ fn load(args: &Args, console: &Console) -> Result<PlanArtifact, CliError> {
     };
     let input = crate::commands::plan::InputArgs {
         inventory: inventory.clone(),
+        inventory_format: args.inventory_format.clone(),
         vars: args.vars.clone(),
+        limit: args.limit.clone(),
     };
     Ok(crate::commands::plan::compile(plan, &input, console)?.artifact)
 }

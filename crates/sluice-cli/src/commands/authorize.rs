@@ -144,8 +144,8 @@ fn identify_operator(
 pub fn inventory_policy(path: &Path, console: &Console) -> Result<Option<Policy>, CliError> {
     let mut diags = sluice_plan::diagnostic::Diagnostics::default();
     let shown = path.display().to_string();
-    let inventory = sluice_plan::source::load(&shown, &mut diags)
-        .and_then(|(file, node)| sluice_plan::inventory::read_inventory(&file, &node, &mut diags));
+    let input = sluice_plan::inventory::InventoryInput::new(shown.clone());
+    let inventory = sluice_plan::inventory::load(&input, &Default::default(), &mut diags);
     if diags.has_errors() {
         for d in &diags.items {
             crate::commands::plan::print_diagnostic(console, d);

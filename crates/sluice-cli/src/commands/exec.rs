@@ -42,9 +42,14 @@ use crate::visible::visible;
 pub struct Args {
     /// Groups and/or host names of the inventory, comma-separated.
     pub targets: String,
-    /// The inventory (YAML).
+    /// The inventory (any format `sluice plan` reads).
     #[arg(short, long, value_name = "INVENTORY")]
     pub inventory: PathBuf,
+    #[command(flatten)]
+    pub inventory_format: crate::commands::plan::InventoryFormatArg,
+    /// Keep only the targeted hosts this Ansible host pattern matches (see `sluice plan --help`).
+    #[arg(long, value_name = "PATTERN")]
+    pub limit: Option<String>,
     /// Per-host limit for the command (e.g. `30s`, `5m`).
     #[arg(long, default_value = "30s")]
     pub timeout: String,
@@ -106,7 +111,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     );
     let secrets = become_user.iter().filter_map(|b| b.password.clone());
     let redactor = Arc::new(sluice_audit::Redactor::new(secrets));
-    let hosts: Vec<String> = targets.iter().map(|(_, t)| t.name.clone()).collect();
+    let hosts: Vec<String> = targets.iter().map(|(_, t, _)| t.name.clone()).collect();
     let command_line: Vec<String> = std::env::args().collect();
     let recorded = Arc::new(AdHocRun::start(
         log.clone(),
@@ -187,11 +192,11 @@ fn become_from(args: &Args) -> Result<Option<Become>, CliError> {
 fn load_targets(
     args: &Args,
     console: &Console,
-) -> Result<Vec<(TransportKind, HostTarget)>, CliError> {
+) -> Result<Vec<(TransportKind, HostTarget, Option<Become>)>, CliError> {
     let mut diags = Diagnostics::default();
     let path = args.inventory.display().to_string();
-    let inventory = sluice_plan::source::load(&path, &mut diags)
-        .and_then(|(file, node)| sluice_plan::inventory::read_inventory(&file, &node, &mut diags));
+    let input = args.inventory_format.input(&args.inventory);
+    let inventory = sluice_plan::inventory::load(&input, &Default::default(), &mut diags);
     let selected = inventory.as_ref().map(|inv| {
         let names: Vec<(String, Loc)> = args
             .targets
@@ -199,7 +204,11 @@ fn load_targets(
             .map(|t| (t.trim().to_string(), Loc::default()))
             .filter(|(t, _)| !t.is_empty())
             .collect();
-        inv.resolve_targets(&names, &inv.file, &mut diags)
+        let targeted = inv.resolve_targets(&names, &inv.file, &mut diags);
+        match &args.limit {
+            Some(limit) => limited(inv, targeted, limit, &mut diags),
+            None => targeted,
+        }
     });
     if diags.has_errors() {
         for d in &diags.items {
@@ -230,9 +239,31 @@ fn load_targets(
             t.proxy_jump = c.proxy_jump;
             t.workdir = c.workdir.map(PathBuf::from);
             t.env = c.env.into_iter().collect();
-            (c.transport, t)
+            // The inventory's `ansible_become`: sudo -n as the host's become user.
+            let host_become = c.become_all.map(|b| Become {
+                user: b.user,
+                password: None,
+            });
+            (c.transport, t, host_become)
         })
         .collect())
+}
+
+/// The targeted hosts `--limit` keeps (the planner's rules: a limit that keeps none is an error).
+fn limited(
+    inv: &sluice_plan::inventory::Inventory,
+    targeted: Vec<usize>,
+    limit: &str,
+    diags: &mut Diagnostics,
+) -> Vec<usize> {
+    use sluice_plan::inventory::pattern;
+    match pattern::parse(limit, std::path::Path::new(".")) {
+        Ok(patterns) => pattern::limit_targets(inv, targeted, &patterns, diags),
+        Err(e) => {
+            diags.push(sluice_plan::diagnostic::Diagnostic::error(e.to_string()));
+            Vec::new()
+        }
+    }
 }
 
 /// What every host runs, and the run that records it.
@@ -246,16 +277,17 @@ struct Job {
 
 async fn run_all(
     ssh: SshTransport,
-    targets: Vec<(TransportKind, HostTarget)>,
+    targets: Vec<(TransportKind, HostTarget, Option<Become>)>,
     job: Job,
     progress: &Progress<'_>,
 ) -> Vec<HostResult> {
     let slots = Arc::new(tokio::sync::Semaphore::new(job.concurrency.max(1)));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    for (index, (kind, target)) in targets.iter().cloned().enumerate() {
+    for (index, (kind, target, host_become)) in targets.iter().cloned().enumerate() {
         let (ssh, slots, tx) = (ssh.clone(), slots.clone(), tx.clone());
         let mut request = ExecRequest::new(job.command.clone()).timeout(job.timeout);
-        request.become_user = job.become_user.clone();
+        // `--become…` wins; otherwise the inventory's `ansible_become` for this host.
+        request.become_user = job.become_user.clone().or(host_become);
         let (recorded, command) = (job.recorded.clone(), job.command.clone());
         tokio::spawn(async move {
             let _slot = slots.acquire_owned().await;

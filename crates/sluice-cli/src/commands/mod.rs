@@ -6,6 +6,7 @@ pub mod approve;
 pub mod audit;
 pub mod authorize;
 pub mod exec;
+pub mod inventory;
 pub mod logs;
 pub mod plan;
 pub mod resume;

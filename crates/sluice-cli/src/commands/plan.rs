@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use sluice_plan::diagnostic::{Diagnostic, Rendered};
+use sluice_plan::inventory::{InventoryFormat, InventoryInput};
 use sluice_plan::{Compiled, PlanError};
 
 use crate::console::{Console, Paint};
@@ -34,12 +35,45 @@ pub struct Args {
 /// The inputs `plan` and `validate` share.
 #[derive(Debug, clap::Args)]
 pub struct InputArgs {
-    /// The inventory (YAML).
+    /// The inventory: sluice YAML, Ansible INI or YAML, an inventory script, or
+    /// `ssh_config[:PATH]` (the format is told from the content).
     #[arg(short, long, value_name = "INVENTORY")]
     pub inventory: PathBuf,
+    #[command(flatten)]
+    pub inventory_format: InventoryFormatArg,
     /// Set a variable, overriding plan, group and host vars (repeatable).
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+    /// Keep only the targeted hosts this Ansible host pattern matches: names, groups, globs
+    /// (`web*`), `!exclude`, `&intersect`, comma lists, `@FILE` (docs/plan-format.md).
+    #[arg(long, value_name = "PATTERN")]
+    pub limit: Option<String>,
+}
+
+/// `--inventory-format`, shared by every command that reads an inventory.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InventoryFormatArg {
+    /// Read the inventory as this format instead of telling it from the content: sluice,
+    /// ansible-ini, ansible-yaml, script or ssh-config.
+    #[arg(long = "inventory-format", value_name = "FORMAT", value_parser = parse_format)]
+    pub format: Option<InventoryFormat>,
+}
+
+impl InventoryFormatArg {
+    /// The `-i` argument with the format it is forced to.
+    pub fn input(&self, inventory: &std::path::Path) -> InventoryInput {
+        InventoryInput {
+            spec: inventory.to_string_lossy().into_owned(),
+            format: self.format,
+        }
+    }
+}
+
+fn parse_format(s: &str) -> Result<InventoryFormat, String> {
+    InventoryFormat::from_name(s).ok_or_else(|| {
+        let names: Vec<&str> = InventoryFormat::ALL.iter().map(|f| f.as_str()).collect();
+        format!("`{s}` is not a format; use one of {}", names.join(", "))
+    })
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -81,10 +115,15 @@ pub fn compile(
     input: &InputArgs,
     console: &Console,
 ) -> Result<Compiled, CliError> {
+    let options = sluice_plan::CompileOptions {
+        vars: input.vars.clone(),
+        limit: input.limit.clone(),
+        ..Default::default()
+    };
     let result = sluice_plan::compile_files(
         &plan.to_string_lossy(),
-        &input.inventory.to_string_lossy(),
-        &input.vars,
+        &input.inventory_format.input(&input.inventory),
+        &options,
     );
     match result {
         Ok(compiled) => {

@@ -28,6 +28,11 @@ pub struct PlanArtifact {
     pub name: String,
     pub description: Option<String>,
     pub ticket: Option<String>,
+    /// The inventory this artifact was compiled against, for the review. Left out of the JSON
+    /// when unset (artifacts written before it existed keep their bytes and hash), like
+    /// [`PlanArtifact::become_password`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_for: Option<PlannedFor>,
     pub window: Option<Window>,
     /// Where each secret comes from. Never its value.
     pub secrets: Vec<SecretSource>,
@@ -78,6 +83,16 @@ impl std::fmt::Debug for HostIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("HostIndex")
     }
+}
+
+/// The inventory a plan was compiled against: what a change board checks it is approving.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedFor {
+    /// The inventory file as given on the command line.
+    pub inventory: String,
+    /// The environment the inventory names (its `environment:`), when it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
 }
 
 /// Where a secret's value is read from at run time.

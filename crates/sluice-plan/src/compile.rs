@@ -24,6 +24,7 @@ use crate::schema::{Amount, nearest};
 use crate::source;
 use crate::template::{RefKind, RenderProblem, Scope, Template};
 use crate::url::{self, TargetProblem};
+use crate::warning::{self, PlanWarning};
 use crate::waves;
 
 /// A compiled plan and the warnings found on the way.
@@ -308,7 +309,17 @@ fn compile(
         }
         diags.push(d);
     }
-    warn_unused_secrets(plan, &steps, &checks, diags);
+    let templates = || {
+        steps
+            .run
+            .iter()
+            .chain(&steps.undo)
+            .chain(&steps.skip_if)
+            .chain(&checks)
+            .flatten()
+    };
+    warning::source::unused_secrets(plan, templates(), diags);
+    warning::source::unknown_cli_vars(plan, inv, cli_vars, templates(), diags);
     check_become_password(plan, diags);
     if diags.has_errors() {
         return None;
@@ -328,6 +339,12 @@ fn compile(
         name: plan.name.clone(),
         description: plan.description.clone(),
         ticket: plan.ticket.clone(),
+        planned_for: Some(PlannedFor {
+            inventory: inv.file.path.clone(),
+            // The inventory does not name its environment yet (issue 12's promotion evidence
+            // adds `environment:`); the review says so instead of guessing from the file name.
+            environment: None,
+        }),
         window: plan.window.clone(),
         secrets: plan.secrets.iter().map(|(s, _)| s.clone()).collect(),
         become_password: plan.become_password.as_ref().map(|(n, _)| n.clone()),
@@ -521,14 +538,11 @@ fn split_waves(
     for (w, count) in declared.iter().zip(counts) {
         if count == 0 {
             if !hosts.is_empty() {
-                diags.push(
-                    Diagnostic::warning(format!(
-                        "wave `{}` gets no host: the earlier waves take all {} targeted hosts; it is left out of the plan",
-                        w.name,
-                        hosts.len()
-                    ))
-                    .at(&plan.file, w.loc),
-                );
+                let warning = PlanWarning::EmptyWave {
+                    wave: w.name.clone(),
+                    targeted: hosts.len(),
+                };
+                diags.push(Diagnostic::warning(warning).at(&plan.file, w.loc));
             }
             continue;
         }
@@ -551,38 +565,6 @@ fn split_waves(
         });
     }
     out
-}
-
-fn warn_unused_secrets(
-    plan: &Plan,
-    steps: &Steps,
-    checks: &[Option<Template>],
-    diags: &mut Diagnostics,
-) {
-    let used: BTreeSet<&str> = steps
-        .run
-        .iter()
-        .chain(&steps.undo)
-        .chain(&steps.skip_if)
-        .chain(checks)
-        .flatten()
-        .flat_map(|t| t.references())
-        .filter(|r| r.kind == RefKind::Secret)
-        .map(|r| r.path[0].as_str())
-        // The become password is used by sudo, not by a command.
-        .chain(plan.become_password.as_ref().map(|(n, _)| n.as_str()))
-        .collect();
-    for (s, loc) in &plan.secrets {
-        if !used.contains(s.name.as_str()) {
-            diags.push(
-                Diagnostic::warning(format!(
-                    "secret `{}` is declared but no command uses it",
-                    s.name
-                ))
-                .at(&plan.file, *loc),
-            );
-        }
-    }
 }
 
 /// `become_password` must name a declared secret: the planner never sees the value, so the name
@@ -608,12 +590,10 @@ fn check_become_password(plan: &Plan, diags: &mut Diagnostics) {
             .with_help(help),
         );
     } else if !plan.steps.iter().any(|s| s.spec.become_root) {
-        diags.push(
-            Diagnostic::warning(format!(
-                "become_password is set but no step uses `become`, so secret `{name}` is never sent"
-            ))
-            .at(&plan.file, *loc),
-        );
+        let warning = PlanWarning::BecomePasswordUnused {
+            secret: name.clone(),
+        };
+        diags.push(Diagnostic::warning(warning).at(&plan.file, *loc));
     }
 }
 

@@ -91,7 +91,7 @@ fn summary(plan: &PlanArtifact, clock: &Clock, estimate: &Estimate) -> Summary {
             .as_ref()
             .and_then(|p| p.environment.clone()),
         window: plan.window.as_ref().map(|w| when::window_view(w, clock)),
-        judged_at: when::utc(clock.now),
+        judged_at: clock.now,
         host_count: plan.hosts.len(),
         wave_count: plan.waves.len(),
         step_count: plan.steps.len(),

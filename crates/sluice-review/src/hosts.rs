@@ -24,6 +24,17 @@ impl HostOrder {
         }
     }
 
+    /// The order of `names`.
+    pub fn from_names(names: &[String]) -> Self {
+        HostOrder {
+            position: names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.clone(), i))
+                .collect(),
+        }
+    }
+
     /// The runs of `names`: each run a list of consecutive hosts, in the order given. A name
     /// the order does not know starts a run of its own.
     pub fn runs<'a>(&self, names: &'a [String]) -> Vec<&'a [String]> {

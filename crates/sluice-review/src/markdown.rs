@@ -112,7 +112,7 @@ fn write_summary(r: &Review, o: &mut String) -> std::fmt::Result {
         ("Inventory", escape(&phrases::planned_for(s))),
         ("Plan hash", code(&s.plan_hash)),
         ("Window", window),
-        ("Judged at", escape(&s.judged_at)),
+        ("Judged at", escape(&crate::when::utc(s.judged_at))),
         (
             "Targets",
             format!(

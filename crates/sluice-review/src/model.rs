@@ -38,8 +38,8 @@ pub struct Summary {
     /// The environment the inventory names, if it names one.
     pub environment: Option<String>,
     pub window: Option<WindowView>,
-    /// The moment the window and its warnings were judged at (now, or `--as-of`), UTC.
-    pub judged_at: String,
+    /// The moment the window and its warnings were judged at (now, or `--as-of`).
+    pub judged_at: jiff::Timestamp,
     pub host_count: usize,
     pub wave_count: usize,
     pub step_count: usize,
@@ -76,12 +76,14 @@ pub enum WindowState {
     Ended,
 }
 
-/// One opening of the window, in UTC and in the local time zone of the machine that rendered
-/// the review.
+/// One opening of the window: its instants, and the same in the local time zone of the machine
+/// that rendered the review.
 #[derive(Clone, Debug, Serialize)]
 pub struct Opening {
-    pub start_utc: String,
-    pub end_utc: String,
+    /// RFC 3339, UTC.
+    pub start: jiff::Timestamp,
+    pub end: jiff::Timestamp,
+    /// `2026-11-28 23:00 CET`.
     pub start_local: String,
     pub end_local: String,
     /// The local zone's name (IANA when known).

@@ -136,8 +136,9 @@ pub fn opening_lines(w: &WindowView) -> Vec<String> {
         WindowState::Open => "this opening",
         _ => "next opening",
     };
-    let mut lines = vec![format!("{label}: {} to {}", o.start_utc, o.end_utc)];
-    if (&o.start_local, &o.end_local) != (&o.start_utc, &o.end_utc) {
+    let (start, end) = (when::utc(o.start), when::utc(o.end));
+    let mut lines = vec![format!("{label}: {start} to {end}")];
+    if (&o.start_local, &o.end_local) != (&start, &end) {
         lines.push(format!(
             "local time: {} to {} ({})",
             o.start_local, o.end_local, o.local_zone
@@ -185,7 +186,7 @@ pub fn action_words(f: &FailureView) -> &'static str {
         (FailureAction::Rollback, RollbackScope::Run) => {
             "roll back the failed wave and every wave before it"
         }
-        (FailureAction::Halt, _) => "halt: stop, roll nothing back",
+        (FailureAction::Halt, _) => "halt (stop, roll nothing back)",
         (FailureAction::Continue, _) => "continue with the next wave",
     }
 }

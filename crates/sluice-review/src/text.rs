@@ -87,7 +87,7 @@ fn write_summary(r: &Review, o: &mut String) -> std::fmt::Result {
     for line in s.window.iter().flat_map(phrases::opening_lines) {
         writeln!(o, "           {line}")?;
     }
-    writeln!(o, "           (judged at {})", s.judged_at)?;
+    writeln!(o, "           (judged at {})", crate::when::utc(s.judged_at))?;
     writeln!(
         o,
         "Targets    {} in {} wave(s), {} step(s)",

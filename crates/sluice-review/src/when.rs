@@ -56,8 +56,8 @@ pub fn window_view(window: &Window, clock: &Clock) -> WindowView {
         declared: declared(window),
         state,
         opening: opening.map(|i| Opening {
-            start_utc: utc(i.start),
-            end_utc: utc(i.end),
+            start: i.start,
+            end: i.end,
             start_local: local(i.start, clock),
             end_local: local(i.end, clock),
             local_zone: clock.zone_name(),

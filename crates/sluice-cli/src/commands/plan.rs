@@ -18,7 +18,13 @@ use crate::error::CliError;
 use crate::exit;
 
 #[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    override_usage = "sluice plan [OPTIONS] <PLAN> -i <INVENTORY>\n       \
+                      sluice plan [OPTIONS] --from <PLAN.json>\n       \
+                      sluice plan diff [OPTIONS] <OLD> <NEW>"
+)]
 pub struct Args {
     #[command(subcommand)]
     pub action: Option<Action>,

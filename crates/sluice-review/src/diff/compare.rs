@@ -69,6 +69,8 @@ fn wave_of(plan: &PlanArtifact) -> HashMap<&str, &str> {
         .collect()
 }
 
+/// Hosts added, removed, moved; their changed settings, grouped by change (a plan variable
+/// changed on every host is one entry).
 pub fn hosts(old: &PlanArtifact, new: &PlanArtifact) -> HostChanges {
     let (old_wave, new_wave) = (wave_of(old), wave_of(new));
     let mut out = HostChanges::default();
@@ -90,10 +92,13 @@ pub fn hosts(old: &PlanArtifact, new: &PlanArtifact) -> HostChanges {
             });
         }
         for change in host_fields(before, h) {
-            out.changed.push(HostFieldChange {
-                host: h.name.clone(),
-                change,
-            });
+            match out.changed.iter_mut().find(|c| c.change == change) {
+                Some(same) => same.hosts.push(h.name.clone()),
+                None => out.changed.push(HostFieldChange {
+                    hosts: vec![h.name.clone()],
+                    change,
+                }),
+            }
         }
     }
     for h in &old.hosts {

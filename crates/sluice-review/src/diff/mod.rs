@@ -34,6 +34,9 @@ pub struct PlanDiff {
     pub failure: Vec<FieldChange>,
     /// The hashes differ but none of the fields above did (e.g. the artifact's format).
     pub other: bool,
+    /// The new artifact's hosts in plan order, to write runs of hosts `first … last`.
+    #[serde(skip)]
+    pub host_order: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -57,7 +60,8 @@ pub struct HostChanges {
     /// Hosts no longer targeted, with the wave they were in.
     pub removed: Vec<HostInWave>,
     pub moved: Vec<HostMove>,
-    /// Connection settings and variables of hosts in both.
+    /// Connection settings and variables of hosts in both; hosts with the same change share
+    /// one entry.
     pub changed: Vec<HostFieldChange>,
 }
 
@@ -76,7 +80,7 @@ pub struct HostMove {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct HostFieldChange {
-    pub host: String,
+    pub hosts: Vec<String>,
     #[serde(flatten)]
     pub change: FieldChange,
 }
@@ -154,6 +158,7 @@ impl PlanDiff {
             health: compare::health(&old_review, &new_review),
             failure: compare::failure(&old_review, &new_review),
             other: false,
+            host_order: new.hosts.iter().map(|h| h.name.clone()).collect(),
         };
         diff.other = !diff.identical && !diff.has_listed_changes();
         diff

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use super::*;
+use crate::hosts::HostOrder;
 use crate::markdown::{code, escape};
 
 /// Which human format to write; the two differ only in markup.
@@ -151,6 +152,7 @@ fn write_diff(d: &PlanDiff, m: Markup, o: &mut String) -> std::fmt::Result {
 
 fn write_hosts(d: &PlanDiff, m: Markup, o: &mut String) -> std::fmt::Result {
     let h = &d.hosts;
+    let order = HostOrder::from_names(&d.host_order);
     if h.added.is_empty() && h.removed.is_empty() && h.moved.is_empty() && h.changed.is_empty() {
         return Ok(());
     }
@@ -189,7 +191,7 @@ fn write_hosts(d: &PlanDiff, m: Markup, o: &mut String) -> std::fmt::Result {
             o,
             m,
             0,
-            &format!("{}: {}", t(m, &c.host), change_line(m, &c.change)),
+            &format!("{}: {}", t(m, &order.compact(&c.hosts)), change_line(m, &c.change)),
         )?;
     }
     Ok(())

@@ -116,7 +116,7 @@ fn write_header(r: &Review, o: &mut String) -> std::fmt::Result {
         "Window",
         format!("<span class=\"window {state}\">{window}</span>"),
     )?;
-    row(o, "Judged at", esc(&s.judged_at))?;
+    row(o, "Judged at", esc(&crate::when::utc(s.judged_at)))?;
     row(
         o,
         "Targets",

@@ -86,8 +86,11 @@ fn every_playbook_has_a_snapshot_test() {
 /// in the review) and dropped.
 #[test]
 fn plan_on_a_small_inventory_warns_about_empty_waves() {
-    let (code, stdout, stderr) =
-        plan_output(&review_args("openssl-patch", "inventory/staging.yaml", "text"));
+    let (code, stdout, stderr) = plan_output(&review_args(
+        "openssl-patch",
+        "inventory/staging.yaml",
+        "text",
+    ));
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("[empty_wave]"), "{stderr}");
     insta::assert_snapshot!("plan-openssl-patch-staging", stdout);

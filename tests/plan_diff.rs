@@ -59,7 +59,13 @@ impl Scratch {
         let out = self.0.join(format!("{name}.json"));
         let status = sluice()
             .current_dir(&self.0)
-            .args(["plan", &format!("{name}.yaml"), "-i", &inventory_name, "--out"])
+            .args([
+                "plan",
+                &format!("{name}.yaml"),
+                "-i",
+                &inventory_name,
+                "--out",
+            ])
             .arg(&out)
             .args(["--format", "json"])
             .output()
@@ -111,13 +117,22 @@ fn hosts_added_removed_and_moved() {
     let old = w.artifact("old", PLAN, INVENTORY);
     // `d` leaves, `e` joins, and a bigger canary moves `b` into it.
     let inventory = INVENTORY
-        .replace("  d: { transport: local, vars: { rack: x } }\n", "  e: { transport: local }\n")
+        .replace(
+            "  d: { transport: local, vars: { rack: x } }\n",
+            "  e: { transport: local }\n",
+        )
         .replace("[a, b, c, d]", "[a, b, c, e]");
     let plan = PLAN.replace("{ name: canary, size: 1 }", "{ name: canary, size: 2 }");
     let new = w.artifact("new", &plan, &inventory);
     let v = json(&old, &new);
-    assert_eq!(v["hosts"]["added"], serde_json::json!([{ "host": "e", "wave": "rest" }]));
-    assert_eq!(v["hosts"]["removed"], serde_json::json!([{ "host": "d", "wave": "rest" }]));
+    assert_eq!(
+        v["hosts"]["added"],
+        serde_json::json!([{ "host": "e", "wave": "rest" }])
+    );
+    assert_eq!(
+        v["hosts"]["removed"],
+        serde_json::json!([{ "host": "d", "wave": "rest" }])
+    );
     assert_eq!(
         v["hosts"]["moved"],
         serde_json::json!([{ "host": "b", "from": "rest", "to": "canary" }])
@@ -162,7 +177,10 @@ fn changed_policy_budgets_and_health() {
     let w = Scratch::new("policy");
     let old = w.artifact("old", PLAN, INVENTORY);
     let plan = PLAN
-        .replace("max_failed: 0, action: rollback", "max_failed: 1, action: halt")
+        .replace(
+            "max_failed: 0, action: rollback",
+            "max_failed: 1, action: halt",
+        )
         .replace("test -f version", "test -s version");
     let new = w.artifact("new", &plan, INVENTORY);
     let v = json(&old, &new);
@@ -175,7 +193,9 @@ fn changed_policy_budgets_and_health() {
     );
     let waves = v["waves"].as_array().unwrap();
     assert!(
-        waves.iter().all(|w| w["fields"][0]["field"] == "max_failed"),
+        waves
+            .iter()
+            .all(|w| w["fields"][0]["field"] == "max_failed"),
         "{waves:?}"
     );
     let changed = &v["health"]["changed"][0];
@@ -203,5 +223,8 @@ fn bad_input_exits_2() {
     std::fs::write(&edited, text).unwrap();
     let (code, _, stderr) = diff(&good, &s(&edited), "text");
     assert_eq!(code, Some(2));
-    assert!(stderr.contains("was modified after it was planned"), "{stderr}");
+    assert!(
+        stderr.contains("was modified after it was planned"),
+        "{stderr}"
+    );
 }

@@ -27,10 +27,8 @@ fn run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Out {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "sluice-review-{name}-{}",
-        std::process::id()
-    ));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("sluice-review-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -150,12 +148,20 @@ fn nothing_is_cut_however_many_hosts_differ() {
     let inventory = dir.join("inv.yaml");
     let plan = dir.join("plan.yaml");
     let hosts: String = (1..=30)
-        .map(|i| format!("  h{i:02}: {{ transport: local, vars: {{ v: \"{}\" }} }}\n", i * 7))
+        .map(|i| {
+            format!(
+                "  h{i:02}: {{ transport: local, vars: {{ v: \"{}\" }} }}\n",
+                i * 7
+            )
+        })
         .collect();
     let names: Vec<String> = (1..=30).map(|i| format!("h{i:02}")).collect();
     std::fs::write(
         &inventory,
-        format!("hosts:\n{hosts}groups:\n  fleet: {{ hosts: [{}] }}\n", names.join(", ")),
+        format!(
+            "hosts:\n{hosts}groups:\n  fleet: {{ hosts: [{}] }}\n",
+            names.join(", ")
+        ),
     )
     .unwrap();
     std::fs::write(
@@ -174,7 +180,10 @@ fn nothing_is_cut_however_many_hosts_differ() {
         ]);
         assert_eq!(out.code, Some(0), "{}", out.stderr);
         for i in 1..=30 {
-            assert!(out.stdout.contains(&format!("h{i:02}")), "{format}: h{i:02}");
+            assert!(
+                out.stdout.contains(&format!("h{i:02}")),
+                "{format}: h{i:02}"
+            );
             assert!(
                 out.stdout.contains(&format!("echo {} &gt; version", i * 7))
                     || out.stdout.contains(&format!("echo {} > version", i * 7)),
@@ -205,7 +214,10 @@ fn json_review_fields_are_documented() {
         .iter()
         .filter(|k| !doc.contains(&format!("`{k}`")))
         .collect();
-    assert!(missing.is_empty(), "not in docs/review-json.md: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "not in docs/review-json.md: {missing:?}"
+    );
 }
 
 fn collect_keys(value: &serde_json::Value, keys: &mut std::collections::BTreeSet<String>) {
@@ -268,7 +280,12 @@ fn approvals_recorded_in_the_store_are_shown() {
     }
     // Without a store, the review says approvals were not checked.
     let out = run(&["plan", "--from", &path(&saved)]);
-    assert!(out.stdout.contains("Approvals  not checked: no audit store"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("Approvals  not checked: no audit store"),
+        "{}",
+        out.stdout
+    );
 }
 
 /// Warnings are printed by validate, which still exits 0; `--deny-warnings` makes them errors.

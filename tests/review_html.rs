@@ -105,7 +105,10 @@ impl Case {
 
 /// The texts a reader must see: from the JSON review of the same playbook.
 fn expected_texts(plan: &str, inventory: &str) -> Vec<String> {
-    let out = sluice().args(review_args(plan, inventory, "json")).output().unwrap();
+    let out = sluice()
+        .args(review_args(plan, inventory, "json"))
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     let review: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let strings = |pointer: &str, field: &str| -> Vec<String> {
@@ -151,8 +154,12 @@ fn start_chromium(browser: &Path, case: &Case) -> Child {
         .arg("--dump-dom")
         .arg(format!("file://{}", case.file("probe.html").display()))
         // Files, not pipes: a full pipe nobody reads would stall Chromium.
-        .stdout(Stdio::from(std::fs::File::create(case.file("dom")).unwrap()))
-        .stderr(Stdio::from(std::fs::File::create(case.file("log")).unwrap()))
+        .stdout(Stdio::from(
+            std::fs::File::create(case.file("dom")).unwrap(),
+        ))
+        .stderr(Stdio::from(
+            std::fs::File::create(case.file("log")).unwrap(),
+        ))
         .spawn()
         .unwrap()
 }
@@ -206,10 +213,8 @@ fn flat(text: &str) -> String {
 #[test]
 fn html_review_of_every_playbook_renders_in_chromium() {
     let browser = chromium();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "sluice-review-html-{}",
-        std::process::id()
-    ));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("sluice-review-html-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut cases = Vec::new();
     for (plan, inventory) in PLAYBOOKS {
@@ -219,11 +224,17 @@ fn html_review_of_every_playbook_renders_in_chromium() {
             expected: expected_texts(plan, inventory),
         };
         let mut args = review_args(plan, inventory, "html");
-        args.extend(["--review-out".into(), case.file("html").display().to_string()]);
+        args.extend([
+            "--review-out".into(),
+            case.file("html").display().to_string(),
+        ]);
         let out = sluice().args(&args).output().unwrap();
         assert!(out.status.success(), "{plan}: {out:?}");
         let html = std::fs::read_to_string(case.file("html")).unwrap();
-        assert!(!html.contains("<script"), "{plan}: the review runs no script");
+        assert!(
+            !html.contains("<script"),
+            "{plan}: the review runs no script"
+        );
         for remote in ["src=\"http", "href=\"http", "url(http", "@import"] {
             assert!(!html.contains(remote), "{plan}: {remote}");
         }
@@ -276,7 +287,10 @@ fn check_case(case: &Case, dom: &str, log: &str) {
     assert!(png.starts_with(b"\x89PNG"), "{name}: no screenshot");
     assert!(png.len() > 10_000, "{name}: the screenshot is blank");
     let pdf = case.file("pdf");
-    assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF"), "{name}: no PDF");
+    assert!(
+        std::fs::read(&pdf).unwrap().starts_with(b"%PDF"),
+        "{name}: no PDF"
+    );
     let printed = flat(&pdftotext(&pdf));
     for text in &case.expected {
         // A sentence may break across pages; its words in order are enough.

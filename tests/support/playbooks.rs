@@ -2,6 +2,9 @@
 //! (absent) audit store that make reviews the same on every machine and every day. Shared by
 //! tests/plan.rs (text and Markdown snapshots) and tests/review_html.rs (Chromium).
 
+// Each test crate that includes this module uses part of it.
+#![allow(dead_code)]
+
 /// Every playbook in playbooks/ with its inventory.
 pub const PLAYBOOKS: &[(&str, &str)] = &[
     ("openssl-patch", "inventory/prod.yaml"),

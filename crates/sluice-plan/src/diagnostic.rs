@@ -72,7 +72,8 @@ pub struct Diagnostic {
     pub loc: Option<Loc>,
     pub help: Option<String>,
     /// The typed warning this diagnostic reports (every warning is one; errors have none).
-    pub warning: Option<PlanWarning>,
+    /// Boxed: most diagnostics are errors, and results carrying them stay small.
+    pub warning: Option<Box<PlanWarning>>,
 }
 
 impl Diagnostic {
@@ -92,7 +93,7 @@ impl Diagnostic {
         Diagnostic {
             severity: Severity::Warning,
             help: warning.help(),
-            warning: Some(warning.clone()),
+            warning: Some(Box::new(warning.clone())),
             ..Diagnostic::error(format!("{warning} [{}]", warning.code()))
         }
     }

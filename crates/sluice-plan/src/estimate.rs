@@ -72,6 +72,10 @@ impl Estimate {
 /// Rounds of `concurrency` hosts, then the pause (the executor pauses only before a next wave).
 fn wave_ms(wave: &WavePlan, per_host_ms: u64, pauses: bool) -> u64 {
     let rounds = wave.hosts.len().div_ceil(wave.concurrency.max(1)) as u64;
-    let pause = if pauses { wave.pause_ms.unwrap_or(0) } else { 0 };
+    let pause = if pauses {
+        wave.pause_ms.unwrap_or(0)
+    } else {
+        0
+    };
     rounds.saturating_mul(per_host_ms).saturating_add(pause)
 }

@@ -28,8 +28,8 @@ pub use command::{
     RenderedCommand, ResolveError, ResolvedCommand, RuntimeValues, Segment, shell_quote,
 };
 pub mod compile;
-pub mod estimate;
 pub mod error;
+pub mod estimate;
 pub mod graph;
 pub mod inventory;
 pub mod model;

@@ -280,8 +280,8 @@ fn become_password_without_a_become_step_is_a_warning() {
         ]
     );
     assert_eq!(
-        c.warnings[0].warning,
-        Some(sluice_plan::warning::PlanWarning::BecomePasswordUnused {
+        c.warnings[0].warning.as_deref(),
+        Some(&sluice_plan::warning::PlanWarning::BecomePasswordUnused {
             secret: "pw".into()
         })
     );

@@ -134,7 +134,10 @@ fn the_inventory_path_is_shown_but_not_hashed() {
         Some("inventory/prod.yaml")
     );
     let text = sluice_plan::to_file_text(&a).unwrap();
-    assert!(text.contains("\"inventory\": \"inventory/prod.yaml\""), "{text}");
+    assert!(
+        text.contains("\"inventory\": \"inventory/prod.yaml\""),
+        "{text}"
+    );
     let loaded = sluice_plan::parse_artifact("a.json", text.as_bytes()).unwrap();
     assert_eq!(loaded, a);
     assert!(loaded.hash_is_valid());

@@ -47,7 +47,11 @@ fn ts(s: &str) -> Timestamp {
 /// Every warning of a plan judged at `now`: the compiler's, then the artifact's.
 fn warnings_at(plan: &str, vars: &[(&str, &str)], now: &str) -> Vec<PlanWarning> {
     let c = compiled(plan, vars);
-    let mut all: Vec<PlanWarning> = c.warnings.iter().filter_map(|d| d.warning.clone()).collect();
+    let mut all: Vec<PlanWarning> = c
+        .warnings
+        .iter()
+        .filter_map(|d| d.warning.as_deref().cloned())
+        .collect();
     all.extend(artifact::check(&c.artifact, ts(now)));
     all
 }
@@ -147,10 +151,7 @@ fn a_var_naming_no_variable_is_a_warning_with_a_suggestion() {
             did_you_mean: Some("version".into())
         }]
     );
-    assert_eq!(
-        found[0].help().as_deref(),
-        Some("did you mean `version`?")
-    );
+    assert_eq!(found[0].help().as_deref(), Some("did you mean `version`?"));
     // Variables of the plan, of the inventory and those a template uses are all known.
     for name in ["version", "rack", "lb_pool"] {
         assert_eq!(

@@ -191,7 +191,11 @@ fn spec_view(spec: &sluice_plan::StepSpec) -> StepView {
 }
 
 fn health_view(plan: &PlanArtifact, keys: &[HostKey]) -> HealthView {
-    let first = plan.hosts.first().map(|h| h.health.as_slice()).unwrap_or(&[]);
+    let first = plan
+        .hosts
+        .first()
+        .map(|h| h.health.as_slice())
+        .unwrap_or(&[]);
     let checks = first
         .iter()
         .map(|check| {
@@ -279,8 +283,9 @@ fn differences(plan: &PlanArtifact, steps: &[StepView], health: &HealthView) -> 
             .iter()
             .position(|f| f.hosts.iter().any(|h| h == host))
     };
-    let signature =
-        |h: &HostPlan| -> Vec<Option<usize>> { varying.iter().map(|(_, v)| form_of(v, &h.name)).collect() };
+    let signature = |h: &HostPlan| -> Vec<Option<usize>> {
+        varying.iter().map(|(_, v)| form_of(v, &h.name)).collect()
+    };
     Differences {
         command_groups: group_by(plan, signature),
         commands: varying
@@ -355,16 +360,23 @@ fn vars_differences(plan: &PlanArtifact) -> Vec<ValueDifference> {
         .collect()
 }
 
+/// How one connection setting of a host reads.
+type SettingOf = dyn Fn(&HostPlan) -> String;
+
+fn optional(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| "(unset)".into())
+}
+
+fn list(v: &[String]) -> String {
+    if v.is_empty() {
+        "(none)".to_string()
+    } else {
+        v.join(", ")
+    }
+}
+
 fn connection_differences(plan: &PlanArtifact) -> Vec<ValueDifference> {
-    let optional = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unset)".into());
-    let list = |v: &[String]| {
-        if v.is_empty() {
-            "(none)".to_string()
-        } else {
-            v.join(", ")
-        }
-    };
-    let fields: [(&str, &dyn Fn(&HostPlan) -> String); 8] = [
+    let fields: [(&str, &SettingOf); 8] = [
         ("transport", &|h| spelling(&h.connection.transport)),
         ("port", &|h| h.connection.port.to_string()),
         ("user", &|h| optional(&h.connection.user)),

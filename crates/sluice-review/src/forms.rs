@@ -70,7 +70,10 @@ pub fn forms(hosts: &[HostKey], texts: &[Option<String>]) -> Vec<Form> {
         ));
     }
     for group in remaining {
-        out.push((group.hosts[0], literal_form(&group.text, &group.hosts, hosts)));
+        out.push((
+            group.hosts[0],
+            literal_form(&group.text, &group.hosts, hosts),
+        ));
     }
     out.sort_by_key(|(first, _)| *first);
     out.into_iter().map(|(_, f)| f).collect()
@@ -263,7 +266,10 @@ mod tests {
     #[test]
     fn a_literal_equal_to_a_host_name_stays_literal() {
         let h = keys(&[("t-1", "t-1"), ("t-2", "t-2"), ("t-3", "t-3")]);
-        let f = forms(&h, &texts(&["test t-1 != t-2", "test t-2 != t-2", "test t-3 != t-2"]));
+        let f = forms(
+            &h,
+            &texts(&["test t-1 != t-2", "test t-2 != t-2", "test t-3 != t-2"]),
+        );
         assert_eq!(show(&f), ["t-1,t-2,t-3: test <name> != t-2"]);
     }
 
@@ -277,7 +283,10 @@ mod tests {
                 "drain web-2 at http://10.0.0.12:8080",
             ]),
         );
-        assert_eq!(show(&f), ["web-1,web-2: drain <name> at http://<address>:8080"]);
+        assert_eq!(
+            show(&f),
+            ["web-1,web-2: drain <name> at http://<address>:8080"]
+        );
     }
 
     #[test]
@@ -285,7 +294,12 @@ mod tests {
         let h = keys(&[("a", "a"), ("b", "b"), ("c", "c"), ("d", "d")]);
         let f = forms(
             &h,
-            &texts(&["x a --rack 1", "x b --rack 1", "x c --rack 2", "x d --rack 2"]),
+            &texts(&[
+                "x a --rack 1",
+                "x b --rack 1",
+                "x c --rack 2",
+                "x d --rack 2",
+            ]),
         );
         assert_eq!(
             show(&f),

@@ -102,10 +102,7 @@ mod tests {
     fn runs_of_three_or_more_are_written_first_and_last() {
         let (o, all) = order(12);
         assert_eq!(o.compact(&all[1..]), "web-2 … web-12");
-        let picked: Vec<String> = [0, 1, 3, 4, 5, 9]
-            .iter()
-            .map(|&i| all[i].clone())
-            .collect();
+        let picked: Vec<String> = [0, 1, 3, 4, 5, 9].iter().map(|&i| all[i].clone()).collect();
         assert_eq!(o.compact(&picked), "web-1, web-2, web-4 … web-6, web-10");
         assert_eq!(o.compact(&all[..1]), "web-1");
         assert_eq!(o.compact(&[]), "");

@@ -42,7 +42,11 @@ pub fn step_attributes(step: &StepView) -> Vec<String> {
         attrs.push(format!("timeout {}", duration(t)));
     }
     if step.retries > 0 {
-        let tries = if step.retries == 1 { "retry" } else { "retries" };
+        let tries = if step.retries == 1 {
+            "retry"
+        } else {
+            "retries"
+        };
         attrs.push(format!(
             "{} {tries} {} apart",
             step.retries,

@@ -87,7 +87,11 @@ fn write_summary(r: &Review, o: &mut String) -> std::fmt::Result {
     for line in s.window.iter().flat_map(phrases::opening_lines) {
         writeln!(o, "           {line}")?;
     }
-    writeln!(o, "           (judged at {})", crate::when::utc(s.judged_at))?;
+    writeln!(
+        o,
+        "           (judged at {})",
+        crate::when::utc(s.judged_at)
+    )?;
     writeln!(
         o,
         "Targets    {} in {} wave(s), {} step(s)",
@@ -175,11 +179,7 @@ fn write_command(
 }
 
 fn write_health(r: &Review, o: &mut String, order: &HostOrder) -> std::fmt::Result {
-    writeln!(
-        o,
-        "\nHealth checks ({})",
-        phrases::health_rules(&r.health)
-    )?;
+    writeln!(o, "\nHealth checks ({})", phrases::health_rules(&r.health))?;
     if r.health.checks.is_empty() {
         writeln!(o, "  (none)")?;
     }

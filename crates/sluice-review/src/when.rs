@@ -26,7 +26,12 @@ impl Clock {
     /// The local zone's name: its IANA name when known, else its abbreviation now.
     pub fn zone_name(&self) -> String {
         self.local.iana_name().map_or_else(
-            || self.local.to_offset_info(self.now).abbreviation().to_string(),
+            || {
+                self.local
+                    .to_offset_info(self.now)
+                    .abbreviation()
+                    .to_string()
+            },
             str::to_string,
         )
     }

@@ -89,12 +89,16 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
             let warnings = compiled
                 .warnings
                 .iter()
-                .filter_map(|d| d.warning.clone())
+                .filter_map(|d| d.warning.as_deref().cloned())
                 .collect();
             (compiled.artifact, warnings)
         }
         // clap requires a plan and an inventory unless --from is given.
-        _ => return Err(CliError::invalid_input("name a change plan and -i INVENTORY, or --from PLAN.json")),
+        _ => {
+            return Err(CliError::invalid_input(
+                "name a change plan and -i INVENTORY, or --from PLAN.json",
+            ));
+        }
     };
     let artifact = &artifact;
     if let Some(out) = &args.out {

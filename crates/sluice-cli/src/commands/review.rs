@@ -116,9 +116,8 @@ pub fn show(
     match &args.review_out {
         None => console.stdout(&text),
         Some(path) => {
-            std::fs::write(path, text).map_err(|e| {
-                CliError::failed(format!("cannot write {}: {e}", path.display()))
-            })?;
+            std::fs::write(path, text)
+                .map_err(|e| CliError::failed(format!("cannot write {}: {e}", path.display())))?;
             console.status("Wrote", format!("review to {}", path.display()));
         }
     }

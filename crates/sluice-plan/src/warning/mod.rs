@@ -23,10 +23,7 @@ pub enum PlanWarning {
     /// The absolute window ended before the moment the plan was judged at.
     WindowEnded { end: jiff::Timestamp },
     /// The window is shorter than the waves' estimated duration.
-    WindowTooShort {
-        window_ms: u64,
-        estimate_ms: u64,
-    },
+    WindowTooShort { window_ms: u64, estimate_ms: u64 },
     /// A step changes something (it registers nothing) and has no `undo`: a rollback leaves it.
     NoUndo { step: String },
     /// The first wave tolerates as many failures as it has hosts: it cannot stop the rollout.

@@ -43,7 +43,12 @@ pub fn summary(old: &Review, new: &Review) -> Vec<FieldChange> {
         n.description.clone(),
     );
     push(&mut out, "ticket", o.ticket.clone(), n.ticket.clone());
-    push(&mut out, "inventory", o.inventory.clone(), n.inventory.clone());
+    push(
+        &mut out,
+        "inventory",
+        o.inventory.clone(),
+        n.inventory.clone(),
+    );
     push(
         &mut out,
         "environment",
@@ -166,11 +171,31 @@ pub fn waves(old: &Review, new: &Review) -> Vec<WaveChange> {
         let mut fields = Vec::new();
         let n = |v: usize| Some(v.to_string());
         push(&mut fields, "position", n(before.number), n(w.number));
-        push(&mut fields, "hosts", n(before.hosts.len()), n(w.hosts.len()));
-        push(&mut fields, "concurrency", n(before.concurrency), n(w.concurrency));
-        push(&mut fields, "max_failed", n(before.max_failed), n(w.max_failed));
+        push(
+            &mut fields,
+            "hosts",
+            n(before.hosts.len()),
+            n(w.hosts.len()),
+        );
+        push(
+            &mut fields,
+            "concurrency",
+            n(before.concurrency),
+            n(w.concurrency),
+        );
+        push(
+            &mut fields,
+            "max_failed",
+            n(before.max_failed),
+            n(w.max_failed),
+        );
         let yes = |b: bool| Some(if b { "yes" } else { "no" }.to_string());
-        push(&mut fields, "approval", yes(before.approval), yes(w.approval));
+        push(
+            &mut fields,
+            "approval",
+            yes(before.approval),
+            yes(w.approval),
+        );
         push(
             &mut fields,
             "pause",

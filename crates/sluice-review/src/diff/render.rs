@@ -191,7 +191,11 @@ fn write_hosts(d: &PlanDiff, m: Markup, o: &mut String) -> std::fmt::Result {
             o,
             m,
             0,
-            &format!("{}: {}", t(m, &order.compact(&c.hosts)), change_line(m, &c.change)),
+            &format!(
+                "{}: {}",
+                t(m, &order.compact(&c.hosts)),
+                change_line(m, &c.change)
+            ),
         )?;
     }
     Ok(())

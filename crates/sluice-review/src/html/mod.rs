@@ -193,7 +193,10 @@ fn write_nav(r: &Review, o: &mut String) -> std::fmt::Result {
 fn write_overview(r: &Review, o: &mut String) -> std::fmt::Result {
     let s = &r.summary;
     let host_steps = r.steps.iter().filter(|x| x.run_once_on.is_none()).count();
-    writeln!(o, "<section id=\"overview\">\n<h2>How this change runs</h2>")?;
+    writeln!(
+        o,
+        "<section id=\"overview\">\n<h2>How this change runs</h2>"
+    )?;
     let once = r.steps.len() - host_steps;
     let once_text = if once > 0 {
         format!(

@@ -18,8 +18,7 @@ fn form_html(form: &Form) -> String {
                 "<span class=\"hole\" title=\"each host's own name\">host.name</span>".into()
             }
             Piece::HostAddress => {
-                "<span class=\"hole\" title=\"each host's own address\">host.address</span>"
-                    .into()
+                "<span class=\"hole\" title=\"each host's own address\">host.address</span>".into()
             }
         })
         .collect()
@@ -60,7 +59,11 @@ pub fn steps(r: &Review, o: &mut String) -> std::fmt::Result {
     )?;
     graph::steps(r, o)?;
     for s in &r.steps {
-        writeln!(o, "<article class=\"card step\" id=\"step-{}\">", esc(&s.id))?;
+        writeln!(
+            o,
+            "<article class=\"card step\" id=\"step-{}\">",
+            esc(&s.id)
+        )?;
         writeln!(o, "<h3><code>{}</code></h3>", esc(&s.id))?;
         writeln!(
             o,

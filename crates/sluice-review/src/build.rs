@@ -278,13 +278,23 @@ fn differences(plan: &PlanArtifact, steps: &[StepView], health: &HealthView) -> 
     }
     let varying: Vec<&(String, &CommandView)> =
         slots.iter().filter(|(_, c)| c.forms.len() > 1).collect();
-    let form_of = |view: &CommandView, host: &str| {
-        view.forms
-            .iter()
-            .position(|f| f.hosts.iter().any(|h| h == host))
-    };
+    // For each varying slot, the form each host gets: one map per slot, so grouping stays
+    // linear in the number of hosts.
+    let form_of: Vec<HashMap<&str, usize>> = varying
+        .iter()
+        .map(|(_, view)| {
+            view.forms
+                .iter()
+                .enumerate()
+                .flat_map(|(i, f)| f.hosts.iter().map(move |h| (h.as_str(), i)))
+                .collect()
+        })
+        .collect();
     let signature = |h: &HostPlan| -> Vec<Option<usize>> {
-        varying.iter().map(|(_, v)| form_of(v, &h.name)).collect()
+        form_of
+            .iter()
+            .map(|forms| forms.get(h.name.as_str()).copied())
+            .collect()
     };
     Differences {
         command_groups: group_by(plan, signature),

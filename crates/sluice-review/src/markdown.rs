@@ -32,6 +32,20 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// A message from sluice with `code` spans: the spans as code when the backticks pair up, the
+/// rest escaped.
+pub fn message(text: &str) -> String {
+    let parts: Vec<&str> = text.split('`').collect();
+    if parts.len() % 2 == 0 {
+        return escape(text);
+    }
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| if i % 2 == 1 { code(part) } else { escape(part) })
+        .collect()
+}
+
 /// Inline code that survives backticks inside it (a longer fence, padded) and table pipes.
 pub fn code(text: &str) -> String {
     let longest = longest_run(text, '`');
@@ -141,7 +155,7 @@ fn write_summary(r: &Review, o: &mut String) -> std::fmt::Result {
             ),
         ));
     }
-    let mut approvals = escape(&phrases::approvals_source(&r.approvals));
+    let mut approvals = message(&phrases::approvals_source(&r.approvals));
     for a in &r.approvals.recorded {
         approvals.push_str("<br>");
         approvals.push_str(&escape(&phrases::approval_line(a)));
@@ -160,9 +174,9 @@ fn write_warnings(r: &Review, o: &mut String) -> std::fmt::Result {
     }
     writeln!(o, "## Warnings ({})\n", r.warnings.len())?;
     for w in &r.warnings {
-        write!(o, "- ⚠️ {} {}", code(w.warning.code()), escape(&w.message))?;
+        write!(o, "- ⚠️ {} {}", code(w.warning.code()), message(&w.message))?;
         match &w.help {
-            Some(help) => writeln!(o, " — *{}*", escape(help))?,
+            Some(help) => writeln!(o, " — *{}*", message(help))?,
             None => writeln!(o)?,
         }
     }

@@ -79,6 +79,9 @@ fn wave_of(plan: &PlanArtifact) -> HashMap<&str, &str> {
 pub fn hosts(old: &PlanArtifact, new: &PlanArtifact) -> HostChanges {
     let (old_wave, new_wave) = (wave_of(old), wave_of(new));
     let mut out = HostChanges::default();
+    // Where each distinct change is in `out.changed`: a change on every host is one lookup per
+    // host, not a scan.
+    let mut seen: HashMap<FieldChange, usize> = HashMap::new();
     for h in &new.hosts {
         let wave = new_wave.get(h.name.as_str()).copied().unwrap_or("");
         let Some(before) = old.host(&h.name) else {
@@ -97,12 +100,15 @@ pub fn hosts(old: &PlanArtifact, new: &PlanArtifact) -> HostChanges {
             });
         }
         for change in host_fields(before, h) {
-            match out.changed.iter_mut().find(|c| c.change == change) {
-                Some(same) => same.hosts.push(h.name.clone()),
-                None => out.changed.push(HostFieldChange {
-                    hosts: vec![h.name.clone()],
-                    change,
-                }),
+            match seen.get(&change) {
+                Some(&i) => out.changed[i].hosts.push(h.name.clone()),
+                None => {
+                    seen.insert(change.clone(), out.changed.len());
+                    out.changed.push(HostFieldChange {
+                        hosts: vec![h.name.clone()],
+                        change,
+                    });
+                }
             }
         }
     }

@@ -46,7 +46,7 @@ pub struct Side {
 }
 
 /// One value that changed: `field` went from `old` to `new` (`None`: absent on that side).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct FieldChange {
     pub field: String,
     pub old: Option<String>,

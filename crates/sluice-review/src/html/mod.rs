@@ -42,6 +42,26 @@ pub fn esc(text: &str) -> String {
     out
 }
 
+/// A message from sluice with `code` spans: escaped, and the spans set as code when the
+/// backticks pair up.
+fn esc_message(text: &str) -> String {
+    let parts: Vec<&str> = text.split('`').collect();
+    if parts.len() % 2 == 0 {
+        return esc(text);
+    }
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                format!("<code>{}</code>", esc(part))
+            } else {
+                esc(part)
+            }
+        })
+        .collect()
+}
+
 pub fn render(review: &Review) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail.
@@ -154,7 +174,7 @@ fn write_header(r: &Review, o: &mut String) -> std::fmt::Result {
         )?;
     }
     let approvals = match r.approvals.recorded.len() {
-        0 => esc(&phrases::approvals_source(&r.approvals)),
+        0 => esc_message(&phrases::approvals_source(&r.approvals)),
         n => format!("<a href=\"#approvals\">{n} recorded</a>"),
     };
     row(o, "Approvals", approvals)?;
@@ -258,10 +278,10 @@ fn write_warnings(r: &Review, o: &mut String) -> std::fmt::Result {
             o,
             "<li><code class=\"code\">{}</code> {}",
             esc(w.warning.code()),
-            esc(&w.message)
+            esc_message(&w.message)
         )?;
         if let Some(help) = &w.help {
-            write!(o, "<br><span class=\"help\">{}</span>", esc(help))?;
+            write!(o, "<br><span class=\"help\">{}</span>", esc_message(help))?;
         }
         writeln!(o, "</li>")?;
     }

@@ -249,7 +249,7 @@ pub fn approvals(r: &Review, o: &mut String) -> std::fmt::Result {
     writeln!(
         o,
         "<p>Approvals recorded for exactly this plan hash: {}.</p>",
-        esc(&phrases::approvals_source(&r.approvals))
+        super::esc_message(&phrases::approvals_source(&r.approvals))
     )?;
     if !r.approvals.recorded.is_empty() {
         writeln!(o, "<ul>")?;

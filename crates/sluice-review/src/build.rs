@@ -47,7 +47,8 @@ pub fn build(input: ReviewInput) -> Review {
             concurrency: w.concurrency,
             max_failed: w.max_failed,
             approval: w.approval,
-            pause_ms: w.pause_ms,
+            // The executor pauses only before a next wave: a pause after the last is none.
+            pause_ms: w.pause_ms.filter(|_| i + 1 < plan.waves.len()),
             estimate_ms: estimate.per_wave_ms.get(i).copied().unwrap_or(0),
             on_failure: policy::wave_sentence(plan, i),
         })

@@ -35,14 +35,9 @@ pub fn escape(text: &str) -> String {
 /// A message from sluice with `code` spans: the spans as code when the backticks pair up, the
 /// rest escaped.
 pub fn message(text: &str) -> String {
-    let parts: Vec<&str> = text.split('`').collect();
-    if parts.len() % 2 == 0 {
-        return escape(text);
-    }
-    parts
-        .iter()
-        .enumerate()
-        .map(|(i, part)| if i % 2 == 1 { code(part) } else { escape(part) })
+    phrases::code_spans(text)
+        .into_iter()
+        .map(|(part, is_code)| if is_code { code(part) } else { escape(part) })
         .collect()
 }
 

@@ -119,7 +119,8 @@ pub struct WaveView {
     pub max_failed: usize,
     /// The run waits for an approval before this wave starts.
     pub approval: bool,
-    /// Soak time after this wave, before the next one starts.
+    /// Soak time after this wave, before the next one starts (`None` for the last wave, which
+    /// has no next one, whatever the plan declares).
     pub pause_ms: Option<u64>,
     pub estimate_ms: u64,
     /// What happens when the wave fails, in plain words.

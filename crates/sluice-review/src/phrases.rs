@@ -195,4 +195,18 @@ pub fn action_words(f: &FailureView) -> &'static str {
     }
 }
 
+/// A message of sluice's own with its `code` spans marked: each part, and whether it is code.
+/// A message whose backticks do not pair up is one plain part.
+pub fn code_spans(text: &str) -> Vec<(&str, bool)> {
+    let parts: Vec<&str> = text.split('`').collect();
+    if parts.len().is_multiple_of(2) {
+        return vec![(text, false)];
+    }
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| (part, i % 2 == 1))
+        .collect()
+}
+
 pub use sluice_plan::schema::format_duration_ms;

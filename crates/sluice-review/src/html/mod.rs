@@ -45,15 +45,10 @@ pub fn esc(text: &str) -> String {
 /// A message from sluice with `code` spans: escaped, and the spans set as code when the
 /// backticks pair up.
 fn esc_message(text: &str) -> String {
-    let parts: Vec<&str> = text.split('`').collect();
-    if parts.len() % 2 == 0 {
-        return esc(text);
-    }
-    parts
-        .iter()
-        .enumerate()
-        .map(|(i, part)| {
-            if i % 2 == 1 {
+    phrases::code_spans(text)
+        .into_iter()
+        .map(|(part, is_code)| {
+            if is_code {
                 format!("<code>{}</code>", esc(part))
             } else {
                 esc(part)

@@ -3,14 +3,10 @@
 // Tests may unwrap: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
+#[path = "support/playbooks.rs"]
+mod playbooks;
 
-fn sluice() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    c.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
-    c.env("NO_COLOR", "1");
-    c
-}
+use playbooks::{PLAYBOOKS, review_args, sluice};
 
 #[test]
 fn validate_accepts_every_example_playbook() {
@@ -35,7 +31,7 @@ fn validate_accepts_every_example_playbook() {
     }
 }
 
-fn plan_output(args: &[&str]) -> (Option<i32>, String, String) {
+fn plan_output<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> (Option<i32>, String, String) {
     let out = sluice().args(args).output().unwrap();
     (
         out.status.code(),
@@ -44,41 +40,26 @@ fn plan_output(args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-/// The human review a change board reads, for every example playbook against prod.
+/// The review a change board reads goes to stdout, complete, for every playbook; warnings go
+/// to stderr as well.
 #[test]
-fn plan_review_of_every_example_playbook() {
-    for plan in ["openssl-patch", "kernel-update", "nginx-config"] {
-        let (code, stdout, stderr) = plan_output(&[
-            "plan",
-            &format!("playbooks/{plan}.yaml"),
-            "-i",
-            "inventory/prod.yaml",
-        ]);
-        assert_eq!(code, Some(0), "{stderr}");
-        assert_eq!(stdout, "", "the human review goes to stderr");
-        insta::assert_snapshot!(format!("plan-{plan}-prod"), stderr);
+fn text_review_of_every_playbook() {
+    for (plan, inventory) in PLAYBOOKS {
+        let (code, stdout, stderr) = plan_output(&review_args(plan, inventory, "text"));
+        assert_eq!(code, Some(0), "{plan}: {stderr}");
+        assert!(stdout.starts_with("Change "), "the review goes to stdout");
+        assert!(!stderr.contains("Change "), "{plan}: {stderr}");
+        insta::assert_snapshot!(format!("review-text-{plan}"), stdout);
     }
 }
 
-/// The inventory each playbook that is not a prod/staging example is written for.
-const OTHER_PLAYBOOKS: &[(&str, &str)] = &[
-    ("demo-rolling-patch", "inventory/demo.yaml"),
-    ("demo-canary-fails", "inventory/demo.yaml"),
-    (
-        "bench-rolling-patch",
-        "tests/fixtures/bench-fleet.inventory.yaml",
-    ),
-];
-
-/// The demo and benchmark playbooks get a reviewed snapshot too.
+/// The Markdown review, to paste into a ticket, for every playbook.
 #[test]
-fn plan_review_of_demo_and_bench_playbooks() {
-    for (plan, inventory) in OTHER_PLAYBOOKS {
-        let (code, stdout, stderr) =
-            plan_output(&["plan", &format!("playbooks/{plan}.yaml"), "-i", inventory]);
+fn markdown_review_of_every_playbook() {
+    for (plan, inventory) in PLAYBOOKS {
+        let (code, stdout, stderr) = plan_output(&review_args(plan, inventory, "markdown"));
         assert_eq!(code, Some(0), "{plan}: {stderr}");
-        assert_eq!(stdout, "", "the human review goes to stderr");
-        insta::assert_snapshot!(format!("plan-{plan}"), stderr);
+        insta::assert_snapshot!(format!("review-markdown-{plan}"), stdout);
     }
 }
 
@@ -93,29 +74,26 @@ fn every_playbook_has_a_snapshot_test() {
         .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     found.sort();
-    let mut covered: Vec<String> = ["openssl-patch", "kernel-update", "nginx-config"]
-        .iter()
-        .chain(OTHER_PLAYBOOKS.iter().map(|(p, _)| p))
-        .map(|p| p.to_string())
-        .collect();
+    let mut covered: Vec<String> = PLAYBOOKS.iter().map(|(p, _)| p.to_string()).collect();
     covered.sort();
     assert_eq!(
         found, covered,
-        "add the new playbook to a snapshot test in tests/plan.rs"
+        "add the new playbook to PLAYBOOKS in tests/support/playbooks.rs"
     );
 }
 
-/// Staging has fewer hosts than the waves ask for: the empty waves are reported and dropped.
+/// Staging has fewer hosts than the waves ask for: the empty waves are reported (stderr, and
+/// in the review) and dropped.
 #[test]
 fn plan_on_a_small_inventory_warns_about_empty_waves() {
-    let (code, _, stderr) = plan_output(&[
-        "plan",
-        "playbooks/openssl-patch.yaml",
-        "-i",
+    let (code, stdout, stderr) = plan_output(&review_args(
+        "openssl-patch",
         "inventory/staging.yaml",
-    ]);
+        "text",
+    ));
     assert_eq!(code, Some(0), "{stderr}");
-    insta::assert_snapshot!("plan-openssl-patch-staging", stderr);
+    assert!(stderr.contains("[empty_wave]"), "{stderr}");
+    insta::assert_snapshot!("plan-openssl-patch-staging", stdout);
 }
 
 #[test]

@@ -8,6 +8,8 @@ use sluice_model::RunStatus;
 pub const OK: u8 = 0;
 /// A wave failed and was rolled back or halted; or an ad-hoc command failed on some host.
 pub const FAILED: u8 = 1;
+/// `sluice plan diff`: the two artifacts differ (as `diff` exits 1).
+pub const DIFFERENT: u8 = 1;
 /// Invalid input: plan, inventory, arguments; a refusal before anything started.
 pub const INVALID_INPUT: u8 = 2;
 /// A rollback failed: hosts need attention.

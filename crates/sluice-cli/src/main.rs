@@ -129,3 +129,15 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks its definitions (unique argument ids, valid conflicts) only when a command
+    /// is built; this builds every subcommand, so a clash fails here rather than at a user.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -8,8 +8,7 @@
 //! value replaced before the fact is built. The wire format is documented in
 //! `docs/json-events.md`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use sluice_model::{Decision, DecisionTaken, Event, Fact};
 use tokio::sync::mpsc;
@@ -23,7 +22,9 @@ pub trait EventSink: Send {
 #[derive(Clone)]
 pub struct Emitter {
     tx: mpsc::UnboundedSender<Event>,
-    seq: Arc<AtomicU64>,
+    /// The last sequence number sent. Numbering and sending happen under this one lock, so
+    /// events from tasks on different threads arrive in the order of their numbers.
+    seq: Arc<Mutex<u64>>,
     run_id: Arc<str>,
 }
 
@@ -31,16 +32,21 @@ impl Emitter {
     pub fn new(run_id: &str, tx: mpsc::UnboundedSender<Event>) -> Self {
         Emitter {
             tx,
-            seq: Arc::new(AtomicU64::new(0)),
+            seq: Arc::new(Mutex::new(0)),
             run_id: run_id.into(),
         }
     }
 
     pub fn emit(&self, fact: Fact) {
-        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        // A panic elsewhere while holding the lock leaves a valid counter: carry on with it.
+        let mut last = self
+            .seq
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *last += 1;
         // A receiver that went away (the display ended early) must not stop the rollout.
         let _ = self.tx.send(Event {
-            seq,
+            seq: *last,
             at: jiff::Timestamp::now(),
             run: self.run_id.to_string(),
             fact,
@@ -68,5 +74,39 @@ impl Emitter {
 
     pub fn run_id(&self) -> &str {
         &self.run_id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Tasks on several threads emit at once; the receiver sees 1, 2, 3, ... in order (a
+    /// counter bumped apart from the send let a later number overtake an earlier one).
+    #[test]
+    fn events_from_many_threads_arrive_in_sequence_order() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let emitter = Emitter::new("run", tx);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let emitter = emitter.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..2_000 {
+                        emitter.decision(Decision::Interrupt, None, "x");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let mut expected = 1;
+        while let Ok(event) = rx.try_recv() {
+            assert_eq!(event.seq, expected);
+            expected += 1;
+        }
+        assert_eq!(expected, 16_001);
     }
 }

@@ -104,6 +104,7 @@ impl PlanBuilder {
                 name: name.into(),
                 description: None,
                 ticket: None,
+                planned_for: None,
                 window: None,
                 secrets: Vec::new(),
                 become_password: None,

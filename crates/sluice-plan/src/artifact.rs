@@ -23,11 +23,19 @@ pub const ARTIFACT_FORMAT: u32 = 1;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlanArtifact {
     pub format: u32,
-    /// sha256 (hex) of the canonical JSON of this artifact with `plan_hash` set to "".
+    /// sha256 (hex) of the canonical JSON of this artifact with `plan_hash` set to "" and
+    /// `planned_for` left out.
     pub plan_hash: String,
     pub name: String,
     pub description: Option<String>,
     pub ticket: Option<String>,
+    /// The inventory this artifact was compiled against, for the review. A label, not part of
+    /// what runs: the hash leaves it out (the hosts, addresses and commands it produced are all
+    /// hashed), so compiling with `./inventory/prod.yaml` or `inventory/prod.yaml` gives the same
+    /// plan hash, an approval carries over, and hashes stay what they were before the field
+    /// existed. Left out of the JSON when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_for: Option<PlannedFor>,
     pub window: Option<Window>,
     /// Where each secret comes from. Never its value.
     pub secrets: Vec<SecretSource>,
@@ -88,6 +96,16 @@ impl std::fmt::Debug for HostIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("HostIndex")
     }
+}
+
+/// The inventory a plan was compiled against: what a change board checks it is approving.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedFor {
+    /// The inventory file as given on the command line.
+    pub inventory: String,
+    /// The environment the inventory names (its `environment:`), when it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
 }
 
 /// Where a secret's value is read from at run time.
@@ -334,13 +352,14 @@ impl std::io::Write for HashWriter {
 pub struct ArtifactHashError(#[from] serde_json::Error);
 
 impl PlanArtifact {
-    /// sha256 of the canonical JSON with `plan_hash` blanked.
+    /// sha256 of the canonical JSON with `plan_hash` blanked and `planned_for` left out.
     pub fn compute_hash(&self) -> Result<String, ArtifactHashError> {
-        if self.plan_hash.is_empty() {
+        if self.plan_hash.is_empty() && self.planned_for.is_none() {
             return self.hash_as_is();
         }
         let mut unhashed = self.clone();
         unhashed.plan_hash = String::new();
+        unhashed.planned_for = None;
         unhashed.hash_as_is()
     }
 
@@ -359,9 +378,12 @@ impl PlanArtifact {
 
     /// Sets `plan_hash` from the content.
     pub fn seal(&mut self) -> Result<(), ArtifactHashError> {
-        // Blank the field in place rather than hashing a clone: the artifact can be large.
+        // Blank the fields in place rather than hashing a clone: the artifact can be large.
         self.plan_hash = String::new();
-        self.plan_hash = self.hash_as_is()?;
+        let planned_for = self.planned_for.take();
+        let hash = self.hash_as_is();
+        self.planned_for = planned_for;
+        self.plan_hash = hash?;
         Ok(())
     }
 

@@ -24,6 +24,7 @@ use crate::schema::{Amount, nearest};
 use crate::source;
 use crate::template::{RefKind, RenderProblem, Scope, Template};
 use crate::url::{self, TargetProblem};
+use crate::warning::{self, PlanWarning};
 use crate::waves;
 
 /// A compiled plan and the warnings found on the way.
@@ -344,7 +345,17 @@ fn compile(
         }
         diags.push(d);
     }
-    warn_unused_secrets(plan, &steps, &checks, diags);
+    let templates = || {
+        steps
+            .run
+            .iter()
+            .chain(&steps.undo)
+            .chain(&steps.skip_if)
+            .chain(&checks)
+            .flatten()
+    };
+    warning::source::unused_secrets(plan, templates(), diags);
+    warning::source::unknown_cli_vars(plan, inv, cli_vars, templates(), diags);
     let a_host_becomes = host_plans.iter().any(|h| h.connection.become_all.is_some());
     check_become_password(plan, a_host_becomes, diags);
     if diags.has_errors() {
@@ -365,6 +376,12 @@ fn compile(
         name: plan.name.clone(),
         description: plan.description.clone(),
         ticket: plan.ticket.clone(),
+        planned_for: Some(PlannedFor {
+            inventory: inv.file.path.clone(),
+            // The inventory does not name its environment yet (issue 12's promotion evidence
+            // adds `environment:`); the review says so instead of guessing from the file name.
+            environment: None,
+        }),
         window: plan.window.clone(),
         secrets: plan.secrets.iter().map(|(s, _)| s.clone()).collect(),
         become_password: plan.become_password.as_ref().map(|(n, _)| n.clone()),
@@ -562,14 +579,11 @@ fn split_waves(
     for (i, (w, count)) in declared.iter().zip(counts).enumerate() {
         if count == 0 {
             if !hosts.is_empty() {
-                diags.push(
-                    Diagnostic::warning(format!(
-                        "wave `{}` gets no host: the earlier waves take all {} targeted hosts; it is left out of the plan",
-                        w.name,
-                        hosts.len()
-                    ))
-                    .at(&plan.file, w.loc),
-                );
+                let warning = PlanWarning::EmptyWave {
+                    wave: w.name.clone(),
+                    targeted: hosts.len(),
+                };
+                diags.push(Diagnostic::warning(warning).at(&plan.file, w.loc));
             }
             continue;
         }
@@ -613,38 +627,6 @@ fn wave_budget(
     }
 }
 
-fn warn_unused_secrets(
-    plan: &Plan,
-    steps: &Steps,
-    checks: &[Option<Template>],
-    diags: &mut Diagnostics,
-) {
-    let used: BTreeSet<&str> = steps
-        .run
-        .iter()
-        .chain(&steps.undo)
-        .chain(&steps.skip_if)
-        .chain(checks)
-        .flatten()
-        .flat_map(|t| t.references())
-        .filter(|r| r.kind == RefKind::Secret)
-        .map(|r| r.path[0].as_str())
-        // The become password is used by sudo, not by a command.
-        .chain(plan.become_password.as_ref().map(|(n, _)| n.as_str()))
-        .collect();
-    for (s, loc) in &plan.secrets {
-        if !used.contains(s.name.as_str()) {
-            diags.push(
-                Diagnostic::warning(format!(
-                    "secret `{}` is declared but no command uses it",
-                    s.name
-                ))
-                .at(&plan.file, *loc),
-            );
-        }
-    }
-}
-
 /// `become_password` must name a declared secret: the planner never sees the value, so the name
 /// is all it can check. A password no step can use is worth a warning (it is never sent).
 fn check_become_password(plan: &Plan, a_host_becomes: bool, diags: &mut Diagnostics) {
@@ -668,12 +650,10 @@ fn check_become_password(plan: &Plan, a_host_becomes: bool, diags: &mut Diagnost
             .with_help(help),
         );
     } else if !a_host_becomes && !plan.steps.iter().any(|s| s.spec.become_root) {
-        diags.push(
-            Diagnostic::warning(format!(
-                "become_password is set but no step uses `become`, so secret `{name}` is never sent"
-            ))
-            .at(&plan.file, *loc),
-        );
+        let warning = PlanWarning::BecomePasswordUnused {
+            secret: name.clone(),
+        };
+        diags.push(Diagnostic::warning(warning).at(&plan.file, *loc));
     }
 }
 

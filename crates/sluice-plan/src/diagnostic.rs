@@ -8,6 +8,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::warning::PlanWarning;
+
 /// A loaded source file, kept for excerpts.
 #[derive(Debug)]
 pub struct SourceFile {
@@ -69,6 +71,9 @@ pub struct Diagnostic {
     pub file: Option<Arc<SourceFile>>,
     pub loc: Option<Loc>,
     pub help: Option<String>,
+    /// The typed warning this diagnostic reports (every warning is one; errors have none).
+    /// Boxed: most diagnostics are errors, and results carrying them stay small.
+    pub warning: Option<Box<PlanWarning>>,
 }
 
 impl Diagnostic {
@@ -79,13 +84,17 @@ impl Diagnostic {
             file: None,
             loc: None,
             help: None,
+            warning: None,
         }
     }
 
-    pub fn warning(message: impl Into<String>) -> Self {
+    /// A typed warning, with its message and help; `.at(…)` locates it.
+    pub fn warning(warning: PlanWarning) -> Self {
         Diagnostic {
             severity: Severity::Warning,
-            ..Diagnostic::error(message)
+            help: warning.help(),
+            warning: Some(Box::new(warning.clone())),
+            ..Diagnostic::error(format!("{warning} [{}]", warning.code()))
         }
     }
 

@@ -9,7 +9,11 @@
 //!   command stands (or why it may not stand there); [`url`]: values in health URLs and
 //!   addresses, and the checks of the rendered targets.
 //! - [`source`]: reading YAML within limits; [`node`]: the located YAML tree;
-//!   [`diagnostic`]: located problems reported all at once.
+//!   [`diagnostic`]: located problems reported all at once; [`warning`]: the typed warnings
+//!   (each with a stable code) found while compiling or in an artifact.
+//! - [`estimate`]: how long a plan may take; [`window`]: maintenance window arithmetic.
+//!
+//! The review a change board reads is rendered by the `sluice-review` crate.
 //!
 //! Architecture invariant: the planner never opens a connection and never reads a secret's value.
 
@@ -26,18 +30,19 @@ pub use command::{
 };
 pub mod compile;
 pub mod error;
+pub mod estimate;
 pub mod graph;
 pub mod inventory;
 pub mod model;
 pub mod plan;
 pub mod policy;
 pub mod references;
-pub mod review;
 pub mod saved;
 pub mod schema;
 pub mod shell;
 pub mod template;
 pub mod url;
+pub mod warning;
 pub mod waves;
 pub mod window;
 

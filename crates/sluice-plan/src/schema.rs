@@ -29,9 +29,9 @@ impl Reader<'_> {
         );
     }
 
-    pub fn warning(&mut self, loc: Loc, message: impl Into<String>) {
+    pub fn warning(&mut self, loc: Loc, warning: crate::warning::PlanWarning) {
         self.diags
-            .push(Diagnostic::warning(message).at(self.file, loc));
+            .push(Diagnostic::warning(warning).at(self.file, loc));
     }
 
     fn expected(&mut self, node: &Node, what: &str, context: &str) {
@@ -239,6 +239,28 @@ pub fn parse_duration_ms(text: &str) -> Option<u64> {
         rest = &rest[unit_len..];
     }
     Some(total)
+}
+
+/// The inverse of [`parse_duration_ms`] for people: `300000` → `5m`, `90000` → `1m30s`,
+/// `250` → `250ms`, `0` → `0s`.
+pub fn format_duration_ms(ms: u64) -> String {
+    if ms == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let parts = [
+        (ms / 86_400_000, "d"),
+        (ms / 3_600_000 % 24, "h"),
+        (ms / 60_000 % 60, "m"),
+        (ms / 1000 % 60, "s"),
+        (ms % 1000, "ms"),
+    ];
+    for (value, unit) in parts {
+        if value > 0 {
+            out.push_str(&format!("{value}{unit}"));
+        }
+    }
+    out
 }
 
 /// A count (`3`) or a percentage (`25%`).

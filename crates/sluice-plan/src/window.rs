@@ -88,6 +88,36 @@ impl Window {
             .min()
     }
 
+    /// The opening `now` is in, or else the next one; `None` once an absolute window ended.
+    pub fn current_or_next(&self, now: Timestamp) -> Option<Interval> {
+        self.current(now).or_else(|| {
+            self.intervals_around(now)
+                .into_iter()
+                .filter(|i| i.start > now)
+                .min_by_key(|i| i.start)
+        })
+    }
+
+    /// How long one opening lasts, by the clock: a recurring window's `from` to `to` (crossing
+    /// midnight when `to` is not after `from`), ignoring the hour a DST change adds or removes.
+    pub fn length_ms(&self) -> Option<u64> {
+        match self {
+            Window::Absolute { start, end } => {
+                let ms = end.as_millisecond().checked_sub(start.as_millisecond())?;
+                u64::try_from(ms).ok()
+            }
+            Window::Recurring { from, to, .. } => {
+                let minutes = |t: Time| i64::from(t.hour()) * 60 + i64::from(t.minute());
+                let (from, to) = (parse_time(from).ok()?, parse_time(to).ok()?);
+                let mut length = minutes(to) - minutes(from);
+                if length <= 0 {
+                    length += 24 * 60;
+                }
+                u64::try_from(length * 60_000).ok()
+            }
+        }
+    }
+
     /// Openings from the day before `now` to eight days after: enough to hold the current and
     /// the next opening of any weekly window.
     fn intervals_around(&self, now: Timestamp) -> Vec<Interval> {
@@ -216,6 +246,23 @@ mod tests {
             Some(ts("2026-11-28T22:00:00Z"))
         );
         assert_eq!(w.next_open(ts("2026-11-30T00:00:00Z")), None);
+    }
+
+    #[test]
+    fn length_of_a_window() {
+        assert_eq!(weekend_night().length_ms(), Some(4 * 3_600_000));
+        let w = Window::Absolute {
+            start: ts("2026-11-28T22:00:00Z"),
+            end: ts("2026-11-29T02:30:00Z"),
+        };
+        assert_eq!(w.length_ms(), Some(4 * 3_600_000 + 1_800_000));
+        assert_eq!(
+            weekend_night()
+                .current_or_next(ts("2026-11-29T03:00:00Z"))
+                .map(|i| i.start),
+            Some(ts("2026-12-05T22:00:00Z"))
+        );
+        assert_eq!(w.current_or_next(ts("2026-11-30T00:00:00Z")), None);
     }
 
     #[test]

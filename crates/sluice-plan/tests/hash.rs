@@ -116,6 +116,33 @@ fn meaningful_changes_change_the_hash() {
     assert_ne!(with_var.artifact.plan_hash, base);
 }
 
+/// The inventory's file name is a label for the review: the same hosts from a file of another
+/// name (or the same file typed another way) are the same plan, and an edited label is not a
+/// tampered plan.
+#[test]
+fn the_inventory_path_is_shown_but_not_hashed() {
+    let compiled = |inventory_name: &str| {
+        compile_sources(("plan.yaml", PLAN), (inventory_name, INVENTORY), &[])
+            .unwrap()
+            .artifact
+    };
+    let a = compiled("inventory/prod.yaml");
+    let b = compiled("./inventory/prod.yaml");
+    assert_eq!(a.plan_hash, b.plan_hash);
+    assert_eq!(
+        a.planned_for.as_ref().map(|p| p.inventory.as_str()),
+        Some("inventory/prod.yaml")
+    );
+    let text = sluice_plan::to_file_text(&a).unwrap();
+    assert!(
+        text.contains("\"inventory\": \"inventory/prod.yaml\""),
+        "{text}"
+    );
+    let loaded = sluice_plan::parse_artifact("a.json", text.as_bytes()).unwrap();
+    assert_eq!(loaded, a);
+    assert!(loaded.hash_is_valid());
+}
+
 /// The hash of a plan is part of what a change board approved: a new sluice must give the same
 /// hash for the same inputs (these values were computed before the shell-context and URL checks
 /// were added, and must not change without a new artifact format).

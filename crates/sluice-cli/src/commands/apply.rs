@@ -244,7 +244,7 @@ fn load(args: &Args, console: &Console) -> Result<PlanArtifact, CliError> {
     };
     let input = crate::commands::plan::InputArgs {
         inventory: inventory.clone(),
-        inventory_format: args.inventory_format.clone(),
+        inventory_format: args.inventory_format.format,
         vars: args.vars.clone(),
         limit: args.limit.clone(),
     };

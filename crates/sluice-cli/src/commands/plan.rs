@@ -1,9 +1,10 @@
-//! `sluice plan`: compile a change plan against an inventory and show it for review.
+//! `sluice plan`: compile a change plan against an inventory (or load a saved artifact with
+//! `--from`) and show it for review; `sluice plan diff` compares two saved artifacts.
 //!
-//! Output (README.md, docs/plan-format.md): the human review goes to stderr like all human
-//! output (Console rule); `--json` prints the plan artifact as one JSON document on stdout;
-//! `--dot` prints Graphviz on stdout; `--out FILE` writes the artifact for `sluice apply --plan`.
-//! Diagnostics go to stderr with a caret excerpt; invalid input exits 2.
+//! Output (README.md, docs/operations.md "Reviewing a change"): the review is the command's
+//! product, so it goes to stdout (or `--review-out FILE`) in `--format text|markdown|html|json`;
+//! `--json` prints the plan artifact itself; `--dot` prints Graphviz; `--out FILE` writes the
+//! artifact for `sluice apply --plan`. Diagnostics and warnings go to stderr; invalid input exits 2.
 
 use std::path::PathBuf;
 
@@ -11,25 +12,52 @@ use sluice_plan::diagnostic::{Diagnostic, Rendered};
 use sluice_plan::inventory::{InventoryFormat, InventoryInput};
 use sluice_plan::{Compiled, PlanError};
 
+use crate::commands::audit::StateDirArg;
+use crate::commands::{plan_diff, review};
 use crate::console::{Console, Paint};
 use crate::error::CliError;
 use crate::exit;
 
 #[derive(Debug, clap::Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    override_usage = "sluice plan [OPTIONS] <PLAN> -i <INVENTORY>\n       \
+                      sluice plan [OPTIONS] --from <PLAN.json>\n       \
+                      sluice plan diff [OPTIONS] <OLD> <NEW>"
+)]
 pub struct Args {
+    #[command(subcommand)]
+    pub action: Option<Action>,
     /// The change plan (YAML).
-    pub plan: PathBuf,
+    #[arg(required_unless_present = "from", requires = "inventory")]
+    pub plan: Option<PathBuf>,
     #[command(flatten)]
-    pub input: InputArgs,
-    /// Print the plan artifact as JSON on stdout instead of the human review.
-    #[arg(long, conflicts_with = "dot")]
+    pub input: Option<InputArgs>,
+    /// Review a saved plan artifact (as written by --out) instead of compiling; its hash is
+    /// verified first.
+    #[arg(long, value_name = "PLAN.json", conflicts_with_all = ["plan", "inventory", "vars"])]
+    pub from: Option<PathBuf>,
+    #[command(flatten)]
+    pub review: review::ReviewArgs,
+    /// Print the plan artifact as JSON on stdout instead of the review.
+    #[arg(long, conflicts_with_all = ["dot", "format"])]
     pub json: bool,
     /// Print the execution graph as Graphviz on stdout.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "format")]
     pub dot: bool,
     /// Write the plan artifact (canonical JSON with its plan_hash) to this file.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StateDirArg,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// What changed between two saved plan artifacts (exit 0 identical, 1 different, 2 bad
+    /// input).
+    Diff(plan_diff::Args),
 }
 
 /// The inputs `plan` and `validate` share.
@@ -39,8 +67,13 @@ pub struct InputArgs {
     /// `ssh_config[:PATH]` (the format is told from the content).
     #[arg(short, long, value_name = "INVENTORY")]
     pub inventory: PathBuf,
-    #[command(flatten)]
-    pub inventory_format: InventoryFormatArg,
+    /// Read the inventory as this format instead of telling it from the content: sluice,
+    /// ansible-ini, ansible-yaml, script or ssh-config.
+    // A field, not a flattened InventoryFormatArg: clap leaves the group of an optional
+    // flattened struct (`plan`'s `Option<InputArgs>`) empty when it nests another flatten, and
+    // the inputs would then never be seen as given.
+    #[arg(id = "inventory_format", long = "inventory-format", value_name = "FORMAT", value_parser = parse_format)]
+    pub inventory_format: Option<InventoryFormat>,
     /// Set a variable, overriding plan, group and host vars (repeatable).
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
@@ -55,7 +88,7 @@ pub struct InputArgs {
 pub struct InventoryFormatArg {
     /// Read the inventory as this format instead of telling it from the content: sluice,
     /// ansible-ini, ansible-yaml, script or ssh-config.
-    #[arg(long = "inventory-format", value_name = "FORMAT", value_parser = parse_format)]
+    #[arg(id = "inventory_format", long = "inventory-format", value_name = "FORMAT", value_parser = parse_format)]
     pub format: Option<InventoryFormat>,
 }
 
@@ -84,8 +117,29 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
 }
 
 pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
-    let compiled = compile(&args.plan, &args.input, console)?;
-    let artifact = &compiled.artifact;
+    if let Some(Action::Diff(diff)) = args.action {
+        return plan_diff::run(diff, console);
+    }
+    let (artifact, warnings) = match (&args.from, &args.plan, &args.input) {
+        (Some(from), _, _) => (review::load(from)?, Vec::new()),
+        (None, Some(plan), Some(input)) => {
+            review::refuse_artifact_as_plan(plan)?;
+            let compiled = compile(plan, input, console)?;
+            let warnings = compiled
+                .warnings
+                .iter()
+                .filter_map(|d| d.warning.as_deref().cloned())
+                .collect();
+            (compiled.artifact, warnings)
+        }
+        // clap requires a plan and an inventory unless --from is given.
+        _ => {
+            return Err(CliError::invalid_input(
+                "name a change plan and -i INVENTORY, or --from PLAN.json",
+            ));
+        }
+    };
+    let artifact = &artifact;
     if let Some(out) = &args.out {
         let text =
             sluice_plan::to_file_text(artifact).map_err(|e| CliError::failed(e.to_string()))?;
@@ -98,7 +152,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     } else if args.dot {
         console.stdout(&sluice_plan::graph::to_dot(artifact));
     } else {
-        console.text(sluice_plan::review::render(artifact));
+        review::show(artifact, warnings, &args.review, &args.store, console)?;
     }
     if let Some(out) = &args.out {
         console.status(
@@ -122,7 +176,10 @@ pub fn compile(
     };
     let result = sluice_plan::compile_files(
         &plan.to_string_lossy(),
-        &input.inventory_format.input(&input.inventory),
+        &InventoryFormatArg {
+            format: input.inventory_format,
+        }
+        .input(&input.inventory),
         &options,
     );
     match result {

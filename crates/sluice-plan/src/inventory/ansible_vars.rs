@@ -225,7 +225,7 @@ impl Problem {
         let mut d = if self.error {
             Diagnostic::error(text)
         } else {
-            Diagnostic::warning(text)
+            Diagnostic::warning(crate::warning::PlanWarning::Inventory { message: text })
         };
         if let Some(o) = &self.origin {
             d = d.at(&o.file, o.loc);

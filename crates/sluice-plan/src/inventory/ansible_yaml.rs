@@ -67,8 +67,12 @@ impl YamlReader<'_> {
     }
 
     fn warning(&mut self, node: &Node, message: impl Into<String>) {
-        self.diags
-            .push(Diagnostic::warning(message).at(self.file, node.loc));
+        self.diags.push(
+            Diagnostic::warning(crate::warning::PlanWarning::Inventory {
+                message: message.into(),
+            })
+            .at(self.file, node.loc),
+        );
     }
 
     fn origin(&self, node: &Node) -> Option<Origin> {

@@ -190,10 +190,10 @@ pub fn limit_targets(
             .chain(inv.hosts.iter().map(|h| h.name.as_str()))
             .collect();
         let bare = p.trim_start_matches(['&', '!']);
-        let mut d = Diagnostic::warning(format!(
-            "--limit pattern `{p}` matches no host of the inventory {}",
-            inv.file.path
-        ));
+        let mut d = Diagnostic::warning(crate::warning::PlanWarning::LimitMatchesNothing {
+            pattern: p.to_string(),
+            inventory: inv.file.path.clone(),
+        });
         if let Some(n) = nearest(bare, &names) {
             d = d.with_help(format!("did you mean `{n}`?"));
         }

@@ -87,10 +87,12 @@ pub fn read(path: &Path, diags: &mut Diagnostics) -> Option<Builder> {
     }
     if b.hosts.is_empty() {
         diags.push(
-            Diagnostic::warning(format!(
-                "{} names no host (no `Host` line without wildcards)",
-                path.display()
-            ))
+            Diagnostic::warning(crate::warning::PlanWarning::Inventory {
+                message: format!(
+                    "{} names no host (no `Host` line without wildcards)",
+                    path.display()
+                ),
+            })
             .in_file(&file),
         );
     }
@@ -140,8 +142,10 @@ fn parse(
             "include" => {
                 if depth >= MAX_INCLUDE_DEPTH {
                     diags.push(
-                        Diagnostic::warning("`Include` nested more than 16 levels deep is skipped")
-                            .at(file, loc_at(file, i, value_at, value.len())),
+                        Diagnostic::warning(crate::warning::PlanWarning::Inventory {
+                            message: "`Include` nested more than 16 levels deep is skipped".into(),
+                        })
+                        .at(file, loc_at(file, i, value_at, value.len())),
                     );
                     continue;
                 }

@@ -56,10 +56,11 @@ impl Directory {
             return None;
         }
         if !path.is_dir() {
-            diags.push(Diagnostic::warning(format!(
-                "{} is not a directory; it is skipped",
-                path.display()
-            )));
+            diags.push(Diagnostic::warning(
+                crate::warning::PlanWarning::Inventory {
+                    message: format!("{} is not a directory; it is skipped", path.display()),
+                },
+            ));
             return None;
         }
         let entries = match std::fs::read_dir(path) {

@@ -1,0 +1,293 @@
+//! The review's data: everything every format shows, built once from a plan artifact
+//! ([`crate::build`]). `sluice plan --format json` prints it as is; docs/review-json.md describes
+//! each field. Host lists are complete here (every name); only the human formats shorten runs of
+//! consecutive hosts to `first … last`.
+
+use serde::Serialize;
+use sluice_plan::warning::PlanWarning;
+
+/// Version of this JSON layout; bumped on any change a reader would misread.
+pub const REVIEW_FORMAT: u32 = 1;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Review {
+    pub review_format: u32,
+    pub summary: Summary,
+    pub warnings: Vec<WarningView>,
+    pub waves: Vec<WaveView>,
+    /// Every step: `run_once` steps first (they run before the first wave), then the steps every
+    /// host runs, in execution order.
+    pub steps: Vec<StepView>,
+    pub health: HealthView,
+    pub failure: FailureView,
+    /// Every targeted host in plan order (inventory order; waves are consecutive slices of it).
+    pub hosts: Vec<HostView>,
+    pub differences: Differences,
+    pub approvals: ApprovalsView,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    pub name: String,
+    pub description: Option<String>,
+    pub ticket: Option<String>,
+    pub plan_hash: String,
+    /// The inventory file the plan was compiled against (`None`: an artifact older than the
+    /// field).
+    pub inventory: Option<String>,
+    /// The environment the inventory names, if it names one.
+    pub environment: Option<String>,
+    /// The `--limit` the plan was compiled with, if any: only the targeted hosts it matches.
+    pub limit: Option<String>,
+    pub window: Option<WindowView>,
+    /// The moment the window and its warnings were judged at (now, or `--as-of`).
+    pub judged_at: jiff::Timestamp,
+    pub host_count: usize,
+    pub wave_count: usize,
+    pub step_count: usize,
+    pub secrets: Vec<SecretView>,
+    /// The secret whose value answers sudo's password prompt, if any (its name, never a value).
+    pub become_password: Option<String>,
+    pub estimate: EstimateView,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SecretView {
+    pub name: String,
+    /// Where the value is read at run time: `env NAME` or `file PATH`.
+    pub from: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WindowView {
+    /// The window as the plan declares it.
+    pub declared: String,
+    #[serde(rename = "state")]
+    pub state: WindowState,
+    /// The opening the judged moment is in, or the next one; `None` once the window ended.
+    pub opening: Option<Opening>,
+    /// How long one opening lasts, by the clock.
+    pub length_ms: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowState {
+    Open,
+    Upcoming,
+    Ended,
+}
+
+/// One opening of the window: its instants, and the same in the local time zone of the machine
+/// that rendered the review.
+#[derive(Clone, Debug, Serialize)]
+pub struct Opening {
+    /// RFC 3339, UTC.
+    pub start: jiff::Timestamp,
+    pub end: jiff::Timestamp,
+    /// `2026-11-28 23:00 CET`.
+    pub start_local: String,
+    pub end_local: String,
+    /// The local zone's name (IANA when known).
+    pub local_zone: String,
+}
+
+/// The duration estimate (sluice_plan::estimate): every step up to its timeout.
+#[derive(Clone, Debug, Serialize)]
+pub struct EstimateView {
+    pub per_host_ms: u64,
+    pub total_ms: u64,
+    /// Assumed for a step without a timeout.
+    pub step_without_timeout_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WarningView {
+    /// The stable code (`no_undo`, `window_ended`, …) and the facts of the warning.
+    #[serde(flatten)]
+    pub warning: PlanWarning,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WaveView {
+    /// 1-based position.
+    pub number: usize,
+    pub name: String,
+    pub hosts: Vec<String>,
+    pub concurrency: usize,
+    /// Failures the wave tolerates; one more fails it.
+    pub max_failed: usize,
+    /// The run waits for an approval before this wave starts.
+    pub approval: bool,
+    /// Soak time after this wave, before the next one starts (`None` for the last wave, which
+    /// has no next one, whatever the plan declares).
+    pub pause_ms: Option<u64>,
+    pub estimate_ms: u64,
+    /// What happens when the wave fails, in plain words.
+    pub on_failure: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StepView {
+    pub id: String,
+    /// `None` for a step every host runs; the host for a `run_once` step.
+    pub run_once_on: Option<String>,
+    pub after: Vec<String>,
+    /// The user the step runs as through sudo (`root` for `become: true`).
+    pub become_user: Option<String>,
+    pub timeout_ms: Option<u64>,
+    pub retries: u32,
+    pub retry_delay_ms: u64,
+    pub register: Option<String>,
+    pub idempotent: bool,
+    pub run: CommandView,
+    pub undo: Option<CommandView>,
+    pub skip_if: Option<CommandView>,
+}
+
+/// A command as every host gets it: one form when all hosts agree, else one per group of hosts.
+#[derive(Clone, Debug, Serialize)]
+pub struct CommandView {
+    pub forms: Vec<Form>,
+}
+
+/// One way a command reads, and the hosts it reads so for. A form may contain host holes: the
+/// host's own name or address, checked against each listed host's rendered command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Form {
+    pub pieces: Vec<Piece>,
+    pub hosts: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Piece {
+    /// Text exactly as the hosts run it. Secrets show as `***`, values registered by an
+    /// earlier step as `<NAME from step ID>`.
+    Text(String),
+    /// Each host's own name.
+    HostName,
+    /// Each host's own address.
+    HostAddress,
+}
+
+impl Form {
+    /// True when the form is the same text for every host it lists.
+    pub fn is_literal(&self) -> bool {
+        self.pieces.iter().all(|p| matches!(p, Piece::Text(_)))
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HealthView {
+    /// Extra rounds after the first failing one.
+    pub retries: u32,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub checks: Vec<CheckView>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckView {
+    pub name: String,
+    pub kind: CheckKind,
+    /// The command (run), URL (http) or `host:port` (tcp).
+    pub target: CommandView,
+    /// For http: the status that counts as healthy.
+    pub expect_status: Option<u16>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    Run,
+    Http,
+    Tcp,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FailureView {
+    /// The plan's budget as written: `0` failed hosts per wave, or `10%` of each wave.
+    pub budget: String,
+    pub action: sluice_plan::FailureAction,
+    pub rollback_scope: sluice_plan::RollbackScope,
+    /// What counts as a failed host.
+    pub failed_host: String,
+    /// What happens when a `run_once` step fails, if the plan has any.
+    pub run_once: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HostView {
+    pub name: String,
+    pub wave: String,
+    pub transport: sluice_plan::TransportKind,
+    pub address: String,
+    pub port: u16,
+    pub user: Option<String>,
+    /// Jump hosts, outermost first.
+    pub via: Vec<String>,
+}
+
+/// What is not the same on every host.
+#[derive(Clone, Debug, Serialize)]
+pub struct Differences {
+    /// Hosts grouped by the commands they run: hosts of one group run the same forms of every
+    /// step and check. One group means every host runs the same commands (apart from its own
+    /// name and address).
+    pub command_groups: Vec<Vec<String>>,
+    /// The steps and checks whose commands have more than one form.
+    pub commands: Vec<CommandDifference>,
+    /// Variables whose value is not the same on every host.
+    pub vars: Vec<ValueDifference>,
+    /// Connection settings (port, user, jump hosts, transport) not the same on every host.
+    pub connection: Vec<ValueDifference>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CommandDifference {
+    /// `step drain (run)`, `check app (http)`.
+    pub what: String,
+    pub forms: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ValueDifference {
+    pub name: String,
+    pub values: Vec<ValueGroup>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ValueGroup {
+    /// The value as JSON text, or `(unset)`.
+    pub value: String,
+    pub hosts: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ApprovalsView {
+    /// Whether an audit store was read, and which.
+    pub source: ApprovalSource,
+    /// Approvals of exactly this plan hash, oldest first.
+    pub recorded: Vec<ApprovalView>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ApprovalSource {
+    Store { path: String },
+    NotChecked { reason: String },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ApprovalView {
+    /// Record number in the audit store.
+    pub seq: u64,
+    /// When it was recorded, UTC.
+    pub at: String,
+    pub by: String,
+    pub comment: Option<String>,
+    pub refused: bool,
+}

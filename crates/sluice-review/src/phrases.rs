@@ -1,0 +1,222 @@
+//! Wording shared by the human formats, so text, Markdown and HTML say the same thing the same
+//! way: step attributes, wave gates, health checks, host holes.
+
+use sluice_plan::schema::format_duration_ms as duration;
+
+use crate::model::*;
+use crate::when;
+
+/// How the text formats write a host's own name and address inside a command.
+pub const NAME_HOLE: &str = "⟨host.name⟩";
+pub const ADDRESS_HOLE: &str = "⟨host.address⟩";
+
+/// What the holes and host runs mean, once per review.
+pub const LEGEND: &str = "⟨host.name⟩ and ⟨host.address⟩ stand for each host's own name and \
+address: every listed host's rendered command was checked to read exactly so. \"a … b\" means \
+every host from a to b in the order of the host list.";
+
+/// A form with its holes written as [`NAME_HOLE`] and [`ADDRESS_HOLE`].
+pub fn form_text(form: &Form) -> String {
+    form.pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Text(t) => t.as_str(),
+            Piece::HostName => NAME_HOLE,
+            Piece::HostAddress => ADDRESS_HOLE,
+        })
+        .collect()
+}
+
+/// `first`, `after current, drain`, `once, on web-1`, `as root`, `timeout 10m`, ….
+pub fn step_attributes(step: &StepView) -> Vec<String> {
+    let mut attrs = Vec::new();
+    match &step.run_once_on {
+        Some(host) => attrs.push(format!("once, on {host}")),
+        None if step.after.is_empty() => attrs.push("first".into()),
+        None => attrs.push(format!("after {}", step.after.join(", "))),
+    }
+    if let Some(user) = &step.become_user {
+        attrs.push(format!("as {user}"));
+    }
+    if let Some(t) = step.timeout_ms {
+        attrs.push(format!("timeout {}", duration(t)));
+    }
+    if step.retries > 0 {
+        let tries = if step.retries == 1 {
+            "retry"
+        } else {
+            "retries"
+        };
+        attrs.push(format!(
+            "{} {tries} {} apart",
+            step.retries,
+            duration(step.retry_delay_ms)
+        ));
+    }
+    if let Some(r) = &step.register {
+        attrs.push(format!("registers {r}"));
+    }
+    if step.idempotent {
+        attrs.push("idempotent".into());
+    }
+    attrs
+}
+
+/// `1 host, 1 at once, tolerates 0 failures`.
+pub fn wave_facts(wave: &WaveView) -> String {
+    let failures = if wave.max_failed == 1 {
+        "failure"
+    } else {
+        "failures"
+    };
+    format!(
+        "{}, {} at once, tolerates {} {failures}",
+        crate::hosts::count(wave.hosts.len()),
+        wave.concurrency,
+        wave.max_failed
+    )
+}
+
+/// `waits for approval first`, `then pauses 5m`: empty when the wave has neither.
+pub fn wave_gates(wave: &WaveView) -> Vec<String> {
+    let mut gates = Vec::new();
+    if wave.approval {
+        gates.push("waits for an approval before it starts".to_string());
+    }
+    if let Some(ms) = wave.pause_ms {
+        gates.push(format!("then pauses {} before the next wave", duration(ms)));
+    }
+    gates
+}
+
+/// `after each host; 5 retries, every 2s, timeout 3s`.
+pub fn health_rules(h: &HealthView) -> String {
+    format!(
+        "after each host's steps; up to {} more round(s) {} apart; each check times out after {}",
+        h.retries,
+        duration(h.interval_ms),
+        duration(h.timeout_ms)
+    )
+}
+
+/// What a check does, around its target: `GET <url>, expects 200`.
+pub fn check_phrase(check: &CheckView, target: &str) -> String {
+    match check.kind {
+        CheckKind::Run => format!("run {target}"),
+        CheckKind::Http => format!(
+            "GET {target}, expects {}",
+            check.expect_status.unwrap_or(200)
+        ),
+        CheckKind::Tcp => format!("connect to {target}"),
+    }
+}
+
+/// The inventory and environment line.
+pub fn planned_for(summary: &Summary) -> String {
+    let line = planned_for_inventory(summary);
+    match &summary.limit {
+        Some(limit) => {
+            format!("{line}; limited by --limit {limit} (only the targeted hosts it matches)")
+        }
+        None => line,
+    }
+}
+
+fn planned_for_inventory(summary: &Summary) -> String {
+    let inventory = summary
+        .inventory
+        .as_deref()
+        .unwrap_or("not recorded (the artifact predates the field)");
+    match &summary.environment {
+        Some(env) => format!("{inventory} (environment {env})"),
+        None => format!("{inventory} (the inventory names no environment)"),
+    }
+}
+
+/// The window in one line, with its state: `… — ended`.
+pub fn window_line(summary: &Summary) -> String {
+    match &summary.window {
+        None => "none (runs whenever applied)".into(),
+        Some(w) => format!("{} — {}", w.declared, when::state_text(w.state)),
+    }
+}
+
+/// The opening's clocks, when there is one: UTC, and local time unless local time is UTC.
+pub fn opening_lines(w: &WindowView) -> Vec<String> {
+    let Some(o) = w.opening.as_ref() else {
+        return Vec::new();
+    };
+    let label = match w.state {
+        WindowState::Open => "this opening",
+        _ => "next opening",
+    };
+    let (start, end) = (when::utc(o.start), when::utc(o.end));
+    let mut lines = vec![format!("{label}: {start} to {end}")];
+    if (&o.start_local, &o.end_local) != (&start, &end) {
+        lines.push(format!(
+            "local time: {} to {} ({})",
+            o.start_local, o.end_local, o.local_zone
+        ));
+    }
+    lines
+}
+
+/// `up to 1h5m (15m per host; …)`.
+pub fn estimate_line(e: &EstimateView) -> String {
+    format!(
+        "up to about {} ({} per host; every step up to its timeout, {} for a step without one; \
+         pauses counted, approval waits not)",
+        duration(e.total_ms),
+        duration(e.per_host_ms),
+        duration(e.step_without_timeout_ms)
+    )
+}
+
+/// `by alice at 2026-… (record 12): looks good`, or a refusal.
+pub fn approval_line(a: &ApprovalView) -> String {
+    let verb = if a.refused { "refused" } else { "approved" };
+    let comment = a
+        .comment
+        .as_ref()
+        .map(|c| format!(": {c}"))
+        .unwrap_or_default();
+    format!("{verb} by {} at {} (record {}){comment}", a.by, a.at, a.seq)
+}
+
+/// The approvals source in one line.
+pub fn approvals_source(view: &ApprovalsView) -> String {
+    match (&view.source, view.recorded.len()) {
+        (ApprovalSource::NotChecked { reason }, _) => format!("not checked: {reason}"),
+        (ApprovalSource::Store { path }, 0) => format!("none recorded in {path}"),
+        (ApprovalSource::Store { path }, n) => format!("{n} recorded in {path}"),
+    }
+}
+
+/// The action the plan takes on a failed wave, in a few words.
+pub fn action_words(f: &FailureView) -> &'static str {
+    use sluice_plan::{FailureAction, RollbackScope};
+    match (f.action, f.rollback_scope) {
+        (FailureAction::Rollback, RollbackScope::Wave) => "roll back the failed wave",
+        (FailureAction::Rollback, RollbackScope::Run) => {
+            "roll back the failed wave and every wave before it"
+        }
+        (FailureAction::Halt, _) => "halt (stop, roll nothing back)",
+        (FailureAction::Continue, _) => "continue with the next wave",
+    }
+}
+
+/// A message of sluice's own with its `code` spans marked: each part, and whether it is code.
+/// A message whose backticks do not pair up is one plain part.
+pub fn code_spans(text: &str) -> Vec<(&str, bool)> {
+    let parts: Vec<&str> = text.split('`').collect();
+    if parts.len().is_multiple_of(2) {
+        return vec![(text, false)];
+    }
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, part)| (part, i % 2 == 1))
+        .collect()
+}
+
+pub use sluice_plan::schema::format_duration_ms;

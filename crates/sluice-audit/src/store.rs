@@ -12,16 +12,18 @@
 //! chain's tip inside its transaction, so interleaved appends still form one chain.
 
 use std::collections::BTreeMap;
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
 use redb::{
     Builder, ConcurrencyMode, Database, DatabaseError, ReadTransaction, ReadableDatabase,
-    ReadableTable, ReadableTableMetadata, StorageError, TableDefinition, WriteTransaction,
+    ReadableTable, ReadableTableMetadata, StorageError, TableDefinition, TableError,
+    WriteTransaction,
 };
 
 use crate::chain::{self, GENESIS};
+use crate::contained::contained;
 use crate::error::AuditError;
+use crate::readonly::ReadPin;
 use crate::query::RunSummary;
 use crate::record::{Entry, Record};
 use crate::state_dir::STORE_FILE;
@@ -58,6 +60,18 @@ pub struct AuditLog {
     db: Database,
     path: PathBuf,
     controller: String,
+    access: Access,
+}
+
+/// How the store was opened.
+enum Access {
+    /// A writer: redb's own open of the file, which records and repairs.
+    Write,
+    /// A reader: a checked private view of the file, which writes nothing
+    /// ([`crate::readonly`]); the pin keeps what it reads from being reused by writers.
+    Read {
+        _pin: Option<ReadPin>,
+    },
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -80,10 +94,29 @@ impl AuditLog {
         Self::open_file(&state_dir.join(STORE_FILE), true)
     }
 
-    /// Opens an existing store; [`AuditError::Missing`] when there is none (read-only commands
-    /// must not create one).
+    /// Opens an existing store to write to it; [`AuditError::Missing`] when there is none.
     pub fn open_existing(state_dir: &Path) -> Result<AuditLog, AuditError> {
         Self::open_file(&state_dir.join(STORE_FILE), false)
+    }
+
+    /// Opens an existing store to read it, without changing a byte of it or of the state
+    /// directory (no lock file either), so it works on a read-only mount and on a copy; see
+    /// [`crate::readonly`]. A damaged store is [`AuditError::Corrupt`]; writing through the
+    /// returned log fails with [`AuditError::ReadOnly`]. Another controller's store may be read.
+    pub fn open_read_only(state_dir: &Path) -> Result<AuditLog, AuditError> {
+        let path = state_dir.join(STORE_FILE);
+        if !path.exists() {
+            return Err(AuditError::Missing { path });
+        }
+        let opened = crate::readonly::open_view(&path)?;
+        let log = AuditLog {
+            db: opened.db,
+            path,
+            controller: crate::lease::controller_name(),
+            access: Access::Read { _pin: opened.pin },
+        };
+        contained(|| log.check_format()).map_err(|e| log.corrupt(e))??;
+        Ok(log)
     }
 
     fn open_file(path: &Path, create: bool) -> Result<AuditLog, AuditError> {
@@ -109,20 +142,20 @@ impl AuditLog {
         // A plain open trusts the file and may panic on one altered outside redb; the check
         // turns that into an error. It reads the whole file, which an audit store can afford.
         builder.set_check_integrity_on_open(exists);
-        let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let opened = contained(|| {
             if exists {
                 builder.open(path)
             } else {
                 builder.create(path)
             }
-        }));
+        });
         let db = match opened {
             Ok(Ok(db)) => db,
             Ok(Err(err)) => return Err(open_error(path, err)),
-            Err(_) => {
+            Err(panicked) => {
                 return Err(AuditError::Corrupt {
                     path: path.to_path_buf(),
-                    reason: "the store engine failed while reading the file".into(),
+                    reason: panicked.to_string(),
                 });
             }
         };
@@ -130,9 +163,55 @@ impl AuditLog {
             db,
             path: path.to_path_buf(),
             controller: crate::lease::controller_name(),
+            access: Access::Write,
         };
-        log.init()?;
+        contained(|| log.init()).map_err(|e| log.corrupt(e))??;
         Ok(log)
+    }
+
+    fn corrupt(&self, reason: impl std::fmt::Display) -> AuditError {
+        AuditError::Corrupt {
+            path: self.path.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A reader's check of what a writer's [`AuditLog::init`] ensures: the store was initialised
+    /// and holds records in the format this sluice reads.
+    fn check_format(&self) -> Result<(), AuditError> {
+        let txn = self.read()?;
+        let meta = match txn.open_table(META) {
+            Ok(meta) => meta,
+            // Created, and no writer has committed its first transaction yet.
+            Err(TableError::TableDoesNotExist(_)) => {
+                return Err(AuditError::Missing {
+                    path: self.path.clone(),
+                });
+            }
+            Err(e) => return Err(self.err(e)),
+        };
+        let format = meta
+            .get("format")
+            .map_err(|e| self.err(e))?
+            .map(|v| v.value().to_string());
+        let empty = txn
+            .open_table(RECORDS)
+            .map_err(|e| self.err(e))?
+            .is_empty()
+            .map_err(|e| self.err(e))?;
+        match format {
+            Some(found) if found != FORMAT => Err(AuditError::Format {
+                path: self.path.clone(),
+                found,
+                supported: FORMAT,
+            }),
+            None if !empty => Err(AuditError::Format {
+                path: self.path.clone(),
+                found: "1".into(),
+                supported: FORMAT,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Creates the tables of a new store and checks that this controller owns an existing one.
@@ -222,6 +301,11 @@ impl AuditLog {
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, AuditError>,
     ) -> Result<T, AuditError> {
+        if let Access::Read { .. } = self.access {
+            return Err(AuditError::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         let mut tx = Tx {
             log: self,
@@ -356,7 +440,7 @@ impl CreateLock {
     }
 }
 
-fn open_error(path: &Path, err: DatabaseError) -> AuditError {
+pub(crate) fn open_error(path: &Path, err: DatabaseError) -> AuditError {
     match err {
         DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => {
             AuditError::Locked {

@@ -14,17 +14,19 @@
 //!   commit`), having recovered nothing. A file cut by even one byte does not open at all.
 //!
 //! Records need no tree to be trusted: each carries its own hash, which covers its content and
-//! the previous record's hash. So salvage reads the leaves of the record table where they lie.
+//! the previous record's hash. And redb stores a value whole and as written (a leaf holds whole
+//! values; a large one gets a larger page), so each record is one run of bytes in the file,
+//! wherever the tree that pointed at it went.
 //!
 //! # How
-//! 1. **Scan.** The file is read one 4 KiB page at a time (redb's page size; larger pages start
-//!    on a 4 KiB boundary too). A page that starts as a redb leaf of the record table (type 1, a
-//!    pair count, the end offsets of the values, then 8-byte keys) has each of its values read
-//!    when it lies inside the file and starts as a record of that key does (`{"seq":KEY,`).
-//! 2. **Check.** A value is a record when it parses, carries the key as `seq`, and its hash
-//!    matches its content. Copies that fail are counted as damaged; old copies of a record
-//!    (redb writes pages anew, so earlier versions of a leaf stay in freed pages) are the same
-//!    bytes and kept once.
+//! 1. **Scan.** The file is read in 1 MiB chunks, looking for where a record starts: `{"seq":`,
+//!    digits, a comma (serialised records start so; the text cannot occur inside a JSON string,
+//!    where the quotes are escaped). No page header, offset or pointer of the file is trusted.
+//! 2. **Check.** From each start, one JSON value is read (at most [`MAX_RECORD`] bytes, never
+//!    past the end of the file). It is a record when it parses, carries the number it started
+//!    with as `seq`, and its hash matches its content. Anything else is counted as a damaged
+//!    copy. Old copies of a record (redb writes pages anew, so earlier versions of a leaf stay
+//!    in freed pages) are the same bytes and kept once.
 //! 3. **Choose.** Where two different records carry one sequence number (a commit that never
 //!    completed left its pages behind), the one that chains to the record before it wins, else
 //!    the one the record after it chains to.
@@ -32,8 +34,8 @@
 //!    bytes, one line), without the end line: a salvage is not a complete export, and
 //!    `sluice audit verify --file` says where it stops.
 //!
-//! Memory holds one page, one value at a time (the largest record) and a small index entry per
-//! record found; time is one pass over the file plus one hash per record copy.
+//! Memory holds one chunk, one record at a time and a small index entry per record found; time
+//! is one pass over the file plus one parse and hash per record start found.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -41,16 +43,20 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::chain::{Envelope, GENESIS, hash_value};
 use crate::error::AuditError;
 use crate::state_dir::STORE_FILE;
 
-/// redb's page size; every page, of any order, starts at a multiple of it.
-const PAGE: u64 = 4096;
-/// redb's leaf page type byte.
-const LEAF: u8 = 1;
+/// Bytes read at once while scanning.
+const CHUNK: usize = 1024 * 1024;
+/// What every serialised record starts with.
+const START: &[u8] = b"{\"seq\":";
+/// Longest record the scan reads from a start: bounds the memory and time a damaged start
+/// (a string whose closing quote was destroyed) can cost.
+pub const MAX_RECORD: u64 = 64 * 1024 * 1024;
 
 /// What a salvage recovered and where it stopped.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -63,10 +69,10 @@ pub struct SalvageReport {
     pub missing: Vec<(u64, u64)>,
     /// Written records that do not chain to the record written before them.
     pub breaks: Vec<u64>,
-    /// Copies of records found whose content does not match their hash.
+    /// Record starts found that did not hold an intact record (cut, changed, or not a record).
     pub damaged: u64,
-    /// Pages read.
-    pub pages: u64,
+    /// Bytes of the file scanned.
+    pub scanned: u64,
 }
 
 impl SalvageReport {
@@ -86,7 +92,7 @@ impl fmt::Display for SalvageReport {
                 .join(", ")
         };
         match self.last_seq() {
-            None => write!(f, "no readable record in {} pages", self.pages)?,
+            None => write!(f, "no readable record in {} bytes", self.scanned)?,
             Some(last) => write!(
                 f,
                 "{} records ({}); it stops at record {last}: any later record is lost",
@@ -106,7 +112,7 @@ impl fmt::Display for SalvageReport {
             )?;
         }
         if self.damaged > 0 {
-            write!(f, "; {} damaged copies skipped", self.damaged)?;
+            write!(f, "; {} damaged or partial copies skipped", self.damaged)?;
         }
         Ok(())
     }
@@ -136,13 +142,7 @@ pub fn salvage(state_dir: &Path, out: &mut impl Write) -> Result<SalvageReport, 
         found: BTreeMap::new(),
         report: SalvageReport::default(),
     };
-    let mut page = vec![0u8; PAGE as usize];
-    let mut offset = 0;
-    while offset < len {
-        scan.page(offset, &mut page)
-            .map_err(|e| AuditError::storage(&path, e))?;
-        offset += PAGE;
-    }
+    scan.run().map_err(|e| AuditError::storage(&path, e))?;
     let Scan {
         found, mut report, ..
     } = scan;
@@ -159,78 +159,98 @@ struct Scan<'a> {
 }
 
 impl Scan<'_> {
-    /// Reads the page at `offset` and keeps the records of it if it is a record-table leaf.
-    fn page(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.report.pages += 1;
-        let n = read_full(self.file, buf, offset)?;
-        if n < 4 || buf[0] != LEAF {
-            return Ok(());
-        }
-        let pairs = usize::from(u16::from_le_bytes([buf[2], buf[3]]));
-        // Value end offsets (4 bytes each), then the keys (8 bytes each), then the values.
-        let values_start = 4 + 12 * pairs;
-        let room = self.len - offset;
-        if pairs == 0 || values_start as u64 > room {
-            return Ok(());
-        }
-        let header = if values_start <= n {
-            buf[..values_start].to_vec()
-        } else {
-            let mut header = vec![0u8; values_start];
-            if read_full(self.file, &mut header, offset)? < values_start {
-                return Ok(());
+    /// Reads the file chunk by chunk and checks every record start in it.
+    fn run(&mut self) -> std::io::Result<()> {
+        // A chunk overlaps the next by the longest start (`{"seq":` and 20 digits and a comma),
+        // so a start cut by a chunk's end is found whole in the next one.
+        let overlap = START.len() + 21;
+        let mut chunk = vec![0u8; CHUNK + overlap];
+        let mut at = 0u64;
+        while at < self.len {
+            let n = read_full(self.file, &mut chunk, at)?;
+            let data = &chunk[..n];
+            let mut from = 0;
+            while let Some(i) = find(&data[from..], START) {
+                let start = from + i;
+                from = start + 1;
+                if start >= CHUNK {
+                    break;
+                }
+                if let Some(key) = seq_after(&data[start + START.len()..]) {
+                    self.record(key, at + start as u64)?;
+                }
             }
-            header
-        };
-        let mut start = values_start as u64;
-        for i in 0..pairs {
-            let end = u64::from(u32_at(&header, 4 + 4 * i));
-            if end < start || end > room {
-                // The offsets stop making sense here: this page (or what follows) is damaged.
-                return Ok(());
-            }
-            let key = u64_at(&header, 4 + 4 * pairs + 8 * i);
-            self.value(key, offset + start, (end - start) as usize)?;
-            start = end;
+            self.report.scanned += n.min(CHUNK) as u64;
+            at += CHUNK as u64;
         }
         Ok(())
     }
 
-    /// Reads and checks the value of `key` at `at`, when it starts as a record of that key.
-    fn value(&mut self, key: u64, at: u64, len: usize) -> std::io::Result<()> {
-        let prefix = format!("{{\"seq\":{key},");
-        if len <= prefix.len() {
-            return Ok(());
-        }
-        let mut head = vec![0u8; prefix.len()];
-        if read_full(self.file, &mut head, at)? < head.len() || head != prefix.as_bytes() {
-            return Ok(());
-        }
-        let mut bytes = vec![0u8; len];
-        if read_full(self.file, &mut bytes, at)? < len {
-            return Ok(());
-        }
-        let Some(record) = checked(&bytes, key) else {
+    /// Reads one JSON value at `at` and keeps it if it is an intact record of `key`.
+    fn record(&mut self, key: u64, at: u64) -> std::io::Result<()> {
+        let limit = (self.len - at).min(MAX_RECORD);
+        let reader = std::io::BufReader::new(FileRange {
+            file: self.file,
+            at,
+            end: at + limit,
+        });
+        let mut values = serde_json::Deserializer::from_reader(reader).into_iter::<Value>();
+        let parsed = values.next();
+        let len = values.byte_offset();
+        let Some(envelope) = parsed.and_then(Result::ok).and_then(|v| checked(v, key)) else {
             self.report.damaged += 1;
             return Ok(());
         };
         let copies = self.found.entry(key).or_default();
-        if !copies.iter().any(|c| c.hash == record.hash) {
+        if !copies.iter().any(|c| c.hash == envelope.hash) {
             copies.push(Found {
                 offset: at,
                 len,
-                hash: record.hash,
-                prev_hash: record.prev_hash,
+                hash: envelope.hash,
+                prev_hash: envelope.prev_hash,
             });
         }
         Ok(())
     }
 }
 
-/// The envelope of `bytes` when they are a record of `key` whose hash matches its content.
-fn checked(bytes: &[u8], key: u64) -> Option<Envelope> {
-    let value: Value = serde_json::from_slice(bytes).ok()?;
-    let envelope: Envelope = serde_json::from_value(value.clone()).ok()?;
+/// `at..end` of the file as a reader.
+struct FileRange<'a> {
+    file: &'a std::fs::File,
+    at: u64,
+    end: u64,
+}
+
+impl std::io::Read for FileRange<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let room = usize::try_from(self.end - self.at).unwrap_or(usize::MAX);
+        let want = buf.len().min(room);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// Where `needle` first occurs in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The sequence number of a record start: digits, then a comma.
+fn seq_after(bytes: &[u8]) -> Option<u64> {
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || bytes.get(digits) != Some(&b',') {
+        return None;
+    }
+    std::str::from_utf8(&bytes[..digits]).ok()?.parse().ok()
+}
+
+/// The envelope of `value` when it is a record of `key` whose hash matches its content.
+fn checked(value: Value, key: u64) -> Option<Envelope> {
+    let envelope = Envelope::deserialize(&value).ok()?;
     (envelope.seq == key && hash_value(&envelope.prev_hash, &value) == envelope.hash)
         .then_some(envelope)
 }
@@ -305,14 +325,3 @@ fn read_full(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Resu
     Ok(filled)
 }
 
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    let mut word = [0u8; 4];
-    word.copy_from_slice(&bytes[at..at + 4]);
-    u32::from_le_bytes(word)
-}
-
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(word)
-}

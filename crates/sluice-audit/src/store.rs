@@ -447,8 +447,14 @@ pub(crate) fn open_error(path: &Path, err: DatabaseError) -> AuditError {
                 path: path.to_path_buf(),
             }
         }
+        // The file could not be read or written (permissions, a read-only mount, a full disk):
+        // that says nothing about its content. A short read (a cut file) or bytes that are not
+        // a store do.
         DatabaseError::Storage(StorageError::Io(io))
-            if io.kind() == std::io::ErrorKind::PermissionDenied =>
+            if !matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+            ) =>
         {
             AuditError::storage(path, StorageError::Io(io))
         }

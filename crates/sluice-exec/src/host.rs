@@ -162,18 +162,24 @@ impl HostRun {
                 return self.not_sent(ctx, step, attempt, why);
             }
             let started = Instant::now();
+            let cap = output_cap(spec);
             let ran = self
-                .exec(&conn, &step.run, timeout, &become_user, stop)
+                .exec_capped(&conn, &step.run, timeout, &become_user, cap, stop)
                 .await;
-            let result =
+            let mut result =
                 self.result_of(ctx, &step.id, attempt, &ran, started.elapsed(), Some(&conn));
             if let (Ran::Done(out), Some(name)) = (&ran, &spec.register)
                 && result.status == StepStatus::Ok
             {
-                let value = String::from_utf8_lossy(&out.stdout.kept_bytes())
-                    .trim()
-                    .to_string();
-                self.values.registered.insert(name.clone(), value);
+                match registered_value(out, name, spec.register_limit()) {
+                    Ok(value) => {
+                        self.values.registered.insert(name.clone(), value);
+                    }
+                    Err(over) => {
+                        result.status = StepStatus::Failed;
+                        result.detail = over;
+                    }
+                }
             }
             // The result is durable before this host's next step (or retry) starts.
             ctx.note(Fact::StepResult(result.clone())).await;
@@ -284,11 +290,27 @@ impl HostRun {
         become_user: &Option<Become>,
         stop: &mut StopListener,
     ) -> Ran {
+        let cap = ExecRequest::DEFAULT_OUTPUT_CAP;
+        self.exec_capped(conn, command, timeout, become_user, cap, stop)
+            .await
+    }
+
+    /// As [`HostRun::exec`], keeping up to `output_cap` bytes of each output stream.
+    pub async fn exec_capped(
+        &self,
+        conn: &Arc<dyn Connection>,
+        command: &RenderedCommand,
+        timeout: Option<Duration>,
+        become_user: &Option<Become>,
+        output_cap: usize,
+        stop: &mut StopListener,
+    ) -> Ran {
         let resolved = match command.resolve(&self.values) {
             Ok(r) => r,
             Err(e) => return Ran::Unresolved(e.to_string()),
         };
         let mut request = ExecRequest::new(resolved.text);
+        request.output_cap = output_cap;
         request.timeout = timeout;
         request.become_user = become_user.clone();
         tokio::select! {
@@ -309,6 +331,34 @@ pub(crate) enum Ran {
     Abandoned,
     /// A run-time value is missing; nothing was sent to the host.
     Unresolved(String),
+}
+
+/// How much of each output stream a step's command keeps: a registering step keeps its
+/// `register_limit`, so that a value up to the limit is exact; any other step the default,
+/// which bounds the memory a run spends on output.
+fn output_cap(spec: &StepSpec) -> usize {
+    match spec.register {
+        Some(_) => usize::try_from(spec.register_limit()).unwrap_or(usize::MAX),
+        None => ExecRequest::DEFAULT_OUTPUT_CAP,
+    }
+}
+
+/// The value a step registers: its whole stdout, trimmed, or why there is none. A stdout over
+/// the limit was not kept whole, and a value with its middle cut out must not reach a later
+/// step: the step fails instead, naming the limit.
+fn registered_value(out: &ExecOutcome, name: &str, limit: u64) -> Result<String, String> {
+    if out.stdout.total_bytes > limit || out.stdout.truncated() {
+        return Err(format!(
+            "{}, but its stdout ({} bytes) is over the register limit of {} ({limit} bytes) for `{name}`: nothing was registered; raise the step's `register_limit` (at most {})",
+            out.status,
+            out.stdout.total_bytes,
+            sluice_plan::register::show_size(limit),
+            sluice_plan::register::show_size(sluice_plan::register::MAX_REGISTER_LIMIT),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout.kept_bytes())
+        .trim()
+        .to_string())
 }
 
 /// The first lines of stderr, then of stdout, with secrets scrubbed.
@@ -419,6 +469,7 @@ pub(crate) fn bare_spec(id: &str) -> StepSpec {
         retries: 0,
         retry_delay_ms: 0,
         register: None,
+        register_limit: None,
         idempotent: false,
     }
 }

@@ -30,6 +30,7 @@ pub mod inventory;
 pub mod model;
 pub mod plan;
 pub mod references;
+pub mod register;
 pub mod review;
 pub mod saved;
 pub mod schema;

@@ -28,7 +28,9 @@ impl Tmpfs {
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(&path)
             .output()
-            .unwrap_or_else(|e| panic!("cannot run mount ({e}): install util-linux (apt-get install mount)"));
+            .unwrap_or_else(|e| {
+                panic!("cannot run mount ({e}): install util-linux (apt-get install mount)")
+            });
         assert!(
             out.status.success(),
             "mounting a tmpfs failed (these tests run as root, like the SSH tests: `sudo cargo test`): {}",
@@ -92,7 +94,10 @@ fn a_run_whose_disk_fills_up_does_not_report_success() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let finished: Vec<_> = events.iter().filter(|e| e["kind"] == "run_finished").collect();
+    let finished: Vec<_> = events
+        .iter()
+        .filter(|e| e["kind"] == "run_finished")
+        .collect();
     assert_eq!(finished.len(), 1);
     assert_eq!(finished[0]["status"], "record_incomplete");
     assert!(!stderr.contains("succeeded"), "{stderr}");
@@ -107,8 +112,9 @@ fn a_run_whose_disk_fills_up_does_not_report_success() {
     // The message says what is missing and where the leases stand, and the store agrees.
     let run = finished[0]["run"].as_str().unwrap();
     assert!(
-        stderr.contains(&format!("the record of run {run} in the audit store is incomplete"))
-            && stderr.contains("were not recorded")
+        stderr.contains(&format!(
+            "the record of run {run} in the audit store is incomplete"
+        )) && stderr.contains("were not recorded")
             && stderr.contains("No space left on device"),
         "{stderr}"
     );

@@ -83,7 +83,10 @@ fn check_exact(out: &Output) {
     let numbers = results(out, "numbers");
     assert_eq!(numbers[0]["stdout"]["bytes"], SEQ_BYTES);
     assert_eq!(numbers[0]["stdout"]["truncated"], false);
-    assert_eq!(printed_sha(out, "check_numbers"), sha(&expected_seq_value()));
+    assert_eq!(
+        printed_sha(out, "check_numbers"),
+        sha(&expected_seq_value())
+    );
     assert_eq!(printed_sha(out, "check_edge"), sha(&"z".repeat(65_536)));
 }
 
@@ -153,8 +156,17 @@ fn register_limit_is_checked_at_plan_time() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("`register_limit` without `register`"), "{stderr}");
-    assert!(stderr.contains("register_limit `1MB` is not a size"), "{stderr}");
-    assert!(stderr.contains("register_limit `17MiB` is not a size"), "{stderr}");
+    assert!(
+        stderr.contains("`register_limit` without `register`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("register_limit `1MB` is not a size"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("register_limit `17MiB` is not a size"),
+        "{stderr}"
+    );
     assert!(stderr.contains("plan.yaml:6:"), "{stderr}");
 }

@@ -93,9 +93,19 @@ fn salvage_of_a_damaged_store_is_bounded_and_recovers_every_readable_record() {
     let failures: Vec<String> = std::thread::scope(|scope| {
         let workers: Vec<_> = corpus
             .chunks(corpus.len().div_ceil(4))
-            .map(|chunk| scope.spawn(move || chunk.iter().filter_map(|d| check_salvage(d).err()).collect::<Vec<_>>()))
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .filter_map(|d| check_salvage(d).err())
+                        .collect::<Vec<_>>()
+                })
+            })
             .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
     });
     assert!(
         failures.is_empty(),
@@ -165,8 +175,14 @@ fn check_commands(damage: &Damage) -> Vec<String> {
             failures.push(format!("{what} panicked:\n{said}"));
         } else if !matches!(ran.code, Some(0..=5)) {
             failures.push(format!("{what}: exit {:?}\n{said}", ran.code));
-        } else if ran.code != Some(0) && !ran.stderr.contains("error:") && !ran.stderr.contains("Salvaged") {
-            failures.push(format!("{what}: exit {:?} without an error\n{said}", ran.code));
+        } else if ran.code != Some(0)
+            && !ran.stderr.contains("error:")
+            && !ran.stderr.contains("Salvaged")
+        {
+            failures.push(format!(
+                "{what}: exit {:?} without an error\n{said}",
+                ran.code
+            ));
         }
     }
     failures
@@ -179,9 +195,14 @@ fn no_command_panics_on_a_damaged_store() {
     let failures: Vec<String> = std::thread::scope(|scope| {
         let workers: Vec<_> = corpus
             .chunks(corpus.len().div_ceil(4))
-            .map(|chunk| scope.spawn(move || chunk.iter().flat_map(check_commands).collect::<Vec<_>>()))
+            .map(|chunk| {
+                scope.spawn(move || chunk.iter().flat_map(check_commands).collect::<Vec<_>>())
+            })
             .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
     });
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
@@ -192,11 +213,13 @@ fn a_damaged_store_is_refused_with_a_clear_error() {
     let store = real_store();
     let bytes = store.bytes();
     let dir = store_with(&bytes[..bytes.len() / 2]);
-    for args in [vec!["runs"], vec!["apply", "--plan", store.plan.to_str().unwrap(), "--yes"]] {
+    for args in [
+        vec!["runs"],
+        vec!["apply", "--plan", store.plan.to_str().unwrap(), "--yes"],
+    ] {
         let ran = bounded(dir.path(), &args, MEMORY, TIME);
         assert!(
-            ran.stderr.contains("cannot be opened")
-                && ran.stderr.contains("sluice audit export"),
+            ran.stderr.contains("cannot be opened") && ran.stderr.contains("sluice audit export"),
             "{args:?}: {}",
             ran.stderr
         );

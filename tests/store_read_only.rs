@@ -62,7 +62,10 @@ fn check_reads(state: &Path) {
         let out = sluice(state, &args);
         let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
         assert!(out.status.success(), "sluice {args:?}: {said}");
-        assert!(said.contains(shows), "sluice {args:?} should show {shows}: {said}");
+        assert!(
+            said.contains(shows),
+            "sluice {args:?} should show {shows}: {said}"
+        );
     }
 }
 
@@ -74,7 +77,11 @@ fn read_commands_leave_the_store_untouched() {
     // mtime has a resolution the reads could hide in: give them time to show.
     std::thread::sleep(Duration::from_millis(20));
     check_reads(dir.path());
-    assert_eq!(snapshot(dir.path()), before, "a read command changed the state directory");
+    assert_eq!(
+        snapshot(dir.path()),
+        before,
+        "a read command changed the state directory"
+    );
 }
 
 /// A read-only bind mount of a directory, unmounted on drop.
@@ -86,9 +93,12 @@ impl ReadOnlyMount {
     fn new(source: &Path, target: &Path) -> Self {
         std::fs::create_dir_all(target).unwrap();
         let mount = |args: &[&str]| {
-            let out = Command::new("mount").args(args).output().unwrap_or_else(|e| {
-                panic!("cannot run mount ({e}): install util-linux (apt-get install mount)")
-            });
+            let out = Command::new("mount")
+                .args(args)
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("cannot run mount ({e}): install util-linux (apt-get install mount)")
+                });
             assert!(
                 out.status.success(),
                 "mount {args:?} failed (these tests run as root, like the SSH tests: `sudo cargo test`): {}",
@@ -182,7 +192,10 @@ fn readers_beside_a_live_run_and_after_it_was_killed() {
     let mut apply = sleeping_run(&state);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while run_status(&state, "sleeper") != "running" {
-        assert!(std::time::Instant::now() < deadline, "the run never showed as running");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never showed as running"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     check_reads(&state);

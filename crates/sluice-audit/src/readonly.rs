@@ -101,7 +101,10 @@ fn storage(err: redb::TransactionError) -> StorageError {
 /// Opens the private view with redb's integrity check.
 fn check(path: &Path) -> Result<Database, AuditError> {
     let file = std::fs::File::open(path).map_err(|e| AuditError::storage(path, e))?;
-    let len = file.metadata().map_err(|e| AuditError::storage(path, e))?.len();
+    let len = file
+        .metadata()
+        .map_err(|e| AuditError::storage(path, e))?
+        .len();
     if len == 0 {
         return Err(corrupt(path, "the file is empty"));
     }
@@ -168,7 +171,9 @@ impl StorageBackend for PrivateView {
         // Bytes past the file's end (the view grew) read as zeros, as after `set_len`.
         let mut filled = 0;
         while filled < out.len() {
-            let n = self.file.read_at(&mut out[filled..], offset + filled as u64)?;
+            let n = self
+                .file
+                .read_at(&mut out[filled..], offset + filled as u64)?;
             if n == 0 {
                 break;
             }

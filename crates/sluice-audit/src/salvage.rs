@@ -87,7 +87,13 @@ impl fmt::Display for SalvageReport {
         let spans = |ranges: &[(u64, u64)]| {
             ranges
                 .iter()
-                .map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+                .map(|(a, b)| {
+                    if a == b {
+                        a.to_string()
+                    } else {
+                        format!("{a}-{b}")
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -105,11 +111,7 @@ impl fmt::Display for SalvageReport {
         }
         if !self.breaks.is_empty() {
             let breaks: Vec<String> = self.breaks.iter().map(u64::to_string).collect();
-            write!(
-                f,
-                "; chain broken before record(s) {}",
-                breaks.join(", ")
-            )?;
+            write!(f, "; chain broken before record(s) {}", breaks.join(", "))?;
         }
         if self.damaged > 0 {
             write!(f, "; {} damaged or partial copies skipped", self.damaged)?;
@@ -135,7 +137,10 @@ pub fn salvage(state_dir: &Path, out: &mut impl Write) -> Result<SalvageReport, 
         return Err(AuditError::Missing { path });
     }
     let file = std::fs::File::open(&path).map_err(|e| AuditError::storage(&path, e))?;
-    let len = file.metadata().map_err(|e| AuditError::storage(&path, e))?.len();
+    let len = file
+        .metadata()
+        .map_err(|e| AuditError::storage(&path, e))?
+        .len();
     let mut scan = Scan {
         file: &file,
         len,
@@ -274,9 +279,9 @@ fn write_chosen(
             .iter()
             .find(|c| Some(c.prev_hash.as_str()) == expected_prev)
             .or_else(|| {
-                copies.iter().find(|c| {
-                    after.is_some_and(|next| next.iter().any(|n| n.prev_hash == c.hash))
-                })
+                copies
+                    .iter()
+                    .find(|c| after.is_some_and(|next| next.iter().any(|n| n.prev_hash == c.hash)))
             })
             .or_else(|| copies.first());
         let Some(chosen) = chosen else { continue };
@@ -324,4 +329,3 @@ fn read_full(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Resu
     }
     Ok(filled)
 }
-

@@ -23,8 +23,8 @@ use redb::{
 use crate::chain::{self, GENESIS};
 use crate::contained::contained;
 use crate::error::AuditError;
-use crate::readonly::ReadPin;
 use crate::query::RunSummary;
+use crate::readonly::ReadPin;
 use crate::record::{Entry, Record};
 use crate::state_dir::STORE_FILE;
 use sluice_model::{Approval, ApprovalHow, ApprovalScope, Fact, PlanArtifactStored};
@@ -69,9 +69,7 @@ enum Access {
     Write,
     /// A reader: a checked private view of the file, which writes nothing
     /// ([`crate::readonly`]); the pin keeps what it reads from being reused by writers.
-    Read {
-        _pin: Option<ReadPin>,
-    },
+    Read { _pin: Option<ReadPin> },
 }
 
 impl std::fmt::Debug for AuditLog {

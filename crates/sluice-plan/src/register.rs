@@ -80,7 +80,9 @@ fn read_limit(r: &mut Reader, node: &Node, context: &str) -> Option<u64> {
     match parsed {
         Some(bytes) if (1..=MAX_REGISTER_LIMIT).contains(&bytes) => Some(bytes),
         _ => {
-            let found = node.scalar_text().unwrap_or_else(|| node.kind().to_string());
+            let found = node
+                .scalar_text()
+                .unwrap_or_else(|| node.kind().to_string());
             r.error_help(
                 node.loc,
                 format!("{context}: register_limit `{found}` is not a size from 1 B to 16 MiB"),

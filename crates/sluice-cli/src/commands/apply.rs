@@ -183,7 +183,11 @@ fn incomplete_record(finished: &sluice_lifecycle::Finished) -> String {
         text.push_str(&format!(
             " {} fact(s) of the run were not recorded ({})",
             finished.lost.facts,
-            finished.lost.first_reason.as_deref().unwrap_or("the store refused them")
+            finished
+                .lost
+                .first_reason
+                .as_deref()
+                .unwrap_or("the store refused them")
         ));
     }
     match &finished.unrecorded {
@@ -202,7 +206,9 @@ fn incomplete_record(finished: &sluice_lifecycle::Finished) -> String {
         }
         None => text.push_str("; its end and the release of its leases were recorded"),
     }
-    text.push_str(". `sluice show` lacks what is missing: keep this output with the change's records");
+    text.push_str(
+        ". `sluice show` lacks what is missing: keep this output with the change's records",
+    );
     text
 }
 /// The documented exit code of a finished run.

@@ -119,7 +119,7 @@ fn a_run_whose_disk_fills_up_does_not_report_success() {
         "{stderr}"
     );
     std::fs::remove_file(fs.path.join("filler")).unwrap();
-    let log = sluice_audit::AuditLog::open_read_only(&state).unwrap();
+    let log = sluice_audit::AuditLog::open_existing(&state).unwrap();
     let held = log
         .active_leases()
         .unwrap()
@@ -145,7 +145,7 @@ fn a_run_whose_disk_fills_up_does_not_report_success() {
         assert!(stderr.contains("its host leases were released"), "{stderr}");
     }
     // Whatever the store holds of the run, it never says it succeeded.
-    let log = sluice_audit::AuditLog::open_read_only(&state).unwrap();
+    let log = sluice_audit::AuditLog::open_existing(&state).unwrap();
     let summary = log.run_summary(run).unwrap();
     assert_ne!(summary.status.to_string(), "succeeded");
 }

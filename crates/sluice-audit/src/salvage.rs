@@ -170,14 +170,12 @@ impl Scan<'_> {
         // so a start cut by a chunk's end is found whole in the next one.
         let overlap = START.len() + 21;
         let mut chunk = vec![0u8; CHUNK + overlap];
+        let starts = memchr::memmem::Finder::new(START);
         let mut at = 0u64;
         while at < self.len {
             let n = read_full(self.file, &mut chunk, at)?;
             let data = &chunk[..n];
-            let mut from = 0;
-            while let Some(i) = find(&data[from..], START) {
-                let start = from + i;
-                from = start + 1;
+            for start in starts.find_iter(data) {
                 if start >= CHUNK {
                     break;
                 }
@@ -237,11 +235,6 @@ impl std::io::Read for FileRange<'_> {
         self.at += n as u64;
         Ok(n)
     }
-}
-
-/// Where `needle` first occurs in `hay`.
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The sequence number of a record start: digits, then a comma.

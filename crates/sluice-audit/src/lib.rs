@@ -12,9 +12,10 @@
 //! - [`journal`]: taking over an interrupted run (`resume_run`).
 //! - [`group`]: [`GroupCommitter`], group commit of records many callers append at once.
 //! - [`export`]: `verify`, JSON Lines export, standalone verification of an export.
-//! - [`salvage`]: every record still readable in a damaged store, read from its pages.
+//! - [`salvage`](mod@salvage): every record still readable in a damaged store, read from its pages.
 //! - [`contained`]: panics of the store engine on a damaged file, turned into quiet errors.
-//! - `readonly`: how [`AuditLog::open_read_only`] reads a store without writing a byte.
+//! - `readonly`: how [`AuditLog::open_read_only`] reads a store without writing a byte; `tx`:
+//!   one write transaction (appends at the chain's tip, indexes kept in step).
 //! - [`redact`]: [`Redactor`], which keeps secret values out of records.
 //!
 //! # How the executor uses it
@@ -56,6 +57,7 @@ pub mod redact;
 pub mod salvage;
 pub mod state_dir;
 pub mod store;
+mod tx;
 
 pub use chain::Break;
 pub use error::AuditError;

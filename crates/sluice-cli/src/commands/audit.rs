@@ -166,6 +166,11 @@ fn export(args: ExportArgs, console: &Console) -> Result<u8, CliError> {
             // Salvage what can be read; the file has no end line, so verifying it reports
             // where it stops, which is the truth about a damaged store.
             console.warn(&err);
+            if let Some(run) = &args.run {
+                console.warn(format!(
+                    "a salvage exports every record it can read, not only run {run}'s: the store's index of runs cannot be trusted"
+                ));
+            }
             let report = sluice_audit::salvage(&dir, &mut out)?;
             finish(out, args.output.as_deref())?;
             console.status("Salvaged", &report);

@@ -48,6 +48,10 @@ pub enum AuditError {
     #[error("no audit store at {path} (nothing has been recorded yet)")]
     Missing { path: PathBuf },
 
+    /// A write through a log opened for reading ([`crate::AuditLog::open_read_only`]).
+    #[error("the audit store {path} was opened for reading: nothing can be recorded through it")]
+    ReadOnly { path: PathBuf },
+
     #[error("audit store {path}: {source}")]
     Storage {
         path: PathBuf,

@@ -15,13 +15,12 @@
 
 use std::io::{BufRead, Write};
 
-use redb::{Builder, ConcurrencyMode, ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::chain::{Break, ChainWalk, Scope, write_line};
 use crate::error::AuditError;
-use crate::state_dir::STORE_FILE;
 use crate::store::{AuditLog, RECORDS};
 
 /// The last line of an export.
@@ -262,48 +261,4 @@ fn infer_run(values: &[(u64, Value)]) -> Option<String> {
         Value::String(run) if same_run && !contiguous_from_one => Some(run),
         _ => None,
     }
-}
-
-/// Best-effort export of a store that will not open normally: opens the file read-only without
-/// repairing it and writes every record it can read. Returns the records written and the
-/// problems met (unreadable records, or why nothing could be read).
-pub fn salvage(
-    state_dir: &std::path::Path,
-    out: &mut impl Write,
-) -> Result<(u64, Vec<String>), AuditError> {
-    let path = state_dir.join(STORE_FILE);
-    if !path.exists() {
-        return Err(AuditError::Missing { path });
-    }
-    let mut problems = Vec::new();
-    let mut written = 0u64;
-    let result =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(), String> {
-            let mut builder = Builder::new();
-            builder.set_concurrency_mode(ConcurrencyMode::MultiWriter);
-            let db = builder.open_read_only(&path).map_err(|e| e.to_string())?;
-            let txn = db.begin_read().map_err(|e| e.to_string())?;
-            let records = txn.open_table(RECORDS).map_err(|e| e.to_string())?;
-            for item in records.iter().map_err(|e| e.to_string())? {
-                match item {
-                    Ok((seq, bytes)) => match serde_json::from_slice::<Value>(bytes.value()) {
-                        Ok(_) => {
-                            out.write_all(bytes.value())
-                                .and_then(|()| out.write_all(b"\n"))
-                                .map_err(|e| e.to_string())?;
-                            written += 1;
-                        }
-                        Err(err) => problems.push(format!("record {}: {err}", seq.value())),
-                    },
-                    Err(err) => problems.push(err.to_string()),
-                }
-            }
-            Ok(())
-        }));
-    match result {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => problems.push(err),
-        Err(_) => problems.push("the store engine failed while reading the file".into()),
-    }
-    Ok((written, problems))
 }

@@ -11,7 +11,11 @@
 //! - [`lease`]: host leases held by runs.
 //! - [`journal`]: taking over an interrupted run (`resume_run`).
 //! - [`group`]: [`GroupCommitter`], group commit of records many callers append at once.
-//! - [`export`]: `verify`, JSON Lines export, standalone verification of an export, salvage.
+//! - [`export`]: `verify`, JSON Lines export, standalone verification of an export.
+//! - [`salvage`](mod@salvage): every record still readable in a damaged store, read from its pages.
+//! - [`contained`]: panics of the store engine on a damaged file, turned into quiet errors.
+//! - `readonly`: how [`AuditLog::open_read_only`] reads a store without writing a byte; `tx`:
+//!   one write transaction (appends at the chain's tip, indexes kept in step).
 //! - [`redact`]: [`Redactor`], which keeps secret values out of records.
 //!
 //! # How the executor uses it
@@ -40,6 +44,7 @@
 
 pub mod approvals;
 pub mod chain;
+pub mod contained;
 pub mod error;
 pub mod export;
 pub mod group;
@@ -47,20 +52,24 @@ pub mod identity;
 pub mod journal;
 pub mod lease;
 pub mod query;
+mod readonly;
 pub mod record;
 pub mod redact;
+pub mod salvage;
 pub mod state_dir;
 pub mod store;
+mod tx;
 
 pub use approvals::Gate;
 pub use chain::Break;
 pub use error::AuditError;
-pub use export::{ExportEnd, VerifyReport, salvage, verify_export};
+pub use export::{ExportEnd, VerifyReport, verify_export};
 pub use group::{BatchSink, CommitFailed, CommitStats, GroupCommitter};
 pub use lease::{Lease, LeaseHolder, controller_name, operator_name, pid_alive};
 pub use query::{PendingGate, RunSummary, StepOutput};
 pub use record::{Entry, Record, is_plan_run, plan_run_id};
 pub use redact::Redactor;
+pub use salvage::{SalvageReport, salvage};
 pub use state_dir::{STORE_FILE, resolve_state_dir};
 pub use store::{Appended, AuditLog};
 

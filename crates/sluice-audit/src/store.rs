@@ -1,4 +1,5 @@
-//! The redb store: opening it safely, and appending records in durable transactions.
+//! The redb store: opening it safely (to write, or to read without writing: `readonly.rs`),
+//! and appending records in durable transactions (each one a `Tx`, in `tx.rs`).
 //!
 //! One file, `audit.redb`, in the state directory. Records live in one table keyed by sequence
 //! number; the other tables are indexes derived from the records in the same transaction (runs,
@@ -11,21 +12,21 @@
 //! redb lets one write transaction at a time through, across processes, and every append reads the
 //! chain's tip inside its transaction, so interleaved appends still form one chain.
 
-use std::collections::BTreeMap;
-use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 
 use redb::{
     Builder, ConcurrencyMode, Database, DatabaseError, ReadTransaction, ReadableDatabase,
-    ReadableTable, ReadableTableMetadata, StorageError, TableDefinition, WriteTransaction,
+    ReadableTable, ReadableTableMetadata, StorageError, TableDefinition, TableError,
 };
 
-use crate::chain::{self, GENESIS};
+use crate::contained::contained;
 use crate::error::AuditError;
-use crate::query::RunSummary;
-use crate::record::{Entry, Record};
+use crate::readonly::ReadPin;
+use crate::record::Entry;
 use crate::state_dir::STORE_FILE;
-use sluice_model::{ApprovalScope, Fact, PlanArtifactStored};
+use sluice_model::Fact;
+
+pub(crate) use crate::tx::{Tx, decode_record};
 
 pub(crate) const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("records");
 pub(crate) const RUNS: TableDefinition<&str, &[u8]> = TableDefinition::new("runs");
@@ -58,6 +59,16 @@ pub struct AuditLog {
     db: Database,
     path: PathBuf,
     controller: String,
+    access: Access,
+}
+
+/// How the store was opened.
+enum Access {
+    /// A writer: redb's own open of the file, which records and repairs.
+    Write,
+    /// A reader: a checked private view of the file, which writes nothing
+    /// (`readonly.rs`); the pin keeps what it reads from being reused by writers.
+    Read { _pin: Option<ReadPin> },
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -80,10 +91,29 @@ impl AuditLog {
         Self::open_file(&state_dir.join(STORE_FILE), true)
     }
 
-    /// Opens an existing store; [`AuditError::Missing`] when there is none (read-only commands
-    /// must not create one).
+    /// Opens an existing store to write to it; [`AuditError::Missing`] when there is none.
     pub fn open_existing(state_dir: &Path) -> Result<AuditLog, AuditError> {
         Self::open_file(&state_dir.join(STORE_FILE), false)
+    }
+
+    /// Opens an existing store to read it, without changing a byte of it or of the state
+    /// directory (no lock file either), so it works on a read-only mount and on a copy; see
+    /// `readonly.rs`. A damaged store is [`AuditError::Corrupt`]; writing through the
+    /// returned log fails with [`AuditError::ReadOnly`]. Another controller's store may be read.
+    pub fn open_read_only(state_dir: &Path) -> Result<AuditLog, AuditError> {
+        let path = state_dir.join(STORE_FILE);
+        if !path.exists() {
+            return Err(AuditError::Missing { path });
+        }
+        let opened = crate::readonly::open_view(&path)?;
+        let log = AuditLog {
+            db: opened.db,
+            path,
+            controller: crate::lease::controller_name(),
+            access: Access::Read { _pin: opened.pin },
+        };
+        contained(|| log.check_format()).map_err(|e| log.corrupt(e))??;
+        Ok(log)
     }
 
     fn open_file(path: &Path, create: bool) -> Result<AuditLog, AuditError> {
@@ -109,20 +139,20 @@ impl AuditLog {
         // A plain open trusts the file and may panic on one altered outside redb; the check
         // turns that into an error. It reads the whole file, which an audit store can afford.
         builder.set_check_integrity_on_open(exists);
-        let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let opened = contained(|| {
             if exists {
                 builder.open(path)
             } else {
                 builder.create(path)
             }
-        }));
+        });
         let db = match opened {
             Ok(Ok(db)) => db,
             Ok(Err(err)) => return Err(open_error(path, err)),
-            Err(_) => {
+            Err(panicked) => {
                 return Err(AuditError::Corrupt {
                     path: path.to_path_buf(),
-                    reason: "the store engine failed while reading the file".into(),
+                    reason: panicked.to_string(),
                 });
             }
         };
@@ -130,9 +160,55 @@ impl AuditLog {
             db,
             path: path.to_path_buf(),
             controller: crate::lease::controller_name(),
+            access: Access::Write,
         };
-        log.init()?;
+        contained(|| log.init()).map_err(|e| log.corrupt(e))??;
         Ok(log)
+    }
+
+    fn corrupt(&self, reason: impl std::fmt::Display) -> AuditError {
+        AuditError::Corrupt {
+            path: self.path.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A reader's check of what a writer's [`AuditLog::init`] ensures: the store was initialised
+    /// and holds records in the format this sluice reads.
+    fn check_format(&self) -> Result<(), AuditError> {
+        let txn = self.read()?;
+        let meta = match txn.open_table(META) {
+            Ok(meta) => meta,
+            // Created, and no writer has committed its first transaction yet.
+            Err(TableError::TableDoesNotExist(_)) => {
+                return Err(AuditError::Missing {
+                    path: self.path.clone(),
+                });
+            }
+            Err(e) => return Err(self.err(e)),
+        };
+        let format = meta
+            .get("format")
+            .map_err(|e| self.err(e))?
+            .map(|v| v.value().to_string());
+        let empty = txn
+            .open_table(RECORDS)
+            .map_err(|e| self.err(e))?
+            .is_empty()
+            .map_err(|e| self.err(e))?;
+        match format {
+            Some(found) if found != FORMAT => Err(AuditError::Format {
+                path: self.path.clone(),
+                found,
+                supported: FORMAT,
+            }),
+            None if !empty => Err(AuditError::Format {
+                path: self.path.clone(),
+                found: "1".into(),
+                supported: FORMAT,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Creates the tables of a new store and checks that this controller owns an existing one.
@@ -222,12 +298,13 @@ impl AuditLog {
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<T, AuditError>,
     ) -> Result<T, AuditError> {
+        if let Access::Read { .. } = self.access {
+            return Err(AuditError::ReadOnly {
+                path: self.path.clone(),
+            });
+        }
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        let mut tx = Tx {
-            log: self,
-            txn,
-            summaries: BTreeMap::new(),
-        };
+        let mut tx = Tx::new(self, txn);
         let value = f(&mut tx)?;
         tx.flush_summaries()?;
         tx.txn.commit().map_err(|e| self.err(e))?;
@@ -290,15 +367,21 @@ impl CreateLock {
     }
 }
 
-fn open_error(path: &Path, err: DatabaseError) -> AuditError {
+pub(crate) fn open_error(path: &Path, err: DatabaseError) -> AuditError {
     match err {
         DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => {
             AuditError::Locked {
                 path: path.to_path_buf(),
             }
         }
+        // The file could not be read or written (permissions, a read-only mount, a full disk):
+        // that says nothing about its content. A short read (a cut file) or bytes that are not
+        // a store do.
         DatabaseError::Storage(StorageError::Io(io))
-            if io.kind() == std::io::ErrorKind::PermissionDenied =>
+            if !matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+            ) =>
         {
             AuditError::storage(path, StorageError::Io(io))
         }
@@ -307,206 +390,4 @@ fn open_error(path: &Path, err: DatabaseError) -> AuditError {
             reason: other.to_string(),
         },
     }
-}
-
-/// One open write transaction: appends records and keeps the indexes in step.
-pub(crate) struct Tx<'a> {
-    pub(crate) log: &'a AuditLog,
-    pub(crate) txn: WriteTransaction,
-    /// Run summaries read or changed in this transaction, written once at commit: a batch of
-    /// many records of one run encodes its summary once, not once per record.
-    summaries: BTreeMap<String, RunSummary>,
-}
-
-impl Tx<'_> {
-    pub(crate) fn table<K: redb::Key + 'static, V: redb::Value + 'static>(
-        &self,
-        def: TableDefinition<K, V>,
-    ) -> Result<redb::Table<'_, K, V>, AuditError> {
-        self.txn.open_table(def).map_err(|e| self.log.err(e))
-    }
-
-    pub(crate) fn run_summary(&mut self, run: &str) -> Result<Option<&RunSummary>, AuditError> {
-        if !self.summaries.contains_key(run) {
-            let stored = {
-                let runs = self.table(RUNS)?;
-                let value = runs.get(run).map_err(|e| self.log.err(e))?;
-                value
-                    .map(|v| RunSummary::decode(v.value(), &self.log.path, run))
-                    .transpose()?
-            };
-            match stored {
-                Some(summary) => self.summaries.insert(run.to_string(), summary),
-                None => return Ok(None),
-            };
-        }
-        Ok(self.summaries.get(run))
-    }
-
-    fn flush_summaries(&mut self) -> Result<(), AuditError> {
-        let mut runs = self.table(RUNS)?;
-        for (run, summary) in &self.summaries {
-            let encoded = serde_json::to_vec(summary).map_err(|source| AuditError::Encode {
-                run: run.clone(),
-                kind: "run summary",
-                source,
-            })?;
-            runs.insert(run.as_str(), encoded.as_slice())
-                .map_err(|e| self.log.err(e))?;
-        }
-        Ok(())
-    }
-
-    /// A run id that sorts by start time: `YYYYMMDD-HHMMSS-xxxx`.
-    pub(crate) fn new_run_id(&self) -> Result<String, AuditError> {
-        let now = jiff::Timestamp::now();
-        let stamp = now.strftime("%Y%m%d-%H%M%S").to_string();
-        let runs = self.table(RUNS)?;
-        let mut salt =
-            u64::from(std::process::id()) ^ now.subsec_nanosecond().unsigned_abs() as u64;
-        loop {
-            let digest = <sha2::Sha256 as sha2::Digest>::digest(salt.to_le_bytes());
-            let candidate = format!("{stamp}-{}", &hex::encode(digest)[..4]);
-            if runs
-                .get(candidate.as_str())
-                .map_err(|e| self.log.err(e))?
-                .is_none()
-            {
-                return Ok(candidate);
-            }
-            salt = salt.wrapping_add(1);
-        }
-    }
-
-    pub(crate) fn store_artifact(
-        &mut self,
-        run: &str,
-        plan_hash: &str,
-        artifact: serde_json::Value,
-    ) -> Result<Option<Appended>, AuditError> {
-        let stored = self.table(ARTIFACTS)?;
-        if stored
-            .get(plan_hash)
-            .map_err(|e| self.log.err(e))?
-            .is_some()
-        {
-            return Ok(None);
-        }
-        drop(stored);
-        let fact = Fact::PlanArtifactStored(PlanArtifactStored {
-            plan_hash: plan_hash.to_string(),
-            artifact,
-        });
-        self.append(Entry::new(run, fact)).map(Some)
-    }
-
-    /// Appends one record at the chain's tip and updates the indexes.
-    pub(crate) fn append(&mut self, entry: Entry) -> Result<Appended, AuditError> {
-        let path = self.log.path.clone();
-        let (prev_seq, prev_hash) = {
-            let records = self.table(RECORDS)?;
-            let last = records.last().map_err(|e| self.log.err(e))?;
-            match last {
-                None => (0, GENESIS.to_string()),
-                Some((seq, bytes)) => {
-                    let record = decode_record(&path, seq.value(), bytes.value())?;
-                    (record.seq, record.hash)
-                }
-            }
-        };
-        let run_prev_hash = self
-            .run_summary(&entry.run)?
-            .map_or_else(|| GENESIS.to_string(), |s| s.last_hash.clone());
-        let mut record = Record {
-            seq: prev_seq + 1,
-            at: jiff::Timestamp::now().to_string(),
-            run: entry.run,
-            fact: entry.fact,
-            prev_hash,
-            run_prev_hash,
-            hash: String::new(),
-        };
-        let (run_name, kind) = (record.run.clone(), record.fact.kind());
-        let encode = |err| AuditError::Encode {
-            run: run_name.clone(),
-            kind,
-            source: err,
-        };
-        chain::seal(&mut record).map_err(encode)?;
-        let bytes = serde_json::to_vec(&record).map_err(encode)?;
-        let seq = record.seq;
-        let run = record.run.as_str();
-        self.table(RECORDS)?
-            .insert(seq, bytes.as_slice())
-            .map_err(|e| self.log.err(e))?;
-        self.table(RUN_INDEX)?
-            .insert((run, seq), ())
-            .map_err(|e| self.log.err(e))?;
-        match &record.fact {
-            Fact::PlanArtifactStored(stored) => {
-                self.table(ARTIFACTS)?
-                    .insert(stored.plan_hash.as_str(), seq)
-                    .map_err(|e| self.log.err(e))?;
-            }
-            Fact::Approval(approval) => match &approval.scope {
-                ApprovalScope::Plan { plan_hash } => {
-                    self.table(PLAN_APPROVALS)?
-                        .insert((plan_hash.as_str(), seq), ())
-                        .map_err(|e| self.log.err(e))?;
-                }
-                ApprovalScope::Wave { wave } => {
-                    self.table(WAVE_APPROVALS)?
-                        .insert((run, wave.as_str()), seq)
-                        .map_err(|e| self.log.err(e))?;
-                    self.table(PENDING_GATES)?
-                        .remove((run, wave.as_str()))
-                        .map_err(|e| self.log.err(e))?;
-                }
-                // A confirmation typed at `sluice apply` is in the run's records only: it must
-                // never count as a plan approval for `--require-approval`.
-                ApprovalScope::RunStart { .. } => {}
-            },
-            Fact::ApprovalRequested(requested) => {
-                self.table(PENDING_GATES)?
-                    .insert((run, requested.wave.as_str()), seq)
-                    .map_err(|e| self.log.err(e))?;
-            }
-            Fact::RunFinished(_) => {
-                // A finished run waits for nothing.
-                let mut gates = self.table(PENDING_GATES)?;
-                let mut waves = Vec::new();
-                for item in gates.range((run, "")..).map_err(|e| self.log.err(e))? {
-                    let (key, _) = item.map_err(|e| self.log.err(e))?;
-                    let (gate_run, wave) = key.value();
-                    if gate_run != run {
-                        break;
-                    }
-                    waves.push(wave.to_string());
-                }
-                for wave in &waves {
-                    gates
-                        .remove((run, wave.as_str()))
-                        .map_err(|e| self.log.err(e))?;
-                }
-            }
-            _ => {}
-        }
-        self.summaries
-            .entry(record.run.clone())
-            .or_insert_with(|| RunSummary::new(&record.run))
-            .apply(&record);
-        Ok(Appended {
-            seq,
-            hash: record.hash,
-        })
-    }
-}
-
-/// Parses a stored record; a record that does not parse is reported with its sequence number.
-pub(crate) fn decode_record(path: &Path, seq: u64, bytes: &[u8]) -> Result<Record, AuditError> {
-    serde_json::from_slice(bytes).map_err(|err| AuditError::BadRecord {
-        path: path.to_path_buf(),
-        seq,
-        reason: err.to_string(),
-    })
 }

@@ -16,6 +16,10 @@ pub const INVALID_INPUT: u8 = 2;
 pub const ROLLBACK_FAILED: u8 = 3;
 /// Aborted: Ctrl-C, the maintenance window, a refused gate, or no confirmation.
 pub const ABORTED: u8 = 4;
+/// The run's record is incomplete: its hosts ended as for 0 or 6, but the audit store could not
+/// record all of it (`record_incomplete`). A run that failed, rolled back or was aborted keeps
+/// 1, 3 or 4 and says the same of its record.
+pub const RECORD_INCOMPLETE: u8 = 5;
 /// The run went through, but hosts failed within their wave's budget (or a wave failed under
 /// `action: continue`): success with a caveat, as Terraform's `-detailed-exitcode` gives a
 /// success with changes its own code. `--allow-tolerated` makes it 0.
@@ -32,5 +36,6 @@ pub fn for_status(status: RunStatus) -> u8 {
         | RunStatus::WindowClosed
         | RunStatus::OutsideWindow
         | RunStatus::ApprovalRefused => ABORTED,
+        RunStatus::RecordIncomplete => RECORD_INCOMPLETE,
     }
 }

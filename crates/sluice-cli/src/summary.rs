@@ -200,6 +200,10 @@ pub fn verdict(status: RunStatus) -> (String, bool) {
             "outside the maintenance window: nothing started (exit 4)".into(),
             true,
         ),
+        RunStatus::RecordIncomplete => (
+            "RECORD INCOMPLETE: the hosts ended, but the audit store did not record all of the run (exit 5)".into(),
+            true,
+        ),
         RunStatus::ApprovalRefused => (
             "aborted: an approval gate was refused (exit 4)".into(),
             true,

@@ -161,19 +161,30 @@ impl HostRun {
                 return self.not_sent(ctx, step, attempt, why);
             }
             let started = Instant::now();
+            let cap = output_cap(spec);
             let ran = self
-                .exec(&conn, &step.run, timeout, &become_user, stop)
+                .exec_capped(&conn, &step.run, timeout, &become_user, cap, stop)
                 .await;
+            // Registered (and tainted, when it holds a secret) before the result is built, so
+            // the result's output is masked with it.
             let registered = match (&ran, &spec.register) {
-                (Ran::Done(out), Some(_)) => Some(registered_value(ctx, out)),
+                (Ran::Done(out), Some(name)) => {
+                    Some(registered_value(ctx, out, name, spec.register_limit()))
+                }
                 _ => None,
             };
-            let result =
+            let mut result =
                 self.result_of(ctx, &step.id, attempt, &ran, started.elapsed(), Some(&conn));
-            if let (Some((value, secret)), Some(name)) = (registered, &spec.register)
+            if let (Some(registered), Some(name)) = (registered, &spec.register)
                 && result.status == StepStatus::Ok
             {
-                self.values.register(name, value, secret);
+                match registered {
+                    Ok(Registered { value, secret }) => self.values.register(name, value, secret),
+                    Err(over) => {
+                        result.status = StepStatus::Failed;
+                        result.detail = over;
+                    }
+                }
             }
             // The result is durable before this host's next step (or retry) starts.
             ctx.note(Fact::StepResult(result.clone())).await;
@@ -284,6 +295,21 @@ impl HostRun {
         become_user: &Option<Become>,
         stop: &mut StopListener,
     ) -> Ran {
+        let cap = ExecRequest::DEFAULT_OUTPUT_CAP;
+        self.exec_capped(conn, command, timeout, become_user, cap, stop)
+            .await
+    }
+
+    /// As [`HostRun::exec`], keeping up to `output_cap` bytes of each output stream.
+    pub async fn exec_capped(
+        &self,
+        conn: &Arc<dyn Connection>,
+        command: &RenderedCommand,
+        timeout: Option<Duration>,
+        become_user: &Option<Become>,
+        output_cap: usize,
+        stop: &mut StopListener,
+    ) -> Ran {
         let resolved = match command.resolve(&self.values) {
             Ok(r) => r,
             Err(e) => return Ran::Unresolved(e.to_string()),
@@ -297,6 +323,7 @@ impl HostRun {
                 value: b.value,
             })
             .collect();
+        request.output_cap = output_cap;
         request.timeout = timeout;
         request.become_user = become_user.clone();
         tokio::select! {
@@ -317,6 +344,16 @@ pub(crate) enum Ran {
     Abandoned,
     /// A run-time value is missing; nothing was sent to the host.
     Unresolved(String),
+}
+
+/// How much of each output stream a step's command keeps: a registering step keeps its
+/// `register_limit`, so that a value up to the limit is exact; any other step the default,
+/// which bounds the memory a run spends on output.
+fn output_cap(spec: &StepSpec) -> usize {
+    match spec.register {
+        Some(_) => usize::try_from(spec.register_limit()).unwrap_or(usize::MAX),
+        None => ExecRequest::DEFAULT_OUTPUT_CAP,
+    }
 }
 
 /// The first lines of stderr, then of stdout, with secrets scrubbed. Each stream is scrubbed
@@ -348,10 +385,32 @@ pub(crate) fn shown_command(
     }
 }
 
-/// The value a step registers from its output, and whether it is secret: output that holds a
-/// secret (or a value tainted by one) makes the value secret too, and it is masked from now on,
-/// before anything shows this output.
-fn registered_value(ctx: &RunContext, out: &ExecOutcome) -> (String, bool) {
+/// The value a step registers from its output.
+pub(crate) struct Registered {
+    pub value: String,
+    /// The output holds a secret (or a value tainted by one): the value is masked from now on,
+    /// in every output, event and record, like a declared secret.
+    pub secret: bool,
+}
+
+/// The value a step registers: its whole stdout, trimmed, or why there is none. A stdout over
+/// the limit was not kept whole, and a value with its middle cut out must not reach a later
+/// step: the step fails instead, naming the limit.
+fn registered_value(
+    ctx: &RunContext,
+    out: &ExecOutcome,
+    name: &str,
+    limit: u64,
+) -> Result<Registered, String> {
+    if out.stdout.total_bytes > limit || out.stdout.truncated() {
+        return Err(format!(
+            "{}, but its stdout ({} bytes) is over the register limit of {} ({limit} bytes) for `{name}`: nothing was registered; raise the step's `register_limit` (at most {})",
+            out.status,
+            out.stdout.total_bytes,
+            sluice_plan::register::show_size(limit),
+            sluice_plan::register::show_size(sluice_plan::register::MAX_REGISTER_LIMIT),
+        ));
+    }
     let value = String::from_utf8_lossy(&out.stdout.kept_bytes())
         .trim()
         .to_string();
@@ -359,7 +418,7 @@ fn registered_value(ctx: &RunContext, out: &ExecOutcome) -> (String, bool) {
     if secret {
         ctx.taint(&value);
     }
-    (value, secret)
+    Ok(Registered { value, secret })
 }
 
 pub(crate) fn millis(d: Duration) -> u64 {
@@ -460,6 +519,7 @@ pub(crate) fn bare_spec(id: &str) -> StepSpec {
         retries: 0,
         retry_delay_ms: 0,
         register: None,
+        register_limit: None,
         idempotent: false,
     }
 }

@@ -57,11 +57,7 @@ impl AdHocRun {
             let _ = log.release_leases(&run_id);
             LifecycleError::Writer(e)
         })?;
-        let journal = AuditJournal {
-            writer: Arc::new(writer),
-            run: run_id.clone(),
-            redactor: redactor.clone(),
-        };
+        let journal = AuditJournal::new(Arc::new(writer), &run_id, redactor.clone());
         Ok(AdHocRun {
             log,
             run_id,

@@ -1,6 +1,7 @@
-//! The executor's journal over the audit store.
+//! The executor's journal over the audit store, and the count of what it could not record.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use sluice_audit::{Entry, GroupCommitter, Redactor};
 use sluice_exec::{Journal, JournalError, JournalFuture};
@@ -13,10 +14,52 @@ use sluice_model::Fact;
 /// own guarantee). The executor tells the journal of every form of every secret when the run
 /// starts and of every value it finds to hold one while it runs (a registered value tainted by
 /// a secret, [`Journal::treat_as_secret`]): the redactor masks those too from then on.
+///
+/// It counts the facts the store could not record ([`AuditJournal::lost`]): the executor carries
+/// on after most of them, so a run whose journal failed could otherwise end looking complete.
 pub struct AuditJournal {
-    pub writer: Arc<GroupCommitter>,
-    pub run: String,
-    pub redactor: Arc<Redactor>,
+    writer: Arc<GroupCommitter>,
+    run: String,
+    redactor: Arc<Redactor>,
+    lost: AtomicU64,
+    /// Why the first lost fact was lost.
+    first_loss: Mutex<Option<String>>,
+}
+
+/// What an [`AuditJournal`] could not record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lost {
+    /// Facts not recorded.
+    pub facts: u64,
+    /// Why the first of them was not.
+    pub first_reason: Option<String>,
+}
+
+impl AuditJournal {
+    pub fn new(writer: Arc<GroupCommitter>, run: &str, redactor: Arc<Redactor>) -> Self {
+        AuditJournal {
+            writer,
+            run: run.to_string(),
+            redactor,
+            lost: AtomicU64::new(0),
+            first_loss: Mutex::new(None),
+        }
+    }
+
+    /// The facts the store could not record so far.
+    pub fn lost(&self) -> Lost {
+        Lost {
+            facts: self.lost.load(Ordering::SeqCst),
+            first_reason: self.first_loss.lock().ok().and_then(|r| r.clone()),
+        }
+    }
+
+    fn count_loss(&self, why: &impl std::fmt::Display) {
+        self.lost.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut first) = self.first_loss.lock() {
+            first.get_or_insert_with(|| why.to_string());
+        }
+    }
 }
 
 impl Journal for AuditJournal {
@@ -24,7 +67,12 @@ impl Journal for AuditJournal {
         let fact = redact(&self.redactor, fact.clone());
         // Queued now, in the order the executor calls; the future only waits for the commit.
         let wait = self.writer.submit(Entry::new(&self.run, fact));
-        Box::pin(async move { wait.await.map(|_| ()).map_err(JournalError::new) })
+        Box::pin(async move {
+            wait.await.map(|_| ()).map_err(|failed| {
+                self.count_loss(&failed);
+                JournalError::new(failed)
+            })
+        })
     }
 
     fn treat_as_secret(&self, value: &str) {
@@ -115,11 +163,11 @@ mod tests {
     #[tokio::test]
     async fn a_value_the_executor_taints_is_redacted_by_the_journal_too() {
         let kept = Arc::new(Mutex::new(Vec::new()));
-        let journal = AuditJournal {
-            writer: Arc::new(GroupCommitter::start(Kept(kept.clone())).unwrap()),
-            run: "r".into(),
-            redactor: Arc::new(Redactor::new(["tok-1"])),
-        };
+        let journal = AuditJournal::new(
+            Arc::new(GroupCommitter::start(Kept(kept.clone())).unwrap()),
+            "r",
+            Arc::new(Redactor::new(["tok-1"])),
+        );
         let intent = |command: &str| {
             Fact::StepIntent(StepIntent {
                 host: "h".into(),

@@ -1,5 +1,15 @@
 //! A run recorded from its first command to its end: the executor with the audit store as its
 //! journal and its gates, then the finish commit.
+//!
+//! **A run whose record is incomplete never ends as `succeeded`.** The executor carries on when
+//! the store cannot record a result (the next intent guards the next command), so a disk that
+//! fills up mid-run could leave hosts that all succeeded and a record without their end. The
+//! journal counts every fact it could not record; the executor's `run_finished` is held back
+//! until the finish commit (leases released, `run_finished`) is done, and when any fact was lost
+//! or the finish commit failed, a run that would have `succeeded` ends `record_incomplete` (exit
+//! 5), in the event stream, in the report and, when the store takes it, in the record. Leases the
+//! finish commit could not release are released alone if the store allows, else
+//! [`Finished::leases_held`] says so (`sluice unlock RUN` breaks them).
 
 use std::sync::Arc;
 
@@ -8,12 +18,13 @@ use sluice_exec::{
     Approver, Emitter, Executor, Journal, JournalHandle, RunOptions, RunReport, Secrets, Shutdown,
     Transports,
 };
-use sluice_model::{Fact, RunFinished};
+use sluice_model::{Event, Fact, RunFinished, RunStatus};
 use sluice_plan::PlanArtifact;
+use tokio::sync::mpsc;
 
 use crate::error::LifecycleError;
 use crate::gate::StoreApprover;
-use crate::journal::AuditJournal;
+use crate::journal::{AuditJournal, Lost};
 use crate::warnings::WarningTap;
 
 /// Everything a recorded run needs. The run's start (or take-over) is already committed.
@@ -39,12 +50,26 @@ pub struct RecordedRun {
 /// How a recorded run ended.
 #[derive(Debug)]
 pub struct Finished {
+    /// The executor's report; its status is `record_incomplete` for a run that would have
+    /// succeeded but whose record is not complete.
     pub report: RunReport,
     /// What the group committer did: records, commits, waits.
     pub commits: CommitStats,
+    /// The facts of the run the store could not record before its end.
+    pub lost: Lost,
     /// Why the finish commit (leases released, `run_finished`) failed, if it did: the run's
-    /// record is then incomplete and its leases may still be held.
+    /// record then has no end.
     pub unrecorded: Option<AuditError>,
+    /// The run's leases are still held: the finish commit failed, and so did releasing them
+    /// on their own.
+    pub leases_held: bool,
+}
+
+impl Finished {
+    /// Every fact of the run, its end included, is in the store.
+    pub fn record_complete(&self) -> bool {
+        self.lost.facts == 0 && self.unrecorded.is_none()
+    }
 }
 
 impl RecordedRun {
@@ -75,15 +100,11 @@ impl RecordedRun {
             }
         };
         events.emit(opening);
-        let journal = Arc::new(AuditJournal {
-            writer: writer.clone(),
-            run: run_id.clone(),
-            redactor,
-        });
+        let journal = Arc::new(AuditJournal::new(writer.clone(), &run_id, redactor));
         options.journal = JournalHandle::new(journal.clone());
         let warnings = tokio::spawn(record_warnings(
             WarningTap::install(),
-            journal,
+            journal.clone(),
             events.clone(),
         ));
         let approver: Arc<dyn Approver> = Arc::new(StoreApprover {
@@ -99,26 +120,88 @@ impl RecordedRun {
             approver: Some(approver),
             options,
         };
-        let report = executor.run(events).await;
+        let mut report = run_holding_the_end(executor, &run_id, &events).await;
         // The tap is dropped when the recorder stops: warnings after the run are not its own.
         warnings.abort();
         let commits = writer.stats();
+        let lost = journal.lost();
+        let duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX);
+        let mut status = report.status;
+        if lost.facts > 0 && went_through(status) {
+            status = RunStatus::RecordIncomplete;
+        }
         let finished = RunFinished {
-            status: report.status,
-            duration_ms: u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
+            status,
+            duration_ms,
         };
-        let finish = tokio::task::spawn_blocking(move || log.finish_run(&run_id, finished)).await;
+        let (finish_log, finish_run_id) = (log.clone(), run_id.clone());
+        let finish =
+            tokio::task::spawn_blocking(move || finish_log.finish_run(&finish_run_id, finished))
+                .await;
         let unrecorded = match finish {
             Ok(Ok(_)) => None,
             Ok(Err(e)) => Some(e),
             Err(join) => Some(AuditError::Write(std::io::Error::other(join.to_string()))),
         };
+        let mut leases_held = false;
+        if unrecorded.is_some() {
+            if went_through(status) {
+                status = RunStatus::RecordIncomplete;
+            }
+            let (log, run_id) = (log.clone(), run_id.clone());
+            leases_held = !tokio::task::spawn_blocking(move || release_alone(&log, &run_id))
+                .await
+                .unwrap_or(false);
+        }
+        events.emit(Fact::RunFinished(RunFinished {
+            status,
+            duration_ms,
+        }));
+        report.status = status;
         Ok(Finished {
             report,
             commits,
+            lost,
             unrecorded,
+            leases_held,
         })
     }
+}
+
+/// Runs the executor, passing its events on to `events` except its `run_finished`, which the
+/// caller emits once the end of the run is recorded (or known not to be).
+async fn run_holding_the_end(executor: Executor, run_id: &str, events: &Emitter) -> RunReport {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+    let pass_on = |event: Event| {
+        if !matches!(event.fact, Fact::RunFinished(_)) {
+            events.emit(event.fact);
+        }
+    };
+    let run = executor.run(Emitter::new(run_id, tx));
+    tokio::pin!(run);
+    let report = loop {
+        tokio::select! {
+            report = &mut run => break report,
+            Some(event) = rx.recv() => pass_on(event),
+        }
+    };
+    while let Ok(event) = rx.try_recv() {
+        pass_on(event);
+    }
+    report
+}
+
+/// Releases the leases of a run whose finish commit failed: through `log`, else through a new
+/// handle (redb refuses every write of a handle after a failed one). Returns whether they are
+/// released.
+fn release_alone(log: &AuditLog, run_id: &str) -> bool {
+    if log.release_leases(run_id).is_ok() {
+        return true;
+    }
+    let Some(state_dir) = log.path().parent() else {
+        return false;
+    };
+    AuditLog::open_existing(state_dir).is_ok_and(|fresh| fresh.release_leases(run_id).is_ok())
 }
 
 /// Records and shows each warning reported during the run. A warning that cannot be recorded is
@@ -129,4 +212,11 @@ async fn record_warnings(mut tap: WarningTap, journal: Arc<AuditJournal>, events
         let _ = journal.record(&fact).await;
         events.emit(fact);
     }
+}
+
+/// A run that went through (`succeeded`, or `tolerated`: every wave within its budget) must not
+/// report so when its record is incomplete: it ends `record_incomplete` instead. A run that
+/// failed, rolled back or was aborted keeps its status; its record's gap is reported beside it.
+fn went_through(status: RunStatus) -> bool {
+    matches!(status, RunStatus::Succeeded | RunStatus::Tolerated)
 }

@@ -231,6 +231,11 @@ async fn a_commit_that_fails_stops_the_run_before_its_next_command() {
         })
         .unwrap(),
     );
+    let journal = Arc::new(AuditJournal::new(
+        writer,
+        &started.run_id,
+        Arc::new(Redactor::default()),
+    ));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let executor = Executor {
         artifact: Arc::new(artifact),
@@ -239,11 +244,7 @@ async fn a_commit_that_fails_stops_the_run_before_its_next_command() {
         shutdown: Shutdown::new(),
         approver: None,
         options: RunOptions {
-            journal: JournalHandle::new(Arc::new(AuditJournal {
-                writer,
-                run: started.run_id.clone(),
-                redactor: Arc::new(Redactor::default()),
-            })),
+            journal: JournalHandle::new(journal.clone()),
             ..RunOptions::default()
         },
     };
@@ -261,4 +262,8 @@ async fn a_commit_that_fails_stops_the_run_before_its_next_command() {
         }
     }
     assert!(journal_failed, "the lost record is reported");
+    // The journal counted what it could not record, for the run's end to say so.
+    let lost = journal.lost();
+    assert!(lost.facts >= 1, "{lost:?}");
+    assert!(lost.first_reason.is_some());
 }

@@ -128,6 +128,7 @@ vocabulary! {
         WindowClosed = "window_closed": "the maintenance window closed, or the next wave would not fit in it (exit 4)",
         OutsideWindow = "outside_window": "outside the maintenance window: nothing started (exit 4)",
         ApprovalRefused = "approval_refused": "an approval gate was refused (exit 4)",
+        RecordIncomplete = "record_incomplete": "the hosts ended as for `succeeded` or `tolerated`, but the audit store could not record all of the run (a full disk, an I/O error): facts or its end are missing (exit 5)",
     }
 }
 

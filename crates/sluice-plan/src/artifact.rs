@@ -169,8 +169,22 @@ pub struct StepSpec {
     pub retry_delay_ms: u64,
     /// Name under which the trimmed stdout is kept for later templates on the same host.
     pub register: Option<String>,
+    /// Largest stdout (bytes) the registered value may come from, when the plan sets one
+    /// ([`StepSpec::register_limit`] gives the default otherwise). Written only when set, so
+    /// the hash of a plan without it is what it was before the key existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub register_limit: Option<u64>,
     /// Safe to run again after a crash left its outcome unknown.
     pub idempotent: bool,
+}
+
+impl StepSpec {
+    /// The largest stdout a registered value may come from: the plan's `register_limit`, else
+    /// [`crate::register::DEFAULT_REGISTER_LIMIT`].
+    pub fn register_limit(&self) -> u64 {
+        self.register_limit
+            .unwrap_or(crate::register::DEFAULT_REGISTER_LIMIT)
+    }
 }
 
 /// A step's commands rendered for one host.

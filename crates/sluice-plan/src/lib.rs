@@ -37,6 +37,7 @@ pub mod model;
 pub mod plan;
 pub mod policy;
 pub mod references;
+pub mod register;
 pub mod saved;
 pub mod schema;
 pub mod shell;

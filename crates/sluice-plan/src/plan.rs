@@ -34,6 +34,7 @@ const STEP_KEYS: &[&str] = &[
     "skip_if",
     "after",
     "register",
+    "register_limit",
     "become",
     "become_user",
     "timeout",
@@ -557,30 +558,7 @@ fn read_steps(r: &mut Reader, node: &Node) -> Vec<StepDecl> {
                 .and_then(|n| r.as_bool(n, &format!("{context}: {key}")))
                 .unwrap_or(false)
         };
-        let register = f.get("register").and_then(|n| r.as_str(n, &context));
-        if let (Some(name), Some(n)) = (&register, f.get("register")) {
-            if ["vars", "host", "secrets", "raw"].contains(&name.as_str())
-                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                || name.is_empty()
-            {
-                r.error_help(
-                    n.loc,
-                    format!("{context}: `{name}` cannot be a registered name"),
-                    "use letters, digits and `_`, and not vars, host, secrets or raw",
-                );
-            } else if let Some(other) = steps
-                .iter()
-                .find(|s| s.spec.register.as_deref() == Some(name))
-            {
-                r.error(
-                    n.loc,
-                    format!(
-                        "{context}: `{name}` is already registered by step `{}`",
-                        other.spec.id
-                    ),
-                );
-            }
-        }
+        let register = crate::register::read_register(r, &f, &context, &steps);
         let become_user = f.get("become_user").and_then(|n| r.as_str(n, &context));
         let spec = StepSpec {
             id: id.clone(),
@@ -601,7 +579,8 @@ fn read_steps(r: &mut Reader, node: &Node) -> Vec<StepDecl> {
                 .get("retry_delay")
                 .and_then(|n| r.as_duration(n, &format!("{context}: retry_delay")))
                 .unwrap_or(DEFAULT_RETRY_DELAY_MS),
-            register,
+            register: register.name,
+            register_limit: register.limit,
             idempotent: flag(r, "idempotent"),
         };
         let after = f

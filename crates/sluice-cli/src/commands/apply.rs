@@ -194,13 +194,6 @@ pub(crate) fn run_recorded(run: Recorded, console: &Console) -> Result<u8, CliEr
         commits.mean_wait().as_secs_f64() * 1000.0
     ));
     let report = &finished.report;
-    // A failure to record the end is reported but does not hide the run's own outcome.
-    if let Some(e) = &finished.unrecorded {
-        console.error(format!(
-            "audit store: the end of the run was not recorded ({e}); its leases may still be held (`sluice unlock {}`)",
-            report.run_id
-        ));
-    }
     console.text(summary::report(report, console));
     if console.verbosity() == crate::console::Verbosity::Quiet {
         // `-q` still says how a run that did not apply ended.
@@ -209,9 +202,49 @@ pub(crate) fn run_recorded(run: Recorded, console: &Console) -> Result<u8, CliEr
             console.error(format!("run {} {verdict}", report.run_id));
         }
     }
+    // Last, so that it is what the operator reads: the run's own outcome does not hide it.
+    if !finished.record_complete() {
+        console.error(incomplete_record(&finished));
+    }
     Ok(exit_code(report, allow_tolerated))
 }
 
+/// What is missing from the record of a run and what to do about its leases.
+fn incomplete_record(finished: &sluice_lifecycle::Finished) -> String {
+    let run = &finished.report.run_id;
+    let mut text = format!("the record of run {run} in the audit store is incomplete:");
+    if finished.lost.facts > 0 {
+        text.push_str(&format!(
+            " {} fact(s) of the run were not recorded ({})",
+            finished.lost.facts,
+            finished
+                .lost
+                .first_reason
+                .as_deref()
+                .unwrap_or("the store refused them")
+        ));
+    }
+    match &finished.unrecorded {
+        Some(e) => {
+            if finished.lost.facts > 0 {
+                text.push(';');
+            }
+            text.push_str(&format!(" its end (run_finished) was not recorded ({e})"));
+            if finished.leases_held {
+                text.push_str(&format!(
+                    "; its host leases are still held: once the store can be written again, `sluice unlock {run}` releases them"
+                ));
+            } else {
+                text.push_str("; its host leases were released");
+            }
+        }
+        None => text.push_str("; its end and the release of its leases were recorded"),
+    }
+    text.push_str(
+        ". `sluice show` lacks what is missing: keep this output with the change's records",
+    );
+    text
+}
 /// The documented exit code of a finished run.
 pub fn exit_code(report: &RunReport, allow_tolerated: bool) -> u8 {
     match report.status {

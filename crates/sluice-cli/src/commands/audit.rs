@@ -1,8 +1,8 @@
 //! `sluice audit verify [--file F]` and `sluice audit export [--run RUN]`, plus what every
 //! command on the audit store shares: `--state-dir`.
 
-use std::io::BufReader;
-use std::path::PathBuf;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
 
 use sluice_audit::{AuditError, AuditLog, VerifyReport};
 
@@ -24,9 +24,15 @@ impl StateDirArg {
         Ok(sluice_audit::resolve_state_dir(self.state_dir.as_deref())?)
     }
 
-    /// Opens an existing store (read commands never create one).
+    /// Opens an existing store to write to it (never creates one).
     pub fn open_existing(&self) -> Result<AuditLog, CliError> {
         Ok(AuditLog::open_existing(&self.dir()?)?)
+    }
+
+    /// Opens an existing store to read it: nothing in the state directory is created or
+    /// changed, so read commands work on a read-only mount.
+    pub fn open_read_only(&self) -> Result<AuditLog, CliError> {
+        Ok(AuditLog::open_read_only(&self.dir()?)?)
     }
 
     /// Opens the store, creating it if there is none yet.
@@ -97,7 +103,7 @@ fn verify(args: VerifyArgs, console: &Console) -> Result<u8, CliError> {
             (file.display().to_string(), report)
         }
         None => {
-            let log = args.store.open_existing()?;
+            let log = args.store.open_read_only()?;
             let report = log.verify()?;
             if args.allowed_signers.is_some() {
                 let mut out = Vec::new();
@@ -157,36 +163,58 @@ fn print_report(console: &Console, what: &str, report: &VerifyReport) {
 
 fn export(args: ExportArgs, console: &Console) -> Result<u8, CliError> {
     let dir = args.store.dir()?;
-    let mut out = Vec::new();
-    let code = match AuditLog::open_existing(&dir) {
+    // Open the store before creating the output file: a refusal leaves nothing behind.
+    let opened = match AuditLog::open_read_only(&dir) {
+        Err(err @ AuditError::Corrupt { .. }) => Err(err),
+        Err(err) => return Err(err.into()),
+        Ok(log) => Ok(log),
+    };
+    // Records are written as they are read, never gathered in memory.
+    let mut out = output(args.output.as_deref())?;
+    let code = match opened {
         Ok(log) => {
             let end = log.export(args.run.as_deref(), &mut out)?;
+            finish(out, args.output.as_deref())?;
             console.status(
                 "Exported",
                 format!("{} records, up to record {}", end.records, end.last_seq),
             );
             exit::OK
         }
-        Err(err @ AuditError::Corrupt { .. }) => {
+        Err(err) => {
             // Salvage what can be read; the file has no end line, so verifying it reports
             // where it stops, which is the truth about a damaged store.
             console.warn(&err);
-            let (written, problems) = sluice_audit::salvage(&dir, &mut out)?;
-            for problem in &problems {
-                console.warn(format!("salvage: {problem}"));
+            if let Some(run) = &args.run {
+                console.warn(format!(
+                    "a salvage exports every record it can read, not only run {run}'s: the store's index of runs cannot be trusted"
+                ));
             }
-            console.status(
-                "Salvaged",
-                format!("{written} readable records (no end line: the export is incomplete)"),
+            let report = sluice_audit::salvage(&dir, &mut out)?;
+            finish(out, args.output.as_deref())?;
+            console.status("Salvaged", &report);
+            console.warn(
+                "the export is incomplete (no end line): `sluice audit verify --file` shows where it stops",
             );
             exit::FAILED
         }
-        Err(err) => return Err(err.into()),
     };
-    match &args.output {
-        Some(path) => std::fs::write(path, &out)
-            .map_err(|err| CliError::failed(format!("cannot write {}: {err}", path.display())))?,
-        None => console.stdout(&String::from_utf8_lossy(&out)),
-    }
     Ok(code)
+}
+
+/// Where the export goes: the file (created or truncated) or stdout, buffered.
+fn output(path: Option<&Path>) -> Result<Box<dyn Write>, CliError> {
+    Ok(match path {
+        Some(path) => Box::new(BufWriter::new(std::fs::File::create(path).map_err(
+            |err| CliError::failed(format!("cannot write {}: {err}", path.display())),
+        )?)),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    })
+}
+
+fn finish(mut out: Box<dyn Write>, path: Option<&Path>) -> Result<(), CliError> {
+    out.flush().map_err(|err| {
+        let to = path.map_or_else(|| "stdout".to_string(), |p| p.display().to_string());
+        CliError::failed(format!("cannot write {to}: {err}"))
+    })
 }

@@ -30,7 +30,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
-    let log = args.store.open_existing()?;
+    let log = args.store.open_read_only()?;
     let outputs = log.outputs(&args.run, args.host.as_deref(), args.step.as_deref())?;
     if outputs.is_empty() {
         return Err(CliError::invalid_input(format!(

@@ -21,7 +21,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
-    let log = args.store.open_existing()?;
+    let log = args.store.open_read_only()?;
     let runs = log.list_runs()?;
     let shown = runs.iter().take(args.limit);
     if args.json {

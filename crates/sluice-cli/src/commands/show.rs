@@ -23,7 +23,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
-    let log = args.store.open_existing()?;
+    let log = args.store.open_read_only()?;
     let records = log.run_records(&args.run)?;
     if args.json {
         for record in &records {

@@ -177,11 +177,16 @@ impl Excerpt<'_> {
 
 /// The window to show for a problem at `loc`, if a line in the excerpt is too long to show.
 fn window_for(text: &str, loc: Loc) -> Option<Window> {
-    let offset = loc.offset.min(text.len());
+    // A location from a parser may point inside a multi-byte character: widen it to whole ones.
+    let offset = char_boundary(text, loc.offset.min(text.len()), false);
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
     // The excerpt spans the label's lines and one line of context on each side.
-    let label_end = offset.saturating_add(loc.len).min(text.len());
+    let label_end = char_boundary(
+        text,
+        loc.offset.saturating_add(loc.len).min(text.len()),
+        true,
+    );
     let from = text[..line_start.saturating_sub(1)]
         .rfind('\n')
         .map_or(0, |i| i + 1);
@@ -238,12 +243,16 @@ impl miette::SourceCode for Excerpt<'_> {
                 self.file
                     .text
                     .read_span(span, context_lines_before, context_lines_after)?;
+            // miette counts the column in bytes; a plan's columns are characters.
+            let text = &self.file.text;
+            let start = char_boundary(text, inner.span().offset().min(text.len()), false);
+            let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
             return Ok(Box::new(miette::MietteSpanContents::new_named(
                 self.file.path.clone(),
                 inner.data(),
                 *inner.span(),
                 inner.line(),
-                inner.column(),
+                text[line_start..start].chars().count(),
                 inner.line_count(),
             )));
         };

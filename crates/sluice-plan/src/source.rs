@@ -214,13 +214,20 @@ fn plain_message(e: &serde_saphyr::Error) -> String {
     }
 }
 
+/// The byte offset of 1-based `line` and `column`; the column counts characters, as the YAML
+/// parser does (counting bytes put the caret inside a character after a non-ASCII one).
 fn line_offset(text: &str, line: u64, column: u64) -> usize {
     let start: usize = text
         .split('\n')
         .take(usize::try_from(line.saturating_sub(1)).unwrap_or(usize::MAX))
         .map(|l| l.len() + 1)
         .sum();
-    (start + usize::try_from(column.saturating_sub(1)).unwrap_or(0)).min(text.len())
+    let start = start.min(text.len());
+    let chars = usize::try_from(column.saturating_sub(1)).unwrap_or(0);
+    text[start..]
+        .char_indices()
+        .nth(chars)
+        .map_or(text.len(), |(i, _)| start + i)
 }
 
 #[cfg(test)]
@@ -231,6 +238,17 @@ mod tests {
         let mut diags = Diagnostics::default();
         let node = parse_bytes("t.yaml", text.as_bytes().to_vec(), &mut diags).map(|(_, n)| n);
         (node, diags.items.iter().map(|d| d.to_string()).collect())
+    }
+
+    /// A syntax error after a non-ASCII character points at the right character: the parser
+    /// counts columns in characters, the excerpt in bytes.
+    #[test]
+    fn a_column_after_non_ascii_text_is_a_character_column() {
+        let text = "a: 1\nbé: x: y\n";
+        let at = line_offset(text, 2, 5);
+        assert_eq!(&text[at..at + 1], "x");
+        assert_eq!(line_offset(text, 9, 1), text.len());
+        assert_eq!(line_offset(text, 2, 99), text.len());
     }
 
     #[test]

@@ -204,6 +204,12 @@ fn approve_wave_and_unlock() {
         &["approve", &run, "--wave", "nope", "--by", "carol"],
     );
     assert_eq!(out.status.code(), Some(2));
+    let out = sluice(
+        dir.path(),
+        &["approve", "no-such-run", "--wave", "rest", "--by", "carol"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no-such-run"), "{}", stderr(&out));
     let out = sluice(dir.path(), &["unlock", &run, "--by", "ops"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let log = AuditLog::open_existing(dir.path()).unwrap();

@@ -176,6 +176,11 @@ pub struct StepSpec {
     pub register_limit: Option<u64>,
     /// Safe to run again after a crash left its outcome unknown.
     pub idempotent: bool,
+    /// Read-only by contract: `sluice apply --check` runs it (and registers its value) while
+    /// it runs nothing else but `skip_if` guards. Written only when true, so the hash of a
+    /// plan without it is what it was before the key existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check: bool,
 }
 
 impl StepSpec {

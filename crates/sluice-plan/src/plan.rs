@@ -42,6 +42,7 @@ const STEP_KEYS: &[&str] = &[
     "retry_delay",
     "run_once",
     "idempotent",
+    "check",
 ];
 const WAVE_KEYS: &[&str] = &[
     "name",
@@ -582,6 +583,7 @@ fn read_steps(r: &mut Reader, node: &Node) -> Vec<StepDecl> {
             register: register.name,
             register_limit: register.limit,
             idempotent: flag(r, "idempotent"),
+            check: flag(r, "check"),
         };
         let after = f
             .get("after")

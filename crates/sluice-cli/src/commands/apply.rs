@@ -75,6 +75,11 @@ pub struct Args {
     /// Refuse to run unless the plan's exact hash was approved (`sluice approve-plan`).
     #[arg(long)]
     require_approval: bool,
+    /// Preview: connect to every targeted host and run only `skip_if` guards and `check: true`
+    /// steps, then report which steps would run or be skipped; nothing else runs (recorded as a
+    /// run of kind check; docs/operations.md, "Check mode").
+    #[arg(long, conflicts_with_all = ["ignore_window", "allow_tolerated", "require_approval"])]
+    check: bool,
     /// Do not open the next wave's SSH connections while a wave runs (no command is ever sent
     /// early either way; see docs/operations.md, "Connections").
     #[arg(long)]
@@ -101,6 +106,14 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
             .open()
             .map_err(|e| e.with_kind(ErrorKind::InvalidInput))?,
     );
+    if args.check {
+        let check = super::check::CheckArgs {
+            artifact,
+            log,
+            json: args.json,
+        };
+        return super::check::run(check, console);
+    }
     if args.require_approval {
         sluice_lifecycle::start::require_approval(&log, &artifact.plan_hash)?;
     }

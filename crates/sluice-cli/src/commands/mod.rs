@@ -5,6 +5,7 @@ pub mod apply;
 pub mod approve;
 pub mod audit;
 pub mod authorize;
+pub mod check;
 pub mod exec;
 pub mod inventory;
 pub mod logs;

@@ -185,6 +185,27 @@ fn describe(record: &Record) -> String {
             r.idempotent.len(),
             r.command_line.join(" ")
         ),
+        Fact::StepChecked(c) => match &c.depends_on {
+            Some(step) => format!(
+                "{} {}: {} (depends on {step}): {}",
+                c.host, c.step, c.verdict, c.detail
+            ),
+            None => format!("{} {}: {}: {}", c.host, c.step, c.verdict, c.detail),
+        },
+        Fact::HostChecked(h) => {
+            let why = h
+                .connect_error
+                .map(|k| format!(" ({k})"))
+                .unwrap_or_default();
+            match &h.error {
+                Some(e) => format!("{} ({}): {}{why}: {e}", h.host, h.wave, h.outcome),
+                None => format!("{} ({}): {}", h.host, h.wave, h.outcome),
+            }
+        }
+        Fact::NotificationFailed(n) => format!(
+            "{} (event {}) to webhook {} ({}): not delivered after {} attempt(s): {}",
+            n.event, n.event_id, n.target, n.endpoint, n.attempts, n.reason
+        ),
         Fact::RunFinished(f) => format!(
             "{} (exit {}) after {} ms",
             f.status,

@@ -86,6 +86,8 @@ enum Command {
     Exec(commands::exec::Args),
     /// Show an inventory's hosts, groups and variables (like ansible-inventory).
     Inventory(commands::inventory::Args),
+    /// Prometheus metrics of every plan's latest run, from the audit store.
+    Metrics(commands::metrics::Args),
 }
 
 fn main() -> ExitCode {
@@ -120,6 +122,7 @@ fn main() -> ExitCode {
         Command::Unlock(args) => commands::unlock::run(args, &console),
         Command::Exec(args) => commands::exec::run(args, &console),
         Command::Inventory(args) => commands::inventory::run(args, &console),
+        Command::Metrics(args) => commands::metrics::run(args, &console),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -106,6 +106,11 @@ pub struct PlannedFor {
     /// The environment the inventory names (its `environment:`), when it names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    /// The inventory's `metrics_file:`: where `sluice apply` writes its Prometheus metrics on
+    /// this controller. A setting of the controller, not of the change: outside the hash like
+    /// the rest of `planned_for`, and left out when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_file: Option<String>,
 }
 
 /// Where a secret's value is read from at run time.

@@ -381,6 +381,7 @@ fn compile(
             // The inventory does not name its environment yet (issue 12's promotion evidence
             // adds `environment:`); the review says so instead of guessing from the file name.
             environment: None,
+            metrics_file: inv.metrics_file.clone(),
         }),
         window: plan.window.clone(),
         secrets: plan.secrets.iter().map(|(s, _)| s.clone()).collect(),

@@ -78,8 +78,13 @@ pub struct Args {
     /// Preview: connect to every targeted host and run only `skip_if` guards and `check: true`
     /// steps, then report which steps would run or be skipped; nothing else runs (recorded as a
     /// run of kind check; docs/operations.md, "Check mode").
-    #[arg(long, conflicts_with_all = ["ignore_window", "allow_tolerated", "require_approval"])]
+    #[arg(long, conflicts_with_all = ["ignore_window", "allow_tolerated", "require_approval", "metrics_file"])]
     check: bool,
+    /// After the run, write the Prometheus metrics of every plan's latest run to FILE
+    /// atomically, for node_exporter's textfile collector (overrides the inventory's
+    /// `metrics_file:`; docs/operations.md, "Metrics").
+    #[arg(long, value_name = "FILE")]
+    metrics_file: Option<PathBuf>,
     /// Do not open the next wave's SSH connections while a wave runs (no command is ever sent
     /// early either way; see docs/operations.md, "Connections").
     #[arg(long)]
@@ -158,6 +163,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         json: args.json,
         allow_tolerated: args.allow_tolerated,
         gate_policy: authorized.gate_policy,
+        metrics_file: args.metrics_file.clone(),
     };
     run_recorded(run, console)
 }
@@ -178,6 +184,21 @@ pub(crate) struct Recorded {
     pub allow_tolerated: bool,
     /// What the gates need under the environment's policy.
     pub gate_policy: Option<sluice_lifecycle::policy::GatePolicy>,
+    /// `--metrics-file`; else the inventory's `metrics_file:` sealed in the artifact's label.
+    pub metrics_file: Option<PathBuf>,
+}
+
+impl Recorded {
+    /// Where the metrics go after the run: the command line's file, else the inventory's.
+    fn metrics_path(&self) -> Option<PathBuf> {
+        self.metrics_file.clone().or_else(|| {
+            self.artifact
+                .planned_for
+                .as_ref()
+                .and_then(|p| p.metrics_file.as_ref())
+                .map(PathBuf::from)
+        })
+    }
 }
 
 /// Runs a recorded run (`apply`, and `resume` on the same run id) with the monitor showing its
@@ -193,6 +214,7 @@ pub(crate) fn run_recorded(run: Recorded, console: &Console) -> Result<u8, CliEr
         .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
+    let metrics = run.metrics_path().map(|path| (path, run.log.clone()));
     let finished = runtime.block_on(execute(run, max_batch, console));
     // An approval prompt still waiting on stdin (the run was stopped meanwhile) must not keep
     // the process alive.
@@ -214,6 +236,9 @@ pub(crate) fn run_recorded(run: Recorded, console: &Console) -> Result<u8, CliEr
         if bad {
             console.error(format!("run {} {verdict}", report.run_id));
         }
+    }
+    if let Some((path, log)) = &metrics {
+        super::metrics::write_after_run(log, path, console);
     }
     // Last, so that it is what the operator reads: the run's own outcome does not hide it.
     if !finished.record_complete() {

@@ -9,6 +9,7 @@ pub mod check;
 pub mod exec;
 pub mod inventory;
 pub mod logs;
+pub mod metrics;
 pub mod plan;
 pub mod plan_diff;
 pub mod resume;

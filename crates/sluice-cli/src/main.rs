@@ -10,6 +10,7 @@ mod error;
 mod event_line;
 mod exit;
 mod logging;
+mod notifications;
 mod progress;
 mod prompt;
 mod signing;

@@ -56,6 +56,10 @@ pub struct PlanArtifact {
     /// none, so plans without a policy keep their bytes and hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<crate::policy::Policy>,
+    /// The plan's `notify:` webhooks (URL, events, the name of the signing secret). Left out
+    /// when the plan has none, so such plans keep their bytes and hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<crate::notify::NotifyTarget>,
     /// Step definitions in a valid execution order (a topological order of `after`).
     pub steps: Vec<StepSpec>,
     /// Steps with `run_once: true`, rendered for the host they run on, in execution order.

@@ -388,6 +388,7 @@ fn compile(
         become_password: plan.become_password.as_ref().map(|(n, _)| n.clone()),
         limit: limit.map(|patterns| patterns.join(",")),
         policy: inv.policy.clone(),
+        notify: plan.notify.clone(),
         steps: specs,
         run_once,
         hosts: host_plans,

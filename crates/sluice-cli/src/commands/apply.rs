@@ -380,8 +380,19 @@ async fn execute(
 ) -> Result<sluice_lifecycle::Finished, sluice_lifecycle::LifecycleError> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let events = Emitter::new(&run.run_id, tx);
+    // Webhooks see every event on its way to the display, and never hold it up.
+    let notifier = crate::notifications::notifier(
+        &run.run_id,
+        &run.artifact,
+        &run.secrets,
+        &run.redactor,
+        console,
+    );
+    let (shown_tx, shown_rx) = tokio::sync::mpsc::unbounded_channel();
+    let relay = tokio::spawn(sluice_notify::relay(rx, shown_tx, notifier));
+    let (log, run_id) = (run.log.clone(), run.run_id.clone());
     let shutdown = Shutdown::new();
-    let monitor = Monitor::new(console, Mode::choose(console, run.json));
+    let monitor = Monitor::new(console, Mode::choose(console, run.json)).until_closed();
     // Gates are answered by `sluice approve` through the store, or on this terminal if there is
     // one, whichever comes first.
     let terminal = console.can_prompt().then(|| {
@@ -417,7 +428,10 @@ async fn execute(
         interrupts.abort();
         finished
     };
-    let (finished, ()) = tokio::join!(run, monitor.run(rx));
+    let (finished, ()) = tokio::join!(run, monitor.run(shown_rx));
+    if let Ok(failed) = relay.await {
+        crate::notifications::record(log, run_id, failed).await;
+    }
     finished
 }
 

@@ -89,6 +89,10 @@ enum Command {
     Inventory(commands::inventory::Args),
     /// Prometheus metrics of every plan's latest run, from the audit store.
     Metrics(commands::metrics::Args),
+    /// Print a shell completion script (bash, zsh, fish).
+    Completions(commands::completions::Args),
+    /// Write man pages: sluice.1 and one per subcommand.
+    Man(commands::completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -124,6 +128,8 @@ fn main() -> ExitCode {
         Command::Exec(args) => commands::exec::run(args, &console),
         Command::Inventory(args) => commands::inventory::run(args, &console),
         Command::Metrics(args) => commands::metrics::run(args, &console),
+        Command::Completions(args) => commands::completions::run(args, &console),
+        Command::Man(args) => commands::completions::run_man(args, &console),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -132,6 +138,11 @@ fn main() -> ExitCode {
             ExitCode::from(err.exit_code())
         }
     }
+}
+
+/// The whole command line definition, for completions and man pages.
+pub(crate) fn command_definition() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 #[cfg(test)]

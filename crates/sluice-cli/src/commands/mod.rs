@@ -6,6 +6,7 @@ pub mod approve;
 pub mod audit;
 pub mod authorize;
 pub mod check;
+pub mod completions;
 pub mod exec;
 pub mod inventory;
 pub mod logs;

@@ -25,7 +25,8 @@ fn line(verb: &'static str, message: String, bad: bool) -> Vec<Line> {
     vec![Line { verb, message, bad }]
 }
 
-fn ms(ms: u64) -> String {
+/// Milliseconds as every human display shows a duration (`0.3s`, `1m05s`).
+pub(crate) fn ms(ms: u64) -> String {
     clock(Duration::from_millis(ms))
 }
 

@@ -28,7 +28,7 @@ pub struct Args {
 #[derive(Debug, clap::Args)]
 pub struct ManArgs {
     /// Directory to write the pages to (created if missing): sluice.1, sluice-apply.1, ...
-    #[arg(long, value_name = "DIR", visible_alias = "output", alias = "o")]
+    #[arg(long, value_name = "DIR")]
     out: PathBuf,
 }
 

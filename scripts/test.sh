@@ -7,7 +7,10 @@
 # then create their two test users and a sudoers drop-in themselves (crates/sluice-testfleet,
 # sudo.rs); `script` (util-linux) gives the passphrase prompt test its terminal. The HTML review
 # is tested in a real headless Chromium (Debian's `chromium`), its PDF read back with `pdftotext`
-# (poppler-utils): tests/review_html.rs.
+# (poppler-utils): tests/review_html.rs. The metrics file is checked by `promtool check metrics`
+# (Debian's `prometheus` package; only its promtool is used): tests/metrics.rs. Man pages are
+# rendered with groff (groff-base): tests/completions.rs. Man pages are
+# rendered with groff (groff-base): tests/completions.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +29,15 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 if ! command -v pdftotext >/dev/null 2>&1; then
   missing+=(poppler-utils)
+fi
+if ! command -v groff >/dev/null 2>&1; then
+  missing+=(groff-base)
+fi
+if ! command -v groff >/dev/null 2>&1; then
+  missing+=(groff-base)
+fi
+if ! command -v promtool >/dev/null 2>&1; then
+  missing+=(prometheus)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "scripts/test.sh: installing ${missing[*]}" >&2

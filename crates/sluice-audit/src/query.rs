@@ -7,7 +7,7 @@ use std::path::Path;
 use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 
-use sluice_model::{Approval, ApprovalScope, Capture, Fact, RunState, StepStatus};
+use sluice_model::{Approval, ApprovalScope, Capture, Fact, RunKind, RunState, StepStatus};
 
 use crate::error::AuditError;
 use crate::record::Record;
@@ -22,6 +22,10 @@ pub struct RunSummary {
     pub run: String,
     pub plan_name: String,
     pub plan_hash: String,
+    /// What the run runs (`apply`, `exec`, `check`); summaries written before the field existed
+    /// read as `apply`.
+    #[serde(default)]
+    pub run_kind: RunKind,
     pub operator: String,
     pub controller: String,
     pub ticket: Option<String>,
@@ -68,6 +72,7 @@ impl RunSummary {
             Fact::RunStarted(s) => {
                 self.plan_name = s.plan_name.clone();
                 self.plan_hash = s.plan_hash.clone();
+                self.run_kind = s.run_kind;
                 self.operator = s.operator.clone();
                 self.controller = s.controller.clone();
                 self.ticket = s.ticket.clone();

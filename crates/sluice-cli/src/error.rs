@@ -89,6 +89,16 @@ impl From<AuditError> for CliError {
     }
 }
 
+/// The store could not be read (as any store error), or the metrics file not written (1).
+impl From<sluice_metrics::MetricsError> for CliError {
+    fn from(err: sluice_metrics::MetricsError) -> Self {
+        match err {
+            sluice_metrics::MetricsError::Audit(e) => e.into(),
+            other => CliError::failed(other.to_string()),
+        }
+    }
+}
+
 impl From<LifecycleError> for CliError {
     fn from(err: LifecycleError) -> Self {
         match err {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use sluice_model::{
     ApprovalScope, Fact, HostOutcome, RollbackOutcome, RunStatus, StepResult, WaveDecision,
 };
+use sluice_model::{CheckVerdict, RunKind};
 
 use crate::progress::clock;
 use crate::visible::visible;
@@ -24,7 +25,8 @@ fn line(verb: &'static str, message: String, bad: bool) -> Vec<Line> {
     vec![Line { verb, message, bad }]
 }
 
-fn ms(ms: u64) -> String {
+/// Milliseconds as every human display shows a duration (`0.3s`, `1m05s`).
+pub(crate) fn ms(ms: u64) -> String {
     clock(Duration::from_millis(ms))
 }
 
@@ -47,7 +49,11 @@ pub fn lines(fact: &Fact, detailed: bool) -> Vec<Line> {
 fn unescaped_lines(fact: &Fact, detailed: bool) -> Vec<Line> {
     match fact {
         Fact::RunStarted(s) => line(
-            "Running",
+            if s.run_kind == RunKind::Check {
+                "Checking"
+            } else {
+                "Running"
+            },
             format!(
                 "{} (plan {}) on {} hosts in {} waves",
                 s.plan_name,
@@ -236,6 +242,27 @@ fn unescaped_lines(fact: &Fact, detailed: bool) -> Vec<Line> {
             "Finished",
             format!("{} in {}", f.status, ms(f.duration_ms)),
             f.status != RunStatus::Succeeded,
+        ),
+        Fact::StepChecked(c) if detailed || c.verdict == CheckVerdict::WouldFail => line(
+            "Check",
+            format!("{} {}: {} ({})", c.host, c.step, c.verdict, c.detail),
+            c.verdict == CheckVerdict::WouldFail,
+        ),
+        Fact::HostChecked(h) => {
+            let bad = h.outcome != HostOutcome::Ok;
+            let what = match &h.error {
+                Some(e) => format!("{}: {} after {}: {e}", h.host, h.outcome, ms(h.duration_ms)),
+                None => format!("{}: checked in {}", h.host, ms(h.duration_ms)),
+            };
+            line(if bad { "Failed" } else { "Checked" }, what, bad)
+        }
+        Fact::NotificationFailed(n) => line(
+            "Notify",
+            format!(
+                "{} to webhook {} ({}) not delivered after {} attempt(s): {}",
+                n.event, n.target, n.endpoint, n.attempts, n.reason
+            ),
+            true,
         ),
         _ => Vec::new(),
     }

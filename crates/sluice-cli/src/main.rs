@@ -10,6 +10,7 @@ mod error;
 mod event_line;
 mod exit;
 mod logging;
+mod notifications;
 mod progress;
 mod prompt;
 mod signing;
@@ -86,6 +87,12 @@ enum Command {
     Exec(commands::exec::Args),
     /// Show an inventory's hosts, groups and variables (like ansible-inventory).
     Inventory(commands::inventory::Args),
+    /// Prometheus metrics of every plan's latest run, from the audit store.
+    Metrics(commands::metrics::Args),
+    /// Print a shell completion script (bash, zsh, fish).
+    Completions(commands::completions::Args),
+    /// Write man pages: sluice.1 and one per subcommand.
+    Man(commands::completions::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -120,6 +127,9 @@ fn main() -> ExitCode {
         Command::Unlock(args) => commands::unlock::run(args, &console),
         Command::Exec(args) => commands::exec::run(args, &console),
         Command::Inventory(args) => commands::inventory::run(args, &console),
+        Command::Metrics(args) => commands::metrics::run(args, &console),
+        Command::Completions(args) => commands::completions::run(args, &console),
+        Command::Man(args) => commands::completions::run_man(args, &console),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -128,6 +138,11 @@ fn main() -> ExitCode {
             ExitCode::from(err.exit_code())
         }
     }
+}
+
+/// The whole command line definition, for completions and man pages.
+pub(crate) fn command_definition() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 #[cfg(test)]

@@ -95,6 +95,9 @@ pub struct Monitor<'c> {
     waves: HashMap<String, ProgressBar>,
     hosts: HashMap<String, ProgressBar>,
     pause: Option<Soak>,
+    /// Stop at `run_finished` (the Ctrl-C handler's sender outlives the run), unless the
+    /// events come through a relay that closes the stream itself ([`Monitor::until_closed`]).
+    stop_at_run_finished: bool,
     /// Log lines go above the bars while this monitor draws them.
     _bars: Option<BarsGuard>,
 }
@@ -123,8 +126,16 @@ impl<'c> Monitor<'c> {
             waves: HashMap::new(),
             hosts: HashMap::new(),
             pause: None,
+            stop_at_run_finished: true,
             _bars: bars,
         }
+    }
+
+    /// Shows events until the stream closes, `run_finished` included: for a relay (webhooks)
+    /// that passes facts on after the run's end and then closes the stream.
+    pub fn until_closed(mut self) -> Self {
+        self.stop_at_run_finished = false;
+        self
     }
 
     /// The bars' owner, so a prompt can suspend them while it asks.
@@ -142,7 +153,7 @@ impl<'c> Monitor<'c> {
                     Some(event) => {
                         self.handle(&event);
                         // Other senders (the Ctrl-C handler) outlive the run.
-                        if matches!(event.fact, Fact::RunFinished(_)) {
+                        if self.stop_at_run_finished && matches!(event.fact, Fact::RunFinished(_)) {
                             break;
                         }
                     }

@@ -349,7 +349,7 @@ pub(crate) enum Ran {
 /// How much of each output stream a step's command keeps: a registering step keeps its
 /// `register_limit`, so that a value up to the limit is exact; any other step the default,
 /// which bounds the memory a run spends on output.
-fn output_cap(spec: &StepSpec) -> usize {
+pub(crate) fn output_cap(spec: &StepSpec) -> usize {
     match spec.register {
         Some(_) => usize::try_from(spec.register_limit()).unwrap_or(usize::MAX),
         None => ExecRequest::DEFAULT_OUTPUT_CAP,
@@ -396,7 +396,7 @@ pub(crate) struct Registered {
 /// The value a step registers: its whole stdout, trimmed, or why there is none. A stdout over
 /// the limit was not kept whole, and a value with its middle cut out must not reach a later
 /// step: the step fails instead, naming the limit.
-fn registered_value(
+pub(crate) fn registered_value(
     ctx: &RunContext,
     out: &ExecOutcome,
     name: &str,
@@ -521,6 +521,7 @@ pub(crate) fn bare_spec(id: &str) -> StepSpec {
         register: None,
         register_limit: None,
         idempotent: false,
+        check: false,
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`host`]: one host: connect, steps (skip_if, retries, timeout, register), then [`health`];
 //!   [`preconnect`]: the next wave's SSH connections, opened while the current wave runs.
 //! - [`rollback`]: undo of what ran, newest first.
+//! - [`check`]: `sluice apply --check`: only `skip_if` guards and `check: true` steps run.
 //! - [`resume`]: [`ResumeState`], what a resumed run replays instead of running again;
 //!   [`prior`]: reading it from the audit records of the interrupted run.
 //! - [`event`]: the event stream ([`Emitter`], the [`EventSink`] interface) of sluice-model's
@@ -20,6 +21,7 @@
 
 pub mod approval;
 pub mod budget;
+pub mod check;
 pub mod error;
 pub mod event;
 pub mod health;
@@ -40,6 +42,7 @@ mod wave;
 pub mod window;
 
 pub use approval::Approver;
+pub use check::{CheckReport, HostCheck};
 pub use error::ExecError;
 pub use event::{Emitter, EventSink};
 pub use host::OUTPUT_LINES;

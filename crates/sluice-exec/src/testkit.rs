@@ -110,6 +110,7 @@ impl PlanBuilder {
                 become_password: None,
                 limit: None,
                 policy: None,
+                notify: Vec::new(),
                 steps: Vec::new(),
                 run_once: Vec::new(),
                 hosts: Vec::new(),

@@ -30,6 +30,14 @@ pub enum LifecycleError {
     #[error("{run} holds plan approvals, not a run; nothing to resume")]
     NotARun { run: String },
 
+    #[error(
+        "run {run} is a run of kind {kind}, which changed nothing that a resume could carry on; run it again instead"
+    )]
+    NotResumable {
+        run: String,
+        kind: sluice_model::RunKind,
+    },
+
     #[error("run {run} already finished ({status}); there is nothing to resume")]
     AlreadyFinished { run: String, status: RunState },
 

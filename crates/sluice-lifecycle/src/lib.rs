@@ -10,7 +10,8 @@
 //!    `run_finished` in one commit.
 //!    Warnings the libraries log during the run ([`warnings`]) are recorded as `warning` facts.
 //! 3. [`adhoc`]: `sluice exec` as a recorded run of kind `exec`, with its leases.
-//! 4. [`resume`]: the checks before a run whose controller died is carried on, what it did
+//! 4. [`check`]: `sluice apply --check` as a recorded run of kind `check`.
+//! 5. [`resume`]: the checks before a run whose controller died is carried on, what it did
 //!    before (read by `sluice_exec::prior`), and the take-over commit.
 //!
 //! The CLI is glue around this crate: it parses arguments, asks on the terminal, draws the
@@ -21,6 +22,7 @@
 //! outcome; a start refused by a lease leaves no record.
 
 pub mod adhoc;
+pub mod check;
 pub mod error;
 pub mod gate;
 pub mod journal;

@@ -171,13 +171,26 @@ impl RecordedRun {
 /// Runs the executor, passing its events on to `events` except its `run_finished`, which the
 /// caller emits once the end of the run is recorded (or known not to be).
 async fn run_holding_the_end(executor: Executor, run_id: &str, events: &Emitter) -> RunReport {
+    holding_the_end(|e| executor.run(e), run_id, events).await
+}
+
+/// Runs `run` (the executor, in any mode) with an emitter of its own, passing its events on to
+/// `events` except its `run_finished`.
+pub(crate) async fn holding_the_end<F, T>(
+    run: impl FnOnce(Emitter) -> F,
+    run_id: &str,
+    events: &Emitter,
+) -> T
+where
+    F: std::future::Future<Output = T>,
+{
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let pass_on = |event: Event| {
         if !matches!(event.fact, Fact::RunFinished(_)) {
             events.emit(event.fact);
         }
     };
-    let run = executor.run(Emitter::new(run_id, tx));
+    let run = run(Emitter::new(run_id, tx));
     tokio::pin!(run);
     let report = loop {
         tokio::select! {
@@ -194,7 +207,7 @@ async fn run_holding_the_end(executor: Executor, run_id: &str, events: &Emitter)
 /// Releases the leases of a run whose finish commit failed: through `log`, else through a new
 /// handle (redb refuses every write of a handle after a failed one). Returns whether they are
 /// released.
-fn release_alone(log: &AuditLog, run_id: &str) -> bool {
+pub(crate) fn release_alone(log: &AuditLog, run_id: &str) -> bool {
     if log.release_leases(run_id).is_ok() {
         return true;
     }

@@ -9,7 +9,7 @@ use sluice_audit::{AuditError, AuditLog, LeaseHolder, Record, Redactor};
 use sluice_exec::prior::{Handling, Prior, UnknownStep};
 use sluice_exec::{ResumeState, verify_artifact};
 use sluice_model::{
-    Approval, Fact, RunResumed, RunState, StepRef, UnknownChoice, UnknownStepsResolved,
+    Approval, Fact, RunKind, RunResumed, RunState, StepRef, UnknownChoice, UnknownStepsResolved,
 };
 use sluice_plan::PlanArtifact;
 
@@ -62,7 +62,18 @@ fn resumable_records(log: &AuditLog, run: &str) -> Result<Vec<Record>, Lifecycle
             since: live.since.clone(),
         });
     }
-    Ok(log.run_records(run)?)
+    let records = log.run_records(run)?;
+    let kind = records.iter().find_map(|r| match &r.fact {
+        Fact::RunStarted(s) => Some(s.run_kind),
+        _ => None,
+    });
+    if let Some(kind @ (RunKind::Check | RunKind::Exec)) = kind {
+        return Err(LifecycleError::NotResumable {
+            run: run.to_string(),
+            kind,
+        });
+    }
+    Ok(records)
 }
 
 /// The plan artifact stored for the run, checked against the run's recorded plan hash.

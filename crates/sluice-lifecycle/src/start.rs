@@ -37,9 +37,30 @@ pub fn start_checked_run(
     typed: bool,
     more: Vec<Fact>,
 ) -> Result<Started, LifecycleError> {
+    start_kind(
+        RunKind::Apply,
+        log,
+        artifact,
+        redactor,
+        command_line,
+        typed,
+        more,
+    )
+}
+
+/// As [`start_checked_run`], for a run of `kind` (`apply`, or `check` for `apply --check`).
+pub(crate) fn start_kind(
+    kind: RunKind,
+    log: &AuditLog,
+    artifact: &PlanArtifact,
+    redactor: &Redactor,
+    command_line: &[String],
+    typed: bool,
+    more: Vec<Fact>,
+) -> Result<Started, LifecycleError> {
     let holder = LeaseHolder::this_process();
     let fact = RunStarted {
-        run_kind: RunKind::Apply,
+        run_kind: kind,
         operator: holder.operator.clone(),
         controller: holder.controller.clone(),
         sluice_version: env!("CARGO_PKG_VERSION").to_string(),

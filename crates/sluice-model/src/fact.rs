@@ -17,6 +17,7 @@ use crate::status::{
     ApprovalHow, Decision, HostOutcome, ProbeKind, RollbackOutcome, RunKind, RunStatus, StepStatus,
     UnknownChoice, WaveDecision, WaveStatus,
 };
+use crate::status::{CheckVerdict, ConnectErrorKind, NotifyEvent};
 
 /// Declares [`Fact`]: `Variant(Payload) = "kind"`.
 macro_rules! facts {
@@ -84,6 +85,12 @@ facts! {
     /// Something the operator must know that does not stop the run (a host key learned by
     /// accept-new, an unusable identity file).
     Warning(Warning) = "warning",
+    /// `sluice apply --check`: what a step would do on one host.
+    StepChecked(StepChecked) = "step_checked",
+    /// `sluice apply --check`: whether a host was reached, and why not.
+    HostChecked(HostChecked) = "host_checked",
+    /// A `notify:` webhook could not be delivered after its retries (the run is unaffected).
+    NotificationFailed(NotificationFailed) = "notification_failed",
 }
 
 /// A (host, step) pair.
@@ -438,4 +445,48 @@ pub struct Warning {
 /// A count in a fact: facts hold `u32`; more than 4 billion saturates.
 pub fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// What `sluice apply --check` found one step would do on one host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepChecked {
+    pub host: String,
+    pub step: String,
+    pub verdict: CheckVerdict,
+    /// Why: `no skip_if guard`, `skip_if exited 0`, `check step exited 0`, what failed; redacted.
+    pub detail: String,
+    /// For `guard_unevaluated`: the step whose registered value the guard needs.
+    pub depends_on: Option<String>,
+}
+
+/// How `sluice apply --check` reached one host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostChecked {
+    pub wave: String,
+    pub host: String,
+    /// `ok` (reached, every check command ran), `failed` (a check step or guard failed),
+    /// `unreachable` (not reached; `connect_error` says why).
+    pub outcome: HostOutcome,
+    /// Why the host was not reached (`unreachable`, `host_key_refused`, `auth_failed`, ...).
+    pub connect_error: Option<ConnectErrorKind>,
+    /// What went wrong, when the outcome is not `ok`; redacted.
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// A webhook of the plan's `notify:` that did not accept an event after every retry. The run
+/// carries on; the endpoint is named by its origin only (a webhook's path often holds a token).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationFailed {
+    /// The event that was not delivered.
+    pub event: NotifyEvent,
+    /// The CloudEvents `id` of the undelivered event.
+    pub event_id: String,
+    /// `scheme://host:port` of the webhook.
+    pub endpoint: String,
+    /// 0-based position of the webhook in the plan's `notify:` list.
+    pub target: u32,
+    pub attempts: u32,
+    /// Why the last attempt failed (`HTTP 503`, `connection refused`, `timed out after 5s`).
+    pub reason: String,
 }

@@ -6,6 +6,7 @@ use crate::status::{
     ApprovalHow, ConnectErrorKind, Decision, ExecResult, HostOutcome, ProbeKind, RollbackOutcome,
     RunKind, RunProgress, RunStatus, StepStatus, UnknownChoice, WaveDecision, WaveStatus,
 };
+use crate::status::{CheckVerdict, NotifyEvent};
 
 /// A closed vocabulary: its name and every value with its meaning.
 pub trait Vocabulary {
@@ -49,6 +50,8 @@ pub fn vocabulary_tables() -> String {
     table::<UnknownChoice>(&mut out);
     table::<ConnectErrorKind>(&mut out);
     table::<ExecResult>(&mut out);
+    table::<CheckVerdict>(&mut out);
+    table::<NotifyEvent>(&mut out);
     out.push('\n');
     out.push_str(END);
     out
@@ -74,5 +77,7 @@ pub fn all_values() -> Vec<(&'static str, &'static str)> {
     named::<UnknownChoice>(&mut out);
     named::<ConnectErrorKind>(&mut out);
     named::<ExecResult>(&mut out);
+    named::<CheckVerdict>(&mut out);
+    named::<NotifyEvent>(&mut out);
     out
 }

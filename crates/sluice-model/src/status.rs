@@ -137,6 +137,7 @@ vocabulary! {
     pub enum RunKind {
         Apply = "apply": "a change plan (`sluice apply`, carried on by `sluice resume`)",
         Exec = "exec": "one ad-hoc command on every targeted host (`sluice exec`)",
+        Check = "check": "a read-only preview of a change plan (`sluice apply --check`): only `skip_if` guards and `check: true` steps run",
     }
 }
 
@@ -253,6 +254,30 @@ impl ConnectErrorKind {
     }
 }
 
+vocabulary! {
+    /// What `sluice apply --check` found a step would do on one host (`step_checked`).
+    pub enum CheckVerdict {
+        WouldRun = "would_run": "the step would run: it has no `skip_if` guard or its guard exited non-zero (a `check: true` step ran now and exited 0)",
+        WouldSkip = "would_skip": "its `skip_if` guard exited 0: the step would be skipped",
+        GuardUnevaluated = "guard_unevaluated": "it would run unless its guard skips it: the guard uses a value registered by a step that does not run in check mode (`depends_on`), so it was not evaluated",
+        WouldFail = "would_fail": "a `check: true` step failed (non-zero exit, timeout) or its guard could not be run: the host would fail at this step",
+        NotReached = "not_reached": "an earlier step of the host would fail: this one would not run",
+    }
+}
+
+vocabulary! {
+    /// The run events a `notify:` webhook can subscribe to; each is sent as the CloudEvents type
+    /// `io.sluice.<event>`.
+    pub enum NotifyEvent {
+        GateWaiting = "gate_waiting": "a wave's approval gate is waiting for an answer (`approval_requested`)",
+        WaveFailed = "wave_failed": "a wave failed its budget (`wave_decided` with status `failed`)",
+        RollbackStarted = "rollback_started": "a rollback started (`rollback_started`)",
+        RollbackFailed = "rollback_failed": "a rollback ended with at least one host whose undo failed (`rollback_finished` with `failed` > 0)",
+        WindowClosing = "window_closing": "the maintenance window closed (no new hosts start) or the next wave would not fit in it",
+        RunFinished = "run_finished": "the run ended, whatever its status (`run_finished`)",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +305,8 @@ mod tests {
         check(ConnectErrorKind::ALL);
         check(ExecResult::ALL);
         check(RunKind::ALL);
+        check(CheckVerdict::ALL);
+        check(NotifyEvent::ALL);
     }
 }
 

@@ -56,6 +56,10 @@ pub struct PlanArtifact {
     /// none, so plans without a policy keep their bytes and hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<crate::policy::Policy>,
+    /// The plan's `notify:` webhooks (URL, events, the name of the signing secret). Left out
+    /// when the plan has none, so such plans keep their bytes and hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<crate::notify::NotifyTarget>,
     /// Step definitions in a valid execution order (a topological order of `after`).
     pub steps: Vec<StepSpec>,
     /// Steps with `run_once: true`, rendered for the host they run on, in execution order.
@@ -106,6 +110,11 @@ pub struct PlannedFor {
     /// The environment the inventory names (its `environment:`), when it names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    /// The inventory's `metrics_file:`: where `sluice apply` writes its Prometheus metrics on
+    /// this controller. A setting of the controller, not of the change: outside the hash like
+    /// the rest of `planned_for`, and left out when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_file: Option<String>,
 }
 
 /// Where a secret's value is read from at run time.
@@ -176,6 +185,11 @@ pub struct StepSpec {
     pub register_limit: Option<u64>,
     /// Safe to run again after a crash left its outcome unknown.
     pub idempotent: bool,
+    /// Read-only by contract: `sluice apply --check` runs it (and registers its value) while
+    /// it runs nothing else but `skip_if` guards. Written only when true, so the hash of a
+    /// plan without it is what it was before the key existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub check: bool,
 }
 
 impl StepSpec {

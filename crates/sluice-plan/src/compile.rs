@@ -381,12 +381,14 @@ fn compile(
             // The inventory does not name its environment yet (issue 12's promotion evidence
             // adds `environment:`); the review says so instead of guessing from the file name.
             environment: None,
+            metrics_file: inv.metrics_file.clone(),
         }),
         window: plan.window.clone(),
         secrets: plan.secrets.iter().map(|(s, _)| s.clone()).collect(),
         become_password: plan.become_password.as_ref().map(|(n, _)| n.clone()),
         limit: limit.map(|patterns| patterns.join(",")),
         policy: inv.policy.clone(),
+        notify: plan.notify.clone(),
         steps: specs,
         run_once,
         hosts: host_plans,

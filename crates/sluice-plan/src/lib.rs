@@ -34,6 +34,7 @@ pub mod estimate;
 pub mod graph;
 pub mod inventory;
 pub mod model;
+pub mod notify;
 pub mod plan;
 pub mod policy;
 pub mod references;

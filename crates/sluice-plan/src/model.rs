@@ -22,6 +22,8 @@ pub struct Plan {
     pub secrets: Vec<(SecretSource, Loc)>,
     /// `become_password:`, the name of a declared secret, and where it is written.
     pub become_password: Option<(String, Loc)>,
+    /// `notify:` webhooks, checked (URLs, event names, secret names).
+    pub notify: Vec<crate::notify::NotifyTarget>,
     pub window: Option<Window>,
     pub waves: Vec<WaveDecl>,
     pub concurrency: Option<usize>,

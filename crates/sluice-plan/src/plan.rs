@@ -20,6 +20,7 @@ const PLAN_KEYS: &[&str] = &[
     "vars",
     "secrets",
     "become_password",
+    "notify",
     "window",
     "waves",
     "concurrency",
@@ -42,6 +43,7 @@ const STEP_KEYS: &[&str] = &[
     "retry_delay",
     "run_once",
     "idempotent",
+    "check",
 ];
 const WAVE_KEYS: &[&str] = &[
     "name",
@@ -97,6 +99,11 @@ pub fn read_plan(file: &Arc<SourceFile>, root: &Node, diags: &mut Diagnostics) -
     let become_password = f
         .get("become_password")
         .and_then(|n| Some((r.as_str(n, "become_password")?, n.loc)));
+    let declared: Vec<&str> = secrets.iter().map(|(s, _)| s.name.as_str()).collect();
+    let notify = f
+        .get("notify")
+        .map(|n| crate::notify::read_notify(&mut r, n, &declared))
+        .unwrap_or_default();
     let window = f.get("window").and_then(|n| read_window(&mut r, n));
     let waves = f
         .get("waves")
@@ -123,6 +130,7 @@ pub fn read_plan(file: &Arc<SourceFile>, root: &Node, diags: &mut Diagnostics) -
         vars,
         secrets,
         become_password,
+        notify,
         window,
         waves,
         concurrency,
@@ -582,6 +590,7 @@ fn read_steps(r: &mut Reader, node: &Node) -> Vec<StepDecl> {
             register: register.name,
             register_limit: register.limit,
             idempotent: flag(r, "idempotent"),
+            check: flag(r, "check"),
         };
         let after = f
             .get("after")

@@ -19,6 +19,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct HostSpec {
     pub(crate) name: String,
     pub(crate) dir: PathBuf,
+    /// Every command a session runs is appended to [`HostSpec::command_log`] first (sshd
+    /// `ForceCommand` through a small script), so a test can see exactly what was sent.
+    pub(crate) log_commands: bool,
 }
 
 impl HostSpec {
@@ -27,6 +30,7 @@ impl HostSpec {
         HostSpec {
             dir: fleet_dir.join("hosts").join(&name),
             name,
+            log_commands: false,
         }
     }
 
@@ -40,6 +44,25 @@ impl HostSpec {
 
     pub(crate) fn authorized_keys(&self) -> PathBuf {
         self.dir.join("authorized_keys")
+    }
+
+    /// The commands sessions ran, each followed by a NUL byte (when `log_commands` is set).
+    pub(crate) fn command_log(&self) -> PathBuf {
+        self.dir.join("commands.log")
+    }
+
+    /// The `ForceCommand` script that logs a session's command, then runs it in the login
+    /// shell exactly as sshd would have.
+    fn write_command_logger(&self) -> Result<PathBuf, FleetError> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join("log-command.sh");
+        let script = format!(
+            "#!/bin/sh\n# Written by sluice-testfleet: record the command, then run it.\nprintf '%s\\000' \"$SSH_ORIGINAL_COMMAND\" >> '{}'\nexec \"${{SHELL:-/bin/sh}}\" -c \"$SSH_ORIGINAL_COMMAND\"\n",
+            self.command_log().display()
+        );
+        fs::write(&path, script).map_err(io_err(&path))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(io_err(&path))?;
+        Ok(path)
     }
 
     fn config(&self) -> PathBuf {
@@ -88,6 +111,12 @@ impl HostSpec {
             pid = self.dir.join("sshd.pid").display(),
             auth = self.authorized_keys().display(),
         );
+        let config = if self.log_commands {
+            let logger = self.write_command_logger()?;
+            format!("{config}ForceCommand {}\n", logger.display())
+        } else {
+            config
+        };
         let path = self.config();
         fs::write(&path, config).map_err(io_err(&path))
     }

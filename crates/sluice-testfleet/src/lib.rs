@@ -251,6 +251,32 @@ impl Fleet {
         Ok(())
     }
 
+    /// Makes every host record each command its sessions run (sshd `ForceCommand` through a
+    /// script that appends the command to a log, then runs it in the login shell), and
+    /// restarts them. [`Fleet::commands`] reads the log.
+    pub fn log_commands(&mut self) -> Result<(), FleetError> {
+        for h in &mut self.hosts {
+            h.spec.log_commands = true;
+            h.kill();
+            h.start()?;
+        }
+        Ok(())
+    }
+
+    /// The commands host `i`'s sessions ran since [`Fleet::log_commands`], in order (the full
+    /// text sent, prologues included).
+    pub fn commands(&self, i: usize) -> Vec<String> {
+        fs::read(self.host(i).spec.command_log())
+            .map(|bytes| {
+                bytes
+                    .split(|b| *b == 0)
+                    .filter(|c| !c.is_empty())
+                    .map(|c| String::from_utf8_lossy(c).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Stops host `i`'s sshd (connections to its port are then refused).
     pub fn stop(&mut self, i: usize) {
         self.host_mut(i).kill();

@@ -75,6 +75,16 @@ pub struct Args {
     /// Refuse to run unless the plan's exact hash was approved (`sluice approve-plan`).
     #[arg(long)]
     require_approval: bool,
+    /// Preview: connect to every targeted host and run only `skip_if` guards and `check: true`
+    /// steps, then report which steps would run or be skipped; nothing else runs (recorded as a
+    /// run of kind check; docs/operations.md, "Check mode").
+    #[arg(long, conflicts_with_all = ["ignore_window", "allow_tolerated", "require_approval", "metrics_file"])]
+    check: bool,
+    /// After the run, write the Prometheus metrics of every plan's latest run to FILE
+    /// atomically, for node_exporter's textfile collector (overrides the inventory's
+    /// `metrics_file:`; docs/operations.md, "Metrics").
+    #[arg(long, value_name = "FILE")]
+    metrics_file: Option<PathBuf>,
     /// Do not open the next wave's SSH connections while a wave runs (no command is ever sent
     /// early either way; see docs/operations.md, "Connections").
     #[arg(long)]
@@ -101,6 +111,14 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
             .open()
             .map_err(|e| e.with_kind(ErrorKind::InvalidInput))?,
     );
+    if args.check {
+        let check = super::check::CheckArgs {
+            artifact,
+            log,
+            json: args.json,
+        };
+        return super::check::run(check, console);
+    }
     if args.require_approval {
         sluice_lifecycle::start::require_approval(&log, &artifact.plan_hash)?;
     }
@@ -145,6 +163,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         json: args.json,
         allow_tolerated: args.allow_tolerated,
         gate_policy: authorized.gate_policy,
+        metrics_file: args.metrics_file.clone(),
     };
     run_recorded(run, console)
 }
@@ -165,6 +184,21 @@ pub(crate) struct Recorded {
     pub allow_tolerated: bool,
     /// What the gates need under the environment's policy.
     pub gate_policy: Option<sluice_lifecycle::policy::GatePolicy>,
+    /// `--metrics-file`; else the inventory's `metrics_file:` sealed in the artifact's label.
+    pub metrics_file: Option<PathBuf>,
+}
+
+impl Recorded {
+    /// Where the metrics go after the run: the command line's file, else the inventory's.
+    fn metrics_path(&self) -> Option<PathBuf> {
+        self.metrics_file.clone().or_else(|| {
+            self.artifact
+                .planned_for
+                .as_ref()
+                .and_then(|p| p.metrics_file.as_ref())
+                .map(PathBuf::from)
+        })
+    }
 }
 
 /// Runs a recorded run (`apply`, and `resume` on the same run id) with the monitor showing its
@@ -180,6 +214,7 @@ pub(crate) fn run_recorded(run: Recorded, console: &Console) -> Result<u8, CliEr
         .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
+    let metrics = run.metrics_path().map(|path| (path, run.log.clone()));
     let finished = runtime.block_on(execute(run, max_batch, console));
     // An approval prompt still waiting on stdin (the run was stopped meanwhile) must not keep
     // the process alive.
@@ -201,6 +236,9 @@ pub(crate) fn run_recorded(run: Recorded, console: &Console) -> Result<u8, CliEr
         if bad {
             console.error(format!("run {} {verdict}", report.run_id));
         }
+    }
+    if let Some((path, log)) = &metrics {
+        super::metrics::write_after_run(log, path, console);
     }
     // Last, so that it is what the operator reads: the run's own outcome does not hide it.
     if !finished.record_complete() {
@@ -342,8 +380,19 @@ async fn execute(
 ) -> Result<sluice_lifecycle::Finished, sluice_lifecycle::LifecycleError> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let events = Emitter::new(&run.run_id, tx);
+    // Webhooks see every event on its way to the display, and never hold it up.
+    let notifier = crate::notifications::notifier(
+        &run.run_id,
+        &run.artifact,
+        &run.secrets,
+        &run.redactor,
+        console,
+    );
+    let (shown_tx, shown_rx) = tokio::sync::mpsc::unbounded_channel();
+    let relay = tokio::spawn(sluice_notify::relay(rx, shown_tx, notifier));
+    let (log, run_id) = (run.log.clone(), run.run_id.clone());
     let shutdown = Shutdown::new();
-    let monitor = Monitor::new(console, Mode::choose(console, run.json));
+    let monitor = Monitor::new(console, Mode::choose(console, run.json)).until_closed();
     // Gates are answered by `sluice approve` through the store, or on this terminal if there is
     // one, whichever comes first.
     let terminal = console.can_prompt().then(|| {
@@ -379,7 +428,10 @@ async fn execute(
         interrupts.abort();
         finished
     };
-    let (finished, ()) = tokio::join!(run, monitor.run(rx));
+    let (finished, ()) = tokio::join!(run, monitor.run(shown_rx));
+    if let Ok(failed) = relay.await {
+        crate::notifications::record(log, run_id, failed).await;
+    }
     finished
 }
 

@@ -75,8 +75,8 @@ struct ExportArgs {
     /// Only this run's records (checked along the run's own chain).
     #[arg(long, value_name = "RUN")]
     run: Option<String>,
-    /// Write to this file instead of stdout.
-    #[arg(long, short, value_name = "FILE")]
+    /// Write to this file instead of stdout (the older spelling is still accepted).
+    #[arg(long = "out", short = 'o', alias = "output", value_name = "FILE")]
     output: Option<PathBuf>,
     #[command(flatten)]
     store: StateDirArg,

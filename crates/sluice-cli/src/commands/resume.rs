@@ -125,6 +125,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         json: args.json,
         allow_tolerated: args.allow_tolerated,
         gate_policy: authorized.gate_policy,
+        metrics_file: None,
     };
     apply::run_recorded(run, console)
 }

@@ -8,6 +8,7 @@ use sluice_model::{ApprovalScope, Fact, HostOutcome, WaveDecided, WaveDecision};
 use super::audit::StateDirArg;
 use crate::console::{Console, Paint};
 use crate::error::CliError;
+use crate::event_line::ms;
 use crate::exit;
 
 #[derive(Debug, clap::Args)]
@@ -66,7 +67,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     Ok(exit::OK)
 }
 
-/// One line about a record's fact.
+/// One line about a record's fact. Durations read as everywhere else (`0.3s`).
 fn describe(record: &Record) -> String {
     match &record.fact {
         Fact::RunStarted(s) => format!(
@@ -128,12 +129,21 @@ fn describe(record: &Record) -> String {
             format!("{} {}: {}", i.host, i.step, i.command)
         }
         Fact::StepResult(r) | Fact::UndoResult(r) => format!(
-            "{} {}: {} ({}) in {} ms, stdout {} B, stderr {} B",
-            r.host, r.step, r.status, r.detail, r.duration_ms, r.stdout.bytes, r.stderr.bytes
+            "{} {}: {} ({}) in {}, stdout {} B, stderr {} B",
+            r.host,
+            r.step,
+            r.status,
+            r.detail,
+            ms(r.duration_ms),
+            r.stdout.bytes,
+            r.stderr.bytes
         ),
         Fact::StepRetrying(r) => format!(
-            "{} {}: attempt {} in {} ms",
-            r.host, r.step, r.next_attempt, r.delay_ms
+            "{} {}: attempt {} in {}",
+            r.host,
+            r.step,
+            r.next_attempt,
+            ms(r.delay_ms)
         ),
         Fact::HealthResult(h) => format!(
             "{} {} round {}: {} ({})",
@@ -149,7 +159,7 @@ fn describe(record: &Record) -> String {
             "wave {}: {} rolled back, {} failed",
             r.wave, r.rolled_back, r.failed
         ),
-        Fact::PauseStarted(p) => format!("after {}: {} ms", p.after_wave, p.duration_ms),
+        Fact::PauseStarted(p) => format!("after {}: {}", p.after_wave, ms(p.duration_ms)),
         Fact::PauseFinished(p) => format!("after {}", p.after_wave),
         Fact::PolicyChecked(p) => {
             let accepted: Vec<&str> = p.accepted.iter().map(|a| a.by.as_str()).collect();
@@ -185,11 +195,32 @@ fn describe(record: &Record) -> String {
             r.idempotent.len(),
             r.command_line.join(" ")
         ),
+        Fact::StepChecked(c) => match &c.depends_on {
+            Some(step) => format!(
+                "{} {}: {} (depends on {step}): {}",
+                c.host, c.step, c.verdict, c.detail
+            ),
+            None => format!("{} {}: {}: {}", c.host, c.step, c.verdict, c.detail),
+        },
+        Fact::HostChecked(h) => {
+            let why = h
+                .connect_error
+                .map(|k| format!(" ({k})"))
+                .unwrap_or_default();
+            match &h.error {
+                Some(e) => format!("{} ({}): {}{why}: {e}", h.host, h.wave, h.outcome),
+                None => format!("{} ({}): {}", h.host, h.wave, h.outcome),
+            }
+        }
+        Fact::NotificationFailed(n) => format!(
+            "{} (event {}) to webhook {} ({}): not delivered after {} attempt(s): {}",
+            n.event, n.event_id, n.target, n.endpoint, n.attempts, n.reason
+        ),
         Fact::RunFinished(f) => format!(
-            "{} (exit {}) after {} ms",
+            "{} (exit {}) after {}",
             f.status,
             crate::exit::for_status(f.status),
-            f.duration_ms
+            ms(f.duration_ms)
         ),
     }
 }

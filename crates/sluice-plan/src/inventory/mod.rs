@@ -126,6 +126,9 @@ pub struct Inventory {
     /// The environment's change policy (`policy:` of a sluice YAML inventory), sealed into every
     /// plan compiled against it. Ansible's formats have none.
     pub policy: Option<crate::policy::Policy>,
+    /// Where `sluice apply` writes its Prometheus metrics on this controller (`metrics_file:` of
+    /// a sluice YAML inventory, resolved against the inventory's directory).
+    pub metrics_file: Option<String>,
     pub defaults: ConnectionDecl,
     pub hosts: Vec<HostDecl>,
     pub groups: Vec<GroupDecl>,

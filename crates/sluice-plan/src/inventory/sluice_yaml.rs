@@ -19,7 +19,7 @@ use crate::node::Node;
 use crate::plan::read_vars;
 use crate::schema::{Fields, Reader};
 
-const INVENTORY_KEYS: &[&str] = &["defaults", "hosts", "groups", "policy"];
+const INVENTORY_KEYS: &[&str] = &["defaults", "hosts", "groups", "policy", "metrics_file"];
 const CONNECTION_KEYS: &[&str] = &[
     "address",
     "port",
@@ -54,6 +54,19 @@ pub fn read_inventory(
     b.policy = f
         .get("policy")
         .and_then(|n| crate::policy::read_policy(&mut r, n, file));
+    b.metrics_file = f
+        .get("metrics_file")
+        .and_then(|n| r.as_str(n, "metrics_file"))
+        .map(|path| {
+            // Relative to the inventory, like `allowed_signers`: the same file wherever
+            // sluice is started from.
+            std::path::Path::new(&file.path)
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join(path)
+                .display()
+                .to_string()
+        });
     b.defaults = f
         .get("defaults")
         .and_then(|n| r.fields(n, CONNECTION_KEYS, "defaults"))

@@ -21,6 +21,8 @@ pub fn unused_secrets<'t>(
         .map(|r| r.path[0].as_str())
         // The become password is used by sudo, not by a command.
         .chain(plan.become_password.as_ref().map(|(n, _)| n.as_str()))
+        // A webhook's signing key is used by the controller, not by a command.
+        .chain(plan.notify.iter().filter_map(|t| t.secret.as_deref()))
         .collect();
     for (s, loc) in &plan.secrets {
         if !used.contains(s.name.as_str()) {

@@ -340,10 +340,55 @@ pub struct HealthCheck {
 pub enum HealthProbe {
     /// A command on the host; exit 0 is healthy.
     Run(RenderedCommand),
-    /// HTTP GET from the controller.
-    Http { url: String, expect_status: u16 },
+    /// HTTP(S) GET from the controller.
+    Http {
+        url: String,
+        /// The status that counts as healthy; `None` (not written in the plan) is any 2xx.
+        /// Artifacts from before the default changed always hold a number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect_status: Option<u16>,
+        /// TLS, redirects and body match; left out when all are their defaults, so plans that
+        /// use none of them keep their hash.
+        #[serde(default, skip_serializing_if = "HttpOptions::is_default")]
+        options: HttpOptions,
+    },
     /// TCP connect from the controller to `host:port`.
     Tcp { address: String },
+}
+
+/// The options of an `http:` health check beyond its URL and status (docs/plan-format.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpOptions {
+    /// The response body must contain this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
+    /// Follow redirects (at most 10); by default a redirect is the response that counts.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub follow_redirects: bool,
+    /// Accept any certificate (`insecure: true`): a coded warning in every review.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub insecure: bool,
+    /// Trust this certificate authority instead of the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<CaFile>,
+}
+
+impl HttpOptions {
+    pub fn is_default(&self) -> bool {
+        *self == HttpOptions::default()
+    }
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// A `ca_file:` as the plan names it, with its PEM text read when the plan was compiled: the
+/// hash then covers which authority is trusted, and a run does not depend on the file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaFile {
+    pub path: String,
+    pub pem: String,
 }
 
 /// Feeds serialized bytes straight into sha256.

@@ -425,10 +425,15 @@ fn render_health(
                 .render(scope, &|_| Some("?".to_string()))
                 .map(HealthProbe::Run)
                 .map_err(|p| (p, "run", d.loc)),
-            ProbeDecl::Http { url, expect_status } => target(url::check_url)
+            ProbeDecl::Http {
+                url,
+                expect_status,
+                options,
+            } => target(url::check_url)
                 .map(|url| HealthProbe::Http {
                     url,
                     expect_status: *expect_status,
+                    options: options.clone(),
                 })
                 .map_err(|p| (p, "http", url.loc)),
             ProbeDecl::Tcp(d) => target(url::check_tcp)

@@ -60,7 +60,11 @@ pub struct CheckDecl {
 #[derive(Debug)]
 pub enum ProbeDecl {
     Run(Template),
-    Http { url: Template, expect_status: u16 },
+    Http {
+        url: Template,
+        expect_status: Option<u16>,
+        options: crate::artifact::HttpOptions,
+    },
     Tcp(Template),
 }
 

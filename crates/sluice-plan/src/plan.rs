@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::artifact::{
-    FailureAction, FailureBudget, FailurePolicy, HealthPolicy, RollbackScope, SecretFrom,
-    SecretSource, StepSpec, Weekday, Window,
+    FailureAction, FailureBudget, FailurePolicy, RollbackScope, SecretFrom, SecretSource, StepSpec,
+    Weekday, Window,
 };
 use crate::diagnostic::{Diagnostics, Loc, SourceFile};
-use crate::model::{CheckDecl, Plan, ProbeDecl, StepDecl, Template, WaveDecl};
+use crate::model::{Plan, StepDecl, Template, WaveDecl};
 use crate::node::Node;
 use crate::schema::{Amount, Fields, Reader};
 
@@ -52,15 +52,13 @@ const WAVE_KEYS: &[&str] = &[
     "max_failed",
 ];
 const FAILURE_KEYS: &[&str] = &["max_failed", "action", "rollback_scope"];
-const HEALTH_KEYS: &[&str] = &["checks", "retries", "interval", "timeout"];
-const CHECK_KEYS: &[&str] = &["name", "run", "http", "tcp", "expect_status"];
 const WINDOW_KEYS: &[&str] = &["start", "end", "days", "from", "to", "timezone"];
 
 /// Defaults documented in docs/plan-format.md.
 pub const DEFAULT_RETRY_DELAY_MS: u64 = 1_000;
-pub const DEFAULT_HEALTH_RETRIES: u32 = 3;
-pub const DEFAULT_HEALTH_INTERVAL_MS: u64 = 2_000;
-pub const DEFAULT_HEALTH_TIMEOUT_MS: u64 = 5_000;
+pub use crate::health::{
+    DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_RETRIES, DEFAULT_HEALTH_TIMEOUT_MS,
+};
 /// More steps than this is a mistake, and would make the per-step ancestor sets large.
 pub const MAX_STEPS: usize = 1_000;
 
@@ -106,7 +104,7 @@ pub fn read_plan(file: &Arc<SourceFile>, root: &Node, diags: &mut Diagnostics) -
         .get("concurrency")
         .and_then(|n| positive(&mut r, n, "concurrency"));
     let failure = read_failure(&mut r, f.get("failure"));
-    let (health, checks) = read_health(&mut r, f.get("health"));
+    let (health, checks) = crate::health::read_health(&mut r, f.get("health"));
     let steps = match f.get("steps") {
         Some(n) => read_steps(&mut r, n),
         None => {
@@ -155,7 +153,7 @@ fn positive(r: &mut Reader, node: &Node, context: &str) -> Option<usize> {
     }
 }
 
-fn template(r: &mut Reader, f: &Fields, key: &str, context: &str) -> Option<Template> {
+pub(crate) fn template(r: &mut Reader, f: &Fields, key: &str, context: &str) -> Option<Template> {
     let node = f.get(key)?;
     let text = r.as_str(node, &format!("{context}: {key}"))?;
     if text.trim().is_empty() {
@@ -176,7 +174,7 @@ fn template(r: &mut Reader, f: &Fields, key: &str, context: &str) -> Option<Temp
 }
 
 /// A duration that must be longer than zero (a timeout of nothing can never be met).
-fn nonzero_duration(r: &mut Reader, node: &Node, context: &str) -> Option<u64> {
+pub(crate) fn nonzero_duration(r: &mut Reader, node: &Node, context: &str) -> Option<u64> {
     match r.as_duration(node, context)? {
         0 => {
             r.error_help(
@@ -410,90 +408,6 @@ fn read_failure(r: &mut Reader, node: Option<&Node>) -> FailurePolicy {
         }
     }
     policy
-}
-
-fn read_health(r: &mut Reader, node: Option<&Node>) -> (HealthPolicy, Vec<CheckDecl>) {
-    let mut policy = HealthPolicy {
-        retries: DEFAULT_HEALTH_RETRIES,
-        interval_ms: DEFAULT_HEALTH_INTERVAL_MS,
-        timeout_ms: DEFAULT_HEALTH_TIMEOUT_MS,
-    };
-    let mut checks = Vec::new();
-    let Some(f) = node.and_then(|n| r.fields(n, HEALTH_KEYS, "health")) else {
-        return (policy, checks);
-    };
-    if let Some(n) = f
-        .get("retries")
-        .and_then(|n| r.as_count(n, "health: retries"))
-    {
-        policy.retries = u32::try_from(n).unwrap_or(u32::MAX);
-    }
-    if let Some(ms) = f
-        .get("interval")
-        .and_then(|n| r.as_duration(n, "health: interval"))
-    {
-        policy.interval_ms = ms;
-    }
-    if let Some(ms) = f
-        .get("timeout")
-        .and_then(|n| nonzero_duration(r, n, "health: timeout"))
-    {
-        policy.timeout_ms = ms;
-    }
-    for (i, item) in f
-        .get("checks")
-        .map(|n| r.as_seq(n, "health: checks"))
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let context = format!("health check {}", i + 1);
-        let Some(c) = r.fields(item, CHECK_KEYS, &context) else {
-            continue;
-        };
-        let name = c
-            .get("name")
-            .and_then(|n| r.as_str(n, &context))
-            .unwrap_or_else(|| format!("check-{}", i + 1));
-        let expect_status = match c
-            .get("expect_status")
-            .and_then(|n| r.as_count(n, "expect_status"))
-        {
-            Some(s) if (100..=599).contains(&s) => u16::try_from(s).unwrap_or(200),
-            Some(_) => {
-                r.error(
-                    item.loc,
-                    format!(
-                        "health check `{name}`: expect_status must be an HTTP status (100-599)"
-                    ),
-                );
-                200
-            }
-            None => 200,
-        };
-        let named = format!("health check `{name}`");
-        let run = template(r, &c, "run", &named);
-        let http = template(r, &c, "http", &named);
-        let tcp = template(r, &c, "tcp", &named);
-        let probe = match (run, http, tcp) {
-            (Some(t), None, None) => ProbeDecl::Run(t),
-            (None, Some(url), None) => ProbeDecl::Http { url, expect_status },
-            (None, None, Some(t)) => ProbeDecl::Tcp(t),
-            _ => {
-                r.error_help(
-                    item.loc,
-                    format!("health check `{name}` needs exactly one probe"),
-                    "write one of `run:`, `http:` or `tcp:`",
-                );
-                continue;
-            }
-        };
-        if checks.iter().any(|c: &CheckDecl| c.name == name) {
-            r.error(item.loc, format!("two health checks are named `{name}`"));
-        }
-        checks.push(CheckDecl { name, probe });
-    }
-    (policy, checks)
 }
 
 fn read_steps(r: &mut Reader, node: &Node) -> Vec<StepDecl> {

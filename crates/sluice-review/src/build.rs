@@ -211,10 +211,18 @@ fn health_view(plan: &PlanArtifact, keys: &[HostKey]) -> HealthView {
                         .map(|c| probe_target(&c.probe))
                 })
                 .collect();
-            let (kind, expect_status) = match &check.probe {
-                HealthProbe::Run(_) => (CheckKind::Run, None),
-                HealthProbe::Http { expect_status, .. } => (CheckKind::Http, Some(*expect_status)),
-                HealthProbe::Tcp { .. } => (CheckKind::Tcp, None),
+            let (kind, expect_status, http) = match &check.probe {
+                HealthProbe::Run(_) => (CheckKind::Run, None, None),
+                HealthProbe::Http {
+                    url,
+                    expect_status,
+                    options,
+                } => (
+                    CheckKind::Http,
+                    *expect_status,
+                    Some(http_view(url, options)),
+                ),
+                HealthProbe::Tcp { .. } => (CheckKind::Tcp, None, None),
             };
             CheckView {
                 name: check.name.clone(),
@@ -223,6 +231,7 @@ fn health_view(plan: &PlanArtifact, keys: &[HostKey]) -> HealthView {
                     forms: forms(keys, &texts),
                 },
                 expect_status,
+                http,
             }
         })
         .collect();
@@ -231,6 +240,23 @@ fn health_view(plan: &PlanArtifact, keys: &[HostKey]) -> HealthView {
         interval_ms: plan.health.interval_ms,
         timeout_ms: plan.health.timeout_ms,
         checks,
+    }
+}
+
+/// The options are the check's, not the host's: every host's rendering has the same.
+fn http_view(url: &str, options: &sluice_plan::HttpOptions) -> HttpCheckView {
+    let trust = url.starts_with("https://").then_some(if options.insecure {
+        Trust::Insecure
+    } else if options.ca_file.is_some() {
+        Trust::CaFile
+    } else {
+        Trust::SystemRoots
+    });
+    HttpCheckView {
+        trust,
+        ca_file: options.ca_file.as_ref().map(|ca| ca.path.clone()),
+        follow_redirects: options.follow_redirects,
+        body_contains: options.body_contains.clone(),
     }
 }
 

@@ -195,8 +195,33 @@ pub struct CheckView {
     pub kind: CheckKind,
     /// The command (run), URL (http) or `host:port` (tcp).
     pub target: CommandView,
-    /// For http: the status that counts as healthy.
+    /// For http: the status that counts as healthy (`None`: any 2xx).
     pub expect_status: Option<u16>,
+    /// For http: how the answer is judged beyond its status; `None` for other kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCheckView>,
+}
+
+/// An http check's trust, redirects and body match.
+#[derive(Clone, Debug, Serialize)]
+pub struct HttpCheckView {
+    /// How an https certificate is checked; `None` for an http:// URL.
+    pub trust: Option<Trust>,
+    /// The `ca_file` as the plan names it (with `trust: ca_file`).
+    pub ca_file: Option<String>,
+    pub follow_redirects: bool,
+    pub body_contains: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trust {
+    /// Against the controller's system trust store.
+    SystemRoots,
+    /// Against the check's own certificate authority.
+    CaFile,
+    /// Not at all (`insecure: true`).
+    Insecure,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -56,6 +56,19 @@ pub struct PlanArtifact {
     /// none, so plans without a policy keep their bytes and hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<crate::policy::Policy>,
+    /// `promotion:` of the plan. Left out when unset, so plans without it keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<Promotion>,
+    /// sha256 (hex) of the plan file's bytes: which change this is, whatever inventory it was
+    /// compiled against (promotion evidence matches runs by it). Set with `promotion` only, and
+    /// left out otherwise, so other plans keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_hash: Option<String>,
+    /// The inventory's environment, hashed (unlike [`PlannedFor`], a label) when the plan has
+    /// `promotion`: whether evidence is needed, and what a run counts as evidence for, cannot be
+    /// edited in a saved artifact. Left out otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
     /// Step definitions in a valid execution order (a topological order of `after`).
     pub steps: Vec<StepSpec>,
     /// Steps with `run_once: true`, rendered for the host they run on, in execution order.
@@ -96,6 +109,14 @@ impl std::fmt::Debug for HostIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("HostIndex")
     }
+}
+
+/// `promotion:`: the change must first have succeeded on an inventory of environment `after`,
+/// finished at most `within_ms` before `apply` (docs/plan-format.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Promotion {
+    pub after: String,
+    pub within_ms: u64,
 }
 
 /// The inventory a plan was compiled against: what a change board checks it is approving.
@@ -389,6 +410,11 @@ fn is_false(value: &bool) -> bool {
 pub struct CaFile {
     pub path: String,
     pub pem: String,
+}
+
+/// The change hash of a plan file's text (see [`PlanArtifact::change_hash`]).
+pub fn change_hash(plan_text: &str) -> String {
+    hex::encode(Sha256::digest(plan_text.as_bytes()))
 }
 
 /// Feeds serialized bytes straight into sha256.

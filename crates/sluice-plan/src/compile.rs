@@ -378,15 +378,22 @@ fn compile(
         ticket: plan.ticket.clone(),
         planned_for: Some(PlannedFor {
             inventory: inv.file.path.clone(),
-            // The inventory does not name its environment yet (issue 12's promotion evidence
-            // adds `environment:`); the review says so instead of guessing from the file name.
-            environment: None,
+            environment: inv.environment.clone(),
         }),
         window: plan.window.clone(),
         secrets: plan.secrets.iter().map(|(s, _)| s.clone()).collect(),
         become_password: plan.become_password.as_ref().map(|(n, _)| n.clone()),
         limit: limit.map(|patterns| patterns.join(",")),
         policy: inv.policy.clone(),
+        promotion: plan.promotion.clone(),
+        change_hash: plan
+            .promotion
+            .as_ref()
+            .map(|_| crate::artifact::change_hash(&plan.file.text)),
+        environment: plan
+            .promotion
+            .as_ref()
+            .and(inv.environment.clone()),
         steps: specs,
         run_once,
         hosts: host_plans,

@@ -29,6 +29,8 @@ pub struct Plan {
     pub health: HealthPolicy,
     pub checks: Vec<CheckDecl>,
     pub steps: Vec<StepDecl>,
+    /// `promotion:`, the run the change needs elsewhere first.
+    pub promotion: Option<crate::artifact::Promotion>,
 }
 
 /// A template string and where it is written.

@@ -26,6 +26,7 @@ const PLAN_KEYS: &[&str] = &[
     "failure",
     "health",
     "steps",
+    "promotion",
 ];
 const STEP_KEYS: &[&str] = &[
     "id",
@@ -105,6 +106,7 @@ pub fn read_plan(file: &Arc<SourceFile>, root: &Node, diags: &mut Diagnostics) -
         .and_then(|n| positive(&mut r, n, "concurrency"));
     let failure = read_failure(&mut r, f.get("failure"));
     let (health, checks) = crate::health::read_health(&mut r, f.get("health"));
+    let promotion = f.get("promotion").and_then(|n| read_promotion(&mut r, n));
     let steps = match f.get("steps") {
         Some(n) => read_steps(&mut r, n),
         None => {
@@ -128,7 +130,36 @@ pub fn read_plan(file: &Arc<SourceFile>, root: &Node, diags: &mut Diagnostics) -
         health,
         checks,
         steps,
+        promotion,
     })
+}
+
+/// `promotion: { after: ENVIRONMENT, within: DURATION }`.
+fn read_promotion(r: &mut Reader, node: &Node) -> Option<crate::artifact::Promotion> {
+    let f = r.fields(node, &["after", "within"], "promotion")?;
+    let after = match f.get("after") {
+        Some(n) => r.as_str(n, "promotion: after")?,
+        None => {
+            r.error_help(
+                f.loc,
+                "promotion needs `after`",
+                "name the environment the change must succeed in first, e.g. `after: staging`",
+            );
+            return None;
+        }
+    };
+    let within_ms = match f.get("within") {
+        Some(n) => nonzero_duration(r, n, "promotion: within")?,
+        None => {
+            r.error_help(
+                f.loc,
+                "promotion needs `within`",
+                "say how recent the run must be, e.g. `within: 7d`",
+            );
+            return None;
+        }
+    };
+    Some(crate::artifact::Promotion { after, within_ms })
 }
 
 /// A mapping of variable names to any YAML value, as JSON.

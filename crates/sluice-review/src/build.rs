@@ -19,6 +19,9 @@ pub struct ReviewInput<'a> {
     pub compile_warnings: Vec<PlanWarning>,
     pub clock: Clock,
     pub approvals: ApprovalsView,
+    /// What the store (or an export) holds for the plan's `promotion:` rule, in a sentence;
+    /// `None` when nobody looked (the sentence then says so).
+    pub promotion_evidence: Option<String>,
 }
 
 pub fn build(input: ReviewInput) -> Review {
@@ -31,6 +34,15 @@ pub fn build(input: ReviewInput) -> Review {
             address: &h.connection.address,
         })
         .collect();
+    let promotion = plan.promotion.as_ref().map(|p| PromotionView {
+        after: p.after.clone(),
+        within_ms: p.within_ms,
+        change_hash: plan.change_hash.clone().unwrap_or_default(),
+        evidence: input
+            .promotion_evidence
+            .clone()
+            .unwrap_or_else(|| "not checked".to_string()),
+    });
     let steps = step_views(plan, &keys);
     let health = health_view(plan, &keys);
     let mut warnings = input.compile_warnings;
@@ -55,7 +67,10 @@ pub fn build(input: ReviewInput) -> Review {
         .collect();
     Review {
         review_format: REVIEW_FORMAT,
-        summary: summary(plan, &input.clock, &estimate),
+        summary: Summary {
+            promotion,
+            ..summary(plan, &input.clock, &estimate)
+        },
         warnings: warnings
             .into_iter()
             .map(|w| WarningView {
@@ -92,6 +107,7 @@ fn summary(plan: &PlanArtifact, clock: &Clock, estimate: &Estimate) -> Summary {
             .as_ref()
             .and_then(|p| p.environment.clone()),
         limit: plan.limit.clone(),
+        promotion: None,
         window: plan.window.as_ref().map(|w| when::window_view(w, clock)),
         judged_at: clock.now,
         host_count: plan.hosts.len(),

@@ -39,6 +39,9 @@ pub struct Summary {
     pub environment: Option<String>,
     /// The `--limit` the plan was compiled with, if any: only the targeted hosts it matches.
     pub limit: Option<String>,
+    /// The plan's `promotion:` rule and the evidence found; absent when the plan has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionView>,
     pub window: Option<WindowView>,
     /// The moment the window and its warnings were judged at (now, or `--as-of`).
     pub judged_at: jiff::Timestamp,
@@ -49,6 +52,17 @@ pub struct Summary {
     /// The secret whose value answers sudo's password prompt, if any (its name, never a value).
     pub become_password: Option<String>,
     pub estimate: EstimateView,
+}
+
+/// `promotion: { after, within }` and what was found for it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PromotionView {
+    pub after: String,
+    pub within_ms: u64,
+    /// sha256 of the plan file: the change evidence must be of.
+    pub change_hash: String,
+    /// The evidence found, or why none counts, in a sentence.
+    pub evidence: String,
 }
 
 #[derive(Clone, Debug, Serialize)]

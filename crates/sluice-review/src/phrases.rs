@@ -141,6 +141,18 @@ pub fn http_expectation(check: &CheckView) -> String {
     out
 }
 
+/// The promotion rule and its evidence, when the plan has one.
+pub fn promotion_line(summary: &Summary) -> Option<String> {
+    let p = summary.promotion.as_ref()?;
+    Some(format!(
+        "needs a successful run of change {} on environment {} within {}: {}",
+        p.change_hash.get(..12).unwrap_or(&p.change_hash),
+        p.after,
+        duration(p.within_ms),
+        p.evidence
+    ))
+}
+
 /// The inventory and environment line.
 pub fn planned_for(summary: &Summary) -> String {
     let line = planned_for_inventory(summary);

@@ -107,6 +107,7 @@ pub fn show(
         compile_warnings,
         clock: args.as_of.clock(),
         approvals: approvals(artifact, store, console),
+        promotion_evidence: promotion_evidence(artifact, store),
     });
     for w in review.warnings.iter().skip(already_shown) {
         console.warn(format!("{} [{}]", w.message, w.warning.code()));
@@ -122,6 +123,34 @@ pub fn show(
         }
     }
     Ok(())
+}
+
+/// What the store holds for the plan's `promotion:` rule, in a sentence (`None` without one).
+fn promotion_evidence(artifact: &PlanArtifact, store: &StateDirArg) -> Option<String> {
+    use sluice_lifecycle::promotion::{PromotionCheck, PromotionError, check, requirement};
+    let promotion = artifact.promotion.as_ref()?;
+    if requirement(artifact).is_none() {
+        return Some(format!(
+            "not needed here: this inventory is environment {} itself",
+            promotion.after
+        ));
+    }
+    let log = match store.dir().map(|dir| sluice_audit::AuditLog::open_read_only(&dir)) {
+        Ok(Ok(log)) => log,
+        Ok(Err(e)) => return Some(format!("none found: the store cannot be read ({e}); `apply` will refuse without --evidence")),
+        Err(e) => return Some(format!("not checked: {}", e.message)),
+    };
+    Some(match check(artifact, &log, None, jiff::Timestamp::now()) {
+        Ok(PromotionCheck::Found(e)) => format!(
+            "found: run {} succeeded on {} at {} ({})",
+            e.run, e.environment, e.finished_at, e.source
+        ),
+        Ok(PromotionCheck::NotRequired) => "not needed here".to_string(),
+        Err(PromotionError::NoEvidence { why, .. }) => {
+            format!("none found in this store ({why}): `apply` will refuse without --evidence")
+        }
+        Err(e) => format!("not checked: {e}"),
+    })
 }
 
 /// The approvals recorded for this plan hash; a review never fails for want of a store.

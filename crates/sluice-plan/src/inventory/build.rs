@@ -27,6 +27,8 @@ pub struct Builder {
     pub defaults: ConnectionDecl,
     /// The environment's change policy (sluice YAML's `policy:`).
     pub policy: Option<crate::policy::Policy>,
+    /// The environment the inventory names (sluice YAML's `environment:`).
+    pub environment: Option<String>,
     pub hosts: Vec<HostDecl>,
     pub groups: Vec<GroupDecl>,
     host_index: HashMap<String, usize>,
@@ -54,6 +56,7 @@ impl Builder {
             order,
             defaults: ConnectionDecl::default(),
             policy: None,
+            environment: None,
             hosts: Vec::new(),
             groups: Vec::new(),
             host_index: HashMap::new(),
@@ -224,6 +227,7 @@ impl Builder {
             file: self.file,
             format: self.format,
             policy: self.policy,
+            environment: self.environment,
             defaults: self.defaults,
             hosts: self.hosts,
             groups: self.groups,

@@ -126,6 +126,9 @@ pub struct Inventory {
     /// The environment's change policy (`policy:` of a sluice YAML inventory), sealed into every
     /// plan compiled against it. Ansible's formats have none.
     pub policy: Option<crate::policy::Policy>,
+    /// The environment it describes (`environment:` of a sluice YAML inventory): what promotion
+    /// evidence is about.
+    pub environment: Option<String>,
     pub defaults: ConnectionDecl,
     pub hosts: Vec<HostDecl>,
     pub groups: Vec<GroupDecl>,

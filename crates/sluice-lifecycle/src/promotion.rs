@@ -1,0 +1,224 @@
+//! Promotion evidence: a plan with `promotion: { after: staging, within: 7d }` applies to any
+//! other environment only after the same change (the same plan file, by its `change_hash`)
+//! succeeded on an inventory whose `environment:` is `staging`, finished within 7 days.
+//!
+//! The evidence is a `run_started` record carrying that change hash and environment, and its
+//! run's `run_finished` record with status `succeeded`, read from this controller's store or from
+//! a `sluice audit export` file (`--evidence`), whose hash chain is verified first: an export
+//! that was edited is refused, never searched.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use jiff::{SignedDuration, Timestamp};
+use sluice_audit::{AuditError, AuditLog, Record};
+use sluice_model::{Fact, RunState, RunStatus};
+use sluice_plan::{PlanArtifact, Promotion};
+use sluice_plan::schema::format_duration_ms;
+
+/// A run that counts as evidence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Evidence {
+    pub run: String,
+    pub environment: String,
+    pub finished_at: Timestamp,
+    /// `the store` or the export file it was found in.
+    pub source: String,
+}
+
+/// What a plan's promotion rule asks, and what was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PromotionCheck {
+    /// The plan has no `promotion`, or this inventory is the environment it promotes from.
+    NotRequired,
+    Found(Evidence),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PromotionError {
+    #[error(
+        "promotion: change {change} needs a successful run on an inventory whose environment is \
+         `{after}`, finished within {within}, before it runs on {target}; {why}. Nothing was started \
+         (apply it to {after} first, or give --evidence EXPORT.jsonl from the store that ran it)"
+    )]
+    NoEvidence {
+        change: String,
+        after: String,
+        within: String,
+        target: String,
+        why: String,
+    },
+    #[error("--evidence {path}: {problem}; nothing was started")]
+    BadExport { path: String, problem: String },
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+/// One finished run as the records tell it.
+struct Candidate {
+    run: String,
+    environment: Option<String>,
+    change_hash: Option<String>,
+    finished: Option<(RunStatus, Timestamp)>,
+    source: String,
+}
+
+/// The rule that applies to `artifact`, if any: none when it has no `promotion` or when it
+/// targets the environment it promotes from.
+pub fn requirement(artifact: &PlanArtifact) -> Option<&Promotion> {
+    let promotion = artifact.promotion.as_ref()?;
+    (artifact.environment.as_deref() != Some(promotion.after.as_str())).then_some(promotion)
+}
+
+/// Looks for evidence in `log` and, when given, the export `evidence`, judged at `now`.
+pub fn check(
+    artifact: &PlanArtifact,
+    log: &AuditLog,
+    evidence: Option<&Path>,
+    now: Timestamp,
+) -> Result<PromotionCheck, PromotionError> {
+    let Some(promotion) = requirement(artifact) else {
+        return Ok(PromotionCheck::NotRequired);
+    };
+    let mut candidates = from_store(log)?;
+    if let Some(path) = evidence {
+        candidates.extend(from_export(path)?);
+    }
+    judge(artifact, promotion, &candidates, now).map(PromotionCheck::Found)
+}
+
+/// The evidence among `candidates`, the newest, or why there is none.
+fn judge(
+    artifact: &PlanArtifact,
+    promotion: &Promotion,
+    candidates: &[Candidate],
+    now: Timestamp,
+) -> Result<Evidence, PromotionError> {
+    let change = artifact.change_hash.clone().unwrap_or_default();
+    let within = SignedDuration::from_millis(i64::try_from(promotion.within_ms).unwrap_or(i64::MAX));
+    let succeeded_here: Vec<(&Candidate, Timestamp)> = candidates
+        .iter()
+        .filter(|c| c.environment.as_deref() == Some(promotion.after.as_str()))
+        .filter_map(|c| match c.finished {
+            Some((RunStatus::Succeeded, at)) => Some((c, at)),
+            _ => None,
+        })
+        .collect();
+    let same_change: Vec<&(&Candidate, Timestamp)> = succeeded_here
+        .iter()
+        .filter(|(c, _)| c.change_hash.as_deref() == Some(change.as_str()))
+        .collect();
+    let newest = same_change.iter().max_by_key(|(_, at)| *at);
+    let why = match newest {
+        Some((c, at)) if now.duration_since(*at) <= within => {
+            return Ok(Evidence {
+                run: c.run.clone(),
+                environment: promotion.after.clone(),
+                finished_at: *at,
+                source: c.source.clone(),
+            });
+        }
+        Some((c, at)) => format!(
+            "the newest, run {} ({}), finished at {at}, {} ago: too old",
+            c.run,
+            c.source,
+            format_duration_ms(
+                u64::try_from(now.duration_since(*at).as_millis()).unwrap_or(u64::MAX)
+            )
+        ),
+        None if !succeeded_here.is_empty() => format!(
+            "{} successful run(s) on {} were of other changes (another plan file)",
+            succeeded_here.len(),
+            promotion.after
+        ),
+        None => format!(
+            "no successful run on {} was found in {}",
+            promotion.after,
+            sources(candidates)
+        ),
+    };
+    Err(PromotionError::NoEvidence {
+        change: change.get(..12).unwrap_or(&change).to_string(),
+        after: promotion.after.clone(),
+        within: format_duration_ms(promotion.within_ms),
+        target: match &artifact.environment {
+            Some(env) => format!("`{env}`"),
+            None => "an inventory that names no environment".to_string(),
+        },
+        why,
+    })
+}
+
+fn sources(candidates: &[Candidate]) -> String {
+    let mut names: Vec<&str> = candidates.iter().map(|c| c.source.as_str()).collect();
+    names.dedup();
+    if names.is_empty() {
+        "the store".to_string()
+    } else {
+        names.join(" or ")
+    }
+}
+
+/// The store's finished successful runs that say which change they ran.
+fn from_store(log: &AuditLog) -> Result<Vec<Candidate>, AuditError> {
+    let mut out = Vec::new();
+    for summary in log.list_runs()? {
+        if summary.status != RunState::Finished(RunStatus::Succeeded) {
+            continue;
+        }
+        let records = log.run_records(&summary.run)?;
+        out.extend(candidates(&records, "the store"));
+    }
+    Ok(out)
+}
+
+/// The runs of a verified export.
+fn from_export(path: &Path) -> Result<Vec<Candidate>, PromotionError> {
+    let bad = |problem: String| PromotionError::BadExport {
+        path: path.display().to_string(),
+        problem,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let report = sluice_audit::verify_export(text.as_bytes())
+        .map_err(|e| bad(format!("not an audit export: {e}")))?;
+    if let Some(broken) = &report.broken {
+        return Err(bad(format!("the hash chain does not verify: {broken}")));
+    }
+    let mut records = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with("{\"end\"")) {
+        match serde_json::from_str::<Record>(line) {
+            Ok(record) => records.push(record),
+            Err(e) => return Err(bad(format!("a record cannot be read: {e}"))),
+        }
+    }
+    Ok(candidates(&records, &path.display().to_string()))
+}
+
+/// One candidate per run that has a `run_started` record.
+fn candidates(records: &[Record], source: &str) -> Vec<Candidate> {
+    let mut runs: BTreeMap<&str, Candidate> = BTreeMap::new();
+    for record in records {
+        match &record.fact {
+            Fact::RunStarted(started) => {
+                runs.insert(
+                    &record.run,
+                    Candidate {
+                        run: record.run.clone(),
+                        environment: started.environment.clone(),
+                        change_hash: started.change_hash.clone(),
+                        finished: None,
+                        source: source.to_string(),
+                    },
+                );
+            }
+            Fact::RunFinished(finished) => {
+                if let (Some(c), Ok(at)) = (runs.get_mut(record.run.as_str()), record.at.parse())
+                {
+                    c.finished = Some((finished.status, at));
+                }
+            }
+            _ => {}
+        }
+    }
+    runs.into_values().collect()
+}

@@ -13,8 +13,8 @@ use std::path::Path;
 use jiff::{SignedDuration, Timestamp};
 use sluice_audit::{AuditError, AuditLog, Record};
 use sluice_model::{Fact, RunState, RunStatus};
-use sluice_plan::{PlanArtifact, Promotion};
 use sluice_plan::schema::format_duration_ms;
+use sluice_plan::{PlanArtifact, Promotion};
 
 /// A run that counts as evidence.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,7 +95,8 @@ fn judge(
     now: Timestamp,
 ) -> Result<Evidence, PromotionError> {
     let change = artifact.change_hash.clone().unwrap_or_default();
-    let within = SignedDuration::from_millis(i64::try_from(promotion.within_ms).unwrap_or(i64::MAX));
+    let within =
+        SignedDuration::from_millis(i64::try_from(promotion.within_ms).unwrap_or(i64::MAX));
     let succeeded_here: Vec<(&Candidate, Timestamp)> = candidates
         .iter()
         .filter(|c| c.environment.as_deref() == Some(promotion.after.as_str()))
@@ -212,8 +213,7 @@ fn candidates(records: &[Record], source: &str) -> Vec<Candidate> {
                 );
             }
             Fact::RunFinished(finished) => {
-                if let (Some(c), Ok(at)) = (runs.get_mut(record.run.as_str()), record.at.parse())
-                {
+                if let (Some(c), Ok(at)) = (runs.get_mut(record.run.as_str()), record.at.parse()) {
                     c.finished = Some((finished.status, at));
                 }
             }

@@ -390,10 +390,7 @@ fn compile(
             .promotion
             .as_ref()
             .map(|_| crate::artifact::change_hash(&plan.file.text)),
-        environment: plan
-            .promotion
-            .as_ref()
-            .and(inv.environment.clone()),
+        environment: plan.promotion.as_ref().and(inv.environment.clone()),
         steps: specs,
         run_once,
         hosts: host_plans,

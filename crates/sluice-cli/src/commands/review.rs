@@ -135,9 +135,16 @@ fn promotion_evidence(artifact: &PlanArtifact, store: &StateDirArg) -> Option<St
             promotion.after
         ));
     }
-    let log = match store.dir().map(|dir| sluice_audit::AuditLog::open_read_only(&dir)) {
+    let log = match store
+        .dir()
+        .map(|dir| sluice_audit::AuditLog::open_read_only(&dir))
+    {
         Ok(Ok(log)) => log,
-        Ok(Err(e)) => return Some(format!("none found: the store cannot be read ({e}); `apply` will refuse without --evidence")),
+        Ok(Err(e)) => {
+            return Some(format!(
+                "none found: the store cannot be read ({e}); `apply` will refuse without --evidence"
+            ));
+        }
         Err(e) => return Some(format!("not checked: {}", e.message)),
     };
     Some(match check(artifact, &log, None, jiff::Timestamp::now()) {

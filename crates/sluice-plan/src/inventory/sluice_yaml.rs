@@ -54,7 +54,11 @@ pub fn read_inventory(
     b.environment = f.get("environment").and_then(|n| {
         let name = r.as_str(n, "environment")?;
         if name.trim().is_empty() {
-            r.error_help(n.loc, "`environment` is empty", "name it, e.g. `staging` or `prod`");
+            r.error_help(
+                n.loc,
+                "`environment` is empty",
+                "name it, e.g. `staging` or `prod`",
+            );
             return None;
         }
         Some(name)

@@ -179,14 +179,22 @@ fn from_export(path: &Path) -> Result<Vec<Candidate>, PromotionError> {
         path: path.display().to_string(),
         problem,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
-    let report = sluice_audit::verify_export(text.as_bytes())
+    // Bytes, not text: a byte that is not UTF-8 is a damaged record, which the verification
+    // names (record and line), not a file that merely cannot be read.
+    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let report = sluice_audit::verify_export(bytes.as_slice())
         .map_err(|e| bad(format!("not an audit export: {e}")))?;
     if let Some(broken) = &report.broken {
         return Err(bad(format!("the hash chain does not verify: {broken}")));
     }
+    // The chain verified, so every line is UTF-8 JSON: records, the end line, and blank lines
+    // after it (which the verification allows).
+    let text = String::from_utf8_lossy(&bytes);
     let mut records = Vec::new();
-    for line in text.lines().filter(|l| !l.starts_with("{\"end\"")) {
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with("{\"end\"") {
+            continue;
+        }
         match serde_json::from_str::<Record>(line) {
             Ok(record) => records.push(record),
             Err(e) => return Err(bad(format!("a record cannot be read: {e}"))),

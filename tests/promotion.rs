@@ -125,7 +125,11 @@ fn prod_without_evidence_is_refused_and_nothing_runs() {
     let plan = write_plan(&fleet, "7d");
     let prod = write_inventory(&fleet, "prod", PROD_HOST);
     let out = apply(&state, &plan, &prod, &[]);
-    assert_refused(&fleet, &out, "no successful run on staging was found in the store");
+    assert_refused(
+        &fleet,
+        &out,
+        "no successful run of this change on staging was found in the store",
+    );
     let err = stderr(&out);
     assert!(err.contains("within 7d"), "{err}");
     assert!(err.contains("--evidence"), "{err}");
@@ -145,9 +149,7 @@ fn a_staging_run_of_the_same_plan_in_the_same_store_lets_prod_apply() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
-        err.contains(&format!(
-            "evidence: run {staging_run} succeeded on staging"
-        )),
+        err.contains(&format!("evidence: run {staging_run} succeeded on staging")),
         "{err}"
     );
     assert!(patched(&fleet, PROD_HOST));
@@ -180,7 +182,7 @@ fn an_export_of_another_controllers_store_is_evidence() {
 
     let prod = write_inventory(&fleet, "prod", PROD_HOST);
     let out = apply(&prod_state, &plan, &prod, &[]);
-    assert_refused(&fleet, &out, "no successful run on staging");
+    assert_refused(&fleet, &out, "no successful run of this change on staging");
 
     let out = apply(
         &prod_state,
@@ -213,7 +215,7 @@ fn a_staging_run_of_an_edited_plan_file_is_another_change() {
     assert_refused(
         &fleet,
         &out,
-        "1 successful run(s) on staging were of other changes",
+        "1 successful run(s) on staging were of other changes (another version of the plan file)",
     );
 }
 
@@ -292,7 +294,11 @@ fn a_failed_staging_run_does_not_count_in_the_store_or_an_export() {
 
     let prod = write_inventory(&fleet, "prod", PROD_HOST);
     let out = apply(&staging_state, &plan, &prod, &[]);
-    assert_refused(&fleet, &out, "no successful run on staging");
+    assert_refused(
+        &fleet,
+        &out,
+        "on staging (the store) ended rolled_back: only a succeeded run counts",
+    );
 
     let file = fleet.dir().join("export.jsonl");
     export(&staging_state, &file);
@@ -302,7 +308,16 @@ fn a_failed_staging_run_does_not_count_in_the_store_or_an_export() {
         &prod,
         &["--evidence", file.to_str().unwrap()],
     );
-    assert_refused(&fleet, &out, "no successful run on staging");
+    assert_refused(
+        &fleet,
+        &out,
+        "ended rolled_back: only a succeeded run counts",
+    );
+    assert!(
+        stderr(&out).contains("export.jsonl) ended rolled_back"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// `sluice plan` of the prod inventory in `state`, as text and as JSON.
@@ -346,7 +361,10 @@ fn the_review_shows_the_environment_and_the_evidence_found_or_not() {
     assert_eq!(summary["environment"], "prod");
     assert_eq!(summary["promotion"]["after"], "staging");
     assert_eq!(summary["promotion"]["within_ms"], 7 * 24 * 3600 * 1000);
-    assert_eq!(summary["promotion"]["change_hash"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        summary["promotion"]["change_hash"].as_str().unwrap().len(),
+        64
+    );
     assert!(
         summary["promotion"]["evidence"]
             .as_str()

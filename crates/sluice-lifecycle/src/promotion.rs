@@ -80,11 +80,13 @@ pub fn check(
     let Some(promotion) = requirement(artifact) else {
         return Ok(PromotionCheck::NotRequired);
     };
-    let mut candidates = from_store(log)?;
+    let mut candidates = from_store(log, &artifact.name)?;
+    let mut searched = vec![STORE.to_string()];
     if let Some(path) = evidence {
         candidates.extend(from_export(path)?);
+        searched.push(path.display().to_string());
     }
-    judge(artifact, promotion, &candidates, now).map(PromotionCheck::Found)
+    judge(artifact, promotion, &candidates, &searched, now).map(PromotionCheck::Found)
 }
 
 /// The evidence among `candidates`, the newest, or why there is none.
@@ -92,14 +94,24 @@ fn judge(
     artifact: &PlanArtifact,
     promotion: &Promotion,
     candidates: &[Candidate],
+    searched: &[String],
     now: Timestamp,
 ) -> Result<Evidence, PromotionError> {
     let change = artifact.change_hash.clone().unwrap_or_default();
     let within =
         SignedDuration::from_millis(i64::try_from(promotion.within_ms).unwrap_or(i64::MAX));
-    let succeeded_here: Vec<(&Candidate, Timestamp)> = candidates
+    let on_after = candidates
         .iter()
-        .filter(|c| c.environment.as_deref() == Some(promotion.after.as_str()))
+        .filter(|c| c.environment.as_deref() == Some(promotion.after.as_str()));
+    // A run of this change there that did not succeed is named: it is why the operator thought
+    // the change had been through staging.
+    let unsuccessful = on_after
+        .clone()
+        .filter(|c| c.change_hash.as_deref() == Some(change.as_str()))
+        .filter_map(|c| c.finished.map(|(status, at)| (c, status, at)))
+        .filter(|(_, status, _)| *status != RunStatus::Succeeded)
+        .max_by_key(|(_, _, at)| *at);
+    let succeeded_here: Vec<(&Candidate, Timestamp)> = on_after
         .filter_map(|c| match c.finished {
             Some((RunStatus::Succeeded, at)) => Some((c, at)),
             _ => None,
@@ -127,16 +139,28 @@ fn judge(
                 u64::try_from(now.duration_since(*at).as_millis()).unwrap_or(u64::MAX)
             )
         ),
-        None if !succeeded_here.is_empty() => format!(
-            "{} successful run(s) on {} were of other changes (another plan file)",
-            succeeded_here.len(),
-            promotion.after
-        ),
-        None => format!(
-            "no successful run on {} was found in {}",
-            promotion.after,
-            sources(candidates)
-        ),
+        None => {
+            let mut why = format!(
+                "no successful run of this change on {} was found in {}",
+                promotion.after,
+                searched.join(" or ")
+            );
+            if let Some((c, status, _)) = unsuccessful {
+                why.push_str(&format!(
+                    " (its run {} on {} ({}) ended {status}: only a succeeded run counts)",
+                    c.run, promotion.after, c.source
+                ));
+            }
+            if !succeeded_here.is_empty() {
+                why.push_str(&format!(
+                    "; {} successful run(s) on {} were of other changes (another version of the \
+                     plan file)",
+                    succeeded_here.len(),
+                    promotion.after
+                ));
+            }
+            why
+        }
     };
     Err(PromotionError::NoEvidence {
         change: change.get(..12).unwrap_or(&change).to_string(),
@@ -150,25 +174,19 @@ fn judge(
     })
 }
 
-fn sources(candidates: &[Candidate]) -> String {
-    let mut names: Vec<&str> = candidates.iter().map(|c| c.source.as_str()).collect();
-    names.dedup();
-    if names.is_empty() {
-        "the store".to_string()
-    } else {
-        names.join(" or ")
-    }
-}
+/// How evidence from this controller's store names its source.
+const STORE: &str = "the store";
 
-/// The store's finished successful runs that say which change they ran.
-fn from_store(log: &AuditLog) -> Result<Vec<Candidate>, AuditError> {
+/// The store's finished runs of a plan named `plan_name`. A run of the same plan file has the
+/// same name, so only those runs' records are read (the change hash then decides).
+fn from_store(log: &AuditLog, plan_name: &str) -> Result<Vec<Candidate>, AuditError> {
     let mut out = Vec::new();
     for summary in log.list_runs()? {
-        if summary.status != RunState::Finished(RunStatus::Succeeded) {
+        if summary.plan_name != plan_name || !matches!(summary.status, RunState::Finished(_)) {
             continue;
         }
         let records = log.run_records(&summary.run)?;
-        out.extend(candidates(&records, "the store"));
+        out.extend(candidates(&records, STORE));
     }
     Ok(out)
 }

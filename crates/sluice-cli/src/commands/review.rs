@@ -140,6 +140,13 @@ fn promotion_evidence(artifact: &PlanArtifact, store: &StateDirArg) -> Option<St
         .map(|dir| sluice_audit::AuditLog::open_read_only(&dir))
     {
         Ok(Ok(log)) => log,
+        Ok(Err(sluice_audit::AuditError::Missing { .. })) => {
+            return Some(
+                "none found: this controller has recorded no run yet; `apply` will refuse without \
+                 --evidence"
+                    .to_string(),
+            );
+        }
         Ok(Err(e)) => {
             return Some(format!(
                 "none found: the store cannot be read ({e}); `apply` will refuse without --evidence"

@@ -197,6 +197,16 @@ fn an_export_of_another_controllers_store_is_evidence() {
         "{err}"
     );
     assert!(patched(&fleet, PROD_HOST));
+
+    // The prod controller's store now holds a successful prod run of the change: it is no
+    // evidence, only a run on staging is.
+    std::fs::remove_file(fleet.root(PROD_HOST).join("log")).unwrap();
+    let out = apply(&prod_state, &plan, &prod, &[]);
+    assert_refused(
+        &fleet,
+        &out,
+        "no successful run of this change on staging was found in the store.",
+    );
 }
 
 #[test]

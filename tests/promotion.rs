@@ -332,12 +332,22 @@ fn a_failed_staging_run_does_not_count_in_the_store_or_an_export() {
 
 /// `sluice plan` of the prod inventory in `state`, as text and as JSON.
 fn review(state: &Path, plan: &Path, inventory: &Path) -> (String, serde_json::Value) {
-    let args = [
+    review_with(state, plan, inventory, &[])
+}
+
+fn review_with(
+    state: &Path,
+    plan: &Path,
+    inventory: &Path,
+    extra: &[&str],
+) -> (String, serde_json::Value) {
+    let mut args = vec![
         "plan",
         plan.to_str().unwrap(),
         "-i",
         inventory.to_str().unwrap(),
     ];
+    args.extend_from_slice(extra);
     let text = sluice(state, &args);
     assert_eq!(text.status.code(), Some(0), "{}", stderr(&text));
     let mut json_args = args.to_vec();
@@ -406,5 +416,48 @@ fn the_review_shows_the_environment_and_the_evidence_found_or_not() {
             .unwrap()
             .starts_with("not needed here"),
         "{json}"
+    );
+}
+
+#[test]
+fn the_review_shows_evidence_from_an_export_and_refuses_a_tampered_one() {
+    let fleet = Fleet::start(2).unwrap();
+    let staging_state = fleet.dir().join("staging-controller");
+    let prod_state = fleet.dir().join("prod-controller");
+    let plan = write_plan(&fleet, "7d");
+    succeed_on_staging(&fleet, &staging_state, &plan);
+    let staging_run = runs(&staging_state)[0]["run"].as_str().unwrap().to_string();
+    let file = fleet.dir().join("staging-export.jsonl");
+    export(&staging_state, &file);
+    let prod = write_inventory(&fleet, "prod", PROD_HOST);
+
+    let evidence = ["--evidence", file.to_str().unwrap()];
+    let (text, json) = review_with(&prod_state, &plan, &prod, &evidence);
+    let found = format!("found: run {staging_run} succeeded on staging");
+    let line = text.lines().find(|l| l.starts_with("Promotion")).unwrap();
+    assert!(
+        line.contains(&found) && line.contains("staging-export.jsonl"),
+        "{line}"
+    );
+    let sentence = json["summary"]["promotion"]["evidence"].as_str().unwrap();
+    assert!(sentence.starts_with(&found), "{sentence}");
+    // The prod controller's store holds nothing: without the export, none is found.
+    let (text, _) = review(&prod_state, &plan, &prod);
+    assert!(text.contains("none found"), "{text}");
+
+    // An export that does not verify is refused, as `apply` refuses it, not shown as evidence.
+    let tampered = std::fs::read_to_string(&file)
+        .unwrap()
+        .replacen("\"host1\"", "\"host9\"", 1);
+    std::fs::write(&file, tampered).unwrap();
+    let mut args = vec!["plan", plan.to_str().unwrap(), "-i", prod.to_str().unwrap()];
+    args.extend_from_slice(&evidence);
+    let out = sluice(&prod_state, &args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("the hash chain does not verify"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "a review was written from a tampered export"
     );
 }

@@ -70,18 +70,23 @@ pub fn requirement(artifact: &PlanArtifact) -> Option<&Promotion> {
     (artifact.environment.as_deref() != Some(promotion.after.as_str())).then_some(promotion)
 }
 
-/// Looks for evidence in `log` and, when given, the export `evidence`, judged at `now`.
+/// Looks for evidence in `log` (this controller's store; `None` when it has none, which a
+/// review allows) and, when given, the export `evidence`, judged at `now`.
 pub fn check(
     artifact: &PlanArtifact,
-    log: &AuditLog,
+    log: Option<&AuditLog>,
     evidence: Option<&Path>,
     now: Timestamp,
 ) -> Result<PromotionCheck, PromotionError> {
     let Some(promotion) = requirement(artifact) else {
         return Ok(PromotionCheck::NotRequired);
     };
-    let mut candidates = from_store(log, &artifact.name)?;
-    let mut searched = vec![STORE.to_string()];
+    let mut candidates = Vec::new();
+    let mut searched = Vec::new();
+    if let Some(log) = log {
+        candidates = from_store(log, &artifact.name)?;
+        searched.push(STORE.to_string());
+    }
     if let Some(path) = evidence {
         candidates.extend(from_export(path)?);
         searched.push(path.display().to_string());
@@ -140,11 +145,18 @@ fn judge(
             )
         ),
         None => {
-            let mut why = format!(
-                "no successful run of this change on {} was found in {}",
-                promotion.after,
-                searched.join(" or ")
-            );
+            let mut why = match searched {
+                [] => format!(
+                    "no successful run of this change on {} was found: there is no store and no \
+                     --evidence to search",
+                    promotion.after
+                ),
+                _ => format!(
+                    "no successful run of this change on {} was found in {}",
+                    promotion.after,
+                    searched.join(" or ")
+                ),
+            };
             if let Some((c, status, _)) = unsuccessful {
                 why.push_str(&format!(
                     " (its run {} on {} ({}) ended {status}: only a succeeded run counts)",

@@ -118,7 +118,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     check_window(&artifact, args.ignore_window, console)?;
     let promotion = sluice_lifecycle::promotion::check(
         &artifact,
-        &log,
+        Some(&log),
         args.evidence.as_deref(),
         jiff::Timestamp::now(),
     )?;

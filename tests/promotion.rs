@@ -392,6 +392,18 @@ fn the_review_shows_the_environment_and_the_evidence_found_or_not() {
             .starts_with("none found"),
         "{summary}"
     );
+    // No playbook has `promotion:`, so the review JSON test does not see these keys: check here.
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/review-json.md"
+    ))
+    .unwrap();
+    for key in summary["promotion"].as_object().unwrap().keys() {
+        assert!(
+            doc.contains(&format!("`{key}`")),
+            "summary.promotion.{key} is not in docs/review-json.md"
+        );
+    }
 
     succeed_on_staging(&fleet, &state, &plan);
     let staging_run = runs(&state)[0]["run"].as_str().unwrap().to_string();

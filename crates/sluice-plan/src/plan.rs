@@ -138,7 +138,17 @@ pub fn read_plan(file: &Arc<SourceFile>, root: &Node, diags: &mut Diagnostics) -
 fn read_promotion(r: &mut Reader, node: &Node) -> Option<crate::artifact::Promotion> {
     let f = r.fields(node, &["after", "within"], "promotion")?;
     let after = match f.get("after") {
-        Some(n) => r.as_str(n, "promotion: after")?,
+        Some(n) => {
+            let after = r.as_str(n, "promotion: after")?;
+            if after.trim().is_empty() {
+                r.error_help(
+                    n.loc,
+                    "promotion: after: the environment is empty",
+                    "name the environment the change must succeed in first, e.g. `after: staging`",
+                );
+            }
+            after
+        }
         None => {
             r.error_help(
                 f.loc,
@@ -149,7 +159,19 @@ fn read_promotion(r: &mut Reader, node: &Node) -> Option<crate::artifact::Promot
         }
     };
     let within_ms = match f.get("within") {
-        Some(n) => nonzero_duration(r, n, "promotion: within")?,
+        // Not `nonzero_duration`: that one speaks of timeouts and of a default, and `within`
+        // is an age limit without a default.
+        Some(n) => match r.as_duration(n, "promotion: within")? {
+            0 => {
+                r.error_help(
+                    n.loc,
+                    "promotion: within: zero would accept no run at all",
+                    "say how recent the run must be, e.g. `within: 7d`",
+                );
+                return None;
+            }
+            ms => ms,
+        },
         None => {
             r.error_help(
                 f.loc,
@@ -159,7 +181,7 @@ fn read_promotion(r: &mut Reader, node: &Node) -> Option<crate::artifact::Promot
             return None;
         }
     };
-    Some(crate::artifact::Promotion { after, within_ms })
+    (!after.trim().is_empty()).then_some(crate::artifact::Promotion { after, within_ms })
 }
 
 /// A mapping of variable names to any YAML value, as JSON.

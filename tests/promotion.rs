@@ -108,6 +108,43 @@ fn succeed_on_staging(fleet: &Fleet, state: &Path, plan: &Path) {
     assert!(patched(fleet, STAGING_HOST));
 }
 
+/// A change that succeeded on staging on one controller, whose store was exported for another
+/// controller (the prod one, with a store of its own) to apply it to prod.
+struct ExportedStaging {
+    fleet: Fleet,
+    prod_state: PathBuf,
+    plan: PathBuf,
+    prod: PathBuf,
+    export: PathBuf,
+    staging_run: String,
+}
+
+impl ExportedStaging {
+    fn start() -> ExportedStaging {
+        let fleet = Fleet::start(2).unwrap();
+        let staging_state = fleet.dir().join("staging-controller");
+        let plan = write_plan(&fleet, "7d");
+        succeed_on_staging(&fleet, &staging_state, &plan);
+        let staging_run = runs(&staging_state)[0]["run"].as_str().unwrap().to_string();
+        let export_file = fleet.dir().join("staging-export.jsonl");
+        export(&staging_state, &export_file);
+        ExportedStaging {
+            prod_state: fleet.dir().join("prod-controller"),
+            prod: write_inventory(&fleet, "prod", PROD_HOST),
+            fleet,
+            plan,
+            export: export_file,
+            staging_run,
+        }
+    }
+
+    /// `sluice apply` to prod on the prod controller, with the export as evidence.
+    fn apply_with_evidence(&self) -> Output {
+        let evidence = ["--evidence", self.export.to_str().unwrap()];
+        apply(&self.prod_state, &self.plan, &self.prod, &evidence)
+    }
+}
+
 /// Asserts a refused prod apply: exit 2, the rule named, nothing ran on the prod host.
 fn assert_refused(fleet: &Fleet, out: &Output, why: &str) {
     let err = stderr(out);
@@ -172,38 +209,31 @@ fn a_staging_run_of_the_same_plan_in_the_same_store_lets_prod_apply() {
 
 #[test]
 fn an_export_of_another_controllers_store_is_evidence() {
-    let fleet = Fleet::start(2).unwrap();
-    let staging_state = fleet.dir().join("staging-controller");
-    let prod_state = fleet.dir().join("prod-controller");
-    let plan = write_plan(&fleet, "7d");
-    succeed_on_staging(&fleet, &staging_state, &plan);
-    let file = fleet.dir().join("staging-export.jsonl");
-    export(&staging_state, &file);
-
-    let prod = write_inventory(&fleet, "prod", PROD_HOST);
-    let out = apply(&prod_state, &plan, &prod, &[]);
-    assert_refused(&fleet, &out, "no successful run of this change on staging");
-
-    let out = apply(
-        &prod_state,
-        &plan,
-        &prod,
-        &["--evidence", file.to_str().unwrap()],
+    let staged = ExportedStaging::start();
+    let (fleet, prod_state, plan, prod) = (
+        &staged.fleet,
+        &staged.prod_state,
+        &staged.plan,
+        &staged.prod,
     );
+    let out = apply(prod_state, plan, prod, &[]);
+    assert_refused(fleet, &out, "no successful run of this change on staging");
+
+    let out = staged.apply_with_evidence();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(
         err.contains("succeeded on staging") && err.contains("staging-export.jsonl"),
         "{err}"
     );
-    assert!(patched(&fleet, PROD_HOST));
+    assert!(patched(fleet, PROD_HOST));
 
     // The prod controller's store now holds a successful prod run of the change: it is no
     // evidence, only a run on staging is.
     std::fs::remove_file(fleet.root(PROD_HOST).join("log")).unwrap();
-    let out = apply(&prod_state, &plan, &prod, &[]);
+    let out = apply(prod_state, plan, prod, &[]);
     assert_refused(
-        &fleet,
+        fleet,
         &out,
         "no successful run of this change on staging was found in the store.",
     );
@@ -246,49 +276,33 @@ fn a_staging_run_older_than_within_is_refused() {
 
 #[test]
 fn a_tampered_export_is_refused_naming_the_broken_chain() {
-    let fleet = Fleet::start(2).unwrap();
-    let staging_state = fleet.dir().join("staging-controller");
-    let prod_state = fleet.dir().join("prod-controller");
-    let plan = write_plan(&fleet, "7d");
-    succeed_on_staging(&fleet, &staging_state, &plan);
-    let file = fleet.dir().join("export.jsonl");
-    export(&staging_state, &file);
-    let prod = write_inventory(&fleet, "prod", PROD_HOST);
+    let staged = ExportedStaging::start();
+    let (fleet, file) = (&staged.fleet, &staged.export);
 
     // One byte of the run_started record (seq 1): the staging host's name.
-    let text = std::fs::read_to_string(&file).unwrap();
+    let text = std::fs::read_to_string(file).unwrap();
     let first_line_end = text.find('\n').unwrap();
     let at = text[..first_line_end].find("host1").unwrap() + "host".len();
     let mut bytes = text.into_bytes();
     bytes[at] = b'9';
-    std::fs::write(&file, &bytes).unwrap();
-    let out = apply(
-        &prod_state,
-        &plan,
-        &prod,
-        &["--evidence", file.to_str().unwrap()],
-    );
+    std::fs::write(file, &bytes).unwrap();
+    let out = staged.apply_with_evidence();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains("the hash chain does not verify") && err.contains("record 1"),
         "{err}"
     );
-    assert!(!patched(&fleet, PROD_HOST));
+    assert!(!patched(fleet, PROD_HOST));
 
     // A byte that is not even UTF-8 is a broken chain too, not an unreadable file.
     bytes[at] = 0xff;
-    std::fs::write(&file, &bytes).unwrap();
-    let out = apply(
-        &prod_state,
-        &plan,
-        &prod,
-        &["--evidence", file.to_str().unwrap()],
-    );
+    std::fs::write(file, &bytes).unwrap();
+    let out = staged.apply_with_evidence();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("the hash chain does not verify"), "{err}");
-    assert!(!patched(&fleet, PROD_HOST));
+    assert!(!patched(fleet, PROD_HOST));
 }
 
 #[test]
@@ -433,18 +447,17 @@ fn the_review_shows_the_environment_and_the_evidence_found_or_not() {
 
 #[test]
 fn the_review_shows_evidence_from_an_export_and_refuses_a_tampered_one() {
-    let fleet = Fleet::start(2).unwrap();
-    let staging_state = fleet.dir().join("staging-controller");
-    let prod_state = fleet.dir().join("prod-controller");
-    let plan = write_plan(&fleet, "7d");
-    succeed_on_staging(&fleet, &staging_state, &plan);
-    let staging_run = runs(&staging_state)[0]["run"].as_str().unwrap().to_string();
-    let file = fleet.dir().join("staging-export.jsonl");
-    export(&staging_state, &file);
-    let prod = write_inventory(&fleet, "prod", PROD_HOST);
+    let staged = ExportedStaging::start();
+    let (prod_state, plan, prod, file) = (
+        &staged.prod_state,
+        &staged.plan,
+        &staged.prod,
+        &staged.export,
+    );
+    let staging_run = &staged.staging_run;
 
     let evidence = ["--evidence", file.to_str().unwrap()];
-    let (text, json) = review_with(&prod_state, &plan, &prod, &evidence);
+    let (text, json) = review_with(prod_state, plan, prod, &evidence);
     let found = format!("found: run {staging_run} succeeded on staging");
     let line = text.lines().find(|l| l.starts_with("Promotion")).unwrap();
     assert!(
@@ -454,17 +467,17 @@ fn the_review_shows_evidence_from_an_export_and_refuses_a_tampered_one() {
     let sentence = json["summary"]["promotion"]["evidence"].as_str().unwrap();
     assert!(sentence.starts_with(&found), "{sentence}");
     // The prod controller's store holds nothing: without the export, none is found.
-    let (text, _) = review(&prod_state, &plan, &prod);
+    let (text, _) = review(prod_state, plan, prod);
     assert!(text.contains("none found"), "{text}");
 
     // An export that does not verify is refused, as `apply` refuses it, not shown as evidence.
-    let tampered = std::fs::read_to_string(&file)
+    let tampered = std::fs::read_to_string(file)
         .unwrap()
         .replacen("\"host1\"", "\"host9\"", 1);
-    std::fs::write(&file, tampered).unwrap();
+    std::fs::write(file, tampered).unwrap();
     let mut args = vec!["plan", plan.to_str().unwrap(), "-i", prod.to_str().unwrap()];
     args.extend_from_slice(&evidence);
-    let out = sluice(&prod_state, &args);
+    let out = sluice(prod_state, &args);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("the hash chain does not verify"), "{err}");

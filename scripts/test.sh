@@ -5,12 +5,11 @@
 # installed; the become tests run the machine's real sudo, so sudo must be installed too (the
 # tests fail with what to install otherwise, never skip). Run as root (CI does): the become tests
 # then create their two test users and a sudoers drop-in themselves (crates/sluice-testfleet,
-# sudo.rs); `script` (util-linux) gives the passphrase prompt test its terminal. The HTML review
-# is tested in a real headless Chromium (Debian's `chromium`), its PDF read back with `pdftotext`
-# (poppler-utils): tests/review_html.rs. The metrics file is checked by `promtool check metrics`
-# (Debian's `prometheus` package; only its promtool is used): tests/metrics.rs. Man pages are
-# rendered with groff (groff-base): tests/completions.rs. Man pages are
-# rendered with groff (groff-base): tests/completions.rs.
+# sudo.rs); `script` (util-linux) gives the passphrase prompt and live display tests their
+# terminal. The HTML review is tested in a real headless Chromium (Debian's `chromium`), its PDF
+# read back with `pdftotext` (poppler-utils): tests/review_html.rs. The metrics file is checked by
+# `promtool check metrics` (Debian's `prometheus` package; only its promtool is used):
+# tests/metrics.rs. Man pages are rendered with groff (groff-base): tests/completions.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

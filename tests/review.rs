@@ -336,3 +336,87 @@ fn a_limited_plan_says_so_in_its_review() {
     let out = run(&review_args("openssl-patch", "inventory/prod.yaml", "text"));
     assert!(!out.stdout.contains("--limit"), "{}", out.stdout);
 }
+
+/// HTTPS health checks in every format: how each certificate is checked, redirects and the body
+/// rule, and an `insecure: true` check is a coded warning (`insecure_tls`).
+#[test]
+fn https_checks_show_their_trust_and_insecure_is_a_warning() {
+    let dir = scratch("https");
+    let inventory = dir.join("inv.yaml");
+    std::fs::write(
+        &inventory,
+        "hosts:\n  w-1: { transport: local }\n  w-2: { transport: local }\n",
+    )
+    .unwrap();
+    // The planner only checks that the file is PEM; the probe parses it at run time.
+    std::fs::write(
+        dir.join("ca.pem"),
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let plan = dir.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "name: https\ntargets: [w-1, w-2]\nhealth:\n  checks:\n\
+         \x20   - { name: lax, http: \"https://{{host.name}}:8443/\", insecure: true }\n\
+         \x20   - { name: pinned, http: \"https://{{host.name}}/\", ca_file: ca.pem, body_contains: ok, follow_redirects: true }\n\
+         \x20   - { name: public, http: \"https://{{host.name}}/\", expect_status: 204 }\n\
+         steps:\n  - { id: a, run: \"true\", undo: \"true\" }\n",
+    )
+    .unwrap();
+    let review = |format: &str| {
+        let out = run(&[
+            "plan",
+            &path(&plan),
+            "-i",
+            &path(&inventory),
+            "--format",
+            format,
+        ]);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        out.stdout
+    };
+    let text = review("text");
+    for expected in [
+        "insecure_tls",
+        "health check `lax` accepts any TLS certificate (`insecure: true`) on 2 host(s)",
+        "expects 2xx; certificate NOT checked (insecure: any certificate is accepted); redirects not followed",
+        "expects 2xx; certificate checked against ca_file ca.pem; redirects followed; the body must contain \"ok\"",
+        "expects 204; certificate checked against the system's roots; redirects not followed",
+    ] {
+        assert!(text.contains(expected), "{expected}:\n{text}");
+    }
+    for format in ["markdown", "html"] {
+        let shown = review(format);
+        assert!(shown.contains("insecure_tls"), "{format}:\n{shown}");
+        assert!(
+            shown.contains("certificate NOT checked"),
+            "{format}:\n{shown}"
+        );
+    }
+    let json: serde_json::Value = serde_json::from_str(&review("json")).unwrap();
+    let codes: Vec<&str> = json["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"insecure_tls"), "{codes:?}");
+    let trust: Vec<&str> = json["health"]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["http"]["trust"].as_str().unwrap())
+        .collect();
+    assert_eq!(trust, ["insecure", "ca_file", "system_roots"]);
+    // validate warns too, and --deny-warnings refuses.
+    let denied = run(&[
+        "validate",
+        &path(&plan),
+        "-i",
+        &path(&inventory),
+        "--deny-warnings",
+    ]);
+    assert_eq!(denied.code, Some(2), "{}", denied.stderr);
+    assert!(denied.stderr.contains("insecure_tls"), "{}", denied.stderr);
+}

@@ -58,6 +58,8 @@ pub fn run_started(plan_name: &str, hosts: &[&str]) -> RunStarted {
         command_line: vec!["sluice".into(), "apply".into()],
         hosts: hosts.iter().map(|h| h.to_string()).collect(),
         waves: vec!["all".into()],
+        environment: None,
+        change_hash: None,
     }
 }
 

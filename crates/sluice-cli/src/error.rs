@@ -115,6 +115,16 @@ impl From<LifecycleError> for CliError {
     }
 }
 
+/// No promotion evidence, or an export that does not verify: a refusal before anything ran (2).
+impl From<sluice_lifecycle::promotion::PromotionError> for CliError {
+    fn from(err: sluice_lifecycle::promotion::PromotionError) -> Self {
+        match err {
+            sluice_lifecycle::promotion::PromotionError::Audit(e) => e.into(),
+            other => CliError::invalid_input(other.to_string()),
+        }
+    }
+}
+
 /// The executor refuses an artifact before anything runs: the input is wrong (2).
 impl From<ExecError> for CliError {
     fn from(err: ExecError) -> Self {

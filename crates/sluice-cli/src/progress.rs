@@ -10,6 +10,12 @@
 //!
 //! While bars are live, indicatif owns stderr, so lines go through `MultiProgress::println`
 //! instead of the [`Console`]; everything else is written through the console.
+//!
+//! No bar is ever dropped while it is part of the display: the monitor keeps every bar until it
+//! takes it out itself ([`Monitor::close`]). indicatif turns a dropped bar into a "zombie" and,
+//! when the next line is printed above the bars, counts the zombie's lines twice, so the cursor
+//! went up past the bars and erased the last lines printed (the last wave's results and its
+//! summary; tests/live_display.rs).
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -92,6 +98,7 @@ pub struct Monitor<'c> {
     mode: Mode,
     multi: MultiProgress,
     overall: Option<ProgressBar>,
+    /// Every wave's bar, finished or not, until the monitor closes.
     waves: HashMap<String, ProgressBar>,
     hosts: HashMap<String, ProgressBar>,
     pause: Option<Soak>,
@@ -160,6 +167,22 @@ impl<'c> Monitor<'c> {
                 },
                 _ = tick.tick() => self.countdown(),
             }
+        }
+        self.close();
+    }
+
+    /// Takes every bar out of the display, then erases the lines the bars were drawn on (and only
+    /// those: a bar taken out is never drawn again nor counted as a zombie).
+    fn close(&mut self) {
+        let bars = self
+            .overall
+            .take()
+            .into_iter()
+            .chain(self.waves.drain().map(|(_, bar)| bar))
+            .chain(self.hosts.drain().map(|(_, bar)| bar))
+            .chain(self.pause.take().map(|soak| soak.bar));
+        for bar in bars {
+            self.multi.remove(&bar);
         }
         let _ = self.multi.clear();
     }
@@ -231,6 +254,7 @@ impl<'c> Monitor<'c> {
             Fact::HostFinished(h) => {
                 if let Some(bar) = self.hosts.remove(&h.host) {
                     bar.finish_and_clear();
+                    // Out of the display before it is dropped (see the module doc).
                     self.multi.remove(&bar);
                 }
                 if let Some(bar) = self.waves.get(&h.wave) {
@@ -241,7 +265,8 @@ impl<'c> Monitor<'c> {
                 }
             }
             Fact::WaveDecided(w) => {
-                if let Some(bar) = self.waves.remove(&w.wave) {
+                // Kept in `waves`: a bar dropped now would erase printed lines later.
+                if let Some(bar) = self.waves.get(&w.wave) {
                     bar.finish_with_message(w.status.as_str());
                 }
             }
@@ -265,12 +290,19 @@ impl<'c> Monitor<'c> {
             }
             Fact::RunFinished(_) => {
                 // Keep the count where it stopped: hosts of waves that never started are not done.
-                if let Some(bar) = self.overall.take() {
+                if let Some(bar) = &self.overall {
                     bar.abandon();
                 }
             }
             _ => {}
         }
+    }
+}
+
+impl Drop for Monitor<'_> {
+    /// A monitor dropped before its run finished (an error while starting) leaves no bar behind.
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

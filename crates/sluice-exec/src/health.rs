@@ -1,5 +1,5 @@
-//! Health checks after a host's steps: a command on the host, an HTTP GET or a TCP connect from
-//! the controller.
+//! Health checks after a host's steps: a command on the host, an HTTP(S) GET
+//! ([`crate::http_probe`]) or a TCP connect from the controller.
 //!
 //! Checks run in rounds: each round runs every check once; the host is healthy as soon as one
 //! round passes completely. Between rounds the executor waits `interval`; after `retries` extra
@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use sluice_plan::{HealthProbe, HostPlan};
 use sluice_ssh::Connection;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -123,13 +122,14 @@ async fn probe(
                 }
             }
         }
-        HealthProbe::Http { url, expect_status } => {
-            match tokio::time::timeout(timeout, http_status(url)).await {
-                Ok(Ok(status)) => (
-                    status == *expect_status,
-                    format!("HTTP {status} (expected {expect_status})"),
-                    Vec::new(),
-                ),
+        HealthProbe::Http {
+            url,
+            expect_status,
+            options,
+        } => {
+            let probe = crate::http_probe::probe_http(url, *expect_status, options, timeout);
+            match tokio::time::timeout(timeout, probe).await {
+                Ok(Ok(verdict)) => (verdict.passed, verdict.detail, Vec::new()),
                 Ok(Err(e)) => (false, format!("GET {url}: {e}"), Vec::new()),
                 Err(_) => (false, format!("GET {url}: timed out"), Vec::new()),
             }
@@ -141,93 +141,5 @@ async fn probe(
                 Err(_) => (false, format!("connect {address}: timed out"), Vec::new()),
             }
         }
-    }
-}
-
-/// Why an HTTP probe got no status code.
-#[derive(Debug, thiserror::Error)]
-pub enum HttpProbeError {
-    #[error("only http:// URLs are supported by the controller's probe")]
-    Scheme,
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
-    #[error("not an HTTP response: {line:?}")]
-    NotHttp { line: String },
-}
-
-/// The status code of `GET url` (plain `http://` only; HTTP/1.1, no redirects followed).
-pub async fn http_status(url: &str) -> Result<u16, HttpProbeError> {
-    let rest = url.strip_prefix("http://").ok_or(HttpProbeError::Scheme)?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let address = if authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-    {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    let mut stream = TcpStream::connect(&address).await?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: sluice\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await?;
-    // The status line is all we need; read until the first line ends (or 4 KiB).
-    let mut head = Vec::new();
-    let mut buf = [0u8; 512];
-    while !head.contains(&b'\n') && head.len() < 4096 {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let line = String::from_utf8_lossy(&head);
-    let line = line.lines().next().unwrap_or_default();
-    line.split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| HttpProbeError::NotHttp {
-            line: line.to_string(),
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tokio::net::TcpListener;
-
-    #[tokio::test]
-    async fn http_status_reads_the_status_line() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf).await;
-            s.write_all(b"HTTP/1.1 503 Service Unavailable\r\n\r\n")
-                .await
-                .unwrap();
-        });
-        assert_eq!(
-            http_status(&format!("http://{addr}/healthz"))
-                .await
-                .unwrap(),
-            503
-        );
-    }
-
-    #[tokio::test]
-    async fn https_is_refused_with_a_reason() {
-        assert!(
-            http_status("https://example.invalid/")
-                .await
-                .unwrap_err()
-                .to_string()
-                .contains("http://")
-        );
     }
 }

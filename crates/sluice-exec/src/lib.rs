@@ -4,7 +4,8 @@
 //! Code map (read in this order):
 //! - [`run`]: [`Executor`], the run from start to end: window, `run_once`, waves, gates, policy.
 //! - [`wave`]: one wave's scheduler: concurrency slots and the failure [`budget`].
-//! - [`host`]: one host: connect, steps (skip_if, retries, timeout, register), then [`health`];
+//! - [`host`]: one host: connect, steps (skip_if, retries, timeout, register), then [`health`]
+//!   ([`http_probe`]: the HTTP(S) GET of an `http:` check);
 //!   [`preconnect`]: the next wave's SSH connections, opened while the current wave runs.
 //! - [`rollback`]: undo of what ran, newest first.
 //! - [`check`]: `sluice apply --check`: only `skip_if` guards and `check: true` steps run.
@@ -26,6 +27,7 @@ pub mod error;
 pub mod event;
 pub mod health;
 mod host;
+pub mod http_probe;
 pub mod journal;
 mod preconnect;
 pub mod prior;

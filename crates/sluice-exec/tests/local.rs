@@ -111,9 +111,11 @@ async fn http_and_tcp_checks_run_from_the_controller() {
     let http = |status| HealthProbe::Http {
         url: format!("http://{addr}/healthz"),
         expect_status: status,
+        options: Default::default(),
     };
-    assert_eq!(run_probe(http(200)).await, RunStatus::Succeeded);
-    assert_eq!(run_probe(http(204)).await, RunStatus::RolledBack);
+    assert_eq!(run_probe(http(Some(200))).await, RunStatus::Succeeded);
+    assert_eq!(run_probe(http(None)).await, RunStatus::Succeeded);
+    assert_eq!(run_probe(http(Some(204))).await, RunStatus::RolledBack);
     let tcp = |address: String| HealthProbe::Tcp { address };
     assert_eq!(run_probe(tcp(addr.to_string())).await, RunStatus::Succeeded);
     // A port nobody listens on: bind, note it, close.

@@ -51,6 +51,8 @@ impl AdHocRun {
             command_line: redactor.redact_args(command_line),
             hosts: hosts.to_vec(),
             waves: Vec::new(),
+            environment: None,
+            change_hash: None,
         };
         let run_id = log.start_run(started, &holder).map_err(leased)?;
         let writer = GroupCommitter::start(log.clone()).map_err(|e| {

@@ -27,6 +27,7 @@ pub mod error;
 pub mod gate;
 pub mod journal;
 pub mod policy;
+pub mod promotion;
 pub mod recorded;
 pub mod resume;
 pub mod start;

@@ -70,6 +70,8 @@ pub(crate) fn start_kind(
         command_line: redactor.redact_args(command_line),
         hosts: artifact.hosts.iter().map(|h| h.name.clone()).collect(),
         waves: artifact.waves.iter().map(|w| w.name.clone()).collect(),
+        environment: artifact.environment.clone(),
+        change_hash: artifact.change_hash.clone(),
     };
     let artifact_json = serde_json::to_value(artifact).map_err(LifecycleError::Encode)?;
     // The prompt was answered before the run existed; its record goes in the run's first commit.

@@ -126,6 +126,13 @@ pub struct RunStarted {
     pub hosts: Vec<String>,
     /// Wave names in order.
     pub waves: Vec<String>,
+    /// The environment the inventory names, when the plan has `promotion` (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// sha256 of the plan file, when the plan has `promotion`: what later promotion evidence
+    /// matches (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_hash: Option<String>,
 }
 
 /// `sluice resume` carried on a run: who, from where, and which UNKNOWN steps it runs again

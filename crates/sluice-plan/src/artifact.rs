@@ -60,6 +60,19 @@ pub struct PlanArtifact {
     /// when the plan has none, so such plans keep their bytes and hash.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notify: Vec<crate::notify::NotifyTarget>,
+    /// `promotion:` of the plan. Left out when unset, so plans without it keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<Promotion>,
+    /// sha256 (hex) of the plan file's bytes: which change this is, whatever inventory it was
+    /// compiled against (promotion evidence matches runs by it). Set with `promotion` only, and
+    /// left out otherwise, so other plans keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_hash: Option<String>,
+    /// The inventory's environment, hashed (unlike [`PlannedFor`], a label) when the plan has
+    /// `promotion`: whether evidence is needed, and what a run counts as evidence for, cannot be
+    /// edited in a saved artifact. Left out otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
     /// Step definitions in a valid execution order (a topological order of `after`).
     pub steps: Vec<StepSpec>,
     /// Steps with `run_once: true`, rendered for the host they run on, in execution order.
@@ -100,6 +113,14 @@ impl std::fmt::Debug for HostIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("HostIndex")
     }
+}
+
+/// `promotion:`: the change must first have succeeded on an inventory of environment `after`,
+/// finished at most `within_ms` before `apply` (docs/plan-format.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Promotion {
+    pub after: String,
+    pub within_ms: u64,
 }
 
 /// The inventory a plan was compiled against: what a change board checks it is approving.
@@ -354,10 +375,60 @@ pub struct HealthCheck {
 pub enum HealthProbe {
     /// A command on the host; exit 0 is healthy.
     Run(RenderedCommand),
-    /// HTTP GET from the controller.
-    Http { url: String, expect_status: u16 },
+    /// HTTP(S) GET from the controller.
+    Http {
+        url: String,
+        /// The status that counts as healthy; `None` (not written in the plan) is any 2xx.
+        /// Artifacts from before the default changed always hold a number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect_status: Option<u16>,
+        /// TLS, redirects and body match; left out when all are their defaults, so plans that
+        /// use none of them keep their hash.
+        #[serde(default, skip_serializing_if = "HttpOptions::is_default")]
+        options: HttpOptions,
+    },
     /// TCP connect from the controller to `host:port`.
     Tcp { address: String },
+}
+
+/// The options of an `http:` health check beyond its URL and status (docs/plan-format.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpOptions {
+    /// The response body must contain this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
+    /// Follow redirects (at most 10); by default a redirect is the response that counts.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub follow_redirects: bool,
+    /// Accept any certificate (`insecure: true`): a coded warning in every review.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub insecure: bool,
+    /// Trust this certificate authority instead of the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<CaFile>,
+}
+
+impl HttpOptions {
+    pub fn is_default(&self) -> bool {
+        *self == HttpOptions::default()
+    }
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
+/// A `ca_file:` as the plan names it, with its PEM text read when the plan was compiled: the
+/// hash then covers which authority is trusted, and a run does not depend on the file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaFile {
+    pub path: String,
+    pub pem: String,
+}
+
+/// The change hash of a plan file's text (see [`PlanArtifact::change_hash`]).
+pub fn change_hash(plan_text: &str) -> String {
+    hex::encode(Sha256::digest(plan_text.as_bytes()))
 }
 
 /// Feeds serialized bytes straight into sha256.

@@ -378,9 +378,7 @@ fn compile(
         ticket: plan.ticket.clone(),
         planned_for: Some(PlannedFor {
             inventory: inv.file.path.clone(),
-            // The inventory does not name its environment yet (issue 12's promotion evidence
-            // adds `environment:`); the review says so instead of guessing from the file name.
-            environment: None,
+            environment: inv.environment.clone(),
             metrics_file: inv.metrics_file.clone(),
         }),
         window: plan.window.clone(),
@@ -389,6 +387,12 @@ fn compile(
         limit: limit.map(|patterns| patterns.join(",")),
         policy: inv.policy.clone(),
         notify: plan.notify.clone(),
+        promotion: plan.promotion.clone(),
+        change_hash: plan
+            .promotion
+            .as_ref()
+            .map(|_| crate::artifact::change_hash(&plan.file.text)),
+        environment: plan.promotion.as_ref().and(inv.environment.clone()),
         steps: specs,
         run_once,
         hosts: host_plans,
@@ -427,10 +431,15 @@ fn render_health(
                 .render(scope, &|_| Some("?".to_string()))
                 .map(HealthProbe::Run)
                 .map_err(|p| (p, "run", d.loc)),
-            ProbeDecl::Http { url, expect_status } => target(url::check_url)
+            ProbeDecl::Http {
+                url,
+                expect_status,
+                options,
+            } => target(url::check_url)
                 .map(|url| HealthProbe::Http {
                     url,
                     expect_status: *expect_status,
+                    options: options.clone(),
                 })
                 .map_err(|p| (p, "http", url.loc)),
             ProbeDecl::Tcp(d) => target(url::check_tcp)

@@ -32,6 +32,7 @@ pub mod compile;
 pub mod error;
 pub mod estimate;
 pub mod graph;
+pub mod health;
 pub mod inventory;
 pub mod model;
 pub mod notify;

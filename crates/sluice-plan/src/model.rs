@@ -31,6 +31,8 @@ pub struct Plan {
     pub health: HealthPolicy,
     pub checks: Vec<CheckDecl>,
     pub steps: Vec<StepDecl>,
+    /// `promotion:`, the run the change needs elsewhere first.
+    pub promotion: Option<crate::artifact::Promotion>,
 }
 
 /// A template string and where it is written.
@@ -62,7 +64,11 @@ pub struct CheckDecl {
 #[derive(Debug)]
 pub enum ProbeDecl {
     Run(Template),
-    Http { url: Template, expect_status: u16 },
+    Http {
+        url: Template,
+        expect_status: Option<u16>,
+        options: crate::artifact::HttpOptions,
+    },
     Tcp(Template),
 }
 

@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::artifact::{
-    FailureAction, FailureBudget, FailurePolicy, HealthPolicy, RollbackScope, SecretFrom,
-    SecretSource, StepSpec, Weekday, Window,
+    FailureAction, FailureBudget, FailurePolicy, RollbackScope, SecretFrom, SecretSource, StepSpec,
+    Weekday, Window,
 };
 use crate::diagnostic::{Diagnostics, Loc, SourceFile};
-use crate::model::{CheckDecl, Plan, ProbeDecl, StepDecl, Template, WaveDecl};
+use crate::model::{Plan, StepDecl, Template, WaveDecl};
 use crate::node::Node;
 use crate::schema::{Amount, Fields, Reader};
 
@@ -27,6 +27,7 @@ const PLAN_KEYS: &[&str] = &[
     "failure",
     "health",
     "steps",
+    "promotion",
 ];
 const STEP_KEYS: &[&str] = &[
     "id",
@@ -54,15 +55,13 @@ const WAVE_KEYS: &[&str] = &[
     "max_failed",
 ];
 const FAILURE_KEYS: &[&str] = &["max_failed", "action", "rollback_scope"];
-const HEALTH_KEYS: &[&str] = &["checks", "retries", "interval", "timeout"];
-const CHECK_KEYS: &[&str] = &["name", "run", "http", "tcp", "expect_status"];
 const WINDOW_KEYS: &[&str] = &["start", "end", "days", "from", "to", "timezone"];
 
 /// Defaults documented in docs/plan-format.md.
 pub const DEFAULT_RETRY_DELAY_MS: u64 = 1_000;
-pub const DEFAULT_HEALTH_RETRIES: u32 = 3;
-pub const DEFAULT_HEALTH_INTERVAL_MS: u64 = 2_000;
-pub const DEFAULT_HEALTH_TIMEOUT_MS: u64 = 5_000;
+pub use crate::health::{
+    DEFAULT_HEALTH_INTERVAL_MS, DEFAULT_HEALTH_RETRIES, DEFAULT_HEALTH_TIMEOUT_MS,
+};
 /// More steps than this is a mistake, and would make the per-step ancestor sets large.
 pub const MAX_STEPS: usize = 1_000;
 
@@ -113,7 +112,8 @@ pub fn read_plan(file: &Arc<SourceFile>, root: &Node, diags: &mut Diagnostics) -
         .get("concurrency")
         .and_then(|n| positive(&mut r, n, "concurrency"));
     let failure = read_failure(&mut r, f.get("failure"));
-    let (health, checks) = read_health(&mut r, f.get("health"));
+    let (health, checks) = crate::health::read_health(&mut r, f.get("health"));
+    let promotion = f.get("promotion").and_then(|n| read_promotion(&mut r, n));
     let steps = match f.get("steps") {
         Some(n) => read_steps(&mut r, n),
         None => {
@@ -138,7 +138,58 @@ pub fn read_plan(file: &Arc<SourceFile>, root: &Node, diags: &mut Diagnostics) -
         health,
         checks,
         steps,
+        promotion,
     })
+}
+
+/// `promotion: { after: ENVIRONMENT, within: DURATION }`.
+fn read_promotion(r: &mut Reader, node: &Node) -> Option<crate::artifact::Promotion> {
+    let f = r.fields(node, &["after", "within"], "promotion")?;
+    let after = match f.get("after") {
+        Some(n) => {
+            let after = r.as_str(n, "promotion: after")?;
+            if after.trim().is_empty() {
+                r.error_help(
+                    n.loc,
+                    "promotion: after: the environment is empty",
+                    "name the environment the change must succeed in first, e.g. `after: staging`",
+                );
+            }
+            after
+        }
+        None => {
+            r.error_help(
+                f.loc,
+                "promotion needs `after`",
+                "name the environment the change must succeed in first, e.g. `after: staging`",
+            );
+            return None;
+        }
+    };
+    let within_ms = match f.get("within") {
+        // Not `nonzero_duration`: that one speaks of timeouts and of a default, and `within`
+        // is an age limit without a default.
+        Some(n) => match r.as_duration(n, "promotion: within")? {
+            0 => {
+                r.error_help(
+                    n.loc,
+                    "promotion: within: zero would accept no run at all",
+                    "say how recent the run must be, e.g. `within: 7d`",
+                );
+                return None;
+            }
+            ms => ms,
+        },
+        None => {
+            r.error_help(
+                f.loc,
+                "promotion needs `within`",
+                "say how recent the run must be, e.g. `within: 7d`",
+            );
+            return None;
+        }
+    };
+    (!after.trim().is_empty()).then_some(crate::artifact::Promotion { after, within_ms })
 }
 
 /// A mapping of variable names to any YAML value, as JSON.
@@ -163,7 +214,7 @@ fn positive(r: &mut Reader, node: &Node, context: &str) -> Option<usize> {
     }
 }
 
-fn template(r: &mut Reader, f: &Fields, key: &str, context: &str) -> Option<Template> {
+pub(crate) fn template(r: &mut Reader, f: &Fields, key: &str, context: &str) -> Option<Template> {
     let node = f.get(key)?;
     let text = r.as_str(node, &format!("{context}: {key}"))?;
     if text.trim().is_empty() {
@@ -184,7 +235,7 @@ fn template(r: &mut Reader, f: &Fields, key: &str, context: &str) -> Option<Temp
 }
 
 /// A duration that must be longer than zero (a timeout of nothing can never be met).
-fn nonzero_duration(r: &mut Reader, node: &Node, context: &str) -> Option<u64> {
+pub(crate) fn nonzero_duration(r: &mut Reader, node: &Node, context: &str) -> Option<u64> {
     match r.as_duration(node, context)? {
         0 => {
             r.error_help(
@@ -418,90 +469,6 @@ fn read_failure(r: &mut Reader, node: Option<&Node>) -> FailurePolicy {
         }
     }
     policy
-}
-
-fn read_health(r: &mut Reader, node: Option<&Node>) -> (HealthPolicy, Vec<CheckDecl>) {
-    let mut policy = HealthPolicy {
-        retries: DEFAULT_HEALTH_RETRIES,
-        interval_ms: DEFAULT_HEALTH_INTERVAL_MS,
-        timeout_ms: DEFAULT_HEALTH_TIMEOUT_MS,
-    };
-    let mut checks = Vec::new();
-    let Some(f) = node.and_then(|n| r.fields(n, HEALTH_KEYS, "health")) else {
-        return (policy, checks);
-    };
-    if let Some(n) = f
-        .get("retries")
-        .and_then(|n| r.as_count(n, "health: retries"))
-    {
-        policy.retries = u32::try_from(n).unwrap_or(u32::MAX);
-    }
-    if let Some(ms) = f
-        .get("interval")
-        .and_then(|n| r.as_duration(n, "health: interval"))
-    {
-        policy.interval_ms = ms;
-    }
-    if let Some(ms) = f
-        .get("timeout")
-        .and_then(|n| nonzero_duration(r, n, "health: timeout"))
-    {
-        policy.timeout_ms = ms;
-    }
-    for (i, item) in f
-        .get("checks")
-        .map(|n| r.as_seq(n, "health: checks"))
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-    {
-        let context = format!("health check {}", i + 1);
-        let Some(c) = r.fields(item, CHECK_KEYS, &context) else {
-            continue;
-        };
-        let name = c
-            .get("name")
-            .and_then(|n| r.as_str(n, &context))
-            .unwrap_or_else(|| format!("check-{}", i + 1));
-        let expect_status = match c
-            .get("expect_status")
-            .and_then(|n| r.as_count(n, "expect_status"))
-        {
-            Some(s) if (100..=599).contains(&s) => u16::try_from(s).unwrap_or(200),
-            Some(_) => {
-                r.error(
-                    item.loc,
-                    format!(
-                        "health check `{name}`: expect_status must be an HTTP status (100-599)"
-                    ),
-                );
-                200
-            }
-            None => 200,
-        };
-        let named = format!("health check `{name}`");
-        let run = template(r, &c, "run", &named);
-        let http = template(r, &c, "http", &named);
-        let tcp = template(r, &c, "tcp", &named);
-        let probe = match (run, http, tcp) {
-            (Some(t), None, None) => ProbeDecl::Run(t),
-            (None, Some(url), None) => ProbeDecl::Http { url, expect_status },
-            (None, None, Some(t)) => ProbeDecl::Tcp(t),
-            _ => {
-                r.error_help(
-                    item.loc,
-                    format!("health check `{name}` needs exactly one probe"),
-                    "write one of `run:`, `http:` or `tcp:`",
-                );
-                continue;
-            }
-        };
-        if checks.iter().any(|c: &CheckDecl| c.name == name) {
-            r.error(item.loc, format!("two health checks are named `{name}`"));
-        }
-        checks.push(CheckDecl { name, probe });
-    }
-    (policy, checks)
 }
 
 fn read_steps(r: &mut Reader, node: &Node) -> Vec<StepDecl> {

@@ -351,7 +351,8 @@ steps:
         health[0].probe,
         sluice_plan::HealthProbe::Http {
             url: "http://10.0.0.11:8080/a%20b%2F..%2Fx?q=1%26x%3D%0D%0AHost%3A%20evil".into(),
-            expect_status: 200
+            expect_status: None,
+            options: Default::default(),
         }
     );
     assert_eq!(

@@ -19,6 +19,9 @@ pub struct ReviewInput<'a> {
     pub compile_warnings: Vec<PlanWarning>,
     pub clock: Clock,
     pub approvals: ApprovalsView,
+    /// What the store (or an export) holds for the plan's `promotion:` rule, in a sentence;
+    /// `None` when nobody looked (the sentence then says so).
+    pub promotion_evidence: Option<String>,
 }
 
 pub fn build(input: ReviewInput) -> Review {
@@ -31,6 +34,15 @@ pub fn build(input: ReviewInput) -> Review {
             address: &h.connection.address,
         })
         .collect();
+    let promotion = plan.promotion.as_ref().map(|p| PromotionView {
+        after: p.after.clone(),
+        within_ms: p.within_ms,
+        change_hash: plan.change_hash.clone().unwrap_or_default(),
+        evidence: input
+            .promotion_evidence
+            .clone()
+            .unwrap_or_else(|| "not checked".to_string()),
+    });
     let steps = step_views(plan, &keys);
     let health = health_view(plan, &keys);
     let mut warnings = input.compile_warnings;
@@ -55,7 +67,10 @@ pub fn build(input: ReviewInput) -> Review {
         .collect();
     Review {
         review_format: REVIEW_FORMAT,
-        summary: summary(plan, &input.clock, &estimate),
+        summary: Summary {
+            promotion,
+            ..summary(plan, &input.clock, &estimate)
+        },
         warnings: warnings
             .into_iter()
             .map(|w| WarningView {
@@ -92,6 +107,7 @@ fn summary(plan: &PlanArtifact, clock: &Clock, estimate: &Estimate) -> Summary {
             .as_ref()
             .and_then(|p| p.environment.clone()),
         limit: plan.limit.clone(),
+        promotion: None,
         window: plan.window.as_ref().map(|w| when::window_view(w, clock)),
         judged_at: clock.now,
         host_count: plan.hosts.len(),
@@ -211,10 +227,18 @@ fn health_view(plan: &PlanArtifact, keys: &[HostKey]) -> HealthView {
                         .map(|c| probe_target(&c.probe))
                 })
                 .collect();
-            let (kind, expect_status) = match &check.probe {
-                HealthProbe::Run(_) => (CheckKind::Run, None),
-                HealthProbe::Http { expect_status, .. } => (CheckKind::Http, Some(*expect_status)),
-                HealthProbe::Tcp { .. } => (CheckKind::Tcp, None),
+            let (kind, expect_status, http) = match &check.probe {
+                HealthProbe::Run(_) => (CheckKind::Run, None, None),
+                HealthProbe::Http {
+                    url,
+                    expect_status,
+                    options,
+                } => (
+                    CheckKind::Http,
+                    *expect_status,
+                    Some(http_view(url, options)),
+                ),
+                HealthProbe::Tcp { .. } => (CheckKind::Tcp, None, None),
             };
             CheckView {
                 name: check.name.clone(),
@@ -223,6 +247,7 @@ fn health_view(plan: &PlanArtifact, keys: &[HostKey]) -> HealthView {
                     forms: forms(keys, &texts),
                 },
                 expect_status,
+                http,
             }
         })
         .collect();
@@ -231,6 +256,23 @@ fn health_view(plan: &PlanArtifact, keys: &[HostKey]) -> HealthView {
         interval_ms: plan.health.interval_ms,
         timeout_ms: plan.health.timeout_ms,
         checks,
+    }
+}
+
+/// The options are the check's, not the host's: every host's rendering has the same.
+fn http_view(url: &str, options: &sluice_plan::HttpOptions) -> HttpCheckView {
+    let trust = url.starts_with("https://").then_some(if options.insecure {
+        Trust::Insecure
+    } else if options.ca_file.is_some() {
+        Trust::CaFile
+    } else {
+        Trust::SystemRoots
+    });
+    HttpCheckView {
+        trust,
+        ca_file: options.ca_file.as_ref().map(|ca| ca.path.clone()),
+        follow_redirects: options.follow_redirects,
+        body_contains: options.body_contains.clone(),
     }
 }
 

@@ -133,6 +133,9 @@ fn write_summary(r: &Review, o: &mut String) -> std::fmt::Result {
         ),
         ("Estimate", escape(&phrases::estimate_line(&s.estimate))),
     ];
+    if let Some(line) = phrases::promotion_line(s) {
+        rows.insert(2, ("Promotion", escape(&line)));
+    }
     if !s.secrets.is_empty() {
         let names: Vec<String> = s
             .secrets

@@ -39,6 +39,9 @@ pub struct Summary {
     pub environment: Option<String>,
     /// The `--limit` the plan was compiled with, if any: only the targeted hosts it matches.
     pub limit: Option<String>,
+    /// The plan's `promotion:` rule and the evidence found; absent when the plan has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionView>,
     pub window: Option<WindowView>,
     /// The moment the window and its warnings were judged at (now, or `--as-of`).
     pub judged_at: jiff::Timestamp,
@@ -49,6 +52,17 @@ pub struct Summary {
     /// The secret whose value answers sudo's password prompt, if any (its name, never a value).
     pub become_password: Option<String>,
     pub estimate: EstimateView,
+}
+
+/// `promotion: { after, within }` and what was found for it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PromotionView {
+    pub after: String,
+    pub within_ms: u64,
+    /// sha256 of the plan file: the change evidence must be of.
+    pub change_hash: String,
+    /// The evidence found, or why none counts, in a sentence.
+    pub evidence: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -195,8 +209,33 @@ pub struct CheckView {
     pub kind: CheckKind,
     /// The command (run), URL (http) or `host:port` (tcp).
     pub target: CommandView,
-    /// For http: the status that counts as healthy.
+    /// For http: the status that counts as healthy (`None`: any 2xx).
     pub expect_status: Option<u16>,
+    /// For http: how the answer is judged beyond its status; `None` for other kinds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCheckView>,
+}
+
+/// An http check's trust, redirects and body match.
+#[derive(Clone, Debug, Serialize)]
+pub struct HttpCheckView {
+    /// How an https certificate is checked; `None` for an http:// URL.
+    pub trust: Option<Trust>,
+    /// The `ca_file` as the plan names it (with `trust: ca_file`).
+    pub ca_file: Option<String>,
+    pub follow_redirects: bool,
+    pub body_contains: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trust {
+    /// Against the controller's system trust store.
+    SystemRoots,
+    /// Against the check's own certificate authority.
+    CaFile,
+    /// Not at all (`insecure: true`).
+    Insecure,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

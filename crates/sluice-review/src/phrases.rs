@@ -103,12 +103,54 @@ pub fn health_rules(h: &HealthView) -> String {
 pub fn check_phrase(check: &CheckView, target: &str) -> String {
     match check.kind {
         CheckKind::Run => format!("run {target}"),
-        CheckKind::Http => format!(
-            "GET {target}, expects {}",
-            check.expect_status.unwrap_or(200)
-        ),
+        CheckKind::Http => format!("GET {target}, {}", http_expectation(check)),
         CheckKind::Tcp => format!("connect to {target}"),
     }
+}
+
+/// What an http check wants: `expects 2xx`, then the certificate, redirects and body rules.
+pub fn http_expectation(check: &CheckView) -> String {
+    let mut out = match check.expect_status {
+        Some(status) => format!("expects {status}"),
+        None => "expects 2xx".to_string(),
+    };
+    let Some(http) = &check.http else {
+        return out;
+    };
+    match http.trust {
+        Some(Trust::SystemRoots) => {
+            out.push_str("; certificate checked against the system's roots")
+        }
+        Some(Trust::CaFile) => out.push_str(&format!(
+            "; certificate checked against ca_file {}",
+            http.ca_file.as_deref().unwrap_or("?")
+        )),
+        Some(Trust::Insecure) => {
+            out.push_str("; certificate NOT checked (insecure: any certificate is accepted)")
+        }
+        None => {}
+    }
+    out.push_str(if http.follow_redirects {
+        "; redirects followed"
+    } else {
+        "; redirects not followed"
+    });
+    if let Some(text) = &http.body_contains {
+        out.push_str(&format!("; the body must contain {text:?}"));
+    }
+    out
+}
+
+/// The promotion rule and its evidence, when the plan has one.
+pub fn promotion_line(summary: &Summary) -> Option<String> {
+    let p = summary.promotion.as_ref()?;
+    Some(format!(
+        "needs a successful run of change {} on environment {} within {}: {}",
+        p.change_hash.get(..12).unwrap_or(&p.change_hash),
+        p.after,
+        duration(p.within_ms),
+        p.evidence
+    ))
 }
 
 /// The inventory and environment line.

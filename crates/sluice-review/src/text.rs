@@ -82,6 +82,9 @@ fn write_summary(r: &Review, o: &mut String) -> std::fmt::Result {
     }
     writeln!(o, "Ticket     {}", s.ticket.as_deref().unwrap_or("(none)"))?;
     writeln!(o, "Inventory  {}", phrases::planned_for(s))?;
+    if let Some(line) = phrases::promotion_line(s) {
+        writeln!(o, "Promotion  {line}")?;
+    }
     writeln!(o, "Plan hash  {}", s.plan_hash)?;
     writeln!(o, "Window     {}", phrases::window_line(s))?;
     for line in s.window.iter().flat_map(phrases::opening_lines) {

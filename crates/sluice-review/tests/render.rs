@@ -29,6 +29,7 @@ fn review(plan: &str) -> Review {
             local: TimeZone::UTC,
         },
         approvals: approvals::not_checked("test"),
+        promotion_evidence: None,
     })
 }
 

@@ -72,6 +72,10 @@ pub struct Args {
     /// Set a variable, overriding plan, group and host vars (repeatable; with PLAN only).
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var, conflicts_with = "plan_file")]
     vars: Vec<(String, String)>,
+    /// A `sluice audit export` file (JSON Lines, its hash chain verified) to search for the run
+    /// a plan's `promotion:` requires, besides this controller's store.
+    #[arg(long, value_name = "EXPORT.jsonl")]
+    evidence: Option<PathBuf>,
     /// Refuse to run unless the plan's exact hash was approved (`sluice approve-plan`).
     #[arg(long)]
     require_approval: bool,
@@ -130,6 +134,21 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     let authorized =
         super::authorize::authorize(&log, &artifact, &args.policy, &overrides, true, console)?;
     check_window(&artifact, args.ignore_window, console)?;
+    let promotion = sluice_lifecycle::promotion::check(
+        &artifact,
+        Some(&log),
+        args.evidence.as_deref(),
+        jiff::Timestamp::now(),
+    )?;
+    if let sluice_lifecycle::promotion::PromotionCheck::Found(evidence) = &promotion {
+        console.status(
+            "Promotion",
+            format!(
+                "evidence: run {} succeeded on {} at {} ({})",
+                evidence.run, evidence.environment, evidence.finished_at, evidence.source
+            ),
+        );
+    }
     console.text(summary::plan(&artifact, console));
     let typed = confirm(args.yes, console)?;
     let secrets =

@@ -47,6 +47,10 @@ pub struct ReviewArgs {
     pub review_out: Option<PathBuf>,
     #[command(flatten)]
     pub as_of: AsOfArg,
+    /// A `sluice audit export` file (JSON Lines, its hash chain verified) to search for the run
+    /// a plan's `promotion:` requires, besides this controller's store (as `apply --evidence`).
+    #[arg(long, value_name = "EXPORT.jsonl")]
+    pub evidence: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -102,11 +106,15 @@ pub fn show(
     console: &Console,
 ) -> Result<(), CliError> {
     let already_shown = compile_warnings.len();
+    let clock = args.as_of.clock();
+    let promotion_evidence =
+        promotion_evidence(artifact, store, args.evidence.as_deref(), clock.now)?;
     let review = sluice_review::build(ReviewInput {
         plan: artifact,
         compile_warnings,
-        clock: args.as_of.clock(),
+        clock,
         approvals: approvals(artifact, store, console),
+        promotion_evidence,
     });
     for w in review.warnings.iter().skip(already_shown) {
         console.warn(format!("{} [{}]", w.message, w.warning.code()));
@@ -122,6 +130,61 @@ pub fn show(
         }
     }
     Ok(())
+}
+
+/// What the store, and the export `evidence` if given, hold for the plan's `promotion:` rule, in
+/// a sentence (`None` without one), judged at `now` (the review's `--as-of`). A review never
+/// fails for want of a store; an export given that does not verify is an error (exit 2), as it
+/// is for `apply`.
+fn promotion_evidence(
+    artifact: &PlanArtifact,
+    store: &StateDirArg,
+    evidence: Option<&Path>,
+    now: jiff::Timestamp,
+) -> Result<Option<String>, CliError> {
+    use sluice_lifecycle::promotion::{PromotionCheck, PromotionError, check, requirement};
+    let Some(promotion) = artifact.promotion.as_ref() else {
+        return Ok(None);
+    };
+    if requirement(artifact).is_none() {
+        return Ok(Some(format!(
+            "not needed here: this inventory is environment {} itself",
+            promotion.after
+        )));
+    }
+    let (log, store_note) = match store
+        .dir()
+        .map(|dir| sluice_audit::AuditLog::open_read_only(&dir))
+    {
+        Ok(Ok(log)) => (Some(log), None),
+        Ok(Err(sluice_audit::AuditError::Missing { .. })) => (
+            None,
+            Some("this controller has recorded no run yet".to_string()),
+        ),
+        Ok(Err(e)) => (None, Some(format!("the store cannot be read ({e})"))),
+        Err(e) => (
+            None,
+            Some(format!("the store was not checked ({})", e.message)),
+        ),
+    };
+    let refusal = match evidence {
+        Some(_) => "`apply` with this --evidence will refuse",
+        None => "`apply` will refuse without --evidence",
+    };
+    Ok(Some(match check(artifact, log.as_ref(), evidence, now) {
+        Ok(PromotionCheck::Found(e)) => format!(
+            "found: run {} succeeded on {} at {} ({})",
+            e.run, e.environment, e.finished_at, e.source
+        ),
+        Ok(PromotionCheck::NotRequired) => "not needed here".to_string(),
+        Err(PromotionError::NoEvidence { why, .. }) => match (store_note, evidence) {
+            (Some(note), None) => format!("none found: {note}; {refusal}"),
+            (Some(note), Some(_)) => format!("none found ({why}; {note}): {refusal}"),
+            (None, _) => format!("none found ({why}): {refusal}"),
+        },
+        Err(e @ PromotionError::BadExport { .. }) => return Err(e.into()),
+        Err(e) => format!("not checked: {e}"),
+    }))
 }
 
 /// The approvals recorded for this plan hash; a review never fails for want of a store.

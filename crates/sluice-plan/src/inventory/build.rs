@@ -29,6 +29,8 @@ pub struct Builder {
     pub policy: Option<crate::policy::Policy>,
     /// Where `sluice apply` writes its Prometheus metrics (sluice YAML's `metrics_file:`).
     pub metrics_file: Option<String>,
+    /// The environment the inventory names (sluice YAML's `environment:`).
+    pub environment: Option<String>,
     pub hosts: Vec<HostDecl>,
     pub groups: Vec<GroupDecl>,
     host_index: HashMap<String, usize>,
@@ -57,6 +59,7 @@ impl Builder {
             defaults: ConnectionDecl::default(),
             policy: None,
             metrics_file: None,
+            environment: None,
             hosts: Vec::new(),
             groups: Vec::new(),
             host_index: HashMap::new(),
@@ -228,6 +231,7 @@ impl Builder {
             format: self.format,
             policy: self.policy,
             metrics_file: self.metrics_file,
+            environment: self.environment,
             defaults: self.defaults,
             hosts: self.hosts,
             groups: self.groups,

@@ -129,6 +129,9 @@ pub struct Inventory {
     /// Where `sluice apply` writes its Prometheus metrics on this controller (`metrics_file:` of
     /// a sluice YAML inventory, resolved against the inventory's directory).
     pub metrics_file: Option<String>,
+    /// The environment it describes (`environment:` of a sluice YAML inventory): what promotion
+    /// evidence is about.
+    pub environment: Option<String>,
     pub defaults: ConnectionDecl,
     pub hosts: Vec<HostDecl>,
     pub groups: Vec<GroupDecl>,

@@ -19,7 +19,14 @@ use crate::node::Node;
 use crate::plan::read_vars;
 use crate::schema::{Fields, Reader};
 
-const INVENTORY_KEYS: &[&str] = &["defaults", "hosts", "groups", "policy", "metrics_file"];
+const INVENTORY_KEYS: &[&str] = &[
+    "defaults",
+    "hosts",
+    "groups",
+    "policy",
+    "metrics_file",
+    "environment",
+];
 const CONNECTION_KEYS: &[&str] = &[
     "address",
     "port",
@@ -51,6 +58,18 @@ pub fn read_inventory(
     let mut r = Reader { file, diags };
     let f = r.fields(root, INVENTORY_KEYS, "the inventory")?;
     let mut b = Builder::new(file, InventoryFormat::Sluice, GroupOrder::Declaration);
+    b.environment = f.get("environment").and_then(|n| {
+        let name = r.as_str(n, "environment")?;
+        if name.trim().is_empty() {
+            r.error_help(
+                n.loc,
+                "`environment` is empty",
+                "name it, e.g. `staging` or `prod`",
+            );
+            return None;
+        }
+        Some(name)
+    });
     b.policy = f
         .get("policy")
         .and_then(|n| crate::policy::read_policy(&mut r, n, file));

@@ -2,7 +2,7 @@
 
 use jiff::Timestamp;
 
-use crate::artifact::{PlanArtifact, Window};
+use crate::artifact::{HealthProbe, PlanArtifact, Window};
 use crate::estimate::Estimate;
 use crate::warning::PlanWarning;
 
@@ -18,7 +18,29 @@ pub fn check(plan: &PlanArtifact, now: Timestamp) -> Vec<PlanWarning> {
     if plan.hosts.iter().all(|h| h.health.is_empty()) {
         out.push(PlanWarning::NoHealthChecks);
     }
+    check_insecure_tls(plan, &mut out);
     out
+}
+
+/// Each check that accepts any certificate, once, with how many hosts it runs for.
+fn check_insecure_tls(plan: &PlanArtifact, out: &mut Vec<PlanWarning>) {
+    let mut insecure: Vec<(String, usize)> = Vec::new();
+    let checks = plan.hosts.iter().flat_map(|h| h.health.iter());
+    for check in checks {
+        if let HealthProbe::Http { options, .. } = &check.probe
+            && options.insecure
+        {
+            match insecure.iter_mut().find(|(name, _)| *name == check.name) {
+                Some((_, hosts)) => *hosts += 1,
+                None => insecure.push((check.name.clone(), 1)),
+            }
+        }
+    }
+    out.extend(
+        insecure
+            .into_iter()
+            .map(|(check, hosts)| PlanWarning::InsecureTls { check, hosts }),
+    );
 }
 
 fn check_window(plan: &PlanArtifact, window: &Window, now: Timestamp, out: &mut Vec<PlanWarning>) {

@@ -50,6 +50,8 @@ pub enum PlanWarning {
     Inventory { message: String },
     /// A `--limit` pattern matches no host of the inventory.
     LimitMatchesNothing { pattern: String, inventory: String },
+    /// An https health check accepts any certificate (`insecure: true`).
+    InsecureTls { check: String, hosts: usize },
 }
 
 impl PlanWarning {
@@ -67,6 +69,7 @@ impl PlanWarning {
             PlanWarning::EmptyWave { .. } => "empty_wave",
             PlanWarning::Inventory { .. } => "inventory",
             PlanWarning::LimitMatchesNothing { .. } => "limit_matches_nothing",
+            PlanWarning::InsecureTls { .. } => "insecure_tls",
         }
     }
 
@@ -83,6 +86,7 @@ impl PlanWarning {
         "empty_wave",
         "inventory",
         "limit_matches_nothing",
+        "insecure_tls",
     ];
 
     /// What to do about it, when there is something to say.
@@ -109,6 +113,9 @@ impl PlanWarning {
             } => format!("did you mean `{name}`?"),
             PlanWarning::UnknownVar { .. } => {
                 "the plan's templates, vars, groups and hosts use no such name".into()
+            }
+            PlanWarning::InsecureTls { .. } => {
+                "give the check `ca_file:` with the authority that signed the service's certificate".into()
             }
             PlanWarning::UnusedSecret { .. }
             | PlanWarning::BecomePasswordUnused { .. }
@@ -171,6 +178,11 @@ impl std::fmt::Display for PlanWarning {
             PlanWarning::LimitMatchesNothing { pattern, inventory } => write!(
                 f,
                 "--limit pattern `{pattern}` matches no host of the inventory {inventory}"
+            ),
+            PlanWarning::InsecureTls { check, hosts } => write!(
+                f,
+                "health check `{check}` accepts any TLS certificate (`insecure: true`) on {hosts} \
+                 host(s): anyone in the path can answer it"
             ),
             PlanWarning::EmptyWave { wave, targeted } => write!(
                 f,

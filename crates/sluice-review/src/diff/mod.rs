@@ -138,6 +138,7 @@ impl PlanDiff {
                 compile_warnings: Vec::new(),
                 clock: Clock::system(),
                 approvals: approvals::not_checked("not needed for a diff"),
+                promotion_evidence: None,
             })
         };
         let (old_review, new_review) = (review(old), review(new));

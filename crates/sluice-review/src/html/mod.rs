@@ -112,6 +112,9 @@ fn write_header(r: &Review, o: &mut String) -> std::fmt::Result {
     let row = |o: &mut String, k: &str, v: String| writeln!(o, "<dt>{k}</dt><dd>{v}</dd>");
     row(o, "Ticket", esc(s.ticket.as_deref().unwrap_or("(none)")))?;
     row(o, "Inventory", esc(&phrases::planned_for(s)))?;
+    if let Some(line) = phrases::promotion_line(s) {
+        row(o, "Promotion", esc(&line))?;
+    }
     row(
         o,
         "Plan hash",

@@ -123,8 +123,8 @@ pub fn health(r: &Review, o: &mut String) -> std::fmt::Result {
         let kind = match c.kind {
             CheckKind::Run => "a command on the host; exit 0 is healthy".to_string(),
             CheckKind::Http => format!(
-                "an HTTP GET from the controller; status {} is healthy",
-                c.expect_status.unwrap_or(200)
+                "an HTTP GET from the controller; {}",
+                phrases::http_expectation(c)
             ),
             CheckKind::Tcp => "a TCP connection from the controller".to_string(),
         };

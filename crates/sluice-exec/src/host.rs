@@ -521,6 +521,7 @@ pub(crate) fn bare_spec(id: &str) -> StepSpec {
         register: None,
         register_limit: None,
         idempotent: false,
+        stage: None,
     }
 }
 

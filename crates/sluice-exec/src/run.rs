@@ -540,12 +540,15 @@ impl Run {
         let scope = a.failure.rollback_scope;
         let targets: Vec<usize> = match scope {
             RollbackScope::Wave => vec![failed],
-            RollbackScope::Run => (0..=failed).rev().collect(),
+            // This run is one stage (or the whole plan): `run` undoes the earlier stages after
+            // it, in the stage scheduler.
+            RollbackScope::Stage | RollbackScope::Run => (0..=failed).rev().collect(),
         };
         let reason = match scope {
             RollbackScope::Wave => "rolling back the failed wave".to_string(),
-            RollbackScope::Run => format!(
-                "rollback_scope: run: rolling back {} wave(s), newest first",
+            RollbackScope::Stage | RollbackScope::Run => format!(
+                "rollback_scope: {}: rolling back {} wave(s), newest first",
+                scope_word(scope),
                 targets.len()
             ),
         };
@@ -620,5 +623,14 @@ impl Run {
             duration,
             next_window,
         }
+    }
+}
+
+/// `rollback_scope`'s value as the plan spells it.
+fn scope_word(scope: RollbackScope) -> &'static str {
+    match scope {
+        RollbackScope::Wave => "wave",
+        RollbackScope::Stage => "stage",
+        RollbackScope::Run => "run",
     }
 }

@@ -197,6 +197,9 @@ pub fn action_words(f: &FailureView) -> &'static str {
     use sluice_plan::{FailureAction, RollbackScope};
     match (f.action, f.rollback_scope) {
         (FailureAction::Rollback, RollbackScope::Wave) => "roll back the failed wave",
+        (FailureAction::Rollback, RollbackScope::Stage) => {
+            "roll back the failed wave and every wave of its stage before it"
+        }
         (FailureAction::Rollback, RollbackScope::Run) => {
             "roll back the failed wave and every wave before it"
         }

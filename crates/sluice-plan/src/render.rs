@@ -46,10 +46,13 @@ pub(crate) fn render_hosts(
     // A stage's value (`stages.NAME.VAR`) is registered by a run_once step of that stage.
     let registered_by = |name: &str| {
         if let Some(exported) = name.strip_prefix("stages.") {
-            let (stage, var) = exported.split_once('.')?;
-            let scope = plan.stage.as_ref()?;
-            let step = scope.stages.get(stage)?.registers.get(var)?;
-            return Some(format!("{stage}/{step}"));
+            // check_reference has reported a stage value that is not there.
+            let step = exported.split_once('.').and_then(|(stage, var)| {
+                let scope = plan.stage.as_ref()?;
+                let step = scope.stages.get(stage)?.registers.get(var)?;
+                Some(format!("{stage}/{step}"))
+            });
+            return Some(step.unwrap_or_else(|| "?".to_string()));
         }
         let step = plan
             .steps

@@ -23,6 +23,61 @@ pub struct ReviewInput<'a> {
 
 pub fn build(input: ReviewInput) -> Review {
     let plan = input.plan;
+    let stages = crate::stages::stage_views(plan);
+    let Sections {
+        mut waves,
+        mut steps,
+        mut health,
+        failure,
+    } = sections(plan);
+    if !stages.is_empty() {
+        // The whole plan's lists are its stages' in execution order, each as its stage shows it.
+        waves = stages.iter().flat_map(|s| s.waves.clone()).collect();
+        for (i, w) in waves.iter_mut().enumerate() {
+            w.number = i + 1;
+        }
+        steps = stages.iter().flat_map(|s| s.steps.clone()).collect();
+        health.checks = stages
+            .iter()
+            .flat_map(|s| s.health.checks.clone())
+            .collect();
+    }
+    let mut warnings = input.compile_warnings;
+    warnings.extend(artifact::check(plan, input.clock.now));
+    let estimate = Estimate::of(plan);
+    Review {
+        review_format: REVIEW_FORMAT,
+        summary: summary(plan, &input.clock, &estimate),
+        warnings: warnings
+            .into_iter()
+            .map(|w| WarningView {
+                message: w.to_string(),
+                help: w.help(),
+                warning: w,
+            })
+            .collect(),
+        waves,
+        differences: differences(plan, &steps, &health),
+        steps,
+        health,
+        failure,
+        hosts: host_views(plan),
+        approvals: input.approvals,
+        stages,
+        stage_concurrency: plan.stage_concurrency,
+    }
+}
+
+/// The sections a plan (or one stage of it) shows of itself.
+pub struct Sections {
+    pub waves: Vec<WaveView>,
+    pub steps: Vec<StepView>,
+    pub health: HealthView,
+    pub failure: FailureView,
+}
+
+/// The waves, steps, checks and failure policy of `plan`.
+pub fn sections(plan: &PlanArtifact) -> Sections {
     let keys: Vec<HostKey> = plan
         .hosts
         .iter()
@@ -31,10 +86,6 @@ pub fn build(input: ReviewInput) -> Review {
             address: &h.connection.address,
         })
         .collect();
-    let steps = step_views(plan, &keys);
-    let health = health_view(plan, &keys);
-    let mut warnings = input.compile_warnings;
-    warnings.extend(artifact::check(plan, input.clock.now));
     let estimate = Estimate::of(plan);
     let waves = plan
         .waves
@@ -53,21 +104,10 @@ pub fn build(input: ReviewInput) -> Review {
             on_failure: policy::wave_sentence(plan, i),
         })
         .collect();
-    Review {
-        review_format: REVIEW_FORMAT,
-        summary: summary(plan, &input.clock, &estimate),
-        warnings: warnings
-            .into_iter()
-            .map(|w| WarningView {
-                message: w.to_string(),
-                help: w.help(),
-                warning: w,
-            })
-            .collect(),
+    Sections {
         waves,
-        differences: differences(plan, &steps, &health),
-        steps,
-        health,
+        steps: step_views(plan, &keys),
+        health: health_view(plan, &keys),
         failure: FailureView {
             budget: policy::budget_text(plan.failure.max_failed),
             action: plan.failure.action,
@@ -75,8 +115,6 @@ pub fn build(input: ReviewInput) -> Review {
             failed_host: policy::FAILED_HOST.to_string(),
             run_once: policy::run_once_sentence(plan),
         },
-        hosts: host_views(plan),
-        approvals: input.approvals,
     }
 }
 
@@ -243,16 +281,21 @@ fn probe_target(p: &HealthProbe) -> String {
 }
 
 fn host_views(plan: &PlanArtifact) -> Vec<HostView> {
-    let wave_of: HashMap<&str, &str> = plan
-        .waves
-        .iter()
-        .flat_map(|w| w.hosts.iter().map(move |h| (h.as_str(), w.name.as_str())))
-        .collect();
+    // In a plan with stages a host may be in a wave of each of several stages.
+    let mut wave_of: HashMap<&str, Vec<&str>> = HashMap::new();
+    for w in &plan.waves {
+        for h in &w.hosts {
+            wave_of.entry(h.as_str()).or_default().push(w.name.as_str());
+        }
+    }
     plan.hosts
         .iter()
         .map(|h| HostView {
             name: h.name.clone(),
-            wave: wave_of.get(h.name.as_str()).copied().unwrap_or("").into(),
+            wave: wave_of
+                .get(h.name.as_str())
+                .map(|w| w.join(", "))
+                .unwrap_or_default(),
             transport: h.connection.transport,
             address: h.connection.address.clone(),
             port: h.connection.port,

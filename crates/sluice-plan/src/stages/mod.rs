@@ -17,6 +17,7 @@
 //! [`view`] turns a stage of an artifact back into a plan of its own, which is what the
 //! executor runs and the review shows per stage.
 
+pub mod dot;
 pub(crate) mod read;
 pub mod view;
 

@@ -45,7 +45,14 @@ impl Fixture {
         std::fs::write(&path, plan).unwrap();
         sluice()
             .current_dir(self.dir.path())
-            .args(["apply", "plan.yaml", "-i", "inventory.yaml", "--yes", "--json"])
+            .args([
+                "apply",
+                "plan.yaml",
+                "-i",
+                "inventory.yaml",
+                "--yes",
+                "--json",
+            ])
             .output()
             .unwrap()
     }
@@ -116,7 +123,12 @@ stages:
 "
     );
     let out = f.apply(&plan);
-    assert_eq!(status(&out), "succeeded", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        status(&out),
+        "succeeded",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stages: [&[&str]; 3] = [&["h1"], &["h2", "h3", "h4"], &["h5", "h6"]];
     for pair in stages.windows(2) {
         let last_end = pair[0].iter().map(|h| f.stamp(h, "end")).max().unwrap();
@@ -157,7 +169,12 @@ stages:
 "
     );
     let out = f.apply(&plan);
-    assert_eq!(status(&out), "succeeded", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        status(&out),
+        "succeeded",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Each of app and db started before the other ended: they overlapped.
     assert!(f.stamp("h2", "start") < f.stamp("h5", "end"));
     assert!(f.stamp("h5", "start") < f.stamp("h2", "end"));
@@ -204,9 +221,18 @@ stages:
   - { name: side, targets: [db], after: [drain], steps: [{ id: t, run: 'echo side >> side' }] }
 ";
     let out = f.apply(plan);
-    assert_eq!(status(&out), "rolled_back", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        status(&out),
+        "rolled_back",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(f.log("h5").is_empty(), "db must not start: {:?}", f.log("h5"));
+    assert!(
+        f.log("h5").is_empty(),
+        "db must not start: {:?}",
+        f.log("h5")
+    );
     assert!(f.log("h6").is_empty());
     // The app stage's started hosts are undone; the drain stage is not.
     assert_eq!(f.log("h2"), ["app", "undo-app"]);
@@ -214,8 +240,14 @@ stages:
     // A stage that does not wait for app runs anyway.
     assert_eq!(f.file("h5", "side").as_deref(), Some("side\n"));
     let stages = stage_statuses(&out);
-    assert!(stages.contains(&("app".into(), "rolled_back".into())), "{stages:?}");
-    assert!(stages.contains(&("db".into(), "not_started".into())), "{stages:?}");
+    assert!(
+        stages.contains(&("app".into(), "rolled_back".into())),
+        "{stages:?}"
+    );
+    assert!(
+        stages.contains(&("db".into(), "not_started".into())),
+        "{stages:?}"
+    );
 }
 
 /// `rollback_scope: run`: after the failed stage's own hosts, the stages that finished are
@@ -238,7 +270,12 @@ stages:
         undo("app")
     );
     let out = f.apply(&plan);
-    assert_eq!(status(&out), "rolled_back", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        status(&out),
+        "rolled_back",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(f.log("h1"), ["drain", "undo-drain"]);
     assert_eq!(f.log("h2"), ["app", "undo-app"]);
     assert_eq!(f.log("h5"), ["db", "undo-db"]);
@@ -258,7 +295,10 @@ stages:
         .collect();
     assert_eq!(decisions.len(), 2, "{decisions:?}");
     assert!(decisions[0].ends_with("undoing stage app"), "{decisions:?}");
-    assert!(decisions[1].ends_with("undoing stage drain"), "{decisions:?}");
+    assert!(
+        decisions[1].ends_with("undoing stage drain"),
+        "{decisions:?}"
+    );
 }
 
 /// A value a `run_once` step registers in one stage reaches a later stage's hosts as
@@ -284,15 +324,30 @@ stages:
     let out = sluice()
         .current_dir(f.dir.path())
         .env("STAGES_TEST_TOKEN", "hunter2-secret")
-        .args(["apply", "plan.yaml", "-i", "inventory.yaml", "--yes", "--json"])
+        .args([
+            "apply",
+            "plan.yaml",
+            "-i",
+            "inventory.yaml",
+            "--yes",
+            "--json",
+        ])
         .output()
         .unwrap();
-    assert_eq!(status(&out), "succeeded", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        status(&out),
+        "succeeded",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for host in ["h2", "h3", "h4"] {
         assert_eq!(f.file(host, "schema").as_deref(), Some("schema-42\n"));
         assert_eq!(f.file(host, "tok").as_deref(), Some("hunter2-secret\n"));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!stdout.contains("hunter2-secret"), "a secret-tainted value leaked");
+    assert!(
+        !stdout.contains("hunter2-secret"),
+        "a secret-tainted value leaked"
+    );
     assert!(stdout.contains("schema-42"));
 }

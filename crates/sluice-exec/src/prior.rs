@@ -423,7 +423,12 @@ impl Prior {
         // Each stage that started a wave went on past its run_once steps.
         for stage in &artifact.stages {
             let of_stage = |w: &&sluice_plan::WavePlan| w.stage.as_deref() == Some(&stage.name);
-            if artifact.waves.iter().filter(of_stage).any(|w| started.contains(&w.name)) {
+            if artifact
+                .waves
+                .iter()
+                .filter(of_stage)
+                .any(|w| started.contains(&w.name))
+            {
                 let name = format!("{}/{RUN_ONCE_WAVE}", stage.name);
                 state = state.verdict(&name, WaveVerdict::WentOn);
             }

@@ -58,10 +58,13 @@ impl Run {
                 }
                 let stage = &a.stages[i];
                 let blocked = stage.after.iter().find(|name| {
-                    a.stages.iter().position(|s| &s.name == *name).is_some_and(|j| {
-                        matches!(state[j], StageState::NotStarted)
-                            || matches!(state[j], StageState::Ended(s) if !ended_ok(s))
-                    })
+                    a.stages
+                        .iter()
+                        .position(|s| &s.name == *name)
+                        .is_some_and(|j| {
+                            matches!(state[j], StageState::NotStarted)
+                                || matches!(state[j], StageState::Ended(s) if !ended_ok(s))
+                        })
                 });
                 if let Some(name) = blocked {
                     let reason = format!("stage {name}, which it waits for, did not end ok");
@@ -70,9 +73,10 @@ impl Run {
                     continue;
                 }
                 let ready = stage.after.iter().all(|name| {
-                    a.stages.iter().position(|s| &s.name == name).is_none_or(|j| {
-                        matches!(state[j], StageState::Ended(s) if ended_ok(s))
-                    })
+                    a.stages
+                        .iter()
+                        .position(|s| &s.name == name)
+                        .is_none_or(|j| matches!(state[j], StageState::Ended(s) if ended_ok(s)))
                 });
                 let running = state.iter().filter(|s| **s == StageState::Running).count();
                 if !ready || running >= limit {
@@ -217,9 +221,7 @@ impl Run {
             _ if undo_failed || any_rollback_failed => RunStatus::RollbackFailed,
             Some((_, status, _)) => status,
             None if lost => RunStatus::Failed,
-            None if ended.iter().any(|e| e.status == RunStatus::Tolerated) => {
-                RunStatus::Tolerated
-            }
+            None if ended.iter().any(|e| e.status == RunStatus::Tolerated) => RunStatus::Tolerated,
             None if state.contains(&StageState::NotStarted) => {
                 self.stopped_status_or(RunStatus::Aborted)
             }
@@ -244,9 +246,7 @@ fn ended_ok(status: RunStatus) -> bool {
 /// A stage's end in the wave vocabulary of `stage_finished`.
 fn stage_status(status: RunStatus) -> WaveStatus {
     match status {
-        RunStatus::Succeeded | RunStatus::Tolerated | RunStatus::RecordIncomplete => {
-            WaveStatus::Ok
-        }
+        RunStatus::Succeeded | RunStatus::Tolerated | RunStatus::RecordIncomplete => WaveStatus::Ok,
         RunStatus::Failed => WaveStatus::Failed,
         RunStatus::RolledBack => WaveStatus::RolledBack,
         RunStatus::RollbackFailed => WaveStatus::RollbackFailed,

@@ -76,11 +76,18 @@ pub(crate) fn compile(
         };
         // Several stages may share the plan's top-level steps: a problem in them is one problem.
         let mut found = Diagnostics::default();
-        let unit = compile_unit(&stage_plan(plan, i, scope), inv, cli_vars, limit, &mut found);
+        let unit = compile_unit(
+            &stage_plan(plan, i, scope),
+            inv,
+            cli_vars,
+            limit,
+            &mut found,
+        );
         for d in found.items {
-            let repeated = diags.items.iter().any(|e| {
-                e.message == d.message && e.loc == d.loc && e.severity == d.severity
-            });
+            let repeated = diags
+                .items
+                .iter()
+                .any(|e| e.message == d.message && e.loc == d.loc && e.severity == d.severity);
             if !repeated {
                 diags.push(d);
             }
@@ -108,7 +115,10 @@ pub(crate) fn compile(
             targets: stage.targets.iter().map(|(t, _)| t.clone()).collect(),
             hosts: unit.hosts.iter().map(|h| h.name.clone()).collect(),
             failure: stage.failure.clone(),
-            health: stage.health.as_ref().map_or(plan.health.clone(), |h| h.0.clone()),
+            health: stage
+                .health
+                .as_ref()
+                .map_or(plan.health.clone(), |h| h.0.clone()),
         });
         artifact.steps.extend(unit.specs);
         artifact.run_once.extend(unit.run_once);

@@ -11,7 +11,12 @@ impl PlanArtifact {
     /// It has no stages itself. Not sealed: its `plan_hash` is the whole plan's.
     pub fn stage_view(&self, stage: &StagePlan) -> PlanArtifact {
         let of = |tag: &Option<String>| tag.as_deref() == Some(stage.name.as_str());
-        let steps: Vec<_> = self.steps.iter().filter(|s| of(&s.stage)).cloned().collect();
+        let steps: Vec<_> = self
+            .steps
+            .iter()
+            .filter(|s| of(&s.stage))
+            .cloned()
+            .collect();
         let ids: HashSet<&str> = steps.iter().map(|s| s.id.as_str()).collect();
         let hosts = stage
             .hosts
@@ -50,7 +55,12 @@ impl PlanArtifact {
                 .collect(),
             steps,
             hosts,
-            waves: self.waves.iter().filter(|w| of(&w.stage)).cloned().collect(),
+            waves: self
+                .waves
+                .iter()
+                .filter(|w| of(&w.stage))
+                .cloned()
+                .collect(),
             failure: stage.failure.clone(),
             health: stage.health.clone(),
             stages: Vec::new(),

@@ -215,7 +215,7 @@ impl Run {
         for done in ended.iter_mut() {
             self.finished.append(&mut done.run.finished);
         }
-        let lost = state.iter().any(|s| *s == StageState::Running);
+        let lost = state.contains(&StageState::Running);
         let any_rollback_failed = ended.iter().any(|e| e.status == RunStatus::RollbackFailed);
         match first_failure {
             _ if undo_failed || any_rollback_failed => RunStatus::RollbackFailed,

@@ -214,8 +214,10 @@ pub(crate) fn compile_unit(
         cli_vars,
         &steps,
         &checks,
-        &positions,
-        &first_host,
+        render::Targets {
+            hosts: &positions,
+            first_host: &first_host,
+        },
         diags,
     );
     let mut specs: Vec<StepSpec> = Vec::with_capacity(steps.order.len());

@@ -20,6 +20,13 @@ pub(crate) struct Rendered {
     pub run_once: Vec<RunOnceStep>,
 }
 
+/// The hosts to render for: inventory positions in plan order, and the host `run_once` steps
+/// run on.
+pub(crate) struct Targets<'a> {
+    pub hosts: &'a [usize],
+    pub first_host: &'a str,
+}
+
 type Problems = BTreeMap<(String, &'static str, RenderProblem), (Loc, Vec<String>)>;
 
 /// Renders `steps` and `checks` for `hosts` (inventory positions, in plan order);
@@ -30,10 +37,10 @@ pub(crate) fn render_hosts(
     cli_vars: &[(String, String)],
     steps: &Steps,
     checks: &[Option<Template>],
-    hosts: &[usize],
-    first_host: &str,
+    targets: Targets,
     diags: &mut Diagnostics,
 ) -> Rendered {
+    let Targets { hosts, first_host } = targets;
     let mut problems: Problems = BTreeMap::new();
     let mut note =
         |what: String, field: &'static str, loc: Loc, problem: RenderProblem, host: &str| {

@@ -308,3 +308,55 @@ fn check_key_is_absent_from_the_artifact_when_unset() {
     assert_eq!(without["plan_hash"], explicit_false["plan_hash"]);
     assert_ne!(without["plan_hash"], with["plan_hash"]);
 }
+
+/// A plan with stages: a host in two stages (the load balancer of three-tier-patch) is checked
+/// once with the steps of both, and the `run_once` host is counted once, so the result counts
+/// hosts, not checks; nothing is changed on the local demo hosts.
+#[test]
+fn a_plan_with_stages_checks_each_host_once_with_every_stage_s_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(dir.path())
+        .env("SLUICE_STATE_DIR", dir.path().join("state"))
+        .env("NO_COLOR", "1")
+        .arg("apply")
+        .arg(root.join("playbooks/three-tier-patch.yaml"))
+        .arg("-i")
+        .arg(root.join("inventory/demo.yaml"))
+        .args(["--check", "--yes"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("6 of 6 hosts reached"), "{stderr}");
+    let lb = stderr
+        .split("demo-1 (1 host):")
+        .nth(1)
+        .unwrap_or_else(|| panic!("demo-1 is listed on its own: {stderr}"));
+    let lb: Vec<&str> = lb.lines().skip(1).take(2).map(str::trim).collect();
+    assert_eq!(
+        lb,
+        [
+            "drain/drain-pool     would run",
+            "undrain/undrain-pool would run"
+        ],
+        "{stderr}"
+    );
+    let demo_state = dir.path().join("demo-state");
+    let changed: Vec<_> = walk(&demo_state);
+    assert!(changed.is_empty(), "the check changed files: {changed:?}");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let p = e.path();
+            if p.is_dir() { walk(&p) } else { vec![p] }
+        })
+        .collect()
+}

@@ -506,3 +506,100 @@ fn fleet_apply_killed_at_random_moments_is_resumed_to_the_end() {
         "only {landed} of 12 rounds had a kill land mid-run"
     );
 }
+
+// ---- A plan with stages, killed during its second stage ------------------------------------
+
+/// Three stages over six sshd hosts (`host1`–`host2`, then `host3`–`host6` in waves, then
+/// `host1`): `sluice apply` killed with SIGKILL while the second stage runs, then resumed. Every
+/// host's step of every stage ends done exactly once in the record, the first stage is not run
+/// again, and the last stage runs after the second, with the value the second passed on.
+#[test]
+fn fleet_apply_with_stages_killed_in_the_second_stage_is_resumed_to_the_end() {
+    let fleet = Fleet::start(6).unwrap();
+    let inventory = fleet.write_inventory().unwrap();
+    let yaml = r#"name: resume-stages
+failure: { max_failed: 0, action: rollback }
+stages:
+  - name: first
+    targets: [host1, host2]
+    steps: [{ id: a, run: 'echo first >> "$FLEET_ROOT/runs"' }]
+  - name: second
+    targets: [host3, host4, host5, host6]
+    waves: [{ name: one, size: 1 }, { name: rest, size: 100% }]
+    steps:
+      - { id: mark, run_once: true, run: 'echo mark-7', register: mark }
+      - { id: b, run: 'echo second >> "$FLEET_ROOT/runs"; sleep 0.4; date +%s%N > "$FLEET_ROOT/second-end"' }
+  - name: third
+    targets: [host1]
+    steps: [{ id: c, run: 'date +%s%N > "$FLEET_ROOT/third-start"; echo {{stages.second.mark}} > "$FLEET_ROOT/mark"; echo third >> "$FLEET_ROOT/runs"' }]
+"#;
+    let plan = fleet.dir().join("resume-stages.yaml");
+    std::fs::write(&plan, yaml).unwrap();
+    for i in 1..=6 {
+        for file in ["runs", "mark", "second-end", "third-start"] {
+            let _ = std::fs::remove_file(fleet.root(i).join(file));
+        }
+    }
+    let store = Store::new("stages");
+    let mut child = store
+        .sluice()
+        .arg("apply")
+        .arg(&plan)
+        .arg("-i")
+        .arg(&inventory)
+        .args(["--yes", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Killed once the second stage's first wave has started a host.
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if line.contains("\"host_started\"") && line.contains("\"second/one\"") {
+            std::thread::sleep(Duration::from_millis(150));
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (run, status) = store.last_run_status().unwrap();
+    assert_eq!(status, "interrupted");
+    let out = store.run(&["resume", &run, "--yes", "--rerun-unknown", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let records = store.export(&run);
+    let results = results(&records);
+    let expected = [
+        ("host1", "first/a"),
+        ("host2", "first/a"),
+        ("host3", "second/mark"),
+        ("host3", "second/b"),
+        ("host4", "second/b"),
+        ("host5", "second/b"),
+        ("host6", "second/b"),
+        ("host1", "third/c"),
+    ];
+    for (host, step) in expected {
+        assert_eq!(
+            results.get(&(host.to_string(), step.to_string())),
+            Some(&(1, false)),
+            "{host} {step} has exactly one final result"
+        );
+    }
+    // The first stage finished before the kill and did not run again.
+    assert_eq!(lines(&fleet.root(2).join("runs")), ["first"]);
+    let stamp = |i: usize, f: &str| -> u128 {
+        std::fs::read_to_string(fleet.root(i).join(f))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let second_end = (3..=6).map(|i| stamp(i, "second-end")).max().unwrap();
+    assert!(second_end < stamp(1, "third-start"));
+    assert_eq!(
+        std::fs::read_to_string(fleet.root(1).join("mark")).unwrap(),
+        "mark-7\n"
+    );
+}

@@ -12,6 +12,7 @@ pub const PLAYBOOKS: &[(&str, &str)] = &[
     ("nginx-config", "inventory/prod.yaml"),
     ("demo-rolling-patch", "inventory/demo.yaml"),
     ("demo-canary-fails", "inventory/demo.yaml"),
+    ("three-tier-patch", "inventory/demo.yaml"),
     (
         "bench-rolling-patch",
         "tests/fixtures/bench-fleet.inventory.yaml",

@@ -81,6 +81,7 @@ pub fn seed_run(
             concurrency: u32::try_from(hosts.len()).unwrap_or(u32::MAX),
             budget: "1".into(),
             max_failed: 1,
+            stage: None,
         }),
     )?;
     let intents = hosts
@@ -112,6 +113,7 @@ pub fn seed_run(
                     },
                     duration_ms: 20,
                     error: failed.then(|| "patch: exit 1".to_string()),
+                    stage: None,
                 }),
             )
         })
@@ -144,6 +146,7 @@ pub fn seed_run(
             },
             reason: format!("{failed} failed, budget 1"),
             duration_ms: 40,
+            stage: None,
         }),
     )?;
     log.finish_run(

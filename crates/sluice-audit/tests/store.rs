@@ -148,6 +148,7 @@ fn a_run_interrupted_before_any_host_finished_has_no_host_ok() {
             outcome: HostOutcome::Ok,
             duration_ms: 3,
             error: None,
+            stage: None,
         }),
     )
     .unwrap();

@@ -81,6 +81,25 @@ fn unescaped_lines(fact: &Fact, detailed: bool) -> Vec<Line> {
             },
             true,
         ),
+        Fact::StageStarted(s) => line(
+            "Stage",
+            format!(
+                "{}: {} hosts{}",
+                s.stage,
+                s.hosts.len(),
+                if s.after.is_empty() {
+                    String::new()
+                } else {
+                    format!(", after {}", s.after.join(", "))
+                }
+            ),
+            false,
+        ),
+        Fact::StageFinished(s) => line(
+            "Stage",
+            format!("{} {}: {}", s.stage, s.status, s.reason),
+            s.status != sluice_model::WaveStatus::Ok,
+        ),
         Fact::WaveStarted(w) => line(
             "Wave",
             format!(

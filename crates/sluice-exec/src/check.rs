@@ -79,6 +79,8 @@ impl Executor {
             journal: self.options.journal.clone(),
             resume: Arc::default(),
             preconnect: crate::preconnect::Preconnect::new(false),
+            // A check looks at every host of every stage at once; nothing runs in stage order.
+            stage: None,
         });
         let mut hosts = run_once_hosts(&ctx).await;
         let seeded: HashMap<String, RuntimeValues> = hosts
@@ -162,10 +164,16 @@ async fn wave_hosts(
     let mut tasks = JoinSet::new();
     let mut done: Vec<(usize, (HostCheck, RuntimeValues))> = Vec::new();
     let mut position = 0;
+    // A host in several stages is in several waves; it is checked once, with all its steps
+    // (the artifact's host plan holds every stage's, in execution order).
+    let mut seen = std::collections::HashSet::new();
     for wave in &ctx.artifact.waves {
         for host in &wave.hosts {
             if stopping(&stop) {
                 break;
+            }
+            if !seen.insert(host.as_str()) {
+                continue;
             }
             let Some(plan) = ctx.artifact.host(host) else {
                 continue;
@@ -223,6 +231,7 @@ async fn check_host(
     ctx.events.emit(Fact::HostStarted(HostStarted {
         wave: wave.clone(),
         host: plan.name.clone(),
+        stage: None,
     }));
     let mut run = HostRun::new(&plan.name, values);
     let mut fact = HostChecked {

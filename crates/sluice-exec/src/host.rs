@@ -439,6 +439,7 @@ pub(crate) async fn run_host(
     ctx.events.emit(Fact::HostStarted(HostStarted {
         wave: wave.clone(),
         host: plan.name.clone(),
+        stage: ctx.stage.clone(),
     }));
     run.outcome = HostOutcome::Ok;
     run.connect(&ctx, &plan, &mut stop).await;
@@ -469,6 +470,7 @@ pub(crate) async fn run_host(
         outcome: run.outcome,
         duration_ms: millis(run.duration),
         error: run.failure.as_ref().map(FailureDetail::summary),
+        stage: ctx.stage.clone(),
     }))
     .await;
     run
@@ -522,6 +524,7 @@ pub(crate) fn bare_spec(id: &str) -> StepSpec {
         register_limit: None,
         idempotent: false,
         check: false,
+        stage: None,
     }
 }
 

@@ -9,6 +9,8 @@
 //!   [`preconnect`]: the next wave's SSH connections, opened while the current wave runs.
 //! - [`rollback`]: undo of what ran, newest first.
 //! - [`check`]: `sluice apply --check`: only `skip_if` guards and `check: true` steps run.
+//! - `stages`: plans with stages: the stage scheduler above the wave loop, values passed
+//!   between stages, the rollback of earlier stages (`rollback_scope: run`).
 //! - [`resume`]: [`ResumeState`], what a resumed run replays instead of running again;
 //!   [`prior`]: reading it from the audit records of the interrupted run.
 //! - [`event`]: the event stream ([`Emitter`], the [`EventSink`] interface) of sluice-model's
@@ -37,6 +39,7 @@ mod rollback;
 pub mod run;
 pub mod secrets;
 pub mod shutdown;
+mod stages;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod transports;

@@ -397,9 +397,18 @@ impl Prior {
         mut started: BTreeSet<String>,
         decided: BTreeMap<String, WaveVerdict>,
     ) {
-        let touched: BTreeSet<&str> = steps.keys().map(|(h, _)| h.as_str()).collect();
+        // A host in several stages started a wave of a stage only with a step of that stage.
+        let stage_of = |step: &str| artifact.step(step).and_then(|s| s.stage.clone());
+        let touched: BTreeSet<(&str, Option<String>)> = steps
+            .keys()
+            .map(|(h, s)| (h.as_str(), stage_of(s)))
+            .collect();
         for wave in &artifact.waves {
-            if wave.hosts.iter().any(|h| touched.contains(h.as_str())) {
+            if wave
+                .hosts
+                .iter()
+                .any(|h| touched.contains(&(h.as_str(), wave.stage.clone())))
+            {
                 started.insert(wave.name.clone());
             }
         }
@@ -410,6 +419,19 @@ impl Prior {
         let mut state = std::mem::take(&mut self.state);
         if last.is_some() {
             state = state.verdict(RUN_ONCE_WAVE, WaveVerdict::WentOn);
+        }
+        // Each stage that started a wave went on past its run_once steps.
+        for stage in &artifact.stages {
+            let of_stage = |w: &&sluice_plan::WavePlan| w.stage.as_deref() == Some(&stage.name);
+            if artifact
+                .waves
+                .iter()
+                .filter(of_stage)
+                .any(|w| started.contains(&w.name))
+            {
+                let name = format!("{}/{RUN_ONCE_WAVE}", stage.name);
+                state = state.verdict(&name, WaveVerdict::WentOn);
+            }
         }
         for (index, wave) in artifact.waves.iter().enumerate() {
             if started.contains(&wave.name) {

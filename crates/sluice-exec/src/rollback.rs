@@ -37,6 +37,7 @@ pub(crate) async fn roll_back(
     ctx.note(Fact::RollbackStarted(RollbackStarted {
         wave: wave.to_string(),
         hosts: started,
+        stage: ctx.stage.clone(),
     }))
     .await;
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));

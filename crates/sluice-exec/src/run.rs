@@ -39,6 +39,9 @@ pub(crate) struct RunContext {
     pub resume: Arc<crate::resume::ResumeState>,
     /// The next wave's connections, opened while the current wave runs.
     pub preconnect: crate::preconnect::Preconnect,
+    /// The stage this context runs (its `artifact` is then the stage's view); `None` for a
+    /// plan without stages.
+    pub stage: Option<String>,
 }
 
 impl RunContext {
@@ -63,6 +66,15 @@ impl RunContext {
                 None,
                 format!("a {kind} fact was not recorded in the audit trail: {why}"),
             );
+        }
+    }
+
+    /// The name of the `run_once` pseudo-wave: [`RUN_ONCE_WAVE`], or `STAGE/run-once` in a
+    /// stage, so that each stage's is its own in the records and on resume.
+    pub(crate) fn run_once_wave(&self) -> String {
+        match &self.stage {
+            Some(stage) => format!("{stage}/{RUN_ONCE_WAVE}"),
+            None => RUN_ONCE_WAVE.to_string(),
         }
     }
 
@@ -151,6 +163,7 @@ impl Executor {
             journal: self.options.journal.clone(),
             resume: self.options.resume.clone().unwrap_or_default(),
             preconnect: crate::preconnect::Preconnect::new(!self.options.no_preconnect),
+            stage: None,
         });
         let run = Run {
             ctx,
@@ -172,18 +185,18 @@ struct Refused {
     next_open: Option<jiff::Timestamp>,
 }
 
-struct Run {
-    ctx: Arc<RunContext>,
-    approver: Option<Arc<dyn Approver>>,
-    options: RunOptions,
-    started: Instant,
+pub(crate) struct Run {
+    pub(crate) ctx: Arc<RunContext>,
+    pub(crate) approver: Option<Arc<dyn Approver>>,
+    pub(crate) options: RunOptions,
+    pub(crate) started: Instant,
     /// Waves that ran, oldest first (the run_once pseudo-wave first when there is one).
-    finished: Vec<WaveRun>,
-    values: HashMap<String, RuntimeValues>,
+    pub(crate) finished: Vec<WaveRun>,
+    pub(crate) values: HashMap<String, RuntimeValues>,
     /// When the window closes, on the tokio clock.
-    window_closes: Option<Instant>,
+    pub(crate) window_closes: Option<Instant>,
     /// The task that stops the run when the window closes; ended with the run.
-    window_timer: Option<tokio::task::JoinHandle<()>>,
+    pub(crate) window_timer: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Run {
@@ -192,7 +205,11 @@ impl Run {
         if let Some(refused) = self.open_window().await {
             return self.finish(run_id, refused.status, refused.next_open);
         }
-        let status = self.waves(&run_id).await;
+        let status = if self.ctx.artifact.stages.is_empty() {
+            self.waves(&run_id).await
+        } else {
+            self.stages(&run_id).await
+        };
         // Warm connections of a wave that will not run now are closed, never used.
         self.ctx.preconnect.clear();
         self.finish(run_id, status, None)
@@ -261,7 +278,7 @@ impl Run {
         }
     }
 
-    async fn waves(&mut self, run_id: &str) -> RunStatus {
+    pub(crate) async fn waves(&mut self, run_id: &str) -> RunStatus {
         let a = self.ctx.artifact.clone();
         if !a.run_once.is_empty() {
             let mut once = self.run_once().await;
@@ -431,6 +448,7 @@ impl Run {
                 left.as_secs()
             ),
             duration_ms: 0,
+            stage: self.ctx.stage.clone(),
         };
         self.ctx.note(Fact::WaveDecided(decided)).await;
         Some(RunStatus::WindowClosed)
@@ -449,7 +467,8 @@ impl Run {
             let position = match hosts.iter().position(|h| h.host == once.host) {
                 Some(p) => p,
                 None => {
-                    let mut values = RuntimeValues::default();
+                    // A stage's run_once host starts with the values earlier stages passed on.
+                    let mut values = self.values.get(&once.host).cloned().unwrap_or_default();
                     values.secrets = self.ctx.secrets.values().clone();
                     let mut run = HostRun::new(&once.host, values);
                     run.outcome = HostOutcome::Ok;
@@ -462,11 +481,12 @@ impl Run {
             if run.conn.is_none() {
                 self.ctx
                     .note(Fact::HostFinished(HostFinished {
-                        wave: RUN_ONCE_WAVE.into(),
+                        wave: self.ctx.run_once_wave(),
                         host: run.host.clone(),
                         outcome: run.outcome,
                         duration_ms: 0,
                         error: run.failure.as_ref().map(FailureDetail::summary),
+                        stage: self.ctx.stage.clone(),
                     }))
                     .await;
                 status = WaveStatus::Failed;
@@ -494,7 +514,7 @@ impl Run {
             self.values.insert(run.host.clone(), run.values.clone());
         }
         WaveRun {
-            name: RUN_ONCE_WAVE.into(),
+            name: self.ctx.run_once_wave(),
             hosts,
             status,
             duration: started.elapsed(),
@@ -540,12 +560,15 @@ impl Run {
         let scope = a.failure.rollback_scope;
         let targets: Vec<usize> = match scope {
             RollbackScope::Wave => vec![failed],
-            RollbackScope::Run => (0..=failed).rev().collect(),
+            // This run is one stage (or the whole plan): `run` undoes the earlier stages after
+            // it, in the stage scheduler.
+            RollbackScope::Stage | RollbackScope::Run => (0..=failed).rev().collect(),
         };
         let reason = match scope {
             RollbackScope::Wave => "rolling back the failed wave".to_string(),
-            RollbackScope::Run => format!(
-                "rollback_scope: run: rolling back {} wave(s), newest first",
+            RollbackScope::Stage | RollbackScope::Run => format!(
+                "rollback_scope: {}: rolling back {} wave(s), newest first",
+                scope_word(scope),
                 targets.len()
             ),
         };
@@ -553,18 +576,7 @@ impl Run {
         let mut any_failed = false;
         for index in targets {
             let wave = &mut self.finished[index];
-            let hosts = std::mem::take(&mut wave.hosts);
-            let hosts = roll_back(&self.ctx, &wave.name, hosts, wave.concurrency).await;
-            let failed_here = hosts
-                .iter()
-                .any(|h| h.rollback == Some(RollbackOutcome::RollbackFailed));
-            wave.hosts = hosts;
-            wave.status = if failed_here {
-                WaveStatus::RollbackFailed
-            } else {
-                WaveStatus::RolledBack
-            };
-            any_failed |= failed_here;
+            any_failed |= undo_wave(&self.ctx, wave).await;
         }
         match base {
             _ if any_failed => RunStatus::RollbackFailed,
@@ -582,6 +594,16 @@ impl Run {
         let index = at.checked_sub(offset);
         let decided = self.finished[at].decided(&self.ctx, index, decision, action);
         self.ctx.note(Fact::WaveDecided(decided)).await;
+    }
+
+    /// Undoes every wave that ran, newest first (a finished stage, when a later stage failed
+    /// under `rollback_scope: run`). True when an undo failed on some host.
+    pub(crate) async fn undo_all(&mut self) -> bool {
+        let mut any_failed = false;
+        for wave in self.finished.iter_mut().rev() {
+            any_failed |= undo_wave(&self.ctx, wave).await;
+        }
+        any_failed
     }
 
     fn finish(
@@ -621,4 +643,30 @@ impl Run {
             next_window,
         }
     }
+}
+
+/// `rollback_scope`'s value as the plan spells it.
+fn scope_word(scope: RollbackScope) -> &'static str {
+    match scope {
+        RollbackScope::Wave => "wave",
+        RollbackScope::Stage => "stage",
+        RollbackScope::Run => "run",
+    }
+}
+
+/// Undoes what ran on the hosts of one finished wave, newest first, and sets its status. True
+/// when an undo failed on some host.
+async fn undo_wave(ctx: &Arc<RunContext>, wave: &mut WaveRun) -> bool {
+    let hosts = std::mem::take(&mut wave.hosts);
+    let hosts = roll_back(ctx, &wave.name, hosts, wave.concurrency).await;
+    let failed = hosts
+        .iter()
+        .any(|h| h.rollback == Some(RollbackOutcome::RollbackFailed));
+    wave.hosts = hosts;
+    wave.status = if failed {
+        WaveStatus::RollbackFailed
+    } else {
+        WaveStatus::RolledBack
+    };
+    failed
 }

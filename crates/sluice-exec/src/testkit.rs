@@ -128,6 +128,8 @@ impl PlanBuilder {
                     interval_ms: 0,
                     timeout_ms: 5_000,
                 },
+                stages: Vec::new(),
+                stage_concurrency: None,
                 host_index: Default::default(),
             },
             steps: Vec::new(),
@@ -204,6 +206,7 @@ impl PlanBuilder {
         self.probes.push(HealthCheck {
             name: name.into(),
             probe,
+            stage: None,
         });
         self
     }
@@ -239,6 +242,7 @@ impl PlanBuilder {
             budget: None,
             pause_ms: None,
             approval: false,
+            stage: None,
         });
         self
     }
@@ -317,6 +321,7 @@ impl PlanBuilder {
                         probe: HealthProbe::Run(RenderedCommand::text(
                             cmd.replace("{host}", &host.name),
                         )),
+                        stage: None,
                     }
                 })
                 .chain(self.probes.iter().cloned())

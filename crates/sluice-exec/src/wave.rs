@@ -89,6 +89,7 @@ impl WaveRun {
             decision,
             reason: format!("{cause}: {action}"),
             duration_ms: millis(self.duration),
+            stage: ctx.stage.clone(),
         }
     }
 
@@ -121,6 +122,7 @@ pub(crate) async fn run_wave(
         concurrency: count(concurrency),
         budget: budget_text(&ctx.artifact, wave),
         max_failed: count(wave.max_failed),
+        stage: ctx.stage.clone(),
     };
     // Recorded before any host of the wave starts, so the record precedes their steps.
     ctx.note(Fact::WaveStarted(started_fact)).await;

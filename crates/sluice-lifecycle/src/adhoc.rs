@@ -101,6 +101,7 @@ impl AdHocRun {
             },
             duration_ms: millis(took),
             error: (result.status != StepStatus::Ok).then(|| format!("{STEP}: {}", result.detail)),
+            stage: None,
         });
         for fact in [Fact::StepResult(result), finished] {
             self.journal

@@ -59,6 +59,10 @@ facts! {
     ApprovalRequested(ApprovalRequested) = "approval_requested",
     /// An approval or refusal: of a plan, of a wave's gate, or of the start of a run.
     Approval(Approval) = "approval",
+    /// A stage of a plan with stages starts (every stage it waits for has finished).
+    StageStarted(StageStarted) = "stage_started",
+    /// A stage of a plan with stages ended, or did not start.
+    StageFinished(StageFinished) = "stage_finished",
     WaveStarted(WaveStarted) = "wave_started",
     /// How a wave ended and what the executor decided, with the budget arithmetic.
     WaveDecided(WaveDecided) = "wave_decided",
@@ -269,6 +273,28 @@ pub struct WaveStarted {
     pub budget: String,
     /// The budget in hosts: the wave fails when more hosts fail.
     pub max_failed: u32,
+    /// The stage the wave belongs to; absent for a plan without stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+}
+
+/// A stage starts: its name, the stages it waited for, its hosts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageStarted {
+    pub stage: String,
+    pub after: Vec<String>,
+    pub hosts: Vec<String>,
+}
+
+/// A stage ended (`ok`, `failed`, `interrupted`, `rolled_back`, `rollback_failed`), or did not
+/// start (`not_started`: a stage it waits for did not end ok, or the run was stopping).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageFinished {
+    pub stage: String,
+    pub status: WaveStatus,
+    /// Why, in a sentence (which stage it waited for failed, for a stage that did not start).
+    pub reason: String,
+    pub duration_ms: u64,
 }
 
 /// How a wave ended and what was decided, with the arithmetic behind it so an auditor can redo
@@ -295,12 +321,18 @@ pub struct WaveDecided {
     /// Why the wave ended as it did, then what the decision does.
     pub reason: String,
     pub duration_ms: u64,
+    /// The stage the wave belongs to; absent for a plan without stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostStarted {
     pub wave: String,
     pub host: String,
+    /// The stage the wave belongs to; absent for a plan without stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -311,6 +343,9 @@ pub struct HostFinished {
     pub duration_ms: u64,
     /// What failed and why (`install: exit 3`, `connect: ...`), when the host did not end ok.
     pub error: Option<String>,
+    /// The stage the wave belongs to; absent for a plan without stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 /// A command about to be sent (a step, or an undo). `command` is redacted.
@@ -381,6 +416,9 @@ pub struct RollbackStarted {
     pub wave: String,
     /// The hosts that started, whose steps are undone.
     pub hosts: Vec<String>,
+    /// The stage the wave belongs to; absent for a plan without stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

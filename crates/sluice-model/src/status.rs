@@ -188,6 +188,7 @@ vocabulary! {
         BudgetSpent = "budget_spent": "failures exceed the wave's budget: no further host of the wave starts",
         ResumeWave = "resume_wave": "the wave had started before the resume: its pause and gate are not repeated",
         ResumeVerdict = "resume_verdict": "the wave's outcome was decided before the resume and is kept",
+        StageRollback = "stage_rollback": "rollback_scope: run: a stage that finished is undone because a later stage failed",
         JournalFailed = "journal_failed": "a record could not be written to the audit trail",
         BreakGlass = "break_glass": "an override the policy guards (`--ignore-window`, `--rerun-unknown`, `unlock`, ...) was used with `--reason`",
     }

@@ -83,6 +83,15 @@ pub struct PlanArtifact {
     pub waves: Vec<WavePlan>,
     pub failure: FailurePolicy,
     pub health: HealthPolicy,
+    /// The plan's stages in a valid order (a topological order of their `after`), each with
+    /// its targets and policies; its steps, waves and health checks are the ones tagged with
+    /// its name. Left out of the JSON for a plan without stages (one implicit stage: every
+    /// step, wave and check above), so such plans keep their bytes and hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StagePlan>,
+    /// The most stages that run at once (stages with no order between them); only with stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_concurrency: Option<usize>,
     /// Finds a host by name without scanning [`PlanArtifact::hosts`]. Not serialized, so the
     /// JSON and the hash do not change; built on the first lookup.
     #[serde(skip)]
@@ -183,9 +192,27 @@ pub enum Weekday {
     Sun,
 }
 
+/// One stage of a plan with stages: a group of targets that runs its own steps in its own
+/// waves, after the stages it waits for. Its steps, waves and health checks are named
+/// `STAGE/NAME` and tagged with the stage ([`StepSpec::stage`], [`WavePlan::stage`],
+/// [`HealthCheck::stage`]); [`PlanArtifact::stage_view`] gathers them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagePlan {
+    pub name: String,
+    /// The stages this one waits for (every host of each has finished before it starts).
+    pub after: Vec<String>,
+    /// The groups and hosts the plan names as the stage's targets.
+    pub targets: Vec<String>,
+    /// The hosts they resolve to, in inventory order.
+    pub hosts: Vec<String>,
+    pub failure: FailurePolicy,
+    pub health: HealthPolicy,
+}
+
 /// A step as declared, with its dependencies resolved.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepSpec {
+    /// Unique in the plan: in a plan with stages, `STAGE/ID`.
     pub id: String,
     /// Steps this one waits for, on the same host.
     pub after: Vec<String>,
@@ -211,6 +238,9 @@ pub struct StepSpec {
     /// plan without it is what it was before the key existed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub check: bool,
+    /// The stage it belongs to; absent in a plan without stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 impl StepSpec {
@@ -321,6 +351,9 @@ pub struct WavePlan {
     pub pause_ms: Option<u64>,
     /// The run waits for an approval before this wave starts.
     pub approval: bool,
+    /// The stage it belongs to (its name is then `STAGE/WAVE`); absent without stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 /// What the plan said about failures (the per-wave numbers are in [`WavePlan::max_failed`]).
@@ -350,7 +383,11 @@ pub enum FailureAction {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RollbackScope {
+    /// The failed wave's hosts.
     Wave,
+    /// Every host the failed stage started (for a plan without stages, the same as `run`).
+    Stage,
+    /// The failed stage, then every earlier stage, newest first.
     Run,
 }
 
@@ -366,8 +403,12 @@ pub struct HealthPolicy {
 /// One health check rendered for one host.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HealthCheck {
+    /// Unique per host: in a plan with stages, `STAGE/NAME`.
     pub name: String,
     pub probe: HealthProbe,
+    /// The stage whose hosts it checks; absent without stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,24 +8,22 @@
 //! 5. Render every template for every host; an undefined variable is reported once per
 //!    (step, variable) with the hosts it affects.
 //! 6. Assemble and seal the artifact.
-
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+//!
+//! A plan with `stages` goes through steps 2 to 5 once per stage ([`crate::stages`]).
 
 use crate::artifact::*;
-use crate::command::RenderedCommand;
 use crate::diagnostic::{Diagnostic, Diagnostics, Loc};
 use crate::error::PlanError;
 use crate::graph;
 use crate::inventory::{Inventory, InventoryInput, LoadOptions, pattern};
-use crate::model::{Plan, ProbeDecl, StepDecl, WaveDecl};
+use crate::model::{Plan, StepDecl, WaveDecl};
 use crate::plan::read_plan;
 use crate::references::{Site, check_reference, parse_checks};
 use crate::schema::{Amount, nearest};
 use crate::source;
-use crate::template::{RefKind, RenderProblem, Scope, Template};
-use crate::url::{self, TargetProblem};
+use crate::template::Template;
 use crate::warning::{self, PlanWarning};
-use crate::waves;
+use crate::{render, waves};
 
 /// A compiled plan and the warnings found on the way.
 #[derive(Debug)]
@@ -135,13 +133,27 @@ fn finish(
 }
 
 /// What the step analysis produced.
-struct Steps<'p> {
-    decls: &'p [StepDecl],
-    order: Vec<usize>,
-    after: Vec<Vec<usize>>,
-    run: Vec<Option<Template>>,
-    undo: Vec<Option<Template>>,
-    skip_if: Vec<Option<Template>>,
+pub(crate) struct Steps<'p> {
+    pub decls: &'p [StepDecl],
+    pub order: Vec<usize>,
+    pub after: Vec<Vec<usize>>,
+    pub run: Vec<Option<Template>>,
+    pub undo: Vec<Option<Template>>,
+    pub skip_if: Vec<Option<Template>>,
+}
+
+/// One plan compiled without its plan-wide checks: the whole of a plan without stages, or one
+/// stage of a plan with stages ([`crate::stages`]).
+pub(crate) struct Unit {
+    /// Step specs in execution order, `after` resolved.
+    pub specs: Vec<StepSpec>,
+    pub run_once: Vec<RunOnceStep>,
+    /// Inventory positions of the targeted hosts, in plan order, and their rendered plans.
+    pub positions: Vec<usize>,
+    pub hosts: Vec<HostPlan>,
+    pub waves: Vec<WavePlan>,
+    /// Every parsed command and check, for the plan-wide warnings.
+    pub templates: Vec<Template>,
 }
 
 fn compile(
@@ -151,6 +163,30 @@ fn compile(
     limit: Option<&[String]>,
     diags: &mut Diagnostics,
 ) -> Option<PlanArtifact> {
+    if !plan.stages.is_empty() {
+        return crate::stages::compile(plan, inv, cli_vars, limit, diags);
+    }
+    let unit = compile_unit(plan, inv, cli_vars, limit, diags)?;
+    plan_wide_checks(plan, inv, cli_vars, &[&unit], diags);
+    if diags.has_errors() {
+        return None;
+    }
+    let mut artifact = assemble(plan, inv, limit);
+    artifact.steps = unit.specs;
+    artifact.run_once = unit.run_once;
+    artifact.hosts = unit.hosts;
+    artifact.waves = unit.waves;
+    Some(artifact)
+}
+
+/// Steps, targets, waves and rendering of one plan (or stage).
+pub(crate) fn compile_unit(
+    plan: &Plan,
+    inv: &Inventory,
+    cli_vars: &[(String, String)],
+    limit: Option<&[String]>,
+    diags: &mut Diagnostics,
+) -> Option<Unit> {
     let steps = analyse_steps(plan, diags)?;
     let checks = parse_checks(plan, diags);
     let targeted = inv.resolve_targets(&plan.targets, &plan.file, diags);
@@ -162,205 +198,28 @@ fn compile(
             ),
         );
     }
-    let hosts = match limit {
+    let positions = match limit {
         Some(patterns) => pattern::limit_targets(inv, targeted, patterns, diags),
         None => targeted,
     };
-    let waves = split_waves(plan, inv, &hosts, diags);
-    let mut problems: BTreeMap<(String, &'static str, RenderProblem), (Loc, Vec<String>)> =
-        BTreeMap::new();
-    let mut note =
-        |what: String, field: &'static str, loc: Loc, problem: RenderProblem, host: &str| {
-            let entry = problems
-                .entry((what, field, problem))
-                .or_insert((loc, Vec::new()));
-            entry.1.push(host.to_string());
-        };
-    // An unregistered name was reported by check_reference; render a placeholder, not a repeat.
-    let registered_by = |name: &str| {
-        let step = plan
-            .steps
-            .iter()
-            .find(|s| s.spec.register.as_deref() == Some(name));
-        Some(step.map_or_else(|| "?".to_string(), |s| s.spec.id.clone()))
-    };
-    // A template without `host.` references and without a `vars.` name that some group or host
-    // sets renders the same for every host (the plan's vars and --var are the same for all):
-    // render it once, for the first host that needs it, and copy the result.
-    let inventory_vars: HashSet<&str> = inv.var_names().collect();
-    let shared = |t: &Option<Template>| {
-        t.as_ref().is_some_and(|t| {
-            t.references().all(|r| match r.kind {
-                RefKind::Host => false,
-                RefKind::Vars => !inventory_vars.contains(r.path[0].as_str()),
-                RefKind::Secret | RefKind::Registered => true,
-            })
-        })
-    };
-    let is_shared: Vec<[bool; 3]> = (0..steps.decls.len())
-        .map(|i| {
-            [
-                shared(&steps.run[i]),
-                shared(&steps.undo[i]),
-                shared(&steps.skip_if[i]),
-            ]
-        })
-        .collect();
-    type Rendered = Result<RenderedCommand, RenderProblem>;
-    let mut rendered_once: Vec<[Option<Rendered>; 3]> =
-        (0..steps.decls.len()).map(|_| [None, None, None]).collect();
-    let mut group_vars: HashMap<&[usize], BTreeMap<String, serde_json::Value>> = HashMap::new();
-    let mut host_plans = Vec::with_capacity(hosts.len());
-    let mut run_once = Vec::new();
+    let waves = split_waves(plan, inv, &positions, diags);
     let first_host = waves
         .first()
         .and_then(|w| w.hosts.first())
         .cloned()
         .unwrap_or_default();
-    for &h in &hosts {
-        let name = &inv.hosts[h].name;
-        let connection = inv.connection(h);
-        let merge = || {
-            let mut vars = inv.host_vars(h, &plan.vars);
-            vars.extend(
-                cli_vars
-                    .iter()
-                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))),
-            );
-            vars
-        };
-        // Hosts without vars of their own in the same groups have the same vars: merge once.
-        let vars = if inv.host_sets_no_vars(h) {
-            group_vars
-                .entry(inv.groups_of(h))
-                .or_insert_with(merge)
-                .clone()
-        } else {
-            merge()
-        };
-        let scope = Scope {
-            host: name,
-            connection: &connection,
-            vars: &vars,
-        };
-        let mut host_steps = Vec::with_capacity(steps.order.len());
-        for &i in &steps.order {
-            let decl = &steps.decls[i];
-            let is_once = decl.spec.run_once;
-            if is_once && *name != first_host {
-                continue;
-            }
-            let id = &decl.spec.id;
-            let mut render = |t: &Option<Template>, k: usize, field: &'static str, loc: Loc| {
-                let t = t.as_ref()?;
-                let result = if is_shared[i][k] {
-                    rendered_once[i][k]
-                        .get_or_insert_with(|| t.render(&scope, &registered_by))
-                        .clone()
-                } else {
-                    t.render(&scope, &registered_by)
-                };
-                match result {
-                    Ok(c) => Some(c),
-                    Err(p) => {
-                        note(format!("step `{id}`"), field, loc, p, name);
-                        None
-                    }
-                }
-            };
-            let run = render(&steps.run[i], 0, "run", decl.run.loc).unwrap_or_default();
-            let undo = render(
-                &steps.undo[i],
-                1,
-                "undo",
-                decl.undo.as_ref().map(|t| t.loc).unwrap_or_default(),
-            );
-            let skip_if = render(
-                &steps.skip_if[i],
-                2,
-                "skip_if",
-                decl.skip_if.as_ref().map(|t| t.loc).unwrap_or_default(),
-            );
-            let step = HostStep {
-                id: id.clone(),
-                run,
-                undo,
-                skip_if,
-            };
-            if is_once {
-                run_once.push(RunOnceStep {
-                    host: name.clone(),
-                    step,
-                });
-            } else {
-                host_steps.push(step);
-            }
-        }
-        let (health, unrendered) = render_health(plan, &checks, &scope);
-        for u in unrendered {
-            note(u.what, u.field, u.loc, u.problem, name);
-        }
-        host_plans.push(HostPlan {
-            name: name.clone(),
-            connection,
-            vars,
-            steps: host_steps,
-            health,
-        });
-    }
-    for ((what, field, problem), (loc, hosts)) in problems {
-        let on = match hosts.len() {
-            1 => format!("host {}", hosts[0]),
-            2 | 3 => format!("hosts {}", hosts.join(", ")),
-            n => format!("hosts {} and {} more", hosts[..3].join(", "), n - 3),
-        };
-        let (message, help) = match problem {
-            RenderProblem::Undefined(var) => {
-                let known = known_vars(plan, inv, cli_vars);
-                let names: Vec<&str> = known.iter().map(String::as_str).collect();
-                let help = match nearest(&var, &names) {
-                    Some(n) => format!("did you mean `{n}`?"),
-                    None => "define it in the plan's vars, a group's or host's vars, or with --var"
-                        .to_string(),
-                };
-                (
-                    format!("undefined variable `{var}` in {what} ({field}) on {on}"),
-                    help,
-                )
-            }
-            RenderProblem::NotScalar(var) => (
-                format!(
-                    "`{var}` is a list or a map and cannot be inserted in {what} ({field}) on {on}"
-                ),
-                "insert one of its scalar members, e.g. `vars.NAME.KEY`".to_string(),
-            ),
-            RenderProblem::Target(problem) => (
-                format!("{what} ({field}) on {on}: {problem}"),
-                problem.help().unwrap_or_default().to_string(),
-            ),
-        };
-        let mut d = Diagnostic::error(message).at(&plan.file, loc);
-        if !help.is_empty() {
-            d = d.with_help(help);
-        }
-        diags.push(d);
-    }
-    let templates = || {
-        steps
-            .run
-            .iter()
-            .chain(&steps.undo)
-            .chain(&steps.skip_if)
-            .chain(&checks)
-            .flatten()
-    };
-    warning::source::unused_secrets(plan, templates(), diags);
-    warning::source::unknown_cli_vars(plan, inv, cli_vars, templates(), diags);
-    let a_host_becomes = host_plans.iter().any(|h| h.connection.become_all.is_some());
-    check_become_password(plan, a_host_becomes, diags);
-    if diags.has_errors() {
-        return None;
-    }
+    let rendered = render::render_hosts(
+        plan,
+        inv,
+        cli_vars,
+        &steps,
+        &checks,
+        render::Targets {
+            hosts: &positions,
+            first_host: &first_host,
+        },
+        diags,
+    );
     let mut specs: Vec<StepSpec> = Vec::with_capacity(steps.order.len());
     for &i in &steps.order {
         let mut spec = steps.decls[i].spec.clone();
@@ -370,7 +229,46 @@ fn compile(
             .collect();
         specs.push(spec);
     }
-    Some(PlanArtifact {
+    let templates = steps
+        .run
+        .into_iter()
+        .chain(steps.undo)
+        .chain(steps.skip_if)
+        .chain(checks)
+        .flatten()
+        .collect();
+    Some(Unit {
+        specs,
+        run_once: rendered.run_once,
+        positions,
+        hosts: rendered.hosts,
+        waves,
+        templates,
+    })
+}
+
+/// The checks that look at the whole plan at once: unused secrets, `--var`s nothing uses, the
+/// become password.
+pub(crate) fn plan_wide_checks(
+    plan: &Plan,
+    inv: &Inventory,
+    cli_vars: &[(String, String)],
+    units: &[&Unit],
+    diags: &mut Diagnostics,
+) {
+    let templates = || units.iter().flat_map(|u| u.templates.iter());
+    warning::source::unused_secrets(plan, templates(), diags);
+    warning::source::unknown_cli_vars(plan, inv, cli_vars, templates(), diags);
+    let becomes = units.iter().any(|u| {
+        u.hosts.iter().any(|h| h.connection.become_all.is_some())
+            || u.specs.iter().any(|s| s.become_root)
+    });
+    check_become_password(plan, becomes, diags);
+}
+
+/// The artifact's plan-wide fields; steps, hosts and waves are the caller's to fill in.
+pub(crate) fn assemble(plan: &Plan, inv: &Inventory, limit: Option<&[String]>) -> PlanArtifact {
+    PlanArtifact {
         format: ARTIFACT_FORMAT,
         plan_hash: String::new(),
         name: plan.name.clone(),
@@ -393,73 +291,16 @@ fn compile(
             .as_ref()
             .map(|_| crate::artifact::change_hash(&plan.file.text)),
         environment: plan.promotion.as_ref().and(inv.environment.clone()),
-        steps: specs,
-        run_once,
-        hosts: host_plans,
-        waves,
+        steps: Vec::new(),
+        run_once: Vec::new(),
+        hosts: Vec::new(),
+        waves: Vec::new(),
         failure: plan.failure.clone(),
         health: plan.health.clone(),
+        stages: Vec::new(),
+        stage_concurrency: None,
         host_index: HostIndex::default(),
-    })
-}
-
-/// A template that could not be rendered for a host: what it belongs to, its key, where.
-struct Unrendered {
-    what: String,
-    field: &'static str,
-    loc: Loc,
-    problem: RenderProblem,
-}
-
-/// Renders the health checks for one host, and checks each URL and address it gets.
-fn render_health(
-    plan: &Plan,
-    checks: &[Option<Template>],
-    scope: &Scope,
-) -> (Vec<HealthCheck>, Vec<Unrendered>) {
-    let mut health = Vec::with_capacity(checks.len());
-    let mut unrendered = Vec::new();
-    for (check, t) in plan.checks.iter().zip(checks) {
-        let Some(t) = t else { continue };
-        let target = |checked: fn(&str) -> Result<(), TargetProblem>| {
-            let text = t.render_plain(scope)?;
-            checked(&text).map_err(RenderProblem::Target)?;
-            Ok(text)
-        };
-        let probe = match &check.probe {
-            ProbeDecl::Run(d) => t
-                .render(scope, &|_| Some("?".to_string()))
-                .map(HealthProbe::Run)
-                .map_err(|p| (p, "run", d.loc)),
-            ProbeDecl::Http {
-                url,
-                expect_status,
-                options,
-            } => target(url::check_url)
-                .map(|url| HealthProbe::Http {
-                    url,
-                    expect_status: *expect_status,
-                    options: options.clone(),
-                })
-                .map_err(|p| (p, "http", url.loc)),
-            ProbeDecl::Tcp(d) => target(url::check_tcp)
-                .map(|address| HealthProbe::Tcp { address })
-                .map_err(|p| (p, "tcp", d.loc)),
-        };
-        match probe {
-            Ok(probe) => health.push(HealthCheck {
-                name: check.name.clone(),
-                probe,
-            }),
-            Err((problem, field, loc)) => unrendered.push(Unrendered {
-                what: format!("health check `{}`", check.name),
-                field,
-                loc,
-                problem,
-            }),
-        }
     }
-    (health, unrendered)
 }
 
 fn analyse_steps<'p>(plan: &'p Plan, diags: &mut Diagnostics) -> Option<Steps<'p>> {
@@ -562,7 +403,7 @@ fn analyse_steps<'p>(plan: &'p Plan, diags: &mut Diagnostics) -> Option<Steps<'p
     })
 }
 
-fn split_waves(
+pub(crate) fn split_waves(
     plan: &Plan,
     inv: &Inventory,
     hosts: &[usize],
@@ -616,6 +457,7 @@ fn split_waves(
             pause_ms: w.pause_ms,
             approval: w.approval,
             hosts: members,
+            stage: None,
         });
     }
     out
@@ -640,7 +482,7 @@ fn wave_budget(
 
 /// `become_password` must name a declared secret: the planner never sees the value, so the name
 /// is all it can check. A password no step can use is worth a warning (it is never sent).
-fn check_become_password(plan: &Plan, a_host_becomes: bool, diags: &mut Diagnostics) {
+fn check_become_password(plan: &Plan, something_becomes: bool, diags: &mut Diagnostics) {
     let Some((name, loc)) = &plan.become_password else {
         return;
     };
@@ -660,18 +502,10 @@ fn check_become_password(plan: &Plan, a_host_becomes: bool, diags: &mut Diagnost
             .at(&plan.file, *loc)
             .with_help(help),
         );
-    } else if !a_host_becomes && !plan.steps.iter().any(|s| s.spec.become_root) {
+    } else if !something_becomes {
         let warning = PlanWarning::BecomePasswordUnused {
             secret: name.clone(),
         };
         diags.push(Diagnostic::warning(warning).at(&plan.file, *loc));
     }
-}
-
-/// Every `vars.NAME` defined anywhere, for "did you mean" suggestions.
-fn known_vars(plan: &Plan, inv: &Inventory, cli_vars: &[(String, String)]) -> BTreeSet<String> {
-    let mut names: BTreeSet<String> = plan.vars.keys().cloned().collect();
-    names.extend(inv.var_names().map(str::to_string));
-    names.extend(cli_vars.iter().map(|(k, _)| k.clone()));
-    names.into_iter().map(|n| format!("vars.{n}")).collect()
 }

@@ -193,8 +193,12 @@ pub fn execution_graph(plan: &PlanArtifact) -> DiGraph<ExecNode, ()> {
     g
 }
 
-/// Graphviz of [`execution_graph`].
+/// Graphviz of [`execution_graph`]; for a plan with stages, of its stage graph
+/// ([`crate::stages::dot`]).
 pub fn to_dot(plan: &PlanArtifact) -> String {
+    if !plan.stages.is_empty() {
+        return crate::stages::dot::to_dot(plan);
+    }
     let g = execution_graph(plan);
     let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n", escape(&plan.name));
     for idx in g.node_indices() {

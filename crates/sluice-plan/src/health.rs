@@ -35,16 +35,31 @@ const HTTP_ONLY_KEYS: &[&str] = &[
     "ca_file",
 ];
 
-pub(crate) fn read_health(r: &mut Reader, node: Option<&Node>) -> (HealthPolicy, Vec<CheckDecl>) {
-    let mut policy = HealthPolicy {
+/// The health policy of a plan that writes none.
+pub(crate) fn default_health() -> HealthPolicy {
+    HealthPolicy {
         retries: DEFAULT_HEALTH_RETRIES,
         interval_ms: DEFAULT_HEALTH_INTERVAL_MS,
         timeout_ms: DEFAULT_HEALTH_TIMEOUT_MS,
-    };
+    }
+}
+
+/// Reads a `health` block; each key it leaves out (`checks` among them) keeps its value in
+/// `base` and `base_checks` (a stage's block over the plan's).
+pub(crate) fn read_health(
+    r: &mut Reader,
+    node: Option<&Node>,
+    base: &HealthPolicy,
+    base_checks: &[CheckDecl],
+) -> (HealthPolicy, Vec<CheckDecl>) {
+    let mut policy = base.clone();
     let mut checks = Vec::new();
     let Some(f) = node.and_then(|n| r.fields(n, HEALTH_KEYS, "health")) else {
-        return (policy, checks);
+        return (policy, base_checks.to_vec());
     };
+    if f.get("checks").is_none() {
+        checks = base_checks.to_vec();
+    }
     if let Some(n) = f
         .get("retries")
         .and_then(|n| r.as_count(n, "health: retries"))

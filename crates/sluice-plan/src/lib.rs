@@ -11,6 +11,8 @@
 //! - [`source`]: reading YAML within limits; [`node`]: the located YAML tree;
 //!   [`diagnostic`]: located problems reported all at once; [`warning`]: the typed warnings
 //!   (each with a stable code) found while compiling or in an artifact.
+//! - [`stages`]: plans with stages (compiled one stage at a time, merged into one artifact)
+//!   and a stage of an artifact as a plan of its own.
 //! - [`estimate`]: how long a plan may take; [`window`]: maintenance window arithmetic.
 //!
 //! The review a change board reads is rendered by the `sluice-review` crate.
@@ -40,9 +42,11 @@ pub mod plan;
 pub mod policy;
 pub mod references;
 pub mod register;
+mod render;
 pub mod saved;
 pub mod schema;
 pub mod shell;
+pub mod stages;
 pub mod template;
 pub mod url;
 pub mod warning;

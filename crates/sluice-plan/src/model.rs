@@ -33,6 +33,46 @@ pub struct Plan {
     pub steps: Vec<StepDecl>,
     /// `promotion:`, the run the change needs elsewhere first.
     pub promotion: Option<crate::artifact::Promotion>,
+    /// `stages:` in declaration order; empty for a plan without stages (one implicit stage).
+    pub stages: Vec<StageDecl>,
+    /// `stage_concurrency:`, the most stages that run at once.
+    pub stage_concurrency: Option<usize>,
+    /// Set on the plan [`crate::stages`] compiles for one stage: the stage's name and what the
+    /// other stages export to it. `None` for the plan as read.
+    pub stage: Option<StageScope>,
+}
+
+/// One entry of `stages:`, as declared. What it leaves out is the plan's top-level value; the
+/// readers have already merged `failure` and `health` key by key.
+#[derive(Debug)]
+pub struct StageDecl {
+    pub name: String,
+    pub targets: Vec<(String, Loc)>,
+    /// `None` when the key is absent (the default, "the previous stage", applies).
+    pub after: Option<Vec<(String, Loc)>>,
+    pub steps: Option<Vec<StepDecl>>,
+    pub waves: Option<Vec<WaveDecl>>,
+    pub concurrency: Option<usize>,
+    pub failure: FailurePolicy,
+    /// The stage's health policy and checks, when it has a `health` block.
+    pub health: Option<(HealthPolicy, Vec<CheckDecl>)>,
+    pub loc: Loc,
+}
+
+/// What the plan compiled for one stage knows of the others: `{{stages.NAME.VAR}}` is
+/// checked and resolved against it.
+#[derive(Clone, Debug, Default)]
+pub struct StageScope {
+    pub name: String,
+    /// Every stage by name: whether it runs before this one (through `after`), and the values
+    /// its `run_once` steps register (variable name → step id).
+    pub stages: BTreeMap<String, StageExports>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct StageExports {
+    pub before: bool,
+    pub registers: BTreeMap<String, String>,
 }
 
 /// A template string and where it is written.
@@ -42,7 +82,7 @@ pub struct Template {
     pub loc: Loc,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct WaveDecl {
     pub name: String,
     pub size: Amount,
@@ -55,13 +95,13 @@ pub struct WaveDecl {
     pub loc: Loc,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct CheckDecl {
     pub name: String,
     pub probe: ProbeDecl,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum ProbeDecl {
     Run(Template),
     Http {
@@ -72,7 +112,7 @@ pub enum ProbeDecl {
     Tcp(Template),
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct StepDecl {
     /// `after` is empty here; [`StepDecl::after`] holds what was written.
     pub spec: StepSpec,

@@ -28,6 +28,8 @@ const PLAN_KEYS: &[&str] = &[
     "health",
     "steps",
     "promotion",
+    "stages",
+    "stage_concurrency",
 ];
 const STEP_KEYS: &[&str] = &[
     "id",
@@ -79,8 +81,19 @@ pub fn read_plan(file: &Arc<SourceFile>, root: &Node, diags: &mut Diagnostics) -
     let text = |r: &mut Reader, key: &str| f.get(key).and_then(|n| r.as_str(n, key));
     let description = text(&mut r, "description");
     let ticket = text(&mut r, "ticket");
+    // With `stages`, every stage names its own targets and may have its own steps.
+    let staged = f.get("stages").is_some();
     let targets = match f.get("targets") {
+        Some(n) if staged => {
+            r.error_help(
+                n.loc,
+                "`targets` at the top level is not used when the plan has `stages`",
+                "give each stage its own `targets`",
+            );
+            Vec::new()
+        }
         Some(n) => r.as_str_list(n, "targets"),
+        None if staged => Vec::new(),
         None => {
             r.error(f.loc, "the change plan has no `targets`");
             Vec::new()
@@ -111,16 +124,29 @@ pub fn read_plan(file: &Arc<SourceFile>, root: &Node, diags: &mut Diagnostics) -
     let concurrency = f
         .get("concurrency")
         .and_then(|n| positive(&mut r, n, "concurrency"));
-    let failure = read_failure(&mut r, f.get("failure"));
-    let (health, checks) = crate::health::read_health(&mut r, f.get("health"));
+    let failure = read_failure(&mut r, f.get("failure"), &default_failure(staged));
+    let (health, checks) = crate::health::read_health(
+        &mut r,
+        f.get("health"),
+        &crate::health::default_health(),
+        &[],
+    );
     let promotion = f.get("promotion").and_then(|n| read_promotion(&mut r, n));
     let steps = match f.get("steps") {
         Some(n) => read_steps(&mut r, n),
+        None if staged => Vec::new(),
         None => {
             r.error(f.loc, "the change plan has no `steps`");
             Vec::new()
         }
     };
+    let stages = f
+        .get("stages")
+        .map(|n| crate::stages::read::read_stages(&mut r, n, &failure, (&health, &checks)))
+        .unwrap_or_default();
+    let stage_concurrency = f
+        .get("stage_concurrency")
+        .and_then(|n| positive(&mut r, n, "stage_concurrency"));
     Some(Plan {
         file: Arc::clone(file),
         name,
@@ -139,6 +165,9 @@ pub fn read_plan(file: &Arc<SourceFile>, root: &Node, diags: &mut Diagnostics) -
         checks,
         steps,
         promotion,
+        stages,
+        stage_concurrency,
+        stage: None,
     })
 }
 
@@ -204,7 +233,7 @@ pub fn read_vars(
         .collect()
 }
 
-fn positive(r: &mut Reader, node: &Node, context: &str) -> Option<usize> {
+pub(crate) fn positive(r: &mut Reader, node: &Node, context: &str) -> Option<usize> {
     match r.as_count(node, context)? {
         0 => {
             r.error(node.loc, format!("{context} must be at least 1"));
@@ -372,7 +401,7 @@ fn weekday(s: &str) -> Option<Weekday> {
     })
 }
 
-fn read_waves(r: &mut Reader, node: &Node) -> Vec<WaveDecl> {
+pub(crate) fn read_waves(r: &mut Reader, node: &Node) -> Vec<WaveDecl> {
     let mut waves = Vec::new();
     for (i, item) in r.as_seq(node, "waves").iter().enumerate() {
         let context = format!("wave {}", i + 1);
@@ -428,12 +457,26 @@ fn budget_of(amount: Amount) -> FailureBudget {
     }
 }
 
-fn read_failure(r: &mut Reader, node: Option<&Node>) -> FailurePolicy {
-    let mut policy = FailurePolicy {
+/// The failure policy of a plan that writes none: `rollback_scope: stage` when it has stages.
+pub(crate) fn default_failure(staged: bool) -> FailurePolicy {
+    FailurePolicy {
         max_failed: FailureBudget::Count(0),
         action: FailureAction::Rollback,
-        rollback_scope: RollbackScope::Wave,
-    };
+        rollback_scope: if staged {
+            RollbackScope::Stage
+        } else {
+            RollbackScope::Wave
+        },
+    }
+}
+
+/// Reads a `failure` block; each key it leaves out keeps its value in `base`.
+pub(crate) fn read_failure(
+    r: &mut Reader,
+    node: Option<&Node>,
+    base: &FailurePolicy,
+) -> FailurePolicy {
+    let mut policy = base.clone();
     let Some(f) = node.and_then(|n| r.fields(n, FAILURE_KEYS, "failure")) else {
         return policy;
     };
@@ -459,11 +502,12 @@ fn read_failure(r: &mut Reader, node: Option<&Node>) -> FailurePolicy {
     if let Some(n) = f.get("rollback_scope") {
         match r.as_str(n, "failure: rollback_scope").as_deref() {
             Some("wave") => policy.rollback_scope = RollbackScope::Wave,
+            Some("stage") => policy.rollback_scope = RollbackScope::Stage,
             Some("run") => policy.rollback_scope = RollbackScope::Run,
             Some(other) => r.error_help(
                 n.loc,
                 format!("failure: rollback_scope `{other}` is not known"),
-                "use wave or run",
+                "use wave, stage or run",
             ),
             None => {}
         }
@@ -471,7 +515,7 @@ fn read_failure(r: &mut Reader, node: Option<&Node>) -> FailurePolicy {
     policy
 }
 
-fn read_steps(r: &mut Reader, node: &Node) -> Vec<StepDecl> {
+pub(crate) fn read_steps(r: &mut Reader, node: &Node) -> Vec<StepDecl> {
     let items = r.as_seq(node, "steps");
     if items.len() > MAX_STEPS {
         r.error(
@@ -558,6 +602,7 @@ fn read_steps(r: &mut Reader, node: &Node) -> Vec<StepDecl> {
             register_limit: register.limit,
             idempotent: flag(r, "idempotent"),
             check: flag(r, "check"),
+            stage: None,
         };
         let after = f
             .get("after")

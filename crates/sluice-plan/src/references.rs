@@ -122,8 +122,60 @@ pub fn check_reference(
                 diags.push(Diagnostic::error(format!("step `{id}` ({field}) uses `{name}`, registered by run_once step `{}` on another host", plan.steps[j].spec.id)).at(&plan.file, loc));
             }
         }
+        RefKind::Stage => {
+            if let Some((message, help)) = stage_value_problem(plan, r) {
+                let d = Diagnostic::error(format!("step `{id}` ({field}) uses `{r}`: {message}"));
+                diags.push(d.at(&plan.file, loc).with_help(help));
+            }
+        }
         _ => {}
     }
+}
+
+/// Why `{{stages.STAGE.NAME}}` cannot be used where it stands, if it cannot: the plan has no
+/// stages, there is no such stage, it does not run before this one, or no `run_once` step of
+/// it registers the name.
+fn stage_value_problem(plan: &Plan, r: &template::Reference) -> Option<(String, String)> {
+    let (stage, var) = (&r.path[0], &r.path[1]);
+    let Some(scope) = &plan.stage else {
+        return Some((
+            "the plan has no stages".into(),
+            "stage values pass from one stage to a later one; use a registered name on the same host".into(),
+        ));
+    };
+    let Some(exports) = scope.stages.get(stage) else {
+        let names: Vec<&str> = scope.stages.keys().map(String::as_str).collect();
+        let help = match crate::schema::nearest(stage, &names) {
+            Some(n) => format!("did you mean `{n}`?"),
+            None => format!("stages: {}", names.join(", ")),
+        };
+        return Some((format!("there is no stage `{stage}`"), help));
+    };
+    if *stage == scope.name {
+        return Some((
+            format!("it is a value of stage `{stage}` itself"),
+            "a stage's run_once values reach only the stages after it".into(),
+        ));
+    }
+    if !exports.before {
+        return Some((
+            format!("stage `{stage}` does not run before stage `{}`", scope.name),
+            format!("add `{stage}` to the `after` of stage `{}`", scope.name),
+        ));
+    }
+    if !exports.registers.contains_key(var) {
+        let help = if exports.registers.is_empty() {
+            format!("add `run_once: true` and `register: {var}` to a step of stage `{stage}`")
+        } else {
+            let names: Vec<&str> = exports.registers.keys().map(String::as_str).collect();
+            format!("stage `{stage}` passes on: {}", names.join(", "))
+        };
+        return Some((
+            format!("no run_once step of stage `{stage}` registers `{var}`"),
+            help,
+        ));
+    }
+    None
 }
 
 /// Parses every health check's probe and checks that it uses only what health checks may.

@@ -4,7 +4,9 @@
 //! - `vars.NAME` (dots reach into maps: `vars.db.port`): the host's merged variables;
 //! - `host.name`, `host.address`, `host.port`, `host.user`, `host.transport`;
 //! - `secrets.NAME`: a run-time hole, never read by the planner;
-//! - `NAME`: a value registered by an ancestor step on the same host, a run-time hole.
+//! - `NAME`: a value registered by an ancestor step on the same host, a run-time hole;
+//! - `stages.STAGE.NAME`: a value a `run_once` step of an earlier stage registered, a run-time
+//!   hole (filled from the registered value `stages.STAGE.NAME`).
 //!
 //! Every inserted value is shell-quoted unless the reference is written `{{raw vars.x}}`.
 //! `\{{` writes a literal `{{` (for `docker inspect -f '\{{.State}}'`).
@@ -70,6 +72,8 @@ pub enum RefKind {
     Host,
     Secret,
     Registered,
+    /// `stages.STAGE.NAME`: `path` is `[STAGE, NAME]`.
+    Stage,
 }
 
 impl std::fmt::Display for Reference {
@@ -79,6 +83,7 @@ impl std::fmt::Display for Reference {
             RefKind::Host => "host.",
             RefKind::Secret => "secrets.",
             RefKind::Registered => "",
+            RefKind::Stage => "stages.",
         };
         write!(f, "{ns}{}", self.path.join("."))
     }
@@ -118,6 +123,8 @@ pub enum ReferenceError {
     UnknownHostField { field: String },
     #[error("`secrets.{path}`: a secret is one value, not a map")]
     SecretPath { path: String },
+    #[error("`stages.{path}` is not a stage value; write stages.STAGE.NAME")]
+    StagePath { path: String },
 }
 
 /// Parses `text`. The error says what is wrong with which reference.
@@ -193,6 +200,7 @@ fn parse_reference(expr: &str, ordinal: usize) -> Result<Reference, ReferenceErr
         "vars" => RefKind::Vars,
         "host" => RefKind::Host,
         "secrets" => RefKind::Secret,
+        "stages" => RefKind::Stage,
         _ if path.is_empty() => {
             return Ok(reference(RefKind::Registered, vec![head.to_string()]));
         }
@@ -214,6 +222,11 @@ fn parse_reference(expr: &str, ordinal: usize) -> Result<Reference, ReferenceErr
     }
     if kind == RefKind::Secret && path.len() != 1 {
         return Err(ReferenceError::SecretPath {
+            path: path.join("."),
+        });
+    }
+    if kind == RefKind::Stage && path.len() != 2 {
+        return Err(ReferenceError::StagePath {
             path: path.join("."),
         });
     }
@@ -295,8 +308,12 @@ impl Template {
                     name: r.path[0].clone(),
                     quote: !r.raw,
                 },
-                RefKind::Registered => {
-                    let name = r.path[0].clone();
+                RefKind::Registered | RefKind::Stage => {
+                    // A stage's value is registered under its whole name, `stages.STAGE.NAME`.
+                    let name = match r.kind {
+                        RefKind::Stage => r.to_string(),
+                        _ => r.path[0].clone(),
+                    };
                     let step = registered_by(&name)
                         .ok_or_else(|| RenderProblem::Undefined(name.clone()))?;
                     Segment::Registered {

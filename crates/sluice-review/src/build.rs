@@ -26,14 +26,25 @@ pub struct ReviewInput<'a> {
 
 pub fn build(input: ReviewInput) -> Review {
     let plan = input.plan;
-    let keys: Vec<HostKey> = plan
-        .hosts
-        .iter()
-        .map(|h| HostKey {
-            name: &h.name,
-            address: &h.connection.address,
-        })
-        .collect();
+    let stages = crate::stages::stage_views(plan);
+    let Sections {
+        mut waves,
+        mut steps,
+        mut health,
+        failure,
+    } = sections(plan);
+    if !stages.is_empty() {
+        // The whole plan's lists are its stages' in execution order, each as its stage shows it.
+        waves = stages.iter().flat_map(|s| s.waves.clone()).collect();
+        for (i, w) in waves.iter_mut().enumerate() {
+            w.number = i + 1;
+        }
+        steps = stages.iter().flat_map(|s| s.steps.clone()).collect();
+        health.checks = stages
+            .iter()
+            .flat_map(|s| s.health.checks.clone())
+            .collect();
+    }
     let promotion = plan.promotion.as_ref().map(|p| PromotionView {
         after: p.after.clone(),
         within_ms: p.within_ms,
@@ -43,28 +54,9 @@ pub fn build(input: ReviewInput) -> Review {
             .clone()
             .unwrap_or_else(|| "not checked".to_string()),
     });
-    let steps = step_views(plan, &keys);
-    let health = health_view(plan, &keys);
     let mut warnings = input.compile_warnings;
     warnings.extend(artifact::check(plan, input.clock.now));
     let estimate = Estimate::of(plan);
-    let waves = plan
-        .waves
-        .iter()
-        .enumerate()
-        .map(|(i, w)| WaveView {
-            number: i + 1,
-            name: w.name.clone(),
-            hosts: w.hosts.clone(),
-            concurrency: w.concurrency,
-            max_failed: w.max_failed,
-            approval: w.approval,
-            // The executor pauses only before a next wave: a pause after the last is none.
-            pause_ms: w.pause_ms.filter(|_| i + 1 < plan.waves.len()),
-            estimate_ms: estimate.per_wave_ms.get(i).copied().unwrap_or(0),
-            on_failure: policy::wave_sentence(plan, i),
-        })
-        .collect();
     Review {
         review_format: REVIEW_FORMAT,
         summary: Summary {
@@ -83,6 +75,54 @@ pub fn build(input: ReviewInput) -> Review {
         differences: differences(plan, &steps, &health),
         steps,
         health,
+        failure,
+        hosts: host_views(plan),
+        approvals: input.approvals,
+        stages,
+        stage_concurrency: plan.stage_concurrency,
+    }
+}
+
+/// The sections a plan (or one stage of it) shows of itself.
+pub struct Sections {
+    pub waves: Vec<WaveView>,
+    pub steps: Vec<StepView>,
+    pub health: HealthView,
+    pub failure: FailureView,
+}
+
+/// The waves, steps, checks and failure policy of `plan`.
+pub fn sections(plan: &PlanArtifact) -> Sections {
+    let keys: Vec<HostKey> = plan
+        .hosts
+        .iter()
+        .map(|h| HostKey {
+            name: &h.name,
+            address: &h.connection.address,
+        })
+        .collect();
+    let estimate = Estimate::of(plan);
+    let waves = plan
+        .waves
+        .iter()
+        .enumerate()
+        .map(|(i, w)| WaveView {
+            number: i + 1,
+            name: w.name.clone(),
+            hosts: w.hosts.clone(),
+            concurrency: w.concurrency,
+            max_failed: w.max_failed,
+            approval: w.approval,
+            // The executor pauses only before a next wave: a pause after the last is none.
+            pause_ms: w.pause_ms.filter(|_| i + 1 < plan.waves.len()),
+            estimate_ms: estimate.per_wave_ms.get(i).copied().unwrap_or(0),
+            on_failure: policy::wave_sentence(plan, i),
+        })
+        .collect();
+    Sections {
+        waves,
+        steps: step_views(plan, &keys),
+        health: health_view(plan, &keys),
         failure: FailureView {
             budget: policy::budget_text(plan.failure.max_failed),
             action: plan.failure.action,
@@ -90,8 +130,6 @@ pub fn build(input: ReviewInput) -> Review {
             failed_host: policy::FAILED_HOST.to_string(),
             run_once: policy::run_once_sentence(plan),
         },
-        hosts: host_views(plan),
-        approvals: input.approvals,
     }
 }
 
@@ -285,16 +323,21 @@ fn probe_target(p: &HealthProbe) -> String {
 }
 
 fn host_views(plan: &PlanArtifact) -> Vec<HostView> {
-    let wave_of: HashMap<&str, &str> = plan
-        .waves
-        .iter()
-        .flat_map(|w| w.hosts.iter().map(move |h| (h.as_str(), w.name.as_str())))
-        .collect();
+    // In a plan with stages a host may be in a wave of each of several stages.
+    let mut wave_of: HashMap<&str, Vec<&str>> = HashMap::new();
+    for w in &plan.waves {
+        for h in &w.hosts {
+            wave_of.entry(h.as_str()).or_default().push(w.name.as_str());
+        }
+    }
     plan.hosts
         .iter()
         .map(|h| HostView {
             name: h.name.clone(),
-            wave: wave_of.get(h.name.as_str()).copied().unwrap_or("").into(),
+            wave: wave_of
+                .get(h.name.as_str())
+                .map(|w| w.join(", "))
+                .unwrap_or_default(),
             transport: h.connection.transport,
             address: h.connection.address.clone(),
             port: h.connection.port,

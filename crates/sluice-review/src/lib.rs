@@ -27,6 +27,7 @@ pub mod markdown;
 pub mod model;
 pub mod phrases;
 pub mod policy;
+pub mod stages;
 pub mod text;
 pub mod when;
 

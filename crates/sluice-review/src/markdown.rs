@@ -73,20 +73,70 @@ fn write_review(r: &Review, o: &mut String) -> std::fmt::Result {
     let order = HostOrder::of(r);
     write_summary(r, o)?;
     write_warnings(r, o)?;
+    if r.stages.is_empty() {
+        write_plan(r, o, &order)?;
+    } else {
+        write_stage_graph(r, o)?;
+        for stage in &r.stages {
+            writeln!(
+                o,
+                "# Stage {}. {}\n\nTargets {} ({}); {}.\n",
+                stage.number,
+                escape(&stage.name),
+                escape(&stage.targets.join(", ")),
+                count(stage.hosts.len()),
+                escape(&phrases::stage_after(&stage.after))
+            )?;
+            write_plan(&r.for_stage(stage), o, &order)?;
+            writeln!(o, "{}\n", escape(&stage.on_failure))?;
+        }
+    }
+    write_differences(r, o, &order)?;
+    write_hosts(r, o)?;
+    writeln!(o, "---\n\n{}", escape(phrases::LEGEND))
+}
+
+/// The stage graph as a table: each stage, what it waits for, its targets and waves.
+fn write_stage_graph(r: &Review, o: &mut String) -> std::fmt::Result {
+    writeln!(
+        o,
+        "## Stages\n\n{} stage(s), {}.\n",
+        r.stages.len(),
+        phrases::stage_concurrency(r.stage_concurrency)
+    )?;
+    writeln!(o, "| # | Stage | Waits for | Targets | Hosts | Waves |")?;
+    writeln!(o, "|---|---|---|---|---|---|")?;
+    for s in &r.stages {
+        writeln!(
+            o,
+            "| {} | {} | {} | {} | {} | {} |",
+            s.number,
+            escape(&s.name),
+            escape(&phrases::stage_after(&s.after)),
+            escape(&s.targets.join(", ")),
+            count(s.hosts.len()),
+            escape(&phrases::stage_waves(&s.waves))
+        )?;
+    }
+    writeln!(o)
+}
+
+/// The sections of a plan without stages, or of one stage: waves, steps, checks, failure.
+fn write_plan(r: &Review, o: &mut String, order: &HostOrder) -> std::fmt::Result {
     write_waves(r, o)?;
     let (once, every): (Vec<&StepView>, Vec<&StepView>) =
         r.steps.iter().partition(|s| s.run_once_on.is_some());
     if !once.is_empty() {
         writeln!(o, "## Run once, before the first wave\n")?;
         for s in once {
-            write_step(o, s, &order)?;
+            write_step(o, s, order)?;
         }
     }
     writeln!(o, "## Steps, on every host in this order\n")?;
     for s in every {
-        write_step(o, s, &order)?;
+        write_step(o, s, order)?;
     }
-    write_health(r, o, &order)?;
+    write_health(r, o, order)?;
     writeln!(o, "## On failure\n")?;
     writeln!(
         o,
@@ -100,10 +150,7 @@ fn write_review(r: &Review, o: &mut String) -> std::fmt::Result {
     if let Some(s) = &r.failure.run_once {
         writeln!(o, "- {}", escape(s))?;
     }
-    writeln!(o, "\n{}\n", escape(&r.failure.failed_host))?;
-    write_differences(r, o, &order)?;
-    write_hosts(r, o)?;
-    writeln!(o, "---\n\n{}", escape(phrases::LEGEND))
+    writeln!(o, "\n{}\n", escape(&r.failure.failed_host))
 }
 
 fn write_summary(r: &Review, o: &mut String) -> std::fmt::Result {

@@ -24,6 +24,51 @@ pub struct Review {
     pub hosts: Vec<HostView>,
     pub differences: Differences,
     pub approvals: ApprovalsView,
+    /// A plan with stages: the stage graph and each stage's own waves, steps, checks and
+    /// failure policy, in execution order. Absent for a plan without stages (one stage: the
+    /// whole review above).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageView>,
+    /// The most stages that run at once; only with stages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage_concurrency: Option<usize>,
+}
+
+/// One stage of a plan with stages, as the review shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct StageView {
+    /// 1-based position in execution order.
+    pub number: usize,
+    pub name: String,
+    /// The stages it waits for (every host of each finishes before this one starts).
+    pub after: Vec<String>,
+    /// The groups and hosts the plan names as its targets.
+    pub targets: Vec<String>,
+    /// The hosts they resolve to.
+    pub hosts: Vec<String>,
+    pub waves: Vec<WaveView>,
+    /// `run_once` steps first, then the steps every host of the stage runs.
+    pub steps: Vec<StepView>,
+    pub health: HealthView,
+    pub failure: FailureView,
+    /// What a failure of this stage does to the other stages, in plain words.
+    pub on_failure: String,
+}
+
+impl Review {
+    /// The review of one stage: this review with the stage's waves, steps, checks and failure
+    /// policy in place of the whole plan's, for the renderers' per-plan sections.
+    pub fn for_stage(&self, stage: &StageView) -> Review {
+        Review {
+            waves: stage.waves.clone(),
+            steps: stage.steps.clone(),
+            health: stage.health.clone(),
+            failure: stage.failure.clone(),
+            stages: Vec::new(),
+            stage_concurrency: None,
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

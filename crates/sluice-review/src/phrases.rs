@@ -239,6 +239,9 @@ pub fn action_words(f: &FailureView) -> &'static str {
     use sluice_plan::{FailureAction, RollbackScope};
     match (f.action, f.rollback_scope) {
         (FailureAction::Rollback, RollbackScope::Wave) => "roll back the failed wave",
+        (FailureAction::Rollback, RollbackScope::Stage) => {
+            "roll back the failed wave and every wave of its stage before it"
+        }
         (FailureAction::Rollback, RollbackScope::Run) => {
             "roll back the failed wave and every wave before it"
         }
@@ -262,3 +265,33 @@ pub fn code_spans(text: &str) -> Vec<(&str, bool)> {
 }
 
 pub use sluice_plan::schema::format_duration_ms;
+
+/// How many stages run at once, in a few words.
+pub fn stage_concurrency(limit: Option<usize>) -> String {
+    match limit {
+        Some(1) => "one at a time".to_string(),
+        Some(n) => format!("up to {n} at once when nothing orders them"),
+        None => "one at a time".to_string(),
+    }
+}
+
+/// What a stage waits for: `first` or `after a, b`.
+pub fn stage_after(after: &[String]) -> String {
+    if after.is_empty() {
+        "first".to_string()
+    } else {
+        format!("after {}", after.join(", "))
+    }
+}
+
+/// A stage's waves with their sizes: `canary (1), rest (3)`.
+pub fn stage_waves(waves: &[crate::model::WaveView]) -> String {
+    let parts: Vec<String> = waves
+        .iter()
+        .map(|w| {
+            let short = w.name.split_once('/').map_or(w.name.as_str(), |(_, n)| n);
+            format!("{short} ({})", w.hosts.len())
+        })
+        .collect();
+    parts.join(", ")
+}

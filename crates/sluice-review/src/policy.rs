@@ -64,7 +64,7 @@ pub fn wave_sentence(plan: &PlanArtifact, index: usize) -> String {
         FailureAction::Rollback => {
             let earlier = earlier_waves(plan, index);
             match plan.failure.rollback_scope {
-                RollbackScope::Run if !earlier.is_empty() => {
+                RollbackScope::Stage | RollbackScope::Run if !earlier.is_empty() => {
                     format!("{those}, then {earlier}, and nothing else starts")
                 }
                 _ => format!("{those} and nothing else starts"),

@@ -18,41 +18,22 @@ fn write_review(r: &Review, o: &mut String) -> std::fmt::Result {
     let order = HostOrder::of(r);
     write_summary(r, o)?;
     write_warnings(r, o)?;
-    writeln!(o, "\nWaves")?;
-    for w in &r.waves {
-        let mut line = phrases::wave_facts(w);
-        line.push_str(&format!("; up to about {}", duration(w.estimate_ms)));
-        for gate in phrases::wave_gates(w) {
-            line.push_str("; ");
-            line.push_str(&gate);
+    if r.stages.is_empty() {
+        write_plan(r, o, &order)?;
+    } else {
+        write_stage_graph(r, o)?;
+        for stage in &r.stages {
+            writeln!(
+                o,
+                "\n══ Stage {}. {} ══ targets {} ({})",
+                stage.number,
+                stage.name,
+                stage.targets.join(", "),
+                count(stage.hosts.len())
+            )?;
+            write_plan(&r.for_stage(stage), o, &order)?;
+            writeln!(o, "  {}", stage.on_failure)?;
         }
-        writeln!(o, "  {}. {} — {line}", w.number, w.name)?;
-        writeln!(o, "     hosts: {}", w.hosts.join(", "))?;
-        writeln!(o, "     on failure: {}", w.on_failure)?;
-    }
-    let (once, every): (Vec<&StepView>, Vec<&StepView>) =
-        r.steps.iter().partition(|s| s.run_once_on.is_some());
-    if !once.is_empty() {
-        writeln!(o, "\nRun once (before the first wave's hosts start)")?;
-        for s in once {
-            write_step(o, s, &order)?;
-        }
-    }
-    writeln!(o, "\nSteps (on every host, in this order)")?;
-    for s in every {
-        write_step(o, s, &order)?;
-    }
-    write_health(r, o, &order)?;
-    writeln!(o, "\nOn failure")?;
-    writeln!(
-        o,
-        "  tolerate {}; beyond that: {}",
-        r.failure.budget,
-        phrases::action_words(&r.failure)
-    )?;
-    writeln!(o, "  {}", r.failure.failed_host)?;
-    if let Some(s) = &r.failure.run_once {
-        writeln!(o, "  {s}")?;
     }
     write_differences(r, o, &order)?;
     writeln!(o, "\nHosts")?;
@@ -72,6 +53,70 @@ fn write_review(r: &Review, o: &mut String) -> std::fmt::Result {
         )?;
     }
     writeln!(o, "\n{}", phrases::LEGEND)
+}
+
+/// The stage graph: each stage with what it waits for, its targets and its waves.
+fn write_stage_graph(r: &Review, o: &mut String) -> std::fmt::Result {
+    writeln!(
+        o,
+        "\nStages ({}; {})",
+        r.stages.len(),
+        phrases::stage_concurrency(r.stage_concurrency)
+    )?;
+    for s in &r.stages {
+        writeln!(
+            o,
+            "  {}. {} — {}; targets {} ({}); waves {}",
+            s.number,
+            s.name,
+            phrases::stage_after(&s.after),
+            s.targets.join(", "),
+            count(s.hosts.len()),
+            phrases::stage_waves(&s.waves)
+        )?;
+    }
+    Ok(())
+}
+
+/// The sections of a plan without stages, or of one stage: waves, steps, checks, failure.
+fn write_plan(r: &Review, o: &mut String, order: &HostOrder) -> std::fmt::Result {
+    writeln!(o, "\nWaves")?;
+    for w in &r.waves {
+        let mut line = phrases::wave_facts(w);
+        line.push_str(&format!("; up to about {}", duration(w.estimate_ms)));
+        for gate in phrases::wave_gates(w) {
+            line.push_str("; ");
+            line.push_str(&gate);
+        }
+        writeln!(o, "  {}. {} — {line}", w.number, w.name)?;
+        writeln!(o, "     hosts: {}", w.hosts.join(", "))?;
+        writeln!(o, "     on failure: {}", w.on_failure)?;
+    }
+    let (once, every): (Vec<&StepView>, Vec<&StepView>) =
+        r.steps.iter().partition(|s| s.run_once_on.is_some());
+    if !once.is_empty() {
+        writeln!(o, "\nRun once (before the first wave's hosts start)")?;
+        for s in once {
+            write_step(o, s, order)?;
+        }
+    }
+    writeln!(o, "\nSteps (on every host, in this order)")?;
+    for s in every {
+        write_step(o, s, order)?;
+    }
+    write_health(r, o, order)?;
+    writeln!(o, "\nOn failure")?;
+    writeln!(
+        o,
+        "  tolerate {}; beyond that: {}",
+        r.failure.budget,
+        phrases::action_words(&r.failure)
+    )?;
+    writeln!(o, "  {}", r.failure.failed_host)?;
+    if let Some(s) = &r.failure.run_once {
+        writeln!(o, "  {s}")?;
+    }
+    Ok(())
 }
 
 fn write_summary(r: &Review, o: &mut String) -> std::fmt::Result {

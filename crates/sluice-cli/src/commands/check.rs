@@ -5,6 +5,7 @@
 //! confirmation is asked (nothing changes), no approval is required and the maintenance window
 //! is not enforced; docs/operations.md, "Check mode", has the contract.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -149,11 +150,16 @@ pub fn summary(report: &CheckReport, console: &Console) -> String {
         let detail = host.fact.error.as_deref().unwrap_or("");
         let _ = writeln!(s, "  {}: {why}: {}", host.fact.host, visible(detail));
     }
+    // The host of `run_once` steps is checked for them and again in its wave: count hosts,
+    // not checks.
+    let all: BTreeSet<&str> = report.hosts.iter().map(|h| h.fact.host.as_str()).collect();
     let reached = report
         .hosts
         .iter()
         .filter(|h| h.fact.connect_error.is_none() && h.fact.outcome != HostOutcome::Unreachable)
-        .count();
+        .map(|h| h.fact.host.as_str())
+        .collect::<BTreeSet<_>>()
+        .len();
     let bad = report.status != RunStatus::Succeeded;
     let paint = if bad { Paint::Error } else { Paint::Ok };
     let _ = writeln!(
@@ -162,7 +168,7 @@ pub fn summary(report: &CheckReport, console: &Console) -> String {
         console.paint(paint, "Result:"),
         report.run_id,
         report.status,
-        report.hosts.len(),
+        all.len(),
         clock(report.duration),
         exit::for_status(report.status)
     );

@@ -111,6 +111,21 @@ fn describe(record: &Record) -> String {
             l.pid,
             l.controller
         ),
+        Fact::StageStarted(s) => format!(
+            "stage {} on {} hosts ({}){}",
+            s.stage,
+            s.hosts.len(),
+            s.hosts.join(", "),
+            if s.after.is_empty() {
+                String::new()
+            } else {
+                format!(", after {}", s.after.join(", "))
+            }
+        ),
+        Fact::StageFinished(s) => format!(
+            "stage {}: {} ({}) in {} ms",
+            s.stage, s.status, s.reason, s.duration_ms
+        ),
         Fact::WaveStarted(w) => format!(
             "wave {} ({}), budget {} = {} hosts: {}",
             w.index,

@@ -83,9 +83,14 @@ fn write_page(r: &Review, o: &mut String) -> std::fmt::Result {
     write_nav(r, o)?;
     write_overview(r, o)?;
     write_warnings(r, o)?;
-    write_waves(r, o)?;
-    sections::steps(r, o)?;
-    sections::health(r, o)?;
+    if r.stages.is_empty() {
+        write_plan(r, o)?;
+    } else {
+        sections::stage_graph(r, o)?;
+        for stage in &r.stages {
+            sections::stage(r, stage, o, write_plan)?;
+        }
+    }
     sections::differences(r, o)?;
     sections::hosts(r, o)?;
     sections::approvals(r, o)?;
@@ -98,6 +103,13 @@ fn write_page(r: &Review, o: &mut String) -> std::fmt::Result {
         esc(&r.summary.plan_hash)
     )?;
     writeln!(o, "</main>\n</body>\n</html>")
+}
+
+/// The sections of a plan without stages, or of one stage: waves, steps, health checks.
+fn write_plan(r: &Review, o: &mut String) -> std::fmt::Result {
+    write_waves(r, o)?;
+    sections::steps(r, o)?;
+    sections::health(r, o)
 }
 
 fn write_header(r: &Review, o: &mut String) -> std::fmt::Result {
@@ -192,10 +204,16 @@ fn write_nav(r: &Review, o: &mut String) -> std::fmt::Result {
     if !r.warnings.is_empty() {
         links.push(("warnings", "Warnings"));
     }
+    if r.stages.is_empty() {
+        links.extend([
+            ("waves", "Waves"),
+            ("steps", "Steps"),
+            ("health", "Health checks"),
+        ]);
+    } else {
+        links.push(("stages", "Stages"));
+    }
     links.extend([
-        ("waves", "Waves"),
-        ("steps", "Steps"),
-        ("health", "Health checks"),
         ("differences", "Per-host differences"),
         ("hosts", "Hosts"),
         ("approvals", "Approvals"),

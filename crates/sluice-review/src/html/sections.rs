@@ -260,3 +260,65 @@ pub fn approvals(r: &Review, o: &mut String) -> std::fmt::Result {
     }
     writeln!(o, "</section>")
 }
+
+/// The stage graph: each stage, what it waits for, its targets and its waves.
+pub fn stage_graph(r: &Review, o: &mut String) -> std::fmt::Result {
+    writeln!(o, "<section id=\"stages\">\n<h2>Stages</h2>")?;
+    writeln!(
+        o,
+        "<p>{} stage(s), {}. A stage starts when every host of each stage it waits for has \
+         finished.</p>",
+        r.stages.len(),
+        esc(&phrases::stage_concurrency(r.stage_concurrency))
+    )?;
+    writeln!(
+        o,
+        "<table><thead><tr><th>#</th><th>Stage</th><th>Waits for</th><th>Targets</th>\
+         <th>Hosts</th><th>Waves</th></tr></thead><tbody>"
+    )?;
+    for s in &r.stages {
+        writeln!(
+            o,
+            "<tr><td>{}</td><td><a href=\"#stage-{}\">{}</a></td><td>{}</td><td>{}</td>\
+             <td>{}</td><td>{}</td></tr>",
+            s.number,
+            s.number,
+            esc(&s.name),
+            esc(&phrases::stage_after(&s.after)),
+            esc(&s.targets.join(", ")),
+            esc(&crate::hosts::count(s.hosts.len())),
+            esc(&phrases::stage_waves(&s.waves))
+        )?;
+    }
+    writeln!(o, "</tbody></table>\n</section>")
+}
+
+/// One stage: a heading, then the sections `plan` writes for the stage's own review, their
+/// anchors prefixed with the stage's number so that every id on the page stays unique.
+pub fn stage(
+    r: &Review,
+    stage: &StageView,
+    o: &mut String,
+    plan: fn(&Review, &mut String) -> std::fmt::Result,
+) -> std::fmt::Result {
+    writeln!(
+        o,
+        "<section id=\"stage-{}\" class=\"stage\">\n<h2>Stage {}. {}</h2>",
+        stage.number,
+        stage.number,
+        esc(&stage.name)
+    )?;
+    writeln!(
+        o,
+        "<p>Targets {} ({}); {}.</p>",
+        esc(&stage.targets.join(", ")),
+        esc(&crate::hosts::count(stage.hosts.len())),
+        esc(&phrases::stage_after(&stage.after))
+    )?;
+    let mut inner = String::new();
+    plan(&r.for_stage(stage), &mut inner)?;
+    let prefix = format!("<section id=\"stage-{}-", stage.number);
+    o.push_str(&inner.replace("<section id=\"", &prefix));
+    writeln!(o, "<p class=\"onfail\">{}</p>", esc(&stage.on_failure))?;
+    writeln!(o, "</section>")
+}

@@ -26,6 +26,15 @@ pub struct Evidence {
     pub source: String,
 }
 
+impl Evidence {
+    /// When the run finished, to the second, in UTC: what the review and `apply` print.
+    pub fn finished(&self) -> String {
+        self.finished_at
+            .strftime("%Y-%m-%d %H:%M:%S UTC")
+            .to_string()
+    }
+}
+
 /// What a plan's promotion rule asks, and what was found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PromotionCheck {

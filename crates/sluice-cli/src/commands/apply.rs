@@ -145,7 +145,10 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
             "Promotion",
             format!(
                 "evidence: run {} succeeded on {} at {} ({})",
-                evidence.run, evidence.environment, evidence.finished_at, evidence.source
+                evidence.run,
+                evidence.environment,
+                evidence.finished(),
+                evidence.source
             ),
         );
     }

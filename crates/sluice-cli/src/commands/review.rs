@@ -174,7 +174,10 @@ fn promotion_evidence(
     Ok(Some(match check(artifact, log.as_ref(), evidence, now) {
         Ok(PromotionCheck::Found(e)) => format!(
             "found: run {} succeeded on {} at {} ({})",
-            e.run, e.environment, e.finished_at, e.source
+            e.run,
+            e.environment,
+            e.finished(),
+            e.source
         ),
         Ok(PromotionCheck::NotRequired) => "not needed here".to_string(),
         Err(PromotionError::NoEvidence { why, .. }) => match (store_note, evidence) {

@@ -360,3 +360,76 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         })
         .collect()
 }
+
+/// Stage values in check mode: the value a `check: true` `run_once` step of an earlier stage
+/// registers reaches a later stage's guard (`would_skip` here, as in a real run), while a
+/// guard that needs the value of a `run_once` step that does not run in check mode is
+/// `guard_unevaluated` naming that step. Nothing is changed.
+#[test]
+fn a_check_step_s_stage_value_feeds_later_stages_guards() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for h in ["app1", "app2", "db"] {
+        std::fs::create_dir_all(root.join(h)).unwrap();
+    }
+    std::fs::write(root.join("db/schema"), "42\n").unwrap();
+    let inventory = root.join("inv.yaml");
+    std::fs::write(
+        &inventory,
+        format!(
+            "defaults: {{ transport: local }}\nhosts:\n  app1: {{ workdir: {0}/app1 }}\n  app2: {{ workdir: {0}/app2 }}\n  db: {{ workdir: {0}/db }}\n\
+             groups:\n  app: {{ hosts: [app1, app2] }}\n  dbs: {{ hosts: [db] }}\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    let plan = root.join("staged.yaml");
+    std::fs::write(
+        &plan,
+        r#"name: staged-check
+stages:
+  - name: probe
+    targets: [dbs]
+    steps:
+      - { id: schema, run_once: true, check: true, run: 'cat schema', register: schema }
+      - { id: mark, run_once: true, run: 'echo MARK-RAN > marked; echo 1', register: mark }
+  - name: app
+    targets: [app]
+    steps:
+      - { id: migrate, run: 'echo MIGRATE-RAN > migrated', skip_if: 'test {{stages.probe.schema}} = 42' }
+      - { id: remark, run: 'echo REMARK-RAN > remarked', skip_if: 'test {{stages.probe.mark}} = 1' }
+"#,
+    )
+    .unwrap();
+    let store = root.join("state");
+    let out = check(&plan, &inventory, &store, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        verdicts(&out, "db"),
+        [
+            v("probe/schema", "would_run", None),
+            v("probe/mark", "would_run", None)
+        ]
+    );
+    for host in ["app1", "app2"] {
+        assert_eq!(
+            verdicts(&out, host),
+            [
+                v("app/migrate", "would_skip", None),
+                v("app/remark", "guard_unevaluated", Some("probe/mark")),
+            ],
+            "{host}"
+        );
+    }
+    let changed: Vec<_> = walk(root)
+        .into_iter()
+        .filter(|p| !p.starts_with(&store) && p.parent() != Some(root))
+        .filter(|p| p != &root.join("db/schema"))
+        .collect();
+    assert!(changed.is_empty(), "the check changed files: {changed:?}");
+}

@@ -287,3 +287,59 @@ fn an_unwritable_metrics_file_does_not_change_the_exit_code() {
         "{stderr}"
     );
 }
+
+/// An Ansible inventory sets the metrics file through group `all`'s `sluice_metrics_file`
+/// (relative to the inventory, like `metrics_file:`); set on another group it is ignored with
+/// a located warning.
+#[test]
+fn an_ansible_inventory_sets_the_metrics_file_through_group_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("metrics")).unwrap();
+    let inventory = root.join("hosts.ini");
+    std::fs::write(
+        &inventory,
+        format!(
+            "[web]\nh1 ansible_connection=local sluice_workdir={0}/h1\n\
+             h2 ansible_connection=local sluice_workdir={0}/h2\n\n\
+             [all:vars]\nsluice_metrics_file=metrics/sluice.prom\n\n\
+             [web:vars]\nsluice_metrics_file=/elsewhere/sluice.prom\n",
+            root.display()
+        ),
+    )
+    .unwrap();
+    let plan = root.join("ansible-metrics.yaml");
+    std::fs::write(
+        &plan,
+        "name: ansible-metrics\ntargets: [web]\nsteps:\n  - { id: touch, run: 'touch done' }\n",
+    )
+    .unwrap();
+
+    let out = sluice()
+        .arg("validate")
+        .arg(&plan)
+        .arg("-i")
+        .arg(&inventory)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("sluice_metrics_file is set on group `web` and ignored")
+            && stderr.contains("hosts.ini:9:"),
+        "a located warning: {stderr}"
+    );
+
+    let store = tempfile::tempdir().unwrap();
+    let out = apply(store.path(), &plan, &inventory, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(root.join("metrics/sluice.prom")).unwrap();
+    promtool_accepts(&text);
+    assert!(text.contains("plan=\"ansible-metrics\""), "{text}");
+    assert!(!Path::new("/elsewhere/sluice.prom").exists());
+}

@@ -1,7 +1,8 @@
 //! `notify:` webhooks against a real HTTP receiver (hyper, on 127.0.0.1): CloudEvents 1.0
 //! payloads for the subscribed events only, signed with the plan secret's HMAC-SHA256 and
 //! verified here; a receiver that is down or too slow neither fails nor holds up the run, and
-//! the failed delivery is recorded; an unknown event name is a located error.
+//! the failed delivery is recorded; an unknown event name is a located error. A URL held in a
+//! secret (`url_secret`) is used, and is in no output, artifact, review, record or export.
 
 // Tests may unwrap: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -358,4 +359,147 @@ fn an_unknown_event_is_a_located_error_and_notify_is_absent_when_unused() {
         .unwrap();
     let artifact: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(artifact.get("notify").is_none());
+}
+
+/// Every place a run's facts or its plan can be read from: the run's own output, the artifact,
+/// the reviews, `show --json` and `audit export`.
+fn everything_said(store: &Path, out: &Output, plan: &Path, inventory: &Path) -> String {
+    let mut all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for args in [
+        &["plan", "--json"][..],
+        &["plan", "--format", "json"][..],
+        &["plan", "--format", "markdown"][..],
+        &["plan", "--format", "html"][..],
+    ] {
+        let said = sluice()
+            .env("SLUICE_STATE_DIR", store)
+            .args(args)
+            .arg(plan)
+            .arg("-i")
+            .arg(inventory)
+            .output()
+            .unwrap();
+        assert_eq!(said.status.code(), Some(0), "{args:?}");
+        all.push_str(&String::from_utf8_lossy(&said.stdout));
+    }
+    let export = sluice()
+        .env("SLUICE_STATE_DIR", store)
+        .args(["audit", "export"])
+        .output()
+        .unwrap();
+    assert_eq!(export.status.code(), Some(0));
+    all.push_str(&String::from_utf8_lossy(&export.stdout));
+    for r in records(store, out) {
+        all.push_str(&r.to_string());
+    }
+    all
+}
+
+/// The example playbook's chat webhook comes from a secret: the receiver gets the event at the
+/// secret's URL, and the URL's token is nowhere sluice writes, debug logs included.
+#[test]
+fn a_webhook_url_held_in_a_secret_is_used_and_shown_nowhere() {
+    let receiver = Receiver::start(Duration::ZERO);
+    let token = "XyZtok3n-b7d1";
+    let hook = receiver.url(&format!("/services/T0/B0/{token}"));
+    let cwd = tempfile::tempdir().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let plan = repo.join("playbooks/notify-example.yaml");
+    let inventory = repo.join("inventory/demo.yaml");
+    let out = sluice()
+        .current_dir(cwd.path())
+        .env("SLUICE_STATE_DIR", store.path())
+        .env("SLUICE_CHAT_HOOK", &hook)
+        .env("SLUICE_WEBHOOK_KEY", KEY)
+        .arg("apply")
+        .arg(&plan)
+        .arg("-i")
+        .arg(&inventory)
+        .args(["--yes", "--json", "-vv"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].path, format!("/services/T0/B0/{token}"));
+    let body: serde_json::Value = serde_json::from_slice(&got[0].body).unwrap();
+    assert_eq!(body["type"], "io.sluice.run_finished");
+    assert_eq!(body["data"]["fact"]["status"], "succeeded");
+    assert!(!String::from_utf8_lossy(&got[0].body).contains(token));
+
+    // The other webhook (127.0.0.1:8089) has no receiver here: its failure names its origin.
+    for failed in records(store.path(), &out)
+        .iter()
+        .filter(|r| r["kind"] == "notification_failed")
+    {
+        assert_eq!(failed["target"], 1, "{failed}");
+    }
+    let said = everything_said(store.path(), &out, &plan, &inventory);
+    assert!(said.contains("<secret chat_hook>"), "the review names it");
+    assert!(!said.contains(token), "the URL's token leaked");
+    assert!(!said.contains("/services/T0"), "the URL's path leaked");
+}
+
+/// A URL held in a secret that cannot be reached, or that is no URL, is a failed delivery
+/// naming only the secret; the run's outcome stands.
+#[test]
+fn a_failed_delivery_to_a_secret_url_names_only_the_secret() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let notify = "notify:\n  - { url_secret: hook_key, events: [run_finished] }";
+    let (plan, inventory) = setup(dir.path(), notify, None);
+    for (value, reason) in [
+        (
+            format!("http://127.0.0.1:{port}/hooks/XyZdown"),
+            "error sending request",
+        ),
+        (
+            "ftp://XyZdown".to_string(),
+            "the value of secret hook_key is not an http:// or https:// URL",
+        ),
+    ] {
+        let store = tempfile::tempdir().unwrap();
+        let out = sluice()
+            .env("SLUICE_STATE_DIR", store.path())
+            .env("SLUICE_TEST_HOOK_KEY", &value)
+            .arg("apply")
+            .arg(&plan)
+            .arg("-i")
+            .arg(&inventory)
+            .args(["--yes", "--json", "-vv"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let failed: Vec<serde_json::Value> = records(store.path(), &out)
+            .into_iter()
+            .filter(|r| r["kind"] == "notification_failed")
+            .collect();
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0]["endpoint"], "<secret hook_key>");
+        let why = failed[0]["reason"].as_str().unwrap();
+        assert!(why.contains(reason), "{why}");
+        let said = everything_said(store.path(), &out, &plan, &inventory);
+        assert!(!said.contains("XyZdown"), "the secret URL leaked: {value}");
+    }
 }

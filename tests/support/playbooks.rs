@@ -13,6 +13,7 @@ pub const PLAYBOOKS: &[(&str, &str)] = &[
     ("demo-rolling-patch", "inventory/demo.yaml"),
     ("demo-canary-fails", "inventory/demo.yaml"),
     ("three-tier-patch", "inventory/demo.yaml"),
+    ("notify-example", "inventory/demo.yaml"),
     (
         "bench-rolling-patch",
         "tests/fixtures/bench-fleet.inventory.yaml",

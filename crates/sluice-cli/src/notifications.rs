@@ -9,6 +9,7 @@ use sluice_exec::Secrets;
 use sluice_model::{Fact, NotificationFailed};
 use sluice_notify::{DeliveryPolicy, Notifier, RunInfo};
 use sluice_plan::PlanArtifact;
+use sluice_plan::notify::Endpoint;
 
 use crate::console::Console;
 
@@ -25,10 +26,17 @@ pub fn notifier(
     if artifact.notify.is_empty() {
         return None;
     }
-    let keys: HashMap<String, String> = artifact
+    // Signing keys, and URLs held in secrets (`url_secret`).
+    let secret_values: HashMap<String, String> = artifact
         .notify
         .iter()
-        .filter_map(|t| t.secret.as_ref())
+        .flat_map(|t| {
+            let url = match &t.endpoint {
+                Endpoint::Secret(name) => Some(name),
+                Endpoint::Url(_) => None,
+            };
+            t.secret.iter().chain(url)
+        })
         .filter_map(|name| Some((name.clone(), secrets.values().get(name)?.clone())))
         .collect();
     let info = RunInfo {
@@ -41,7 +49,7 @@ pub fn notifier(
     let redact = Box::new(move |text: &str| redactor.redact_str(text));
     match Notifier::new(
         artifact.notify.clone(),
-        keys,
+        secret_values,
         info,
         redact,
         DeliveryPolicy::default(),

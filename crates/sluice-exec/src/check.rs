@@ -20,6 +20,15 @@
 //!    later steps are `not_reached`. A guard that cannot be run at all (connection lost, a
 //!    missing secret) is `would_fail` too, as it would fail the step in a real run.
 //!
+//! **Stage values.** In a plan with stages, a check does not run stage by stage (it checks each
+//! host once, with the steps of every stage it is in), but it keeps the order that matters for
+//! `{{stages.STAGE.NAME}}`: the `run_once` hosts are checked first, one at a time in the
+//! artifact's order (stage order), and the value a `check: true` `run_once` step registers is
+//! passed on as `stages.STAGE.NAME` to every host checked after it, as a real run passes it to
+//! the stages after STAGE. A guard that needs a stage value whose step does not run in check
+//! mode (or failed, or is on a `run_once` host checked later) is `guard_unevaluated` naming
+//! that step (`STAGE/ID`).
+//!
 //! A host that cannot be reached, or whose host key is refused, is reported with the
 //! transport's reason (`host_checked`'s `connect_error`). The run ends `succeeded` when every
 //! host was reached and nothing would fail, `failed` otherwise, `aborted` on Ctrl-C.
@@ -82,12 +91,15 @@ impl Executor {
             // A check looks at every host of every stage at once; nothing runs in stage order.
             stage: None,
         });
-        let mut hosts = run_once_hosts(&ctx).await;
+        let (mut hosts, passed_on) = run_once_hosts(&ctx).await;
         let seeded: HashMap<String, RuntimeValues> = hosts
             .iter()
-            .map(|(check, values)| (check.fact.host.clone(), values.clone()))
+            .map(|(check, values)| {
+                let values = with_stage_values(values.clone(), &passed_on);
+                (check.fact.host.clone(), values)
+            })
             .collect();
-        hosts.extend(wave_hosts(&ctx, &seeded).await);
+        hosts.extend(wave_hosts(&ctx, &seeded, &passed_on).await);
         let hosts: Vec<HostCheck> = hosts.into_iter().map(|(check, _)| check).collect();
         let stop = ctx.shutdown.state();
         let status = if stop.soft.is_some() || stop.hard {
@@ -111,8 +123,10 @@ impl Executor {
     }
 }
 
-/// The `run_once` steps, each on its host, in artifact order (one check per host).
-async fn run_once_hosts(ctx: &Arc<RunContext>) -> Vec<(HostCheck, RuntimeValues)> {
+/// The `run_once` steps, each on its host, in artifact order (one check per host, one host at
+/// a time), and the stage values (`stages.STAGE.NAME`) their `check: true` steps registered,
+/// each passed on to the hosts checked after it.
+async fn run_once_hosts(ctx: &Arc<RunContext>) -> (Vec<(HostCheck, RuntimeValues)>, RuntimeValues) {
     let mut order: Vec<&str> = Vec::new();
     for once in &ctx.artifact.run_once {
         if !order.contains(&once.host.as_str()) {
@@ -120,6 +134,7 @@ async fn run_once_hosts(ctx: &Arc<RunContext>) -> Vec<(HostCheck, RuntimeValues)
         }
     }
     let mut out = Vec::new();
+    let mut passed_on = RuntimeValues::default();
     for host in order {
         let Some(plan) = ctx.artifact.host(host) else {
             continue;
@@ -131,19 +146,51 @@ async fn run_once_hosts(ctx: &Arc<RunContext>) -> Vec<(HostCheck, RuntimeValues)
             .filter(|o| o.host == host)
             .map(|o| o.step.clone())
             .collect();
-        let values = fresh_values(ctx);
-        out.push(
-            check_host(
-                ctx.clone(),
-                RUN_ONCE_WAVE.into(),
-                plan.clone(),
-                steps,
-                values,
-            )
-            .await,
-        );
+        let values = with_stage_values(fresh_values(ctx), &passed_on);
+        let (check, values) = check_host(
+            ctx.clone(),
+            RUN_ONCE_WAVE.into(),
+            plan.clone(),
+            steps.clone(),
+            values,
+        )
+        .await;
+        pass_on(ctx, &steps, &values, &mut passed_on);
+        out.push((check, values));
     }
-    out
+    (out, passed_on)
+}
+
+/// Adds the values that `steps` (`run_once` steps of one host) registered to `passed_on` as
+/// `stages.STAGE.NAME`, secret when the value was: what a real run passes on when STAGE ends.
+/// Only a `check: true` step ran, so only its value can be there.
+fn pass_on(
+    ctx: &RunContext,
+    steps: &[HostStep],
+    values: &RuntimeValues,
+    passed_on: &mut RuntimeValues,
+) {
+    for step in steps {
+        let Some(spec) = ctx.artifact.step(&step.id) else {
+            continue;
+        };
+        let (Some(stage), Some(name)) = (&spec.stage, &spec.register) else {
+            continue;
+        };
+        if let Some(value) = values.registered.get(name) {
+            let secret = values.secret_registered.contains(name);
+            passed_on.register(&format!("stages.{stage}.{name}"), value.clone(), secret);
+        }
+    }
+}
+
+/// `values` with the stage values passed on so far.
+fn with_stage_values(mut values: RuntimeValues, passed_on: &RuntimeValues) -> RuntimeValues {
+    for (name, value) in &passed_on.registered {
+        let secret = passed_on.secret_registered.contains(name);
+        values.register(name, value.clone(), secret);
+    }
+    values
 }
 
 /// Every host of every wave, at most the largest wave `concurrency` at once, reported in wave
@@ -151,6 +198,7 @@ async fn run_once_hosts(ctx: &Arc<RunContext>) -> Vec<(HostCheck, RuntimeValues)
 async fn wave_hosts(
     ctx: &Arc<RunContext>,
     seeded: &HashMap<String, RuntimeValues>,
+    passed_on: &RuntimeValues,
 ) -> Vec<(HostCheck, RuntimeValues)> {
     let limit = ctx
         .artifact
@@ -186,7 +234,7 @@ async fn wave_hosts(
             let values = seeded
                 .get(host)
                 .cloned()
-                .unwrap_or_else(|| fresh_values(ctx));
+                .unwrap_or_else(|| with_stage_values(fresh_values(ctx), passed_on));
             let (ctx, wave, plan) = (ctx.clone(), wave.name.clone(), plan.clone());
             let at = position;
             tasks.spawn(async move {
@@ -338,8 +386,14 @@ async fn check_step(
         match guard.resolve(&run.values) {
             Err(ResolveError::MissingRegistered { name, step: needs }) => {
                 verdict.verdict = CheckVerdict::GuardUnevaluated;
+                // A `check: true` step that left no value failed, or (a stage value) is on a
+                // `run_once` host checked after this one.
+                let why = match ctx.artifact.step(&needs) {
+                    Some(spec) if spec.check => "which registered no value before this guard",
+                    _ => "which does not run in check mode",
+                };
                 verdict.detail = format!(
-                    "would run, guard cannot be evaluated: depends on step `{needs}` (its `{name}`), which does not run in check mode"
+                    "would run, guard cannot be evaluated: depends on step `{needs}` (its `{name}`), {why}"
                 );
                 verdict.depends_on = Some(needs);
             }

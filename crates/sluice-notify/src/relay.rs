@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use sluice_model::{Event, Fact, NotificationFailed, NotifyEvent};
-use sluice_plan::notify::NotifyTarget;
+use sluice_plan::notify::{Endpoint, NotifyTarget};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::task::{Id, JoinSet};
 
@@ -35,8 +35,8 @@ struct Pending {
 /// Sends a run's events to its webhooks; see the crate doc.
 pub struct Notifier {
     targets: Vec<NotifyTarget>,
-    /// The value of each signing secret, by name.
-    keys: HashMap<String, String>,
+    /// The value of each secret the targets name (signing keys, URLs held in secrets), by name.
+    secret_values: HashMap<String, String>,
     info: RunInfo,
     redact: Box<dyn Fn(&str) -> String + Send + Sync>,
     client: reqwest::Client,
@@ -48,11 +48,12 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// A notifier for `targets`, signing with the values in `keys` (secret name → value), with
-    /// every payload passed through `redact` before it is signed and sent.
+    /// A notifier for `targets`, with the values of the secrets they name in `secret_values`
+    /// (secret name → value: signing keys, and URLs given by `url_secret`), with every payload
+    /// passed through `redact` before it is signed and sent.
     pub fn new(
         targets: Vec<NotifyTarget>,
-        keys: HashMap<String, String>,
+        secret_values: HashMap<String, String>,
         info: RunInfo,
         redact: Box<dyn Fn(&str) -> String + Send + Sync>,
         policy: DeliveryPolicy,
@@ -63,7 +64,7 @@ impl Notifier {
             .build()?;
         Ok(Notifier {
             targets,
-            keys,
+            secret_values,
             info,
             redact,
             client,
@@ -91,25 +92,27 @@ impl Notifier {
             let signature = target
                 .secret
                 .as_ref()
-                .and_then(|name| self.keys.get(name))
+                .and_then(|name| self.secret_values.get(name))
                 .map(|key| crate::signature::sign(key.as_bytes(), body.as_bytes()));
             let attempts = Arc::new(AtomicU32::new(0));
-            let delivery = Delivery {
-                url: target.url.clone(),
-                body,
-                signature,
-                attempts: attempts.clone(),
-            };
+            let url = resolve(&target.endpoint, &self.secret_values);
             let (client, policy) = (self.client.clone(), self.policy);
-            let handle = self
-                .tasks
-                .spawn(async move { deliver(&client, policy, &delivery).await });
+            let delivery = attempts.clone();
+            let handle = self.tasks.spawn(async move {
+                let delivery = Delivery {
+                    url: url?,
+                    body,
+                    signature,
+                    attempts: delivery,
+                };
+                deliver(&client, policy, &delivery).await
+            });
             self.pending.insert(
                 handle.id(),
                 Pending {
                     event,
                     event_id,
-                    endpoint: origin(&target.url),
+                    endpoint: target.endpoint.origin(),
                     target: u32::try_from(i).unwrap_or(u32::MAX),
                     attempts,
                 },
@@ -176,16 +179,21 @@ fn failure(p: Pending, reason: String) -> NotificationFailed {
     }
 }
 
-/// `scheme://host:port` of a URL: what may be shown of a webhook.
-fn origin(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => format!(
-            "{}://{}:{}",
-            u.scheme(),
-            u.host_str().unwrap_or(""),
-            u.port_or_known_default().unwrap_or(0)
-        ),
-        Err(_) => "(unparsable URL)".into(),
+/// The URL to POST to: the plan's, or the value of the secret that holds it. A value that is
+/// missing or not an `http(s)://` URL is a failed delivery that names the secret only.
+fn resolve(endpoint: &Endpoint, secret_values: &HashMap<String, String>) -> Result<String, String> {
+    match endpoint {
+        Endpoint::Url(url) => Ok(url.clone()),
+        Endpoint::Secret(name) => match secret_values.get(name) {
+            Some(url) if sluice_plan::url::check_url(url.trim()).is_ok() => {
+                Ok(url.trim().to_string())
+            }
+            Some(_) => Err(format!(
+                "the value of secret {name} is not an http:// or https:// URL with a host \
+                 (and no user name, password or #fragment)"
+            )),
+            None => Err(format!("secret {name} has no value in this run")),
+        },
     }
 }
 

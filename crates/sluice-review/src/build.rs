@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use sluice_plan::estimate::{Estimate, STEP_WITHOUT_TIMEOUT_MS};
+use sluice_plan::notify::Endpoint;
 use sluice_plan::warning::{PlanWarning, artifact};
 use sluice_plan::{HealthProbe, HostPlan, HostStep, PlanArtifact, RenderedCommand, SecretFrom};
 
@@ -162,6 +163,19 @@ fn summary(plan: &PlanArtifact, clock: &Clock, estimate: &Estimate) -> Summary {
                 },
             })
             .collect(),
+        notify: plan
+            .notify
+            .iter()
+            .map(|t| NotifyView {
+                endpoint: t.endpoint.shown(),
+                url_secret: match &t.endpoint {
+                    Endpoint::Secret(name) => Some(name.clone()),
+                    Endpoint::Url(_) => None,
+                },
+                events: t.events.clone(),
+                signed_with: t.secret.clone(),
+            })
+            .collect(),
         become_password: plan.become_password.clone(),
         estimate: EstimateView {
             per_host_ms: estimate.per_host_ms,
@@ -240,6 +254,7 @@ fn spec_view(spec: &sluice_plan::StepSpec) -> StepView {
         retry_delay_ms: spec.retry_delay_ms,
         register: spec.register.clone(),
         idempotent: spec.idempotent,
+        check: spec.check,
         run: CommandView { forms: Vec::new() },
         undo: None,
         skip_if: None,

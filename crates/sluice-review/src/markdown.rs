@@ -191,6 +191,14 @@ fn write_summary(r: &Review, o: &mut String) -> std::fmt::Result {
             .collect();
         rows.push(("Secrets", names.join(", ")));
     }
+    if !s.notify.is_empty() {
+        let lines: Vec<String> = s
+            .notify
+            .iter()
+            .map(|n| escape(&phrases::notify_line(n)))
+            .collect();
+        rows.push(("Webhooks", lines.join("<br>")));
+    }
     if let Some(name) = &s.become_password {
         rows.push((
             "Become",

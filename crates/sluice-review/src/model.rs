@@ -94,6 +94,8 @@ pub struct Summary {
     pub wave_count: usize,
     pub step_count: usize,
     pub secrets: Vec<SecretView>,
+    /// The plan's `notify:` webhooks, in plan order (empty without any).
+    pub notify: Vec<NotifyView>,
     /// The secret whose value answers sudo's password prompt, if any (its name, never a value).
     pub become_password: Option<String>,
     pub estimate: EstimateView,
@@ -115,6 +117,19 @@ pub struct SecretView {
     pub name: String,
     /// Where the value is read at run time: `env NAME` or `file PATH`.
     pub from: String,
+}
+
+/// One webhook of `notify:`, as much of it as may be shown.
+#[derive(Clone, Debug, Serialize)]
+pub struct NotifyView {
+    /// `scheme://host:port/path` of its URL (never the query string or a user name, which may
+    /// carry tokens), or `<secret NAME>` when a secret holds the URL.
+    pub endpoint: String,
+    /// The secret whose value is the URL (`url_secret`), if one is.
+    pub url_secret: Option<String>,
+    pub events: Vec<sluice_model::NotifyEvent>,
+    /// The secret whose value signs each payload (HMAC-SHA256), if the target signs.
+    pub signed_with: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -201,6 +216,8 @@ pub struct StepView {
     pub retry_delay_ms: u64,
     pub register: Option<String>,
     pub idempotent: bool,
+    /// Read-only by contract (`check: true`): `sluice apply --check` runs it.
+    pub check: bool,
     pub run: CommandView,
     pub undo: Option<CommandView>,
     pub skip_if: Option<CommandView>,

@@ -59,7 +59,24 @@ pub fn step_attributes(step: &StepView) -> Vec<String> {
     if step.idempotent {
         attrs.push("idempotent".into());
     }
+    if step.check {
+        attrs.push(CHECK_ATTRIBUTE.into());
+    }
     attrs
+}
+
+/// How a `check: true` step is marked in every human format.
+pub const CHECK_ATTRIBUTE: &str = "read-only: runs under --check";
+
+/// `https://hooks.example.com:443/sluice: wave_failed, run_finished; signed with secret key`:
+/// one webhook, in words (the endpoint already stripped of its query string).
+pub fn notify_line(n: &NotifyView) -> String {
+    let events: Vec<&str> = n.events.iter().map(|e| e.as_str()).collect();
+    let signed = match &n.signed_with {
+        Some(name) => format!("signed with secret {name}"),
+        None => "unsigned".to_string(),
+    };
+    format!("{}: {}; {signed}", n.endpoint, events.join(", "))
 }
 
 /// `1 host, 1 at once, tolerates 0 failures`.

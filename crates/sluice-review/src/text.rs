@@ -156,6 +156,10 @@ fn write_summary(r: &Review, o: &mut String) -> std::fmt::Result {
             .collect();
         writeln!(o, "Secrets    {}", names.join(", "))?;
     }
+    for (i, n) in s.notify.iter().enumerate() {
+        let label = if i == 0 { "Webhooks" } else { "" };
+        writeln!(o, "{label:<10} {}", phrases::notify_line(n))?;
+    }
     if let Some(name) = &s.become_password {
         writeln!(
             o,

@@ -15,6 +15,9 @@
 //! | … `-o UserKnownHostsFile=PATH`, `-o StrictHostKeyChecking=yes\|accept-new` | known_hosts files, host key checking |
 //! | `sluice_workdir` (sluice's own; Ansible ignores it) | the local transport's working directory |
 //!
+//! (`sluice_metrics_file`, a setting of the controller rather than of a host, is read from
+//! group `all` by `ansible_settings`.)
+//!
 //! The variables stay host variables too (`ansible-inventory` lists them). Settings sluice
 //! cannot honour are located errors ([`REFUSED`]: passwords, other connection types and become
 //! methods, other ssh options), and settings it does not use are located warnings

@@ -22,6 +22,7 @@
 //! Ansible's order for inventory variables.
 
 pub mod ansible_ini;
+pub mod ansible_settings;
 pub mod ansible_vars;
 pub mod ansible_yaml;
 pub mod build;
@@ -127,7 +128,8 @@ pub struct Inventory {
     /// plan compiled against it. Ansible's formats have none.
     pub policy: Option<crate::policy::Policy>,
     /// Where `sluice apply` writes its Prometheus metrics on this controller (`metrics_file:` of
-    /// a sluice YAML inventory, resolved against the inventory's directory).
+    /// a sluice YAML inventory, `sluice_metrics_file` of an Ansible inventory's group `all`),
+    /// resolved against the inventory's directory.
     pub metrics_file: Option<String>,
     /// The environment it describes (`environment:` of a sluice YAML inventory): what promotion
     /// evidence is about.

@@ -227,6 +227,7 @@ fn finish(
             refuse_nul(&inventory, diags);
             if format != InventoryFormat::SshConfig {
                 super::ansible_vars::resolve_connections(&mut inventory, diags);
+                super::ansible_settings::read(&mut inventory, path, diags);
             }
             inventory
         }

@@ -23,6 +23,11 @@ pub fn unused_secrets<'t>(
         .chain(plan.become_password.as_ref().map(|(n, _)| n.as_str()))
         // A webhook's signing key is used by the controller, not by a command.
         .chain(plan.notify.iter().filter_map(|t| t.secret.as_deref()))
+        // So is a webhook's URL held in a secret.
+        .chain(plan.notify.iter().filter_map(|t| match &t.endpoint {
+            crate::notify::Endpoint::Secret(name) => Some(name.as_str()),
+            crate::notify::Endpoint::Url(_) => None,
+        }))
         .collect();
     for (s, loc) in &plan.secrets {
         if !used.contains(s.name.as_str()) {

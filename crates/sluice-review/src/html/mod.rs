@@ -173,6 +173,14 @@ fn write_header(r: &Review, o: &mut String) -> std::fmt::Result {
             ),
         )?;
     }
+    if !s.notify.is_empty() {
+        let lines: Vec<String> = s
+            .notify
+            .iter()
+            .map(|n| esc(&phrases::notify_line(n)))
+            .collect();
+        row(o, "Webhooks", lines.join("<br>"))?;
+    }
     if let Some(name) = &s.become_password {
         row(
             o,

@@ -121,7 +121,13 @@ async fn run_once_hosts(ctx: &Arc<RunContext>) -> Vec<(HostCheck, RuntimeValues)
     }
     let mut out = Vec::new();
     for host in order {
-        let Some(plan) = ctx.artifact.host(host) else {
+        let plan = ctx
+            .artifact
+            .run_once
+            .iter()
+            .find(|o| o.host == host)
+            .and_then(|o| o.host_plan(&ctx.artifact));
+        let Some(plan) = plan else {
             continue;
         };
         let steps: Vec<HostStep> = ctx
@@ -132,16 +138,7 @@ async fn run_once_hosts(ctx: &Arc<RunContext>) -> Vec<(HostCheck, RuntimeValues)
             .map(|o| o.step.clone())
             .collect();
         let values = fresh_values(ctx);
-        out.push(
-            check_host(
-                ctx.clone(),
-                RUN_ONCE_WAVE.into(),
-                plan.clone(),
-                steps,
-                values,
-            )
-            .await,
-        );
+        out.push(check_host(ctx.clone(), RUN_ONCE_WAVE.into(), plan, steps, values).await);
     }
     out
 }

@@ -461,7 +461,8 @@ impl Run {
         let mut hosts: Vec<HostRun> = Vec::new();
         let mut status = WaveStatus::Ok;
         for once in &self.ctx.artifact.run_once {
-            let Some(plan) = self.ctx.artifact.host(&once.host) else {
+            // `check_artifact` refused an artifact where this is missing.
+            let Some(plan) = once.host_plan(&self.ctx.artifact) else {
                 continue;
             };
             let position = match hosts.iter().position(|h| h.host == once.host) {
@@ -472,7 +473,7 @@ impl Run {
                     values.secrets = self.ctx.secrets.values().clone();
                     let mut run = HostRun::new(&once.host, values);
                     run.outcome = HostOutcome::Ok;
-                    run.connect(&self.ctx, plan, &mut stop).await;
+                    run.connect(&self.ctx, &plan, &mut stop).await;
                     hosts.push(run);
                     hosts.len() - 1
                 }

@@ -353,6 +353,7 @@ impl Run {
                     .note(Fact::PauseStarted(PauseStarted {
                         after_wave: previous.name.clone(),
                         duration_ms: ms,
+                        stage: self.ctx.stage.clone(),
                     }))
                     .await;
                 tokio::select! {
@@ -362,6 +363,7 @@ impl Run {
                 self.ctx
                     .note(Fact::PauseFinished(PauseFinished {
                         after_wave: previous.name.clone(),
+                        stage: self.ctx.stage.clone(),
                     }))
                     .await;
             }
@@ -377,6 +379,7 @@ impl Run {
             self.ctx
                 .note(Fact::ApprovalRequested(ApprovalRequested {
                     wave: wave.name.clone(),
+                    stage: self.ctx.stage.clone(),
                 }))
                 .await;
             let approval = match &self.approver {

@@ -188,6 +188,9 @@ pub struct UnknownStepsResolved {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApprovalRequested {
     pub wave: String,
+    /// The stage the wave belongs to; absent for a plan without stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 /// What was approved.
@@ -439,11 +442,17 @@ pub struct RollbackFinished {
 pub struct PauseStarted {
     pub after_wave: String,
     pub duration_ms: u64,
+    /// The stage the wave belongs to; absent for a plan without stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PauseFinished {
     pub after_wave: String,
+    /// The stage the wave belongs to; absent for a plan without stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 /// How the plan's recorded approvals measured up to the policy: the run starts only when

@@ -389,6 +389,25 @@ stages:
         .output()
         .unwrap();
     assert_eq!(status(&out), "succeeded");
+    // A wave's index counts from 0 within its stage (docs/json-events.md, `wave_started`).
+    let indexes: Vec<(String, u64)> = events(&out)
+        .iter()
+        .filter(|e| e["kind"] == "wave_decided")
+        .map(|e| {
+            (
+                e["wave"].as_str().unwrap().to_string(),
+                e["index"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for (wave, index) in [
+        ("slow/all", 0),
+        ("quick/one", 0),
+        ("quick/rest", 1),
+        ("last/all", 0),
+    ] {
+        assert!(indexes.contains(&(wave.to_string(), index)), "{indexes:?}");
+    }
     let run = events(&out)[0]["run"].as_str().unwrap().to_string();
     let show = sluice()
         .env("SLUICE_STATE_DIR", &store)

@@ -267,7 +267,7 @@ impl Approval {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaveStarted {
     pub wave: String,
-    /// 0-based position in the plan's waves.
+    /// 0-based position in the plan's waves (in a plan with stages, in its stage's waves).
     pub index: u32,
     pub hosts: Vec<String>,
     /// Hosts of the wave run at once.
@@ -306,7 +306,8 @@ pub struct StageFinished {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaveDecided {
     pub wave: String,
-    /// 0-based position in the plan's waves; absent for the `run-once` pseudo-wave.
+    /// 0-based position in the plan's waves (in a plan with stages, in its stage's waves);
+    /// absent for the `run-once` pseudo-wave.
     pub index: Option<u32>,
     pub status: WaveStatus,
     pub hosts: u32,

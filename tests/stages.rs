@@ -351,3 +351,94 @@ stages:
     );
     assert!(stdout.contains("schema-42"));
 }
+
+/// `sluice show` of a run with stages groups the waves under a heading per stage, in the plan's
+/// stage order, even when two stages ran at the same time and their records interleave.
+#[test]
+fn show_groups_waves_under_their_stage_in_stage_order() {
+    let f = Fixture::new();
+    let store = f.dir.path().join("store");
+    let plan = r#"name: show-stages
+stages:
+  - name: slow
+    targets: [h1]
+    after: []
+    steps: [{ id: a, run: "sleep 0.3" }]
+  - name: quick
+    targets: [app]
+    after: []
+    waves: [{ name: one, size: 1 }, { name: rest, size: 100% }]
+    steps: [{ id: b, run: "true" }]
+  - name: last
+    targets: [db]
+    after: [slow, quick]
+    steps: [{ id: c, run: "true" }]
+"#;
+    std::fs::write(f.dir.path().join("plan.yaml"), plan).unwrap();
+    let out = sluice()
+        .current_dir(f.dir.path())
+        .env("SLUICE_STATE_DIR", &store)
+        .args([
+            "apply",
+            "plan.yaml",
+            "-i",
+            "inventory.yaml",
+            "--yes",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(status(&out), "succeeded");
+    // A wave's index counts from 0 within its stage (docs/json-events.md, `wave_started`).
+    let indexes: Vec<(String, u64)> = events(&out)
+        .iter()
+        .filter(|e| e["kind"] == "wave_decided")
+        .map(|e| {
+            (
+                e["wave"].as_str().unwrap().to_string(),
+                e["index"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for (wave, index) in [
+        ("slow/all", 0),
+        ("quick/one", 0),
+        ("quick/rest", 1),
+        ("last/all", 0),
+    ] {
+        assert!(indexes.contains(&(wave.to_string(), index)), "{indexes:?}");
+    }
+    let run = events(&out)[0]["run"].as_str().unwrap().to_string();
+    let show = sluice()
+        .env("SLUICE_STATE_DIR", &store)
+        .args(["show", &run])
+        .output()
+        .unwrap();
+    assert!(show.status.success());
+    let text = String::from_utf8_lossy(&show.stderr).to_string();
+    let section: Vec<&str> = text
+        .split("\n\n")
+        .find(|s| s.starts_with("stages\n"))
+        .unwrap_or_else(|| panic!("no stages section:\n{text}"))
+        .lines()
+        .skip(1)
+        .collect();
+    // Every line without its durations, which vary.
+    let shape: Vec<String> = section
+        .iter()
+        .map(|l| l.split(" in ").next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            "  stage slow, 1 hosts (h1): ok (its waves ended succeeded)",
+            "    slow/all     1 hosts, 1 at a time: 1 ok, 0 failed of 1 hosts, budget 0 = 0 hosts -> continue: 0 failed hosts within max_failed 0: the run goes on",
+            "  stage quick, 3 hosts (h2, h3, h4): ok (its waves ended succeeded)",
+            "    quick/one    1 hosts, 1 at a time: 1 ok, 0 failed of 1 hosts, budget 0 = 0 hosts -> continue: 0 failed hosts within max_failed 0: the run goes on",
+            "    quick/rest   2 hosts, 2 at a time: 2 ok, 0 failed of 2 hosts, budget 0 = 0 hosts -> continue: 0 failed hosts within max_failed 0: the run goes on",
+            "  stage last, after slow, quick, 2 hosts (h5, h6): ok (its waves ended succeeded)",
+            "    last/all     2 hosts, 2 at a time: 2 ok, 0 failed of 2 hosts, budget 0 = 0 hosts -> continue: 0 failed hosts within max_failed 0: the run goes on",
+        ],
+        "{text}"
+    );
+}

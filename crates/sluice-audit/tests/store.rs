@@ -510,7 +510,12 @@ fn pending_gates_clear_on_approval_or_finish() {
     started.waves = vec!["canary".into(), "rest".into()];
     let run = log.begin_run(started.clone()).unwrap();
     let other = log.begin_run(started).unwrap();
-    let request = |wave: &str| Fact::ApprovalRequested(ApprovalRequested { wave: wave.into() });
+    let request = |wave: &str| {
+        Fact::ApprovalRequested(ApprovalRequested {
+            wave: wave.into(),
+            stage: None,
+        })
+    };
     log.append(&run, request("rest")).unwrap();
     log.append(&other, request("canary")).unwrap();
     let pending: Vec<(String, String)> = log

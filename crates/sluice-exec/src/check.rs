@@ -136,7 +136,13 @@ async fn run_once_hosts(ctx: &Arc<RunContext>) -> (Vec<(HostCheck, RuntimeValues
     let mut out = Vec::new();
     let mut passed_on = RuntimeValues::default();
     for host in order {
-        let Some(plan) = ctx.artifact.host(host) else {
+        let plan = ctx
+            .artifact
+            .run_once
+            .iter()
+            .find(|o| o.host == host)
+            .and_then(|o| o.host_plan(&ctx.artifact));
+        let Some(plan) = plan else {
             continue;
         };
         let steps: Vec<HostStep> = ctx
@@ -150,7 +156,7 @@ async fn run_once_hosts(ctx: &Arc<RunContext>) -> (Vec<(HostCheck, RuntimeValues
         let (check, values) = check_host(
             ctx.clone(),
             RUN_ONCE_WAVE.into(),
-            plan.clone(),
+            plan,
             steps.clone(),
             values,
         )

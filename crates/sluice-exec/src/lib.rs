@@ -91,6 +91,14 @@ pub fn verify_artifact(
     {
         return Err(ExecError::UndeclaredBecomePassword { name: name.clone() });
     }
+    for once in &artifact.run_once {
+        if once.host_plan(artifact).is_none() {
+            return Err(ExecError::UnknownHost {
+                wave: run::RUN_ONCE_WAVE.to_string(),
+                host: once.host.clone(),
+            });
+        }
+    }
     for wave in &artifact.waves {
         for host in &wave.hosts {
             if artifact.host(host).is_none() {

@@ -184,6 +184,7 @@ impl PlanBuilder {
                 undo: step.undo,
                 skip_if: step.skip_if,
             },
+            connection: None,
         });
         self
     }

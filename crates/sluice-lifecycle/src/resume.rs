@@ -219,7 +219,7 @@ pub fn take_over(
         });
     // As `apply` records the confirmation typed at its prompt, so does the resume.
     let confirmation = typed.then(|| Approval::run_start(&artifact.plan_hash, &holder.operator));
-    let hosts: Vec<String> = artifact.hosts.iter().map(|h| h.name.clone()).collect();
+    let hosts: Vec<String> = artifact.leased_hosts();
     let facts: Vec<Fact> = confirmation
         .map(Fact::Approval)
         .into_iter()

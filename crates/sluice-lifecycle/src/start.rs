@@ -68,7 +68,7 @@ pub(crate) fn start_kind(
         ticket: artifact.ticket.clone(),
         plan_hash: artifact.plan_hash.clone(),
         command_line: redactor.redact_args(command_line),
-        hosts: artifact.hosts.iter().map(|h| h.name.clone()).collect(),
+        hosts: artifact.leased_hosts(),
         waves: artifact.waves.iter().map(|w| w.name.clone()).collect(),
         environment: artifact.environment.clone(),
         change_hash: artifact.change_hash.clone(),

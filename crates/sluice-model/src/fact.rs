@@ -188,6 +188,9 @@ pub struct UnknownStepsResolved {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApprovalRequested {
     pub wave: String,
+    /// The stage the wave belongs to; absent for a plan without stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 /// What was approved.
@@ -264,7 +267,7 @@ impl Approval {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaveStarted {
     pub wave: String,
-    /// 0-based position in the plan's waves.
+    /// 0-based position in the plan's waves (in a plan with stages, in its stage's waves).
     pub index: u32,
     pub hosts: Vec<String>,
     /// Hosts of the wave run at once.
@@ -303,7 +306,8 @@ pub struct StageFinished {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WaveDecided {
     pub wave: String,
-    /// 0-based position in the plan's waves; absent for the `run-once` pseudo-wave.
+    /// 0-based position in the plan's waves (in a plan with stages, in its stage's waves);
+    /// absent for the `run-once` pseudo-wave.
     pub index: Option<u32>,
     pub status: WaveStatus,
     pub hosts: u32,
@@ -439,11 +443,17 @@ pub struct RollbackFinished {
 pub struct PauseStarted {
     pub after_wave: String,
     pub duration_ms: u64,
+    /// The stage the wave belongs to; absent for a plan without stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PauseFinished {
     pub after_wave: String,
+    /// The stage the wave belongs to; absent for a plan without stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
 }
 
 /// How the plan's recorded approvals measured up to the policy: the run starts only when

@@ -267,6 +267,28 @@ pub struct HostStep {
 pub struct RunOnceStep {
     pub host: String,
     pub step: HostStep,
+    /// How to reach `host`, only for a step with `delegate:` (the delegated host need not be a
+    /// target of its stage, so it may have no [`HostPlan`]). Absent otherwise, so the hash of
+    /// a plan without `delegate` is what it was before the key existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<Connection>,
+}
+
+impl RunOnceStep {
+    /// The host this step runs on, as a plan to connect with: the targeted host's own plan, or
+    /// for a delegated host outside the targets, a plan with its connection and no steps.
+    pub fn host_plan(&self, artifact: &PlanArtifact) -> Option<HostPlan> {
+        if let Some(connection) = &self.connection {
+            return Some(HostPlan {
+                name: self.host.clone(),
+                connection: connection.clone(),
+                vars: BTreeMap::new(),
+                steps: Vec::new(),
+                health: Vec::new(),
+            });
+        }
+        artifact.host(&self.host).cloned()
+    }
 }
 
 /// One targeted host: how to reach it, the variables it was rendered with, and its steps.
@@ -533,6 +555,18 @@ impl PlanArtifact {
     }
 
     /// The host named `name`: a binary search in the host index.
+    /// Every host the run connects to, each once: the targeted hosts in plan order, then the
+    /// hosts `delegate:` names that no stage targets. A run leases all of them.
+    pub fn leased_hosts(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.hosts.iter().map(|h| h.name.clone()).collect();
+        for once in &self.run_once {
+            if self.host(&once.host).is_none() && !names.contains(&once.host) {
+                names.push(once.host.clone());
+            }
+        }
+        names
+    }
+
     pub fn host(&self, name: &str) -> Option<&HostPlan> {
         let hosts = &self.hosts;
         let sorted = self.host_index.0.get_or_init(|| {

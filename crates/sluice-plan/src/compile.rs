@@ -208,6 +208,7 @@ pub(crate) fn compile_unit(
         .and_then(|w| w.hosts.first())
         .cloned()
         .unwrap_or_default();
+    let delegated = delegated_hosts(&steps, inv, &positions, &plan.file, diags);
     let rendered = render::render_hosts(
         plan,
         inv,
@@ -217,6 +218,7 @@ pub(crate) fn compile_unit(
         render::Targets {
             hosts: &positions,
             first_host: &first_host,
+            delegated: &delegated,
         },
         diags,
     );
@@ -245,6 +247,40 @@ pub(crate) fn compile_unit(
         waves,
         templates,
     })
+}
+
+/// The hosts `delegate:` names that are not among `targeted` (inventory positions, each once);
+/// a name the inventory does not have is a located error with the nearest host name.
+fn delegated_hosts(
+    steps: &Steps,
+    inv: &Inventory,
+    targeted: &[usize],
+    file: &std::sync::Arc<crate::diagnostic::SourceFile>,
+    diags: &mut Diagnostics,
+) -> Vec<usize> {
+    let mut out = Vec::new();
+    for decl in steps.decls {
+        let Some((host, loc)) = &decl.delegate else {
+            continue;
+        };
+        match inv.host_named(host) {
+            Some(h) if !targeted.contains(&h) && !out.contains(&h) => out.push(h),
+            Some(_) => {}
+            None => {
+                let names: Vec<&str> = inv.hosts.iter().map(|h| h.name.as_str()).collect();
+                let mut d = Diagnostic::error(format!(
+                    "step `{}` delegates to `{host}`, which is not a host of the inventory {}",
+                    decl.spec.id, inv.file.path
+                ))
+                .at(file, *loc);
+                if let Some(s) = nearest(host, &names) {
+                    d = d.with_help(format!("did you mean `{s}`?"));
+                }
+                diags.push(d);
+            }
+        }
+    }
+    out
 }
 
 /// The checks that look at the whole plan at once: unused secrets, `--var`s nothing uses, the

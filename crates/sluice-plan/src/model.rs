@@ -121,5 +121,8 @@ pub struct StepDecl {
     pub run: Template,
     pub undo: Option<Template>,
     pub skip_if: Option<Template>,
+    /// `delegate: HOST` of a `run_once` step: the inventory host it runs on instead of the
+    /// first targeted host.
+    pub delegate: Option<(String, Loc)>,
     pub loc: Loc,
 }

@@ -45,6 +45,7 @@ const STEP_KEYS: &[&str] = &[
     "retries",
     "retry_delay",
     "run_once",
+    "delegate",
     "idempotent",
     "check",
 ];
@@ -609,12 +610,24 @@ pub(crate) fn read_steps(r: &mut Reader, node: &Node) -> Vec<StepDecl> {
             .map(|n| r.as_str_list(n, &format!("{context}: after")));
         let undo = template(r, &f, "undo", &context);
         let skip_if = template(r, &f, "skip_if", &context);
+        let delegate = f.get("delegate").and_then(|n| {
+            let host = r.as_str(n, &format!("{context}: delegate"))?;
+            Some((host, n.loc))
+        });
+        if let (Some((_, loc)), false) = (&delegate, spec.run_once) {
+            r.error_help(
+                *loc,
+                format!("step `{id}` has `delegate` but is not run_once"),
+                "`delegate` names the host a `run_once` step runs on: add `run_once: true` or remove `delegate`",
+            );
+        }
         steps.push(StepDecl {
             spec,
             after,
             run,
             undo,
             skip_if,
+            delegate,
             loc: item.loc,
         });
     }

@@ -20,11 +20,12 @@ pub(crate) struct Rendered {
     pub run_once: Vec<RunOnceStep>,
 }
 
-/// The hosts to render for: inventory positions in plan order, and the host `run_once` steps
-/// run on.
+/// The hosts to render for: inventory positions in plan order, the host `run_once` steps run
+/// on, and the hosts `delegate:` names outside `hosts` (only their `run_once` steps render).
 pub(crate) struct Targets<'a> {
     pub hosts: &'a [usize],
     pub first_host: &'a str,
+    pub delegated: &'a [usize],
 }
 
 type Problems = BTreeMap<(String, &'static str, RenderProblem), (Loc, Vec<String>)>;
@@ -40,7 +41,20 @@ pub(crate) fn render_hosts(
     targets: Targets,
     diags: &mut Diagnostics,
 ) -> Rendered {
-    let Targets { hosts, first_host } = targets;
+    let Targets {
+        hosts,
+        first_host,
+        delegated,
+    } = targets;
+    // The host each step runs on when it is run_once: its `delegate`, else the first host.
+    let once_host = |i: usize| -> Option<&str> {
+        let decl = &steps.decls[i];
+        decl.spec.run_once.then(|| {
+            decl.delegate
+                .as_ref()
+                .map_or(first_host, |(host, _)| host.as_str())
+        })
+    };
     let mut problems: Problems = BTreeMap::new();
     let mut note =
         |what: String, field: &'static str, loc: Loc, problem: RenderProblem, host: &str| {
@@ -94,8 +108,11 @@ pub(crate) fn render_hosts(
         (0..steps.decls.len()).map(|_| [None, None, None]).collect();
     let mut group_vars: HashMap<&[usize], BTreeMap<String, serde_json::Value>> = HashMap::new();
     let mut host_plans = Vec::with_capacity(hosts.len());
-    let mut run_once = Vec::new();
-    for &h in hosts {
+    // (position in execution order, step): run_once steps on several hosts are put back in
+    // execution order at the end.
+    let mut run_once: Vec<(usize, RunOnceStep)> = Vec::new();
+    let all = hosts.iter().map(|&h| (h, true));
+    for (h, targeted) in all.chain(delegated.iter().map(|&h| (h, false))) {
         let name = &inv.hosts[h].name;
         let connection = inv.connection(h);
         let merge = || {
@@ -122,10 +139,10 @@ pub(crate) fn render_hosts(
             vars: &vars,
         };
         let mut host_steps = Vec::with_capacity(steps.order.len());
-        for &i in &steps.order {
+        for (order, &i) in steps.order.iter().enumerate() {
             let decl = &steps.decls[i];
             let is_once = decl.spec.run_once;
-            if is_once && name != first_host {
+            if (is_once && once_host(i) != Some(name.as_str())) || (!is_once && !targeted) {
                 continue;
             }
             let id = &decl.spec.id;
@@ -166,13 +183,21 @@ pub(crate) fn render_hosts(
                 skip_if,
             };
             if is_once {
-                run_once.push(RunOnceStep {
-                    host: name.clone(),
-                    step,
-                });
+                let delegated = decl.delegate.is_some();
+                run_once.push((
+                    order,
+                    RunOnceStep {
+                        host: name.clone(),
+                        step,
+                        connection: delegated.then(|| connection.clone()),
+                    },
+                ));
             } else {
                 host_steps.push(step);
             }
+        }
+        if !targeted {
+            continue;
         }
         let (health, unrendered) = render_health(plan, checks, &scope);
         for u in unrendered {
@@ -187,9 +212,10 @@ pub(crate) fn render_hosts(
         });
     }
     report(plan, inv, cli_vars, problems, diags);
+    run_once.sort_by_key(|(order, _)| *order);
     Rendered {
         hosts: host_plans,
-        run_once,
+        run_once: run_once.into_iter().map(|(_, step)| step).collect(),
     }
 }
 

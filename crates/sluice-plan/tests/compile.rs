@@ -383,3 +383,43 @@ fn hosts_are_found_by_index_even_after_the_artifact_is_edited() {
     let json = serde_json::to_value(&a).unwrap();
     assert!(json.get("host_index").is_none());
 }
+
+/// A plan with stages is estimated stage by stage, each as a plan of its own, over the stage
+/// graph: `db` and `web` overlap (neither waits for the other) and `last` starts after the
+/// longer of them, so the plan takes `web` + `last`, not the sum of every step on every host.
+#[test]
+fn a_plan_with_stages_is_estimated_along_the_longest_path_of_stages() {
+    let a = compile(
+        "
+name: staged
+stages:
+  - { name: db, targets: [db-1], steps: [{ id: m, run: 'true', timeout: 10s }] }
+  - name: web
+    after: []
+    targets: [web]
+    concurrency: 1
+    steps: [{ id: p, run: 'true', timeout: 20s }]
+  - { name: last, after: [db, web], targets: [web-1], steps: [{ id: u, run: 'true', timeout: 5s }] }
+",
+        &[],
+    );
+    let e = sluice_plan::estimate::Estimate::of(&a);
+    let stages: Vec<(&str, u64, u64)> = e
+        .per_stage
+        .iter()
+        .map(|s| (s.name.as_str(), s.ms, s.ends_ms))
+        .collect();
+    // web: three hosts one at a time, 20 s each.
+    assert_eq!(
+        stages,
+        [
+            ("db", 10_000, 10_000),
+            ("web", 60_000, 60_000),
+            ("last", 5_000, 65_000)
+        ]
+    );
+    assert_eq!(e.total_ms, 65_000);
+    assert_eq!(e.longest_path, ["web", "last"]);
+    // Each wave as its stage estimates it.
+    assert_eq!(e.per_wave_ms, [10_000, 60_000, 5_000]);
+}

@@ -180,6 +180,7 @@ fn summary(plan: &PlanArtifact, clock: &Clock, estimate: &Estimate) -> Summary {
         estimate: EstimateView {
             per_host_ms: estimate.per_host_ms,
             total_ms: estimate.total_ms,
+            longest_path: estimate.longest_path.clone(),
             step_without_timeout_ms: STEP_WITHOUT_TIMEOUT_MS,
         },
     }

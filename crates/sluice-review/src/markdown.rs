@@ -80,12 +80,13 @@ fn write_review(r: &Review, o: &mut String) -> std::fmt::Result {
         for stage in &r.stages {
             writeln!(
                 o,
-                "# Stage {}. {}\n\nTargets {} ({}); {}.\n",
+                "# Stage {}. {}\n\nTargets {} ({}); {}; {}.\n",
                 stage.number,
                 escape(&stage.name),
                 escape(&stage.targets.join(", ")),
                 count(stage.hosts.len()),
-                escape(&phrases::stage_after(&stage.after))
+                escape(&phrases::stage_after(&stage.after)),
+                escape(&phrases::stage_estimate(stage))
             )?;
             write_plan(&r.for_stage(stage), o, &order)?;
             writeln!(o, "{}\n", escape(&stage.on_failure))?;

@@ -53,6 +53,11 @@ pub struct StageView {
     pub failure: FailureView,
     /// What a failure of this stage does to the other stages, in plain words.
     pub on_failure: String,
+    /// The stage alone, as a plan of its own (see `Summary::estimate`).
+    pub estimate_ms: u64,
+    /// When it is expected to end, from the start of the run: its estimate after the latest end
+    /// of the stages it waits for.
+    pub ends_ms: u64,
 }
 
 impl Review {
@@ -171,6 +176,10 @@ pub struct Opening {
 pub struct EstimateView {
     pub per_host_ms: u64,
     pub total_ms: u64,
+    /// In a plan with stages, the stages on the longest path through the stage graph, whose
+    /// estimates add up to `total_ms` (absent otherwise).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub longest_path: Vec<String>,
     /// Assumed for a step without a timeout.
     pub step_without_timeout_ms: u64,
 }

@@ -220,14 +220,33 @@ pub fn opening_lines(w: &WindowView) -> Vec<String> {
     lines
 }
 
-/// `up to 1h5m (15m per host; …)`.
+/// `up to 1h5m (15m per host; …)`; in a plan with stages, along the longest path of stages.
 pub fn estimate_line(e: &EstimateView) -> String {
+    if !e.longest_path.is_empty() {
+        return format!(
+            "up to about {} along the longest path of stages, {} (each stage below; every \
+             step up to its timeout, {} for a step without one; pauses counted, approval waits \
+             not)",
+            duration(e.total_ms),
+            e.longest_path.join(" → "),
+            duration(e.step_without_timeout_ms)
+        );
+    }
     format!(
         "up to about {} ({} per host; every step up to its timeout, {} for a step without one; \
          pauses counted, approval waits not)",
         duration(e.total_ms),
         duration(e.per_host_ms),
         duration(e.step_without_timeout_ms)
+    )
+}
+
+/// `up to about 5m, ends about 12m after the start`: a stage's estimate.
+pub fn stage_estimate(stage: &crate::model::StageView) -> String {
+    format!(
+        "up to about {}, ending about {} after the start",
+        duration(stage.estimate_ms),
+        duration(stage.ends_ms)
     )
 }
 

@@ -3,6 +3,7 @@
 //! from the artifact's stage view exactly as a plan without stages is), and what its failure
 //! does to the other stages.
 
+use sluice_plan::estimate::Estimate;
 use sluice_plan::{FailureAction, PlanArtifact, RollbackScope, StagePlan};
 
 use crate::build::{Sections, sections};
@@ -10,6 +11,7 @@ use crate::model::StageView;
 
 /// Every stage of `plan` in execution order; empty for a plan without stages.
 pub fn stage_views(plan: &PlanArtifact) -> Vec<StageView> {
+    let estimate = Estimate::of(plan);
     plan.stages
         .iter()
         .enumerate()
@@ -32,6 +34,8 @@ pub fn stage_views(plan: &PlanArtifact) -> Vec<StageView> {
                 health,
                 failure,
                 on_failure: stage_sentence(plan, i),
+                estimate_ms: estimate.per_stage.get(i).map_or(0, |e| e.ms),
+                ends_ms: estimate.per_stage.get(i).map_or(0, |e| e.ends_ms),
             }
         })
         .collect()

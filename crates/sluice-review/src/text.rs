@@ -25,11 +25,12 @@ fn write_review(r: &Review, o: &mut String) -> std::fmt::Result {
         for stage in &r.stages {
             writeln!(
                 o,
-                "\n══ Stage {}. {} ══ targets {} ({})",
+                "\n══ Stage {}. {} ══ targets {} ({}); {}",
                 stage.number,
                 stage.name,
                 stage.targets.join(", "),
-                count(stage.hosts.len())
+                count(stage.hosts.len()),
+                phrases::stage_estimate(stage)
             )?;
             write_plan(&r.for_stage(stage), o, &order)?;
             writeln!(o, "  {}", stage.on_failure)?;

@@ -2,8 +2,10 @@
 //! its budget arithmetic and decision, failed health checks, rollback steps, the host keys steps
 //! ran on), then every record, one line each.
 
-use sluice_audit::Record;
-use sluice_model::{ApprovalScope, Fact, HostOutcome, WaveDecided, WaveDecision};
+mod waves;
+
+use sluice_audit::{AuditLog, Record};
+use sluice_model::{ApprovalScope, Fact, HostOutcome, WaveDecided};
 
 use super::audit::StateDirArg;
 use crate::console::{Console, Paint};
@@ -43,7 +45,8 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         summary.ticket.as_deref().unwrap_or("-"),
         summary.status,
     );
-    text.push_str(&overview(&records, console));
+    let stage_order = stage_order(&log, &summary.plan_hash);
+    text.push_str(&overview(&records, &stage_order, console));
     for record in &records {
         let time = record.at.get(11..19).unwrap_or(&record.at);
         let line = format!(
@@ -260,44 +263,35 @@ fn arithmetic(w: &WaveDecided) -> String {
     )
 }
 
-/// The overview above the record list: waves and decisions, failed health checks, rollback
-/// steps and host keys. Sections with nothing to say are left out.
-fn overview(records: &[Record], console: &Console) -> String {
-    let mut waves: Vec<String> = Vec::new();
+/// The names of the stages of the plan with hash `plan_hash`, in the plan's (execution) order;
+/// empty for a plan without stages or an artifact the store does not hold.
+fn stage_order(log: &AuditLog, plan_hash: &str) -> Vec<String> {
+    let Ok(Some(artifact)) = log.artifact(plan_hash) else {
+        return Vec::new();
+    };
+    artifact["stages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The overview above the record list: waves and decisions (under their stage in a plan with
+/// stages), failed health checks, rollback steps and host keys. Sections with nothing to say
+/// are left out.
+fn overview(records: &[Record], stage_order: &[String], console: &Console) -> String {
+    let mut waves = waves::WaveSection::default();
     let mut health = String::new();
     let mut rollback = String::new();
     let mut keys: Vec<(&str, &str)> = Vec::new();
     let mut undos_sent: Vec<(&str, &str)> = Vec::new();
     for record in records {
         match &record.fact {
-            Fact::WaveStarted(w) => waves.push(format!(
-                "  {:<12} {} hosts, {} at a time",
-                w.wave,
-                w.hosts.len(),
-                w.concurrency
-            )),
-            Fact::WaveDecided(w) => {
-                // On the line of its wave's start when there is one (run_once has none).
-                let mut line = match waves.pop() {
-                    Some(open)
-                        if !open.ends_with('\n')
-                            && open.split_whitespace().next() == Some(w.wave.as_str()) =>
-                    {
-                        format!("{open}: ")
-                    }
-                    other => {
-                        waves.extend(other);
-                        format!("  {:<12} ", w.wave)
-                    }
-                };
-                line.push_str(&arithmetic(w));
-                line.push('\n');
-                waves.push(if w.decision == WaveDecision::Continue {
-                    line
-                } else {
-                    console.paint(Paint::Bad, &line)
-                });
-            }
+            Fact::WaveStarted(w) => waves.wave_started(w),
+            Fact::WaveDecided(w) => waves.wave_decided(w, console),
+            Fact::StageStarted(s) => waves.stage_started(s),
+            Fact::StageFinished(s) => waves.stage_finished(s),
             Fact::HealthResult(h) if !h.ok => health.push_str(&format!(
                 "  {} {} ({}) round {}: {}\n",
                 h.host,
@@ -337,19 +331,10 @@ fn overview(records: &[Record], console: &Console) -> String {
         ));
     }
     // A wave started with no decision recorded: the controller stopped during it.
-    let waves: String = waves
-        .into_iter()
-        .map(|l| {
-            if l.ends_with('\n') {
-                l
-            } else {
-                format!("{l}: no decision recorded\n")
-            }
-        })
-        .collect();
+    let waves = waves.render(stage_order);
     let mut out = String::new();
     for (title, body) in [
-        ("waves", waves),
+        waves,
         ("failed health checks", health),
         ("rollback", rollback),
     ] {

@@ -310,10 +310,11 @@ pub fn stage(
     )?;
     writeln!(
         o,
-        "<p>Targets {} ({}); {}.</p>",
+        "<p>Targets {} ({}); {}; {}.</p>",
         esc(&stage.targets.join(", ")),
         esc(&crate::hosts::count(stage.hosts.len())),
-        esc(&phrases::stage_after(&stage.after))
+        esc(&phrases::stage_after(&stage.after)),
+        esc(&phrases::stage_estimate(stage))
     )?;
     let mut inner = String::new();
     plan(&r.for_stage(stage), &mut inner)?;

@@ -38,6 +38,16 @@ use std::process::Command;
 pub use host::SSHD;
 use host::{HostProcess, HostSpec};
 
+/// The environment variable that runs the SSH suites in `transport_mode: exec` (a channel per
+/// command) instead of through each host's runner: scripts/test.sh runs the SSH test binaries a
+/// second time with it set to `exec`.
+pub const TRANSPORT_MODE_ENV: &str = "SLUICE_TEST_TRANSPORT_MODE";
+
+/// True when [`TRANSPORT_MODE_ENV`] asks for a channel per command.
+pub fn exec_mode_requested() -> bool {
+    std::env::var(TRANSPORT_MODE_ENV).is_ok_and(|mode| mode == "exec")
+}
+
 /// Why a fleet could not be started or changed.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {

@@ -151,6 +151,7 @@ impl PlanBuilder {
                     workdir: Some(state.join(name).display().to_string()),
                     env: BTreeMap::new(),
                     become_all: None,
+                    transport_mode: None,
                 },
                 vars: BTreeMap::new(),
                 steps: Vec::new(),

@@ -414,6 +414,7 @@ mod tests {
             workdir: None,
             env: BTreeMap::new(),
             become_all: None,
+            transport_mode: None,
         }
     }
 

@@ -195,7 +195,8 @@ impl Fleet {
     }
 
     /// Writes `DIR/inventory.yaml` for sluice: hosts host1..hostN (in order) in group `fleet`,
-    /// strict host key checking against [`Fleet::known_hosts`]. Returns its path.
+    /// strict host key checking against [`Fleet::known_hosts`], and `transport_mode: exec` when
+    /// [`exec_mode_requested`]. Returns its path.
     pub fn write_inventory(&self) -> Result<PathBuf, FleetError> {
         let mut y = String::new();
         y.push_str("defaults:\n");
@@ -208,7 +209,11 @@ impl Fleet {
             "  known_hosts: {}\n",
             yaml_str(&self.known_hosts().display().to_string())
         ));
-        y.push_str("  host_key_checking: strict\nhosts:\n");
+        y.push_str("  host_key_checking: strict\n");
+        if exec_mode_requested() {
+            y.push_str("  transport_mode: exec\n");
+        }
+        y.push_str("hosts:\n");
         for (i, h) in self.hosts.iter().enumerate() {
             y.push_str(&format!(
                 "  host{}: {{ address: 127.0.0.1, port: {} }}\n",

@@ -79,6 +79,11 @@ pub struct Args {
     /// early either way; see docs/operations.md, "Connections").
     #[arg(long)]
     no_preconnect: bool,
+    /// Send every command on an SSH channel and login shell of its own instead of through each
+    /// host's runner (as `transport_mode: exec` in the inventory does per host): for hosts whose
+    /// login shell is not POSIX (docs/operations.md, "Connections").
+    #[arg(long)]
+    exec_per_step: bool,
     #[command(flatten)]
     policy: super::authorize::PolicyArgs,
     #[command(flatten)]
@@ -145,6 +150,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         json: args.json,
         allow_tolerated: args.allow_tolerated,
         gate_policy: authorized.gate_policy,
+        exec_per_step: args.exec_per_step,
     };
     run_recorded(run, console)
 }
@@ -165,6 +171,8 @@ pub(crate) struct Recorded {
     pub allow_tolerated: bool,
     /// What the gates need under the environment's policy.
     pub gate_policy: Option<sluice_lifecycle::policy::GatePolicy>,
+    /// `--exec-per-step`: no runner on any host.
+    pub exec_per_step: bool,
 }
 
 /// Runs a recorded run (`apply`, and `resume` on the same run id) with the monitor showing its
@@ -344,6 +352,7 @@ async fn execute(
     let events = Emitter::new(&run.run_id, tx);
     let shutdown = Shutdown::new();
     let monitor = Monitor::new(console, Mode::choose(console, run.json));
+    let exec_per_step = run.exec_per_step;
     // Gates are answered by `sluice approve` through the store, or on this terminal if there is
     // one, whichever comes first.
     let terminal = console.can_prompt().then(|| {
@@ -357,7 +366,11 @@ async fn execute(
         .with(
             TransportKind::Ssh,
             // Asks for a key's passphrase on the terminal, with the bars suspended.
-            Arc::new(crate::ssh::transport(console, &monitor.multi())),
+            Arc::new(crate::ssh::transport(
+                console,
+                &monitor.multi(),
+                exec_per_step,
+            )),
         );
     let recorded = RecordedRun {
         log: run.log,

@@ -90,9 +90,8 @@ async fn undo_host(ctx: &RunContext, wave: &str, mut host: HostRun) -> HostRun {
         // before a resume on a host that cannot be reached now.
         None if host.ran.is_empty() => RollbackOutcome::RolledBack,
         None => {
-            host.failure = Some(
-                not_reconnected.unwrap_or_else(|| crate::resume::unreachable_for_undo(&host)),
-            );
+            host.failure =
+                Some(not_reconnected.unwrap_or_else(|| crate::resume::unreachable_for_undo(&host)));
             RollbackOutcome::RollbackFailed
         }
         Some(conn) => {

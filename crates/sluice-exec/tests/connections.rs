@@ -71,8 +71,16 @@ async fn a_run_scope_rollback_reconnects_to_undo_an_earlier_wave() {
         t.commands("h1"),
         vec!["install h1", "check h1", "uninstall h1"]
     );
-    assert_eq!(connects_of(&t, "h1"), 2, "closed after its wave, opened for the undo");
+    assert_eq!(
+        connects_of(&t, "h1"),
+        2,
+        "closed after its wave, opened for the undo"
+    );
     // The failed wave is undone on the connections it still holds.
     assert_eq!(connects_of(&t, "h3"), 1);
-    assert!(t.peak_open_connections() <= 4, "{}", t.peak_open_connections());
+    assert!(
+        t.peak_open_connections() <= 4,
+        "{}",
+        t.peak_open_connections()
+    );
 }

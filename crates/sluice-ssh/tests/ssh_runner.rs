@@ -41,7 +41,10 @@ async fn parent_of_command(conn: &Arc<dyn Connection>) -> String {
 #[tokio::test]
 async fn every_command_of_a_connection_goes_through_one_runner() {
     let fleet = fleet(1);
-    let conn = runner_transport().connect(&target(&fleet, 1)).await.unwrap();
+    let conn = runner_transport()
+        .connect(&target(&fleet, 1))
+        .await
+        .unwrap();
     let first = run(&conn, "echo $PPID; ps -o args= -p $PPID").await;
     let second = run(&conn, "echo $PPID; ps -o args= -p $PPID").await;
     let text = first.stdout.text_lossy();
@@ -61,7 +64,11 @@ async fn every_command_of_a_connection_goes_through_one_runner() {
 async fn a_command_reading_stdin_reads_nothing_and_the_next_command_still_runs() {
     let fleet = fleet(1);
     let conn = transport().connect(&target(&fleet, 1)).await.unwrap();
-    let out = run(&conn, "cat; read -r x; echo \"[$x] $?\"; head -c 10 /dev/stdin | wc -c").await;
+    let out = run(
+        &conn,
+        "cat; read -r x; echo \"[$x] $?\"; head -c 10 /dev/stdin | wc -c",
+    )
+    .await;
     assert_eq!(out.stdout.text_lossy(), "[] 1\n0\n");
     assert_eq!(run(&conn, "echo next").await.stdout.text_lossy(), "next\n");
     // Given stdin, the command reads exactly it, a last line without a line break included.
@@ -108,7 +115,11 @@ async fn cd_exit_set_e_traps_variables_and_umask_do_not_leak_between_commands() 
     )
     .await;
     assert_eq!(out.status, ExitStatus::Code(3));
-    assert_eq!(out.stdout.text_lossy(), "trapped\n", "the command's own trap runs");
+    assert_eq!(
+        out.stdout.text_lossy(),
+        "trapped\n",
+        "the command's own trap runs"
+    );
     let out = run(
         &conn,
         "pwd; echo \"x=$X y=$Y\"; trap; umask; false; echo after-false; echo $# $1",
@@ -149,7 +160,10 @@ async fn a_hundred_mib_of_output_is_counted_and_hashed_whole() {
 #[tokio::test]
 async fn a_timeout_kills_the_commands_whole_group_and_the_runner_carries_on() {
     let fleet = fleet(1);
-    let conn = runner_transport().connect(&target(&fleet, 1)).await.unwrap();
+    let conn = runner_transport()
+        .connect(&target(&fleet, 1))
+        .await
+        .unwrap();
     let runner_before = run(&conn, "echo $PPID").await.stdout.text_lossy();
     let started = Instant::now();
     let req = ExecRequest::new("sleep 1010.25 & (sleep 1011.25 &); echo up; sleep 1012.25")
@@ -157,10 +171,19 @@ async fn a_timeout_kills_the_commands_whole_group_and_the_runner_carries_on() {
     let out = conn.exec(req).await.unwrap();
     assert_eq!(out.status, ExitStatus::TimedOut);
     assert_eq!(out.stdout.text_lossy(), "up\n");
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     let left = run(&conn, "pgrep -f 'sleep 101[012].25'").await;
-    assert_eq!(left.status, ExitStatus::Code(1), "left: {}", left.stdout.text_lossy());
+    assert_eq!(
+        left.status,
+        ExitStatus::Code(1),
+        "left: {}",
+        left.stdout.text_lossy()
+    );
     assert_eq!(
         run(&conn, "echo $PPID").await.stdout.text_lossy(),
         runner_before,
@@ -169,13 +192,17 @@ async fn a_timeout_kills_the_commands_whole_group_and_the_runner_carries_on() {
 }
 
 #[tokio::test]
-async fn a_runner_killed_mid_command_is_connection_lost_and_the_next_command_gets_a_new_runner()
-{
+async fn a_runner_killed_mid_command_is_connection_lost_and_the_next_command_gets_a_new_runner() {
     let fleet = fleet(1);
-    let conn = runner_transport().connect(&target(&fleet, 1)).await.unwrap();
+    let conn = runner_transport()
+        .connect(&target(&fleet, 1))
+        .await
+        .unwrap();
     let runner_before = run(&conn, "echo $PPID").await.stdout.text_lossy();
     let err = conn
-        .exec(ExecRequest::new("echo before; kill -KILL $PPID; sleep 0.3; echo after"))
+        .exec(ExecRequest::new(
+            "echo before; kill -KILL $PPID; sleep 0.3; echo after",
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ConnectErrorKind::ConnectionLost, "{err}");
@@ -211,7 +238,10 @@ async fn a_connection_lost_mid_command_is_its_result_and_the_next_command_reconn
 async fn become_goes_through_the_runner_with_its_refusals() {
     let fleet = fleet(1);
     support::sudo_users(&fleet);
-    let conn = runner_transport().connect(&target(&fleet, 1)).await.unwrap();
+    let conn = runner_transport()
+        .connect(&target(&fleet, 1))
+        .await
+        .unwrap();
     let runner = run(&conn, "echo $PPID").await.stdout.text_lossy();
     let mut req = ExecRequest::new("id -un; cat; echo err >&2");
     req.become_user = Some(Become {

@@ -22,11 +22,11 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use sluice_model::{ExecResult, SecretMask};
-use sluice_plan::diagnostic::{Diagnostics, Loc};
 use sluice_plan::TransportKind;
+use sluice_plan::diagnostic::{Diagnostics, Loc};
 use sluice_ssh::{
-    Become, ConnectErrorKind, ExecOutcome, ExecRequest, HostTarget, LocalTransport,
-    SshTransport, Transport, TransportError,
+    Become, ConnectErrorKind, ExecOutcome, ExecRequest, HostTarget, LocalTransport, SshTransport,
+    Transport, TransportError,
 };
 
 use sluice_lifecycle::adhoc::AdHocRun;

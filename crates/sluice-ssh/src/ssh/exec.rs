@@ -86,7 +86,10 @@ impl SshConnection {
     }
 
     /// Replaces a dropped connection, unless another command already did.
-    pub(super) async fn reconnect(&self, dead: &Arc<Session>) -> Result<Arc<Session>, TransportError> {
+    pub(super) async fn reconnect(
+        &self,
+        dead: &Arc<Session>,
+    ) -> Result<Arc<Session>, TransportError> {
         let _guard = self.reconnecting.lock().await;
         let now = self.current();
         if !Arc::ptr_eq(&now, dead) && !now.handle.is_closed() {

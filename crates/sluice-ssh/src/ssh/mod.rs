@@ -24,8 +24,8 @@ pub mod connect;
 pub mod exec;
 pub mod known_hosts;
 pub mod limits;
-pub mod shell;
 pub mod runner;
+pub mod shell;
 pub mod sudo;
 
 use std::path::{Path, PathBuf};

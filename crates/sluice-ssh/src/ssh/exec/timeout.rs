@@ -192,7 +192,12 @@ impl SshConnection {
     /// Kills the `become` command's own process group (see ssh::sudo) as the become user, over
     /// a fresh channel: the login user may not be allowed to signal that user's processes. True
     /// when the kill command ran to its end.
-    pub(in crate::ssh) async fn kill_become_group(&self, session: &Session, b: &Become, pgid: i64) -> bool {
+    pub(in crate::ssh) async fn kill_become_group(
+        &self,
+        session: &Session,
+        b: &Become,
+        pgid: i64,
+    ) -> bool {
         let mut request = ExecRequest::new(format!(
             "kill -s KILL -- -{pgid} 2>/dev/null || kill -s KILL {pgid} 2>/dev/null; true"
         ));

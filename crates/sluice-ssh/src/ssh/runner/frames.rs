@@ -159,7 +159,11 @@ mod tests {
         let bytes = stream.as_bytes();
         for cut in 0..bytes.len() {
             let (a, b) = bytes.split_at(cut);
-            assert_eq!(split(&[a, b]), (b"abc".to_vec(), vec!["exit 3".into()]), "{cut}");
+            assert_eq!(
+                split(&[a, b]),
+                (b"abc".to_vec(), vec!["exit 3".into()]),
+                "{cut}"
+            );
         }
         let one_by_one: Vec<&[u8]> = bytes.chunks(1).collect();
         assert_eq!(split(&one_by_one).1, vec!["exit 3".to_string()]);

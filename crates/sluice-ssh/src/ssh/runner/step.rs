@@ -175,7 +175,15 @@ impl SshConnection {
             .as_ref()
             .and_then(|b| b.password.as_deref());
         let (inputs, mut asked) = unbounded_channel::<Input>();
-        let pump = pump(runner, &mut reading, &mut progress, &inputs, &mut asked, sent, password);
+        let pump = pump(
+            runner,
+            &mut reading,
+            &mut progress,
+            &inputs,
+            &mut asked,
+            sent,
+            password,
+        );
         let ended = match deadline {
             None => Some(pump.await),
             Some(at) => tokio::time::timeout_at(at, pump).await.ok(),

@@ -180,9 +180,14 @@ impl Runner {
     }
 }
 
-/// `R NONCE N` and the N lines of `text`.
-fn run_message(nonce: &str, text: &str) -> Vec<u8> {
-    counted(&format!("R {nonce}"), text.as_bytes())
+/// `R NONCE N STDIN` and the N lines of `text`; STDIN is `1` when `I`/`E` messages follow (the
+/// runner then feeds them to the command), `0` when the command's stdin is `/dev/null`.
+fn run_message(nonce: &str, text: &str, stdin: bool) -> Vec<u8> {
+    let lines = text.bytes().filter(|&b| b == b'\n').count() + 1;
+    let mut message = format!("R {nonce} {lines} {}\n", u8::from(stdin)).into_bytes();
+    message.extend_from_slice(text.as_bytes());
+    message.push(b'\n');
+    message
 }
 
 /// `I N` and the N lines of `bytes` (nothing for no bytes).
@@ -212,7 +217,7 @@ const END_OF_STDIN: &[u8] = b"E\n";
 /// shell (a death by signal leaves no mark).
 fn wrap(text: &str) -> String {
     format!(
-        "__sluice_x=$1; set --\n(\nunset __sluice_x\n{text}\n)\n__sluice_st=$?; : >\"$__sluice_x\"; exit $__sluice_st\n"
+        "__sluice_x=$1; set --\n(\nunset __sluice_x\n{text}\n)\n__sluice_st=$?; echo >\"$__sluice_x\"; exit $__sluice_st\n"
     )
 }
 
@@ -241,7 +246,8 @@ mod tests {
         assert_eq!(input_message(b"a\nb"), b"I 2\na\nb\n");
         assert_eq!(input_message(b"a\n"), b"I 2\na\n\n");
         assert!(input_message(b"").is_empty());
-        assert_eq!(run_message("n", "x"), b"R n 1\nx\n");
+        assert_eq!(run_message("n", "x", true), b"R n 1 1\nx\n");
+        assert_eq!(run_message("n", "a\nb", false), b"R n 2 0\na\nb\n");
         assert!(can_carry("echo", b"in") && !can_carry("a\0", b"") && !can_carry("a", b"\0"));
         assert_ne!(nonce(), nonce());
         assert_eq!(nonce().len(), 32);

@@ -35,13 +35,16 @@ __feed() {
 printf '\036%s ready %s %s\n' "$__n" "$$" "$__s"
 while IFS= read -r __h; do
   set -- $__h
-  [ "$1" = R ] && [ $# -eq 3 ] || exit 2
-  __t=$2
+  [ "$1" = R ] && [ $# -eq 4 ] || exit 2
+  __t=$2 __in=$4
   __lines "$3"
-  rm -f "$__d/x"
+  # Emptied with a builtin (no rm to fork): the step's wrapper writes a byte on normal exit.
+  : >"$__d/x"
   printf '\036%s start\n' "$__t"
-  __feed <&3 3<&- 5>&- &
-  __f=$!
+  if [ "$__in" = 1 ]; then
+    __feed <&3 3<&- 5>&- &
+    __f=$!
+  fi
   cat "$__d/o" </dev/null 3<&- 5>&- &
   __co=$!
   cat "$__d/e" </dev/null >&5 3<&- 5>&- &
@@ -51,10 +54,15 @@ while IFS= read -r __h; do
   # subshell that execs, in the foreground (a background job would ignore SIGINT): dash applies
   # a command's redirections in the parent while it waits, so its note on a child killed by a
   # signal would otherwise reach the step's stderr.
-  { cat "$__d/i" 3<&- 5>&- & } | (exec setsid "${SHELL:-/bin/sh}" -c "$__v" "${SHELL##*/}" "$__d/x" >"$__d/o" 2>"$__d/e" 3<&- 5>&-)
+  # Without stdin messages (`R ... 0`) stdin is /dev/null and there is nothing to feed.
+  if [ "$__in" = 1 ]; then
+    { cat "$__d/i" 3<&- 5>&- & } | (exec setsid "${SHELL:-/bin/sh}" -c "$__v" "${SHELL##*/}" "$__d/x" >"$__d/o" 2>"$__d/e" 3<&- 5>&-)
+  else
+    (exec setsid "${SHELL:-/bin/sh}" -c "$__v" "${SHELL##*/}" "$__d/x" </dev/null >"$__d/o" 2>"$__d/e" 3<&- 5>&-)
+  fi
   __st=$?
   wait "$__co" "$__ce"
-  if [ -e "$__d/x" ] || [ "$__st" -le 128 ]; then
+  if [ -s "$__d/x" ] || [ "$__st" -le 128 ]; then
     __how=exit
   else
     __how=signal
@@ -62,5 +70,5 @@ while IFS= read -r __h; do
   fi
   printf '\036%s end\n' "$__t" >&5
   printf '\036%s %s %s\n' "$__t" "$__how" "$__st"
-  wait "$__f"
+  if [ "$__in" = 1 ]; then wait "$__f"; fi
 done

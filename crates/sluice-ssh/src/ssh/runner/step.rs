@@ -157,8 +157,13 @@ impl SshConnection {
         runner.err.expect(&nonce);
         let mut reading = Reading::new(request);
         let mut progress = Progress::default();
-        let mut message = run_message(&nonce, &wrap(sent.line));
-        if reading.gate.is_none() {
+        // Most commands have no stdin and no sudo to answer: their stdin is /dev/null and the
+        // runner starts no feeder (two processes fewer per command).
+        let feeds = reading.gate.is_some() || !sent.stdin.is_empty();
+        let mut message = run_message(&nonce, &wrap(sent.line), feeds);
+        if !feeds {
+            progress.stdin_closed = true;
+        } else if reading.gate.is_none() {
             // Without sudo the command's stdin goes at once, in the same write.
             message.extend_from_slice(&input_message(sent.stdin));
             message.extend_from_slice(END_OF_STDIN);

@@ -8,9 +8,11 @@
 //!    runner's stdin; the runner answers `\x1e NONCE ready PID SETSID` on stdout. Whatever a login
 //!    shell prints before that is dropped. A runner that cannot start (no `setsid`, a login shell
 //!    that is not POSIX, no `mkfifo`) makes the connection fall back to a channel per command.
-//! 2. Each command goes as one write ([`step`]): `R NONCE N`, then the N lines of the command text
-//!    (the same text an `exec` request would carry: exports, the secret prologue, sudo), and, as
-//!    soon as the command may read it, its stdin as `I N` and N lines, then `E` (end of stdin).
+//! 2. Each command goes as one write ([`step`]): `R NONCE N STDIN`, then the N lines of the
+//!    command text (the same text an `exec` request would carry: exports, the secret prologue,
+//!    sudo), and, when STDIN is `1`, as soon as the command may read it, its stdin as `I N` and N
+//!    lines, then `E` (end of stdin). With STDIN `0` (no stdin, no secret values, no sudo) the
+//!    command's stdin is `/dev/null`.
 //!    NONCE is fresh per command. The runner reads all of it with `IFS= read -r` (byte by byte on
 //!    a pipe, so it never consumes past a message), so a command text or stdin holding a NUL byte,
 //!    or stdin over [`MAX_STDIN`], goes on a channel of its own instead.

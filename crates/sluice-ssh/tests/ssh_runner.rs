@@ -28,6 +28,16 @@ fn runner_transport() -> SshTransport {
     })
 }
 
+/// A connection to host 1 that uses a runner, and that runner's pid.
+async fn runner_connection(fleet: &sluice_testfleet::Fleet) -> (Arc<dyn Connection>, String) {
+    let conn = runner_transport()
+        .connect(&target(fleet, 1))
+        .await
+        .unwrap();
+    let runner = run(&conn, "echo $PPID").await.stdout.text_lossy();
+    (conn, runner)
+}
+
 async fn run(conn: &Arc<dyn Connection>, command: &str) -> sluice_ssh::ExecOutcome {
     conn.exec(ExecRequest::new(command)).await.unwrap()
 }
@@ -160,11 +170,7 @@ async fn a_hundred_mib_of_output_is_counted_and_hashed_whole() {
 #[tokio::test]
 async fn a_timeout_kills_the_commands_whole_group_and_the_runner_carries_on() {
     let fleet = fleet(1);
-    let conn = runner_transport()
-        .connect(&target(&fleet, 1))
-        .await
-        .unwrap();
-    let runner_before = run(&conn, "echo $PPID").await.stdout.text_lossy();
+    let (conn, runner_before) = runner_connection(&fleet).await;
     let started = Instant::now();
     let req = ExecRequest::new("sleep 1010.25 & (sleep 1011.25 &); echo up; sleep 1012.25")
         .timeout(Duration::from_secs(1));
@@ -194,11 +200,7 @@ async fn a_timeout_kills_the_commands_whole_group_and_the_runner_carries_on() {
 #[tokio::test]
 async fn a_runner_killed_mid_command_is_connection_lost_and_the_next_command_gets_a_new_runner() {
     let fleet = fleet(1);
-    let conn = runner_transport()
-        .connect(&target(&fleet, 1))
-        .await
-        .unwrap();
-    let runner_before = run(&conn, "echo $PPID").await.stdout.text_lossy();
+    let (conn, runner_before) = runner_connection(&fleet).await;
     let err = conn
         .exec(ExecRequest::new(
             "echo before; kill -KILL $PPID; sleep 0.3; echo after",
@@ -238,11 +240,7 @@ async fn a_connection_lost_mid_command_is_its_result_and_the_next_command_reconn
 async fn become_goes_through_the_runner_with_its_refusals() {
     let fleet = fleet(1);
     support::sudo_users(&fleet);
-    let conn = runner_transport()
-        .connect(&target(&fleet, 1))
-        .await
-        .unwrap();
-    let runner = run(&conn, "echo $PPID").await.stdout.text_lossy();
+    let (conn, runner) = runner_connection(&fleet).await;
     let mut req = ExecRequest::new("id -un; cat; echo err >&2");
     req.become_user = Some(Become {
         user: Some(sluice_testfleet::sudo::TARGET_USER.into()),

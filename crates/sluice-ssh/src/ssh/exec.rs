@@ -252,16 +252,8 @@ impl SshConnection {
                 .map_err(|e| Attempt::NotStarted(e.to_string()))?;
             Ok((reader, writer))
         };
-        let Some(at) = deadline else {
-            return start.await;
-        };
-        match tokio::time::timeout_at(at, start).await {
-            Ok(started) => started,
-            Err(_) => {
-                let timeout = request.timeout.unwrap_or_default();
-                Err(Attempt::Failed(self.never_started(session, timeout).await))
-            }
-        }
+        self.start_by(session, request.timeout, deadline, start, Attempt::Failed)
+            .await
     }
 
     /// The outcome of a command whose channel ended before its deadline.

@@ -126,6 +126,29 @@ impl SshConnection {
         self.unreachable(reason)
     }
 
+    /// Awaits `start` (opening a command's channel, or starting the host's runner) by
+    /// `deadline` when there is one; past it, the error [`SshConnection::never_started`] gives,
+    /// wrapped by `failed`.
+    pub(in crate::ssh) async fn start_by<T, E>(
+        &self,
+        session: &Session,
+        timeout: Option<Duration>,
+        deadline: Option<tokio::time::Instant>,
+        start: impl std::future::Future<Output = Result<T, E>>,
+        failed: impl FnOnce(TransportError) -> E,
+    ) -> Result<T, E> {
+        let Some(at) = deadline else {
+            return start.await;
+        };
+        match tokio::time::timeout_at(at, start).await {
+            Ok(started) => started,
+            Err(_) => {
+                let timeout = timeout.unwrap_or_default();
+                Err(failed(self.never_started(session, timeout).await))
+            }
+        }
+    }
+
     /// Fails at once when the connection was given up (see [`SshConnection::give_up`]).
     pub(in crate::ssh) fn refuse_if_given_up(&self) -> Result<(), TransportError> {
         match self.given_up() {

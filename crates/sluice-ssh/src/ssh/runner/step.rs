@@ -115,9 +115,11 @@ impl SshConnection {
                 }
             }
         }
-        Routed::Ran(Err(self.lost(format!(
-            "the runner could not be started twice; nothing was run: {why_not}"
-        ))))
+        // Nothing ran: the command never reached a runner that started it.
+        Routed::Ran(Err(TransportError::Spawn {
+            host: self.target.name.clone(),
+            reason: format!("the host's runner ended twice before it started the command: {why_not}"),
+        }))
     }
 
     /// Starts a runner, within the command's deadline.
@@ -128,18 +130,10 @@ impl SshConnection {
         deadline: Option<tokio::time::Instant>,
     ) -> Result<Runner, StartError> {
         let start = Runner::start(session.clone());
-        let Some(at) = deadline else {
-            return start.await;
-        };
-        match tokio::time::timeout_at(at, start).await {
-            Ok(started) => started,
-            Err(_) => {
-                let timeout = request.timeout.unwrap_or_default();
-                Err(StartError::Attempt(Attempt::Failed(
-                    self.never_started(session, timeout).await,
-                )))
-            }
-        }
+        self.start_by(session, request.timeout, deadline, start, |e| {
+            StartError::Attempt(Attempt::Failed(e))
+        })
+        .await
     }
 
     /// Sends one command to `runner` and reads it to its end: its result (a refused `become` is

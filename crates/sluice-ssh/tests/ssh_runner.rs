@@ -30,10 +30,7 @@ fn runner_transport() -> SshTransport {
 
 /// A connection to host 1 that uses a runner, and that runner's pid.
 async fn runner_connection(fleet: &sluice_testfleet::Fleet) -> (Arc<dyn Connection>, String) {
-    let conn = runner_transport()
-        .connect(&target(fleet, 1))
-        .await
-        .unwrap();
+    let conn = runner_transport().connect(&target(fleet, 1)).await.unwrap();
     let runner = run(&conn, "echo $PPID").await.stdout.text_lossy();
     (conn, runner)
 }

@@ -118,7 +118,9 @@ impl SshConnection {
         // Nothing ran: the command never reached a runner that started it.
         Routed::Ran(Err(TransportError::Spawn {
             host: self.target.name.clone(),
-            reason: format!("the host's runner ended twice before it started the command: {why_not}"),
+            reason: format!(
+                "the host's runner ended twice before it started the command: {why_not}"
+            ),
         }))
     }
 

@@ -15,7 +15,9 @@ two per step, on the state directory's disk). Needs the release build (`python3 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -100,11 +102,21 @@ def main() -> int:
     ap.add_argument("--rtt", type=float, default=25, help="round-trip time in ms (default 25)")
     ap.add_argument("--steps", type=int, default=20, help="extra steps K (default 20)")
     ap.add_argument("--runs", type=int, default=3, help="runs per case, median taken (default 3)")
+    ap.add_argument(
+        "--login-rc", action="store_true",
+        help="drop the fleet's `SetEnv SHLVL=1`, so every login shell runs the user's ~/.bashrc (a slow "
+        "login shell: on the development VM root's runs `pyenv init`, ~0.3 s)",
+    )
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
-    import os
-
     host = OneHost()
+    if args.login_rc:
+        # sshd re-reads its config when it gets SIGHUP (it re-executes itself).
+        config = host.dir / "hosts" / "host1" / "sshd_config"
+        config.write_text(config.read_text().replace("SetEnv SHLVL=1 ", "SetEnv "))
+        pid = int((host.dir / "hosts" / "host1" / "sshd.pid").read_text())
+        os.kill(pid, signal.SIGHUP)
+        time.sleep(1)
     proxy = wan.Proxy(host, args.rtt) if args.rtt > 0 else None
     env = dict(os.environ, SLUICE_STATE_DIR=str(WORK / "state"))
     env["PATH"] = f"{BENCH / '.venv' / 'bin'}:{env['PATH']}"
@@ -116,7 +128,8 @@ def main() -> int:
         inv = pyinfra_inventory(host)
         tools["pyinfra"] = lambda k: ["pyinfra", str(inv), str(deploy(k)), "-y"]
     try:
-        print(f"RTT {args.rtt:g} ms, K = {args.steps} extra steps, median of {args.runs}")
+        rc = ", login shells run ~/.bashrc" if args.login_rc else ""
+        print(f"RTT {args.rtt:g} ms, K = {args.steps} extra steps, median of {args.runs}{rc}")
         print("| tool | 1 step, s | 1 + K steps, s | per step, ms | per step, RTT |")
         print("|---|---:|---:|---:|---:|")
         for name, cmd in tools.items():

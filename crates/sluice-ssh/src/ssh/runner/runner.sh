@@ -13,6 +13,12 @@ mkfifo -m 600 "$__d/i" "$__d/o" "$__d/e" || exit 1
 exec 3<&0 5>&2 2>/dev/null
 __s=no
 command -v setsid >/dev/null 2>&1 && __s=yes
+# The runner is a shell level of its own (bash's `exec` of this sh lowered SHLVL): the step
+# shells are not top-level shells, so bash does not read ~/.bashrc again for every step (the
+# login shell that started the runner did, once).
+case ${SHLVL:-} in '' | *[!0-9]*) SHLVL=0 ;; esac
+SHLVL=$((SHLVL + 1))
+export SHLVL
 __lines() {
   __v= __sep= __k=$1
   while [ "$__k" -gt 0 ]; do

@@ -41,6 +41,8 @@ VENV = BENCH / ".venv"
 TARGET = REPO / "target" / "release"
 SSHD = "/usr/sbin/sshd"
 TOOLS = ["sluice", "pyinfra", "ansible", "ssh"]
+# Also known: sluice with a channel and a login shell per step instead of each host's runner.
+EXTRA_TOOLS = ["sluice-exec"]
 SECTION = "## Rolling patch: sluice beside pyinfra, Ansible and plain ssh"
 RUN_TIMEOUT = 900
 
@@ -300,7 +302,7 @@ class Setup:
     def env(self, tool: str, run_dir: Path) -> dict[str, str]:
         env = dict(os.environ)
         env["PATH"] = f"{VENV / 'bin'}:{env['PATH']}"
-        if tool == "sluice":
+        if tool.startswith("sluice"):
             env["SLUICE_STATE_DIR"] = str(self.sluice_state)
         if tool == "ansible":
             env["ANSIBLE_CONFIG"] = str(BENCH / "ansible" / "ansible.cfg")
@@ -314,8 +316,9 @@ class Setup:
     def rolling_patch(self, tool: str) -> str:
         """The tool's command for the whole rolling patch, as one shell command line."""
         q = shlex.quote
-        if tool == "sluice":
-            return f"{q(str(TARGET / 'sluice'))} apply {q(str(self.sluice_plan))} -i {q(str(self.fleet.inventory))} --yes"
+        if tool.startswith("sluice"):
+            flag = " --exec-per-step" if tool == "sluice-exec" else ""
+            return f"{q(str(TARGET / 'sluice'))} apply {q(str(self.sluice_plan))} -i {q(str(self.fleet.inventory))} --yes{flag}"
         if tool == "ansible":
             return f"ansible-playbook -i {q(str(self.ansible_inv))} {q(str(BENCH / 'ansible' / 'rolling-patch.yml'))}"
         if tool == "pyinfra":
@@ -334,10 +337,11 @@ class Setup:
         """`true` on all N hosts at once (parallelism 100), or None where the tool has no ad-hoc."""
         q = shlex.quote
         f = self.fleet
-        if tool == "sluice":
+        if tool.startswith("sluice"):
             if not self.has_exec:
                 return None
-            return f"{q(str(TARGET / 'sluice'))} exec fleet -i {q(str(f.inventory))} --concurrency 100 -- true"
+            flag = " --exec-per-step" if tool == "sluice-exec" else ""
+            return f"{q(str(TARGET / 'sluice'))} exec fleet -i {q(str(f.inventory))} --concurrency 100{flag} -- true"
         if tool == "ansible":
             return f"ansible fleet -i {q(str(self.ansible_inv))} -m ansible.builtin.command -a true -f 100"
         if tool == "pyinfra":
@@ -394,11 +398,17 @@ def close_control_masters(cp: Path) -> None:
 # The comparison for one fleet size.
 
 
-def bench_size(n: int, tools: list[str], runs: int, fault: bool, adhoc: bool, has_exec: bool) -> dict:
+def bench_size(n: int, tools: list[str], runs: int, fault: bool, adhoc: bool, has_exec: bool, rtt_ms: float = 0) -> dict:
     log(f"N={n}: starting {n} sshd hosts")
     fleet = Fleet(n)
-    result = {"n": n, "waves": wave_sizes(n), "load_start": loadavg(), "runs": {t: [] for t in tools}, "fault": {}, "adhoc": {}}
+    result = {"n": n, "rtt_ms": rtt_ms, "waves": wave_sizes(n), "load_start": loadavg(), "runs": {t: [] for t in tools}, "fault": {}, "adhoc": {}}
+    proxy = None
     try:
+        if rtt_ms > 0:
+            import wan
+
+            log(f"N={n}: every host behind bench/latency_proxy.py, RTT {rtt_ms:g} ms")
+            proxy = wan.Proxy(fleet, rtt_ms)
         setup = Setup(fleet, has_exec)
         for r in range(runs):
             order = tools[r % len(tools):] + tools[: r % len(tools)]
@@ -453,6 +463,8 @@ def bench_size(n: int, tools: list[str], runs: int, fault: bool, adhoc: bool, ha
                 log(f"N={n} ad-hoc {tool:8} true on {n} hosts: exit {res['exit']}, {res['wall']:.2f} s")
     finally:
         result["load_end"] = loadavg()
+        if proxy is not None:
+            proxy.close()
         fleet.close()
     return result
 
@@ -600,6 +612,7 @@ def main() -> int:
     ap.add_argument("--no-adhoc", action="store_true", help="skip the ad-hoc `true`")
     ap.add_argument("--no-build", action="store_true", help="use target/release as it is")
     ap.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
+    ap.add_argument("--rtt", type=float, default=0, help="round-trip time in ms added by bench/latency_proxy.py in front of every host (default 0: no proxy); the fault variant is skipped")
     ap.add_argument("--label", default="", help="text put before the measurement line in the doc, e.g. 'Preliminary: '")
     args = ap.parse_args()
 
@@ -607,7 +620,7 @@ def main() -> int:
     if args.with_250 and 250 not in sizes:
         sizes.append(250)
     tools = [t for t in args.tools.split(",") if t]
-    unknown = set(tools) - set(TOOLS)
+    unknown = set(tools) - set(TOOLS) - set(EXTRA_TOOLS)
     if unknown:
         ap.error(f"unknown tools: {', '.join(sorted(unknown))} (known: {', '.join(TOOLS)})")
     WORK.mkdir(parents=True, exist_ok=True)
@@ -630,7 +643,8 @@ def main() -> int:
     }
     results = []
     for n in sizes:
-        results.append(bench_size(n, tools, args.runs, not args.no_fault, not args.no_adhoc, has_exec))
+        fault = not args.no_fault and args.rtt == 0
+        results.append(bench_size(n, tools, args.runs, fault, not args.no_adhoc, has_exec, args.rtt))
         (WORK / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     meta["load_end"] = loadavg()
     table = render(results, tools, meta)

@@ -65,3 +65,12 @@ if [ ! -x "$venv/bin/ansible-inventory" ]; then
 fi
 
 cargo test --workspace --locked "$@"
+
+# The SSH suites again with a channel and a login shell per command (`transport_mode: exec`)
+# instead of each host's runner: both ways of running a host's commands must keep the same
+# semantics. sluice-testfleet reads the variable (its inventories, the sluice-ssh test transport).
+SLUICE_TEST_TRANSPORT_MODE=exec cargo test --locked "$@" \
+  -p sluice-ssh --test ssh_become --test ssh_connect --test ssh_exec --test ssh_host_keys \
+  --test ssh_hung --test ssh_liveness --test ssh_runner --test ssh_secrets \
+  -p sluice-cli --test exec --test apply_fleet --test approvals --test audit_apply \
+  --test host_text --test register_limit --test resume --test secrets --test check

@@ -298,3 +298,43 @@ fn exec_become_runs_through_sudo_with_a_password_from_the_environment() {
         .unwrap();
     assert_eq!(unset.status.code(), Some(2));
 }
+
+/// Where a host's commands run: through the host's runner by default, on a channel and a login
+/// shell each with `transport_mode: exec` in the inventory or `--exec-per-step`.
+#[test]
+fn commands_go_through_the_runner_unless_the_inventory_or_the_flag_says_exec() {
+    let fleet = Fleet::start(1).expect("start fleet");
+    let written = std::fs::read_to_string(fleet.write_inventory().unwrap()).unwrap();
+    // Whatever mode the suite runs in, start from an inventory that does not choose.
+    let default = written.replace("  transport_mode: exec\n", "");
+    let exec = default.replacen("\nhosts:\n", "\n  transport_mode: exec\nhosts:\n", 1);
+    let parent_of = |inventory: &str, flags: &[&str]| {
+        let path = fleet.dir().join("mode-inventory.yaml");
+        std::fs::write(&path, inventory).unwrap();
+        let out = sluice()
+            .args(["exec", "host1", "--json", "-i"])
+            .arg(&path)
+            .args(flags)
+            .args(["--", "ps -o args= -p $PPID"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        line["stdout"].as_str().unwrap_or_default().to_string()
+    };
+    assert!(parent_of(&default, &[]).contains("sluice-runner"));
+    assert!(!parent_of(&exec, &[]).contains("sluice-runner"));
+    assert!(!parent_of(&default, &["--exec-per-step"]).contains("sluice-runner"));
+    let bad = default.replacen("\nhosts:\n", "\n  transport_mode: ssh\nhosts:\n", 1);
+    let path = fleet.dir().join("bad-inventory.yaml");
+    std::fs::write(&path, bad).unwrap();
+    let out = sluice()
+        .args(["exec", "host1", "-i"])
+        .arg(&path)
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("transport_mode `ssh` is not known"), "{err}");
+}

@@ -13,9 +13,11 @@ use sluice_ssh::{Passphrase, PassphrasePrompt, SshOptions, SshTransport};
 
 use crate::console::Console;
 
-/// The SSH transport with the default options, and the terminal prompt when there is one.
-pub fn transport(console: &Console, bars: &MultiProgress) -> SshTransport {
+/// The SSH transport with the default options, and the terminal prompt when there is one;
+/// `exec_per_step` (`--exec-per-step`) gives every command a channel of its own.
+pub fn transport(console: &Console, bars: &MultiProgress, exec_per_step: bool) -> SshTransport {
     SshTransport::new(SshOptions {
+        exec_per_step,
         passphrase_prompt: console
             .can_prompt()
             .then(|| passphrase_prompt(bars.clone())),

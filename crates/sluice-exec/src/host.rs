@@ -30,6 +30,9 @@ pub const OUTPUT_LINES: usize = 10;
 pub(crate) struct HostRun {
     pub host: String,
     pub conn: Option<Arc<dyn Connection>>,
+    /// The connection was closed once the host's wave was decided (see
+    /// [`HostRun::release_connection`]); an undo reconnects.
+    pub released: bool,
     pub values: RuntimeValues,
     /// Steps that ran (succeeded, failed, timed out or unknown), in execution order.
     pub ran: Vec<HostStep>,
@@ -44,6 +47,7 @@ impl HostRun {
         HostRun {
             host: host.to_string(),
             conn: None,
+            released: false,
             values,
             ran: Vec::new(),
             outcome: HostOutcome::NotStarted,
@@ -60,6 +64,15 @@ impl HostRun {
             rollback: self.rollback,
             duration: self.duration,
             failure: self.failure.clone(),
+        }
+    }
+
+    /// Closes the host's connection (and its runner) once its wave is decided: a large fleet
+    /// then holds only the connections of the wave in flight. A later rollback of the wave
+    /// (`rollback_scope: run`) reconnects for the undo (`crate::rollback`).
+    pub fn release_connection(&mut self) {
+        if self.conn.take().is_some() {
+            self.released = true;
         }
     }
 

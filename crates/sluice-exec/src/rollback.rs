@@ -21,6 +21,7 @@ use sluice_model::{
 use crate::host::{HostRun, OUTPUT_LINES, Ran, step_spec};
 use crate::report::{FailureDetail, HostOutcome, RollbackOutcome};
 use crate::run::RunContext;
+use crate::transports::host_target;
 
 /// Rolls back every started host of `hosts`; returns them with `rollback` set.
 pub(crate) async fn roll_back(
@@ -84,12 +85,14 @@ pub(crate) async fn roll_back(
 
 async fn undo_host(ctx: &RunContext, wave: &str, mut host: HostRun) -> HostRun {
     let mut stop = ctx.shutdown.subscribe();
+    let not_reconnected = reconnect_for_undo(ctx, &mut host).await;
     let outcome = match host.conn.clone() {
         // Nothing ran without a connection, so there is nothing to undo, unless steps ran
         // before a resume on a host that cannot be reached now.
         None if host.ran.is_empty() => RollbackOutcome::RolledBack,
         None => {
-            host.failure = Some(crate::resume::unreachable_for_undo(&host));
+            host.failure =
+                Some(not_reconnected.unwrap_or_else(|| crate::resume::unreachable_for_undo(&host)));
             RollbackOutcome::RollbackFailed
         }
         Some(conn) => {
@@ -128,6 +131,31 @@ async fn undo_host(ctx: &RunContext, wave: &str, mut host: HostRun) -> HostRun {
     }))
     .await;
     host
+}
+
+/// Opens again the connection of a host released after its wave was decided
+/// (`HostRun::release_connection`), when it has something to undo; the reason when it cannot.
+async fn reconnect_for_undo(ctx: &RunContext, host: &mut HostRun) -> Option<FailureDetail> {
+    if host.conn.is_some() || !host.released || host.ran.iter().all(|s| s.undo.is_none()) {
+        return None;
+    }
+    let plan = ctx.artifact.host(&host.host)?;
+    let transport = ctx.transports.get(plan.connection.transport)?;
+    match transport.connect(&host_target(plan)).await {
+        Ok(conn) => {
+            host.conn = Some(conn);
+            host.released = false;
+            None
+        }
+        Err(e) => Some(FailureDetail {
+            what: "undo".into(),
+            detail: format!(
+                "cannot reconnect to undo its steps: {}",
+                ctx.secrets.redact(&e.to_string())
+            ),
+            output: Vec::new(),
+        }),
+    }
 }
 
 /// Runs one undo: its intent is durable before it is sent, like a forward step's; unrecorded,

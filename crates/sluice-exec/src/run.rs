@@ -321,6 +321,12 @@ impl Run {
                 }
                 _ => return self.after_failure(self.finished.len() - 1).await,
             }
+            // Decided: its hosts' connections are closed (a rollback_scope: run rollback
+            // reconnects for the undo), so a large fleet holds only one wave's connections.
+            self.finished[last]
+                .hosts
+                .iter_mut()
+                .for_each(HostRun::release_connection);
         }
         // Every wave went through; failures it tolerated are the caveat the status carries (a
         // wave decided before a resume keeps that verdict, whatever its hosts look like now).

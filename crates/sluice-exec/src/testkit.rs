@@ -157,6 +157,7 @@ impl PlanBuilder {
                     workdir: Some(state.join(name).display().to_string()),
                     env: BTreeMap::new(),
                     become_all: None,
+                    transport_mode: None,
                 },
                 vars: BTreeMap::new(),
                 steps: Vec::new(),
@@ -389,6 +390,33 @@ pub struct ScriptedTransport {
     connects: Arc<Mutex<Vec<(String, tokio::time::Instant)>>>,
     /// Stands for a transport whose connections are worth opening ahead (SSH).
     opened_ahead: bool,
+    /// Connections open now, and the most open at once.
+    open: Arc<OpenCount>,
+}
+
+/// How many connections are open, and the peak, kept by the connections themselves.
+#[derive(Default)]
+struct OpenCount {
+    now: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+/// Held by an open [`ScriptedConnection`]: counts it in [`OpenCount`] until it is dropped.
+struct OpenGuard(Arc<OpenCount>);
+
+impl OpenGuard {
+    fn new(count: &Arc<OpenCount>) -> Self {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = count.now.fetch_add(1, SeqCst) + 1;
+        count.peak.fetch_max(now, SeqCst);
+        OpenGuard(count.clone())
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// One command a [`ScriptedTransport`] received.
@@ -424,7 +452,13 @@ impl ScriptedTransport {
             log: Arc::new(Mutex::new(Vec::new())),
             connects: Arc::new(Mutex::new(Vec::new())),
             opened_ahead: false,
+            open: Arc::default(),
         }
+    }
+
+    /// The most connections that were open at once so far.
+    pub fn peak_open_connections(&self) -> usize {
+        self.open.peak.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// This transport (sharing the script and the logs) stands for one whose connections are
@@ -486,6 +520,7 @@ impl Transport for ScriptedTransport {
             Ok(Arc::new(ScriptedConnection {
                 host: target.name.clone(),
                 transport: self.clone(),
+                _open: OpenGuard::new(&self.open),
             }) as Arc<dyn Connection>)
         })
     }
@@ -498,6 +533,7 @@ impl Transport for ScriptedTransport {
 struct ScriptedConnection {
     host: String,
     transport: ScriptedTransport,
+    _open: OpenGuard,
 }
 
 impl Connection for ScriptedConnection {

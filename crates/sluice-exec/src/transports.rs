@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sluice_plan::{HostKeyChecking, HostPlan, TransportKind};
+use sluice_plan::{Connection, HostKeyChecking, HostPlan, TransportKind, TransportMode};
 use sluice_ssh::{HostKeyPolicy, HostTarget, Transport};
 
 /// The transports available to a run, by kind.
@@ -33,9 +33,14 @@ impl Transports {
 
 /// The connection details of `host` as the transport wants them.
 pub fn host_target(host: &HostPlan) -> HostTarget {
-    let c = &host.connection;
+    connection_target(&host.name, &host.connection)
+}
+
+/// The target of host `name` reached through connection `c` (also `sluice exec`'s, which has
+/// no plan).
+pub fn connection_target(name: &str, c: &Connection) -> HostTarget {
     HostTarget {
-        name: host.name.clone(),
+        name: name.to_string(),
         address: c.address.clone(),
         port: c.port,
         user: c.user.clone(),
@@ -49,5 +54,9 @@ pub fn host_target(host: &HostPlan) -> HostTarget {
         proxy_jump: c.proxy_jump.clone(),
         workdir: c.workdir.as_ref().map(Into::into),
         env: c.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        transport_mode: match c.transport_mode {
+            None | Some(TransportMode::Runner) => sluice_ssh::TransportMode::Runner,
+            Some(TransportMode::Exec) => sluice_ssh::TransportMode::Exec,
+        },
     }
 }

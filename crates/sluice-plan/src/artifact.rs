@@ -324,6 +324,20 @@ pub struct Connection {
     /// step says. Left out of the JSON when unset, so plans without it keep their hash.
     #[serde(rename = "become", default, skip_serializing_if = "Option::is_none")]
     pub become_all: Option<HostBecome>,
+    /// How an SSH host runs its commands (`transport_mode:`); unset means a runner. Left out of
+    /// the JSON when unset, so plans without it keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport_mode: Option<TransportMode>,
+}
+
+/// How an SSH host runs its commands, named as in the inventory (`transport_mode:`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportMode {
+    /// One long-lived POSIX `sh` per host runs every command (the default).
+    Runner,
+    /// A channel and a login shell per command: for hosts whose login shell is not POSIX.
+    Exec,
 }
 
 /// sudo for every command of one host.

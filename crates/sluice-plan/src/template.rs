@@ -431,6 +431,7 @@ mod tests {
             workdir: None,
             env: BTreeMap::new(),
             become_all: None,
+            transport_mode: None,
         }
     }
 

@@ -36,6 +36,20 @@ pub struct HostTarget {
     pub workdir: Option<PathBuf>,
     /// Environment set for every command on this host.
     pub env: Vec<(String, String)>,
+    /// How commands reach the host over SSH: a runner, or a channel per command.
+    pub transport_mode: TransportMode,
+}
+
+/// How an SSH host runs its commands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TransportMode {
+    /// One long-lived POSIX `sh` per host, started on first use, runs every command
+    /// (`ssh::runner`). The default.
+    #[default]
+    Runner,
+    /// A channel, an `exec` request and a login shell per command: for hosts whose login shell
+    /// is not POSIX, or that lack `setsid`.
+    Exec,
 }
 
 impl HostTarget {
@@ -52,6 +66,7 @@ impl HostTarget {
             proxy_jump: Vec::new(),
             workdir: None,
             env: Vec::new(),
+            transport_mode: TransportMode::default(),
         }
     }
 }

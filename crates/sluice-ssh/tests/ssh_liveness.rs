@@ -48,10 +48,13 @@ async fn a_frozen_sshd_is_connection_lost_within_the_keepalive_budget() {
     let conn = t.connect(&target(&fleet, 1)).await.unwrap();
     let pids = fleet.root(1).join("frozen.pids");
     let _cleanup = Cleanup(pids.clone());
-    // $PPID is the sshd process serving this connection: stopped, it keeps the TCP connection
-    // open (the kernel still acknowledges) but answers nothing, like a hung host.
+    // The sshd process serving this connection (the command's parent, or the runner's):
+    // stopped, it keeps the TCP connection open (the kernel still acknowledges) but answers
+    // nothing, like a hung host.
     let command = format!(
-        "echo $PPID $$ > '{}'; kill -STOP $PPID; sleep 30.77",
+        "p=$PPID; while [ \"$(ps -o comm= -p \"$p\")\" != sshd ]; do \
+         p=$(ps -o ppid= -p \"$p\" | tr -d ' '); done; \
+         echo $p $$ > '{}'; kill -STOP $p; sleep 30.77",
         pids.display()
     );
     let started = Instant::now();

@@ -52,16 +52,26 @@ impl HostSpec {
     }
 
     /// The `ForceCommand` script that logs a session's command, then runs it in the login
-    /// shell exactly as sshd would have.
+    /// shell exactly as sshd would have. A sluice runner is not logged itself: it runs each
+    /// step as `"$SHELL" -c STEP`, so its `SHELL` becomes a wrapper that logs the step and runs
+    /// it in the real shell, and the log holds the steps either way (runner or exec mode).
     fn write_command_logger(&self) -> Result<PathBuf, FleetError> {
         use std::os::unix::fs::PermissionsExt;
+        let log = self.command_log();
+        let log = log.display();
+        let shell = self.dir.join("log-shell.sh");
+        let shell_script = format!(
+            "#!/bin/sh\n# Written by sluice-testfleet: record a runner's step, then run it.\n[ \"$1\" = -c ] && printf '%s\\000' \"$2\" >> '{log}'\nexec \"$SLUICE_FLEET_REAL_SHELL\" \"$@\"\n"
+        );
         let path = self.dir.join("log-command.sh");
         let script = format!(
-            "#!/bin/sh\n# Written by sluice-testfleet: record the command, then run it.\nprintf '%s\\000' \"$SSH_ORIGINAL_COMMAND\" >> '{}'\nexec \"${{SHELL:-/bin/sh}}\" -c \"$SSH_ORIGINAL_COMMAND\"\n",
-            self.command_log().display()
+            "#!/bin/sh\n# Written by sluice-testfleet: record the command, then run it.\ncase $SSH_ORIGINAL_COMMAND in\n  *'# sluice runner:'*)\n    SLUICE_FLEET_REAL_SHELL=${{SHELL:-/bin/sh}}; export SLUICE_FLEET_REAL_SHELL\n    SHELL='{}'; export SHELL\n    exec \"$SLUICE_FLEET_REAL_SHELL\" -c \"$SSH_ORIGINAL_COMMAND\" ;;\nesac\nprintf '%s\\000' \"$SSH_ORIGINAL_COMMAND\" >> '{log}'\nexec \"${{SHELL:-/bin/sh}}\" -c \"$SSH_ORIGINAL_COMMAND\"\n",
+            shell.display()
         );
-        fs::write(&path, script).map_err(io_err(&path))?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(io_err(&path))?;
+        for (file, text) in [(&shell, shell_script), (&path, script)] {
+            fs::write(file, text).map_err(io_err(file))?;
+            fs::set_permissions(file, fs::Permissions::from_mode(0o755)).map_err(io_err(file))?;
+        }
         Ok(path)
     }
 

@@ -38,6 +38,16 @@ use std::process::Command;
 pub use host::SSHD;
 use host::{HostProcess, HostSpec};
 
+/// The environment variable that runs the SSH suites in `transport_mode: exec` (a channel per
+/// command) instead of through each host's runner: scripts/test.sh runs the SSH test binaries a
+/// second time with it set to `exec`.
+pub const TRANSPORT_MODE_ENV: &str = "SLUICE_TEST_TRANSPORT_MODE";
+
+/// True when [`TRANSPORT_MODE_ENV`] asks for a channel per command.
+pub fn exec_mode_requested() -> bool {
+    std::env::var(TRANSPORT_MODE_ENV).is_ok_and(|mode| mode == "exec")
+}
+
 /// Why a fleet could not be started or changed.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
@@ -185,7 +195,8 @@ impl Fleet {
     }
 
     /// Writes `DIR/inventory.yaml` for sluice: hosts host1..hostN (in order) in group `fleet`,
-    /// strict host key checking against [`Fleet::known_hosts`]. Returns its path.
+    /// strict host key checking against [`Fleet::known_hosts`], and `transport_mode: exec` when
+    /// [`exec_mode_requested`]. Returns its path.
     pub fn write_inventory(&self) -> Result<PathBuf, FleetError> {
         let mut y = String::new();
         y.push_str("defaults:\n");
@@ -198,7 +209,11 @@ impl Fleet {
             "  known_hosts: {}\n",
             yaml_str(&self.known_hosts().display().to_string())
         ));
-        y.push_str("  host_key_checking: strict\nhosts:\n");
+        y.push_str("  host_key_checking: strict\n");
+        if exec_mode_requested() {
+            y.push_str("  transport_mode: exec\n");
+        }
+        y.push_str("hosts:\n");
         for (i, h) in self.hosts.iter().enumerate() {
             y.push_str(&format!(
                 "  host{}: {{ address: 127.0.0.1, port: {} }}\n",

@@ -93,6 +93,11 @@ pub struct Args {
     /// early either way; see docs/operations.md, "Connections").
     #[arg(long)]
     no_preconnect: bool,
+    /// Send every command on an SSH channel and login shell of its own instead of through each
+    /// host's runner (as `transport_mode: exec` in the inventory does per host): for hosts whose
+    /// login shell is not POSIX (docs/operations.md, "Connections").
+    #[arg(long)]
+    exec_per_step: bool,
     #[command(flatten)]
     policy: super::authorize::PolicyArgs,
     #[command(flatten)]
@@ -120,6 +125,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
             artifact,
             log,
             json: args.json,
+            exec_per_step: args.exec_per_step,
         };
         return super::check::run(check, console);
     }
@@ -186,6 +192,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         allow_tolerated: args.allow_tolerated,
         gate_policy: authorized.gate_policy,
         metrics_file: args.metrics_file.clone(),
+        exec_per_step: args.exec_per_step,
     };
     run_recorded(run, console)
 }
@@ -208,6 +215,8 @@ pub(crate) struct Recorded {
     pub gate_policy: Option<sluice_lifecycle::policy::GatePolicy>,
     /// `--metrics-file`; else the inventory's `metrics_file:` sealed in the artifact's label.
     pub metrics_file: Option<PathBuf>,
+    /// `--exec-per-step`: no runner on any host.
+    pub exec_per_step: bool,
 }
 
 impl Recorded {
@@ -415,6 +424,7 @@ async fn execute(
     let (log, run_id) = (run.log.clone(), run.run_id.clone());
     let shutdown = Shutdown::new();
     let monitor = Monitor::new(console, Mode::choose(console, run.json)).until_closed();
+    let exec_per_step = run.exec_per_step;
     // Gates are answered by `sluice approve` through the store, or on this terminal if there is
     // one, whichever comes first.
     let terminal = console.can_prompt().then(|| {
@@ -428,7 +438,11 @@ async fn execute(
         .with(
             TransportKind::Ssh,
             // Asks for a key's passphrase on the terminal, with the bars suspended.
-            Arc::new(crate::ssh::transport(console, &monitor.multi())),
+            Arc::new(crate::ssh::transport(
+                console,
+                &monitor.multi(),
+                exec_per_step,
+            )),
         );
     let recorded = RecordedRun {
         log: run.log,

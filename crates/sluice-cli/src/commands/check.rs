@@ -27,6 +27,8 @@ pub struct CheckArgs {
     pub artifact: PlanArtifact,
     pub log: Arc<AuditLog>,
     pub json: bool,
+    /// `--exec-per-step`: a channel per command, no runner.
+    pub exec_per_step: bool,
 }
 
 pub fn run(args: CheckArgs, console: &Console) -> Result<u8, CliError> {
@@ -34,6 +36,7 @@ pub fn run(args: CheckArgs, console: &Console) -> Result<u8, CliError> {
         artifact,
         log,
         json,
+        exec_per_step,
     } = args;
     let secrets =
         Secrets::load(&artifact.secrets).map_err(|e| CliError::invalid_input(e.to_string()))?;
@@ -61,7 +64,7 @@ pub fn run(args: CheckArgs, console: &Console) -> Result<u8, CliError> {
         transports: Transports::new(),
         shutdown: Shutdown::new(),
     };
-    let finished = runtime.block_on(execute(run, json, console));
+    let finished = runtime.block_on(execute(run, json, exec_per_step, console));
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
     let finished = finished?;
     console.text(summary(&finished.report, console));
@@ -77,6 +80,7 @@ pub fn run(args: CheckArgs, console: &Console) -> Result<u8, CliError> {
 async fn execute(
     mut run: CheckRun,
     json: bool,
+    exec_per_step: bool,
     console: &Console,
 ) -> Result<sluice_lifecycle::check::CheckFinished, sluice_lifecycle::LifecycleError> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -86,7 +90,11 @@ async fn execute(
         .with(TransportKind::Local, Arc::new(LocalTransport))
         .with(
             TransportKind::Ssh,
-            Arc::new(crate::ssh::transport(console, &monitor.multi())),
+            Arc::new(crate::ssh::transport(
+                console,
+                &monitor.multi(),
+                exec_per_step,
+            )),
         );
     let shutdown = run.shutdown.clone();
     let interrupts = tokio::spawn(async move {

@@ -22,11 +22,11 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use sluice_model::{ExecResult, SecretMask};
+use sluice_plan::TransportKind;
 use sluice_plan::diagnostic::{Diagnostics, Loc};
-use sluice_plan::{HostKeyChecking, TransportKind};
 use sluice_ssh::{
-    Become, ConnectErrorKind, ExecOutcome, ExecRequest, HostKeyPolicy, HostTarget, LocalTransport,
-    SshTransport, Transport, TransportError,
+    Become, ConnectErrorKind, ExecOutcome, ExecRequest, HostTarget, LocalTransport, SshTransport,
+    Transport, TransportError,
 };
 
 use sluice_lifecycle::adhoc::AdHocRun;
@@ -69,6 +69,11 @@ pub struct Args {
     /// only when sudo asks for it, never on a command line.
     #[arg(long, value_name = "VAR")]
     pub become_password_env: Option<String>,
+    /// Send every command on an SSH channel and login shell of its own instead of through each
+    /// host's runner (as `transport_mode: exec` in the inventory does per host): for hosts whose
+    /// login shell is not POSIX (docs/operations.md, "Connections").
+    #[arg(long)]
+    pub exec_per_step: bool,
     /// The command, run by the remote login shell.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -130,7 +135,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         .build()
         .map_err(|e| CliError::failed(format!("cannot start the async runtime: {e}")))?;
     let progress = Progress::new(console, args.json, targets.len(), &mask);
-    let ssh = crate::ssh::transport(console, &progress.multi);
+    let ssh = crate::ssh::transport(console, &progress.multi, args.exec_per_step);
     let results = runtime.block_on(run_all(
         ssh,
         targets,
@@ -226,19 +231,7 @@ fn load_targets(
         .into_iter()
         .map(|i| {
             let c = inv.connection(i);
-            let mut t = HostTarget::new(inv.hosts[i].name.clone(), c.address);
-            t.port = c.port;
-            t.user = c.user;
-            t.identity_files = c.identity_files.into_iter().map(PathBuf::from).collect();
-            t.known_hosts = c.known_hosts.into_iter().map(PathBuf::from).collect();
-            t.host_key_policy = match c.host_key_checking {
-                HostKeyChecking::Strict => HostKeyPolicy::Strict,
-                HostKeyChecking::AcceptNew => HostKeyPolicy::AcceptNew,
-                HostKeyChecking::InsecureIgnoreHostKeys => HostKeyPolicy::InsecureIgnoreHostKeys,
-            };
-            t.proxy_jump = c.proxy_jump;
-            t.workdir = c.workdir.map(PathBuf::from);
-            t.env = c.env.into_iter().collect();
+            let t = sluice_exec::transports::connection_target(&inv.hosts[i].name, &c);
             // The inventory's `ansible_become`: sudo -n as the host's become user.
             let host_become = c.become_all.map(|b| Become {
                 user: b.user,

@@ -44,6 +44,11 @@ pub struct Args {
     /// Exit 0, not 6, when the run went through with failures its budgets tolerated.
     #[arg(long)]
     allow_tolerated: bool,
+    /// Send every command on an SSH channel and login shell of its own instead of through each
+    /// host's runner (as `transport_mode: exec` in the inventory does per host): for hosts whose
+    /// login shell is not POSIX (docs/operations.md, "Connections").
+    #[arg(long)]
+    exec_per_step: bool,
     #[command(flatten)]
     policy: super::authorize::PolicyArgs,
     #[command(flatten)]
@@ -126,6 +131,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         allow_tolerated: args.allow_tolerated,
         gate_policy: authorized.gate_policy,
         metrics_file: None,
+        exec_per_step: args.exec_per_step,
     };
     apply::run_recorded(run, console)
 }

@@ -40,7 +40,7 @@ pub mod vars_dirs;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::artifact::{Connection, HostBecome, HostKeyChecking, TransportKind};
+use crate::artifact::{Connection, HostBecome, HostKeyChecking, TransportKind, TransportMode};
 use crate::diagnostic::{Diagnostics, Loc, SourceFile};
 
 pub use source::{InventoryFormat, InventoryInput, LoadOptions, load};
@@ -75,6 +75,7 @@ pub struct ConnectionDecl {
     pub env: BTreeMap<String, String>,
     /// Every command through sudo (Ansible's `ansible_become`).
     pub become_all: Option<HostBecome>,
+    pub transport_mode: Option<TransportMode>,
 }
 
 #[derive(Debug)]
@@ -302,6 +303,7 @@ impl Inventory {
             workdir: c.workdir.clone().or_else(|| d.workdir.clone()),
             env,
             become_all: c.become_all.clone().or_else(|| d.become_all.clone()),
+            transport_mode: c.transport_mode.or(d.transport_mode),
         }
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::build::{Builder, Layer};
 use super::{ALL, ConnectionDecl, GroupOrder, Inventory, InventoryFormat, UNGROUPED};
-use crate::artifact::{HostKeyChecking, TransportKind};
+use crate::artifact::{HostKeyChecking, TransportKind, TransportMode};
 use crate::diagnostic::{Diagnostics, Loc, SourceFile};
 use crate::node::Node;
 use crate::plan::read_vars;
@@ -36,6 +36,7 @@ const CONNECTION_KEYS: &[&str] = &[
     "host_key_checking",
     "proxy_jump",
     "transport",
+    "transport_mode",
     "workdir",
     "env",
 ];
@@ -261,6 +262,21 @@ fn read_connection(r: &mut Reader, f: &Fields, context: &str) -> ConnectionDecl 
             }
             None => None,
         });
+    let transport_mode =
+        f.get("transport_mode")
+            .and_then(|n| match r.as_str(n, context).as_deref() {
+                Some("runner") => Some(TransportMode::Runner),
+                Some("exec") => Some(TransportMode::Exec),
+                Some(other) => {
+                    r.error_help(
+                        n.loc,
+                        format!("{context}: transport_mode `{other}` is not known"),
+                        "use runner (one remote sh per host, the default) or exec (a channel and a login shell per command, for hosts whose login shell is not POSIX)",
+                    );
+                    None
+                }
+                None => None,
+            });
     let env = f
         .get("env")
         .map(|n| {
@@ -284,5 +300,6 @@ fn read_connection(r: &mut Reader, f: &Fields, context: &str) -> ConnectionDecl 
         workdir: text(r, "workdir"),
         env,
         become_all: None,
+        transport_mode,
     }
 }

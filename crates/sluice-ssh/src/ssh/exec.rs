@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 
 use super::SshTransport;
 use super::connect::Session;
+use super::runner::{self, Routed, RunnerSlot};
 use super::shell;
 use super::sudo::{SudoEvent, SudoGate};
 use crate::capture::OutputCapture;
@@ -27,8 +28,8 @@ use crate::transport::{
 
 /// A connection to one host; commands may run on it concurrently.
 pub struct SshConnection {
-    transport: SshTransport,
-    target: HostTarget,
+    pub(super) transport: SshTransport,
+    pub(super) target: HostTarget,
     session: std::sync::Mutex<Arc<Session>>,
     /// Held while reconnecting, so concurrent commands reconnect once, not each.
     reconnecting: tokio::sync::Mutex<()>,
@@ -36,10 +37,12 @@ pub struct SshConnection {
     /// Why sluice gave up on this connection (the host stopped answering, see [`timeout`]):
     /// once set, every operation fails at once instead of waiting for keepalives.
     given_up: std::sync::Mutex<Option<String>>,
+    /// The host's runner ([`super::runner`]), unless this host uses a channel per command.
+    runner: tokio::sync::Mutex<RunnerSlot>,
 }
 
 /// What the client writes next on a command's stdin.
-enum Input {
+pub(super) enum Input {
     /// The become password, because sudo asked for it.
     Password,
     /// The command's stdin (the frame of secret values first), then EOF: the command runs.
@@ -50,13 +53,13 @@ enum Input {
 
 /// What goes to the host for one command: the `exec` request's text (no secret value in it)
 /// and its stdin (the frame of secret values, then the request's own stdin).
-struct Sent<'a> {
-    line: &'a str,
-    stdin: &'a [u8],
+pub(super) struct Sent<'a> {
+    pub(super) line: &'a str,
+    pub(super) stdin: &'a [u8],
 }
 
 /// Why one attempt failed: before the command started (safe to retry) or after.
-enum Attempt {
+pub(super) enum Attempt {
     NotStarted(String),
     Failed(TransportError),
 }
@@ -71,10 +74,11 @@ impl SshConnection {
             reconnecting: tokio::sync::Mutex::new(()),
             channels: Arc::new(Semaphore::new(channels)),
             given_up: std::sync::Mutex::new(None),
+            runner: tokio::sync::Mutex::new(RunnerSlot::default()),
         }
     }
 
-    fn current(&self) -> Arc<Session> {
+    pub(super) fn current(&self) -> Arc<Session> {
         self.session
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -82,7 +86,10 @@ impl SshConnection {
     }
 
     /// Replaces a dropped connection, unless another command already did.
-    async fn reconnect(&self, dead: &Arc<Session>) -> Result<Arc<Session>, TransportError> {
+    pub(super) async fn reconnect(
+        &self,
+        dead: &Arc<Session>,
+    ) -> Result<Arc<Session>, TransportError> {
         let _guard = self.reconnecting.lock().await;
         let now = self.current();
         if !Arc::ptr_eq(&now, dead) && !now.handle.is_closed() {
@@ -118,6 +125,15 @@ impl SshConnection {
             stdin: &stdin,
         };
         self.refuse_if_given_up()?;
+        if self.uses_runner() && runner::can_carry(&line, &stdin) {
+            // Busy (another command of this host is running on it): a channel of its own.
+            if let Ok(mut slot) = self.runner.try_lock()
+                && slot.unusable.is_none()
+                && let Routed::Ran(result) = self.run_on_runner(&mut slot, &sent, &request).await
+            {
+                return result;
+            }
+        }
         let _channel_slot = self
             .channels
             .acquire()
@@ -147,7 +163,7 @@ impl SshConnection {
         }
     }
 
-    fn lost(&self, reason: String) -> TransportError {
+    pub(super) fn lost(&self, reason: String) -> TransportError {
         TransportError::ConnectionLost {
             host: self.target.name.clone(),
             reason,
@@ -236,16 +252,8 @@ impl SshConnection {
                 .map_err(|e| Attempt::NotStarted(e.to_string()))?;
             Ok((reader, writer))
         };
-        let Some(at) = deadline else {
-            return start.await;
-        };
-        match tokio::time::timeout_at(at, start).await {
-            Ok(started) => started,
-            Err(_) => {
-                let timeout = request.timeout.unwrap_or_default();
-                Err(Attempt::Failed(self.never_started(session, timeout).await))
-            }
-        }
+        self.start_by(session, request.timeout, deadline, start, Attempt::Failed)
+            .await
     }
 
     /// The outcome of a command whose channel ended before its deadline.
@@ -355,22 +363,22 @@ impl Connection for SshConnection {
 }
 
 /// What a command's channel reported so far.
-struct Reading {
-    out: OutputCapture,
-    err: OutputCapture,
-    status: Option<ExitStatus>,
+pub(super) struct Reading {
+    pub(super) out: OutputCapture,
+    pub(super) err: OutputCapture,
+    pub(super) status: Option<ExitStatus>,
     /// The channel closed (as opposed to the connection dropping).
     closed: bool,
     /// The process-group marker, stripped off the start of stderr.
-    pgid: shell::PgidLine,
+    pub(super) pgid: shell::PgidLine,
     /// Under `become`, stderr goes through the gate until sudo started the command.
-    gate: Option<SudoGate>,
+    pub(super) gate: Option<SudoGate>,
     /// A become password can answer sudo's first prompt.
     has_password: bool,
 }
 
 impl Reading {
-    fn new(request: &ExecRequest) -> Self {
+    pub(super) fn new(request: &ExecRequest) -> Self {
         let capture =
             |stream| OutputCapture::new(stream, request.output_cap, request.on_line.clone());
         Reading {
@@ -401,24 +409,7 @@ impl Reading {
     ) -> bool {
         match msg {
             ChannelMsg::Data { data } => self.out.push(&data),
-            ChannelMsg::ExtendedData { data, ext: 1 } => {
-                let data = self.pgid.feed(&data);
-                let Some(gate) = self.gate.as_mut() else {
-                    self.err.push(&data);
-                    return false;
-                };
-                let (events, data) = gate.feed(&data);
-                self.err.push(&data);
-                for event in events {
-                    let next = match event {
-                        SudoEvent::PasswordPrompt(1) if self.has_password => Input::Password,
-                        // Asked again: the password was wrong. sudo gives up at EOF.
-                        SudoEvent::PasswordPrompt(_) => Input::Eof,
-                        SudoEvent::Started => Input::Stdin,
-                    };
-                    let _ = inputs.send(next);
-                }
-            }
+            ChannelMsg::ExtendedData { data, ext: 1 } => self.stderr(&data, inputs),
             ChannelMsg::ExitStatus { exit_status } => {
                 self.status = Some(ExitStatus::Code(i32::try_from(exit_status).unwrap_or(-1)));
             }
@@ -435,6 +426,33 @@ impl Reading {
             _ => {}
         }
         false
+    }
+}
+
+impl Reading {
+    /// Takes a chunk of the command's stderr: the process-group marker, sudo's part (its
+    /// prompts call for `inputs`), then the command's own.
+    pub(super) fn stderr(
+        &mut self,
+        data: &[u8],
+        inputs: &tokio::sync::mpsc::UnboundedSender<Input>,
+    ) {
+        let data = self.pgid.feed(data);
+        let Some(gate) = self.gate.as_mut() else {
+            self.err.push(&data);
+            return;
+        };
+        let (events, data) = gate.feed(&data);
+        self.err.push(&data);
+        for event in events {
+            let next = match event {
+                SudoEvent::PasswordPrompt(1) if self.has_password => Input::Password,
+                // Asked again: the password was wrong. sudo gives up at EOF.
+                SudoEvent::PasswordPrompt(_) => Input::Eof,
+                SudoEvent::Started => Input::Stdin,
+            };
+            let _ = inputs.send(next);
+        }
     }
 }
 

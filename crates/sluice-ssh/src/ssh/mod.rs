@@ -24,6 +24,7 @@ pub mod connect;
 pub mod exec;
 pub mod known_hosts;
 pub mod limits;
+pub mod runner;
 pub mod shell;
 pub mod sudo;
 
@@ -84,6 +85,8 @@ pub struct SshOptions {
     pub ssh_config: Option<PathBuf>,
     /// Identity files used when the target names none (`~/.ssh/id_{ed25519,ecdsa,rsa}`).
     pub default_identity_files: Vec<PathBuf>,
+    /// Every host gets a channel per command, whatever its `transport_mode` (`--exec-per-step`).
+    pub exec_per_step: bool,
 }
 
 impl Default for SshOptions {
@@ -113,6 +116,7 @@ impl Default for SshOptions {
                 .iter()
                 .flat_map(|d| ["id_ed25519", "id_ecdsa", "id_rsa"].map(|f| d.join(f)))
                 .collect(),
+            exec_per_step: false,
         }
     }
 }

@@ -25,8 +25,11 @@ use std::time::Duration;
 use super::shell::quote;
 use crate::transport::{Become, ExitStatus};
 
-/// sudo's password prompt (`sudo -p`), so the client knows when sudo reads the password.
-pub const PROMPT_MARKER: &[u8] = b"\x1esluice-sudo-prompt\x1e";
+/// sudo's password prompt (`sudo -p`), so the client knows when sudo reads the password. It
+/// does not end with `\x1e`: through the runner, a trailing `\x1e` could be the start of a frame
+/// and would be held back until more output came (`ssh::runner::frames`), and sudo prints
+/// nothing more while it waits for the password.
+pub const PROMPT_MARKER: &[u8] = b"\x1esluice-sudo-prompt\x1e>";
 
 /// First line the command's wrapper prints on stderr under sudo: `MARKER<pid>\n`.
 pub const STARTED_MARKER: &[u8] = b"\x1esluice-become=";
@@ -212,7 +215,7 @@ mod tests {
             &b(None, Some("hunter2")),
             Some(Duration::from_secs(5)),
         );
-        assert!(line.starts_with("sudo -S -p '\x1esluice-sudo-prompt\x1e' -- sh -c"));
+        assert!(line.starts_with("sudo -S -p '\x1esluice-sudo-prompt\x1e>' -- sh -c"));
         assert!(line.contains("exec timeout -s KILL 6 sh -c"), "{line}");
         assert!(!line.contains("hunter2"));
     }
@@ -222,7 +225,7 @@ mod tests {
         let mut gate = SudoGate::default();
         let (ev, out) = gate.feed(b"\x1esluice-sudo-pr");
         assert!(ev.is_empty() && out.is_empty());
-        let (ev, out) = gate.feed(b"ompt\x1e");
+        let (ev, out) = gate.feed(b"ompt\x1e>");
         assert_eq!(ev, vec![SudoEvent::PasswordPrompt(1)]);
         assert!(out.is_empty());
         let (ev, out) = gate.feed(b"\x1esluice-become=77");

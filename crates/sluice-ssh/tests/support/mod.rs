@@ -29,8 +29,12 @@ pub fn transport() -> SshTransport {
     SshTransport::new(options())
 }
 
+/// The suite's options: `SLUICE_TEST_TRANSPORT_MODE=exec` (set by scripts/test.sh for its
+/// second run of the SSH suites) sends every command on a channel of its own instead of
+/// through the host's runner.
 pub fn options() -> SshOptions {
     SshOptions {
+        exec_per_step: sluice_testfleet::exec_mode_requested(),
         use_agent: false,
         default_identity_files: Vec::new(),
         default_known_hosts: Vec::new(),

@@ -99,7 +99,7 @@ impl SshConnection {
 
     /// The error for a command whose channel did not open by its deadline (`timeout`): it was
     /// not sent. A host that then answers nothing within the grace is given up.
-    pub(super) async fn never_started(
+    pub(in crate::ssh) async fn never_started(
         &self,
         session: &Session,
         timeout: Duration,
@@ -126,8 +126,31 @@ impl SshConnection {
         self.unreachable(reason)
     }
 
+    /// Awaits `start` (opening a command's channel, or starting the host's runner) by
+    /// `deadline` when there is one; past it, the error [`SshConnection::never_started`] gives,
+    /// wrapped by `failed`.
+    pub(in crate::ssh) async fn start_by<T, E>(
+        &self,
+        session: &Session,
+        timeout: Option<Duration>,
+        deadline: Option<tokio::time::Instant>,
+        start: impl std::future::Future<Output = Result<T, E>>,
+        failed: impl FnOnce(TransportError) -> E,
+    ) -> Result<T, E> {
+        let Some(at) = deadline else {
+            return start.await;
+        };
+        match tokio::time::timeout_at(at, start).await {
+            Ok(started) => started,
+            Err(_) => {
+                let timeout = timeout.unwrap_or_default();
+                Err(failed(self.never_started(session, timeout).await))
+            }
+        }
+    }
+
     /// Fails at once when the connection was given up (see [`SshConnection::give_up`]).
-    pub(super) fn refuse_if_given_up(&self) -> Result<(), TransportError> {
+    pub(in crate::ssh) fn refuse_if_given_up(&self) -> Result<(), TransportError> {
         match self.given_up() {
             Some(reason) => Err(self.unreachable(format!("nothing was sent: {reason}"))),
             None => Ok(()),
@@ -135,7 +158,7 @@ impl SshConnection {
     }
 
     /// Why the connection was given up, if it was.
-    pub(super) fn given_up(&self) -> Option<String> {
+    pub(in crate::ssh) fn given_up(&self) -> Option<String> {
         self.given_up
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -144,7 +167,7 @@ impl SshConnection {
 
     /// Marks the connection given up and disconnects it: commands still running on it end now
     /// (`connection_lost`), and the socket is freed.
-    async fn give_up(&self, session: &Session, reason: &str) {
+    pub(in crate::ssh) async fn give_up(&self, session: &Session, reason: &str) {
         tracing::warn!(host = %self.target.name, "{reason}");
         *self.given_up.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.to_string());
         let bye =
@@ -156,7 +179,7 @@ impl SshConnection {
 
     /// True when the host answers a `keepalive@openssh.com` request (sshd replies to it even
     /// while every session is busy). Callers bound the wait.
-    async fn answers(&self, session: &Session) -> bool {
+    pub(in crate::ssh) async fn answers(&self, session: &Session) -> bool {
         session.handle.send_ping().await.is_ok() && !session.handle.is_closed()
     }
 
@@ -171,7 +194,7 @@ impl SshConnection {
     /// Kills process group `pgid` on the host over a fresh channel (best effort: the group may
     /// already be gone, or belong to another user under `become`). True when the host opened the
     /// channel, i.e. answered.
-    async fn kill_group(&self, session: &Session, pgid: i64) -> bool {
+    pub(in crate::ssh) async fn kill_group(&self, session: &Session, pgid: i64) -> bool {
         let Ok(channel) = session.handle.channel_open_session().await else {
             tracing::warn!(host = %self.target.name, pgid, "cannot open a channel to kill the timed-out command");
             return false;
@@ -192,7 +215,12 @@ impl SshConnection {
     /// Kills the `become` command's own process group (see ssh::sudo) as the become user, over
     /// a fresh channel: the login user may not be allowed to signal that user's processes. True
     /// when the kill command ran to its end.
-    async fn kill_become_group(&self, session: &Session, b: &Become, pgid: i64) -> bool {
+    pub(in crate::ssh) async fn kill_become_group(
+        &self,
+        session: &Session,
+        b: &Become,
+        pgid: i64,
+    ) -> bool {
         let mut request = ExecRequest::new(format!(
             "kill -s KILL -- -{pgid} 2>/dev/null || kill -s KILL {pgid} 2>/dev/null; true"
         ));

@@ -10,6 +10,8 @@
 //! - neither width scrolls sideways;
 //! - the plan name, every host, every step, every wave's failure sentence and the warnings are
 //!   *visible* text (`innerText`, which leaves out what CSS hides) at both widths;
+//! - the step graph is drawn, and a plan with stages draws every stage as a box of the stage
+//!   graph (its SVG text has a size on screen);
 //! - the PDF holds the same text (`pdftotext`, from poppler-utils).
 //!
 //! The probe needs a script, which the review's policy forbids: the test's copy of the page
@@ -38,11 +40,16 @@ const PROBE: &str = r#"
 (function () {
   function measure(doc) {
     var root = doc.documentElement;
-    var svg = doc.querySelector('figure.graph svg');
+    var svg = doc.querySelector('figure.graph:not(.stage-graph) svg');
+    var stages = doc.querySelectorAll('figure.stage-graph svg text.id');
     return {
       overflow: root.scrollWidth - root.clientWidth,
       text: doc.body.innerText,
-      graph_width: svg ? svg.getBoundingClientRect().width : 0
+      graph_width: svg ? svg.getBoundingClientRect().width : 0,
+      stage_boxes: Array.prototype.filter.call(stages, function (t) {
+        var box = t.getBoundingClientRect();
+        return box.width > 0 && box.height > 0;
+      }).map(function (t) { return t.textContent; })
     };
   }
   var result = { wide: measure(document) };
@@ -94,7 +101,15 @@ fn pdftotext(pdf: &Path) -> String {
 struct Case {
     name: &'static str,
     dir: PathBuf,
-    expected: Vec<String>,
+    expected: Expected,
+}
+
+/// What the page of a playbook must show.
+struct Expected {
+    /// Visible text, at both widths and in the PDF.
+    texts: Vec<String>,
+    /// The stages, each a box of the stage graph's drawing (none for a plan without stages).
+    stage_names: Vec<String>,
 }
 
 impl Case {
@@ -103,8 +118,8 @@ impl Case {
     }
 }
 
-/// The texts a reader must see: from the JSON review of the same playbook.
-fn expected_texts(plan: &str, inventory: &str) -> Vec<String> {
+/// What a reader must see: from the JSON review of the same playbook.
+fn expected(plan: &str, inventory: &str) -> Expected {
     let out = sluice()
         .args(review_args(plan, inventory, "json"))
         .output()
@@ -130,7 +145,10 @@ fn expected_texts(plan: &str, inventory: &str) -> Vec<String> {
             .into_iter()
             .map(|m| m.replace('`', "")),
     );
-    texts
+    Expected {
+        texts,
+        stage_names: strings("/stages", "name"),
+    }
 }
 
 /// Chromium on the test copy of one review: screenshot, PDF, and the DOM after the probe.
@@ -226,7 +244,7 @@ fn html_review_of_every_playbook_renders_in_chromium() {
         let case = Case {
             name: plan,
             dir: dir.clone(),
-            expected: expected_texts(plan, inventory),
+            expected: expected(plan, inventory),
         };
         let mut args = review_args(plan, inventory, "html");
         args.extend([
@@ -280,8 +298,26 @@ fn check_case(case: &Case, dom: &str, log: &str) {
             m["graph_width"].as_f64().unwrap() > 50.0,
             "{name} at {width}: the step graph is not drawn"
         );
+        let boxes: Vec<&str> = m["stage_boxes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|b| b.as_str())
+            .collect();
+        assert_eq!(
+            boxes.len(),
+            case.expected.stage_names.len(),
+            "{name} at {width}: stage graph boxes {boxes:?}"
+        );
+        for (i, stage) in case.expected.stage_names.iter().enumerate() {
+            let title = format!("{}. {stage}", i + 1);
+            assert!(
+                boxes.contains(&title.as_str()),
+                "{name} at {width}: stage {stage} not drawn in {boxes:?}"
+            );
+        }
         let visible = flat(m["text"].as_str().unwrap());
-        for text in &case.expected {
+        for text in &case.expected.texts {
             assert!(
                 visible.contains(&flat(text)),
                 "{name} at {width}: not visible: {text}"
@@ -297,7 +333,7 @@ fn check_case(case: &Case, dom: &str, log: &str) {
         "{name}: no PDF"
     );
     let printed = flat(&pdftotext(&pdf));
-    for text in &case.expected {
+    for text in &case.expected.texts {
         // A sentence may break across pages; its words in order are enough.
         let words = flat(text);
         assert!(printed.contains(&words), "{name}: not in the PDF: {text}");

@@ -1,6 +1,6 @@
 //! Gates, pauses, windows and leases in plans with stages (`sluice apply` of a YAML plan over
 //! the local transport, every host a directory): an approval gate in the second stage, a pause
-//! between a stage's waves, a window that closes during the second stage, and leases on the
+//! between a stage's waves, a pause between stages, a window that closes during the second stage, and leases on the
 //! hosts of every stage from the start of the run.
 
 // Tests may unwrap: a panic is a failed test.
@@ -206,6 +206,39 @@ stages:
     assert_eq!(started[0]["after_wave"], "second/one");
     assert_eq!(started[0]["stage"], "second");
     assert_eq!(of_kind(&events, "pause_finished")[0]["stage"], "second");
+}
+
+/// A `pause` on a stage's last wave holds the stages that wait for the stage: the second stage
+/// starts a pause after the first one's last host ended. The last stage's pause, which nothing
+/// waits for, does nothing.
+#[test]
+fn a_pause_on_a_stages_last_wave_holds_the_stages_after_it() {
+    let f = Fixture::new();
+    let plan = r#"name: paused-between-stages
+stages:
+  - name: first
+    targets: [lb]
+    waves: [{ name: all, size: 100%, pause: 1s }]
+    steps: [{ id: a, run: "date +%s%N > end" }]
+  - name: second
+    targets: [app]
+    waves: [{ name: all, size: 100%, pause: 1s }]
+    steps: [{ id: b, run: "date +%s%N > start" }]
+"#;
+    let out = f.apply_cmd("paused-between", plan).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let gap = f.stamp("h2", "start").saturating_sub(f.stamp("h1", "end"));
+    assert!(
+        gap >= 1_000_000_000,
+        "the second stage started {gap} ns after"
+    );
+    let events = events(&out);
+    let started = of_kind(&events, "pause_started");
+    assert_eq!(started.len(), 1, "{started:#?}");
+    assert_eq!(started[0]["after_wave"], "first/all");
+    assert_eq!(started[0]["stage"], "first");
+    assert_eq!(started[0]["duration_ms"], 1000);
+    assert_eq!(of_kind(&events, "pause_finished")[0]["stage"], "first");
 }
 
 /// The window closes while the second stage runs: no new host starts, the run ends

@@ -8,6 +8,8 @@
 //!    ([`sluice_plan::PlanArtifact::stage_view`]) in a [`Run`] that shares the run's transports,
 //!    secrets, events, journal, stop signals and resume state, with its own waves, gates,
 //!    budgets and failure policy. Its hosts start with the values earlier stages passed on.
+//!    A `pause` on the stage's last wave is held after it, before the stages that wait for it
+//!    may start (a pause between stages); a stage nothing waits for does not pause.
 //! 3. When a stage ends, the values its `run_once` steps registered become
 //!    `stages.STAGE.NAME` for the stages after it (secret-tainted values stay secret).
 //! 4. When every stage has ended: if a stage failed under `rollback_scope: run`, every stage
@@ -17,7 +19,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sluice_model::{Decision, Fact, StageFinished, StageStarted, WaveStatus};
+use sluice_model::{
+    Decision, Fact, PauseFinished, PauseStarted, StageFinished, StageStarted, WaveStatus,
+};
 use sluice_plan::{FailureAction, RollbackScope, RuntimeValues};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -91,9 +95,13 @@ impl Run {
                 state[i] = StageState::Running;
                 let run = self.stage_run(i, &passed_on).await;
                 let run_id = run_id.to_string();
+                let awaited = a.stages.iter().any(|s| s.after.contains(&stage.name));
                 tasks.spawn(async move {
                     let mut run = run;
                     let status = run.waves(&run_id).await;
+                    if awaited && ended_ok(status) {
+                        run.pause_before_dependants().await;
+                    }
                     EndedStage {
                         index: i,
                         run,
@@ -155,6 +163,39 @@ impl Run {
             window_closes: self.window_closes,
             window_timer: None,
         }
+    }
+
+    /// The `pause` of a stage's last wave, held before the stages that wait for the stage may
+    /// start (the stage ends after it, so it keeps its place under `stage_concurrency`). Not
+    /// repeated when the last wave was decided before a resume: the pause had begun then.
+    async fn pause_before_dependants(&self) {
+        let Some(last) = self.ctx.artifact.waves.last() else {
+            return;
+        };
+        let Some(ms) = last.pause_ms.filter(|ms| *ms > 0) else {
+            return;
+        };
+        if self.ctx.resume.wave_verdict(&last.name).is_some() {
+            return;
+        }
+        let mut stop = self.ctx.shutdown.subscribe();
+        self.ctx
+            .note(Fact::PauseStarted(PauseStarted {
+                after_wave: last.name.clone(),
+                duration_ms: ms,
+                stage: self.ctx.stage.clone(),
+            }))
+            .await;
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(ms)) => {}
+            _ = stop.soft() => {}
+        }
+        self.ctx
+            .note(Fact::PauseFinished(PauseFinished {
+                after_wave: last.name.clone(),
+                stage: self.ctx.stage.clone(),
+            }))
+            .await;
     }
 
     async fn stage_not_started(&self, stage: &str, reason: String) {

@@ -165,3 +165,51 @@ steps:
     let text = render(&r, Format::Text).unwrap();
     assert!(text.contains("Become     sudo password from secret pw (sent only when sudo asks)"));
 }
+
+/// The HTML draws the stage graph: one box per stage with its name, targets, host count and
+/// waves, one arrow per `after` (a diamond: `fan-a` and `fan-b` both wait for `first`, `last`
+/// waits for both), and nothing of it for a plan without stages.
+#[test]
+fn html_draws_one_box_per_stage_and_one_arrow_per_after() {
+    let plan = r#"
+name: diamond
+stages:
+  - { name: first, targets: [web-1], steps: [{ id: a, run: "true" }] }
+  - name: fan-a
+    targets: [web-2, web-3]
+    waves: [{ name: canary, size: 1 }, { name: rest, size: 100% }]
+    steps: [{ id: b, run: "true" }]
+  - { name: fan-b, targets: [web-3], after: [first], steps: [{ id: c, run: "true" }] }
+  - { name: last, targets: [web], after: [fan-a, fan-b], steps: [{ id: d, run: "true" }] }
+"#;
+    let html = render(&review(plan), Format::Html).unwrap();
+    let start = html
+        .find("<figure class=\"graph stage-graph\">")
+        .expect("the stage graph is drawn");
+    let figure = &html[start..start + html[start..].find("</figure>").unwrap()];
+    assert!(figure.contains("<svg"), "{figure}");
+    assert_eq!(figure.matches("<g class=\"node\">").count(), 4, "{figure}");
+    assert_eq!(
+        figure.matches("<path class=\"edge\"").count(),
+        4,
+        "{figure}"
+    );
+    for text in [
+        ">1. first<",
+        ">2. fan-a<",
+        ">3. fan-b<",
+        ">4. last<",
+        ">web-2, web-3 · 2 hosts<",
+        ">canary (1), rest (1)<",
+        ">web · 4 hosts<",
+        ">one wave<",
+    ] {
+        assert!(figure.contains(text), "{text} not in {figure}");
+    }
+    // The page's ids stay unique next to the step graphs of the stages.
+    assert_eq!(html.matches("id=\"stages-arrow\"").count(), 1);
+
+    let flat = "name: flat\ntargets: [web]\nsteps: [{ id: a, run: \"true\" }]\n";
+    let html = render(&review(flat), Format::Html).unwrap();
+    assert!(!html.contains("stage-graph"));
+}

@@ -1,19 +1,17 @@
-//! Drawings: the waves as a flow of boxes (HTML that wraps on a narrow screen) and the step
-//! graph as inline SVG, laid out top to bottom so it fits a phone as well as a desktop.
+//! Drawings: the waves as a flow of boxes (HTML that wraps on a narrow screen), and the step
+//! graph and the stage graph as inline SVG drawn by [`super::layout`].
 //!
-//! Step graph layout: a step's layer is the longest chain of `after` before it (`run_once`
-//! steps first, in layers of their own); steps of a layer stand side by side, centred. An edge
-//! between adjacent layers is a straight curve; one that skips layers bows out to the right so
-//! it does not cross the steps in between. Sizes are computed from the text (monospace, so
-//! widths are known without a browser).
+//! A step's layer is the longest chain of `after` before it (`run_once` steps first, in layers
+//! of their own); a stage's layer is the longest chain of stages it waits for.
 
 use std::collections::HashMap;
 use std::fmt::Write;
 
 use super::esc;
+use super::layout::{self, Drawing, GraphEdge, GraphNode};
 use crate::hosts::count;
 use crate::model::*;
-use crate::phrases::format_duration_ms as duration;
+use crate::phrases::{self, format_duration_ms as duration};
 
 /// The waves in order, with the approval gates and pauses between them.
 pub fn waves(r: &Review, o: &mut String) -> std::fmt::Result {
@@ -45,23 +43,6 @@ pub fn waves(r: &Review, o: &mut String) -> std::fmt::Result {
         )?;
     }
     writeln!(o, "</ol>")
-}
-
-const CHAR_W: f64 = 7.8;
-const SMALL_CHAR_W: f64 = 6.6;
-const NODE_H: f64 = 46.0;
-const GAP_X: f64 = 24.0;
-const GAP_Y: f64 = 30.0;
-const PAD: f64 = 12.0;
-/// Room on the right for edges that skip layers.
-const BOW: f64 = 56.0;
-
-struct Node<'a> {
-    step: &'a StepView,
-    layer: usize,
-    width: f64,
-    x: f64,
-    y: f64,
 }
 
 /// The second line of a step's box.
@@ -122,133 +103,132 @@ pub fn steps(r: &Review, o: &mut String) -> std::fmt::Result {
         return Ok(());
     }
     let layer = layers(&r.steps);
-    let mut nodes: Vec<Node> = r
+    let nodes = r
         .steps
         .iter()
         .zip(&layer)
-        .map(|(s, &l)| {
-            let text = (s.id.chars().count() as f64 * CHAR_W)
-                .max(caption(s).chars().count() as f64 * SMALL_CHAR_W);
-            Node {
-                step: s,
-                layer: l,
-                width: (text + 2.0 * PAD).max(110.0),
-                x: 0.0,
-                y: 0.0,
-            }
+        .map(|(s, &l)| GraphNode {
+            title: s.id.clone(),
+            captions: vec![caption(s)],
+            class: match (&s.undo, &s.register, &s.run_once_on) {
+                (_, _, Some(_)) => "node once",
+                (None, None, _) => "node risky",
+                _ => "node",
+            },
+            layer: l,
         })
         .collect();
-    let layer_count = layer.iter().max().map_or(0, |m| m + 1);
-    let row_width = |l: usize, nodes: &[Node]| -> f64 {
-        let widths: Vec<f64> = nodes
-            .iter()
-            .filter(|n| n.layer == l)
-            .map(|n| n.width)
-            .collect();
-        widths.iter().sum::<f64>() + GAP_X * (widths.len().saturating_sub(1)) as f64
-    };
-    let widest = (0..layer_count)
-        .map(|l| row_width(l, &nodes))
-        .fold(0.0, f64::max);
-    for l in 0..layer_count {
-        let mut x = PAD + (widest - row_width(l, &nodes)) / 2.0;
-        for n in nodes.iter_mut().filter(|n| n.layer == l) {
-            n.x = x;
-            n.y = PAD + l as f64 * (NODE_H + GAP_Y);
-            x += n.width + GAP_X;
-        }
-    }
-    let width = widest + 2.0 * PAD + BOW;
-    let height = layer_count as f64 * (NODE_H + GAP_Y) - GAP_Y + 2.0 * PAD;
-    writeln!(
+    write!(o, "<figure class=\"graph\">")?;
+    layout::draw(
         o,
-        "<figure class=\"graph\"><svg xmlns=\"http://www.w3.org/2000/svg\" role=\"img\" \
-         viewBox=\"0 0 {width:.0} {height:.0}\" width=\"{width:.0}\" height=\"{height:.0}\" \
-         aria-labelledby=\"graph-title\"><title id=\"graph-title\">Step graph: each arrow \
-         points from a step to a step that runs after it</title>"
+        &Drawing {
+            id: "steps",
+            title: "Step graph: each arrow points from a step to a step that runs after it",
+            nodes,
+            edges: step_edges(&r.steps),
+        },
     )?;
     writeln!(
         o,
-        "<defs><marker id=\"arrow\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" \
-         markerWidth=\"7\" markerHeight=\"7\" orient=\"auto-start-reverse\">\
-         <path d=\"M0,0 L10,5 L0,10 z\" class=\"arrowhead\"/></marker></defs>"
-    )?;
-    write_edges(o, &nodes)?;
-    for n in &nodes {
-        let class = match (&n.step.undo, &n.step.register, &n.step.run_once_on) {
-            (_, _, Some(_)) => "node once",
-            (None, None, _) => "node risky",
-            _ => "node",
-        };
-        writeln!(
-            o,
-            "<g class=\"{class}\"><rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{NODE_H}\" \
-             rx=\"6\"/><text x=\"{:.1}\" y=\"{:.1}\" class=\"id\">{}</text>\
-             <text x=\"{:.1}\" y=\"{:.1}\" class=\"cap\">{}</text></g>",
-            n.x,
-            n.y,
-            n.width,
-            n.x + n.width / 2.0,
-            n.y + 19.0,
-            esc(&n.step.id),
-            n.x + n.width / 2.0,
-            n.y + 36.0,
-            esc(&caption(n.step))
-        )?;
-    }
-    writeln!(
-        o,
-        "</svg><figcaption>Solid arrows: \"runs after\" on the same host. Dashed: run-once \
+        "<figcaption>Solid arrows: \"runs after\" on the same host. Dashed: run-once \
          steps finish before any host starts. Amber boxes have no undo.</figcaption></figure>"
     )
 }
 
-fn write_edges(o: &mut String, nodes: &[Node]) -> std::fmt::Result {
-    let position: HashMap<&str, usize> = nodes
+/// One edge per `after`; host steps without `after` also wait for the run_once steps no
+/// other step waits for (dashed).
+fn step_edges(steps: &[StepView]) -> Vec<GraphEdge> {
+    let position: HashMap<&str, usize> = steps
         .iter()
         .enumerate()
-        .map(|(i, n)| (n.step.id.as_str(), i))
+        .map(|(i, s)| (s.id.as_str(), i))
         .collect();
-    let mut bows: f64 = 0.0;
-    for n in nodes {
-        let mut from: Vec<(usize, bool)> = n
-            .step
-            .after
-            .iter()
-            .filter_map(|a| position.get(a.as_str()).map(|&i| (i, false)))
-            .collect();
+    let mut edges = Vec::new();
+    for (to, n) in steps.iter().enumerate() {
+        edges.extend(
+            n.after
+                .iter()
+                .filter_map(|a| position.get(a.as_str()))
+                .map(|&from| GraphEdge {
+                    from,
+                    to,
+                    dashed: false,
+                }),
+        );
         // Host steps without `after` start once every run_once step is done.
-        if n.step.run_once_on.is_none() && n.step.after.is_empty() {
-            from.extend(
-                nodes
+        if n.run_once_on.is_none() && n.after.is_empty() {
+            edges.extend(
+                steps
                     .iter()
                     .enumerate()
-                    .filter(|(_, m)| m.step.run_once_on.is_some())
-                    .filter(|(_, m)| !nodes.iter().any(|k| k.step.after.contains(&m.step.id)))
-                    .map(|(i, _)| (i, true)),
+                    .filter(|(_, m)| m.run_once_on.is_some())
+                    .filter(|(_, m)| !steps.iter().any(|k| k.after.contains(&m.id)))
+                    .map(|(from, _)| GraphEdge {
+                        from,
+                        to,
+                        dashed: true,
+                    }),
             );
         }
-        for (i, dashed) in from {
-            let s = &nodes[i];
-            let class = if dashed { "edge once" } else { "edge" };
-            let d = if n.layer == s.layer + 1 {
-                let (x1, y1) = (s.x + s.width / 2.0, s.y + NODE_H);
-                let (x2, y2) = (n.x + n.width / 2.0, n.y - 2.0);
-                let mid = (y1 + y2) / 2.0;
-                format!("M{x1:.1},{y1:.1} C{x1:.1},{mid:.1} {x2:.1},{mid:.1} {x2:.1},{y2:.1}")
-            } else {
-                // Around the steps in between, on the right.
-                bows += 8.0;
-                let (x1, y1) = (s.x + s.width, s.y + NODE_H / 2.0);
-                let (x2, y2) = (n.x + n.width + 2.0, n.y + NODE_H / 2.0);
-                let out = x1.max(x2) + 24.0 + bows.min(BOW - 24.0);
-                format!("M{x1:.1},{y1:.1} C{out:.1},{y1:.1} {out:.1},{y2:.1} {x2:.1},{y2:.1}")
-            };
-            writeln!(
-                o,
-                "<path class=\"{class}\" d=\"{d}\" marker-end=\"url(#arrow)\"/>"
-            )?;
+    }
+    edges
+}
+
+/// The stage graph: one box per stage (name, targets and host count, waves), one arrow per
+/// `after`, a stage's layer the longest chain of stages before it.
+pub fn stages(r: &Review, o: &mut String) -> std::fmt::Result {
+    if r.stages.is_empty() {
+        return Ok(());
+    }
+    write!(o, "<figure class=\"graph stage-graph\">")?;
+    layout::draw(o, &stage_drawing(&r.stages))?;
+    writeln!(
+        o,
+        "<figcaption>Each arrow points from a stage to a stage that waits for it: every host of \
+         the first finishes before any host of the second starts. Stages side by side have no \
+         order between them.</figcaption></figure>"
+    )
+}
+
+fn stage_drawing(stages: &[StageView]) -> Drawing<'static> {
+    let position: HashMap<&str, usize> = stages
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    let mut layer = vec![0usize; stages.len()];
+    let mut edges = Vec::new();
+    // Stages are in execution order: every stage comes after those it waits for.
+    for (to, s) in stages.iter().enumerate() {
+        for from in s.after.iter().filter_map(|a| position.get(a.as_str())) {
+            layer[to] = layer[to].max(layer[*from] + 1);
+            edges.push(GraphEdge {
+                from: *from,
+                to,
+                dashed: false,
+            });
         }
     }
-    Ok(())
+    let nodes = stages
+        .iter()
+        .zip(layer)
+        .map(|(s, layer)| GraphNode {
+            title: format!("{}. {}", s.number, s.name),
+            captions: vec![
+                format!("{} · {}", s.targets.join(", "), count(s.hosts.len())),
+                match s.waves.len() {
+                    1 => "one wave".to_string(),
+                    _ => phrases::stage_waves(&s.waves),
+                },
+            ],
+            class: "node",
+            layer,
+        })
+        .collect();
+    Drawing {
+        id: "stages",
+        title: "Stage graph: each arrow points from a stage to a stage that waits for it",
+        nodes,
+        edges,
+    }
 }

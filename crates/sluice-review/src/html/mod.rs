@@ -9,10 +9,12 @@
 //! - commands wrap instead of scrolling, tables become stacked cards on narrow screens, and the
 //!   print stylesheet drops the navigation and keeps cards whole.
 //!
-//! [`graph`] draws the waves and the step graph as SVG; [`sections`] writes the steps, health
+//! [`graph`] draws the waves, and the step graph and the stage graph as SVG (laid out by
+//! [`layout`]); [`sections`] writes the steps, health
 //! checks, differences, hosts and approvals.
 
 mod graph;
+mod layout;
 mod sections;
 
 use std::fmt::Write;

@@ -261,7 +261,8 @@ pub fn approvals(r: &Review, o: &mut String) -> std::fmt::Result {
     writeln!(o, "</section>")
 }
 
-/// The stage graph: each stage, what it waits for, its targets and its waves.
+/// The stage graph, drawn and as a table: each stage, what it waits for, its targets and its
+/// waves.
 pub fn stage_graph(r: &Review, o: &mut String) -> std::fmt::Result {
     writeln!(o, "<section id=\"stages\">\n<h2>Stages</h2>")?;
     writeln!(
@@ -271,6 +272,9 @@ pub fn stage_graph(r: &Review, o: &mut String) -> std::fmt::Result {
         r.stages.len(),
         esc(&phrases::stage_concurrency(r.stage_concurrency))
     )?;
+    graph::stages(r, o)?;
+    // The table says in words what the drawing shows (a screen reader reads an SVG as its title
+    // only) and links each stage to its section.
     writeln!(
         o,
         "<table><thead><tr><th>#</th><th>Stage</th><th>Waits for</th><th>Targets</th>\

@@ -116,6 +116,8 @@ pub fn sections(plan: &PlanArtifact) -> Sections {
             approval: w.approval,
             // The executor pauses only before a next wave: a pause after the last is none.
             pause_ms: w.pause_ms.filter(|_| i + 1 < plan.waves.len()),
+            pause_holds_stages: false,
+            stage: w.stage.clone(),
             estimate_ms: estimate.per_wave_ms.get(i).copied().unwrap_or(0),
             on_failure: policy::wave_sentence(plan, i),
         })

@@ -255,7 +255,14 @@ fn write_waves(r: &Review, o: &mut String) -> std::fmt::Result {
             w.concurrency,
             w.max_failed,
             if w.approval { "yes" } else { "no" },
-            w.pause_ms.map_or_else(|| "—".to_string(), duration),
+            match w.pause_ms {
+                Some(ms) if w.pause_holds_stages => format!(
+                    "{}, holding the stages that wait for this one",
+                    duration(ms)
+                ),
+                Some(ms) => duration(ms),
+                None => "—".to_string(),
+            },
             duration(w.estimate_ms)
         )?;
     }

@@ -205,8 +205,15 @@ pub struct WaveView {
     /// The run waits for an approval before this wave starts.
     pub approval: bool,
     /// Soak time after this wave, before the next one starts (`None` for the last wave, which
-    /// has no next one, whatever the plan declares).
+    /// has no next one, whatever the plan declares — except the last wave of a stage that other
+    /// stages wait for, whose pause holds them: then `pause_holds_stages`).
     pub pause_ms: Option<u64>,
+    /// The pause is after a stage's last wave and holds the stages that wait for it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pause_holds_stages: bool,
+    /// The stage the wave belongs to; absent in a plan without stages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
     pub estimate_ms: u64,
     /// What happens when the wave fails, in plain words.
     pub on_failure: String,

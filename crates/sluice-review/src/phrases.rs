@@ -100,8 +100,13 @@ pub fn wave_gates(wave: &WaveView) -> Vec<String> {
     if wave.approval {
         gates.push("waits for an approval before it starts".to_string());
     }
-    if let Some(ms) = wave.pause_ms {
-        gates.push(format!("then pauses {} before the next wave", duration(ms)));
+    match wave.pause_ms {
+        Some(ms) if wave.pause_holds_stages => gates.push(format!(
+            "then pauses {} before the stages that wait for this one",
+            duration(ms)
+        )),
+        Some(ms) => gates.push(format!("then pauses {} before the next wave", duration(ms))),
+        None => {}
     }
     gates
 }

@@ -18,11 +18,20 @@ pub fn stage_views(plan: &PlanArtifact) -> Vec<StageView> {
         .map(|(i, stage)| {
             let view = plan.stage_view(stage);
             let Sections {
-                waves,
+                mut waves,
                 steps,
                 health,
                 failure,
             } = sections(&view);
+            // The pause of a stage's last wave holds the stages that wait for it (the executor's
+            // pause between stages); with none waiting it does nothing, as after a plan's last.
+            let pause = view.waves.last().and_then(|w| w.pause_ms);
+            if let (Some(last), Some(ms)) = (waves.last_mut(), pause)
+                && !dependants(plan, stage).is_empty()
+            {
+                last.pause_ms = Some(ms);
+                last.pause_holds_stages = true;
+            }
             StageView {
                 number: i + 1,
                 name: stage.name.clone(),

@@ -213,3 +213,48 @@ stages:
     let html = render(&review(flat), Format::Html).unwrap();
     assert!(!html.contains("stage-graph"));
 }
+
+/// The pause of a stage's last wave holds the stages that wait for it: every format shows it as
+/// such (not "before the next wave"), the HTML says the stage (not the run) ends, and a pause on
+/// a stage nothing waits for shows nothing, as after a plan's last wave.
+#[test]
+fn a_pause_after_a_stage_s_last_wave_is_shown_as_holding_the_stages_after_it() {
+    let plan = r#"
+name: paused
+stages:
+  - name: first
+    targets: [web-1]
+    waves: [{ name: all, size: 100%, pause: 90s }]
+    steps: [{ id: a, run: "true" }]
+  - name: second
+    targets: [web-2]
+    waves: [{ name: all, size: 100%, pause: 90s }]
+    steps: [{ id: b, run: "true" }]
+"#;
+    let r = review(plan);
+    let text = render(&r, Format::Text).unwrap();
+    assert_eq!(
+        text.matches("then pauses 1m30s before the stages that wait for this one")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert!(!text.contains("before the next wave"), "{text}");
+    let markdown = render(&r, Format::Markdown).unwrap();
+    assert!(
+        markdown.contains("| 1m30s, holding the stages that wait for this one |"),
+        "{markdown}"
+    );
+    let html = render(&r, Format::Html).unwrap();
+    assert!(
+        html.contains("pause 1m30s, then the stages that wait for this one"),
+        "{html}"
+    );
+    assert!(html.contains("the stage ends"), "{html}");
+    let json: serde_json::Value = serde_json::from_str(&render(&r, Format::Json).unwrap()).unwrap();
+    let waves = &json["stages"];
+    assert_eq!(waves[0]["waves"][0]["pause_holds_stages"], true, "{json}");
+    assert_eq!(waves[0]["waves"][0]["pause_ms"], 90_000);
+    assert_eq!(waves[1]["waves"][0]["pause_ms"], serde_json::Value::Null);
+    assert_eq!(waves[1]["waves"][0]["stage"], "second");
+}

@@ -345,6 +345,11 @@ fn write_waves(r: &Review, o: &mut String) -> std::fmt::Result {
                 "starts at once"
             },
             match (w.pause_ms, w.number == r.waves.len()) {
+                (Some(ms), true) if w.pause_holds_stages => format!(
+                    "pause {}, then the stages that wait for this one",
+                    duration(ms)
+                ),
+                (_, true) if w.stage.is_some() => "the stage ends".to_string(),
                 (_, true) => "the run ends".to_string(),
                 (Some(ms), false) => format!("pause {}", duration(ms)),
                 (None, false) => "next wave starts at once".to_string(),

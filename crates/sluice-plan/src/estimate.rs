@@ -6,7 +6,8 @@
 //! - a host takes the sum of its steps plus one round of health checks, each check up to the
 //!   health `timeout`;
 //! - a wave runs its hosts `concurrency` at a time: `ceil(hosts / concurrency)` host durations,
-//!   then its pause (none after the last wave);
+//!   then its pause (none after the last wave, except a stage's last wave that other stages
+//!   wait for: that pause holds them);
 //! - the plan is the `run_once` steps, then every wave in turn. Time spent waiting for an
 //!   approval is not counted: nobody can say how long a person takes.
 //! - in a plan with stages, each stage is estimated as a plan of its own (its steps on its
@@ -65,7 +66,17 @@ impl Estimate {
         let mut per_wave: Vec<(String, u64)> = Vec::new();
         let (mut per_host_ms, mut run_once_ms) = (0, 0);
         for stage in &plan.stages {
-            let own = Estimate::of_one(&plan.stage_view(stage));
+            let view = plan.stage_view(stage);
+            let mut own = Estimate::of_one(&view);
+            // The pause of the last wave holds the stages that wait for this one (a pause
+            // between stages); with none waiting it does nothing, as after a plan's last wave.
+            if plan.stages.iter().any(|s| s.after.contains(&stage.name)) {
+                let held = view.waves.last().and_then(|w| w.pause_ms).unwrap_or(0);
+                if let Some(last) = own.per_wave_ms.last_mut() {
+                    *last = last.saturating_add(held);
+                }
+                own.total_ms = own.total_ms.saturating_add(held);
+            }
             per_host_ms = per_host_ms.max(own.per_host_ms);
             run_once_ms = u64::saturating_add(run_once_ms, own.run_once_ms);
             let view_waves = plan

@@ -423,3 +423,36 @@ stages:
     // Each wave as its stage estimates it.
     assert_eq!(e.per_wave_ms, [10_000, 60_000, 5_000]);
 }
+
+/// The pause after a stage's last wave holds the stages that wait for it, so it counts towards
+/// when that stage ends; the last stage's pause holds nothing and counts nothing.
+#[test]
+fn the_pause_after_a_stage_s_last_wave_counts_when_stages_wait_for_it() {
+    let a = compile(
+        "
+name: paused
+stages:
+  - name: first
+    targets: [db-1]
+    waves: [{ name: all, size: 100%, pause: 30s }]
+    steps: [{ id: m, run: 'true', timeout: 10s }]
+  - name: second
+    targets: [web-1]
+    waves: [{ name: all, size: 100%, pause: 30s }]
+    steps: [{ id: u, run: 'true', timeout: 5s }]
+",
+        &[],
+    );
+    let e = sluice_plan::estimate::Estimate::of(&a);
+    let stages: Vec<(&str, u64, u64)> = e
+        .per_stage
+        .iter()
+        .map(|s| (s.name.as_str(), s.ms, s.ends_ms))
+        .collect();
+    assert_eq!(
+        stages,
+        [("first", 40_000, 40_000), ("second", 5_000, 45_000)]
+    );
+    assert_eq!(e.total_ms, 45_000);
+    assert_eq!(e.per_wave_ms, [40_000, 5_000]);
+}

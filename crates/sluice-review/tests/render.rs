@@ -208,6 +208,14 @@ stages:
     }
     // The page's ids stay unique next to the step graphs of the stages.
     assert_eq!(html.matches("id=\"stages-arrow\"").count(), 1);
+    let ids: Vec<&str> = html
+        .split(" id=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    let unique: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), unique.len(), "duplicate ids: {ids:?}");
+    assert!(html.contains("id=\"stage-2-steps-arrow\""), "{html}");
 
     let flat = "name: flat\ntargets: [web]\nsteps: [{ id: a, run: \"true\" }]\n";
     let html = render(&review(flat), Format::Html).unwrap();

@@ -322,8 +322,13 @@ pub fn stage(
     )?;
     let mut inner = String::new();
     plan(&r.for_stage(stage), &mut inner)?;
-    let prefix = format!("<section id=\"stage-{}-", stage.number);
-    o.push_str(&inner.replace("<section id=\"", &prefix));
+    let n = stage.number;
+    let inner = inner
+        .replace("<section id=\"", &format!("<section id=\"stage-{n}-"))
+        // The stage's step graph: its title and arrowhead ids (and what refers to them).
+        .replace("steps-title", &format!("stage-{n}-steps-title"))
+        .replace("steps-arrow", &format!("stage-{n}-steps-arrow"));
+    o.push_str(&inner);
     writeln!(o, "<p class=\"onfail\">{}</p>", esc(&stage.on_failure))?;
     writeln!(o, "</section>")
 }

@@ -538,6 +538,7 @@ pub(crate) fn bare_spec(id: &str) -> StepSpec {
         idempotent: false,
         check: false,
         stage: None,
+        reboot: None,
     }
 }
 

@@ -41,6 +41,7 @@ pub mod notify;
 pub mod plan;
 pub mod policy;
 pub mod references;
+pub mod reboot;
 pub mod register;
 mod render;
 pub mod saved;

@@ -159,6 +159,9 @@ impl HostRun {
             }
         }
         self.ran.push(step.clone());
+        if let Some(reboot) = &spec.reboot {
+            return crate::reboot::run_reboot(self, ctx, step, reboot, &become_user, stop).await;
+        }
         let mut attempt = ctx.resume.first_attempt(&self.host, &step.id);
         loop {
             let command = shown_command(ctx, &step.run, &self.values);
@@ -167,6 +170,7 @@ impl HostRun {
                 step: step.id.clone(),
                 command,
                 attempt,
+                boot_id: None,
             };
             // The intent is durable before the command is sent; unrecorded, it is not sent.
             if let Err(why) = ctx.record(Fact::StepIntent(intent)).await {
@@ -290,7 +294,7 @@ impl HostRun {
     }
 
     /// Ends the host's steps on `result`: keeps what failed for the report.
-    fn failed_with(&mut self, step: &HostStep, result: &StepResult) -> StepStatus {
+    pub(crate) fn failed_with(&mut self, step: &HostStep, result: &StepResult) -> StepStatus {
         self.failure = Some(FailureDetail {
             what: step.id.clone(),
             detail: result.detail.clone(),

@@ -192,6 +192,7 @@ async fn undo_step(
         step: step.id.clone(),
         command,
         attempt: 1,
+        boot_id: None,
     };
     if let Err(why) = ctx.record(Fact::UndoIntent(intent)).await {
         return not_sent(format!("not started: the journal failed: {why}"));

@@ -1,0 +1,234 @@
+//! End-to-end tests of `reboot:` steps against the sshd fleet: a host "reboots" when its sshd
+//! and every session die, its boot id file changes and sshd starts again
+//! (sluice-testfleet's `reboot.rs`; sluice reads the file through the inventory's
+//! `sluice_boot_id_file` test hook). scripts/test.sh runs this file in both transport modes
+//! (the runner, and `transport_mode: exec`).
+
+// Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sluice_testfleet::Fleet;
+
+mod support;
+use support::{events, sluice};
+
+/// What the test does when host 1 asks for a reboot.
+#[derive(Clone, Copy, PartialEq)]
+enum OnRequest {
+    /// Kill sshd and its sessions, change the boot id, start sshd again.
+    Reboot,
+    /// Kill sshd and its sessions and never start it again.
+    StayDown,
+}
+
+/// One host; a step before the reboot, the reboot, a step after it that writes the boot id it
+/// sees, and a health check that counts its runs.
+fn plan(fleet: &Fleet, command: &str, timeout: &str) -> PathBuf {
+    let yaml = format!(
+        r#"name: fleet-reboot
+targets: [fleet]
+health:
+  checks:
+    - {{ name: up, run: 'echo checked >> "$FLEET_ROOT/log"' }}
+  retries: 0
+  timeout: 5s
+steps:
+  - {{ id: before, run: 'echo before >> "$FLEET_ROOT/log"' }}
+  - id: reboot
+    reboot: {{ timeout: {timeout}, command: '{command}' }}
+  - {{ id: after, run: 'echo "after $(cat {{{{vars.sluice_boot_id_file}}}})" >> "$FLEET_ROOT/log"' }}
+"#
+    );
+    let path = fleet.dir().join("plan.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// Runs `sluice apply --json` and serves host 1's reboot requests while it runs.
+fn apply(fleet: &mut Fleet, plan: &PathBuf, on_request: OnRequest) -> (Output, usize) {
+    let inventory = fleet.write_inventory_for_reboots().unwrap();
+    let mut child = sluice()
+        .arg("apply")
+        .arg(plan)
+        .arg("-i")
+        .arg(inventory)
+        .args(["--yes", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drained on threads, so a full pipe never blocks sluice while the test waits.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        stdout.read_to_end(&mut b).unwrap();
+        b
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        stderr.read_to_end(&mut b).unwrap();
+        b
+    });
+    let mut reboots = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "sluice apply did not end");
+        if fleet.reboot_requested(1) {
+            reboots += 1;
+            // A real reboot takes a moment: sluice must wait for it, not race it.
+            std::thread::sleep(Duration::from_millis(300));
+            match on_request {
+                OnRequest::Reboot => fleet.reboot(1).unwrap(),
+                OnRequest::StayDown => fleet.go_down(1).unwrap(),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = Output {
+        status,
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+    };
+    (out, reboots)
+}
+
+fn log(fleet: &Fleet) -> Vec<String> {
+    std::fs::read_to_string(fleet.root(1).join("log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The event of `kind` for step `step`.
+fn event<'a>(events: &'a [serde_json::Value], kind: &str, step: &str) -> &'a serde_json::Value {
+    events
+        .iter()
+        .find(|e| e["kind"] == kind && e["step"] == step)
+        .unwrap_or_else(|| panic!("no {kind} for {step} in {events:#?}"))
+}
+
+fn host_finished(events: &[serde_json::Value]) -> &serde_json::Value {
+    events
+        .iter()
+        .find(|e| e["kind"] == "host_finished")
+        .expect("a host_finished event")
+}
+
+#[test]
+fn a_reboot_waits_for_a_new_boot_id_then_the_next_step_and_the_health_checks_run() {
+    let mut fleet = Fleet::start(1).unwrap();
+    // As a real reboot does, the reboot kills the command: its connection drops mid-command.
+    let command = format!("{}; sleep 60", Fleet::REBOOT_COMMAND);
+    let plan = plan(&fleet, &command, "60s");
+    let _ = fleet.write_inventory_for_reboots().unwrap();
+    let old_boot_id = fleet.boot_id(1);
+    let (out, reboots) = apply(&mut fleet, &plan, OnRequest::Reboot);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(reboots, 1, "the reboot command ran once");
+    let new_boot_id = fleet.boot_id(1);
+    assert_ne!(old_boot_id, new_boot_id);
+    // The step after the reboot ran after it, on the new boot; the health check after that.
+    assert_eq!(
+        log(&fleet),
+        vec![
+            "before".to_string(),
+            format!("after {new_boot_id}"),
+            "checked".to_string()
+        ]
+    );
+    let events = events(&out);
+    let intent = event(&events, "step_intent", "reboot");
+    assert_eq!(intent["boot_id"], old_boot_id.as_str(), "{intent}");
+    let result = event(&events, "step_result", "reboot");
+    assert_eq!(result["status"], "ok", "{result}");
+    assert!(
+        result["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("rebooted: the host answered with a new boot id after"),
+        "{result}"
+    );
+    assert_eq!(host_finished(&events)["outcome"], "ok");
+    // The boot id is only on the reboot's intent.
+    assert!(event(&events, "step_intent", "after").get("boot_id").is_none());
+}
+
+#[test]
+fn a_host_that_does_not_come_back_within_the_timeout_fails_with_the_reason() {
+    let mut fleet = Fleet::start(1).unwrap();
+    let plan = plan(&fleet, Fleet::REBOOT_COMMAND, "3s");
+    let started = Instant::now();
+    let (out, reboots) = apply(&mut fleet, &plan, OnRequest::StayDown);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(reboots, 1);
+    // The wait ends at the reboot's timeout (plus connect bounds and the run's start and end),
+    // not at some later default.
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    let events = events(&out);
+    let result = event(&events, "step_result", "reboot");
+    assert_eq!(result["status"], "timed_out", "{result}");
+    let detail = result["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("the host did not come back within the reboot's timeout (3s)"),
+        "{detail}"
+    );
+    let host = host_finished(&events);
+    assert_eq!(host["outcome"], "failed", "{host}");
+    assert!(host["error"].as_str().unwrap().contains("did not come back"), "{host}");
+    // Nothing ran after the failed reboot.
+    assert_eq!(log(&fleet), vec!["before".to_string()]);
+    assert!(events.iter().all(|e| e["step"] != "after"));
+}
+
+#[test]
+fn a_reboot_that_does_not_happen_fails_on_the_unchanged_boot_id() {
+    let mut fleet = Fleet::start(1).unwrap();
+    // The command succeeds but reboots nothing: the host keeps answering with its boot id.
+    let plan = plan(&fleet, "true", "3s");
+    let _ = fleet.write_inventory_for_reboots().unwrap();
+    let boot_id = fleet.boot_id(1);
+    let (out, reboots) = apply(&mut fleet, &plan, OnRequest::Reboot);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(reboots, 0);
+    let events = events(&out);
+    let result = event(&events, "step_result", "reboot");
+    assert_eq!(result["status"], "failed", "{result}");
+    assert_eq!(
+        result["detail"],
+        format!("the host did not reboot: it still answers with boot id {boot_id} after 3s"),
+    );
+    assert_eq!(host_finished(&events)["outcome"], "failed");
+    assert_eq!(log(&fleet), vec!["before".to_string()]);
+}
+
+#[test]
+fn a_reboot_command_that_fails_fails_the_step_at_once() {
+    let mut fleet = Fleet::start(1).unwrap();
+    let plan = plan(&fleet, "echo denied >&2; exit 4", "60s");
+    let started = Instant::now();
+    let (out, _) = apply(&mut fleet, &plan, OnRequest::Reboot);
+    assert_eq!(out.status.code(), Some(1));
+    // Not after the 60 s timeout: a command that says it failed is not waited for.
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    let events = events(&out);
+    let result = event(&events, "step_result", "reboot");
+    assert_eq!(result["status"], "failed", "{result}");
+    assert_eq!(
+        result["detail"],
+        "the reboot command failed (exit 4): the host was not rebooted"
+    );
+}

@@ -88,8 +88,9 @@ async fn undo_host(ctx: &RunContext, wave: &str, mut host: HostRun) -> HostRun {
     let not_reconnected = reconnect_for_undo(ctx, &mut host).await;
     let outcome = match host.conn.clone() {
         // Nothing ran without a connection, so there is nothing to undo, unless steps ran
-        // before a resume on a host that cannot be reached now.
-        None if host.ran.is_empty() => RollbackOutcome::RolledBack,
+        // before a resume, or before a reboot that did not bring the host back, on a host
+        // that cannot be reached now. Steps without an undo need none.
+        None if host.ran.iter().all(|s| s.undo.is_none()) => RollbackOutcome::RolledBack,
         None => {
             host.failure =
                 Some(not_reconnected.unwrap_or_else(|| crate::resume::unreachable_for_undo(&host)));

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use sluice_model::{Capture, Fact, StepIntent, StepResult, StepStatus};
 use sluice_plan::reboot::{BOOT_ID_FILE_VAR, KERNEL_BOOT_ID_FILE, RebootSpec};
-use sluice_plan::{HostPlan, HostStep};
+use sluice_plan::{HostPlan, HostStep, RenderedCommand, StepSpec};
 use sluice_model::ConnectErrorKind;
 use sluice_ssh::{Become, Connection, ExecRequest, ExitStatus, TransportError};
 use tokio::time::Instant;
@@ -65,70 +65,142 @@ pub(crate) async fn run_reboot(
     become_user: &Option<Become>,
     stop: &mut StopListener,
 ) -> StepStatus {
+    let order = RebootOrder {
+        step: &step.id,
+        command: &step.run,
+        reboot,
+        become_user,
+        phase: Phase::Forward,
+    };
+    let ended = reboot_host(run, ctx, order, stop).await;
+    if ended.intent_recorded {
+        ctx.note(Fact::StepResult(ended.result.clone())).await;
+    } else {
+        ctx.events.emit(Fact::StepResult(ended.result.clone()));
+    }
+    match ended.result.status {
+        StepStatus::Ok => StepStatus::Ok,
+        _ => run.failed_with(step, &ended.result),
+    }
+}
+
+/// Runs the undo of a reboot step as a reboot too (say, into the previous kernel): sluice
+/// waits for the host to come back as it did for the step. Records and returns its result.
+pub(crate) async fn undo_reboot(
+    run: &mut HostRun,
+    ctx: &RunContext,
+    step: &HostStep,
+    undo: &RenderedCommand,
+    spec: &StepSpec,
+    reboot: &RebootSpec,
+    stop: &mut StopListener,
+) -> StepResult {
+    let become_user = match ctx.become_for(spec, &run.host) {
+        Ok(b) => b,
+        Err(why) => {
+            let end = RebootEnd::new(StepStatus::Failed, why.to_string());
+            let result = result(run, &step.id, end, Instant::now(), None);
+            ctx.events.emit(Fact::UndoResult(result.clone()));
+            return result;
+        }
+    };
+    let order = RebootOrder {
+        step: &step.id,
+        command: undo,
+        reboot,
+        become_user: &become_user,
+        phase: Phase::Undo,
+    };
+    let ended = reboot_host(run, ctx, order, stop).await;
+    if ended.intent_recorded {
+        ctx.note(Fact::UndoResult(ended.result.clone())).await;
+    } else {
+        ctx.events.emit(Fact::UndoResult(ended.result.clone()));
+    }
+    ended.result
+}
+
+/// Whether a reboot is a step or the undo of one: which facts it records.
+#[derive(Clone, Copy)]
+enum Phase {
+    Forward,
+    Undo,
+}
+
+/// One reboot to carry out.
+struct RebootOrder<'a> {
+    step: &'a str,
+    command: &'a RenderedCommand,
+    reboot: &'a RebootSpec,
+    become_user: &'a Option<Become>,
+    phase: Phase,
+}
+
+/// How a reboot ended, and whether its intent is on record (else its result is only shown).
+struct RebootEnded {
+    result: StepResult,
+    intent_recorded: bool,
+}
+
+/// Reads the boot id, records the intent, sends the command and waits for a new boot id.
+async fn reboot_host(
+    run: &mut HostRun,
+    ctx: &RunContext,
+    order: RebootOrder<'_>,
+    stop: &mut StopListener,
+) -> RebootEnded {
     let started = Instant::now();
+    let not_sent = |run: &HostRun, end: RebootEnd| RebootEnded {
+        result: result(run, order.step, end, started, None),
+        intent_recorded: false,
+    };
     let plan = ctx.artifact.host(&run.host).cloned();
     let (Some(conn), Some(plan)) = (run.conn.clone(), plan) else {
         let end = RebootEnd::new(StepStatus::Failed, "the host has no connection to reboot");
-        return not_sent(run, ctx, step, end);
+        return not_sent(run, end);
     };
     let file = boot_id_file(&plan);
     let before = match read_boot_id(&conn, &file, stop).await {
         Ok(id) => id,
         Err(why) => {
             let why = format!("not rebooted: cannot read the boot id before the reboot: {why}");
-            return not_sent(run, ctx, step, RebootEnd::new(StepStatus::Failed, why));
+            return not_sent(run, RebootEnd::new(StepStatus::Failed, why));
         }
     };
     let intent = StepIntent {
         host: run.host.clone(),
-        step: step.id.clone(),
-        command: shown_command(ctx, &step.run, &run.values),
+        step: order.step.to_string(),
+        command: shown_command(ctx, order.command, &run.values),
         attempt: 1,
         boot_id: Some(before.clone()),
     };
+    let intent = match order.phase {
+        Phase::Forward => Fact::StepIntent(intent),
+        Phase::Undo => Fact::UndoIntent(intent),
+    };
     // The intent, with the boot id a resume compares against, is durable before the reboot.
-    if let Err(why) = ctx.record(Fact::StepIntent(intent)).await {
+    if let Err(why) = ctx.record(intent).await {
         let why = format!("not started: the journal failed: {why}");
-        return not_sent(run, ctx, step, RebootEnd::new(StepStatus::Failed, why));
+        return not_sent(run, RebootEnd::new(StepStatus::Failed, why));
     }
-    let timeout = Duration::from_millis(reboot.timeout_ms);
+    let timeout = Duration::from_millis(order.reboot.timeout_ms);
     let ran = run
-        .exec(&conn, &step.run, Some(timeout), become_user, stop)
+        .exec(&conn, order.command, Some(timeout), order.become_user, stop)
         .await;
-    if let Some(end) = issue_failed(ctx, &ran, timeout) {
-        let result = result(run, step, end, started, Some(&conn));
-        return recorded(run, ctx, step, result).await;
-    }
-    // The reboot kills the connection and its runner: never use them again.
-    drop(conn);
-    run.release_connection();
-    let end = wait_for_new_boot(run, ctx, &plan, &before, started + timeout, stop).await;
+    let end = match issue_failed(ctx, &ran, timeout) {
+        Some(end) => end,
+        None => {
+            // The reboot kills the connection and its runner: never use them again.
+            drop(conn);
+            run.release_connection();
+            wait_for_new_boot(run, ctx, &plan, &before, started + timeout, stop).await
+        }
+    };
     let conn = run.conn.clone();
-    let result = result(run, step, end, started, conn.as_ref());
-    recorded(run, ctx, step, result).await
-}
-
-/// Records the result of a reboot that was sent; a step that did not succeed ends the host.
-async fn recorded(
-    run: &mut HostRun,
-    ctx: &RunContext,
-    step: &HostStep,
-    result: StepResult,
-) -> StepStatus {
-    ctx.note(Fact::StepResult(result.clone())).await;
-    match result.status {
-        StepStatus::Ok => StepStatus::Ok,
-        _ => run.failed_with(step, &result),
+    RebootEnded {
+        result: result(run, order.step, end, started, conn.as_ref()),
+        intent_recorded: true,
     }
-}
-
-/// A reboot that was not sent (no intent recorded): its result is shown, not recorded, as
-/// for any step that could not be sent.
-fn not_sent(run: &mut HostRun, ctx: &RunContext, step: &HostStep, end: RebootEnd) -> StepStatus {
-    let mut result = result(run, step, end, Instant::now(), None);
-    result.attempt = 0;
-    ctx.events.emit(Fact::StepResult(result.clone()));
-    run.failed_with(step, &result)
 }
 
 /// Why sending the reboot command already failed the step, or `None` when what happened is
@@ -295,14 +367,14 @@ async fn read_boot_id(
 /// The step's result: recorded by the caller like any step result.
 fn result(
     run: &HostRun,
-    step: &HostStep,
+    step: &str,
     end: RebootEnd,
     started: Instant,
     conn: Option<&Arc<dyn Connection>>,
 ) -> StepResult {
     StepResult {
         host: run.host.clone(),
-        step: step.id.clone(),
+        step: step.to_string(),
         attempt: 1,
         status: end.status,
         exit_code: None,

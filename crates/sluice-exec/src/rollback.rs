@@ -96,7 +96,7 @@ async fn undo_host(ctx: &RunContext, wave: &str, mut host: HostRun) -> HostRun {
                 Some(not_reconnected.unwrap_or_else(|| crate::resume::unreachable_for_undo(&host)));
             RollbackOutcome::RollbackFailed
         }
-        Some(conn) => {
+        Some(_) => {
             let mut outcome = RollbackOutcome::RolledBack;
             for step in host.ran.clone().iter().rev() {
                 let Some(undo) = &step.undo else { continue };
@@ -110,7 +110,25 @@ async fn undo_host(ctx: &RunContext, wave: &str, mut host: HostRun) -> HostRun {
                     }
                 }
                 let spec = step_spec(ctx, &step.id);
-                let result = undo_step(ctx, &host, &conn, step, undo, &spec, &mut stop).await;
+                // An undo that rebooted the host left it on a new connection (or none).
+                let Some(conn) = host.conn.clone() else {
+                    host.failure = Some(FailureDetail {
+                        what: format!("undo:{}", step.id),
+                        detail: format!("no connection to {} to undo it", host.host),
+                        output: Vec::new(),
+                    });
+                    outcome = RollbackOutcome::RollbackFailed;
+                    break;
+                };
+                let result = match &spec.reboot {
+                    Some(reboot) => {
+                        crate::reboot::undo_reboot(
+                            &mut host, ctx, step, undo, &spec, reboot, &mut stop,
+                        )
+                        .await
+                    }
+                    None => undo_step(ctx, &host, &conn, step, undo, &spec, &mut stop).await,
+                };
                 if result.status != StepStatus::Ok {
                     host.failure = Some(FailureDetail {
                         what: format!("undo:{}", step.id),

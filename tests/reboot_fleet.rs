@@ -232,3 +232,39 @@ fn a_reboot_command_that_fails_fails_the_step_at_once() {
         "the reboot command failed (exit 4): the host was not rebooted"
     );
 }
+
+#[test]
+fn the_undo_of_a_reboot_step_reboots_again_and_is_waited_for() {
+    let mut fleet = Fleet::start(1).unwrap();
+    let yaml = format!(
+        r#"name: fleet-reboot-undo
+targets: [fleet]
+failure: {{ max_failed: 0, action: rollback }}
+steps:
+  - id: reboot
+    reboot: {{ timeout: 60s, command: '{cmd}' }}
+    undo: '{cmd}'
+  - {{ id: broken, run: 'exit 3', undo: 'cat {{{{vars.sluice_boot_id_file}}}} >> "$FLEET_ROOT/undone"' }}
+"#,
+        cmd = Fleet::REBOOT_COMMAND
+    );
+    let plan = fleet.dir().join("plan.yaml");
+    std::fs::write(&plan, yaml).unwrap();
+    let (out, reboots) = apply(&mut fleet, &plan, OnRequest::Reboot);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(reboots, 2, "the step and its undo each rebooted the host");
+    let events = events(&out);
+    let undo_intent = event(&events, "undo_intent", "reboot");
+    let undo = event(&events, "undo_result", "reboot");
+    assert_eq!(undo["status"], "ok", "{undo}");
+    // The undo read the boot id the step's reboot left, before rebooting again.
+    let broken_undo = std::fs::read_to_string(fleet.root(1).join("undone")).unwrap();
+    assert_eq!(undo_intent["boot_id"], broken_undo.trim(), "{undo_intent}");
+    assert_ne!(fleet.boot_id(1), broken_undo.trim());
+    let rolled_back = events
+        .iter()
+        .find(|e| e["kind"] == "host_rolled_back")
+        .unwrap();
+    assert_eq!(rolled_back["outcome"], "rolled_back", "{rolled_back}");
+}

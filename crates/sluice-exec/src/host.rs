@@ -40,6 +40,8 @@ pub(crate) struct HostRun {
     pub rollback: Option<RollbackOutcome>,
     pub failure: Option<FailureDetail>,
     pub duration: Duration,
+    /// A reboot step a resume found in flight and saw through (`crate::reboot`): done.
+    pub resumed_reboot: Option<String>,
 }
 
 impl HostRun {
@@ -54,6 +56,7 @@ impl HostRun {
             rollback: None,
             failure: None,
             duration: Duration::ZERO,
+            resumed_reboot: None,
         }
     }
 
@@ -136,6 +139,10 @@ impl HostRun {
         let Some(conn) = self.conn.clone() else {
             return StepStatus::Failed;
         };
+        if self.resumed_reboot.as_deref() == Some(step.id.as_str()) {
+            self.ran.push(step.clone());
+            return StepStatus::Ok;
+        }
         if let Some(crate::resume::PriorStep::Done(done)) = ctx.resume.step(&self.host, &step.id) {
             return self.replay(ctx, step, spec, done);
         }
@@ -459,10 +466,15 @@ pub(crate) async fn run_host(
         stage: ctx.stage.clone(),
     }));
     run.outcome = HostOutcome::Ok;
-    run.connect(&ctx, &plan, &mut stop).await;
+    // A reboot a crash interrupted is seen through first: the host may still be down.
+    crate::reboot::resume_in_flight(&mut run, &ctx, &plan, &mut stop).await;
+    if run.conn.is_none() && run.outcome == HostOutcome::Ok {
+        run.connect(&ctx, &plan, &mut stop).await;
+    }
     if run.conn.is_some() {
         run.outcome = run_steps(&ctx, &mut run, &plan, &mut stop).await;
-    } else {
+    } else if run.ran.is_empty() {
+        // (A reboot a resume saw fail has noted them already.)
         crate::resume::note_done_steps(&ctx, &mut run, &plan);
     }
     let health = match run.conn.clone() {

@@ -27,6 +27,7 @@ use sluice_ssh::{Become, Connection, ExecRequest, ExitStatus, TransportError};
 use tokio::time::Instant;
 
 use crate::host::{HostRun, Ran, millis, shown_command};
+use crate::report::HostOutcome;
 use crate::run::RunContext;
 use crate::shutdown::StopListener;
 use crate::transports::host_target;
@@ -118,6 +119,47 @@ pub(crate) async fn undo_reboot(
         ctx.events.emit(Fact::UndoResult(ended.result.clone()));
     }
     ended.result
+}
+
+/// Under `sluice resume`, settles the reboot of `run`'s host that the crash left without a
+/// result: waits, as a reboot does, up to the step's timeout from now for a boot id other
+/// than the recorded one, and records the step's result. On success the host has its new
+/// connection and the step counts as done; otherwise the host has failed at that step.
+pub(crate) async fn resume_in_flight(
+    run: &mut HostRun,
+    ctx: &RunContext,
+    plan: &HostPlan,
+    stop: &mut StopListener,
+) {
+    let Some(in_flight) = ctx.resume.reboot_in_flight(&plan.name).cloned() else {
+        return;
+    };
+    let (Some(step), Some(reboot)) = (
+        plan.steps.iter().find(|s| s.id == in_flight.step),
+        ctx.artifact.step(&in_flight.step).and_then(|s| s.reboot.clone()),
+    ) else {
+        return;
+    };
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(reboot.timeout_ms);
+    let end = wait_for_new_boot(run, ctx, plan, &in_flight.boot_id, deadline, stop).await;
+    let conn = run.conn.clone();
+    let mut result = result(run, &step.id, end, started, conn.as_ref());
+    result.detail = format!("after the resume: {}", result.detail);
+    ctx.note(Fact::StepResult(result.clone())).await;
+    if result.status == StepStatus::Ok {
+        run.resumed_reboot = Some(step.id.clone());
+        return;
+    }
+    // The host's steps will not run: what ran before the crash is known to rollback here, the
+    // reboot last (it ran after them), so its undo comes first.
+    crate::resume::note_done_steps(ctx, run, plan);
+    run.ran.push(step.clone());
+    run.failed_with(step, &result);
+    run.outcome = match result.status {
+        StepStatus::Unknown => HostOutcome::Unknown,
+        _ => HostOutcome::Failed,
+    };
 }
 
 /// Whether a reboot is a step or the undo of one: which facts it records.

@@ -268,3 +268,75 @@ steps:
         .unwrap();
     assert_eq!(rolled_back["outcome"], "rolled_back", "{rolled_back}");
 }
+
+#[test]
+fn a_controller_killed_during_a_reboot_resumes_by_checking_the_boot_id() {
+    let mut fleet = Fleet::start(1).unwrap();
+    let plan = plan(&fleet, Fleet::REBOOT_COMMAND, "60s");
+    let inventory = fleet.write_inventory_for_reboots().unwrap();
+    let old_boot_id = fleet.boot_id(1);
+    let state = fleet.dir().join("state");
+    let sluice_in = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.env("SLUICE_STATE_DIR", &state)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd
+    };
+    let mut apply = sluice_in(&["apply", "--yes", "--json", "-i"])
+        .arg(&inventory)
+        .arg(&plan)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !fleet.reboot_requested(1) {
+        assert!(Instant::now() < deadline, "the reboot command never ran");
+        assert!(apply.try_wait().unwrap().is_none(), "apply ended before the reboot");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The controller dies while the host reboots; the host is still down when resume starts.
+    apply.kill().unwrap();
+    let killed = apply.wait_with_output().unwrap();
+    fleet.go_down(1).unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&killed.stdout).lines().next().unwrap())
+            .unwrap();
+    let run = first["run"].as_str().unwrap().to_string();
+    let resume = sluice_in(&["resume", &run, "--yes", "--json"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    fleet.restart(1).unwrap();
+    let out = resume.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let new_boot_id = fleet.boot_id(1);
+    assert_ne!(old_boot_id, new_boot_id);
+    // Nothing ran twice: the reboot was not sent again, `before` was not run again.
+    assert_eq!(
+        log(&fleet),
+        vec![
+            "before".to_string(),
+            format!("after {new_boot_id}"),
+            "checked".to_string()
+        ]
+    );
+    assert!(!fleet.reboot_requested(1), "resume sent the reboot again");
+    let events = events(&out);
+    assert!(
+        events
+            .iter()
+            .all(|e| !(e["kind"] == "step_intent" && e["step"] == "reboot")),
+        "no new intent for the reboot"
+    );
+    let result = event(&events, "step_result", "reboot");
+    assert_eq!(result["status"], "ok", "{result}");
+    assert!(
+        result["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("after the resume: rebooted: the host answered with a new boot id"),
+        "{result}"
+    );
+    assert!(stderr.contains("UNKNOWN: a reboot: the boot id decides"), "{stderr}");
+}

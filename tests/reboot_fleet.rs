@@ -162,7 +162,11 @@ fn a_reboot_waits_for_a_new_boot_id_then_the_next_step_and_the_health_checks_run
     );
     assert_eq!(host_finished(&events)["outcome"], "ok");
     // The boot id is only on the reboot's intent.
-    assert!(event(&events, "step_intent", "after").get("boot_id").is_none());
+    assert!(
+        event(&events, "step_intent", "after")
+            .get("boot_id")
+            .is_none()
+    );
 }
 
 #[test]
@@ -176,7 +180,11 @@ fn a_host_that_does_not_come_back_within_the_timeout_fails_with_the_reason() {
     assert_eq!(reboots, 1);
     // The wait ends at the reboot's timeout (plus connect bounds and the run's start and end),
     // not at some later default.
-    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
     let events = events(&out);
     let result = event(&events, "step_result", "reboot");
     assert_eq!(result["status"], "timed_out", "{result}");
@@ -187,7 +195,13 @@ fn a_host_that_does_not_come_back_within_the_timeout_fails_with_the_reason() {
     );
     let host = host_finished(&events);
     assert_eq!(host["outcome"], "failed", "{host}");
-    assert!(host["error"].as_str().unwrap().contains("did not come back"), "{host}");
+    assert!(
+        host["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not come back"),
+        "{host}"
+    );
     // Nothing ran after the failed reboot.
     assert_eq!(log(&fleet), vec!["before".to_string()]);
     assert!(events.iter().all(|e| e["step"] != "after"));
@@ -223,7 +237,11 @@ fn a_reboot_command_that_fails_fails_the_step_at_once() {
     let (out, _) = apply(&mut fleet, &plan, OnRequest::Reboot);
     assert_eq!(out.status.code(), Some(1));
     // Not after the 60 s timeout: a command that says it failed is not waited for.
-    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
     let events = events(&out);
     let result = event(&events, "step_result", "reboot");
     assert_eq!(result["status"], "failed", "{result}");
@@ -293,18 +311,27 @@ fn a_controller_killed_during_a_reboot_resumes_by_checking_the_boot_id() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !fleet.reboot_requested(1) {
         assert!(Instant::now() < deadline, "the reboot command never ran");
-        assert!(apply.try_wait().unwrap().is_none(), "apply ended before the reboot");
+        assert!(
+            apply.try_wait().unwrap().is_none(),
+            "apply ended before the reboot"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // The controller dies while the host reboots; the host is still down when resume starts.
     apply.kill().unwrap();
     let killed = apply.wait_with_output().unwrap();
     fleet.go_down(1).unwrap();
-    let first: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&killed.stdout).lines().next().unwrap())
-            .unwrap();
+    let first: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&killed.stdout)
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
     let run = first["run"].as_str().unwrap().to_string();
-    let resume = sluice_in(&["resume", &run, "--yes", "--json"]).spawn().unwrap();
+    let resume = sluice_in(&["resume", &run, "--yes", "--json"])
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_secs(2));
     fleet.restart(1).unwrap();
     let out = resume.wait_with_output().unwrap();
@@ -338,5 +365,8 @@ fn a_controller_killed_during_a_reboot_resumes_by_checking_the_boot_id() {
             .starts_with("after the resume: rebooted: the host answered with a new boot id"),
         "{result}"
     );
-    assert!(stderr.contains("UNKNOWN: a reboot: the boot id decides"), "{stderr}");
+    assert!(
+        stderr.contains("UNKNOWN: a reboot: the boot id decides"),
+        "{stderr}"
+    );
 }

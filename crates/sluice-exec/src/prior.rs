@@ -70,9 +70,7 @@ enum Seen {
         stdout: Capture,
     },
     /// An UNKNOWN step an earlier resume's operator marked done.
-    Skipped {
-        attempt: u32,
-    },
+    Skipped { attempt: u32 },
 }
 
 /// An UNKNOWN step the operator decides, and what each choice makes of it.

@@ -19,10 +19,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sluice_model::ConnectErrorKind;
 use sluice_model::{Capture, Fact, StepIntent, StepResult, StepStatus};
 use sluice_plan::reboot::{BOOT_ID_FILE_VAR, KERNEL_BOOT_ID_FILE, RebootSpec};
 use sluice_plan::{HostPlan, HostStep, RenderedCommand, StepSpec};
-use sluice_model::ConnectErrorKind;
 use sluice_ssh::{Become, Connection, ExecRequest, ExitStatus, TransportError};
 use tokio::time::Instant;
 
@@ -136,7 +136,9 @@ pub(crate) async fn resume_in_flight(
     };
     let (Some(step), Some(reboot)) = (
         plan.steps.iter().find(|s| s.id == in_flight.step),
-        ctx.artifact.step(&in_flight.step).and_then(|s| s.reboot.clone()),
+        ctx.artifact
+            .step(&in_flight.step)
+            .and_then(|s| s.reboot.clone()),
     ) else {
         return;
     };
@@ -273,10 +275,7 @@ fn issue_failed(ctx: &RunContext, ran: &Ran, timeout: Duration) -> Option<Reboot
             StepStatus::Unknown,
             "abandoned by a second Ctrl-C; whether the host reboots is unknown",
         )),
-        Ran::Unresolved(why) => Some(RebootEnd::new(
-            StepStatus::Failed,
-            ctx.secrets.redact(why),
-        )),
+        Ran::Unresolved(why) => Some(RebootEnd::new(StepStatus::Failed, ctx.secrets.redact(why))),
     }
 }
 
@@ -291,7 +290,10 @@ async fn wait_for_new_boot(
     stop: &mut StopListener,
 ) -> RebootEnd {
     let Some(transport) = ctx.transports.get(plan.connection.transport) else {
-        return RebootEnd::new(StepStatus::Failed, "no transport for the host in this build");
+        return RebootEnd::new(
+            StepStatus::Failed,
+            "no transport for the host in this build",
+        );
     };
     let target = host_target(plan);
     let file = boot_id_file(plan);
@@ -339,7 +341,10 @@ async fn wait_for_new_boot(
             Err(_) => break,
         }
     }
-    last.into_end(before, show_duration(deadline.saturating_duration_since(waited_from)))
+    last.into_end(
+        before,
+        show_duration(deadline.saturating_duration_since(waited_from)),
+    )
 }
 
 /// What the last attempt to reach the host found, for the reason a reboot failed.

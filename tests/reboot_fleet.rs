@@ -370,3 +370,18 @@ fn a_controller_killed_during_a_reboot_resumes_by_checking_the_boot_id() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_reboot_command_killed_by_a_signal_is_what_a_reboot_looks_like() {
+    let mut fleet = Fleet::start(1).unwrap();
+    // The shell reports its child's death by SIGTERM as exit 143, as when a reboot kills
+    // `systemctl` under dash or the runner.
+    let command = format!("{}; sh -c \"kill -TERM \\$\\$\"", Fleet::REBOOT_COMMAND);
+    let plan = plan(&fleet, &command, "60s");
+    let (out, reboots) = apply(&mut fleet, &plan, OnRequest::Reboot);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(reboots, 1);
+    let events = events(&out);
+    assert_eq!(event(&events, "step_result", "reboot")["status"], "ok");
+}

@@ -37,6 +37,8 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// How long reading the boot id may take on a connection that answers.
 const BOOT_ID_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Exit codes a POSIX shell gives a command killed by a signal (128 + the signal's number).
+const KILLED_BY_SIGNAL: std::ops::RangeInclusive<i32> = 129..=192;
 /// A boot id is a UUID; anything much longer is not one.
 const BOOT_ID_MAX_LEN: usize = 128;
 
@@ -253,6 +255,9 @@ fn issue_failed(ctx: &RunContext, ran: &Ran, timeout: Duration) -> Option<Reboot
     match ran {
         Ran::Done(out) => match out.status {
             ExitStatus::Code(0) | ExitStatus::Signal(_) => None,
+            // A shell that does not `exec` its last program (dash, the runner's) reports that
+            // program's death by signal N as 128+N: a reboot killing `systemctl` looks so.
+            ExitStatus::Code(code) if KILLED_BY_SIGNAL.contains(&code) => None,
             ExitStatus::TimedOut => Some(RebootEnd::new(
                 StepStatus::TimedOut,
                 format!(

@@ -420,3 +420,29 @@ fn https_checks_show_their_trust_and_insecure_is_a_warning() {
     assert_eq!(denied.code, Some(2), "{}", denied.stderr);
     assert!(denied.stderr.contains("insecure_tls"), "{}", denied.stderr);
 }
+
+/// Issue 15: a `reboot:` step is shown as a reboot, with its wait, in every format.
+#[test]
+fn a_reboot_step_is_shown_as_a_reboot_with_its_wait_in_every_format() {
+    let (plan, inventory) = ("kernel-update", "inventory/prod.yaml");
+    let out = run(&review_args(plan, inventory, "json"));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let value: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let steps = value["steps"].as_array().unwrap();
+    let timeout =
+        |id: &str| steps.iter().find(|s| s["id"] == id).unwrap()["reboot_timeout_ms"].clone();
+    assert_eq!(timeout("reboot"), serde_json::json!(900_000));
+    assert_eq!(timeout("install"), serde_json::Value::Null);
+    for format in ["text", "markdown", "html"] {
+        let out = run(&review_args(plan, inventory, format));
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        assert_eq!(
+            out.stdout
+                .matches("reboots the host, waits up to 15m")
+                .count(),
+            1,
+            "{format}: {}",
+            out.stdout
+        );
+    }
+}

@@ -43,6 +43,7 @@ pub fn step_intent(host: &str, step: &str) -> Fact {
         step: step.to_string(),
         command: format!("run {step}"),
         attempt: 1,
+        boot_id: None,
     })
 }
 

@@ -457,6 +457,7 @@ async fn run_check_step(
         step: step.id.clone(),
         command: shown_command(ctx, &step.run, &run.values),
         attempt: 1,
+        boot_id: None,
     };
     if let Err(why) = ctx.record(Fact::StepIntent(intent)).await {
         return Err(format!("not started: the journal failed: {why}"));

@@ -40,6 +40,8 @@ pub(crate) struct HostRun {
     pub rollback: Option<RollbackOutcome>,
     pub failure: Option<FailureDetail>,
     pub duration: Duration,
+    /// A reboot step a resume found in flight and saw through (`crate::reboot`): done.
+    pub resumed_reboot: Option<String>,
 }
 
 impl HostRun {
@@ -54,6 +56,7 @@ impl HostRun {
             rollback: None,
             failure: None,
             duration: Duration::ZERO,
+            resumed_reboot: None,
         }
     }
 
@@ -136,6 +139,10 @@ impl HostRun {
         let Some(conn) = self.conn.clone() else {
             return StepStatus::Failed;
         };
+        if self.resumed_reboot.as_deref() == Some(step.id.as_str()) {
+            self.ran.push(step.clone());
+            return StepStatus::Ok;
+        }
         if let Some(crate::resume::PriorStep::Done(done)) = ctx.resume.step(&self.host, &step.id) {
             return self.replay(ctx, step, spec, done);
         }
@@ -159,6 +166,9 @@ impl HostRun {
             }
         }
         self.ran.push(step.clone());
+        if let Some(reboot) = &spec.reboot {
+            return crate::reboot::run_reboot(self, ctx, step, reboot, &become_user, stop).await;
+        }
         let mut attempt = ctx.resume.first_attempt(&self.host, &step.id);
         loop {
             let command = shown_command(ctx, &step.run, &self.values);
@@ -167,6 +177,7 @@ impl HostRun {
                 step: step.id.clone(),
                 command,
                 attempt,
+                boot_id: None,
             };
             // The intent is durable before the command is sent; unrecorded, it is not sent.
             if let Err(why) = ctx.record(Fact::StepIntent(intent)).await {
@@ -290,7 +301,7 @@ impl HostRun {
     }
 
     /// Ends the host's steps on `result`: keeps what failed for the report.
-    fn failed_with(&mut self, step: &HostStep, result: &StepResult) -> StepStatus {
+    pub(crate) fn failed_with(&mut self, step: &HostStep, result: &StepResult) -> StepStatus {
         self.failure = Some(FailureDetail {
             what: step.id.clone(),
             detail: result.detail.clone(),
@@ -455,10 +466,15 @@ pub(crate) async fn run_host(
         stage: ctx.stage.clone(),
     }));
     run.outcome = HostOutcome::Ok;
-    run.connect(&ctx, &plan, &mut stop).await;
+    // A reboot a crash interrupted is seen through first: the host may still be down.
+    crate::reboot::resume_in_flight(&mut run, &ctx, &plan, &mut stop).await;
+    if run.conn.is_none() && run.outcome == HostOutcome::Ok {
+        run.connect(&ctx, &plan, &mut stop).await;
+    }
     if run.conn.is_some() {
         run.outcome = run_steps(&ctx, &mut run, &plan, &mut stop).await;
-    } else {
+    } else if run.ran.is_empty() {
+        // (A reboot a resume saw fail has noted them already.)
         crate::resume::note_done_steps(&ctx, &mut run, &plan);
     }
     let health = match run.conn.clone() {
@@ -538,6 +554,7 @@ pub(crate) fn bare_spec(id: &str) -> StepSpec {
         idempotent: false,
         check: false,
         stage: None,
+        reboot: None,
     }
 }
 

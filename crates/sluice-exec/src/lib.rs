@@ -33,6 +33,7 @@ pub mod http_probe;
 pub mod journal;
 mod preconnect;
 pub mod prior;
+mod reboot;
 pub mod report;
 pub mod resume;
 mod rollback;

@@ -49,6 +49,8 @@ pub enum Handling {
     Guard,
     /// `idempotent: true`: it runs again.
     Idempotent,
+    /// A reboot: resume waits for the host and compares its boot id with the recorded one.
+    Reboot,
     /// The operator must choose; `why` says what is not known.
     Operator { why: String },
 }
@@ -58,6 +60,8 @@ pub enum Handling {
 enum Seen {
     Intent {
         attempt: u32,
+        /// A reboot's boot id from before the reboot.
+        boot_id: Option<String>,
     },
     Result {
         ok: bool,
@@ -66,9 +70,7 @@ enum Seen {
         stdout: Capture,
     },
     /// An UNKNOWN step an earlier resume's operator marked done.
-    Skipped {
-        attempt: u32,
-    },
+    Skipped { attempt: u32 },
 }
 
 /// An UNKNOWN step the operator decides, and what each choice makes of it.
@@ -107,7 +109,11 @@ impl Prior {
                 }
                 Fact::StepIntent(i) => {
                     let key = (i.host.clone(), i.step.clone());
-                    steps.insert(key, Seen::Intent { attempt: i.attempt });
+                    let seen = Seen::Intent {
+                        attempt: i.attempt,
+                        boot_id: i.boot_id.clone(),
+                    };
+                    steps.insert(key, seen);
                 }
                 Fact::StepResult(r) => {
                     let seen = Seen::Result {
@@ -133,7 +139,7 @@ impl Prior {
                         }
                         let key = (host.clone(), step.clone());
                         match steps.get(&key) {
-                            Some(Seen::Intent { attempt }) => {
+                            Some(Seen::Intent { attempt, .. }) => {
                                 let attempt = *attempt;
                                 steps.insert(key, Seen::Skipped { attempt });
                             }
@@ -291,12 +297,16 @@ impl Prior {
                     let done = skipped_by_operator(*attempt);
                     self.state.set_step(host, &step.id, PriorStep::Done(done));
                 }
-                Seen::Intent { attempt } => {
+                Seen::Intent { attempt, boot_id } => {
                     let again = PriorStep::Again {
                         attempt: *attempt,
                         after_intent: true,
                     };
-                    let handling = if step.skip_if.is_some() {
+                    let reboot = spec.is_some_and(|s| s.reboot.is_some());
+                    let handling = if let (true, Some(boot_id)) = (reboot, boot_id) {
+                        self.state.reboot_in_flight_on(host, &step.id, boot_id);
+                        Handling::Reboot
+                    } else if step.skip_if.is_some() {
                         Handling::Guard
                     } else if spec.is_some_and(|s| s.idempotent) {
                         Handling::Idempotent

@@ -105,6 +105,15 @@ pub struct ResumeState {
     started: HashSet<String>,
     verdicts: HashMap<String, WaveVerdict>,
     undos: HashMap<(String, String), bool>,
+    /// Reboots left UNKNOWN, by host: the step and the boot id from before the reboot.
+    reboots: HashMap<String, RebootInFlight>,
+}
+
+/// A reboot the crash left without a result: resume settles it by the boot id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RebootInFlight {
+    pub step: String,
+    pub boot_id: String,
 }
 
 impl ResumeState {
@@ -114,6 +123,21 @@ impl ResumeState {
             && self.started.is_empty()
             && self.verdicts.is_empty()
             && self.undos.is_empty()
+            && self.reboots.is_empty()
+    }
+
+    /// Notes that `step`, a reboot of `host`, has an intent recorded with `boot_id` and no result.
+    pub fn reboot_in_flight_on(&mut self, host: &str, step: &str, boot_id: &str) {
+        let reboot = RebootInFlight {
+            step: step.to_string(),
+            boot_id: boot_id.to_string(),
+        };
+        self.reboots.insert(host.to_string(), reboot);
+    }
+
+    /// The reboot of `host` the crash left without a result, if any.
+    pub fn reboot_in_flight(&self, host: &str) -> Option<&RebootInFlight> {
+        self.reboots.get(host)
     }
 
     pub fn set_step(&mut self, host: &str, step: &str, prior: PriorStep) {

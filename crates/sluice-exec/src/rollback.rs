@@ -88,14 +88,15 @@ async fn undo_host(ctx: &RunContext, wave: &str, mut host: HostRun) -> HostRun {
     let not_reconnected = reconnect_for_undo(ctx, &mut host).await;
     let outcome = match host.conn.clone() {
         // Nothing ran without a connection, so there is nothing to undo, unless steps ran
-        // before a resume on a host that cannot be reached now.
-        None if host.ran.is_empty() => RollbackOutcome::RolledBack,
+        // before a resume, or before a reboot that did not bring the host back, on a host
+        // that cannot be reached now. Steps without an undo need none.
+        None if host.ran.iter().all(|s| s.undo.is_none()) => RollbackOutcome::RolledBack,
         None => {
             host.failure =
                 Some(not_reconnected.unwrap_or_else(|| crate::resume::unreachable_for_undo(&host)));
             RollbackOutcome::RollbackFailed
         }
-        Some(conn) => {
+        Some(_) => {
             let mut outcome = RollbackOutcome::RolledBack;
             for step in host.ran.clone().iter().rev() {
                 let Some(undo) = &step.undo else { continue };
@@ -109,7 +110,25 @@ async fn undo_host(ctx: &RunContext, wave: &str, mut host: HostRun) -> HostRun {
                     }
                 }
                 let spec = step_spec(ctx, &step.id);
-                let result = undo_step(ctx, &host, &conn, step, undo, &spec, &mut stop).await;
+                // An undo that rebooted the host left it on a new connection (or none).
+                let Some(conn) = host.conn.clone() else {
+                    host.failure = Some(FailureDetail {
+                        what: format!("undo:{}", step.id),
+                        detail: format!("no connection to {} to undo it", host.host),
+                        output: Vec::new(),
+                    });
+                    outcome = RollbackOutcome::RollbackFailed;
+                    break;
+                };
+                let result = match &spec.reboot {
+                    Some(reboot) => {
+                        crate::reboot::undo_reboot(
+                            &mut host, ctx, step, undo, &spec, reboot, &mut stop,
+                        )
+                        .await
+                    }
+                    None => undo_step(ctx, &host, &conn, step, undo, &spec, &mut stop).await,
+                };
                 if result.status != StepStatus::Ok {
                     host.failure = Some(FailureDetail {
                         what: format!("undo:{}", step.id),
@@ -192,6 +211,7 @@ async fn undo_step(
         step: step.id.clone(),
         command,
         attempt: 1,
+        boot_id: None,
     };
     if let Err(why) = ctx.record(Fact::UndoIntent(intent)).await {
         return not_sent(format!("not started: the journal failed: {why}"));

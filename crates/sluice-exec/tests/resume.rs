@@ -309,6 +309,7 @@ fn intent(host: &str, step: &str, attempt: u32) -> Fact {
         step: step.into(),
         command: step.into(),
         attempt,
+        boot_id: None,
     })
 }
 

@@ -75,6 +75,7 @@ impl AdHocRun {
             step: STEP.into(),
             command: self.redactor.redact_str(command),
             attempt: 1,
+            boot_id: None,
         });
         self.journal
             .record(&fact)

@@ -174,6 +174,7 @@ mod tests {
                 step: "s".into(),
                 command: command.into(),
                 attempt: 1,
+                boot_id: None,
             })
         };
         journal.record(&intent("use sess-tok-1-9")).await.unwrap();

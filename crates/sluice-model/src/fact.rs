@@ -360,6 +360,10 @@ pub struct StepIntent {
     pub command: String,
     /// 1 for the first try, 2 for the first retry... (undos are tried once).
     pub attempt: u32,
+    /// A `reboot:` step's host boot id before the reboot, so that a resume can tell whether
+    /// the reboot happened. Absent for every other command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
 }
 
 /// How one attempt of a command ended.

@@ -241,6 +241,11 @@ pub struct StepSpec {
     /// The stage it belongs to; absent in a plan without stages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<String>,
+    /// A `reboot:` step: its `run` reboots the host, and the executor waits for a new boot id.
+    /// Absent for any other step, so the hash of a plan without reboots is what it was before
+    /// the key existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot: Option<crate::reboot::RebootSpec>,
 }
 
 impl StepSpec {

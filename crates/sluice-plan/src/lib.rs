@@ -40,6 +40,7 @@ pub mod model;
 pub mod notify;
 pub mod plan;
 pub mod policy;
+pub mod reboot;
 pub mod references;
 pub mod register;
 mod render;

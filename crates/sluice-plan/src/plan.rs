@@ -34,6 +34,7 @@ const PLAN_KEYS: &[&str] = &[
 const STEP_KEYS: &[&str] = &[
     "id",
     "run",
+    "reboot",
     "undo",
     "skip_if",
     "after",
@@ -569,9 +570,21 @@ pub(crate) fn read_steps(r: &mut Reader, node: &Node) -> Vec<StepDecl> {
             continue;
         }
         let context = format!("step `{id}`");
-        let Some(run) = template(r, &f, "run", &context) else {
-            r.error(item.loc, format!("{context} has no `run`"));
-            continue;
+        let reboot = crate::reboot::read_reboot(r, &f, &context);
+        let run = match &reboot {
+            Some(reboot) => reboot.command.clone(),
+            None if f.get("reboot").is_some() => continue,
+            None => match template(r, &f, "run", &context) {
+                Some(run) => run,
+                None => {
+                    r.error_help(
+                        item.loc,
+                        format!("{context} has no `run`"),
+                        "write `run: COMMAND`, or `reboot: { timeout: 15m }` for a reboot",
+                    );
+                    continue;
+                }
+            },
         };
         let flag = |r: &mut Reader, key: &str| {
             f.get(key)
@@ -604,6 +617,7 @@ pub(crate) fn read_steps(r: &mut Reader, node: &Node) -> Vec<StepDecl> {
             idempotent: flag(r, "idempotent"),
             check: flag(r, "check"),
             stage: None,
+            reboot: reboot.map(|r| r.spec),
         };
         let after = f
             .get("after")

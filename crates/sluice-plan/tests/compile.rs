@@ -456,3 +456,39 @@ stages:
     assert_eq!(e.total_ms, 45_000);
     assert_eq!(e.per_wave_ms, [40_000, 5_000]);
 }
+
+#[test]
+fn a_reboot_step_renders_its_command_as_run_and_keeps_its_timeout_in_the_spec() {
+    let a = compile(
+        r#"
+name: t
+targets: [web]
+steps:
+  - { id: set, run: "grub-set-default 1" }
+  - id: reboot
+    reboot: { timeout: 20m, command: "shutdown -r now {{host.name}}" }
+    become: true
+  - id: plain
+    reboot: {}
+"#,
+        &[],
+    );
+    assert_eq!(run_text(&a, "web-1", "reboot"), "shutdown -r now web-1");
+    assert_eq!(run_text(&a, "web-1", "plain"), "systemctl reboot");
+    let reboot = a.step("reboot").unwrap();
+    assert_eq!(reboot.reboot.as_ref().unwrap().timeout_ms, 20 * 60 * 1000);
+    assert!(reboot.become_root);
+    let plain = a.step("plain").unwrap();
+    assert_eq!(
+        plain.reboot.as_ref().unwrap().timeout_ms,
+        sluice_plan::reboot::DEFAULT_REBOOT_TIMEOUT_MS
+    );
+    // The key is written only for reboot steps: other plans keep their hash.
+    let json = serde_json::to_value(&a).unwrap();
+    let steps = json["steps"].as_array().unwrap();
+    assert!(steps[0].get("reboot").is_none(), "{}", steps[0]);
+    assert_eq!(
+        steps[1]["reboot"],
+        serde_json::json!({ "timeout_ms": 1_200_000 })
+    );
+}

@@ -258,6 +258,7 @@ fn spec_view(spec: &sluice_plan::StepSpec) -> StepView {
         register: spec.register.clone(),
         idempotent: spec.idempotent,
         check: spec.check,
+        reboot_timeout_ms: spec.reboot.as_ref().map(|r| r.timeout_ms),
         run: CommandView { forms: Vec::new() },
         undo: None,
         skip_if: None,

@@ -234,6 +234,9 @@ pub struct StepView {
     pub idempotent: bool,
     /// Read-only by contract (`check: true`): `sluice apply --check` runs it.
     pub check: bool,
+    /// A `reboot:` step: how long it waits for the host to come back with a new boot id. Its
+    /// `run` is the reboot command. `None` for any other step.
+    pub reboot_timeout_ms: Option<u64>,
     pub run: CommandView,
     pub undo: Option<CommandView>,
     pub skip_if: Option<CommandView>,

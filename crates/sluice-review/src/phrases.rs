@@ -38,6 +38,9 @@ pub fn step_attributes(step: &StepView) -> Vec<String> {
     if let Some(user) = &step.become_user {
         attrs.push(format!("as {user}"));
     }
+    if let Some(t) = step.reboot_timeout_ms {
+        attrs.push(format!("reboots the host, waits up to {}", duration(t)));
+    }
     if let Some(t) = step.timeout_ms {
         attrs.push(format!("timeout {}", duration(t)));
     }

@@ -264,6 +264,18 @@ impl HostProcess {
         Ok(frozen.len())
     }
 
+    /// Kills sshd and every process under it (sessions, their commands, a runner), as a
+    /// reboot would, and reaps it.
+    pub(crate) fn kill_tree(&mut self) {
+        let _ = self.thaw();
+        if let Some(listener) = self.child.as_ref().map(Child::id) {
+            // The listener first, so it forks no new session while its children are killed.
+            let _ = signal(&[listener], "STOP");
+            let _ = signal(&process_tree::descendants(listener), "KILL");
+        }
+        self.kill();
+    }
+
     /// Kills sshd (by pid) and reaps it. Sessions it forked die with their connections (a
     /// frozen host is continued first: a stopped session would not notice).
     pub(crate) fn kill(&mut self) {

@@ -28,6 +28,7 @@
 
 mod host;
 mod process_tree;
+mod reboot;
 pub mod sudo;
 
 use std::fs;
@@ -198,6 +199,15 @@ impl Fleet {
     /// strict host key checking against [`Fleet::known_hosts`], and `transport_mode: exec` when
     /// [`exec_mode_requested`]. Returns its path.
     pub fn write_inventory(&self) -> Result<PathBuf, FleetError> {
+        self.write_inventory_with(|_| None)
+    }
+
+    /// [`Fleet::write_inventory`] with `vars` of host I as `host_vars(I)` (a YAML flow
+    /// mapping's inside, e.g. `a: 1, b: "x"`), when it gives some.
+    pub(crate) fn write_inventory_with(
+        &self,
+        host_vars: impl Fn(usize) -> Option<String>,
+    ) -> Result<PathBuf, FleetError> {
         let mut y = String::new();
         y.push_str("defaults:\n");
         y.push_str(&format!("  user: {}\n", yaml_str(&self.user)));
@@ -215,8 +225,11 @@ impl Fleet {
         }
         y.push_str("hosts:\n");
         for (i, h) in self.hosts.iter().enumerate() {
+            let vars = host_vars(i + 1)
+                .map(|v| format!(", vars: {{ {v} }}"))
+                .unwrap_or_default();
             y.push_str(&format!(
-                "  host{}: {{ address: 127.0.0.1, port: {} }}\n",
+                "  host{}: {{ address: 127.0.0.1, port: {}{vars} }}\n",
                 i + 1,
                 h.port
             ));
@@ -442,7 +455,7 @@ fn write(path: &Path, contents: &str) -> Result<(), FleetError> {
 }
 
 /// A YAML double-quoted scalar.
-fn yaml_str(s: &str) -> String {
+pub(crate) fn yaml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 

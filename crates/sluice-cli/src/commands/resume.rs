@@ -140,6 +140,7 @@ fn describe_unknown(u: &UnknownStep, choice: Option<UnknownChoice>) -> String {
     let what = match (&u.handling, choice) {
         (Handling::Guard, _) => "UNKNOWN: its skip_if guard decides".to_string(),
         (Handling::Idempotent, _) => "UNKNOWN: idempotent, runs again".to_string(),
+        (Handling::Reboot, _) => "UNKNOWN: a reboot: the boot id decides".to_string(),
         (Handling::Operator { why }, Some(UnknownChoice::Rerun)) => {
             format!("runs again (--rerun-unknown): {why}")
         }

@@ -12,31 +12,15 @@ use std::process::Output;
 mod support;
 use support::{events, sluice};
 
-/// Six local hosts in groups `lb` (h1), `app` (h2–h4) and `db` (h5, h6).
-const INVENTORY: &str = "\
-defaults: { transport: local }
-hosts:
-  h1: { workdir: ./state/h1 }
-  h2: { workdir: ./state/h2 }
-  h3: { workdir: ./state/h3 }
-  h4: { workdir: ./state/h4 }
-  h5: { workdir: ./state/h5 }
-  h6: { workdir: ./state/h6 }
-groups:
-  lb: { hosts: [h1] }
-  app: { hosts: [h2, h3, h4] }
-  db: { hosts: [h5, h6] }
-";
-
 struct Fixture {
     dir: tempfile::TempDir,
 }
 
 impl Fixture {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("inventory.yaml"), INVENTORY).unwrap();
-        Fixture { dir }
+        Fixture {
+            dir: support::stage_hosts::directory(),
+        }
     }
 
     /// Applies `plan` (YAML) with `--json`.

@@ -13,22 +13,6 @@ use std::time::{Duration, Instant};
 mod support;
 use support::events;
 
-/// Six local hosts in groups `lb` (h1), `app` (h2–h4) and `db` (h5, h6).
-const INVENTORY: &str = "\
-defaults: { transport: local }
-hosts:
-  h1: { workdir: ./state/h1 }
-  h2: { workdir: ./state/h2 }
-  h3: { workdir: ./state/h3 }
-  h4: { workdir: ./state/h4 }
-  h5: { workdir: ./state/h5 }
-  h6: { workdir: ./state/h6 }
-groups:
-  lb: { hosts: [h1] }
-  app: { hosts: [h2, h3, h4] }
-  db: { hosts: [h5, h6] }
-";
-
 /// A directory with the inventory, the hosts' directories and one audit store for every
 /// command of the test.
 struct Fixture {
@@ -37,12 +21,9 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("inventory.yaml"), INVENTORY).unwrap();
-        for h in 1..=6 {
-            std::fs::create_dir_all(dir.path().join(format!("state/h{h}"))).unwrap();
+        Fixture {
+            dir: support::stage_hosts::directory(),
         }
-        Fixture { dir }
     }
 
     fn sluice(&self) -> Command {

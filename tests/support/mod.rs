@@ -26,3 +26,5 @@ pub fn events(out: &Output) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("every stdout line is a JSON event"))
         .collect()
 }
+
+pub mod stage_hosts;

@@ -426,3 +426,42 @@ stages:
         "{text}"
     );
 }
+
+/// The run display (not `--json`) names each stage as it starts and ends, in stage order.
+#[test]
+fn the_run_display_names_each_stage_as_it_starts_and_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(dir.path())
+        .env("SLUICE_STATE_DIR", dir.path().join("state"))
+        .env("NO_COLOR", "1")
+        .arg("apply")
+        .arg(root.join("playbooks/three-tier-patch.yaml"))
+        .arg("-i")
+        .arg(root.join("inventory/demo.yaml"))
+        .arg("--yes")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stages: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("Stage "))
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "Stage drain: 1 hosts",
+            "Stage drain ok: its waves ended succeeded",
+            "Stage app: 4 hosts, after drain",
+            "Stage app ok: its waves ended succeeded",
+            "Stage migrate: 1 hosts, after app",
+            "Stage migrate ok: its waves ended succeeded",
+            "Stage undrain: 1 hosts, after migrate",
+            "Stage undrain ok: its waves ended succeeded",
+        ],
+        "{stderr}"
+    );
+}

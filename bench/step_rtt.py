@@ -5,8 +5,10 @@
 
 Starts one sshd (target/release/sluice-testfleet up 1) behind the latency proxy (RTT/2 of delay
 per direction), then times a plan of 1 step and a plan of 1 + K steps (`true` each) with
-`sluice apply` (runner, and `--exec-per-step`), and the same two deploys with pyinfra (one
-`server.shell` per step) when bench/.venv has it. The difference divided by K is the cost of one
+`sluice apply` (runner, and `--exec-per-step`), the same two deploys with pyinfra (one
+`server.shell` per step) and two playbooks with Ansible (one `command` task per step, pipelining and
+OpenSSH's ControlPersist on, as bench/ansible/ansible.cfg sets them) when bench/.venv has them
+(`python3 bench/compare.py` creates it). The difference divided by K is the cost of one
 step; divided by the RTT, the step's overhead in round trips (audit commits included for sluice:
 two per step, on the state directory's disk). Needs the release build (`python3 bench/compare.py
 --no-doc` or `cargo build --release -p sluice-cli -p sluice-testfleet`).
@@ -88,6 +90,27 @@ def pyinfra_inventory(host: OneHost) -> Path:
     return path
 
 
+def playbook(k: int) -> Path:
+    tasks = "".join(f"    - {{ name: s{i}, command: \"true\" }}\n" for i in range(k))
+    path = WORK / f"playbook_{k}.yml"
+    path.write_text(f"- hosts: fleet\n  gather_facts: false\n  tasks:\n{tasks}")
+    return path
+
+
+def ansible_inventory(host: OneHost) -> Path:
+    path = WORK / "ansible-inventory.ini"
+    common = f"-o UserKnownHostsFile={host.dir}/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes"
+    path.write_text(
+        "[fleet]\n"
+        f"host1 ansible_host=127.0.0.1 ansible_port={host.ports[1]} ansible_remote_tmp={WORK}/.ansible-tmp\n\n"
+        "[fleet:vars]\n"
+        f"ansible_user={host.user}\n"
+        f"ansible_ssh_private_key_file={host.dir}/id_ed25519\n"
+        f"ansible_ssh_common_args='{common}'\n"
+    )
+    return path
+
+
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
     start = time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -127,6 +150,10 @@ def main() -> int:
     if (BENCH / ".venv" / "bin" / "pyinfra").exists():
         inv = pyinfra_inventory(host)
         tools["pyinfra"] = lambda k: ["pyinfra", str(inv), str(deploy(k)), "-y"]
+    if (BENCH / ".venv" / "bin" / "ansible-playbook").exists():
+        ainv = ansible_inventory(host)
+        env["ANSIBLE_CONFIG"] = str(BENCH / "ansible" / "ansible.cfg")
+        tools["ansible"] = lambda k: ["ansible-playbook", "-i", str(ainv), str(playbook(k))]
     try:
         rc = ", login shells run ~/.bashrc" if args.login_rc else ""
         print(f"RTT {args.rtt:g} ms, K = {args.steps} extra steps, median of {args.runs}{rc}")

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::AuditError;
 pub use crate::identity::{controller_name, operator_name, pid_alive};
 use crate::record::Entry;
-use crate::store::{Appended, AuditLog, LEASES, Tx};
+use crate::store::{Appended, LEASES, RedbStore, Tx};
 use sluice_model::{Fact, LeaseChange, RunFinished};
 
 /// Who holds a lease.
@@ -42,7 +42,7 @@ pub struct Lease {
     pub since: String,
 }
 
-impl AuditLog {
+impl RedbStore {
     /// Starts a run that leases `hosts`: `run_started` and `lease_taken` in one commit, so a
     /// refused start ([`AuditError::LeaseHeld`]) leaves no trace of a run that never ran.
     /// Returns the new run id.
@@ -276,7 +276,7 @@ fn remove_leases_of(tx: &mut Tx<'_>, run: &str) -> Result<Vec<Lease>, AuditError
     Ok(held)
 }
 
-pub(crate) fn decode_lease(log: &AuditLog, host: &str, bytes: &[u8]) -> Result<Lease, AuditError> {
+pub(crate) fn decode_lease(log: &RedbStore, host: &str, bytes: &[u8]) -> Result<Lease, AuditError> {
     serde_json::from_slice(bytes).map_err(|err| AuditError::BadRecord {
         path: log.path().to_path_buf(),
         seq: 0,

@@ -43,6 +43,7 @@
 //! (run summaries, leases, approval indexes) is derived from records in the same transaction.
 
 pub mod approvals;
+pub mod audit_log;
 pub mod chain;
 pub mod contained;
 pub mod error;
@@ -61,6 +62,7 @@ pub mod store;
 mod tx;
 
 pub use approvals::Gate;
+pub use audit_log::{AuditLog, OpenMode, StoreLocation};
 pub use chain::Break;
 pub use error::AuditError;
 pub use export::{ExportEnd, VerifyReport, verify_export};
@@ -71,7 +73,7 @@ pub use record::{Entry, Record, is_plan_run, plan_run_id};
 pub use redact::Redactor;
 pub use salvage::{SalvageReport, salvage};
 pub use state_dir::{STORE_FILE, resolve_state_dir};
-pub use store::{Appended, AuditLog};
+pub use store::{Appended, RedbStore};
 
 #[cfg(any(test, feature = "fixture"))]
 pub mod fixture;

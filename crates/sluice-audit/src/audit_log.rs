@@ -18,6 +18,7 @@ use crate::approvals::Gate;
 use crate::error::AuditError;
 use crate::export::{ExportEnd, VerifyReport};
 use crate::lease::{Lease, LeaseHolder};
+use crate::pg::{PgStore, StoreUrl};
 use crate::query::{PendingGate, RunSummary, StepOutput};
 use crate::record::{Entry, Record};
 use crate::store::{Appended, RedbStore};
@@ -27,6 +28,8 @@ use crate::store::{Appended, RedbStore};
 pub enum StoreLocation {
     /// The embedded store: `audit.redb` in this state directory.
     Redb(PathBuf),
+    /// A PostgreSQL database (`postgres://` or `postgresql://`).
+    Postgres(StoreUrl),
 }
 
 impl StoreLocation {
@@ -43,10 +46,7 @@ impl StoreLocation {
             }
             return Ok(StoreLocation::Redb(PathBuf::from(dir)));
         }
-        Err(AuditError::BadStoreUrl {
-            url: text.to_string(),
-            reason: "expected `redb:DIR`".into(),
-        })
+        StoreUrl::parse(text).map(StoreLocation::Postgres)
     }
 }
 
@@ -54,6 +54,7 @@ impl std::fmt::Display for StoreLocation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreLocation::Redb(dir) => write!(f, "redb:{}", dir.display()),
+            StoreLocation::Postgres(url) => write!(f, "{url}"),
         }
     }
 }
@@ -74,8 +75,12 @@ pub struct AuditLog {
     backend: Backend,
 }
 
+// A process holds one or two stores: their sizes do not matter, and boxing one would only add
+// an indirection to every call.
+#[allow(clippy::large_enum_variant)]
 enum Backend {
     Redb(RedbStore),
+    Postgres(PgStore),
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -91,6 +96,7 @@ macro_rules! on_backend {
     ($self:ident, $store:ident => $call:expr) => {
         match &$self.backend {
             Backend::Redb($store) => $call,
+            Backend::Postgres($store) => $call,
         }
     };
 }
@@ -104,6 +110,7 @@ impl AuditLog {
                 OpenMode::Existing => RedbStore::open_existing(dir)?,
                 OpenMode::ReadOnly => RedbStore::open_read_only(dir)?,
             }),
+            StoreLocation::Postgres(url) => Backend::Postgres(PgStore::open(url, mode)?),
         };
         Ok(AuditLog { backend })
     }
@@ -148,6 +155,7 @@ impl AuditLog {
                     .parent()
                     .map_or_else(PathBuf::new, Path::to_path_buf),
             ),
+            Backend::Postgres(store) => StoreLocation::Postgres(store.url().clone()),
         }
     }
 
@@ -164,7 +172,7 @@ impl AuditLog {
 
     /// Whether this is the PostgreSQL backend (a store shared by several controllers).
     pub fn is_shared(&self) -> bool {
-        false
+        matches!(self.backend, Backend::Postgres(_))
     }
 
     /// Appends one record in its own durable commit.

@@ -40,6 +40,10 @@ pub struct Lease {
     pub pid: u32,
     /// When it was taken, RFC 3339.
     pub since: String,
+    /// In a shared (PostgreSQL) store: when the lease expires unless its holder's heartbeat
+    /// renews it. A local (redb) store judges its holder by its pid instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 impl RedbStore {
@@ -237,6 +241,7 @@ pub(crate) fn lease_hosts(
                 controller: holder.controller.clone(),
                 pid: holder.pid,
                 since: since.clone(),
+                expires_at: None,
             };
             let bytes = encode_lease(run, &lease)?;
             leases

@@ -102,13 +102,18 @@ impl RunSummary {
     /// A run recorded as `running` whose process is gone (no lease held by a live process of this
     /// controller) is shown as `interrupted`: `sluice resume` carries it on.
     pub(crate) fn mark_interrupted(&mut self, leases: &[crate::lease::Lease], controller: &str) {
-        if self.status != RunState::RUNNING || crate::record::is_plan_run(&self.run) {
-            return;
-        }
         let alive = leases.iter().any(|l| {
             l.run == self.run && (l.controller != controller || crate::lease::pid_alive(l.pid))
         });
-        if !alive {
+        self.mark_interrupted_unless(alive);
+    }
+
+    /// Marks a running run `interrupted` unless a live holder keeps its leases.
+    pub(crate) fn mark_interrupted_unless(&mut self, held_by_live: bool) {
+        if self.status != RunState::RUNNING || crate::record::is_plan_run(&self.run) {
+            return;
+        }
+        if !held_by_live {
             self.status = RunState::INTERRUPTED;
         }
     }

@@ -9,7 +9,7 @@
 //!   store's canonical bytes and hashes, the indexes kept in step.
 //! - `lease.rs`: leases with an expiry renewed by a heartbeat (`heartbeat.rs`), and resume;
 //!   `approve.rs`: approvals of plans and gates.
-//! - `read.rs`: the queries, `verify` and `export`.
+//! - `read.rs`: the queries, `verify` and `export`; `import.rs`: `sluice store migrate`.
 //!
 //! **Invariant:** every write transaction starts by locking the one row of `sluice.chain_tip`
 //! (`SELECT … FOR UPDATE`), so writers from every controller are serialised and the chain
@@ -20,6 +20,7 @@
 mod approve;
 mod conn;
 mod heartbeat;
+mod import;
 mod lease;
 mod read;
 mod schema;

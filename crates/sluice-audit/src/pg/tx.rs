@@ -138,6 +138,42 @@ impl<'a> PgTx<'a> {
         self.append(Entry::new(run, fact)).map(Some)
     }
 
+    /// The seq of the chain's last record (0 for an empty store).
+    pub(crate) fn tip_seq(&self) -> u64 {
+        self.tip_seq
+    }
+
+    /// Adds a record exactly as another store wrote it (its seq, time and hashes kept), which
+    /// must continue the chain; the indexes are rebuilt from it as [`PgTx::append`] builds them.
+    pub(crate) fn insert_verbatim(&mut self, text: &str) -> Result<(), AuditError> {
+        let path = self.store.path().to_path_buf();
+        let record = crate::store::decode_record(&path, self.tip_seq + 1, text.as_bytes())?;
+        if record.seq != self.tip_seq + 1 || record.prev_hash != self.tip_hash {
+            return Err(AuditError::BadRecord {
+                path,
+                seq: record.seq,
+                reason: format!(
+                    "it does not continue the chain after record {}",
+                    self.tip_seq
+                ),
+            });
+        }
+        let seq = i64::try_from(record.seq).unwrap_or(i64::MAX);
+        self.execute(
+            "INSERT INTO sluice.records (seq, run, kind, body) VALUES ($1, $2, $3, $4)",
+            &[&seq, &record.run, &record.kind(), &text],
+        )?;
+        self.index(&record, seq)?;
+        self.run_summary(&record.run)?;
+        self.tip_seq = record.seq;
+        self.tip_hash = record.hash.clone();
+        self.summaries
+            .entry(record.run.clone())
+            .or_insert_with(|| RunSummary::new(&record.run))
+            .apply(&record);
+        Ok(())
+    }
+
     /// Appends one record at the chain's tip and updates the indexes.
     pub(crate) fn append(&mut self, entry: Entry) -> Result<Appended, AuditError> {
         let run_prev_hash = self

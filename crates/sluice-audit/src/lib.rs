@@ -1,7 +1,9 @@
 //! The sluice audit trail: an append-only, hash-chained, durable record of every run.
 //!
-//! - [`store`]: [`AuditLog`], the redb store; open it with [`AuditLog::open`] on the directory
-//!   [`resolve_state_dir`] picks. Every append is one durable commit; [`AuditLog::append_batch`]
+//! - [`audit_log`]: [`AuditLog`], the store interface over both backends; open it with
+//!   [`AuditLog::open_at`] on a [`StoreLocation`] (or [`AuditLog::open`] on the state directory
+//!   [`resolve_state_dir`] picks). [`store`]: the redb backend, [`RedbStore`]; [`pg`]: the
+//!   PostgreSQL backend, [`PgStore`]. Every append is one durable commit; [`AuditLog::append_batch`]
 //!   shares one commit among many records; [`GroupCommitter`] gathers the records of many
 //!   concurrent callers into such shared commits.
 //! - [`record`]: the [`Record`] envelope around a fact (sluice-model's [`sluice_model::Fact`],

@@ -305,3 +305,65 @@ fn a_gate_waiting_in_one_controller_is_released_by_an_approval_from_another() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 }
+
+#[test]
+fn a_local_store_migrates_into_postgres_with_its_chain() {
+    let pg = cluster();
+    let url = pg.url();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("local");
+    let hosts = ["a", "b"];
+    let plan = PlanBuilder::new("kernel")
+        .local_hosts(&hosts, &dir.path().join("hosts"))
+        .step(StepDef::new("patch", "echo ok"))
+        .wave("all", &hosts, 2, 0)
+        .build();
+    let plan = write_plan(dir.path(), "kernel", &plan);
+    // Recorded in the local redb store (an empty SLUICE_STORE means none).
+    let applied = apply(&state, "", &plan).output().unwrap();
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied));
+    let run = run_id(&applied);
+    let head = |out: &Output| {
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        stderr
+            .split_whitespace()
+            .skip_while(|w| *w != "head")
+            .nth(1)
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no head in {stderr}"))
+    };
+    let local_head = head(
+        &sluice_on(&state, "")
+            .args(["audit", "verify"])
+            .output()
+            .unwrap(),
+    );
+    let redb = format!("redb:{}", state.display());
+    let migrated = sluice_on(&state, &url)
+        .args(["store", "migrate", "--from", &redb, "--to", &url])
+        .output()
+        .unwrap();
+    assert!(migrated.status.success(), "{}", text(&migrated));
+    let verify = sluice_on(&state, &url)
+        .args(["audit", "verify"])
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", text(&verify));
+    assert_eq!(head(&verify), local_head);
+    let show = sluice_on(&state, &url)
+        .args(["show", &run])
+        .output()
+        .unwrap();
+    assert!(show.status.success(), "{}", text(&show));
+    // A second migration into the same store is refused: the chain is there already.
+    let again = sluice_on(&state, &url)
+        .args(["store", "migrate", "--from", &redb, "--to", &url])
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("empty store"),
+        "{}",
+        text(&again)
+    );
+}

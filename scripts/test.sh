@@ -9,7 +9,9 @@
 # terminal. The HTML review is tested in a real headless Chromium (Debian's `chromium`), its PDF
 # read back with `pdftotext` (poppler-utils): tests/review_html.rs. The metrics file is checked by
 # `promtool check metrics` (Debian's `prometheus` package; only its promtool is used):
-# tests/metrics.rs. Man pages are rendered with groff (groff-base): tests/completions.rs.
+# tests/metrics.rs. Man pages are rendered with groff (groff-base): tests/completions.rs. The
+# PostgreSQL store's tests start throwaway clusters with Debian's `postgresql` server binaries
+# (/usr/lib/postgresql/*/bin, run as the `postgres` user): crates/sluice-testpg.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +39,9 @@ if ! command -v groff >/dev/null 2>&1; then
 fi
 if ! command -v promtool >/dev/null 2>&1; then
   missing+=(prometheus)
+fi
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing+=(postgresql)
 fi
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "scripts/test.sh: installing ${missing[*]}" >&2

@@ -6,7 +6,7 @@ use sluice_model::{Approval, ApprovalScope, Fact};
 
 use crate::error::AuditError;
 use crate::record::Entry;
-use crate::store::{ARTIFACTS, Appended, AuditLog, RECORDS, RUN_INDEX, Tx, decode_record};
+use crate::store::{ARTIFACTS, Appended, RECORDS, RUN_INDEX, RedbStore, Tx, decode_record};
 
 /// The gate before a wave of a run, as the store sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub struct Gate {
     pub waiting: bool,
 }
 
-impl AuditLog {
+impl RedbStore {
     /// Records an approval of a plan artifact (scope `plan`), bound to its exact hash, and stores
     /// the artifact (once per hash) in the same commit, under the plan's pseudo-run
     /// ([`crate::record::plan_run_id`]).
@@ -50,8 +50,8 @@ impl AuditLog {
     }
 
     /// Answers the gate of a run with `approval` (scope `wave`: approved, or refused), after the
-    /// same checks as [`AuditLog::gate`], in the same transaction. The executor polls
-    /// [`AuditLog::wave_approved`].
+    /// same checks as [`RedbStore::gate`], in the same transaction. The executor polls
+    /// [`RedbStore::wave_approved`].
     pub fn approve_wave(&self, run: &str, approval: Approval) -> Result<Appended, AuditError> {
         let ApprovalScope::Wave { wave } = &approval.scope else {
             return Err(AuditError::NotAGateApproval);
@@ -65,12 +65,30 @@ impl AuditLog {
 }
 
 fn gate_in(tx: &mut Tx<'_>, run: &str, wave: &str) -> Result<Gate, AuditError> {
-    let summary = tx
-        .run_summary(run)?
-        .cloned()
-        .ok_or_else(|| AuditError::UnknownRun {
-            run: run.to_string(),
-        })?;
+    let summary = tx.run_summary(run)?.cloned();
+    let tx: &Tx<'_> = tx;
+    resolve_gate(
+        summary,
+        run,
+        wave,
+        |plan_hash, name| wave_has_gate(tx, plan_hash, name),
+        |name| wave_progress(tx, run, name),
+    )
+}
+
+/// The checks of a gate, on what a backend reads in the transaction that records the answer:
+/// the run's summary, whether its plan gives the wave a gate, and (the wave has started, the
+/// run waits at the gate now).
+pub(crate) fn resolve_gate(
+    summary: Option<crate::query::RunSummary>,
+    run: &str,
+    wave: &str,
+    has_gate: impl FnOnce(&str, &str) -> Result<bool, AuditError>,
+    progress: impl FnOnce(&str) -> Result<(bool, bool), AuditError>,
+) -> Result<Gate, AuditError> {
+    let summary = summary.ok_or_else(|| AuditError::UnknownRun {
+        run: run.to_string(),
+    })?;
     if let sluice_model::RunState::Finished(status) = summary.status {
         return Err(AuditError::GateClosed {
             run: run.to_string(),
@@ -97,12 +115,12 @@ fn gate_in(tx: &mut Tx<'_>, run: &str, wave: &str) -> Result<Gate, AuditError> {
         wave: name.clone(),
         why: why.to_string(),
     };
-    if !wave_has_gate(tx, &summary.plan_hash, &name)? {
+    if !has_gate(&summary.plan_hash, &name)? {
         return Err(closed("that wave has no approval gate (`approval: true`)"));
     }
     // A gate may be answered again until its wave starts (a signed approval that does not count
     // is followed by one that does); the run reads the latest answer.
-    let (started, waiting) = wave_progress(tx, run, &name)?;
+    let (started, waiting) = progress(&name)?;
     if started {
         return Err(closed("the wave has already started"));
     }
@@ -112,6 +130,34 @@ fn gate_in(tx: &mut Tx<'_>, run: &str, wave: &str) -> Result<Gate, AuditError> {
         plan_hash: summary.plan_hash,
         waiting,
     })
+}
+
+/// Whether a stored plan artifact gives `wave` an approval gate.
+pub(crate) fn artifact_gates_wave(artifact: &serde_json::Value, wave: &str) -> bool {
+    artifact
+        .get("waves")
+        .and_then(|w| w.as_array())
+        .and_then(|waves| {
+            waves
+                .iter()
+                .find(|w| w.get("name").and_then(|n| n.as_str()) == Some(wave))
+        })
+        .and_then(|w| w.get("approval"))
+        .and_then(|a| a.as_bool())
+        .unwrap_or(false)
+}
+
+/// (the wave has started, the run waits at its gate now), from the run's facts in order.
+pub(crate) fn progress_of<'f>(facts: impl Iterator<Item = &'f Fact>, wave: &str) -> (bool, bool) {
+    let (mut started, mut waiting) = (false, false);
+    for fact in facts {
+        match fact {
+            Fact::WaveStarted(w) if w.wave == wave => started = true,
+            Fact::ApprovalRequested(r) if r.wave == wave => waiting = true,
+            _ => {}
+        }
+    }
+    (started, waiting)
 }
 
 /// Whether the run's stored plan gives `wave` an approval gate.
@@ -136,18 +182,7 @@ fn wave_has_gate(tx: &Tx<'_>, plan_hash: &str, wave: &str) -> Result<bool, Audit
     let Fact::PlanArtifactStored(stored) = record.fact else {
         return Ok(true);
     };
-    Ok(stored
-        .artifact
-        .get("waves")
-        .and_then(|w| w.as_array())
-        .and_then(|waves| {
-            waves
-                .iter()
-                .find(|w| w.get("name").and_then(|n| n.as_str()) == Some(wave))
-        })
-        .and_then(|w| w.get("approval"))
-        .and_then(|a| a.as_bool())
-        .unwrap_or(false))
+    Ok(artifact_gates_wave(&stored.artifact, wave))
 }
 
 /// (the wave has started, the run waits at its gate now), from the run's records.
@@ -163,16 +198,12 @@ fn wave_progress(tx: &Tx<'_>, run: &str, wave: &str) -> Result<(bool, bool), Aud
             .collect::<Result<_, _>>()?
     };
     let records = tx.table(RECORDS)?;
-    let (mut started, mut waiting) = (false, false);
+    let mut facts = Vec::new();
     for seq in seqs {
         let Some(bytes) = records.get(seq).map_err(|e| log.err(e))? else {
             continue;
         };
-        match decode_record(log.path(), seq, bytes.value())?.fact {
-            Fact::WaveStarted(w) if w.wave == wave => started = true,
-            Fact::ApprovalRequested(r) if r.wave == wave => waiting = true,
-            _ => {}
-        }
+        facts.push(decode_record(log.path(), seq, bytes.value())?.fact);
     }
-    Ok((started, waiting))
+    Ok(progress_of(facts.iter(), wave))
 }

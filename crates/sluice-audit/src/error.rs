@@ -129,6 +129,35 @@ pub enum AuditError {
     #[error("run {run} holds no leases")]
     NoLeases { run: String },
 
+    /// The PostgreSQL store failed; `unreachable` when the database could not be reached or went
+    /// away (a run stops and can be resumed once it is back).
+    #[error("audit store {store}: {reason}")]
+    Database {
+        store: String,
+        reason: String,
+        unreachable: bool,
+    },
+
+    /// The database holds a schema this sluice does not know (written by a newer sluice).
+    #[error(
+        "the audit store {store} has schema version {found}, and this sluice knows up to version {known}; use a newer sluice"
+    )]
+    SchemaNewer {
+        store: String,
+        found: i32,
+        known: i32,
+    },
+
+    /// The database has no sluice schema yet and the command does not create one.
+    #[error(
+        "the audit store {store} has not been initialised (nothing has been recorded yet); `sluice store init --store {store}` creates its schema"
+    )]
+    NotInitialised { store: String },
+
+    /// A `--store`/`SLUICE_STORE` value that names no store this sluice can open.
+    #[error("--store {url}: {reason}")]
+    BadStoreUrl { url: String, reason: String },
+
     #[error("cannot read the export: {0}")]
     Read(#[source] std::io::Error),
 

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use crate::chain::{Break, ChainWalk, Scope, write_line};
 use crate::error::AuditError;
-use crate::store::{AuditLog, RECORDS};
+use crate::store::{RECORDS, RedbStore};
 
 /// The last line of an export.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +67,7 @@ impl VerifyReport {
     }
 }
 
-impl AuditLog {
+impl RedbStore {
     /// Walks the whole chain in the store and reports the first record that breaks it.
     pub fn verify(&self) -> Result<VerifyReport, AuditError> {
         let txn = self.read()?;

@@ -8,8 +8,8 @@ use sluice_model::{
     StepResult, StepStatus, WaveDecided, WaveDecision, WaveStarted, WaveStatus,
 };
 
+use crate::audit_log::AuditLog;
 use crate::record::Entry;
-use crate::store::AuditLog;
 
 /// A capture of `text`, whole.
 pub fn capture(text: &str) -> Capture {

@@ -26,9 +26,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use crate::audit_log::AuditLog;
 use crate::error::AuditError;
 use crate::record::Entry;
-use crate::store::{Appended, AuditLog};
+use crate::store::Appended;
 
 /// Most records in one commit: keeps one transaction's size, and a waiter's worst case, bounded.
 pub const MAX_BATCH: usize = 512;

@@ -7,9 +7,9 @@ use sluice_model::{Fact, RunResumed, UnknownStepsResolved};
 use crate::error::AuditError;
 use crate::lease::{LeaseHolder, decode_lease, lease_hosts, pid_alive};
 use crate::record::Entry;
-use crate::store::{Appended, AuditLog, LEASES, Tx};
+use crate::store::{Appended, LEASES, RedbStore, Tx};
 
-impl AuditLog {
+impl RedbStore {
     /// Carries on an interrupted run, in ONE commit: checks that it has not finished and that
     /// no live process holds its leases, re-takes the leases of `hosts` for `holder`
     /// (`lease_taken`), records `run_resumed` and, when the operator chose, the choice for the

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::AuditError;
 pub use crate::identity::{controller_name, operator_name, pid_alive};
 use crate::record::Entry;
-use crate::store::{Appended, AuditLog, LEASES, Tx};
+use crate::store::{Appended, LEASES, RedbStore, Tx};
 use sluice_model::{Fact, LeaseChange, RunFinished};
 
 /// Who holds a lease.
@@ -40,9 +40,13 @@ pub struct Lease {
     pub pid: u32,
     /// When it was taken, RFC 3339.
     pub since: String,
+    /// In a shared (PostgreSQL) store: when the lease expires unless its holder's heartbeat
+    /// renews it. A local (redb) store judges its holder by its pid instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
-impl AuditLog {
+impl RedbStore {
     /// Starts a run that leases `hosts`: `run_started` and `lease_taken` in one commit, so a
     /// refused start ([`AuditError::LeaseHeld`]) leaves no trace of a run that never ran.
     /// Returns the new run id.
@@ -237,6 +241,7 @@ pub(crate) fn lease_hosts(
                 controller: holder.controller.clone(),
                 pid: holder.pid,
                 since: since.clone(),
+                expires_at: None,
             };
             let bytes = encode_lease(run, &lease)?;
             leases
@@ -276,7 +281,7 @@ fn remove_leases_of(tx: &mut Tx<'_>, run: &str) -> Result<Vec<Lease>, AuditError
     Ok(held)
 }
 
-pub(crate) fn decode_lease(log: &AuditLog, host: &str, bytes: &[u8]) -> Result<Lease, AuditError> {
+pub(crate) fn decode_lease(log: &RedbStore, host: &str, bytes: &[u8]) -> Result<Lease, AuditError> {
     serde_json::from_slice(bytes).map_err(|err| AuditError::BadRecord {
         path: log.path().to_path_buf(),
         seq: 0,

@@ -1,7 +1,9 @@
 //! The sluice audit trail: an append-only, hash-chained, durable record of every run.
 //!
-//! - [`store`]: [`AuditLog`], the redb store; open it with [`AuditLog::open`] on the directory
-//!   [`resolve_state_dir`] picks. Every append is one durable commit; [`AuditLog::append_batch`]
+//! - [`audit_log`]: [`AuditLog`], the store interface over both backends; open it with
+//!   [`AuditLog::open_at`] on a [`StoreLocation`] (or [`AuditLog::open`] on the state directory
+//!   [`resolve_state_dir`] picks). [`store`]: the redb backend, [`RedbStore`]; [`pg`]: the
+//!   PostgreSQL backend, [`PgStore`]. Every append is one durable commit; [`AuditLog::append_batch`]
 //!   shares one commit among many records; [`GroupCommitter`] gathers the records of many
 //!   concurrent callers into such shared commits.
 //! - [`record`]: the [`Record`] envelope around a fact (sluice-model's [`sluice_model::Fact`],
@@ -43,6 +45,7 @@
 //! (run summaries, leases, approval indexes) is derived from records in the same transaction.
 
 pub mod approvals;
+pub mod audit_log;
 pub mod chain;
 pub mod contained;
 pub mod error;
@@ -51,6 +54,7 @@ pub mod group;
 pub mod identity;
 pub mod journal;
 pub mod lease;
+pub mod pg;
 pub mod query;
 mod readonly;
 pub mod record;
@@ -61,17 +65,19 @@ pub mod store;
 mod tx;
 
 pub use approvals::Gate;
+pub use audit_log::{AuditLog, OpenMode, StoreLocation};
 pub use chain::Break;
 pub use error::AuditError;
 pub use export::{ExportEnd, VerifyReport, verify_export};
 pub use group::{BatchSink, CommitFailed, CommitStats, GroupCommitter};
 pub use lease::{Lease, LeaseHolder, controller_name, operator_name, pid_alive};
+pub use pg::{PgStore, StoreUrl};
 pub use query::{PendingGate, RunSummary, StepOutput};
 pub use record::{Entry, Record, is_plan_run, plan_run_id};
 pub use redact::Redactor;
 pub use salvage::{SalvageReport, salvage};
 pub use state_dir::{STORE_FILE, resolve_state_dir};
-pub use store::{Appended, AuditLog};
+pub use store::{Appended, RedbStore};
 
 #[cfg(any(test, feature = "fixture"))]
 pub mod fixture;

@@ -12,7 +12,7 @@ use sluice_model::{Approval, ApprovalScope, Capture, Fact, RunKind, RunState, St
 use crate::error::AuditError;
 use crate::record::Record;
 use crate::store::{
-    ARTIFACTS, AuditLog, PENDING_GATES, PLAN_APPROVALS, RECORDS, RUN_INDEX, RUNS, WAVE_APPROVALS,
+    ARTIFACTS, PENDING_GATES, PLAN_APPROVALS, RECORDS, RUN_INDEX, RUNS, RedbStore, WAVE_APPROVALS,
     decode_record,
 };
 
@@ -102,13 +102,18 @@ impl RunSummary {
     /// A run recorded as `running` whose process is gone (no lease held by a live process of this
     /// controller) is shown as `interrupted`: `sluice resume` carries it on.
     pub(crate) fn mark_interrupted(&mut self, leases: &[crate::lease::Lease], controller: &str) {
-        if self.status != RunState::RUNNING || crate::record::is_plan_run(&self.run) {
-            return;
-        }
         let alive = leases.iter().any(|l| {
             l.run == self.run && (l.controller != controller || crate::lease::pid_alive(l.pid))
         });
-        if !alive {
+        self.mark_interrupted_unless(alive);
+    }
+
+    /// Marks a running run `interrupted` unless a live holder keeps its leases.
+    pub(crate) fn mark_interrupted_unless(&mut self, held_by_live: bool) {
+        if self.status != RunState::RUNNING || crate::record::is_plan_run(&self.run) {
+            return;
+        }
+        if !held_by_live {
             self.status = RunState::INTERRUPTED;
         }
     }
@@ -153,7 +158,7 @@ pub struct StepOutput {
     pub stderr: Capture,
 }
 
-impl AuditLog {
+impl RedbStore {
     /// Every run, most recent first. Plan approvals (pseudo-runs `plan:...`) are not runs.
     pub fn list_runs(&self) -> Result<Vec<RunSummary>, AuditError> {
         let txn = self.read()?;
@@ -215,38 +220,6 @@ impl AuditLog {
             .transpose()
     }
 
-    /// Captured output of a run, optionally only one host and/or one step.
-    pub fn outputs(
-        &self,
-        run: &str,
-        host: Option<&str>,
-        step: Option<&str>,
-    ) -> Result<Vec<StepOutput>, AuditError> {
-        let mut out = Vec::new();
-        for record in self.run_records(run)? {
-            let (result, rollback) = match record.fact {
-                Fact::StepResult(r) => (r, false),
-                Fact::UndoResult(r) => (r, true),
-                _ => continue,
-            };
-            if host.is_some_and(|h| h != result.host) || step.is_some_and(|s| s != result.step) {
-                continue;
-            }
-            out.push(StepOutput {
-                seq: record.seq,
-                host: result.host,
-                step: result.step,
-                rollback,
-                status: result.status,
-                exit_code: result.exit_code,
-                detail: result.detail,
-                stdout: result.stdout,
-                stderr: result.stderr,
-            });
-        }
-        Ok(out)
-    }
-
     /// Approvals recorded for exactly this plan hash, oldest first.
     pub fn plan_approvals(&self, plan_hash: &str) -> Result<Vec<(Record, Approval)>, AuditError> {
         let txn = self.read()?;
@@ -263,11 +236,6 @@ impl AuditLog {
             }
         }
         Ok(out)
-    }
-
-    /// The latest answer to the gate before `wave` of `run`, if given.
-    pub fn wave_approved(&self, run: &str, wave: &str) -> Result<Option<Approval>, AuditError> {
-        Ok(self.wave_answer(run, wave)?.map(|(_, approval)| approval))
     }
 
     /// The latest answer to the gate before `wave` of `run` and its record's sequence number.
@@ -356,4 +324,35 @@ impl AuditLog {
             }),
         }
     }
+}
+
+/// The captured output of a run's records, optionally only one host and/or one step.
+pub(crate) fn step_outputs(
+    records: Vec<Record>,
+    host: Option<&str>,
+    step: Option<&str>,
+) -> Vec<StepOutput> {
+    let mut out = Vec::new();
+    for record in records {
+        let (result, rollback) = match record.fact {
+            Fact::StepResult(r) => (r, false),
+            Fact::UndoResult(r) => (r, true),
+            _ => continue,
+        };
+        if host.is_some_and(|h| h != result.host) || step.is_some_and(|s| s != result.step) {
+            continue;
+        }
+        out.push(StepOutput {
+            seq: record.seq,
+            host: result.host,
+            step: result.step,
+            rollback,
+            status: result.status,
+            exit_code: result.exit_code,
+            detail: result.detail,
+            stdout: result.stdout,
+            stderr: result.stderr,
+        });
+    }
+    out
 }

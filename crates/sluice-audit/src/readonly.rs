@@ -9,7 +9,7 @@
 //! 1. **Announce the reader and pin what it reads.** redb's read-only open
 //!    ([`redb::Builder::open_read_only`], in the writers' `MultiWriter` mode) opens the file
 //!    `O_RDONLY` and takes only shared byte-range locks (`fcntl` works on a read-only
-//!    descriptor). Its read transaction, held as long as the [`AuditLog`] lives, keeps writers in
+//!    descriptor). Its read transaction, held as long as the [`RedbStore`] lives, keeps writers in
 //!    other processes from reusing the pages of any commit from its snapshot on, so a run that
 //!    commits while `sluice show` reads cannot tear what `show` sees.
 //! 2. **Check, privately.** The read-only open does not check the file's integrity, and an

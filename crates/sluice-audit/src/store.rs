@@ -55,7 +55,7 @@ pub struct Appended {
 }
 
 /// The audit trail of one controller.
-pub struct AuditLog {
+pub struct RedbStore {
     db: Database,
     path: PathBuf,
     controller: String,
@@ -71,19 +71,19 @@ enum Access {
     Read { _pin: Option<ReadPin> },
 }
 
-impl std::fmt::Debug for AuditLog {
+impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditLog")
+        f.debug_struct("RedbStore")
             .field("path", &self.path)
             .finish()
     }
 }
 
-impl AuditLog {
+impl RedbStore {
     /// Opens the store in `state_dir`, creating the directory and an empty store only when no
     /// store file exists there. An existing file is integrity-checked on open; a damaged one is an
     /// error ([`AuditError::Corrupt`]), never replaced.
-    pub fn open(state_dir: &Path) -> Result<AuditLog, AuditError> {
+    pub fn open(state_dir: &Path) -> Result<RedbStore, AuditError> {
         std::fs::create_dir_all(state_dir).map_err(|source| AuditError::CreateStateDir {
             path: state_dir.to_path_buf(),
             source,
@@ -92,7 +92,7 @@ impl AuditLog {
     }
 
     /// Opens an existing store to write to it; [`AuditError::Missing`] when there is none.
-    pub fn open_existing(state_dir: &Path) -> Result<AuditLog, AuditError> {
+    pub fn open_existing(state_dir: &Path) -> Result<RedbStore, AuditError> {
         Self::open_file(&state_dir.join(STORE_FILE), false)
     }
 
@@ -100,13 +100,13 @@ impl AuditLog {
     /// directory (no lock file either), so it works on a read-only mount and on a copy; see
     /// `readonly.rs`. A damaged store is [`AuditError::Corrupt`]; writing through the
     /// returned log fails with [`AuditError::ReadOnly`]. Another controller's store may be read.
-    pub fn open_read_only(state_dir: &Path) -> Result<AuditLog, AuditError> {
+    pub fn open_read_only(state_dir: &Path) -> Result<RedbStore, AuditError> {
         let path = state_dir.join(STORE_FILE);
         if !path.exists() {
             return Err(AuditError::Missing { path });
         }
         let opened = crate::readonly::open_view(&path)?;
-        let log = AuditLog {
+        let log = RedbStore {
             db: opened.db,
             path,
             controller: crate::lease::controller_name(),
@@ -116,7 +116,7 @@ impl AuditLog {
         Ok(log)
     }
 
-    fn open_file(path: &Path, create: bool) -> Result<AuditLog, AuditError> {
+    fn open_file(path: &Path, create: bool) -> Result<RedbStore, AuditError> {
         // Two first runs starting at once must not both initialise a new file: whether the
         // store exists is decided, and a new one created, under a lock. A reader takes it too
         // when it can (so it never sees a half-initialised file) but does not need it: the
@@ -156,7 +156,7 @@ impl AuditLog {
                 });
             }
         };
-        let log = AuditLog {
+        let log = RedbStore {
             db,
             path: path.to_path_buf(),
             controller: crate::lease::controller_name(),
@@ -173,7 +173,7 @@ impl AuditLog {
         }
     }
 
-    /// A reader's check of what a writer's [`AuditLog::init`] ensures: the store was initialised
+    /// A reader's check of what a writer's [`RedbStore::init`] ensures: the store was initialised
     /// and holds records in the format this sluice reads.
     fn check_format(&self) -> Result<(), AuditError> {
         let txn = self.read()?;

@@ -12,13 +12,13 @@ use crate::error::AuditError;
 use crate::query::RunSummary;
 use crate::record::{Entry, Record};
 use crate::store::{
-    ARTIFACTS, Appended, AuditLog, PENDING_GATES, PLAN_APPROVALS, RECORDS, RUN_INDEX, RUNS,
+    ARTIFACTS, Appended, PENDING_GATES, PLAN_APPROVALS, RECORDS, RUN_INDEX, RUNS, RedbStore,
     WAVE_APPROVALS,
 };
 
 /// One open write transaction: appends records and keeps the indexes in step.
 pub(crate) struct Tx<'a> {
-    pub(crate) log: &'a AuditLog,
+    pub(crate) log: &'a RedbStore,
     pub(crate) txn: WriteTransaction,
     /// Run summaries read or changed in this transaction, written once at commit: a batch of
     /// many records of one run encodes its summary once, not once per record.
@@ -26,7 +26,7 @@ pub(crate) struct Tx<'a> {
 }
 
 impl<'a> Tx<'a> {
-    pub(crate) fn new(log: &'a AuditLog, txn: WriteTransaction) -> Self {
+    pub(crate) fn new(log: &'a RedbStore, txn: WriteTransaction) -> Self {
         Tx {
             log,
             txn,

@@ -79,7 +79,10 @@ impl From<AuditError> for CliError {
             | AuditError::NoLeases { .. }
             | AuditError::LeaseHeld { .. }
             | AuditError::LeaseHolderAlive { .. }
-            | AuditError::RunFinished { .. } => ErrorKind::InvalidInput,
+            | AuditError::RunFinished { .. }
+            | AuditError::BadStoreUrl { .. }
+            | AuditError::NotInitialised { .. }
+            | AuditError::SchemaNewer { .. } => ErrorKind::InvalidInput,
             _ => ErrorKind::Failed,
         };
         CliError {

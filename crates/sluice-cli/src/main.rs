@@ -83,6 +83,8 @@ enum Command {
     Approve(commands::approve::WaveArgs),
     /// Break the host leases of a run whose process is gone.
     Unlock(commands::unlock::Args),
+    /// Set up the audit store: create a PostgreSQL store's schema, copy a local store into one.
+    Store(commands::store::Args),
     /// Run one ad-hoc command on every targeted host and gather identical outputs.
     Exec(commands::exec::Args),
     /// Show an inventory's hosts, groups and variables (like ansible-inventory).
@@ -125,6 +127,7 @@ fn main() -> ExitCode {
         Command::ApprovePlan(args) => commands::approve::run_plan(args, &console),
         Command::Approve(args) => commands::approve::run_wave(args, &console),
         Command::Unlock(args) => commands::unlock::run(args, &console),
+        Command::Store(args) => commands::store::run(args, &console),
         Command::Exec(args) => commands::exec::run(args, &console),
         Command::Inventory(args) => commands::inventory::run(args, &console),
         Command::Metrics(args) => commands::metrics::run(args, &console),

@@ -211,10 +211,8 @@ pub(crate) fn release_alone(log: &AuditLog, run_id: &str) -> bool {
     if log.release_leases(run_id).is_ok() {
         return true;
     }
-    let Some(state_dir) = log.path().parent() else {
-        return false;
-    };
-    AuditLog::open_existing(state_dir).is_ok_and(|fresh| fresh.release_leases(run_id).is_ok())
+    log.reopen()
+        .is_ok_and(|fresh| fresh.release_leases(run_id).is_ok())
 }
 
 /// Records and shows each warning reported during the run. A warning that cannot be recorded is

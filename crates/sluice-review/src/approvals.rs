@@ -3,19 +3,22 @@
 //! A review never creates a store and never fails for want of one: without a store the review
 //! says approvals were not checked, and why.
 
-use std::path::Path;
-
-use sluice_audit::{AuditError, AuditLog};
+use sluice_audit::{AuditError, AuditLog, OpenMode, StoreLocation};
 use sluice_model::fact::ApprovalScope;
 
 use crate::model::{ApprovalSource, ApprovalView, ApprovalsView};
 
-/// Approvals of `plan_hash` in the store under `state_dir`. A missing store gives
+/// Approvals of `plan_hash` in the store at `location`. A missing store gives
 /// [`ApprovalSource::NotChecked`]; a store that exists but cannot be read is an error (the
 /// caller decides whether to go on without it).
-pub fn read(state_dir: &Path, plan_hash: &str) -> Result<ApprovalsView, AuditError> {
-    let log = match AuditLog::open_existing(state_dir) {
+pub fn read(location: &StoreLocation, plan_hash: &str) -> Result<ApprovalsView, AuditError> {
+    let log = match AuditLog::open_at(location, OpenMode::Existing) {
         Ok(log) => log,
+        Err(AuditError::NotInitialised { store }) => {
+            return Ok(not_checked(format!(
+                "the audit store {store} holds nothing yet (approve with `sluice approve-plan`)"
+            )));
+        }
         Err(AuditError::Missing { path }) => {
             return Ok(not_checked(format!(
                 "no audit store at {} (approve with `sluice approve-plan`, or pass --state-dir)",
@@ -39,7 +42,7 @@ pub fn read(state_dir: &Path, plan_hash: &str) -> Result<ApprovalsView, AuditErr
         .collect();
     Ok(ApprovalsView {
         source: ApprovalSource::Store {
-            path: log_path(state_dir),
+            path: log_path(location),
         },
         recorded,
     })
@@ -55,9 +58,13 @@ pub fn not_checked(reason: impl Into<String>) -> ApprovalsView {
     }
 }
 
-fn log_path(state_dir: &Path) -> String {
-    state_dir
-        .join(sluice_audit::state_dir::STORE_FILE)
-        .display()
-        .to_string()
+/// The redb file, or the database URL (which never holds a password).
+fn log_path(location: &StoreLocation) -> String {
+    match location {
+        StoreLocation::Redb(state_dir) => state_dir
+            .join(sluice_audit::state_dir::STORE_FILE)
+            .display()
+            .to_string(),
+        StoreLocation::Postgres(url) => url.to_string(),
+    }
 }

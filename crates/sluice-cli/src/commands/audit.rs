@@ -4,7 +4,7 @@
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use sluice_audit::{AuditError, AuditLog, VerifyReport};
+use sluice_audit::{AuditError, AuditLog, OpenMode, StoreLocation, VerifyReport};
 
 use crate::console::Console;
 use crate::error::CliError;
@@ -17,27 +17,48 @@ pub struct StateDirArg {
     /// ~/.local/state/sluice].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// The audit store: `postgres://USER@HOST/DATABASE` (shared by a team; the password from
+    /// PGPASSWORD or ~/.pgpass, never in the URL) or `redb:DIR` [default: $SLUICE_STORE, else
+    /// the redb store in the state directory].
+    #[arg(long = "store", value_name = "URL")]
+    pub store_url: Option<String>,
 }
 
 impl StateDirArg {
+    /// The state directory (of the redb store, and of files kept beside it).
     pub fn dir(&self) -> Result<PathBuf, CliError> {
         Ok(sluice_audit::resolve_state_dir(self.state_dir.as_deref())?)
     }
 
-    /// Opens an existing store to write to it (never creates one).
-    pub fn open_existing(&self) -> Result<AuditLog, CliError> {
-        Ok(AuditLog::open_existing(&self.dir()?)?)
+    /// Where the store is: `--store`, else `--state-dir`, else `$SLUICE_STORE`, else the state
+    /// directory from the environment.
+    pub fn location(&self) -> Result<StoreLocation, CliError> {
+        let from_env = || std::env::var("SLUICE_STORE").ok().filter(|v| !v.is_empty());
+        let text = match (&self.store_url, &self.state_dir) {
+            (Some(url), _) => Some(url.clone()),
+            (None, Some(_)) => None,
+            (None, None) => from_env(),
+        };
+        match text {
+            Some(text) => Ok(StoreLocation::parse(&text)?),
+            None => Ok(StoreLocation::Redb(self.dir()?)),
+        }
     }
 
-    /// Opens an existing store to read it: nothing in the state directory is created or
-    /// changed, so read commands work on a read-only mount.
+    /// Opens an existing store to write to it (never creates one).
+    pub fn open_existing(&self) -> Result<AuditLog, CliError> {
+        Ok(AuditLog::open_at(&self.location()?, OpenMode::Existing)?)
+    }
+
+    /// Opens an existing store to read it: nothing in the store is created or changed, so read
+    /// commands work on a read-only mount (or a read-only database role).
     pub fn open_read_only(&self) -> Result<AuditLog, CliError> {
-        Ok(AuditLog::open_read_only(&self.dir()?)?)
+        Ok(AuditLog::open_at(&self.location()?, OpenMode::ReadOnly)?)
     }
 
     /// Opens the store, creating it if there is none yet.
     pub fn open(&self) -> Result<AuditLog, CliError> {
-        Ok(AuditLog::open(&self.dir()?)?)
+        Ok(AuditLog::open_at(&self.location()?, OpenMode::Create)?)
     }
 }
 
@@ -162,9 +183,9 @@ fn print_report(console: &Console, what: &str, report: &VerifyReport) {
 }
 
 fn export(args: ExportArgs, console: &Console) -> Result<u8, CliError> {
-    let dir = args.store.dir()?;
+    let location = args.store.location()?;
     // Open the store before creating the output file: a refusal leaves nothing behind.
-    let opened = match AuditLog::open_read_only(&dir) {
+    let opened = match AuditLog::open_at(&location, OpenMode::ReadOnly) {
         Err(err @ AuditError::Corrupt { .. }) => Err(err),
         Err(err) => return Err(err.into()),
         Ok(log) => Ok(log),
@@ -190,7 +211,11 @@ fn export(args: ExportArgs, console: &Console) -> Result<u8, CliError> {
                     "a salvage exports every record it can read, not only run {run}'s: the store's index of runs cannot be trusted"
                 ));
             }
-            let report = sluice_audit::salvage(&dir, &mut out)?;
+            // Only a redb file is ever `Corrupt`: a database is not read past its server.
+            let StoreLocation::Redb(dir) = &location else {
+                return Err(err.into());
+            };
+            let report = sluice_audit::salvage(dir, &mut out)?;
             finish(out, args.output.as_deref())?;
             console.status("Salvaged", &report);
             console.warn(

@@ -18,6 +18,7 @@ pub mod review;
 pub mod runs;
 pub mod show;
 pub mod signatures;
+pub mod store;
 pub mod unlock;
 pub mod validate;
 pub mod version;

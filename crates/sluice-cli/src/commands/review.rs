@@ -152,12 +152,14 @@ fn promotion_evidence(
             promotion.after
         )));
     }
-    let (log, store_note) = match store
-        .dir()
-        .map(|dir| sluice_audit::AuditLog::open_read_only(&dir))
-    {
+    let (log, store_note) = match store.location().map(|location| {
+        sluice_audit::AuditLog::open_at(&location, sluice_audit::OpenMode::ReadOnly)
+    }) {
         Ok(Ok(log)) => (Some(log), None),
-        Ok(Err(sluice_audit::AuditError::Missing { .. })) => (
+        Ok(Err(
+            sluice_audit::AuditError::Missing { .. }
+            | sluice_audit::AuditError::NotInitialised { .. },
+        )) => (
             None,
             Some("this controller has recorded no run yet".to_string()),
         ),
@@ -196,7 +198,7 @@ fn approvals(
     store: &StateDirArg,
     console: &Console,
 ) -> sluice_review::model::ApprovalsView {
-    let dir = match store.dir() {
+    let dir = match store.location() {
         Ok(dir) => dir,
         Err(e) => return sluice_review::approvals::not_checked(e.message),
     };

@@ -1,0 +1,221 @@
+//! The PostgreSQL store: the audit trail of a team, shared by every controller that points
+//! `--store` at the same database.
+//!
+//! - `url.rs`: the URL (refused with a password), the connection settings, `~/.pgpass`.
+//! - `conn.rs`: the client (`tokio-postgres`) driven on a private runtime thread, so the store's
+//!   synchronous methods work from any thread, inside a tokio runtime or not; TLS.
+//! - `schema.rs`: the versioned migrations (`sluice.schema_version`).
+//! - `tx.rs`: one write transaction: the chain's tip locked, records appended with the redb
+//!   store's canonical bytes and hashes, the indexes kept in step.
+//! - `lease.rs`: leases with an expiry renewed by a heartbeat (`heartbeat.rs`), and resume;
+//!   `approve.rs`: approvals of plans and gates.
+//! - `read.rs`: the queries, `verify` and `export`; `import.rs`: `sluice store migrate`.
+//!
+//! **Invariant:** every write transaction starts by locking the one row of `sluice.chain_tip`
+//! (`SELECT … FOR UPDATE`), so writers from every controller are serialised and the chain
+//! never forks; the tip row is updated in the same transaction as the records. Commits are
+//! synchronous (`synchronous_commit = on` for every session): a commit that returned is on
+//! the database's disk.
+
+mod approve;
+mod conn;
+mod heartbeat;
+mod import;
+mod lease;
+mod read;
+mod schema;
+mod tx;
+mod url;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub use schema::SCHEMA_VERSION;
+pub use url::StoreUrl;
+
+use crate::audit_log::OpenMode;
+use crate::error::AuditError;
+use crate::record::Entry;
+use crate::store::Appended;
+use conn::Connection;
+use sluice_model::Fact;
+pub(crate) use tx::PgTx;
+
+/// How long a lease lives without a heartbeat unless `SLUICE_LEASE_EXPIRY` (seconds) says
+/// otherwise: a controller that dies leaves leases another controller may take over after this.
+pub const DEFAULT_LEASE_EXPIRY: Duration = Duration::from_secs(60);
+
+/// The audit trail in a PostgreSQL database; see the module documentation.
+pub struct PgStore {
+    url: StoreUrl,
+    /// The URL as a path, for the errors that name their store by path.
+    label: PathBuf,
+    config: tokio_postgres::Config,
+    controller: String,
+    mode: OpenMode,
+    lease_expiry: Duration,
+    /// One connection, reopened when the database closed it (a restart).
+    client: Mutex<Option<Connection>>,
+    heartbeat: Mutex<Option<heartbeat::Heartbeat>>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore").field("url", &self.url).finish()
+    }
+}
+
+impl PgStore {
+    /// Connects and checks the schema: `Create` and `Existing` apply the migrations this sluice
+    /// knows (`Existing` only to a store that was initialised); every mode refuses a schema newer
+    /// than this sluice's.
+    pub fn open(url: &StoreUrl, mode: OpenMode) -> Result<PgStore, AuditError> {
+        let lease_expiry = std::env::var("SLUICE_LEASE_EXPIRY")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|secs| *secs > 0.0 && secs.is_finite())
+            .map_or(DEFAULT_LEASE_EXPIRY, Duration::from_secs_f64);
+        Self::open_with_lease_expiry(url, mode, lease_expiry)
+    }
+
+    /// As [`PgStore::open`], with the lease expiry given rather than read from
+    /// `SLUICE_LEASE_EXPIRY`.
+    pub fn open_with_lease_expiry(
+        url: &StoreUrl,
+        mode: OpenMode,
+        lease_expiry: Duration,
+    ) -> Result<PgStore, AuditError> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let config = url.config(&env)?;
+        let store = PgStore {
+            url: url.clone(),
+            label: PathBuf::from(url.to_string()),
+            config,
+            controller: crate::identity::controller_name(),
+            mode,
+            lease_expiry,
+            client: Mutex::new(None),
+            heartbeat: Mutex::new(None),
+        };
+        store.with_client(|conn| schema::prepare(conn, &store, mode))?;
+        Ok(store)
+    }
+
+    pub fn url(&self) -> &StoreUrl {
+        &self.url
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.label
+    }
+
+    pub fn controller(&self) -> &str {
+        &self.controller
+    }
+
+    /// A run-time setting of the store's session (`SHOW name`).
+    pub fn setting(&self, name: &str) -> Result<String, AuditError> {
+        self.with_client(|conn| {
+            let rows = conn.query("SELECT current_setting($1)", &[&name])?;
+            Ok(rows.first().map(|r| r.get(0)).unwrap_or_default())
+        })
+    }
+
+    /// How long a lease lives without a heartbeat.
+    pub fn lease_expiry(&self) -> Duration {
+        self.lease_expiry
+    }
+
+    /// Runs `f` with the connection, connecting (again) first when there is none or the
+    /// database closed it.
+    pub(crate) fn with_client<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, AuditError>,
+    ) -> Result<T, AuditError> {
+        let mut slot = self
+            .client
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.as_ref().is_none_or(Connection::is_closed) {
+            *slot = None;
+            *slot = Some(Connection::open(
+                &self.config,
+                self.mode,
+                self.store_name(),
+            )?);
+        }
+        match slot.as_mut() {
+            Some(conn) => f(conn),
+            None => Err(self.unreachable("no connection")),
+        }
+    }
+
+    pub(crate) fn store_name(&self) -> &str {
+        self.url.text()
+    }
+
+    pub(crate) fn unreachable(&self, reason: &str) -> AuditError {
+        AuditError::Database {
+            store: self.store_name().to_string(),
+            reason: reason.to_string(),
+            unreachable: true,
+        }
+    }
+
+    /// Runs `f` in one write transaction holding the chain's tip, and commits it durably.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&mut PgTx<'_>) -> Result<T, AuditError>,
+    ) -> Result<T, AuditError> {
+        if self.mode == OpenMode::ReadOnly {
+            return Err(AuditError::ReadOnly {
+                path: self.label.clone(),
+            });
+        }
+        self.with_client(|conn| {
+            let mut tx = PgTx::begin(conn, self)?;
+            let value = f(&mut tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
+    }
+
+    /// Appends one record in its own durable commit.
+    pub fn append(&self, run: &str, fact: Fact) -> Result<Appended, AuditError> {
+        self.write(|tx| tx.append(Entry::new(run, fact)))
+    }
+
+    /// Appends records in ONE durable commit, in order.
+    pub fn append_batch(&self, entries: Vec<Entry>) -> Result<Vec<Appended>, AuditError> {
+        self.write(|tx| entries.into_iter().map(|e| tx.append(e)).collect())
+    }
+
+    /// Starts a run without leases.
+    pub fn begin_run(&self, started: sluice_model::RunStarted) -> Result<String, AuditError> {
+        self.write(|tx| {
+            let run = tx.new_run_id()?;
+            tx.append(Entry::new(&run, Fact::RunStarted(started)))?;
+            Ok(run)
+        })
+    }
+
+    /// Stores a plan artifact under its hash unless that hash is already stored.
+    pub fn store_artifact(
+        &self,
+        run: &str,
+        plan_hash: &str,
+        artifact: serde_json::Value,
+    ) -> Result<Option<Appended>, AuditError> {
+        self.write(|tx| tx.store_artifact(run, plan_hash, artifact))
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        // Stop renewing this process's leases: they expire unless released first.
+        if let Ok(mut beat) = self.heartbeat.lock() {
+            beat.take();
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! One write transaction of the PostgreSQL store: the chain's tip locked, records appended
+//! with the same envelope, canonical bytes and hashes as the redb store (`crate::tx`), and the
+//! indexes kept in step.
+
+use std::collections::BTreeMap;
+
+use sluice_model::{ApprovalScope, Fact, PlanArtifactStored};
+use tokio_postgres::Transaction;
+use tokio_postgres::types::ToSql;
+
+use super::PgStore;
+use super::conn::{Connection, block, db_error};
+use crate::chain::{self, GENESIS};
+use crate::error::AuditError;
+use crate::query::RunSummary;
+use crate::record::{Entry, Record};
+use crate::store::Appended;
+
+/// An open write transaction holding the lock on the chain's tip.
+pub(crate) struct PgTx<'a> {
+    txn: Transaction<'a>,
+    name: &'a str,
+    pub(crate) store: &'a PgStore,
+    tip_seq: u64,
+    tip_hash: String,
+    /// Run summaries read or changed in this transaction, written once at commit.
+    summaries: BTreeMap<String, RunSummary>,
+}
+
+impl<'a> PgTx<'a> {
+    /// Begins a transaction and locks the tip: from here until commit, this controller is the
+    /// store's only writer.
+    pub(crate) fn begin(conn: &'a mut Connection, store: &'a PgStore) -> Result<Self, AuditError> {
+        let (txn, name) = conn.transaction()?;
+        let row = block(txn.query_one("SELECT seq, hash FROM sluice.chain_tip FOR UPDATE", &[]))
+            .map_err(|e| db_error(name, &e))?;
+        let seq: i64 = row.get(0);
+        Ok(PgTx {
+            txn,
+            name,
+            store,
+            tip_seq: u64::try_from(seq).unwrap_or(0),
+            tip_hash: row.get(1),
+            summaries: BTreeMap::new(),
+        })
+    }
+
+    pub(crate) fn err(&self, err: &tokio_postgres::Error) -> AuditError {
+        db_error(self.name, err)
+    }
+
+    pub(crate) fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, AuditError> {
+        block(self.txn.query(sql, params)).map_err(|e| self.err(&e))
+    }
+
+    pub(crate) fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, AuditError> {
+        block(self.txn.execute(sql, params)).map_err(|e| self.err(&e))
+    }
+
+    /// Writes the summaries and the new tip, then commits durably.
+    pub(crate) fn commit(self) -> Result<(), AuditError> {
+        for (run, summary) in &self.summaries {
+            let encoded = serde_json::to_string(summary).map_err(|source| AuditError::Encode {
+                run: run.clone(),
+                kind: "run summary",
+                source,
+            })?;
+            self.execute(
+                "INSERT INTO sluice.runs (run, summary) VALUES ($1, $2)
+                 ON CONFLICT (run) DO UPDATE SET summary = excluded.summary",
+                &[run, &encoded],
+            )?;
+        }
+        let seq = i64::try_from(self.tip_seq).unwrap_or(i64::MAX);
+        self.execute(
+            "UPDATE sluice.chain_tip SET seq = $1, hash = $2",
+            &[&seq, &self.tip_hash],
+        )?;
+        let name = self.name;
+        block(self.txn.commit()).map_err(|e| db_error(name, &e))
+    }
+
+    pub(crate) fn run_summary(&mut self, run: &str) -> Result<Option<&RunSummary>, AuditError> {
+        if !self.summaries.contains_key(run) {
+            let rows = self.query("SELECT summary FROM sluice.runs WHERE run = $1", &[&run])?;
+            let Some(row) = rows.first() else {
+                return Ok(None);
+            };
+            let text: String = row.get(0);
+            let summary = RunSummary::decode(text.as_bytes(), self.store.path(), run)?;
+            self.summaries.insert(run.to_string(), summary);
+        }
+        Ok(self.summaries.get(run))
+    }
+
+    /// A run id that sorts by start time: `YYYYMMDD-HHMMSS-xxxx`.
+    pub(crate) fn new_run_id(&self) -> Result<String, AuditError> {
+        let now = jiff::Timestamp::now();
+        let stamp = now.strftime("%Y%m%d-%H%M%S").to_string();
+        let mut salt =
+            u64::from(std::process::id()) ^ now.subsec_nanosecond().unsigned_abs() as u64;
+        loop {
+            let digest = <sha2::Sha256 as sha2::Digest>::digest(salt.to_le_bytes());
+            let candidate = format!("{stamp}-{}", &hex::encode(digest)[..4]);
+            let taken = self.query("SELECT 1 FROM sluice.runs WHERE run = $1", &[&candidate])?;
+            if taken.is_empty() {
+                return Ok(candidate);
+            }
+            salt = salt.wrapping_add(1);
+        }
+    }
+
+    pub(crate) fn store_artifact(
+        &mut self,
+        run: &str,
+        plan_hash: &str,
+        artifact: serde_json::Value,
+    ) -> Result<Option<Appended>, AuditError> {
+        let stored = self.query(
+            "SELECT 1 FROM sluice.artifacts WHERE plan_hash = $1",
+            &[&plan_hash],
+        )?;
+        if !stored.is_empty() {
+            return Ok(None);
+        }
+        let fact = Fact::PlanArtifactStored(PlanArtifactStored {
+            plan_hash: plan_hash.to_string(),
+            artifact,
+        });
+        self.append(Entry::new(run, fact)).map(Some)
+    }
+
+    /// The seq of the chain's last record (0 for an empty store).
+    pub(crate) fn tip_seq(&self) -> u64 {
+        self.tip_seq
+    }
+
+    /// Adds a record exactly as another store wrote it (its seq, time and hashes kept), which
+    /// must continue the chain; the indexes are rebuilt from it as [`PgTx::append`] builds them.
+    pub(crate) fn insert_verbatim(&mut self, text: &str) -> Result<(), AuditError> {
+        let path = self.store.path().to_path_buf();
+        let record = crate::store::decode_record(&path, self.tip_seq + 1, text.as_bytes())?;
+        if record.seq != self.tip_seq + 1 || record.prev_hash != self.tip_hash {
+            return Err(AuditError::BadRecord {
+                path,
+                seq: record.seq,
+                reason: format!(
+                    "it does not continue the chain after record {}",
+                    self.tip_seq
+                ),
+            });
+        }
+        let seq = i64::try_from(record.seq).unwrap_or(i64::MAX);
+        self.execute(
+            "INSERT INTO sluice.records (seq, run, kind, body) VALUES ($1, $2, $3, $4)",
+            &[&seq, &record.run, &record.kind(), &text],
+        )?;
+        self.index(&record, seq)?;
+        self.run_summary(&record.run)?;
+        self.tip_seq = record.seq;
+        self.tip_hash = record.hash.clone();
+        self.summaries
+            .entry(record.run.clone())
+            .or_insert_with(|| RunSummary::new(&record.run))
+            .apply(&record);
+        Ok(())
+    }
+
+    /// Appends one record at the chain's tip and updates the indexes.
+    pub(crate) fn append(&mut self, entry: Entry) -> Result<Appended, AuditError> {
+        let run_prev_hash = self
+            .run_summary(&entry.run)?
+            .map_or_else(|| GENESIS.to_string(), |s| s.last_hash.clone());
+        let mut record = Record {
+            seq: self.tip_seq + 1,
+            at: jiff::Timestamp::now().to_string(),
+            run: entry.run,
+            fact: entry.fact,
+            prev_hash: self.tip_hash.clone(),
+            run_prev_hash,
+            hash: String::new(),
+        };
+        let (run_name, kind) = (record.run.clone(), record.fact.kind());
+        let encode = |err| AuditError::Encode {
+            run: run_name.clone(),
+            kind,
+            source: err,
+        };
+        chain::seal(&mut record).map_err(encode)?;
+        let body = serde_json::to_string(&record).map_err(encode)?;
+        let seq = i64::try_from(record.seq).unwrap_or(i64::MAX);
+        let run = record.run.as_str();
+        self.execute(
+            "INSERT INTO sluice.records (seq, run, kind, body) VALUES ($1, $2, $3, $4)",
+            &[&seq, &run, &kind, &body],
+        )?;
+        self.index(&record, seq)?;
+        self.tip_seq = record.seq;
+        self.tip_hash = record.hash.clone();
+        self.summaries
+            .entry(record.run.clone())
+            .or_insert_with(|| RunSummary::new(&record.run))
+            .apply(&record);
+        Ok(Appended {
+            seq: record.seq,
+            hash: record.hash,
+        })
+    }
+
+    /// The indexes a record feeds, as `crate::tx` keeps them in redb.
+    fn index(&self, record: &Record, seq: i64) -> Result<(), AuditError> {
+        let run = record.run.as_str();
+        match &record.fact {
+            Fact::PlanArtifactStored(stored) => {
+                self.execute(
+                    "INSERT INTO sluice.artifacts (plan_hash, seq) VALUES ($1, $2)
+                     ON CONFLICT (plan_hash) DO NOTHING",
+                    &[&stored.plan_hash, &seq],
+                )?;
+            }
+            Fact::Approval(approval) => match &approval.scope {
+                ApprovalScope::Plan { plan_hash } => {
+                    self.execute(
+                        "INSERT INTO sluice.plan_approvals (plan_hash, seq) VALUES ($1, $2)",
+                        &[plan_hash, &seq],
+                    )?;
+                }
+                ApprovalScope::Wave { wave } => {
+                    self.execute(
+                        "INSERT INTO sluice.wave_approvals (run, wave, seq) VALUES ($1, $2, $3)
+                         ON CONFLICT (run, wave) DO UPDATE SET seq = excluded.seq",
+                        &[&run, wave, &seq],
+                    )?;
+                    self.execute(
+                        "DELETE FROM sluice.pending_gates WHERE run = $1 AND wave = $2",
+                        &[&run, wave],
+                    )?;
+                }
+                // A confirmation typed at `sluice apply` is never a plan approval.
+                ApprovalScope::RunStart { .. } => {}
+            },
+            Fact::ApprovalRequested(requested) => {
+                self.execute(
+                    "INSERT INTO sluice.pending_gates (run, wave, seq) VALUES ($1, $2, $3)
+                     ON CONFLICT (run, wave) DO UPDATE SET seq = excluded.seq",
+                    &[&run, &requested.wave, &seq],
+                )?;
+            }
+            Fact::RunFinished(_) => {
+                // A finished run waits for nothing.
+                self.execute("DELETE FROM sluice.pending_gates WHERE run = $1", &[&run])?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The records of `run`, in order, read inside this transaction.
+    pub(crate) fn run_records(&self, run: &str) -> Result<Vec<Record>, AuditError> {
+        let rows = self.query(
+            "SELECT seq, body FROM sluice.records WHERE run = $1 ORDER BY seq",
+            &[&run],
+        )?;
+        rows.iter()
+            .map(|row| super::read::decode_row(self.store.path(), row))
+            .collect()
+    }
+
+    /// A stored plan artifact by hash, read inside this transaction.
+    pub(crate) fn artifact(
+        &self,
+        plan_hash: &str,
+    ) -> Result<Option<serde_json::Value>, AuditError> {
+        let rows = self.query(
+            "SELECT r.seq, r.body FROM sluice.artifacts a JOIN sluice.records r ON r.seq = a.seq
+             WHERE a.plan_hash = $1",
+            &[&plan_hash],
+        )?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        match super::read::decode_row(self.store.path(), row)?.fact {
+            Fact::PlanArtifactStored(stored) => Ok(Some(stored.artifact)),
+            _ => Ok(None),
+        }
+    }
+}

@@ -42,6 +42,8 @@ pub(crate) struct HostRun {
     pub duration: Duration,
     /// A reboot step a resume found in flight and saw through (`crate::reboot`): done.
     pub resumed_reboot: Option<String>,
+    /// The host passed its backup gate (`crate::backup`) in this host run.
+    pub backed_up: bool,
 }
 
 impl HostRun {
@@ -57,6 +59,7 @@ impl HostRun {
             failure: None,
             duration: Duration::ZERO,
             resumed_reboot: None,
+            backed_up: false,
         }
     }
 
@@ -164,6 +167,13 @@ impl HostRun {
                     return self.failed_with(step, &result);
                 }
             }
+        }
+        // The backup gate: before the first step that may change the host (a read-only
+        // `check: true` step may run before it, as guards do).
+        if !spec.check
+            && let Err(status) = crate::backup::ensure_backed_up(self, ctx, stop).await
+        {
+            return status;
         }
         self.ran.push(step.clone());
         if let Some(reboot) = &spec.reboot {

@@ -23,6 +23,7 @@
 //! events; the CLI decides how they are shown.
 
 pub mod approval;
+mod backup;
 pub mod budget;
 pub mod check;
 pub mod error;

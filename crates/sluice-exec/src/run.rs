@@ -41,6 +41,8 @@ pub(crate) struct RunContext {
     /// The stage this context runs (its `artifact` is then the stage's view); `None` for a
     /// plan without stages.
     pub stage: Option<String>,
+    /// The backups done in this run, shared by its stages.
+    pub backups: Arc<crate::backup::BackupLedger>,
 }
 
 impl RunContext {
@@ -163,6 +165,7 @@ impl Executor {
             resume: self.options.resume.clone().unwrap_or_default(),
             preconnect: crate::preconnect::Preconnect::new(!self.options.no_preconnect),
             stage: None,
+            backups: Arc::default(),
         });
         let run = Run {
             ctx,

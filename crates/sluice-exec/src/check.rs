@@ -91,6 +91,8 @@ impl Executor {
             // A check looks at every host of every stage at once; nothing runs in stage order.
             stage: None,
             backups: Arc::default(),
+            // A check changes nothing, so it leases no host on the host itself.
+            host_lease: None,
         });
         let (mut hosts, passed_on) = run_once_hosts(&ctx).await;
         let seeded: HashMap<String, RuntimeValues> = hosts

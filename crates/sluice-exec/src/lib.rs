@@ -30,6 +30,7 @@ pub mod error;
 pub mod event;
 pub mod health;
 mod host;
+pub mod host_lease;
 pub mod http_probe;
 pub mod journal;
 mod preconnect;

@@ -141,6 +141,7 @@ impl Run {
             preconnect: crate::preconnect::Preconnect::new(!self.options.no_preconnect),
             stage: Some(stage.name.clone()),
             backups: self.ctx.backups.clone(),
+            host_lease: self.ctx.host_lease.clone(),
         });
         self.ctx
             .note(Fact::StageStarted(StageStarted {

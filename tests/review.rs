@@ -446,3 +446,73 @@ fn a_reboot_step_is_shown_as_a_reboot_with_its_wait_in_every_format() {
         );
     }
 }
+
+/// Issue 15: the backup gate is a phase of its own before the waves, and `host_lease: true`
+/// is shown, in every format.
+#[test]
+fn backups_are_a_phase_of_their_own_and_host_leases_are_shown_in_every_format() {
+    let dir = scratch("backup");
+    let plan = dir.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        r#"name: with-backups
+targets: [web]
+host_lease: true
+backup:
+  - id: etc-tarball
+    run: tar -czf /var/backups/etc-{{host.name}}.tgz /etc
+    verify: tar -tzf /var/backups/etc-{{host.name}}.tgz
+    become: true
+    timeout: 10m
+steps:
+  - { id: install, run: apt-get install -y nginx, undo: apt-get remove -y nginx }
+"#,
+    )
+    .unwrap();
+    let inventory = dir.join("inventory.yaml");
+    std::fs::write(
+        &inventory,
+        "hosts:\n  web-1: { address: 10.0.0.1 }\n  web-2: { address: 10.0.0.2 }\ngroups:\n  web: { hosts: [web-1, web-2] }\n",
+    )
+    .unwrap();
+    let args = |format: &str| {
+        vec![
+            "plan".to_string(),
+            path(&plan),
+            "-i".into(),
+            path(&inventory),
+            "--format".into(),
+            format.into(),
+        ]
+    };
+    let out = run(&args("json"));
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let value: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(value["summary"]["host_lease"], true);
+    let backup = &value["backups"][0];
+    assert_eq!(backup["id"], "etc-tarball");
+    assert_eq!(backup["become_user"], "root");
+    assert_eq!(backup["timeout_ms"], 600_000);
+    let verify = &backup["verify"]["forms"][0];
+    assert_eq!(verify["hosts"], serde_json::json!(["web-1", "web-2"]));
+    for (format, heading) in [("text", "\n"), ("markdown", "## "), ("html", "<h2>")] {
+        let out = run(&args(format));
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        let text = &out.stdout;
+        let backups = text.find(&format!("{heading}Backups")).expect(format);
+        let waves = text.find(&format!("{heading}Waves")).expect(format);
+        assert!(backups < waves, "{format}: backups come before the waves");
+        assert!(
+            text.contains("tar -tzf /var/backups/etc-"),
+            "{format}: {text}"
+        );
+        assert!(
+            text.contains("as root") && text.contains("timeout 10m each"),
+            "{format}: {text}"
+        );
+        assert!(
+            text.contains("on each host itself (host"),
+            "{format}: {text}"
+        );
+    }
+}

@@ -275,6 +275,46 @@ fn unescaped_lines(fact: &Fact, detailed: bool) -> Vec<Line> {
             };
             line(if bad { "Failed" } else { "Checked" }, what, bad)
         }
+        Fact::BackupStarted(b) if detailed => line(
+            "Backup",
+            format!("{} {}: {}", b.host, b.backup, b.command),
+            false,
+        ),
+        Fact::BackupResult(b) => {
+            let ok = b.status == sluice_model::StepStatus::Ok;
+            let text = match &b.evidence {
+                Some(e) => format!(
+                    "{} {}: verified (verify output sha256 {}, {} bytes)",
+                    b.host,
+                    b.backup,
+                    short(&e.verify_sha256),
+                    e.verify_bytes
+                ),
+                None => format!("{} {}: FAILED ({})", b.host, b.backup, b.detail),
+            };
+            line("Backup", text, !ok)
+        }
+        Fact::HostLeaseTaken(l) if detailed => line(
+            "Lease",
+            format!(
+                "{}: host lease {} taken until {}",
+                l.host, l.path, l.expires_at
+            ),
+            false,
+        ),
+        Fact::HostLeaseBroken(l) => line(
+            "Lease",
+            format!(
+                "{}: broke the expired host lease of run {} ({} on {}, expired {}): {}",
+                l.host,
+                l.holder_run,
+                l.holder_operator,
+                l.holder_controller,
+                l.expires_at,
+                l.reason.as_deref().unwrap_or("")
+            ),
+            true,
+        ),
         Fact::NotificationFailed(n) => line(
             "Notify",
             format!(

@@ -90,6 +90,9 @@ impl Executor {
             preconnect: crate::preconnect::Preconnect::new(false),
             // A check looks at every host of every stage at once; nothing runs in stage order.
             stage: None,
+            backups: Arc::default(),
+            // A check changes nothing, so it leases no host on the host itself.
+            host_lease: None,
         });
         let (mut hosts, passed_on) = run_once_hosts(&ctx).await;
         let seeded: HashMap<String, RuntimeValues> = hosts

@@ -42,6 +42,10 @@ pub(crate) struct HostRun {
     pub duration: Duration,
     /// A reboot step a resume found in flight and saw through (`crate::reboot`): done.
     pub resumed_reboot: Option<String>,
+    /// The host passed its backup gate (`crate::backup`) in this host run.
+    pub backed_up: bool,
+    /// When this run took (or last refreshed) its host-side lease (`crate::host_lease`).
+    pub lease_taken: Option<Instant>,
 }
 
 impl HostRun {
@@ -57,6 +61,8 @@ impl HostRun {
             failure: None,
             duration: Duration::ZERO,
             resumed_reboot: None,
+            backed_up: false,
+            lease_taken: None,
         }
     }
 
@@ -164,6 +170,13 @@ impl HostRun {
                     return self.failed_with(step, &result);
                 }
             }
+        }
+        // The backup gate: before the first step that may change the host (a read-only
+        // `check: true` step may run before it, as guards do).
+        if !spec.check
+            && let Err(status) = crate::backup::ensure_backed_up(self, ctx, stop).await
+        {
+            return status;
         }
         self.ran.push(step.clone());
         if let Some(reboot) = &spec.reboot {
@@ -471,7 +484,10 @@ pub(crate) async fn run_host(
     if run.conn.is_none() && run.outcome == HostOutcome::Ok {
         run.connect(&ctx, &plan, &mut stop).await;
     }
-    if run.conn.is_some() {
+    if run.conn.is_some() && run.outcome == HostOutcome::Ok {
+        crate::host_lease::take(&mut run, &ctx, &plan).await;
+    }
+    if run.conn.is_some() && run.outcome == HostOutcome::Ok {
         run.outcome = run_steps(&ctx, &mut run, &plan, &mut stop).await;
     } else if run.ran.is_empty() {
         // (A reboot a resume saw fail has noted them already.)
@@ -492,6 +508,7 @@ pub(crate) async fn run_host(
         };
         run.failure = Some(failure);
     }
+    crate::host_lease::release(&mut run, &ctx, &plan).await;
     run.duration = started.elapsed();
     ctx.note(Fact::HostFinished(HostFinished {
         wave,
@@ -521,6 +538,7 @@ async fn run_steps(
             return HostOutcome::Interrupted;
         }
         let spec = step_spec(ctx, &step.id);
+        crate::host_lease::refresh(run, ctx, plan).await;
         match run.run_step(ctx, step, &spec, stop).await {
             StepStatus::Ok | StepStatus::Skipped => {}
             StepStatus::Failed | StepStatus::TimedOut => return HostOutcome::Failed,

@@ -23,12 +23,14 @@
 //! events; the CLI decides how they are shown.
 
 pub mod approval;
+mod backup;
 pub mod budget;
 pub mod check;
 pub mod error;
 pub mod event;
 pub mod health;
 mod host;
+pub mod host_lease;
 pub mod http_probe;
 pub mod journal;
 mod preconnect;

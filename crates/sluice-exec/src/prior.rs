@@ -102,8 +102,12 @@ impl Prior {
         let mut started: BTreeSet<String> = BTreeSet::new();
         let mut decided: BTreeMap<String, WaveVerdict> = BTreeMap::new();
         let mut waived: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut backed_up: BTreeSet<(String, String)> = BTreeSet::new();
         for fact in facts {
             match fact {
+                Fact::BackupResult(b) if b.status == sluice_model::StepStatus::Ok => {
+                    backed_up.insert((b.host.clone(), b.backup.clone()));
+                }
                 Fact::UndoIntent(i) => {
                     undos.insert((i.host.clone(), i.step.clone()), None);
                 }
@@ -175,6 +179,9 @@ impl Prior {
             choices: Vec::new(),
             done: 0,
         };
+        for (host, backup) in &backed_up {
+            prior.state.backup_done_on(host, backup);
+        }
         prior.classify_steps(artifact, &steps, &waived);
         prior.classify_undos(artifact, &undos);
         prior.read_health(artifact, &health);

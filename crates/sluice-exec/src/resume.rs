@@ -107,6 +107,8 @@ pub struct ResumeState {
     undos: HashMap<(String, String), bool>,
     /// Reboots left UNKNOWN, by host: the step and the boot id from before the reboot.
     reboots: HashMap<String, RebootInFlight>,
+    /// Backups with an `ok` result, by (host, backup id): not run again.
+    backups: HashSet<(String, String)>,
 }
 
 /// A reboot the crash left without a result: resume settles it by the boot id.
@@ -124,6 +126,17 @@ impl ResumeState {
             && self.verdicts.is_empty()
             && self.undos.is_empty()
             && self.reboots.is_empty()
+            && self.backups.is_empty()
+    }
+
+    /// Notes that backup `id` of `host` completed before the resume.
+    pub fn backup_done_on(&mut self, host: &str, id: &str) {
+        self.backups.insert((host.to_string(), id.to_string()));
+    }
+
+    /// Whether backup `id` of `host` completed before the resume.
+    pub fn backup_done(&self, host: &str, id: &str) -> bool {
+        self.backups.contains(&(host.to_string(), id.to_string()))
     }
 
     /// Notes that `step`, a reboot of `host`, has an intent recorded with `boot_id` and no result.

@@ -41,6 +41,10 @@ pub(crate) struct RunContext {
     /// The stage this context runs (its `artifact` is then the stage's view); `None` for a
     /// plan without stages.
     pub stage: Option<String>,
+    /// The backups done in this run, shared by its stages.
+    pub backups: Arc<crate::backup::BackupLedger>,
+    /// Who leases hosts on the hosts themselves; `None` unless the plan has `host_lease: true`.
+    pub host_lease: Option<Arc<crate::host_lease::HostLeaseIdentity>>,
 }
 
 impl RunContext {
@@ -131,6 +135,9 @@ pub struct RunOptions {
     pub resume: Option<Arc<crate::resume::ResumeState>>,
     /// Do not open the next wave's SSH connections while a wave runs (see [`crate::preconnect`]).
     pub no_preconnect: bool,
+    /// Who takes host-side leases, for a plan with `host_lease: true` (see
+    /// [`crate::host_lease`]); without it no host-side lease is taken.
+    pub host_lease: Option<crate::host_lease::HostLeaseIdentity>,
 }
 
 /// Runs one plan artifact. Build it, then call [`Executor::run`].
@@ -163,6 +170,13 @@ impl Executor {
             resume: self.options.resume.clone().unwrap_or_default(),
             preconnect: crate::preconnect::Preconnect::new(!self.options.no_preconnect),
             stage: None,
+            backups: Arc::default(),
+            host_lease: self
+                .options
+                .host_lease
+                .clone()
+                .filter(|_| self.artifact.host_lease)
+                .map(Arc::new),
         });
         let run = Run {
             ctx,

@@ -140,6 +140,8 @@ impl Run {
             resume: self.ctx.resume.clone(),
             preconnect: crate::preconnect::Preconnect::new(!self.options.no_preconnect),
             stage: Some(stage.name.clone()),
+            backups: self.ctx.backups.clone(),
+            host_lease: self.ctx.host_lease.clone(),
         });
         self.ctx
             .note(Fact::StageStarted(StageStarted {

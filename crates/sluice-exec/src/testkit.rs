@@ -114,6 +114,8 @@ impl PlanBuilder {
                 promotion: None,
                 change_hash: None,
                 environment: None,
+                backup: Vec::new(),
+                host_lease: false,
                 steps: Vec::new(),
                 run_once: Vec::new(),
                 hosts: Vec::new(),
@@ -162,6 +164,7 @@ impl PlanBuilder {
                 vars: BTreeMap::new(),
                 steps: Vec::new(),
                 health: Vec::new(),
+                backup: Vec::new(),
             });
         }
         self

@@ -17,7 +17,7 @@ use crate::status::{
     ApprovalHow, Decision, HostOutcome, ProbeKind, RollbackOutcome, RunKind, RunStatus, StepStatus,
     UnknownChoice, WaveDecision, WaveStatus,
 };
-use crate::status::{CheckVerdict, ConnectErrorKind, NotifyEvent};
+use crate::status::{BackupPhase, CheckVerdict, ConnectErrorKind, NotifyEvent};
 
 /// Declares [`Fact`]: `Variant(Payload) = "kind"`.
 macro_rules! facts {
@@ -93,6 +93,16 @@ facts! {
     StepChecked(StepChecked) = "step_checked",
     /// `sluice apply --check`: whether a host was reached, and why not.
     HostChecked(HostChecked) = "host_checked",
+    /// A `backup:` entry about to run on a host: recorded before its command is sent.
+    BackupStarted(BackupStarted) = "backup_started",
+    /// How a `backup:` entry ended on a host, with the evidence of its verification.
+    BackupResult(BackupResult) = "backup_result",
+    /// A host-side lease (`host_lease: true`) taken on a host when it starts.
+    HostLeaseTaken(HostLeaseChange) = "host_lease_taken",
+    /// A host-side lease released at the host's end.
+    HostLeaseReleased(HostLeaseChange) = "host_lease_released",
+    /// An expired host-side lease of another run broken (`--break-expired-host-leases --reason`).
+    HostLeaseBroken(HostLeaseChange) = "host_lease_broken",
     /// A `notify:` webhook could not be delivered after its retries (the run is unaffected).
     NotificationFailed(NotificationFailed) = "notification_failed",
 }
@@ -548,4 +558,59 @@ pub struct NotificationFailed {
     pub attempts: u32,
     /// Why the last attempt failed (`HTTP 503`, `connection refused`, `timed out after 5s`).
     pub reason: String,
+}
+
+/// A `backup:` entry about to run on one host. `command` (its `run`) is redacted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupStarted {
+    pub host: String,
+    /// The backup's `id`.
+    pub backup: String,
+    pub command: String,
+}
+
+/// How a `backup:` entry ended on one host: its `run`, then its `verify`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupResult {
+    pub host: String,
+    pub backup: String,
+    /// `ok` when `run` and `verify` both exited 0; otherwise how the command `phase` names ended.
+    pub status: StepStatus,
+    /// The command this result speaks of: `run` when it did not succeed, else `verify`.
+    pub phase: BackupPhase,
+    pub exit_code: Option<i32>,
+    /// `verified`, `run: exit 1`, `verify: timed out`, ...; redacted.
+    pub detail: String,
+    /// Both commands together.
+    pub duration_ms: u64,
+    /// The output of the command `phase` names (redacted head and tail, sha256 and size of all).
+    pub stdout: Capture,
+    pub stderr: Capture,
+    /// The evidence, when the backup was verified: sha256 and size of `verify`'s whole stdout.
+    pub evidence: Option<BackupEvidence>,
+}
+
+/// What proves a backup was verified: its `verify` command's stdout, hashed as received.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupEvidence {
+    pub verify_sha256: String,
+    pub verify_bytes: u64,
+}
+
+/// A host-side lease: the host, and the holder its lease directory names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostLeaseChange {
+    pub host: String,
+    /// The lease directory on the host.
+    pub path: String,
+    /// The run the lease names: this run, or (for `host_lease_broken`) the run whose lease was
+    /// broken.
+    pub holder_run: String,
+    pub holder_controller: String,
+    pub holder_operator: String,
+    /// When the lease expires (taken) or expired (broken), RFC 3339.
+    pub expires_at: String,
+    /// Why an expired lease was broken (`--reason`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }

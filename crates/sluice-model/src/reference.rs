@@ -3,8 +3,9 @@
 //! `SLUICE_BLESS=1 cargo test -p sluice-model --test docs` rewrites it.
 
 use crate::status::{
-    ApprovalHow, ConnectErrorKind, Decision, ExecResult, HostOutcome, ProbeKind, RollbackOutcome,
-    RunKind, RunProgress, RunStatus, StepStatus, UnknownChoice, WaveDecision, WaveStatus,
+    ApprovalHow, BackupPhase, ConnectErrorKind, Decision, ExecResult, HostOutcome, ProbeKind,
+    RollbackOutcome, RunKind, RunProgress, RunStatus, StepStatus, UnknownChoice, WaveDecision,
+    WaveStatus,
 };
 use crate::status::{CheckVerdict, NotifyEvent};
 
@@ -52,6 +53,7 @@ pub fn vocabulary_tables() -> String {
     table::<ExecResult>(&mut out);
     table::<CheckVerdict>(&mut out);
     table::<NotifyEvent>(&mut out);
+    table::<BackupPhase>(&mut out);
     out.push('\n');
     out.push_str(END);
     out
@@ -79,5 +81,6 @@ pub fn all_values() -> Vec<(&'static str, &'static str)> {
     named::<ExecResult>(&mut out);
     named::<CheckVerdict>(&mut out);
     named::<NotifyEvent>(&mut out);
+    named::<BackupPhase>(&mut out);
     out
 }

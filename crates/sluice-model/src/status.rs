@@ -378,3 +378,11 @@ impl<'de> Deserialize<'de> for RunState {
         })
     }
 }
+
+vocabulary! {
+    /// Which command of a `backup:` entry a `backup_result` speaks of.
+    pub enum BackupPhase {
+        Run = "run": "the backup's `run` command: it failed, so `verify` was not run",
+        Verify = "verify": "the backup's `verify` command, run after `run` succeeded",
+    }
+}

@@ -73,6 +73,16 @@ pub struct PlanArtifact {
     /// edited in a saved artifact. Left out otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    /// The plan's `backup:` entries (settings; each host's commands are in
+    /// [`HostPlan::backup`]): run on every host before its first change step. Left out when
+    /// the plan has none, so such plans keep their bytes and hash.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backup: Vec<crate::backup::BackupSpec>,
+    /// `host_lease: true` (the plan's, else the inventory's `defaults`): each host is leased on
+    /// the host itself while it is in flight (docs/operations.md, "Host-side leases"). Left out
+    /// when false, so plans without it keep their hash.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub host_lease: bool,
     /// Step definitions in a valid execution order (a topological order of `after`).
     pub steps: Vec<StepSpec>,
     /// Steps with `run_once: true`, rendered for the host they run on, in execution order.
@@ -290,6 +300,7 @@ impl RunOnceStep {
                 vars: BTreeMap::new(),
                 steps: Vec::new(),
                 health: Vec::new(),
+                backup: Vec::new(),
             });
         }
         artifact.host(&self.host).cloned()
@@ -306,6 +317,9 @@ pub struct HostPlan {
     /// This host's non-`run_once` steps, in the order of [`PlanArtifact::steps`].
     pub steps: Vec<HostStep>,
     pub health: Vec<HealthCheck>,
+    /// The plan's backups rendered for this host, in plan order; left out when it has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backup: Vec<crate::backup::HostBackup>,
 }
 
 /// How to reach a host (a snapshot of the resolved inventory).

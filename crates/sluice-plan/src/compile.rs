@@ -163,19 +163,24 @@ fn compile(
     limit: Option<&[String]>,
     diags: &mut Diagnostics,
 ) -> Option<PlanArtifact> {
-    if !plan.stages.is_empty() {
-        return crate::stages::compile(plan, inv, cli_vars, limit, diags);
-    }
-    let unit = compile_unit(plan, inv, cli_vars, limit, diags)?;
-    plan_wide_checks(plan, inv, cli_vars, &[&unit], diags);
-    if diags.has_errors() {
-        return None;
-    }
-    let mut artifact = assemble(plan, inv, limit);
-    artifact.steps = unit.specs;
-    artifact.run_once = unit.run_once;
-    artifact.hosts = unit.hosts;
-    artifact.waves = unit.waves;
+    // Backups are the plan's, whatever its stages: parsed once, rendered for every host.
+    let backups = crate::backup::parse(plan, diags);
+    let mut artifact = if !plan.stages.is_empty() {
+        crate::stages::compile(plan, inv, cli_vars, limit, &backups, diags)?
+    } else {
+        let unit = compile_unit(plan, inv, cli_vars, limit, diags)?;
+        plan_wide_checks(plan, inv, cli_vars, &[&unit], &backups, diags);
+        if diags.has_errors() {
+            return None;
+        }
+        let mut artifact = assemble(plan, inv, limit);
+        artifact.steps = unit.specs;
+        artifact.run_once = unit.run_once;
+        artifact.hosts = unit.hosts;
+        artifact.waves = unit.waves;
+        artifact
+    };
+    crate::backup::compile(plan, inv, cli_vars, &backups, &mut artifact, diags);
     Some(artifact)
 }
 
@@ -290,9 +295,15 @@ pub(crate) fn plan_wide_checks(
     inv: &Inventory,
     cli_vars: &[(String, String)],
     units: &[&Unit],
+    backups: &crate::backup::Parsed,
     diags: &mut Diagnostics,
 ) {
-    let templates = || units.iter().flat_map(|u| u.templates.iter());
+    let templates = || {
+        units
+            .iter()
+            .flat_map(|u| u.templates.iter())
+            .chain(backups.templates())
+    };
     warning::source::unused_secrets(plan, templates(), diags);
     warning::source::unknown_cli_vars(plan, inv, cli_vars, templates(), diags);
     let becomes = units.iter().any(|u| {
@@ -327,6 +338,8 @@ pub(crate) fn assemble(plan: &Plan, inv: &Inventory, limit: Option<&[String]>) -
             .as_ref()
             .map(|_| crate::artifact::change_hash(&plan.file.text)),
         environment: plan.promotion.as_ref().and(inv.environment.clone()),
+        backup: Vec::new(),
+        host_lease: plan.host_lease.or(inv.host_lease).unwrap_or(false),
         steps: Vec::new(),
         run_once: Vec::new(),
         hosts: Vec::new(),

@@ -30,6 +30,7 @@ pub use command::{
     RenderedCommand, ResolveError, ResolvedCommand, RuntimeValues, SECRET_VARIABLE_PREFIX,
     SecretBinding, Segment, shell_quote,
 };
+pub mod backup;
 pub mod compile;
 pub mod error;
 pub mod estimate;

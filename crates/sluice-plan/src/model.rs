@@ -31,6 +31,10 @@ pub struct Plan {
     pub health: HealthPolicy,
     pub checks: Vec<CheckDecl>,
     pub steps: Vec<StepDecl>,
+    /// `backup:`, run on every host before its first change step.
+    pub backups: Vec<crate::backup::BackupDecl>,
+    /// `host_lease: true|false`; `None` when the plan leaves it to the inventory's `defaults`.
+    pub host_lease: Option<bool>,
     /// `promotion:`, the run the change needs elsewhere first.
     pub promotion: Option<crate::artifact::Promotion>,
     /// `stages:` in declaration order; empty for a plan without stages (one implicit stage).

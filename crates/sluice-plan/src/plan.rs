@@ -30,6 +30,8 @@ const PLAN_KEYS: &[&str] = &[
     "promotion",
     "stages",
     "stage_concurrency",
+    "backup",
+    "host_lease",
 ];
 const STEP_KEYS: &[&str] = &[
     "id",
@@ -149,6 +151,11 @@ pub fn read_plan(file: &Arc<SourceFile>, root: &Node, diags: &mut Diagnostics) -
     let stage_concurrency = f
         .get("stage_concurrency")
         .and_then(|n| positive(&mut r, n, "stage_concurrency"));
+    let backups = f
+        .get("backup")
+        .map(|n| crate::backup::read_backups(&mut r, n))
+        .unwrap_or_default();
+    let host_lease = f.get("host_lease").and_then(|n| r.as_bool(n, "host_lease"));
     Some(Plan {
         file: Arc::clone(file),
         name,
@@ -167,6 +174,8 @@ pub fn read_plan(file: &Arc<SourceFile>, root: &Node, diags: &mut Diagnostics) -
         checks,
         steps,
         promotion,
+        backups,
+        host_lease,
         stages,
         stage_concurrency,
         stage: None,

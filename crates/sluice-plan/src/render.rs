@@ -28,7 +28,7 @@ pub(crate) struct Targets<'a> {
     pub delegated: &'a [usize],
 }
 
-type Problems = BTreeMap<(String, &'static str, RenderProblem), (Loc, Vec<String>)>;
+pub(crate) type Problems = BTreeMap<(String, &'static str, RenderProblem), (Loc, Vec<String>)>;
 
 /// Renders `steps` and `checks` for `hosts` (inventory positions, in plan order);
 /// `run_once` steps are rendered for `first_host` only.
@@ -209,6 +209,7 @@ pub(crate) fn render_hosts(
             vars,
             steps: host_steps,
             health,
+            backup: Vec::new(),
         });
     }
     report(plan, inv, cli_vars, problems, diags);
@@ -220,7 +221,7 @@ pub(crate) fn render_hosts(
 }
 
 /// One diagnostic per (what, field, problem), naming the hosts it affects.
-fn report(
+pub(crate) fn report(
     plan: &Plan,
     inv: &Inventory,
     cli_vars: &[(String, String)],

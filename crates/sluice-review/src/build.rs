@@ -72,6 +72,7 @@ pub fn build(input: ReviewInput) -> Review {
                 warning: w,
             })
             .collect(),
+        backups: backup_views(plan),
         waves,
         differences: differences(plan, &steps, &health),
         steps,
@@ -179,6 +180,7 @@ fn summary(plan: &PlanArtifact, clock: &Clock, estimate: &Estimate) -> Summary {
             })
             .collect(),
         become_password: plan.become_password.clone(),
+        host_lease: plan.host_lease,
         estimate: EstimateView {
             per_host_ms: estimate.per_host_ms,
             total_ms: estimate.total_ms,
@@ -208,6 +210,44 @@ fn command_view(
         .collect();
     let forms = forms(keys, &texts);
     (!forms.is_empty()).then_some(CommandView { forms })
+}
+
+/// The plan's backups, each command's forms across every host.
+fn backup_views(plan: &PlanArtifact) -> Vec<BackupView> {
+    let keys: Vec<HostKey> = plan
+        .hosts
+        .iter()
+        .map(|h| HostKey {
+            name: &h.name,
+            address: &h.connection.address,
+        })
+        .collect();
+    let view = |id: &str, field: fn(&sluice_plan::backup::HostBackup) -> &RenderedCommand| {
+        let texts: Vec<Option<String>> = plan
+            .hosts
+            .iter()
+            .map(|h| {
+                h.backup
+                    .iter()
+                    .find(|b| b.id == id)
+                    .map(|b| field(b).to_string())
+            })
+            .collect();
+        CommandView {
+            forms: forms(&keys, &texts),
+        }
+    };
+    plan.backup
+        .iter()
+        .map(|spec| BackupView {
+            id: spec.id.clone(),
+            become_user: (spec.become_root || spec.become_user.is_some())
+                .then(|| spec.become_user.clone().unwrap_or_else(|| "root".into())),
+            timeout_ms: spec.timeout_ms,
+            run: view(&spec.id, |b| &b.run),
+            verify: view(&spec.id, |b| &b.verify),
+        })
+        .collect()
 }
 
 fn step_views(plan: &PlanArtifact, keys: &[HostKey]) -> Vec<StepView> {

@@ -73,6 +73,7 @@ fn write_review(r: &Review, o: &mut String) -> std::fmt::Result {
     let order = HostOrder::of(r);
     write_summary(r, o)?;
     write_warnings(r, o)?;
+    write_backups(r, o, &order)?;
     if r.stages.is_empty() {
         write_plan(r, o, &order)?;
     } else {
@@ -209,6 +210,9 @@ fn write_summary(r: &Review, o: &mut String) -> std::fmt::Result {
             ),
         ));
     }
+    if s.host_lease {
+        rows.push(("Leases", escape(phrases::HOST_LEASE)));
+    }
     let mut approvals = message(&phrases::approvals_source(&r.approvals));
     for a in &r.approvals.recorded {
         approvals.push_str("<br>");
@@ -220,6 +224,25 @@ fn write_summary(r: &Review, o: &mut String) -> std::fmt::Result {
         writeln!(o, "| **{k}** | {v} |")?;
     }
     writeln!(o)
+}
+
+/// The backup gate, a phase of its own before the waves.
+fn write_backups(r: &Review, o: &mut String, order: &HostOrder) -> std::fmt::Result {
+    if r.backups.is_empty() {
+        return Ok(());
+    }
+    writeln!(o, "## Backups\n\n{}\n", message(phrases::BACKUP_PHASE))?;
+    for b in &r.backups {
+        writeln!(
+            o,
+            "### {} — {}\n",
+            code(&b.id),
+            escape(&phrases::backup_attributes(b).join("; "))
+        )?;
+        write_command(o, "run", Some(&b.run), order)?;
+        write_command(o, "verify", Some(&b.verify), order)?;
+    }
+    Ok(())
 }
 
 fn write_warnings(r: &Review, o: &mut String) -> std::fmt::Result {

@@ -14,6 +14,10 @@ pub struct Review {
     pub review_format: u32,
     pub summary: Summary,
     pub warnings: Vec<WarningView>,
+    /// The plan's `backup:` gate: run on every host before its first change step, a phase of
+    /// its own before the waves' steps. Absent when the plan has none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<BackupView>,
     pub waves: Vec<WaveView>,
     /// Every step: `run_once` steps first (they run before the first wave), then the steps every
     /// host runs, in execution order.
@@ -103,6 +107,10 @@ pub struct Summary {
     pub notify: Vec<NotifyView>,
     /// The secret whose value answers sudo's password prompt, if any (its name, never a value).
     pub become_password: Option<String>,
+    /// `host_lease: true`: each host is leased on the host itself while it is in flight.
+    /// Absent when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub host_lease: bool,
     pub estimate: EstimateView,
 }
 
@@ -240,6 +248,18 @@ pub struct StepView {
     pub run: CommandView,
     pub undo: Option<CommandView>,
     pub skip_if: Option<CommandView>,
+}
+
+/// One entry of the plan's `backup:` gate.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackupView {
+    pub id: String,
+    /// The user it runs as through sudo (`root` for `become: true`).
+    pub become_user: Option<String>,
+    /// Bounds `run` and `verify` each.
+    pub timeout_ms: Option<u64>,
+    pub run: CommandView,
+    pub verify: CommandView,
 }
 
 /// A command as every host gets it: one form when all hosts agree, else one per group of hosts.

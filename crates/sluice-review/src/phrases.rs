@@ -28,6 +28,31 @@ pub fn form_text(form: &Form) -> String {
 }
 
 /// `first`, `after current, drain`, `once, on web-1`, `as root`, `timeout 10m`, ….
+/// What the backup phase is, for every format.
+pub const BACKUP_PHASE: &str = "Each host runs these, in order, before its first change step \
+(after guards and check steps, which change nothing): `run` makes the backup, `verify` proves it \
+usable. A host whose backup or verification fails is not changed and counts as failed; the \
+sha256 and size of `verify`'s output are recorded as the evidence. A host is backed up once per \
+run, and a resume does not repeat a verified backup.";
+
+/// What `host_lease: true` does, for every format.
+pub const HOST_LEASE: &str = "on each host itself (host_lease): a lease directory taken \
+atomically when the host starts, refreshed at each step and released at its end; a host \
+another controller holds is refused";
+
+/// A backup's settings: who it runs as and its timeout.
+pub fn backup_attributes(b: &BackupView) -> Vec<String> {
+    let mut attrs = Vec::new();
+    if let Some(user) = &b.become_user {
+        attrs.push(format!("as {user}"));
+    }
+    match b.timeout_ms {
+        Some(ms) => attrs.push(format!("timeout {} each", duration(ms))),
+        None => attrs.push("no timeout".to_string()),
+    }
+    attrs
+}
+
 pub fn step_attributes(step: &StepView) -> Vec<String> {
     let mut attrs = Vec::new();
     match &step.run_once_on {

@@ -18,6 +18,7 @@ fn write_review(r: &Review, o: &mut String) -> std::fmt::Result {
     let order = HostOrder::of(r);
     write_summary(r, o)?;
     write_warnings(r, o)?;
+    write_backups(r, o, &order)?;
     if r.stages.is_empty() {
         write_plan(r, o, &order)?;
     } else {
@@ -167,9 +168,32 @@ fn write_summary(r: &Review, o: &mut String) -> std::fmt::Result {
             "Become     sudo password from secret {name} (sent only when sudo asks)"
         )?;
     }
+    if s.host_lease {
+        writeln!(o, "Leases     {}", phrases::HOST_LEASE)?;
+    }
     writeln!(o, "Approvals  {}", phrases::approvals_source(&r.approvals))?;
     for a in &r.approvals.recorded {
         writeln!(o, "           {}", phrases::approval_line(a))?;
+    }
+    Ok(())
+}
+
+/// The backup gate, a phase of its own before the waves.
+fn write_backups(r: &Review, o: &mut String, order: &HostOrder) -> std::fmt::Result {
+    if r.backups.is_empty() {
+        return Ok(());
+    }
+    writeln!(o, "\nBackups (before each host's first change step)")?;
+    writeln!(o, "  {}", phrases::BACKUP_PHASE)?;
+    for b in &r.backups {
+        writeln!(
+            o,
+            "  - {} [{}]",
+            b.id,
+            phrases::backup_attributes(b).join("; ")
+        )?;
+        write_command(o, "run", Some(&b.run), order)?;
+        write_command(o, "verify", Some(&b.verify), order)?;
     }
     Ok(())
 }

@@ -204,7 +204,7 @@ impl Fleet {
 
     /// [`Fleet::write_inventory`] with `vars` of host I as `host_vars(I)` (a YAML flow
     /// mapping's inside, e.g. `a: 1, b: "x"`), when it gives some.
-    pub(crate) fn write_inventory_with(
+    pub fn write_inventory_with(
         &self,
         host_vars: impl Fn(usize) -> Option<String>,
     ) -> Result<PathBuf, FleetError> {

@@ -98,6 +98,11 @@ pub struct Args {
     /// login shell is not POSIX (docs/operations.md, "Connections").
     #[arg(long)]
     exec_per_step: bool,
+    /// With `host_lease: true`: take over hosts whose host-side lease another run holds but
+    /// let expire; needs `--reason`, recorded with each broken lease (docs/operations.md,
+    /// "Host-side leases"). A live lease is never broken.
+    #[arg(long, requires = "reason")]
+    break_expired_host_leases: bool,
     #[command(flatten)]
     policy: super::authorize::PolicyArgs,
     #[command(flatten)]
@@ -132,11 +137,14 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     if args.require_approval {
         sluice_lifecycle::start::require_approval(&log, &artifact.plan_hash)?;
     }
-    let overrides: Vec<&str> = args
-        .ignore_window
-        .then_some("--ignore-window")
-        .into_iter()
-        .collect();
+    let overrides: Vec<&str> = [
+        args.ignore_window.then_some("--ignore-window"),
+        args.break_expired_host_leases
+            .then_some("--break-expired-host-leases"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let authorized =
         super::authorize::authorize(&log, &artifact, &args.policy, &overrides, true, console)?;
     check_window(&artifact, args.ignore_window, console)?;
@@ -159,6 +167,16 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         );
     }
     console.text(summary::plan(&artifact, console));
+    let mut host_lease = sluice_exec::host_lease::HostLeaseIdentity {
+        run: String::new(),
+        controller: sluice_audit::controller_name(),
+        operator: sluice_audit::operator_name(),
+        break_expired: args
+            .break_expired_host_leases
+            .then(|| args.policy.reason.clone())
+            .flatten(),
+    };
+    super::host_lease::refuse_held_hosts(&artifact, &host_lease, args.exec_per_step, console)?;
     let typed = confirm(args.yes, console)?;
     let secrets =
         Secrets::load(&artifact.secrets).map_err(|e| CliError::invalid_input(e.to_string()))?;
@@ -176,6 +194,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         "Run",
         format!("{} (recorded in {})", started.run_id, log.path().display()),
     );
+    host_lease.run = started.run_id.clone();
     let run = Recorded {
         log,
         run_id: started.run_id,
@@ -186,6 +205,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         options: RunOptions {
             ignore_window: args.ignore_window,
             no_preconnect: args.no_preconnect,
+            host_lease: Some(host_lease),
             ..RunOptions::default()
         },
         json: args.json,

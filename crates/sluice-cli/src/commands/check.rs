@@ -51,6 +51,16 @@ pub fn run(args: CheckArgs, console: &Console) -> Result<u8, CliError> {
             log.path().display()
         ),
     );
+    if !artifact.backup.is_empty() {
+        let ids: Vec<&str> = artifact.backup.iter().map(|b| b.id.as_str()).collect();
+        console.status(
+            "Backups",
+            format!(
+                "not run by --check: {} (an apply runs them before each host's first change step)",
+                ids.join(", ")
+            ),
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

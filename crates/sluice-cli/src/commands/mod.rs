@@ -8,6 +8,7 @@ pub mod authorize;
 pub mod check;
 pub mod completions;
 pub mod exec;
+pub mod host_lease;
 pub mod inventory;
 pub mod logs;
 pub mod metrics;

@@ -125,6 +125,13 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         options: RunOptions {
             ignore_window: args.ignore_window,
             resume: Some(Arc::new(decided.state)),
+            // The run re-takes its own host-side leases; it breaks none of another run.
+            host_lease: Some(sluice_exec::host_lease::HostLeaseIdentity {
+                run: args.run.clone(),
+                controller: sluice_audit::controller_name(),
+                operator: sluice_audit::operator_name(),
+                break_expired: None,
+            }),
             ..RunOptions::default()
         },
         json: args.json,

@@ -230,6 +230,32 @@ fn describe(record: &Record) -> String {
                 None => format!("{} ({}): {}", h.host, h.wave, h.outcome),
             }
         }
+        Fact::BackupStarted(b) => format!("{} {}: {}", b.host, b.backup, b.command),
+        Fact::BackupResult(b) => match &b.evidence {
+            Some(e) => format!(
+                "{} {}: verified in {}; verify output sha256 {} ({} bytes)",
+                b.host,
+                b.backup,
+                ms(b.duration_ms),
+                e.verify_sha256,
+                e.verify_bytes
+            ),
+            None => format!("{} {}: {} ({})", b.host, b.backup, b.status, b.detail),
+        },
+        Fact::HostLeaseTaken(l) | Fact::HostLeaseReleased(l) => format!(
+            "{}: {} (run {}, until {})",
+            l.host, l.path, l.holder_run, l.expires_at
+        ),
+        Fact::HostLeaseBroken(l) => format!(
+            "{}: {} of run {} ({} on {}, expired {}): {}",
+            l.host,
+            l.path,
+            l.holder_run,
+            l.holder_operator,
+            l.holder_controller,
+            l.expires_at,
+            l.reason.as_deref().unwrap_or("")
+        ),
         Fact::NotificationFailed(n) => format!(
             "{} (event {}) to webhook {} ({}): not delivered after {} attempt(s): {}",
             n.event, n.event_id, n.target, n.endpoint, n.attempts, n.reason

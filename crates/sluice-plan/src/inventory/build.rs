@@ -31,6 +31,8 @@ pub struct Builder {
     pub metrics_file: Option<String>,
     /// The environment the inventory names (sluice YAML's `environment:`).
     pub environment: Option<String>,
+    /// `host_lease:` under sluice YAML's `defaults` (a plan's own `host_lease` wins).
+    pub host_lease: Option<bool>,
     pub hosts: Vec<HostDecl>,
     pub groups: Vec<GroupDecl>,
     host_index: HashMap<String, usize>,
@@ -60,6 +62,7 @@ impl Builder {
             policy: None,
             metrics_file: None,
             environment: None,
+            host_lease: None,
             hosts: Vec::new(),
             groups: Vec::new(),
             host_index: HashMap::new(),
@@ -232,6 +235,7 @@ impl Builder {
             policy: self.policy,
             metrics_file: self.metrics_file,
             environment: self.environment,
+            host_lease: self.host_lease,
             defaults: self.defaults,
             hosts: self.hosts,
             groups: self.groups,

@@ -135,6 +135,9 @@ pub struct Inventory {
     /// The environment it describes (`environment:` of a sluice YAML inventory): what promotion
     /// evidence is about.
     pub environment: Option<String>,
+    /// `host_lease:` under `defaults`: lease every host on the host itself unless the plan says
+    /// otherwise (docs/operations.md, "Host-side leases").
+    pub host_lease: Option<bool>,
     pub defaults: ConnectionDecl,
     pub hosts: Vec<HostDecl>,
     pub groups: Vec<GroupDecl>,

@@ -40,6 +40,21 @@ const CONNECTION_KEYS: &[&str] = &[
     "workdir",
     "env",
 ];
+/// `defaults` takes every connection key, and `host_lease`, which is not a host's.
+const DEFAULTS_KEYS: &[&str] = &[
+    "address",
+    "port",
+    "user",
+    "identity_file",
+    "known_hosts",
+    "host_key_checking",
+    "proxy_jump",
+    "transport",
+    "transport_mode",
+    "workdir",
+    "env",
+    "host_lease",
+];
 const GROUP_KEYS: &[&str] = &["hosts", "children", "vars"];
 
 /// A group as written: members by name, checked once every group is known.
@@ -89,8 +104,11 @@ pub fn read_inventory(
         });
     b.defaults = f
         .get("defaults")
-        .and_then(|n| r.fields(n, CONNECTION_KEYS, "defaults"))
+        .and_then(|n| r.fields(n, DEFAULTS_KEYS, "defaults"))
         .map(|d| {
+            b.host_lease = d
+                .get("host_lease")
+                .and_then(|n| r.as_bool(n, "defaults: host_lease"));
             if let Some(address) = d.get("address") {
                 // One address for every host sends every host's commands to one machine.
                 r.error_help(

@@ -46,6 +46,7 @@ pub(crate) fn compile(
     inv: &Inventory,
     cli_vars: &[(String, String)],
     limit: Option<&[String]>,
+    backups: &crate::backup::Parsed,
     diags: &mut Diagnostics,
 ) -> Option<PlanArtifact> {
     let graph = stage_graph(plan, diags);
@@ -98,7 +99,7 @@ pub(crate) fn compile(
         }
     }
     let all: Vec<&Unit> = units.iter().map(|(_, u)| u).collect();
-    plan_wide_checks(plan, inv, cli_vars, &all, diags);
+    plan_wide_checks(plan, inv, cli_vars, &all, backups, diags);
     if diags.has_errors() {
         return None;
     }
@@ -248,6 +249,8 @@ fn stage_plan(plan: &Plan, i: usize, scope: StageScope) -> Plan {
         steps: stage.steps.clone().unwrap_or_else(|| plan.steps.clone()),
         notify: plan.notify.clone(),
         promotion: plan.promotion.clone(),
+        backups: Vec::new(),
+        host_lease: plan.host_lease,
         stages: Vec::new(),
         stage_concurrency: None,
         stage: Some(scope),

@@ -33,6 +33,7 @@ impl PlanArtifact {
                     .cloned()
                     .collect(),
                 health: h.health.iter().filter(|c| of(&c.stage)).cloned().collect(),
+                backup: h.backup.clone(),
             })
             .collect();
         PlanArtifact {
@@ -51,6 +52,8 @@ impl PlanArtifact {
             promotion: self.promotion.clone(),
             change_hash: self.change_hash.clone(),
             environment: self.environment.clone(),
+            backup: self.backup.clone(),
+            host_lease: self.host_lease,
             run_once: self
                 .run_once
                 .iter()

@@ -85,6 +85,7 @@ fn write_page(r: &Review, o: &mut String) -> std::fmt::Result {
     write_nav(r, o)?;
     write_overview(r, o)?;
     write_warnings(r, o)?;
+    sections::backups(r, o)?;
     if r.stages.is_empty() {
         write_plan(r, o)?;
     } else {
@@ -193,6 +194,9 @@ fn write_header(r: &Review, o: &mut String) -> std::fmt::Result {
             ),
         )?;
     }
+    if s.host_lease {
+        row(o, "Leases", esc(phrases::HOST_LEASE))?;
+    }
     let approvals = match r.approvals.recorded.len() {
         0 => esc_message(&phrases::approvals_source(&r.approvals)),
         n => format!("<a href=\"#approvals\">{n} recorded</a>"),
@@ -213,6 +217,9 @@ fn write_nav(r: &Review, o: &mut String) -> std::fmt::Result {
     let mut links = vec![("overview", "How it runs")];
     if !r.warnings.is_empty() {
         links.push(("warnings", "Warnings"));
+    }
+    if !r.backups.is_empty() {
+        links.push(("backups", "Backups"));
     }
     if r.stages.is_empty() {
         links.extend([

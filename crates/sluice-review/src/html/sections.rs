@@ -48,6 +48,39 @@ fn command(o: &mut String, view: &CommandView, order: &HostOrder) -> std::fmt::R
     }
 }
 
+/// The backup gate, a phase of its own before the waves.
+pub fn backups(r: &Review, o: &mut String) -> std::fmt::Result {
+    if r.backups.is_empty() {
+        return Ok(());
+    }
+    let order = HostOrder::of(r);
+    writeln!(o, "<section id=\"backups\">\n<h2>Backups</h2>")?;
+    writeln!(o, "<p>{}</p>", esc(phrases::BACKUP_PHASE))?;
+    for b in &r.backups {
+        writeln!(
+            o,
+            "<article class=\"card step\" id=\"backup-{}\">",
+            esc(&b.id)
+        )?;
+        writeln!(o, "<h3><code>{}</code></h3>", esc(&b.id))?;
+        writeln!(
+            o,
+            "<p class=\"attrs\">{}</p>",
+            phrases::backup_attributes(b)
+                .iter()
+                .map(|a| format!("<span class=\"tag\">{}</span>", esc(a)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )?;
+        writeln!(o, "<h4>Backs up</h4>")?;
+        command(o, &b.run, &order)?;
+        writeln!(o, "<h4>Verifies</h4>")?;
+        command(o, &b.verify, &order)?;
+        writeln!(o, "</article>")?;
+    }
+    writeln!(o, "</section>")
+}
+
 pub fn steps(r: &Review, o: &mut String) -> std::fmt::Result {
     let order = HostOrder::of(r);
     writeln!(o, "<section id=\"steps\">\n<h2>Steps</h2>")?;

@@ -37,7 +37,7 @@ pub enum AuditError {
     Corrupt { path: PathBuf, reason: String },
 
     #[error(
-        "the audit store {path} belongs to controller {owner}, not to this host ({here}); each controller keeps its own store (use another --state-dir)"
+        "the audit store {path} belongs to controller {owner}, not to this one ({here}: $SLUICE_CONTROLLER, else the host name); each controller keeps its own store (use another --state-dir)"
     )]
     OtherController {
         path: PathBuf,

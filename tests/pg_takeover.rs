@@ -234,3 +234,58 @@ fn a_killed_controller_is_resumed_from_another_machine_once_its_heartbeat_expire
         .unwrap();
     assert!(verify.status.success(), "{}", text(&verify));
 }
+
+#[test]
+fn a_plan_approved_from_another_process_satisfies_require_approval_on_another_controller() {
+    let pg = cluster();
+    let url = pg.url();
+    let dir = tempfile::tempdir().unwrap();
+    let hosts_dir = dir.path().join("hosts");
+    let hosts = ["a", "b"];
+    let artifact = PlanBuilder::new("kernel")
+        .local_hosts(&hosts, &hosts_dir)
+        .step(StepDef::new("patch", "echo patch >> ran"))
+        .wave("all", &hosts, 2, 0)
+        .build();
+    let plan = write_plan(dir.path(), "kernel", &artifact);
+    let apply = || {
+        controller(dir.path(), "runner", &url)
+            .args(["apply", "--plan"])
+            .arg(&plan)
+            .args(["--yes", "--require-approval", "--color", "never"])
+            .output()
+            .unwrap()
+    };
+
+    // Not approved yet: refused before anything runs.
+    let refused = apply();
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains(&artifact.plan_hash),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(times_ran(&hosts_dir, "a", "patch"), 0);
+
+    // A change-board member approves from their own machine, on the same store.
+    let approved = controller(dir.path(), "board", &url)
+        .args(["approve-plan"])
+        .arg(&plan)
+        .args(["--by", "carol"])
+        .output()
+        .unwrap();
+    assert!(approved.status.success(), "{}", text(&approved));
+
+    let applied = apply();
+    assert_eq!(applied.status.code(), Some(0), "{}", text(&applied));
+    for host in hosts {
+        assert_eq!(times_ran(&hosts_dir, host, "patch"), 1, "{host}");
+    }
+    let approvals = pg
+        .psql(
+            "sluice",
+            "SELECT body::json->>'by' FROM sluice.records WHERE kind = 'approval'",
+        )
+        .unwrap();
+    assert!(approvals.lines().any(|by| by == "carol"), "{approvals}");
+}

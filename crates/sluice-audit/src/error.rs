@@ -166,6 +166,18 @@ pub enum AuditError {
 }
 
 impl AuditError {
+    /// The store could not be reached (a database that went away), as opposed to one that
+    /// refused what it was given: what was not committed may be committed once it is back.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            AuditError::Database {
+                unreachable: true,
+                ..
+            }
+        )
+    }
+
     /// Wraps a redb error with the store path it came from.
     pub(crate) fn storage(path: &std::path::Path, err: impl Into<redb::Error>) -> Self {
         AuditError::Storage {

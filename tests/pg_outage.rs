@@ -174,7 +174,9 @@ fn a_database_stopped_mid_run_stops_the_run_safely_and_resume_finishes_it() {
     assert_eq!(
         pg.psql(
             "sluice",
-            &format!("SELECT count(*) FROM sluice.records WHERE run = '{run}' AND kind = 'run_finished'")
+            &format!(
+                "SELECT count(*) FROM sluice.records WHERE run = '{run}' AND kind = 'run_finished'"
+            )
         )
         .unwrap(),
         "0",
@@ -201,7 +203,10 @@ fn a_database_stopped_mid_run_stops_the_run_safely_and_resume_finishes_it() {
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
     let ran_after = started(&hosts_dir, &hosts);
     for step in done_before.keys() {
-        assert_eq!(ran_after[step], 1, "{step:?} was recorded done yet ran again");
+        assert_eq!(
+            ran_after[step], 1,
+            "{step:?} was recorded done yet ran again"
+        );
     }
     let done_after = recorded(&pg, &run, "step_result");
     for host in hosts {

@@ -207,7 +207,10 @@ fn write_batches(
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.commit(entries))) {
                 Ok(Ok(appended)) => Ok(appended),
                 Ok(Err(err)) => Err((err.to_string(), err.is_unreachable())),
-                Err(_) => Err(("the store engine failed while committing".to_string(), false)),
+                Err(_) => Err((
+                    "the store engine failed while committing".to_string(),
+                    false,
+                )),
             };
         let size = u64::try_from(n).unwrap_or(u64::MAX);
         counters.commits.fetch_add(1, Ordering::Relaxed);

@@ -85,7 +85,8 @@ impl Shutdown {
     /// The journal cannot reach its store: a soft stop that nothing is undone after. It takes
     /// precedence over an earlier soft stop (whose rollback could not be recorded either).
     pub fn store_unreachable(&self) {
-        self.tx.send_modify(|s| s.soft = Some(StopReason::StoreUnreachable));
+        self.tx
+            .send_modify(|s| s.soft = Some(StopReason::StoreUnreachable));
     }
 
     pub fn state(&self) -> Stop {

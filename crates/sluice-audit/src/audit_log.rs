@@ -255,6 +255,20 @@ impl AuditLog {
         on_backend!(self, s => s.active_leases())
     }
 
+    /// A lease of `run` whose holder is alive, if any: on the local store, one held by a live
+    /// pid of this controller (or by another controller, whose processes cannot be checked from
+    /// here); on PostgreSQL, one whose heartbeat has not expired, by the database's clock,
+    /// whichever machine holds it.
+    pub fn live_lease_of(&self, run: &str) -> Result<Option<Lease>, AuditError> {
+        match &self.backend {
+            Backend::Redb(store) => Ok(store.active_leases()?.into_iter().find(|l| {
+                l.run == run
+                    && (l.controller != store.controller() || crate::lease::pid_alive(l.pid))
+            })),
+            Backend::Postgres(store) => store.live_lease_of(run),
+        }
+    }
+
     /// Carries on an interrupted run in one commit (checks, leases, `run_resumed`).
     pub fn resume_run(
         &self,

@@ -37,7 +37,7 @@ pub enum AuditError {
     Corrupt { path: PathBuf, reason: String },
 
     #[error(
-        "the audit store {path} belongs to controller {owner}, not to this host ({here}); each controller keeps its own store (use another --state-dir)"
+        "the audit store {path} belongs to controller {owner}, not to this one ({here}: $SLUICE_CONTROLLER, else the host name); each controller keeps its own store (use another --state-dir)"
     )]
     OtherController {
         path: PathBuf,
@@ -166,6 +166,18 @@ pub enum AuditError {
 }
 
 impl AuditError {
+    /// The store could not be reached (a database that went away), as opposed to one that
+    /// refused what it was given: what was not committed may be committed once it is back.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            AuditError::Database {
+                unreachable: true,
+                ..
+            }
+        )
+    }
+
     /// Wraps a redb error with the store path it came from.
     pub(crate) fn storage(path: &std::path::Path, err: impl Into<redb::Error>) -> Self {
         AuditError::Storage {

@@ -52,6 +52,9 @@ impl BatchSink for Arc<AuditLog> {
 pub struct CommitFailed {
     pub records: usize,
     pub reason: String,
+    /// The store could not be reached (a database that went away), rather than refusing the
+    /// records: the run stops, to be resumed once it is back.
+    pub store_unreachable: bool,
 }
 
 /// Commits and records so far, for measurements and the run summary.
@@ -174,6 +177,7 @@ fn stopped() -> CommitFailed {
     CommitFailed {
         records: 1,
         reason: "the audit writer has stopped".into(),
+        store_unreachable: false,
     }
 }
 
@@ -202,8 +206,11 @@ fn write_batches(
         let committed =
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.commit(entries))) {
                 Ok(Ok(appended)) => Ok(appended),
-                Ok(Err(err)) => Err(err.to_string()),
-                Err(_) => Err("the store engine failed while committing".to_string()),
+                Ok(Err(err)) => Err((err.to_string(), err.is_unreachable())),
+                Err(_) => Err((
+                    "the store engine failed while committing".to_string(),
+                    false,
+                )),
             };
         let size = u64::try_from(n).unwrap_or(u64::MAX);
         counters.commits.fetch_add(1, Ordering::Relaxed);
@@ -225,8 +232,12 @@ fn write_batches(
                     let _ = ack.send(Ok(appended));
                 }
             }
-            Err(reason) => {
-                let err = CommitFailed { records: n, reason };
+            Err((reason, store_unreachable)) => {
+                let err = CommitFailed {
+                    records: n,
+                    reason,
+                    store_unreachable,
+                };
                 for (_, ack) in acks {
                     let _ = ack.send(Err(err.clone()));
                 }

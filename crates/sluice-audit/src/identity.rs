@@ -31,8 +31,25 @@ fn is_zombie(pid: libc::pid_t) -> bool {
         == Some("Z")
 }
 
-/// This controller's host name, as recorded in runs and leases.
+/// The variable that names this controller instead of its host name.
+pub const CONTROLLER_VAR: &str = "SLUICE_CONTROLLER";
+
+/// This controller's name, as recorded in runs and leases: `$SLUICE_CONTROLLER` when set and not
+/// empty (two machines sharing a store need distinct names, which host names in containers or
+/// cloned images may not be), else the host name.
 pub fn controller_name() -> String {
+    if let Some(name) = std::env::var(CONTROLLER_VAR)
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+    {
+        return name;
+    }
+    host_name()
+}
+
+/// The host name of this machine.
+fn host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates within it on success.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };

@@ -24,6 +24,11 @@ pub const RECORD_INCOMPLETE: u8 = 5;
 /// `action: continue`): success with a caveat, as Terraform's `-detailed-exitcode` gives a
 /// success with changes its own code. `--allow-tolerated` makes it 0.
 pub const TOLERATED: u8 = 6;
+/// The audit store (a database) could not be reached mid-run: the run stopped safely — no step
+/// started whose intent was not recorded, commands in flight finished, nothing was undone — and
+/// is unfinished in the store: `sluice resume RUN` carries it on once the store is back
+/// (`store_unreachable`). Not 5: the run did not end, and nothing about its hosts is settled.
+pub const STORE_UNREACHABLE: u8 = 7;
 
 /// The exit code of a run that ended with `status`.
 pub fn for_status(status: RunStatus) -> u8 {
@@ -37,5 +42,6 @@ pub fn for_status(status: RunStatus) -> u8 {
         | RunStatus::OutsideWindow
         | RunStatus::ApprovalRefused => ABORTED,
         RunStatus::RecordIncomplete => RECORD_INCOMPLETE,
+        RunStatus::StoreUnreachable => STORE_UNREACHABLE,
     }
 }

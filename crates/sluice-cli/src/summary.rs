@@ -208,5 +208,9 @@ pub fn verdict(status: RunStatus) -> (String, bool) {
             "aborted: an approval gate was refused (exit 4)".into(),
             true,
         ),
+        RunStatus::StoreUnreachable => (
+            "STOPPED: the audit store could not be reached; resume the run once it is back (exit 7)".into(),
+            true,
+        ),
     }
 }

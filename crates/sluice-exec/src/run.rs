@@ -426,6 +426,7 @@ impl Run {
         match stop.soft {
             Some(StopReason::Interrupted) => Some(RunStatus::Aborted),
             Some(StopReason::WindowClosed) => Some(RunStatus::WindowClosed),
+            Some(StopReason::StoreUnreachable) => Some(RunStatus::StoreUnreachable),
             None if stop.hard => Some(RunStatus::Aborted),
             None => None,
         }

@@ -1,10 +1,14 @@
-//! Stopping a run early: Ctrl-C once or twice, and the maintenance window closing.
+//! Stopping a run early: Ctrl-C once or twice, the maintenance window closing, and the audit
+//! store becoming unreachable.
 //!
 //! As in mini-redis, one sender broadcasts the stop state and every task that can stop holds a
 //! receiver ([`StopListener`]). A *soft* stop (first Ctrl-C, window closed) means: start no new
 //! host and no new step, let the commands in flight finish, then roll back or halt per policy.
 //! A *hard* stop (second Ctrl-C) means: abandon the commands in flight now; their steps are
-//! recorded as UNKNOWN and nothing is undone.
+//! recorded as UNKNOWN and nothing is undone. A stop because the audit store cannot be reached
+//! ([`StopReason::StoreUnreachable`]) is soft, but nothing is rolled back after it: an undo's
+//! intent could not be recorded, so its command would not be sent anyway; the run is left
+//! unfinished for `sluice resume`.
 
 use std::sync::Arc;
 
@@ -17,6 +21,8 @@ use tokio::sync::watch;
 pub enum StopReason {
     Interrupted,
     WindowClosed,
+    /// The journal could not reach its store (a database that went away).
+    StoreUnreachable,
 }
 
 /// The current stop state.
@@ -24,6 +30,13 @@ pub enum StopReason {
 pub struct Stop {
     pub soft: Option<StopReason>,
     pub hard: bool,
+}
+
+impl Stop {
+    /// The run is stopping because its store cannot be reached.
+    pub fn store_lost(&self) -> bool {
+        self.soft == Some(StopReason::StoreUnreachable)
+    }
 }
 
 /// The sending side, shared by the signal handler and the window timer.
@@ -67,6 +80,13 @@ impl Shutdown {
                 s.soft = Some(StopReason::WindowClosed);
             }
         });
+    }
+
+    /// The journal cannot reach its store: a soft stop that nothing is undone after. It takes
+    /// precedence over an earlier soft stop (whose rollback could not be recorded either).
+    pub fn store_unreachable(&self) {
+        self.tx
+            .send_modify(|s| s.soft = Some(StopReason::StoreUnreachable));
     }
 
     pub fn state(&self) -> Stop {
@@ -134,6 +154,15 @@ mod tests {
             }
         );
         assert!(s.interrupt().hard);
+    }
+
+    #[test]
+    fn an_unreachable_store_overrides_an_earlier_soft_stop() {
+        let s = Shutdown::new();
+        s.interrupt();
+        s.store_unreachable();
+        assert!(s.state().store_lost());
+        assert!(!s.state().hard);
     }
 
     #[test]

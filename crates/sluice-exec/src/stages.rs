@@ -231,7 +231,8 @@ impl Run {
             let policy = &a.stages[e.index].failure;
             let undo_others = policy.action == FailureAction::Rollback
                 && policy.rollback_scope == RollbackScope::Run
-                && !self.ctx.shutdown.state().hard;
+                && !self.ctx.shutdown.state().hard
+                && !self.ctx.shutdown.state().store_lost();
             (e.index, e.status, undo_others)
         });
         let mut undo_failed = false;
@@ -276,6 +277,7 @@ impl Run {
         let stop = self.ctx.shutdown.state();
         match stop.soft {
             Some(crate::shutdown::StopReason::WindowClosed) => RunStatus::WindowClosed,
+            Some(crate::shutdown::StopReason::StoreUnreachable) => RunStatus::StoreUnreachable,
             _ => fallback,
         }
     }
@@ -296,7 +298,8 @@ fn stage_status(status: RunStatus) -> WaveStatus {
         RunStatus::Aborted
         | RunStatus::WindowClosed
         | RunStatus::OutsideWindow
-        | RunStatus::ApprovalRefused => WaveStatus::Interrupted,
+        | RunStatus::ApprovalRefused
+        | RunStatus::StoreUnreachable => WaveStatus::Interrupted,
     }
 }
 

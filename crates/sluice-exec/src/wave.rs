@@ -61,6 +61,9 @@ impl WaveRun {
             _ if stop.hard => "a second Ctrl-C abandoned the wave".to_string(),
             WaveStatus::Interrupted => match stop.soft {
                 Some(StopReason::WindowClosed) => "the maintenance window closed".to_string(),
+                Some(StopReason::StoreUnreachable) => {
+                    "the audit store could not be reached".to_string()
+                }
                 _ => "Ctrl-C stopped the wave".to_string(),
             },
             _ if index.is_none() && self.status != WaveStatus::Ok => {

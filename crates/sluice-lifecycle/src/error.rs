@@ -42,7 +42,8 @@ pub enum LifecycleError {
     AlreadyFinished { run: String, status: RunState },
 
     #[error(
-        "run {run} is still running: process {pid} on {controller} (operator {operator}, since {since}) holds its leases; stop it first (a resume takes over only from a dead controller)"
+        "run {run} is still running: process {pid} on {controller} (operator {operator}, since {since}) holds its leases{}; stop it first (a resume takes over only from a dead controller)",
+        expiry_note(.expires_at.as_deref())
     )]
     StillRunning {
         run: String,
@@ -50,6 +51,9 @@ pub enum LifecycleError {
         controller: String,
         operator: String,
         since: String,
+        /// In a shared store: when the leases expire unless their holder's heartbeat renews
+        /// them (a dead holder's can be taken over then).
+        expires_at: Option<String>,
     },
 
     #[error("run {run} has no run_started record; cannot resume it")]
@@ -170,4 +174,15 @@ fn not_enough(checked: &sluice_model::PolicyChecked) -> String {
         text.push_str("\n  no approval of this exact hash is recorded (`sluice approve-plan PLAN.json --key KEY`)");
     }
     text
+}
+
+/// What a shared store's lease expiry adds to a refusal: when the leases can be taken over if
+/// their holder is dead.
+fn expiry_note(expires_at: Option<&str>) -> String {
+    match expires_at {
+        Some(at) => format!(
+            " and renews them (they expire at {at} unless renewed: if that controller is dead, resume after that)"
+        ),
+        None => String::new(),
+    }
 }

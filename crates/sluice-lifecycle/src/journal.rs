@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sluice_audit::{Entry, GroupCommitter, Redactor};
-use sluice_exec::{Journal, JournalError, JournalFuture};
+use sluice_exec::{Journal, JournalError, JournalFuture, Shutdown};
 use sluice_model::Fact;
 
 /// Records every fact the executor journals, in the order it calls, through one
@@ -24,6 +24,8 @@ pub struct AuditJournal {
     lost: AtomicU64,
     /// Why the first lost fact was lost.
     first_loss: Mutex<Option<String>>,
+    /// Stopped when the store cannot be reached; see [`AuditJournal::stopping`].
+    on_outage: Option<Shutdown>,
 }
 
 /// What an [`AuditJournal`] could not record.
@@ -43,7 +45,17 @@ impl AuditJournal {
             redactor,
             lost: AtomicU64::new(0),
             first_loss: Mutex::new(None),
+            on_outage: None,
         }
+    }
+
+    /// When a commit fails because the store cannot be reached (a database that went away),
+    /// `shutdown` is told ([`Shutdown::store_unreachable`]) before the executor hears of the
+    /// failure: it starts no further host or step, lets the commands in flight finish, and
+    /// undoes nothing, so the run can be resumed once the store is back.
+    pub fn stopping(mut self, shutdown: Shutdown) -> Self {
+        self.on_outage = Some(shutdown);
+        self
     }
 
     /// The facts the store could not record so far.
@@ -69,6 +81,11 @@ impl Journal for AuditJournal {
         let wait = self.writer.submit(Entry::new(&self.run, fact));
         Box::pin(async move {
             wait.await.map(|_| ()).map_err(|failed| {
+                if failed.store_unreachable
+                    && let Some(shutdown) = &self.on_outage
+                {
+                    shutdown.store_unreachable();
+                }
                 self.count_loss(&failed);
                 JournalError::new(failed)
             })

@@ -10,6 +10,13 @@
 //! 5), in the event stream, in the report and, when the store takes it, in the record. Leases the
 //! finish commit could not release are released alone if the store allows, else
 //! [`Finished::leases_held`] says so (`sluice unlock RUN` breaks them).
+//!
+//! **A store that cannot be reached stops the run, unfinished.** When a commit fails because
+//! the database went away, the journal stops the executor (`Shutdown::store_unreachable`): no
+//! further host or step starts (none could have its intent recorded), the commands in flight
+//! finish, nothing is undone, and the run ends `store_unreachable` (exit 7) without a finish
+//! commit: its record stays open and its leases stay held (they expire, as a dead controller's
+//! do), so `sluice resume RUN` carries it on once the database is back.
 
 use std::sync::Arc;
 
@@ -61,14 +68,19 @@ pub struct Finished {
     /// record then has no end.
     pub unrecorded: Option<AuditError>,
     /// The run's leases are still held: the finish commit failed, and so did releasing them
-    /// on their own.
+    /// on their own; or the store could not be reached and the run was left to be resumed.
     pub leases_held: bool,
 }
 
 impl Finished {
     /// Every fact of the run, its end included, is in the store.
     pub fn record_complete(&self) -> bool {
-        self.lost.facts == 0 && self.unrecorded.is_none()
+        self.lost.facts == 0 && self.unrecorded.is_none() && !self.store_lost()
+    }
+
+    /// The run stopped because its store could not be reached; it is unfinished in the store.
+    pub fn store_lost(&self) -> bool {
+        self.report.status == RunStatus::StoreUnreachable
     }
 }
 
@@ -100,7 +112,9 @@ impl RecordedRun {
             }
         };
         events.emit(opening);
-        let journal = Arc::new(AuditJournal::new(writer.clone(), &run_id, redactor));
+        let journal = Arc::new(
+            AuditJournal::new(writer.clone(), &run_id, redactor).stopping(shutdown.clone()),
+        );
         options.journal = JournalHandle::new(journal.clone());
         let warnings = tokio::spawn(record_warnings(
             WarningTap::install(),
@@ -126,6 +140,20 @@ impl RecordedRun {
         let commits = writer.stats();
         let lost = journal.lost();
         let duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX);
+        if report.status == RunStatus::StoreUnreachable {
+            // No finish commit: the run stays open, with its leases, for `sluice resume`.
+            events.emit(Fact::RunFinished(RunFinished {
+                status: report.status,
+                duration_ms,
+            }));
+            return Ok(Finished {
+                report,
+                commits,
+                lost,
+                unrecorded: None,
+                leases_held: true,
+            });
+        }
         let mut status = report.status;
         if lost.facts > 0 && went_through(status) {
             status = RunStatus::RecordIncomplete;

@@ -50,16 +50,16 @@ fn resumable_records(log: &AuditLog, run: &str) -> Result<Vec<Record>, Lifecycle
             status: summary.status,
         });
     }
-    let leases = log.active_leases()?;
-    if let Some(live) = leases.iter().find(|l| {
-        l.run == run && (l.controller != log.controller() || sluice_audit::pid_alive(l.pid))
-    }) {
+    // How a holder is judged alive is the backend's: a local pid, or a heartbeat in a shared
+    // database (so a controller on another machine that died can be taken over from here).
+    if let Some(live) = log.live_lease_of(run)? {
         return Err(LifecycleError::StillRunning {
             run: run.to_string(),
             pid: live.pid,
-            controller: live.controller.clone(),
-            operator: live.operator.clone(),
-            since: live.since.clone(),
+            controller: live.controller,
+            operator: live.operator,
+            since: live.since,
+            expires_at: live.expires_at,
         });
     }
     let records = log.run_records(run)?;

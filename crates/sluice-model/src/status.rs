@@ -129,6 +129,7 @@ vocabulary! {
         OutsideWindow = "outside_window": "outside the maintenance window: nothing started (exit 4)",
         ApprovalRefused = "approval_refused": "an approval gate was refused (exit 4)",
         RecordIncomplete = "record_incomplete": "the hosts ended as for `succeeded` or `tolerated`, but the audit store could not record all of the run (a full disk, an I/O error): facts or its end are missing (exit 5)",
+        StoreUnreachable = "store_unreachable": "the audit store (a database) could not be reached mid-run: no step started without its intent recorded, commands in flight finished, nothing was undone; the run is unfinished in the store and `sluice resume` carries it on once the store is back (exit 7; this status is never recorded)",
     }
 }
 

@@ -260,6 +260,20 @@ impl PgStore {
         })
     }
 
+    /// A lease of `run` that has not expired (its holder's heartbeat renews it).
+    pub fn live_lease_of(&self, run: &str) -> Result<Option<Lease>, AuditError> {
+        let sql = format!(
+            "SELECT {LEASE_COLUMNS} FROM sluice.leases WHERE run = $1 AND expires_at > now()
+             ORDER BY host LIMIT 1"
+        );
+        self.with_client(|conn| {
+            Ok(conn
+                .query(&sql, &[&run])?
+                .first()
+                .map(|r| lease_of(r).lease))
+        })
+    }
+
     /// Runs whose leases a live holder renews.
     pub(crate) fn live_runs(&self) -> Result<std::collections::BTreeSet<String>, AuditError> {
         self.with_client(|conn| {

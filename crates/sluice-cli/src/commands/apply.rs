@@ -301,6 +301,17 @@ pub(crate) fn run_recorded(run: Recorded, console: &Console) -> Result<u8, CliEr
 /// What is missing from the record of a run and what to do about its leases.
 fn incomplete_record(finished: &sluice_lifecycle::Finished) -> String {
     let run = &finished.report.run_id;
+    if finished.store_lost() {
+        return format!(
+            "run {run} stopped because its audit store could not be reached ({}): no step started without its intent recorded, commands in flight finished, nothing was undone; {} fact(s) were not recorded. The run is unfinished in the store and its host leases stay held until they expire: once the store is back, `sluice resume {run}` carries it on",
+            finished
+                .lost
+                .first_reason
+                .as_deref()
+                .unwrap_or("the database went away"),
+            finished.lost.facts
+        );
+    }
     let mut text = format!("the record of run {run} in the audit store is incomplete:");
     if finished.lost.facts > 0 {
         text.push_str(&format!(

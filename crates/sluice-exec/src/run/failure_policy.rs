@@ -27,6 +27,17 @@ impl Run {
             .await;
             return RunStatus::Aborted;
         }
+        if stop.store_lost() {
+            // Nothing can be recorded, so no undo may start (its intent would not be durable);
+            // the run stays unfinished in the store for `sluice resume`.
+            self.decide(
+                failed,
+                WaveDecision::Halt,
+                "the audit store cannot be reached: no further step starts and nothing is undone; `sluice resume` carries the run on once the store is back",
+            )
+            .await;
+            return RunStatus::StoreUnreachable;
+        }
         match a.failure.action {
             FailureAction::Rollback => {}
             FailureAction::Halt => {

@@ -555,6 +555,7 @@ pub(crate) fn bare_spec(id: &str) -> StepSpec {
         check: false,
         stage: None,
         reboot: None,
+        confirm: None,
     }
 }
 

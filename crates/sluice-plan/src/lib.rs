@@ -31,6 +31,7 @@ pub use command::{
     SecretBinding, Segment, shell_quote,
 };
 pub mod compile;
+pub mod confirm;
 pub mod error;
 pub mod estimate;
 pub mod graph;

@@ -42,6 +42,9 @@ pub(crate) struct HostRun {
     pub duration: Duration,
     /// A reboot step a resume found in flight and saw through (`crate::reboot`): done.
     pub resumed_reboot: Option<String>,
+    /// How a step's confirm left the host when a step status cannot say it (`reverted` by the
+    /// host's timer, or `unreachable` after it): taken by [`run_steps`] as the host's outcome.
+    pub settled_outcome: Option<HostOutcome>,
 }
 
 impl HostRun {
@@ -57,6 +60,7 @@ impl HostRun {
             failure: None,
             duration: Duration::ZERO,
             resumed_reboot: None,
+            settled_outcome: None,
         }
     }
 
@@ -169,6 +173,33 @@ impl HostRun {
         if let Some(reboot) = &spec.reboot {
             return crate::reboot::run_reboot(self, ctx, step, reboot, &become_user, stop).await;
         }
+        if let Some(confirm) = &spec.confirm {
+            let order = crate::confirm::ConfirmOrder {
+                step,
+                spec,
+                confirm,
+                conn: &conn,
+                become_user: &become_user,
+            };
+            return crate::confirm::run_confirmed(self, ctx, order, stop).await;
+        }
+        self.run_attempts(ctx, step, spec, &conn, timeout, &become_user, stop)
+            .await
+    }
+
+    /// Runs a step's attempts (its guard passed): intent, command, registered value, result,
+    /// retries. Returns its final status.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn run_attempts(
+        &mut self,
+        ctx: &RunContext,
+        step: &HostStep,
+        spec: &StepSpec,
+        conn: &Arc<dyn Connection>,
+        timeout: Option<Duration>,
+        become_user: &Option<Become>,
+        stop: &mut StopListener,
+    ) -> StepStatus {
         let mut attempt = ctx.resume.first_attempt(&self.host, &step.id);
         loop {
             let command = shown_command(ctx, &step.run, &self.values);
@@ -187,7 +218,7 @@ impl HostRun {
             let started = Instant::now();
             let cap = output_cap(spec);
             let ran = self
-                .exec_capped(&conn, &step.run, timeout, &become_user, cap, stop)
+                .exec_capped(conn, &step.run, timeout, become_user, cap, stop)
                 .await;
             // Registered (and tainted, when it holds a secret) before the result is built, so
             // the result's output is masked with it.
@@ -198,7 +229,7 @@ impl HostRun {
                 _ => None,
             };
             let mut result =
-                self.result_of(ctx, &step.id, attempt, &ran, started.elapsed(), Some(&conn));
+                self.result_of(ctx, &step.id, attempt, &ran, started.elapsed(), Some(conn));
             if let (Some(registered), Some(name)) = (registered, &spec.register)
                 && result.status == StepStatus::Ok
             {
@@ -287,7 +318,7 @@ impl HostRun {
 
     /// A step that could not be sent (no become password, the journal failed): shown, not
     /// recorded (no intent was), and the host fails.
-    fn not_sent(
+    pub(crate) fn not_sent(
         &mut self,
         ctx: &RunContext,
         step: &HostStep,
@@ -523,7 +554,9 @@ async fn run_steps(
         let spec = step_spec(ctx, &step.id);
         match run.run_step(ctx, step, &spec, stop).await {
             StepStatus::Ok | StepStatus::Skipped => {}
-            StepStatus::Failed | StepStatus::TimedOut => return HostOutcome::Failed,
+            StepStatus::Failed | StepStatus::TimedOut => {
+                return run.settled_outcome.take().unwrap_or(HostOutcome::Failed);
+            }
             StepStatus::Unknown => return HostOutcome::Unknown,
         }
     }
@@ -561,7 +594,7 @@ pub(crate) fn bare_spec(id: &str) -> StepSpec {
 
 /// A captured stream as facts carry it, with secrets scrubbed (`bytes` and `sha256` describe the
 /// stream as received).
-fn captured(ctx: &RunContext, out: &sluice_ssh::CapturedOutput) -> Capture {
+pub(crate) fn captured(ctx: &RunContext, out: &sluice_ssh::CapturedOutput) -> Capture {
     ctx.secrets.redact_capture(&Capture {
         head: String::from_utf8_lossy(&out.head).into_owned(),
         tail: String::from_utf8_lossy(&out.tail).into_owned(),

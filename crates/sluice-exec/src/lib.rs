@@ -8,6 +8,8 @@
 //!   ([`http_probe`]: the HTTP(S) GET of an `http:` check);
 //!   [`preconnect`]: the next wave's SSH connections, opened while the current wave runs.
 //! - [`rollback`]: undo of what ran, newest first.
+//! - `confirm`: confirm-or-revert: a timer armed on the host before a step with `confirm:`,
+//!   disarmed over a new connection after it, or the host reverts the step by itself.
 //! - [`check`]: `sluice apply --check`: only `skip_if` guards and `check: true` steps run.
 //! - `stages`: plans with stages: the stage scheduler above the wave loop, values passed
 //!   between stages, the rollback of earlier stages (`rollback_scope: run`).
@@ -25,6 +27,7 @@
 pub mod approval;
 pub mod budget;
 pub mod check;
+mod confirm;
 pub mod error;
 pub mod event;
 pub mod health;

@@ -1,0 +1,274 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! End-to-end tests of confirm-or-revert (`confirm: { within: ... }`) against the sshd fleet:
+//! sluice arms a timer on the host before the step and must disarm it over a new connection
+//! after it, or the host runs the undo by itself. The lock-out stops the host's sshd listener
+//! (sluice-testfleet's `confirm.rs`); the undo the host's timer runs starts it again.
+//! scripts/test.sh runs this file in both transport modes (the runner, and `transport_mode:
+//! exec`).
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sluice_testfleet::Fleet;
+
+mod support;
+use support::events;
+
+/// `sluice` with the audit store in `state`, so that `sluice show` reads the run's store.
+fn sluice_in(state: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.env("SLUICE_STATE_DIR", state);
+    cmd
+}
+
+fn write_plan(fleet: &Fleet, steps: &str) -> PathBuf {
+    let yaml = format!("name: fleet-confirm\ntargets: [fleet]\nsteps:\n{steps}");
+    let path = fleet.dir().join("plan.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// `sluice apply --yes --json` (plus `extra`), its output and how long it took.
+fn apply(fleet: &Fleet, plan: &Path, extra: &[&str]) -> (Output, Duration) {
+    let inventory = fleet.write_inventory_for_confirm().unwrap();
+    let started = Instant::now();
+    let mut child = sluice_in(&fleet.dir().join("state"))
+        .arg("apply")
+        .arg(plan)
+        .arg("-i")
+        .arg(inventory)
+        .args(["--yes", "--json"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        stdout.read_to_end(&mut b).unwrap();
+        b
+    });
+    let mut err = Vec::new();
+    stderr.read_to_end(&mut err).unwrap();
+    let status = child.wait().unwrap();
+    let out = Output {
+        status,
+        stdout: out_reader.join().unwrap(),
+        stderr: err,
+    };
+    (out, started.elapsed())
+}
+
+fn event<'a>(events: &'a [serde_json::Value], kind: &str, step: &str) -> &'a serde_json::Value {
+    events
+        .iter()
+        .find(|e| e["kind"] == kind && e["step"] == step)
+        .unwrap_or_else(|| panic!("no {kind} for {step} in {events:#?}"))
+}
+
+fn host_finished(events: &[serde_json::Value]) -> &serde_json::Value {
+    events
+        .iter()
+        .find(|e| e["kind"] == "host_finished")
+        .expect("a host_finished event")
+}
+
+/// The confirm directories left on host `i` (one per armed step not yet settled).
+fn armed_dirs(fleet: &Fleet, i: usize) -> Vec<String> {
+    std::fs::read_dir(fleet.confirm_dir(i))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn state(fleet: &Fleet) -> String {
+    std::fs::read_to_string(fleet.root(1).join("state"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Whether host 1's port answers with an SSH banner.
+fn sshd_answers(fleet: &Fleet) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", fleet.port(1))) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).is_ok() && &buf == b"SSH-"
+}
+
+/// The table and verdict after a run, with its id and every measured duration replaced,
+/// and runs of spaces made one (the columns' widths follow the durations).
+fn summary(stderr: &str, run: &str) -> String {
+    let from = stderr.find("\nwave ").expect("the summary table") + 1;
+    let measured = |w: &str| {
+        let w = w.trim_end_matches(['.', ',']);
+        let Some(num) = w.strip_suffix('s') else {
+            return false;
+        };
+        let mut parts = num.split(['.', 'm']);
+        num.contains(['.', 'm'])
+            && parts.all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    };
+    stderr[from..]
+        .replace(run, "RUN")
+        .lines()
+        .map(|line| {
+            line.split_whitespace()
+                .map(|w| if measured(w) { "DURATION" } else { w })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The step checks, while it runs, that its timer is armed: the `armed` file and a live
+/// sleeping process (the fleet has no systemd).
+const CHANGE_WHILE_ARMED: &str = r#"  - id: change
+    run: 'test -e {{vars.sluice_confirm_dir}}/sluice-confirm-*/armed && kill -0 $(cat {{vars.sluice_confirm_dir}}/sluice-confirm-*/pid) && echo changed > {{vars.fleet_root}}/state'
+    undo: 'echo undone > {{vars.fleet_root}}/state'
+    confirm: { within: 30s }
+"#;
+
+#[test]
+fn a_step_that_keeps_access_is_confirmed_and_its_timer_is_gone_from_the_host() {
+    let fleet = Fleet::start(1).unwrap();
+    let after = "  - { id: after, run: 'echo after >> {{vars.fleet_root}}/log' }\n";
+    let plan = write_plan(&fleet, &format!("{CHANGE_WHILE_ARMED}{after}"));
+    let (out, took) = apply(&fleet, &plan, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let events = events(&out);
+    // The step saw its timer armed (else it would have failed), and the change stays.
+    assert_eq!(event(&events, "step_result", "change")["status"], "ok");
+    assert_eq!(state(&fleet), "changed");
+    let armed = event(&events, "confirm_armed", "change");
+    assert_eq!(armed["timer"], "sleeper", "{armed}");
+    assert_eq!(armed["within_ms"], 30_000);
+    let result = event(&events, "confirm_result", "change");
+    assert_eq!(result["outcome"], "confirmed", "{result}");
+    assert!(result["undo_exit_code"].is_null());
+    // Armed before the step's intent, settled after its result.
+    let pos = |kind: &str| {
+        events
+            .iter()
+            .position(|e| e["kind"] == kind && e["step"] == "change")
+            .unwrap()
+    };
+    assert!(pos("confirm_armed") < pos("step_intent"));
+    assert!(pos("step_result") < pos("confirm_result"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "step_result" && e["step"] == "after")
+    );
+    assert_eq!(host_finished(&events)["outcome"], "ok");
+    // The timer is gone: no process mentions the confirm directory, which is removed too,
+    // and sluice did not wait for the window.
+    let dir = fleet.confirm_dir(1).display().to_string();
+    assert_eq!(Fleet::processes_mentioning(&dir), Vec::new());
+    assert_eq!(armed_dirs(&fleet, 1), Vec::<String>::new());
+    assert!(took < Duration::from_secs(25), "took {took:?}");
+    // The undo never ran: not by sluice, not by the host.
+    assert!(!events.iter().any(|e| e["kind"] == "undo_intent"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(state(&fleet), "changed");
+}
+
+#[test]
+fn a_step_that_locks_sluice_out_is_reverted_by_the_host_and_reported() {
+    let fleet = Fleet::start(1).unwrap();
+    let listener_before = fleet.sshd_pid(1).unwrap();
+    let steps = format!(
+        "  - id: lockout\n    run: '{}'\n    undo: '{}'\n    confirm: {{ within: 4s, revert_timeout: 60s }}\n  - {{ id: after, run: 'echo after >> {{{{vars.fleet_root}}}}/log' }}\n",
+        Fleet::STOP_SSHD_COMMAND,
+        Fleet::start_sshd_command()
+    );
+    let plan = write_plan(&fleet, &steps);
+    let (out, _) = apply(&fleet, &plan, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let events = events(&out);
+    assert_eq!(event(&events, "step_result", "lockout")["status"], "ok");
+    let result = event(&events, "confirm_result", "lockout");
+    assert_eq!(result["outcome"], "reverted", "{result}");
+    assert_eq!(result["undo_exit_code"], 0, "{result}");
+    let finished = host_finished(&events);
+    assert_eq!(finished["outcome"], "reverted", "{finished}");
+    // The host reverted by itself: sluice sent no undo, and the next step never ran.
+    assert!(
+        !events.iter().any(|e| e["kind"] == "undo_intent"),
+        "{events:#?}"
+    );
+    assert!(!events.iter().any(|e| e["step"] == "after"));
+    // The undo's effect: a new sshd listener (not the fleet's) answers on the port.
+    assert!(sshd_answers(&fleet), "sshd answers again");
+    assert_ne!(fleet.sshd_pid(1), Some(listener_before));
+    let dir = fleet.confirm_dir(1).display().to_string();
+    assert_eq!(Fleet::processes_mentioning(&dir), Vec::new());
+    assert_eq!(armed_dirs(&fleet, 1), Vec::<String>::new());
+    // The human output and the record say so too.
+    let run = finished["run"].as_str().unwrap();
+    insta::assert_snapshot!("confirm-lockout-summary", summary(&stderr, run));
+    let show = sluice_in(&fleet.dir().join("state"))
+        .args(["show", run, "--json"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(show.status.success(), "{shown}");
+    assert!(shown.contains(r#""outcome":"reverted""#), "{shown}");
+    assert!(shown.contains(r#""kind":"confirm_result""#), "{shown}");
+}
+
+#[test]
+fn a_failed_step_is_disarmed_and_left_to_the_failure_policy() {
+    let fleet = Fleet::start(1).unwrap();
+    let steps = r#"  - id: broken
+    run: 'echo changed > {{vars.fleet_root}}/state; exit 3'
+    undo: 'echo undone-by-sluice > {{vars.fleet_root}}/state'
+    confirm: { within: 30s }
+"#;
+    let plan = write_plan(&fleet, steps);
+    let (out, took) = apply(&fleet, &plan, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let events = events(&out);
+    assert_eq!(event(&events, "step_result", "broken")["status"], "failed");
+    let result = event(&events, "confirm_result", "broken");
+    assert_eq!(result["outcome"], "disarmed", "{result}");
+    assert_eq!(host_finished(&events)["outcome"], "failed");
+    // The rollback (the plan's failure policy) ran the undo, over SSH, well before the window.
+    assert_eq!(event(&events, "undo_result", "broken")["status"], "ok");
+    assert_eq!(state(&fleet), "undone-by-sluice");
+    assert!(took < Duration::from_secs(25), "took {took:?}");
+    let dir = fleet.confirm_dir(1).display().to_string();
+    assert_eq!(Fleet::processes_mentioning(&dir), Vec::new());
+    assert_eq!(armed_dirs(&fleet, 1), Vec::<String>::new());
+}
+
+#[test]
+fn check_mode_arms_nothing() {
+    let fleet = Fleet::start(1).unwrap();
+    let plan = write_plan(&fleet, CHANGE_WHILE_ARMED);
+    let (out, _) = apply(&fleet, &plan, &["--check"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let events = events(&out);
+    assert!(
+        !events.iter().any(|e| e["kind"] == "confirm_armed"),
+        "{events:#?}"
+    );
+    assert!(!fleet.confirm_dir(1).exists());
+    assert_eq!(state(&fleet), "");
+}

@@ -272,3 +272,99 @@ fn check_mode_arms_nothing() {
     assert!(!fleet.confirm_dir(1).exists());
     assert_eq!(state(&fleet), "");
 }
+
+/// Starts `sluice apply --json` and kills it (SIGKILL) once it reported step `step`'s result;
+/// returns the run id.
+fn apply_killed_after(fleet: &Fleet, plan: &Path, step: &str) -> String {
+    use std::io::BufRead;
+    let inventory = fleet.write_inventory_for_confirm().unwrap();
+    let mut child = sluice_in(&fleet.dir().join("state"))
+        .arg("apply")
+        .arg(plan)
+        .arg("-i")
+        .arg(inventory)
+        .args(["--yes", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut run = None;
+    for line in stdout.lines() {
+        let event: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        run = event["run"].as_str().map(str::to_string);
+        if event["kind"] == "step_result" && event["step"] == step {
+            break;
+        }
+        assert_ne!(event["kind"], "confirm_result", "settled before the kill");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    run.expect("apply reported the run")
+}
+
+fn resume(fleet: &Fleet, run: &str) -> Output {
+    sluice_in(&fleet.dir().join("state"))
+        .args(["resume", run, "--yes", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_controller_killed_before_confirming_finds_on_resume_that_the_host_reverted() {
+    let fleet = Fleet::start(1).unwrap();
+    let steps = format!(
+        "  - id: lockout\n    run: '{}'\n    undo: '{}'\n    confirm: {{ within: 3s, revert_timeout: 60s }}\n",
+        Fleet::STOP_SSHD_COMMAND,
+        Fleet::start_sshd_command()
+    );
+    let plan = write_plan(&fleet, &steps);
+    let run = apply_killed_after(&fleet, &plan, "lockout");
+    // Nobody confirms: the host's timer reverts the step (sshd answers again) by itself.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !sshd_answers(&fleet) {
+        assert!(
+            Instant::now() < deadline,
+            "the host did not revert by itself"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = resume(&fleet, &run);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let events = events(&out);
+    let result = event(&events, "confirm_result", "lockout");
+    assert_eq!(result["outcome"], "reverted", "{result}");
+    assert_eq!(result["undo_exit_code"], 0, "{result}");
+    assert!(
+        result["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("after the resume: "),
+        "{result}"
+    );
+    assert_eq!(host_finished(&events)["outcome"], "reverted");
+    assert!(!events.iter().any(|e| e["kind"] == "undo_intent"));
+    assert_eq!(armed_dirs(&fleet, 1), Vec::<String>::new());
+}
+
+#[test]
+fn a_controller_killed_before_confirming_confirms_on_resume_and_the_timer_is_gone() {
+    let fleet = Fleet::start(1).unwrap();
+    let plan = write_plan(&fleet, CHANGE_WHILE_ARMED);
+    let run = apply_killed_after(&fleet, &plan, "change");
+    let dir = fleet.confirm_dir(1).display().to_string();
+    assert_ne!(Fleet::processes_mentioning(&dir), Vec::new(), "armed");
+    let out = resume(&fleet, &run);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let events = events(&out);
+    let result = event(&events, "confirm_result", "change");
+    assert_eq!(result["outcome"], "confirmed", "{result}");
+    assert_eq!(host_finished(&events)["outcome"], "ok");
+    assert_eq!(state(&fleet), "changed");
+    assert_eq!(Fleet::processes_mentioning(&dir), Vec::new());
+    assert_eq!(armed_dirs(&fleet, 1), Vec::<String>::new());
+}

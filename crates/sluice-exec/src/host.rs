@@ -45,6 +45,8 @@ pub(crate) struct HostRun {
     /// How a step's confirm left the host when a step status cannot say it (`reverted` by the
     /// host's timer, or `unreachable` after it): taken by [`run_steps`] as the host's outcome.
     pub settled_outcome: Option<HostOutcome>,
+    /// The steps done before a resume are in `ran` already (`crate::resume::note_done_steps`).
+    pub done_steps_noted: bool,
 }
 
 impl HostRun {
@@ -61,6 +63,7 @@ impl HostRun {
             duration: Duration::ZERO,
             resumed_reboot: None,
             settled_outcome: None,
+            done_steps_noted: false,
         }
     }
 
@@ -499,13 +502,15 @@ pub(crate) async fn run_host(
     run.outcome = HostOutcome::Ok;
     // A reboot a crash interrupted is seen through first: the host may still be down.
     crate::reboot::resume_in_flight(&mut run, &ctx, &plan, &mut stop).await;
+    // So is a confirm a crash left armed: the host may have reverted meanwhile.
+    crate::confirm::resume_in_flight(&mut run, &ctx, &plan, &mut stop).await;
     if run.conn.is_none() && run.outcome == HostOutcome::Ok {
         run.connect(&ctx, &plan, &mut stop).await;
     }
     if run.conn.is_some() {
         run.outcome = run_steps(&ctx, &mut run, &plan, &mut stop).await;
-    } else if run.ran.is_empty() {
-        // (A reboot a resume saw fail has noted them already.)
+    } else if !run.done_steps_noted {
+        // (A reboot or a confirm a resume saw fail has noted them already.)
         crate::resume::note_done_steps(&ctx, &mut run, &plan);
     }
     let health = match run.conn.clone() {

@@ -102,8 +102,16 @@ impl Prior {
         let mut started: BTreeSet<String> = BTreeSet::new();
         let mut decided: BTreeMap<String, WaveVerdict> = BTreeMap::new();
         let mut waived: BTreeSet<(String, String)> = BTreeSet::new();
+        // Confirms armed, by host, and whether their result is on record.
+        let mut confirms: BTreeMap<String, (String, bool)> = BTreeMap::new();
         for fact in facts {
             match fact {
+                Fact::ConfirmArmed(a) => {
+                    confirms.insert(a.host.clone(), (a.step.clone(), false));
+                }
+                Fact::ConfirmResult(r) => {
+                    confirms.insert(r.host.clone(), (r.step.clone(), true));
+                }
                 Fact::UndoIntent(i) => {
                     undos.insert((i.host.clone(), i.step.clone()), None);
                 }
@@ -175,6 +183,11 @@ impl Prior {
             choices: Vec::new(),
             done: 0,
         };
+        for (host, (step, settled)) in confirms {
+            if !settled {
+                prior.state.confirm_in_flight_on(&host, &step);
+            }
+        }
         prior.classify_steps(artifact, &steps, &waived);
         prior.classify_undos(artifact, &undos);
         prior.read_health(artifact, &health);

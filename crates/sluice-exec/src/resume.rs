@@ -107,6 +107,8 @@ pub struct ResumeState {
     undos: HashMap<(String, String), bool>,
     /// Reboots left UNKNOWN, by host: the step and the boot id from before the reboot.
     reboots: HashMap<String, RebootInFlight>,
+    /// Confirms armed with no result recorded, by host: the step.
+    confirms: HashMap<String, String>,
 }
 
 /// A reboot the crash left without a result: resume settles it by the boot id.
@@ -124,6 +126,17 @@ impl ResumeState {
             && self.verdicts.is_empty()
             && self.undos.is_empty()
             && self.reboots.is_empty()
+            && self.confirms.is_empty()
+    }
+
+    /// Notes that `step` of `host` armed a confirm timer and no result of it is recorded.
+    pub fn confirm_in_flight_on(&mut self, host: &str, step: &str) {
+        self.confirms.insert(host.to_string(), step.to_string());
+    }
+
+    /// The step of `host` whose confirm the crash left unsettled, if any.
+    pub fn confirm_in_flight(&self, host: &str) -> Option<&str> {
+        self.confirms.get(host).map(String::as_str)
     }
 
     /// Notes that `step`, a reboot of `host`, has an intent recorded with `boot_id` and no result.
@@ -315,6 +328,10 @@ pub(crate) async fn skipped(ctx: &RunContext, host: &str, step: &str, took: std:
 /// For a host that cannot be reached now, the steps that finished before the crash still ran:
 /// rollback must know them (and will report the host ROLLBACK_FAILED, having no connection).
 pub(crate) fn note_done_steps(ctx: &RunContext, run: &mut HostRun, plan: &HostPlan) {
+    if run.done_steps_noted {
+        return;
+    }
+    run.done_steps_noted = true;
     for step in &plan.steps {
         if let Some(PriorStep::Done(_)) = ctx.resume.step(&run.host, &step.id) {
             run.ran.push(step.clone());

@@ -25,7 +25,10 @@
 //! The directory is removed once the outcome is on record, so the undo text (and the secret
 //! values it holds) leaves the host's disk.
 
+mod resume;
 mod script;
+
+pub(crate) use resume::resume_in_flight;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,7 +129,7 @@ pub(crate) async fn run_confirmed(
             stop,
         )
         .await;
-    let Some(settled) = settle(run, ctx, &order, &armed, status, stop).await else {
+    let Some(settled) = settle(run, ctx, order.become_user, &armed, status, stop).await else {
         run.failure = Some(FailureDetail {
             what: step.id.clone(),
             detail: "abandoned by a second Ctrl-C while confirming: the host's timer reverts the step unless it was disarmed".into(),
@@ -318,7 +321,7 @@ enum Seen {
 async fn settle(
     run: &HostRun,
     ctx: &RunContext,
-    order: &ConfirmOrder<'_>,
+    become_user: &Option<Become>,
     armed: &Armed,
     status: StepStatus,
     stop: &mut StopListener,
@@ -330,7 +333,7 @@ async fn settle(
         transport: transport.as_ref(),
         plan: &plan,
         armed,
-        become_user: order.become_user,
+        become_user,
     };
     let mut backoff = BACKOFF_FIRST;
     let mut last = String::from("no attempt was made");

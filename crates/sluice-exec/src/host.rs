@@ -186,23 +186,29 @@ impl HostRun {
             };
             return crate::confirm::run_confirmed(self, ctx, order, stop).await;
         }
-        self.run_attempts(ctx, step, spec, &conn, timeout, &become_user, stop)
-            .await
+        let sending = Sending {
+            conn: &conn,
+            timeout,
+            become_user: &become_user,
+        };
+        self.run_attempts(ctx, step, spec, sending, stop).await
     }
 
     /// Runs a step's attempts (its guard passed): intent, command, registered value, result,
     /// retries. Returns its final status.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn run_attempts(
         &mut self,
         ctx: &RunContext,
         step: &HostStep,
         spec: &StepSpec,
-        conn: &Arc<dyn Connection>,
-        timeout: Option<Duration>,
-        become_user: &Option<Become>,
+        sending: Sending<'_>,
         stop: &mut StopListener,
     ) -> StepStatus {
+        let Sending {
+            conn,
+            timeout,
+            become_user,
+        } = sending;
         let mut attempt = ctx.resume.first_attempt(&self.host, &step.id);
         loop {
             let command = shown_command(ctx, &step.run, &self.values);
@@ -392,6 +398,13 @@ impl HostRun {
             _ = stop.hard() => Ran::Abandoned,
         }
     }
+}
+
+/// How a step's commands are sent: on which connection, with which timeout, as whom.
+pub(crate) struct Sending<'a> {
+    pub conn: &'a Arc<dyn Connection>,
+    pub timeout: Option<Duration>,
+    pub become_user: &'a Option<Become>,
 }
 
 /// How running one command ended.

@@ -42,7 +42,7 @@ use sluice_plan::{HostPlan, HostStep, StepSpec};
 use sluice_ssh::{Become, Connection, ExecRequest, Transport};
 use tokio::time::Instant;
 
-use crate::host::{HostRun, captured, millis};
+use crate::host::{HostRun, Sending, captured, millis};
 use crate::report::FailureDetail;
 use crate::run::RunContext;
 use crate::shutdown::StopListener;
@@ -118,17 +118,12 @@ pub(crate) async fn run_confirmed(
             .timeout_ms
             .map_or(left, |ms| Duration::from_millis(ms).min(left)),
     );
-    let status = run
-        .run_attempts(
-            ctx,
-            step,
-            order.spec,
-            order.conn,
-            timeout,
-            order.become_user,
-            stop,
-        )
-        .await;
+    let sending = Sending {
+        conn: order.conn,
+        timeout,
+        become_user: order.become_user,
+    };
+    let status = run.run_attempts(ctx, step, order.spec, sending, stop).await;
     let Some(settled) = settle(run, ctx, order.become_user, &armed, status, stop).await else {
         run.failure = Some(FailureDetail {
             what: step.id.clone(),

@@ -33,9 +33,19 @@ fn write_plan(fleet: &Fleet, steps: &str) -> PathBuf {
 
 /// `sluice apply --yes --json` (plus `extra`), its output and how long it took.
 fn apply(fleet: &Fleet, plan: &Path, extra: &[&str]) -> (Output, Duration) {
+    apply_with_env(fleet, plan, extra, &[])
+}
+
+fn apply_with_env(
+    fleet: &Fleet,
+    plan: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Output, Duration) {
     let inventory = fleet.write_inventory_for_confirm().unwrap();
     let started = Instant::now();
     let mut child = sluice_in(&fleet.dir().join("state"))
+        .envs(env.iter().copied())
         .arg("apply")
         .arg(plan)
         .arg("-i")
@@ -366,5 +376,46 @@ fn a_controller_killed_before_confirming_confirms_on_resume_and_the_timer_is_gon
     assert_eq!(host_finished(&events)["outcome"], "ok");
     assert_eq!(state(&fleet), "changed");
     assert_eq!(Fleet::processes_mentioning(&dir), Vec::new());
+    assert_eq!(armed_dirs(&fleet, 1), Vec::<String>::new());
+}
+
+/// The undo the host's timer runs gets the plan's secret values from its file on the host (they
+/// never were in a command line), and no event or human line shows them.
+#[test]
+fn a_reverted_undo_gets_its_secret_values_and_no_output_shows_them() {
+    let mut fleet = Fleet::start(1).unwrap();
+    fleet.log_commands().unwrap();
+    let token = "s3cr3t-confirm-token-'\"$x";
+    let yaml = format!(
+        "name: fleet-confirm-secret\ntargets: [fleet]\nsecrets:\n  token: {{ env: SLUICE_CONFIRM_TOKEN }}\nsteps:\n  - id: lockout\n    run: '{}'\n    undo: '{} && printf %s {{{{secrets.token}}}} > {{{{vars.fleet_root}}}}/secret'\n    confirm: {{ within: 3s, revert_timeout: 60s }}\n",
+        Fleet::STOP_SSHD_COMMAND,
+        Fleet::start_sshd_command()
+    );
+    let plan = fleet.dir().join("plan.yaml");
+    std::fs::write(&plan, yaml).unwrap();
+    let (out, _) = apply_with_env(&fleet, &plan, &[], &[("SLUICE_CONFIRM_TOKEN", token)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let events = events(&out);
+    assert_eq!(
+        event(&events, "confirm_result", "lockout")["outcome"],
+        "reverted"
+    );
+    let written = std::fs::read_to_string(fleet.root(1).join("secret")).unwrap();
+    assert_eq!(written, token, "the undo got the exact secret value");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("s3cr3t"), "{stdout}");
+    assert!(!stderr.contains("s3cr3t"), "{stderr}");
+    // No command line on the host held it: the arming command got the undo on its stdin.
+    let commands = fleet.commands(1);
+    assert!(
+        commands.iter().any(|c| c.contains("sluice-confirm-")),
+        "{commands:#?}"
+    );
+    assert!(
+        commands.iter().all(|c| !c.contains("s3cr3t")),
+        "{commands:#?}"
+    );
+    // The undo file, with the value in it, left the host's disk with its directory.
     assert_eq!(armed_dirs(&fleet, 1), Vec::<String>::new());
 }

@@ -18,6 +18,7 @@ use sluice_ssh::{
 use tokio::time::Instant;
 
 use crate::health;
+use crate::registered::{Registered, output_cap, registered_value};
 use crate::report::{FailureDetail, HostOutcome, HostReport, RollbackOutcome, StepStatus};
 use crate::run::RunContext;
 use crate::shutdown::StopListener;
@@ -417,16 +418,6 @@ pub(crate) enum Ran {
     Unresolved(String),
 }
 
-/// How much of each output stream a step's command keeps: a registering step keeps its
-/// `register_limit`, so that a value up to the limit is exact; any other step the default,
-/// which bounds the memory a run spends on output.
-pub(crate) fn output_cap(spec: &StepSpec) -> usize {
-    match spec.register {
-        Some(_) => usize::try_from(spec.register_limit()).unwrap_or(usize::MAX),
-        None => ExecRequest::DEFAULT_OUTPUT_CAP,
-    }
-}
-
 /// The first lines of stderr, then of stdout, with secrets scrubbed. Each stream is scrubbed
 /// whole before it is cut into lines: a secret spanning lines (a PEM key) is found whole.
 pub(crate) fn first_lines(ctx: &RunContext, out: &ExecOutcome) -> Vec<String> {
@@ -454,42 +445,6 @@ pub(crate) fn shown_command(
         Ok(r) => ctx.secrets.redact(&r.redacted),
         Err(_) => ctx.secrets.redact(&command.to_string()),
     }
-}
-
-/// The value a step registers from its output.
-pub(crate) struct Registered {
-    pub value: String,
-    /// The output holds a secret (or a value tainted by one): the value is masked from now on,
-    /// in every output, event and record, like a declared secret.
-    pub secret: bool,
-}
-
-/// The value a step registers: its whole stdout, trimmed, or why there is none. A stdout over
-/// the limit was not kept whole, and a value with its middle cut out must not reach a later
-/// step: the step fails instead, naming the limit.
-pub(crate) fn registered_value(
-    ctx: &RunContext,
-    out: &ExecOutcome,
-    name: &str,
-    limit: u64,
-) -> Result<Registered, String> {
-    if out.stdout.total_bytes > limit || out.stdout.truncated() {
-        return Err(format!(
-            "{}, but its stdout ({} bytes) is over the register limit of {} ({limit} bytes) for `{name}`: nothing was registered; raise the step's `register_limit` (at most {})",
-            out.status,
-            out.stdout.total_bytes,
-            sluice_plan::register::show_size(limit),
-            sluice_plan::register::show_size(sluice_plan::register::MAX_REGISTER_LIMIT),
-        ));
-    }
-    let value = String::from_utf8_lossy(&out.stdout.kept_bytes())
-        .trim()
-        .to_string();
-    let secret = ctx.secrets.found_in(&value);
-    if secret {
-        ctx.taint(&value);
-    }
-    Ok(Registered { value, secret })
 }
 
 pub(crate) fn millis(d: Duration) -> u64 {

@@ -4,7 +4,8 @@
 //! Code map (read in this order):
 //! - [`run`]: [`Executor`], the run from start to end: window, `run_once`, waves, gates, policy.
 //! - [`wave`]: one wave's scheduler: concurrency slots and the failure [`budget`].
-//! - [`host`]: one host: connect, steps (skip_if, retries, timeout, register), then [`health`]
+//! - [`host`]: one host: connect, steps (skip_if, retries, timeout, register; `registered`:
+//!   the value a step registers and the output it keeps), then [`health`]
 //!   ([`http_probe`]: the HTTP(S) GET of an `http:` check);
 //!   [`preconnect`]: the next wave's SSH connections, opened while the current wave runs.
 //! - [`rollback`]: undo of what ran, newest first.
@@ -37,6 +38,7 @@ pub mod journal;
 mod preconnect;
 pub mod prior;
 mod reboot;
+mod registered;
 pub mod report;
 pub mod resume;
 mod rollback;

@@ -419,3 +419,34 @@ fn a_reverted_undo_gets_its_secret_values_and_no_output_shows_them() {
     // The undo file, with the value in it, left the host's disk with its directory.
     assert_eq!(armed_dirs(&fleet, 1), Vec::<String>::new());
 }
+
+/// Under `become`, the timer is armed, and disarmed, as the step's user (through sudo).
+#[test]
+fn a_become_step_is_armed_and_confirmed_through_sudo() {
+    let mut fleet = Fleet::start(1).unwrap();
+    fleet.log_commands().unwrap();
+    let plan = write_plan(&fleet, &format!("{CHANGE_WHILE_ARMED}    become: true\n"));
+    let (out, _) = apply(&fleet, &plan, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let events = events(&out);
+    assert_eq!(
+        event(&events, "confirm_result", "change")["outcome"],
+        "confirmed"
+    );
+    assert_eq!(state(&fleet), "changed");
+    // Arming and disarming went through sudo, as the step did.
+    let through_sudo = fleet
+        .commands(1)
+        .iter()
+        .filter(|c| c.contains("sluice-confirm-") && c.contains("sudo"))
+        .count();
+    assert!(
+        through_sudo >= 3,
+        "arm, disarm, clean up: {:#?}",
+        fleet.commands(1)
+    );
+    let dir = fleet.confirm_dir(1).display().to_string();
+    assert_eq!(Fleet::processes_mentioning(&dir), Vec::new());
+    assert_eq!(armed_dirs(&fleet, 1), Vec::<String>::new());
+}

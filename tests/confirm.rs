@@ -450,3 +450,67 @@ fn a_become_step_is_armed_and_confirmed_through_sudo() {
     assert_eq!(Fleet::processes_mentioning(&dir), Vec::new());
     assert_eq!(armed_dirs(&fleet, 1), Vec::<String>::new());
 }
+
+/// A timer that never fires (a reboot kills it: here the test kills it) is found still armed
+/// after the window: sluice disarms it, the host fails, and the failure policy's rollback runs
+/// the undo over SSH.
+#[test]
+fn a_timer_that_did_not_fire_is_disarmed_after_the_window_and_left_to_the_failure_policy() {
+    use std::io::BufRead;
+    let mut fleet = Fleet::start(1).unwrap();
+    let steps = format!(
+        "  - id: lockout\n    run: '{}'\n    undo: 'echo undone-by-sluice > {{{{vars.fleet_root}}}}/state'\n    confirm: {{ within: 2s, revert_timeout: 60s }}\n",
+        Fleet::STOP_SSHD_COMMAND
+    );
+    let plan = write_plan(&fleet, &steps);
+    let inventory = fleet.write_inventory_for_confirm().unwrap();
+    let mut child = sluice_in(&fleet.dir().join("state"))
+        .arg("apply")
+        .arg(&plan)
+        .arg("-i")
+        .arg(inventory)
+        .args(["--yes", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut events = Vec::new();
+    for line in lines.by_ref() {
+        let event: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        let armed = event["kind"] == "confirm_armed";
+        events.push(event);
+        if armed {
+            break;
+        }
+    }
+    // The timer dies before it fires, as in a reboot.
+    let dir = fleet.confirm_dir(1).display().to_string();
+    for (pid, _) in Fleet::processes_mentioning(&dir) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &format!("-{pid}")])
+            .status();
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    // The host comes back (its sshd restarted by hand) after the window.
+    std::thread::sleep(Duration::from_secs(3));
+    fleet.restart(1).unwrap();
+    for line in lines {
+        events.push(serde_json::from_str(&line.unwrap()).unwrap());
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let result = event(&events, "confirm_result", "lockout");
+    assert_eq!(result["outcome"], "disarmed", "{result}");
+    assert!(
+        result["detail"].as_str().unwrap().contains("had not fired"),
+        "{result}"
+    );
+    assert_eq!(host_finished(&events)["outcome"], "failed");
+    assert_eq!(event(&events, "undo_result", "lockout")["status"], "ok");
+    assert_eq!(state(&fleet), "undone-by-sluice");
+    assert_eq!(armed_dirs(&fleet, 1), Vec::<String>::new());
+}

@@ -502,6 +502,23 @@ impl Reach<'_> {
                 }
             }
         }
+        // A `revert_timeout` shorter than the grace ends the wait with the timer still armed:
+        // it must not fire after sluice has given up on the host, so it is disarmed now.
+        if let (true, Some(current)) = (still_armed, conn) {
+            let until = Instant::now() + SCRIPT_TIMEOUT;
+            if let Ok(HostState::Won) = self.state(&current, true, until).await {
+                return Some(Settled {
+                    outcome: ConfirmOutcome::Disarmed,
+                    detail: format!(
+                        "not confirmed within {within}, and the host's timer had not fired {} after the deadline: sluice disarmed it; the failure policy decides about the undo",
+                        show(revert_timeout)
+                    ),
+                    undo_exit_code: None,
+                    undo_output: None,
+                    conn: Some(current),
+                });
+            }
+        }
         let detail = if still_armed {
             format!(
                 "not confirmed within {within}, and the host's timer had not fired within {} after the deadline; last seen armed",

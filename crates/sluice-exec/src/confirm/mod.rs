@@ -55,6 +55,8 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often a host whose undo is running is asked again for its result.
 const POLL: Duration = Duration::from_millis(500);
+/// The least time left in the window for the step to be sent at all.
+const MIN_STEP_TIME: Duration = Duration::from_secs(1);
 /// How long each script on the host may take.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long after the deadline a timer still `armed` is given to fire before sluice concludes
@@ -112,6 +114,17 @@ pub(crate) async fn run_confirmed(
         }
     };
     let left = armed.deadline.saturating_duration_since(Instant::now());
+    if left < MIN_STEP_TIME {
+        // Arming took (nearly) the whole window: the step is not sent, and its timer is
+        // disarmed like after any step that did not succeed.
+        run.ran.pop();
+        let why = "not started: arming the confirm timer took the whole window".to_string();
+        let status = run.not_sent(ctx, step, 1, why);
+        if let Some(settled) = settle(run, ctx, order.become_user, &armed, status, stop).await {
+            return finish(run, ctx, &order, &armed, status, settled).await;
+        }
+        return status;
+    }
     let timeout = Some(
         order
             .spec

@@ -516,3 +516,49 @@ steps:
         );
     }
 }
+
+/// Issue 15: a step with `confirm:` shows its window in every format.
+#[test]
+fn a_confirm_step_shows_its_window_in_every_format() {
+    let dir = scratch("confirm");
+    let inventory = dir.join("inv.yaml");
+    std::fs::write(&inventory, "hosts:\n  w-1: { transport: local }\n").unwrap();
+    let plan = dir.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "name: sshd-port\ntargets: [w-1]\nsteps:\n\
+         \x20 - { id: port, run: \"sshd-set-port 2222\", undo: \"sshd-set-port 22\", confirm: { within: 2m } }\n\
+         \x20 - { id: after, run: \"true\", after: [port] }\n",
+    )
+    .unwrap();
+    let review = |format: &str| {
+        let out = run(&[
+            "plan",
+            &path(&plan),
+            "-i",
+            &path(&inventory),
+            "--format",
+            format,
+        ]);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        out.stdout
+    };
+    for format in ["text", "markdown", "html"] {
+        let shown = review(format);
+        assert_eq!(
+            shown
+                .matches("confirm within 2m, else the host runs the undo by itself")
+                .count(),
+            1,
+            "{format}:\n{shown}"
+        );
+    }
+    let json: serde_json::Value = serde_json::from_str(&review("json")).unwrap();
+    let steps = json["steps"].as_array().unwrap();
+    let confirm = |id: &str| steps.iter().find(|s| s["id"] == id).unwrap()["confirm"].clone();
+    assert_eq!(
+        confirm("port"),
+        serde_json::json!({"within_ms": 120_000, "revert_timeout_ms": 300_000})
+    );
+    assert_eq!(confirm("after"), serde_json::Value::Null);
+}

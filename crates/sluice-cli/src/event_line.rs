@@ -8,7 +8,7 @@ use std::time::Duration;
 use sluice_model::{
     ApprovalScope, Fact, HostOutcome, RollbackOutcome, RunStatus, StepResult, WaveDecision,
 };
-use sluice_model::{CheckVerdict, RunKind};
+use sluice_model::{CheckVerdict, ConfirmOutcome, RunKind};
 
 use crate::progress::clock;
 use crate::visible::visible;
@@ -143,7 +143,42 @@ fn unescaped_lines(fact: &Fact, detailed: bool) -> Vec<Line> {
                 Some(e) => format!("{}: {} after {}: {e}", h.host, h.outcome, ms(h.duration_ms)),
                 None => format!("{}: {} in {}", h.host, h.outcome, ms(h.duration_ms)),
             };
-            line(if bad { "Failed" } else { "Ok" }, what, bad)
+            let verb = match h.outcome {
+                HostOutcome::Ok => "Ok",
+                HostOutcome::Reverted => "Reverted",
+                _ => "Failed",
+            };
+            line(verb, what, bad)
+        }
+        Fact::ConfirmArmed(a) if detailed => line(
+            "Confirm",
+            format!(
+                "{} {}: armed, the host reverts it in {} unless confirmed ({} {})",
+                a.host,
+                a.step,
+                ms(a.within_ms),
+                a.timer,
+                a.unit
+            ),
+            false,
+        ),
+        Fact::ConfirmResult(c) => {
+            let (verb, what) = match c.outcome {
+                ConfirmOutcome::Confirmed => ("Confirm", "confirmed"),
+                ConfirmOutcome::Disarmed => ("Confirm", "disarmed, not confirmed"),
+                ConfirmOutcome::Reverted => ("Reverted", "REVERTED by the host"),
+                ConfirmOutcome::Unconfirmed => ("Confirm", "NOT CONFIRMED, host unreachable"),
+            };
+            let bad = c.outcome != ConfirmOutcome::Confirmed;
+            if bad || detailed {
+                line(
+                    verb,
+                    format!("{} {}: {what}: {}", c.host, c.step, c.detail),
+                    bad,
+                )
+            } else {
+                Vec::new()
+            }
         }
         Fact::StepIntent(i) if detailed => {
             let again = if i.attempt > 1 {

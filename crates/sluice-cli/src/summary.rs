@@ -99,9 +99,17 @@ fn abbreviate(hosts: &[String]) -> String {
 pub fn report(r: &RunReport, console: &Console) -> String {
     let mut s = String::new();
     let _ = writeln!(s);
+    // A column of its own only when a host reverted (a step with `confirm`), so the table of
+    // every other run stays as it was.
+    let reverted = r.waves.iter().any(|w| w.count(HostOutcome::Reverted) > 0);
+    let reverted_cell = |n: Option<usize>| match (reverted, n) {
+        (false, _) => String::new(),
+        (true, None) => format!(" {:>9}", HostOutcome::Reverted.as_str()),
+        (true, Some(n)) => format!(" {n:>9}"),
+    };
     let _ = writeln!(
         s,
-        "{:<14} {:<16} {:>4} {:>7} {:>12} {:>12} {:>12} {:>16} {:>12} {:>9}",
+        "{:<14} {:<16} {:>4} {:>7} {:>12} {:>12} {:>12} {:>16} {:>12}{} {:>9}",
         "wave",
         "status",
         HostOutcome::Ok.as_str(),
@@ -111,6 +119,7 @@ pub fn report(r: &RunReport, console: &Console) -> String {
         "rolled back",
         "rollback failed",
         HostOutcome::Unreachable.as_str(),
+        reverted_cell(None),
         "duration"
     );
     for w in &r.waves {
@@ -119,7 +128,7 @@ pub fn report(r: &RunReport, console: &Console) -> String {
             + w.count(HostOutcome::Unknown);
         let _ = writeln!(
             s,
-            "{:<14} {:<16} {:>4} {:>7} {:>12} {:>12} {:>12} {:>16} {:>12} {:>9}",
+            "{:<14} {:<16} {:>4} {:>7} {:>12} {:>12} {:>12} {:>16} {:>12}{} {:>9}",
             w.name,
             w.status.as_str(),
             w.count(HostOutcome::Ok),
@@ -129,6 +138,7 @@ pub fn report(r: &RunReport, console: &Console) -> String {
             w.rollbacks(RollbackOutcome::RolledBack),
             w.rollbacks(RollbackOutcome::RollbackFailed),
             w.count(HostOutcome::Unreachable),
+            reverted_cell(Some(w.count(HostOutcome::Reverted))),
             clock(w.duration)
         );
     }
@@ -145,9 +155,13 @@ pub fn report(r: &RunReport, console: &Console) -> String {
         if let Some(f) = &h.failure {
             // Details and output come from hosts: their control characters are shown, not
             // obeyed by the terminal.
+            let tag = match h.outcome {
+                HostOutcome::Reverted => "REVERTED by the host: ",
+                _ => "",
+            };
             let _ = writeln!(
                 s,
-                "  {} ({}) {}: {}",
+                "  {} ({}) {}: {tag}{}",
                 h.host,
                 w.name,
                 f.what,

@@ -47,7 +47,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::event::Emitter;
-use crate::host::{HostRun, Ran, millis, output_cap, registered_value, shown_command, step_spec};
+use crate::host::{HostRun, Ran, millis, shown_command, step_spec};
+use crate::registered::{output_cap, registered_value};
 use crate::report::{HostOutcome, RunStatus, StepStatus};
 use crate::run::{Executor, RUN_ONCE_WAVE, RunContext};
 use crate::shutdown::StopListener;

@@ -18,6 +18,7 @@ use sluice_ssh::{
 use tokio::time::Instant;
 
 use crate::health;
+use crate::registered::{Registered, output_cap, registered_value};
 use crate::report::{FailureDetail, HostOutcome, HostReport, RollbackOutcome, StepStatus};
 use crate::run::RunContext;
 use crate::shutdown::StopListener;
@@ -46,6 +47,11 @@ pub(crate) struct HostRun {
     pub backed_up: bool,
     /// When this run took (or last refreshed) its host-side lease (`crate::host_lease`).
     pub lease_taken: Option<Instant>,
+    /// How a step's confirm left the host when a step status cannot say it (`reverted` by the
+    /// host's timer, or `unreachable` after it): taken by [`run_steps`] as the host's outcome.
+    pub settled_outcome: Option<HostOutcome>,
+    /// The steps done before a resume are in `ran` already (`crate::resume::note_done_steps`).
+    pub done_steps_noted: bool,
 }
 
 impl HostRun {
@@ -63,6 +69,8 @@ impl HostRun {
             resumed_reboot: None,
             backed_up: false,
             lease_taken: None,
+            settled_outcome: None,
+            done_steps_noted: false,
         }
     }
 
@@ -182,6 +190,39 @@ impl HostRun {
         if let Some(reboot) = &spec.reboot {
             return crate::reboot::run_reboot(self, ctx, step, reboot, &become_user, stop).await;
         }
+        if let Some(confirm) = &spec.confirm {
+            let order = crate::confirm::ConfirmOrder {
+                step,
+                spec,
+                confirm,
+                conn: &conn,
+                become_user: &become_user,
+            };
+            return crate::confirm::run_confirmed(self, ctx, order, stop).await;
+        }
+        let sending = Sending {
+            conn: &conn,
+            timeout,
+            become_user: &become_user,
+        };
+        self.run_attempts(ctx, step, spec, sending, stop).await
+    }
+
+    /// Runs a step's attempts (its guard passed): intent, command, registered value, result,
+    /// retries. Returns its final status.
+    pub(crate) async fn run_attempts(
+        &mut self,
+        ctx: &RunContext,
+        step: &HostStep,
+        spec: &StepSpec,
+        sending: Sending<'_>,
+        stop: &mut StopListener,
+    ) -> StepStatus {
+        let Sending {
+            conn,
+            timeout,
+            become_user,
+        } = sending;
         let mut attempt = ctx.resume.first_attempt(&self.host, &step.id);
         loop {
             let command = shown_command(ctx, &step.run, &self.values);
@@ -200,7 +241,7 @@ impl HostRun {
             let started = Instant::now();
             let cap = output_cap(spec);
             let ran = self
-                .exec_capped(&conn, &step.run, timeout, &become_user, cap, stop)
+                .exec_capped(conn, &step.run, timeout, become_user, cap, stop)
                 .await;
             // Registered (and tainted, when it holds a secret) before the result is built, so
             // the result's output is masked with it.
@@ -211,7 +252,7 @@ impl HostRun {
                 _ => None,
             };
             let mut result =
-                self.result_of(ctx, &step.id, attempt, &ran, started.elapsed(), Some(&conn));
+                self.result_of(ctx, &step.id, attempt, &ran, started.elapsed(), Some(conn));
             if let (Some(registered), Some(name)) = (registered, &spec.register)
                 && result.status == StepStatus::Ok
             {
@@ -300,7 +341,7 @@ impl HostRun {
 
     /// A step that could not be sent (no become password, the journal failed): shown, not
     /// recorded (no intent was), and the host fails.
-    fn not_sent(
+    pub(crate) fn not_sent(
         &mut self,
         ctx: &RunContext,
         step: &HostStep,
@@ -373,6 +414,13 @@ impl HostRun {
     }
 }
 
+/// How a step's commands are sent: on which connection, with which timeout, as whom.
+pub(crate) struct Sending<'a> {
+    pub conn: &'a Arc<dyn Connection>,
+    pub timeout: Option<Duration>,
+    pub become_user: &'a Option<Become>,
+}
+
 /// How running one command ended.
 pub(crate) enum Ran {
     Done(ExecOutcome),
@@ -381,16 +429,6 @@ pub(crate) enum Ran {
     Abandoned,
     /// A run-time value is missing; nothing was sent to the host.
     Unresolved(String),
-}
-
-/// How much of each output stream a step's command keeps: a registering step keeps its
-/// `register_limit`, so that a value up to the limit is exact; any other step the default,
-/// which bounds the memory a run spends on output.
-pub(crate) fn output_cap(spec: &StepSpec) -> usize {
-    match spec.register {
-        Some(_) => usize::try_from(spec.register_limit()).unwrap_or(usize::MAX),
-        None => ExecRequest::DEFAULT_OUTPUT_CAP,
-    }
 }
 
 /// The first lines of stderr, then of stdout, with secrets scrubbed. Each stream is scrubbed
@@ -422,42 +460,6 @@ pub(crate) fn shown_command(
     }
 }
 
-/// The value a step registers from its output.
-pub(crate) struct Registered {
-    pub value: String,
-    /// The output holds a secret (or a value tainted by one): the value is masked from now on,
-    /// in every output, event and record, like a declared secret.
-    pub secret: bool,
-}
-
-/// The value a step registers: its whole stdout, trimmed, or why there is none. A stdout over
-/// the limit was not kept whole, and a value with its middle cut out must not reach a later
-/// step: the step fails instead, naming the limit.
-pub(crate) fn registered_value(
-    ctx: &RunContext,
-    out: &ExecOutcome,
-    name: &str,
-    limit: u64,
-) -> Result<Registered, String> {
-    if out.stdout.total_bytes > limit || out.stdout.truncated() {
-        return Err(format!(
-            "{}, but its stdout ({} bytes) is over the register limit of {} ({limit} bytes) for `{name}`: nothing was registered; raise the step's `register_limit` (at most {})",
-            out.status,
-            out.stdout.total_bytes,
-            sluice_plan::register::show_size(limit),
-            sluice_plan::register::show_size(sluice_plan::register::MAX_REGISTER_LIMIT),
-        ));
-    }
-    let value = String::from_utf8_lossy(&out.stdout.kept_bytes())
-        .trim()
-        .to_string();
-    let secret = ctx.secrets.found_in(&value);
-    if secret {
-        ctx.taint(&value);
-    }
-    Ok(Registered { value, secret })
-}
-
 pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -481,6 +483,8 @@ pub(crate) async fn run_host(
     run.outcome = HostOutcome::Ok;
     // A reboot a crash interrupted is seen through first: the host may still be down.
     crate::reboot::resume_in_flight(&mut run, &ctx, &plan, &mut stop).await;
+    // So is a confirm a crash left armed: the host may have reverted meanwhile.
+    crate::confirm::resume_in_flight(&mut run, &ctx, &plan, &mut stop).await;
     if run.conn.is_none() && run.outcome == HostOutcome::Ok {
         run.connect(&ctx, &plan, &mut stop).await;
     }
@@ -489,8 +493,8 @@ pub(crate) async fn run_host(
     }
     if run.conn.is_some() && run.outcome == HostOutcome::Ok {
         run.outcome = run_steps(&ctx, &mut run, &plan, &mut stop).await;
-    } else if run.ran.is_empty() {
-        // (A reboot a resume saw fail has noted them already.)
+    } else if !run.done_steps_noted {
+        // (A reboot or a confirm a resume saw fail has noted them already.)
         crate::resume::note_done_steps(&ctx, &mut run, &plan);
     }
     let health = match run.conn.clone() {
@@ -541,7 +545,9 @@ async fn run_steps(
         crate::host_lease::refresh(run, ctx, plan).await;
         match run.run_step(ctx, step, &spec, stop).await {
             StepStatus::Ok | StepStatus::Skipped => {}
-            StepStatus::Failed | StepStatus::TimedOut => return HostOutcome::Failed,
+            StepStatus::Failed | StepStatus::TimedOut => {
+                return run.settled_outcome.take().unwrap_or(HostOutcome::Failed);
+            }
             StepStatus::Unknown => return HostOutcome::Unknown,
         }
     }
@@ -573,12 +579,13 @@ pub(crate) fn bare_spec(id: &str) -> StepSpec {
         check: false,
         stage: None,
         reboot: None,
+        confirm: None,
     }
 }
 
 /// A captured stream as facts carry it, with secrets scrubbed (`bytes` and `sha256` describe the
 /// stream as received).
-fn captured(ctx: &RunContext, out: &sluice_ssh::CapturedOutput) -> Capture {
+pub(crate) fn captured(ctx: &RunContext, out: &sluice_ssh::CapturedOutput) -> Capture {
     ctx.secrets.redact_capture(&Capture {
         head: String::from_utf8_lossy(&out.head).into_owned(),
         tail: String::from_utf8_lossy(&out.tail).into_owned(),

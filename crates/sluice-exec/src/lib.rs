@@ -4,10 +4,13 @@
 //! Code map (read in this order):
 //! - [`run`]: [`Executor`], the run from start to end: window, `run_once`, waves, gates, policy.
 //! - [`wave`]: one wave's scheduler: concurrency slots and the failure [`budget`].
-//! - [`host`]: one host: connect, steps (skip_if, retries, timeout, register), then [`health`]
+//! - [`host`]: one host: connect, steps (skip_if, retries, timeout, register; `registered`:
+//!   the value a step registers and the output it keeps), then [`health`]
 //!   ([`http_probe`]: the HTTP(S) GET of an `http:` check);
 //!   [`preconnect`]: the next wave's SSH connections, opened while the current wave runs.
 //! - [`rollback`]: undo of what ran, newest first.
+//! - `confirm`: confirm-or-revert: a timer armed on the host before a step with `confirm:`,
+//!   disarmed over a new connection after it, or the host reverts the step by itself.
 //! - [`check`]: `sluice apply --check`: only `skip_if` guards and `check: true` steps run.
 //! - `stages`: plans with stages: the stage scheduler above the wave loop, values passed
 //!   between stages, the rollback of earlier stages (`rollback_scope: run`).
@@ -26,6 +29,7 @@ pub mod approval;
 mod backup;
 pub mod budget;
 pub mod check;
+mod confirm;
 pub mod error;
 pub mod event;
 pub mod health;
@@ -36,6 +40,7 @@ pub mod journal;
 mod preconnect;
 pub mod prior;
 mod reboot;
+mod registered;
 pub mod report;
 pub mod resume;
 mod rollback;

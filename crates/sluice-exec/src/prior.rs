@@ -103,10 +103,18 @@ impl Prior {
         let mut decided: BTreeMap<String, WaveVerdict> = BTreeMap::new();
         let mut waived: BTreeSet<(String, String)> = BTreeSet::new();
         let mut backed_up: BTreeSet<(String, String)> = BTreeSet::new();
+        // Confirms armed, by host, and whether their result is on record.
+        let mut confirms: BTreeMap<String, (String, bool)> = BTreeMap::new();
         for fact in facts {
             match fact {
                 Fact::BackupResult(b) if b.status == sluice_model::StepStatus::Ok => {
                     backed_up.insert((b.host.clone(), b.backup.clone()));
+                }
+                Fact::ConfirmArmed(a) => {
+                    confirms.insert(a.host.clone(), (a.step.clone(), false));
+                }
+                Fact::ConfirmResult(r) => {
+                    confirms.insert(r.host.clone(), (r.step.clone(), true));
                 }
                 Fact::UndoIntent(i) => {
                     undos.insert((i.host.clone(), i.step.clone()), None);
@@ -181,6 +189,11 @@ impl Prior {
         };
         for (host, backup) in &backed_up {
             prior.state.backup_done_on(host, backup);
+        }
+        for (host, (step, settled)) in confirms {
+            if !settled {
+                prior.state.confirm_in_flight_on(&host, &step);
+            }
         }
         prior.classify_steps(artifact, &steps, &waived);
         prior.classify_undos(artifact, &undos);

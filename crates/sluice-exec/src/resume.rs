@@ -109,6 +109,8 @@ pub struct ResumeState {
     reboots: HashMap<String, RebootInFlight>,
     /// Backups with an `ok` result, by (host, backup id): not run again.
     backups: HashSet<(String, String)>,
+    /// Confirms armed with no result recorded, by host: the step.
+    confirms: HashMap<String, String>,
 }
 
 /// A reboot the crash left without a result: resume settles it by the boot id.
@@ -127,6 +129,7 @@ impl ResumeState {
             && self.undos.is_empty()
             && self.reboots.is_empty()
             && self.backups.is_empty()
+            && self.confirms.is_empty()
     }
 
     /// Notes that backup `id` of `host` completed before the resume.
@@ -137,6 +140,16 @@ impl ResumeState {
     /// Whether backup `id` of `host` completed before the resume.
     pub fn backup_done(&self, host: &str, id: &str) -> bool {
         self.backups.contains(&(host.to_string(), id.to_string()))
+    }
+
+    /// Notes that `step` of `host` armed a confirm timer and no result of it is recorded.
+    pub fn confirm_in_flight_on(&mut self, host: &str, step: &str) {
+        self.confirms.insert(host.to_string(), step.to_string());
+    }
+
+    /// The step of `host` whose confirm the crash left unsettled, if any.
+    pub fn confirm_in_flight(&self, host: &str) -> Option<&str> {
+        self.confirms.get(host).map(String::as_str)
     }
 
     /// Notes that `step`, a reboot of `host`, has an intent recorded with `boot_id` and no result.
@@ -328,6 +341,10 @@ pub(crate) async fn skipped(ctx: &RunContext, host: &str, step: &str, took: std:
 /// For a host that cannot be reached now, the steps that finished before the crash still ran:
 /// rollback must know them (and will report the host ROLLBACK_FAILED, having no connection).
 pub(crate) fn note_done_steps(ctx: &RunContext, run: &mut HostRun, plan: &HostPlan) {
+    if run.done_steps_noted {
+        return;
+    }
+    run.done_steps_noted = true;
     for step in &plan.steps {
         if let Some(PriorStep::Done(_)) = ctx.resume.step(&run.host, &step.id) {
             run.ran.push(step.clone());

@@ -43,7 +43,8 @@ pub struct RunMetrics {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HostCounts {
     pub ok: u64,
-    /// A step or health check failed, or a step's outcome is unknown; not rolled back.
+    /// A step or health check failed, a step's outcome is unknown, or the host reverted a step
+    /// it could not confirm (`reverted`); not rolled back.
     pub failed: u64,
     pub unreachable: u64,
     /// Every undo succeeded (whatever the host's outcome before).
@@ -177,7 +178,10 @@ impl HostState {
             HostState::Finished(HostOutcome::Ok) => &mut counts.ok,
             HostState::Finished(HostOutcome::Unreachable) => &mut counts.unreachable,
             HostState::Finished(
-                HostOutcome::Failed | HostOutcome::Unhealthy | HostOutcome::Unknown,
+                HostOutcome::Failed
+                | HostOutcome::Unhealthy
+                | HostOutcome::Unknown
+                | HostOutcome::Reverted,
             ) => &mut counts.failed,
             HostState::Finished(HostOutcome::Interrupted | HostOutcome::NotStarted) => {
                 &mut counts.not_finished

@@ -17,7 +17,9 @@ use crate::status::{
     ApprovalHow, Decision, HostOutcome, ProbeKind, RollbackOutcome, RunKind, RunStatus, StepStatus,
     UnknownChoice, WaveDecision, WaveStatus,
 };
-use crate::status::{BackupPhase, CheckVerdict, ConnectErrorKind, NotifyEvent};
+use crate::status::{
+    BackupPhase, CheckVerdict, ConfirmOutcome, ConfirmTimer, ConnectErrorKind, NotifyEvent,
+};
 
 /// Declares [`Fact`]: `Variant(Payload) = "kind"`.
 macro_rules! facts {
@@ -73,6 +75,11 @@ facts! {
     /// How one attempt of a step ended: recorded before the host's next step or retry.
     StepResult(StepResult) = "step_result",
     StepRetrying(StepRetrying) = "step_retrying",
+    /// A step with `confirm`: the timer that reverts it is armed on the host (recorded before
+    /// the step's intent).
+    ConfirmArmed(ConfirmArmed) = "confirm_armed",
+    /// How a step's confirm timer was settled: confirmed, disarmed, or reverted by the host.
+    ConfirmResult(ConfirmResult) = "confirm_result",
     HealthResult(HealthResult) = "health_result",
     RollbackStarted(RollbackStarted) = "rollback_started",
     /// An undo about to be sent: recorded before the command is sent.
@@ -374,6 +381,37 @@ pub struct StepIntent {
     /// the reboot happened. Absent for every other command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_id: Option<String>,
+}
+
+/// The confirm-or-revert timer of a step armed on its host: it runs the step's undo when it
+/// fires, `within_ms` after it was armed, unless sluice disarms it first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmArmed {
+    pub host: String,
+    pub step: String,
+    pub within_ms: u64,
+    pub timer: ConfirmTimer,
+    /// The timer's name on the host: the systemd unit (`NAME.timer`), or the marker in the
+    /// sleeping process's command line.
+    pub unit: String,
+    /// The directory on the host that holds the armed undo and the timer's state.
+    pub dir: String,
+}
+
+/// How a step's confirm timer was settled on its host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfirmResult {
+    pub host: String,
+    pub step: String,
+    pub outcome: ConfirmOutcome,
+    /// What happened, in a sentence; redacted.
+    pub detail: String,
+    /// From arming to this settlement.
+    pub duration_ms: u64,
+    /// When the host reverted: the exit code of the undo its timer ran.
+    pub undo_exit_code: Option<i32>,
+    /// When the host reverted: the undo's output (stdout and stderr together), redacted.
+    pub undo_output: Option<Capture>,
 }
 
 /// How one attempt of a command ended.

@@ -7,7 +7,7 @@ use crate::status::{
     RollbackOutcome, RunKind, RunProgress, RunStatus, StepStatus, UnknownChoice, WaveDecision,
     WaveStatus,
 };
-use crate::status::{CheckVerdict, NotifyEvent};
+use crate::status::{CheckVerdict, ConfirmOutcome, ConfirmTimer, NotifyEvent};
 
 /// A closed vocabulary: its name and every value with its meaning.
 pub trait Vocabulary {
@@ -45,6 +45,8 @@ pub fn vocabulary_tables() -> String {
     table::<HostOutcome>(&mut out);
     table::<StepStatus>(&mut out);
     table::<RollbackOutcome>(&mut out);
+    table::<ConfirmOutcome>(&mut out);
+    table::<ConfirmTimer>(&mut out);
     table::<Decision>(&mut out);
     table::<ProbeKind>(&mut out);
     table::<ApprovalHow>(&mut out);
@@ -73,6 +75,8 @@ pub fn all_values() -> Vec<(&'static str, &'static str)> {
     named::<HostOutcome>(&mut out);
     named::<StepStatus>(&mut out);
     named::<RollbackOutcome>(&mut out);
+    named::<ConfirmOutcome>(&mut out);
+    named::<ConfirmTimer>(&mut out);
     named::<Decision>(&mut out);
     named::<ProbeKind>(&mut out);
     named::<ApprovalHow>(&mut out);

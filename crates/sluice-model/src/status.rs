@@ -79,6 +79,7 @@ vocabulary! {
         Interrupted = "interrupted": "stopped after its current step by Ctrl-C or the window closing",
         Unknown = "unknown": "a step was abandoned by a second Ctrl-C or a lost connection",
         NotStarted = "not_started": "never started: the budget was spent, or the run was stopping",
+        Reverted = "reverted": "a step with `confirm` was not confirmed in time: the host's own timer ran its undo",
     }
 }
 
@@ -91,7 +92,26 @@ impl HostOutcome {
                 | HostOutcome::Unhealthy
                 | HostOutcome::Unreachable
                 | HostOutcome::Unknown
+                | HostOutcome::Reverted
         )
+    }
+}
+
+vocabulary! {
+    /// How a step's confirm-or-revert timer was settled on one host (`confirm_result`).
+    pub enum ConfirmOutcome {
+        Confirmed = "confirmed": "the step succeeded and sluice disarmed the timer over a new connection in time: the change stays",
+        Disarmed = "disarmed": "sluice disarmed the timer without confirming (the step did not succeed, or the deadline passed and the timer had not fired): the failure policy decides about the undo",
+        Reverted = "reverted": "the timer fired: the host ran the step's undo by itself (`undo_exit_code` says how it ended)",
+        Unconfirmed = "unconfirmed": "the host answered neither before the deadline nor within `revert_timeout` after it: its timer should have reverted the step, unseen",
+    }
+}
+
+vocabulary! {
+    /// What keeps time for a confirm on the host (`confirm_armed`).
+    pub enum ConfirmTimer {
+        Systemd = "systemd": "a transient systemd timer (`systemd-run --on-active`): systemd is PID 1 and accepted it",
+        Sleeper = "sleeper": "a detached process in a session of its own (`setsid nohup sh`) that sleeps, then fires",
     }
 }
 
@@ -296,6 +316,8 @@ mod tests {
         check(StepStatus::ALL);
         check(HostOutcome::ALL);
         check(RollbackOutcome::ALL);
+        check(ConfirmOutcome::ALL);
+        check(ConfirmTimer::ALL);
         check(WaveStatus::ALL);
         check(RunStatus::ALL);
         check(RunProgress::ALL);

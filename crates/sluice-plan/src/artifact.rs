@@ -256,6 +256,11 @@ pub struct StepSpec {
     /// the key existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reboot: Option<crate::reboot::RebootSpec>,
+    /// A step with `confirm:`: a timer armed on the host before it runs reverts it unless
+    /// sluice disarms it over a new connection in time. Absent for any other step, so the
+    /// hash of a plan without it is what it was before the key existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<crate::confirm::ConfirmSpec>,
 }
 
 impl StepSpec {

@@ -130,7 +130,16 @@ impl Estimate {
     fn of_one(plan: &PlanArtifact) -> Estimate {
         let step_ms = |id: &str| {
             plan.step(id)
-                .and_then(|s| s.reboot.as_ref().map(|r| r.timeout_ms).or(s.timeout_ms))
+                .and_then(|s| {
+                    let reboot = s.reboot.as_ref().map(|r| r.timeout_ms);
+                    // A confirmed step runs within its window, then sluice may wait for a
+                    // host that reverted to answer again.
+                    let confirm = s
+                        .confirm
+                        .as_ref()
+                        .map(|c| c.within_ms.saturating_add(c.revert_timeout_ms));
+                    reboot.or(confirm).or(s.timeout_ms)
+                })
                 .unwrap_or(STEP_WITHOUT_TIMEOUT_MS)
         };
         let checks = plan.hosts.first().map_or(0, |h| h.health.len()) as u64;

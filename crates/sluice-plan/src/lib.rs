@@ -32,6 +32,7 @@ pub use command::{
 };
 pub mod backup;
 pub mod compile;
+pub mod confirm;
 pub mod error;
 pub mod estimate;
 pub mod graph;

@@ -37,6 +37,7 @@ const STEP_KEYS: &[&str] = &[
     "id",
     "run",
     "reboot",
+    "confirm",
     "undo",
     "skip_if",
     "after",
@@ -602,7 +603,7 @@ pub(crate) fn read_steps(r: &mut Reader, node: &Node) -> Vec<StepDecl> {
         };
         let register = crate::register::read_register(r, &f, &context, &steps);
         let become_user = f.get("become_user").and_then(|n| r.as_str(n, &context));
-        let spec = StepSpec {
+        let mut spec = StepSpec {
             id: id.clone(),
             after: Vec::new(),
             run_once: flag(r, "run_once"),
@@ -627,11 +628,14 @@ pub(crate) fn read_steps(r: &mut Reader, node: &Node) -> Vec<StepDecl> {
             check: flag(r, "check"),
             stage: None,
             reboot: reboot.map(|r| r.spec),
+            confirm: None,
         };
         let after = f
             .get("after")
             .map(|n| r.as_str_list(n, &format!("{context}: after")));
         let undo = template(r, &f, "undo", &context);
+        spec.confirm =
+            crate::confirm::read_confirm(r, &f, &context, undo.is_some(), spec.timeout_ms);
         let skip_if = template(r, &f, "skip_if", &context);
         let delegate = f.get("delegate").and_then(|n| {
             let host = r.as_str(n, &format!("{context}: delegate"))?;

@@ -492,3 +492,41 @@ steps:
         serde_json::json!({ "timeout_ms": 1_200_000 })
     );
 }
+
+#[test]
+fn a_confirm_step_keeps_its_window_in_the_spec_and_other_steps_have_no_key() {
+    let a = compile(
+        r#"
+name: t
+targets: [web]
+steps:
+  - { id: plain, run: "true" }
+  - id: port
+    run: "sshd-set-port 2222"
+    undo: "sshd-set-port 22"
+    timeout: 30s
+    confirm: { within: 2m, revert_timeout: 10m }
+  - id: fw
+    run: "nft -f new.nft"
+    undo: "nft -f old.nft"
+    confirm: { within: 90s }
+"#,
+        &[],
+    );
+    let port = a.step("port").unwrap().confirm.clone().unwrap();
+    assert_eq!(port.within_ms, 120_000);
+    assert_eq!(port.revert_timeout_ms, 600_000);
+    let fw = a.step("fw").unwrap().confirm.clone().unwrap();
+    assert_eq!(
+        fw.revert_timeout_ms,
+        sluice_plan::confirm::DEFAULT_REVERT_TIMEOUT_MS
+    );
+    // The key is written only for confirm steps: other plans keep their hash.
+    let json = serde_json::to_value(&a).unwrap();
+    let steps = json["steps"].as_array().unwrap();
+    assert!(steps[0].get("confirm").is_none(), "{}", steps[0]);
+    assert_eq!(
+        steps[1]["confirm"],
+        serde_json::json!({ "within_ms": 120_000, "revert_timeout_ms": 600_000 })
+    );
+}

@@ -299,6 +299,10 @@ fn spec_view(spec: &sluice_plan::StepSpec) -> StepView {
         idempotent: spec.idempotent,
         check: spec.check,
         reboot_timeout_ms: spec.reboot.as_ref().map(|r| r.timeout_ms),
+        confirm: spec.confirm.as_ref().map(|c| crate::model::ConfirmView {
+            within_ms: c.within_ms,
+            revert_timeout_ms: c.revert_timeout_ms,
+        }),
         run: CommandView { forms: Vec::new() },
         undo: None,
         skip_if: None,

@@ -227,6 +227,15 @@ pub struct WaveView {
     pub on_failure: String,
 }
 
+/// A step's confirm-or-revert window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConfirmView {
+    /// The timer on the host fires this long after it was armed, just before the step.
+    pub within_ms: u64,
+    /// How long after the window sluice waits for a host that reverted to answer again.
+    pub revert_timeout_ms: u64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct StepView {
     pub id: String,
@@ -245,6 +254,9 @@ pub struct StepView {
     /// A `reboot:` step: how long it waits for the host to come back with a new boot id. Its
     /// `run` is the reboot command. `None` for any other step.
     pub reboot_timeout_ms: Option<u64>,
+    /// A step with `confirm:`: the window in which sluice must reach the host again after
+    /// it, else the host runs the step's undo by itself. `None` for any other step.
+    pub confirm: Option<ConfirmView>,
     pub run: CommandView,
     pub undo: Option<CommandView>,
     pub skip_if: Option<CommandView>,

@@ -66,6 +66,12 @@ pub fn step_attributes(step: &StepView) -> Vec<String> {
     if let Some(t) = step.reboot_timeout_ms {
         attrs.push(format!("reboots the host, waits up to {}", duration(t)));
     }
+    if let Some(c) = &step.confirm {
+        attrs.push(format!(
+            "confirm within {}, else the host runs the undo by itself",
+            duration(c.within_ms)
+        ));
+    }
     if let Some(t) = step.timeout_ms {
         attrs.push(format!("timeout {}", duration(t)));
     }

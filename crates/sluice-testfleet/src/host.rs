@@ -284,6 +284,26 @@ impl HostProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
+        self.kill_restarted();
+    }
+
+    /// Kills an sshd of this host that the fleet did not start: one a step's undo started
+    /// again on the host (confirm tests), found by the pid file and its `-f` config.
+    fn kill_restarted(&self) {
+        let pid_file = self.spec.dir.join("sshd.pid");
+        let Some(pid) = fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        else {
+            return;
+        };
+        let config = self.spec.config().display().to_string();
+        let ours = fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&config));
+        if ours {
+            let _ = signal(&[pid], "KILL");
+            let _ = fs::remove_file(&pid_file);
+        }
     }
 }
 

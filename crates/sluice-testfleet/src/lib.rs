@@ -21,11 +21,15 @@
 //!
 //! Hosts are numbered from 1, like their names: `root(1)` is `host1`'s state directory.
 //!
+//! Confirm-or-revert tests stop a host's sshd from a step and start it again from the undo
+//! the host's timer runs ([`Fleet::write_inventory_for_confirm`], `confirm.rs`).
+//!
 //! [`Fleet::freeze`] makes a host hang (its whole sshd SIGSTOPped) until [`Fleet::thaw`].
 //!
 //! The `become` tests also need login users whose sudo asks for a password or a TTY: [`sudo`]
 //! creates them on the machine (as root) and [`Fleet::open_to_other_users`] lets them log in.
 
+mod confirm;
 mod host;
 mod process_tree;
 mod reboot;

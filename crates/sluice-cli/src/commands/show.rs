@@ -59,7 +59,8 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         let failed = matches!(
             &record.fact,
             Fact::StepResult(r) | Fact::UndoResult(r) if !r.status.is_success()
-        ) || matches!(&record.fact, Fact::HealthResult(h) if !h.ok);
+        ) || matches!(&record.fact, Fact::HealthResult(h) if !h.ok)
+            || matches!(&record.fact, Fact::ConfirmResult(c) if c.outcome != sluice_model::ConfirmOutcome::Confirmed);
         text.push_str(&if failed {
             console.paint(Paint::Bad, &line)
         } else {
@@ -156,6 +157,33 @@ fn describe(record: &Record) -> String {
             r.stdout.bytes,
             r.stderr.bytes
         ),
+        Fact::ConfirmArmed(a) => format!(
+            "{} {}: armed for {} ({} {} in {})",
+            a.host,
+            a.step,
+            ms(a.within_ms),
+            a.timer,
+            a.unit,
+            a.dir
+        ),
+        Fact::ConfirmResult(c) => match c.undo_exit_code {
+            Some(code) => format!(
+                "{} {}: {} ({}), undo exit {code}, in {}",
+                c.host,
+                c.step,
+                c.outcome,
+                c.detail,
+                ms(c.duration_ms)
+            ),
+            None => format!(
+                "{} {}: {} ({}) in {}",
+                c.host,
+                c.step,
+                c.outcome,
+                c.detail,
+                ms(c.duration_ms)
+            ),
+        },
         Fact::StepRetrying(r) => format!(
             "{} {}: attempt {} in {}",
             r.host,

@@ -372,7 +372,8 @@ mod tests {
     /// line), and the record keeps its artifact intact.
     #[test]
     fn sealing_a_stored_artifact_hashes_it_and_keeps_it() {
-        let artifact = serde_json::json!({"name": "p", "hosts": [{"name": "h1", "vars": {"b": 1, "a": "x"}}]});
+        let artifact =
+            serde_json::json!({"name": "p", "hosts": [{"name": "h1", "vars": {"b": 1, "a": "x"}}]});
         let mut record = Record {
             seq: 7,
             at: "2026-01-01T00:00:00Z".into(),

@@ -12,7 +12,8 @@ playbooks/bench-rolling-patch.yaml with wave1 sized max(1, floor(N * 10%)), exac
 bench/compare.py runs it over SSH, and the audit store is on (the default), so every step intent
 and result is a durable commit.
 
-Per run: wall time, peak RSS of the sluice process (`/usr/bin/time -v`), the most file descriptors
+Per run: wall time, CPU time (user + system of sluice and every command it ran, `/usr/bin/time -v`;
+and of sluice's own threads alone, from /proc), peak RSS of the sluice process, the most file descriptors
 sluice had open (sampled from /proc every 50 ms), time per host, and the end state of every host
 checked (a run with a wrong end state is reported as failed). The file-descriptor limit is raised to
 the hard limit before sluice starts and reported. Progress goes to stderr, the table to stdout;
@@ -101,12 +102,15 @@ class LocalFleet:
 
 
 class FdSampler(threading.Thread):
-    """The most descriptors the sluice process had open, read from /proc/PID/fd every 50 ms."""
+    """The most descriptors the sluice process had open, read from /proc/PID/fd every 50 ms, and
+    the CPU time of sluice's own threads (without its children, the commands it ran) as last
+    read from /proc/PID/stat (within 50 ms of its end)."""
 
     def __init__(self, parent_pid: int) -> None:
         super().__init__(daemon=True)
         self.parent = parent_pid
         self.peak = 0
+        self.own_cpu: float | None = None
         self.stop = threading.Event()
 
     def sluice_pid(self) -> int | None:
@@ -124,7 +128,10 @@ class FdSampler(threading.Thread):
             if pid:
                 try:
                     self.peak = max(self.peak, len(os.listdir(f"/proc/{pid}/fd")))
-                except OSError:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    # utime and stime: fields 14 and 15 of stat(5), 12 and 13 after the name.
+                    self.own_cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                except (OSError, IndexError, ValueError):
                     pass
             time.sleep(0.05)
 
@@ -158,6 +165,7 @@ def run_once(fleet: LocalFleet, label: str) -> dict:
     system = float(m.group(1)) if m else None
     bad = fleet.wrong_end_state()
     return {"wall": wall, "rss_mib": rss, "exit": code, "fds": sampler.peak, "user": user, "sys": system,
+            "own_cpu": sampler.own_cpu,
             "ok": code == 0 and not bad, "wrong": len(bad), "log": str(run_dir / "output.txt")}
 
 
@@ -172,18 +180,19 @@ def table(rows: list[dict], meta: dict) -> str:
         "",
         f"Command: `{meta['command']}`",
         "",
-        "| N | waves | wall s | per host ms | CPU user+sys s | peak RSS MiB | RSS per host KiB | peak fds | end state |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        "| N | waves | wall s | per host ms | CPU user+sys s | sluice's own CPU s | peak RSS MiB | RSS per host KiB | peak fds | end state |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         n = r["n"]
         cpu = f"{r['user'] + r['sys']:.2f}" if r["user"] is not None else "?"
         rss = f"{r['rss_mib']:.1f}" if r["rss_mib"] else "?"
+        own = f"{r['own_cpu']:.2f}" if r.get("own_cpu") is not None else "?"
         per_kib = f"{r['rss_mib'] * 1024 / n:.1f}" if r["rss_mib"] else "?"
         state = "ok" if r["ok"] else f"FAILED (exit {r['exit']}, {r['wrong']} hosts wrong)"
         out.append(
             f"| {n} | 1 / {wave1_size(n)} / {n - 1 - wave1_size(n)} | {r['wall']:.2f} | {r['wall'] * 1000 / n:.2f} | "
-            f"{cpu} | {rss} | {per_kib} | {r['fds']} | {state} |"
+            f"{cpu} | {own} | {rss} | {per_kib} | {r['fds']} | {state} |"
         )
     return "\n".join(out) + "\n"
 

@@ -13,6 +13,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use sluice_model::Fact;
+
 use crate::record::Record;
 
 /// The fields of a record the chain is made of. The walk reads only these (and hashes the whole
@@ -47,7 +49,7 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_scalar(&Value::String(key.clone()), out);
+                write_key(key, out);
                 out.push(b':');
                 if let Some(v) = map.get(key) {
                     write_canonical(v, out);
@@ -75,6 +77,12 @@ fn write_scalar(value: &Value, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(&mut *out, value);
 }
 
+fn write_key(key: &str, out: &mut Vec<u8>) {
+    // A key is written as the string it is (serde_json escapes a `str` and a `Value::String`
+    // alike), without copying it into a `Value` first.
+    let _ = serde_json::to_writer(&mut *out, key);
+}
+
 /// The hash of a record given as a JSON object; its own `hash` field, if any, is left out.
 pub fn hash_value(prev_hash: &str, record: &Value) -> String {
     let bytes = match record {
@@ -85,9 +93,14 @@ pub fn hash_value(prev_hash: &str, record: &Value) -> String {
         }
         other => canonical_bytes(other),
     };
+    hash_bytes(prev_hash, &bytes)
+}
+
+/// `sha256(prev_hash || bytes)`, hex.
+fn hash_bytes(prev_hash: &str, bytes: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(prev_hash.as_bytes());
-    hasher.update(&bytes);
+    hasher.update(bytes);
     hex::encode(hasher.finalize())
 }
 
@@ -268,9 +281,49 @@ impl ChainWalk {
 /// Hashes a value for a new record: fills `hash` from `prev_hash` and the other fields.
 pub fn seal(record: &mut Record) -> Result<(), serde_json::Error> {
     record.hash = String::new();
-    let value = serde_json::to_value(&*record)?;
-    record.hash = hash_value(&record.prev_hash, &value);
+    // A stored plan artifact is by far the largest value a record holds (tens of megabytes as a
+    // JSON tree at 10,000 hosts): it is moved into the hashed value and back, not copied, so
+    // sealing it does not hold the tree twice. The bytes hashed are the same either way.
+    let artifact = match &mut record.fact {
+        Fact::PlanArtifactStored(stored) => Some(std::mem::take(&mut stored.artifact)),
+        _ => None,
+    };
+    let value = serde_json::to_value(&*record);
+    let mut value = match value {
+        Ok(value) => value,
+        Err(e) => {
+            put_back_artifact(record, artifact);
+            return Err(e);
+        }
+    };
+    if let Value::Object(map) = &mut value {
+        // Owned here: the field is taken out rather than the whole map copied without it.
+        map.remove("hash");
+        if let Some(artifact) = artifact {
+            map.insert(ARTIFACT_FIELD.to_string(), artifact);
+        }
+    }
+    let bytes = canonical_bytes(&value);
+    let artifact = match &mut value {
+        Value::Object(map) if matches!(record.fact, Fact::PlanArtifactStored(_)) => {
+            map.remove(ARTIFACT_FIELD)
+        }
+        _ => None,
+    };
+    drop(value);
+    put_back_artifact(record, artifact);
+    record.hash = hash_bytes(&record.prev_hash, &bytes);
     Ok(())
+}
+
+/// The field of a `plan_artifact_stored` record that holds the artifact (the fact is flattened
+/// into the record).
+const ARTIFACT_FIELD: &str = "artifact";
+
+fn put_back_artifact(record: &mut Record, artifact: Option<Value>) {
+    if let (Fact::PlanArtifactStored(stored), Some(artifact)) = (&mut record.fact, artifact) {
+        stored.artifact = artifact;
+    }
 }
 
 /// A writer helper for exports: one compact JSON line.
@@ -311,6 +364,35 @@ mod tests {
         );
         assert_eq!(record.hash, hex::encode(hasher.finalize()));
         let value = serde_json::to_value(&record).unwrap();
+        assert_eq!(hash_value(&record.prev_hash, &value), record.hash);
+    }
+
+    /// Sealing moves a stored artifact into the hashed value and back instead of copying it:
+    /// the hash is still that of the whole record (what a verifier computes from the stored
+    /// line), and the record keeps its artifact intact.
+    #[test]
+    fn sealing_a_stored_artifact_hashes_it_and_keeps_it() {
+        let artifact =
+            serde_json::json!({"name": "p", "hosts": [{"name": "h1", "vars": {"b": 1, "a": "x"}}]});
+        let mut record = Record {
+            seq: 7,
+            at: "2026-01-01T00:00:00Z".into(),
+            run: "r1".into(),
+            fact: Fact::PlanArtifactStored(sluice_model::PlanArtifactStored {
+                plan_hash: "abc".into(),
+                artifact: artifact.clone(),
+            }),
+            prev_hash: GENESIS.into(),
+            run_prev_hash: GENESIS.into(),
+            hash: String::new(),
+        };
+        seal(&mut record).unwrap();
+        match &record.fact {
+            Fact::PlanArtifactStored(stored) => assert_eq!(stored.artifact, artifact),
+            other => panic!("{other:?}"),
+        }
+        let value = serde_json::to_value(&record).unwrap();
+        assert_eq!(value["artifact"], artifact);
         assert_eq!(hash_value(&record.prev_hash, &value), record.hash);
     }
 }

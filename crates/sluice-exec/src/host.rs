@@ -464,14 +464,18 @@ pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Runs a whole host: connect, steps, health checks. Never panics on host data; the outcome says
-/// how it ended.
+/// Runs the whole host `name` of the artifact: connect, steps, health checks. Never panics on
+/// host data; the outcome says how it ended (a host the artifact lacks is not started).
 pub(crate) async fn run_host(
     ctx: Arc<RunContext>,
     wave: String,
-    plan: HostPlan,
+    name: String,
     values: RuntimeValues,
 ) -> HostRun {
+    let artifact = Arc::clone(&ctx.artifact);
+    let Some(plan) = artifact.host(&name) else {
+        return HostRun::new(&name, values);
+    };
     let mut stop = ctx.shutdown.subscribe();
     let mut run = HostRun::new(&plan.name, values);
     let started = Instant::now();
@@ -482,25 +486,25 @@ pub(crate) async fn run_host(
     }));
     run.outcome = HostOutcome::Ok;
     // A reboot a crash interrupted is seen through first: the host may still be down.
-    crate::reboot::resume_in_flight(&mut run, &ctx, &plan, &mut stop).await;
+    crate::reboot::resume_in_flight(&mut run, &ctx, plan, &mut stop).await;
     // So is a confirm a crash left armed: the host may have reverted meanwhile.
-    crate::confirm::resume_in_flight(&mut run, &ctx, &plan, &mut stop).await;
+    crate::confirm::resume_in_flight(&mut run, &ctx, plan, &mut stop).await;
     if run.conn.is_none() && run.outcome == HostOutcome::Ok {
-        run.connect(&ctx, &plan, &mut stop).await;
+        run.connect(&ctx, plan, &mut stop).await;
     }
     if run.conn.is_some() && run.outcome == HostOutcome::Ok {
-        crate::host_lease::take(&mut run, &ctx, &plan).await;
+        crate::host_lease::take(&mut run, &ctx, plan).await;
     }
     if run.conn.is_some() && run.outcome == HostOutcome::Ok {
-        run.outcome = run_steps(&ctx, &mut run, &plan, &mut stop).await;
+        run.outcome = run_steps(&ctx, &mut run, plan, &mut stop).await;
     } else if !run.done_steps_noted {
         // (A reboot or a confirm a resume saw fail has noted them already.)
-        crate::resume::note_done_steps(&ctx, &mut run, &plan);
+        crate::resume::note_done_steps(&ctx, &mut run, plan);
     }
     let health = match run.conn.clone() {
-        Some(conn) if run.outcome == HostOutcome::Ok => match ctx.resume.recorded_health(&plan) {
+        Some(conn) if run.outcome == HostOutcome::Ok => match ctx.resume.recorded_health(plan) {
             Some(verdict) => verdict,
-            None => health::check_host(&ctx, &run, &conn, &plan, &mut stop).await,
+            None => health::check_host(&ctx, &run, &conn, plan, &mut stop).await,
         },
         _ => Ok(()),
     };
@@ -512,7 +516,7 @@ pub(crate) async fn run_host(
         };
         run.failure = Some(failure);
     }
-    crate::host_lease::release(&mut run, &ctx, &plan).await;
+    crate::host_lease::release(&mut run, &ctx, plan).await;
     run.duration = started.elapsed();
     ctx.note(Fact::HostFinished(HostFinished {
         wave,

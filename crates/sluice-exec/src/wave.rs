@@ -155,13 +155,20 @@ pub(crate) async fn run_wave(
                 .await;
             break;
         }
-        let Some(plan) = ctx.artifact.host(name).cloned() else {
+        if ctx.artifact.host(name).is_none() {
             continue;
-        };
+        }
         let mut host_values = values.get(name).cloned().unwrap_or_default();
         host_values.secrets = ctx.secrets.values().clone();
+        // The task reads its host's plan from the shared artifact: a copy per host would hold
+        // a second artifact's worth of rendered commands while a large wave runs.
         let id = running
-            .spawn(run_host(ctx.clone(), wave.name.clone(), plan, host_values))
+            .spawn(run_host(
+                ctx.clone(),
+                wave.name.clone(),
+                name.clone(),
+                host_values,
+            ))
             .id();
         names.insert(id, name.clone());
     }

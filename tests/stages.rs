@@ -415,10 +415,10 @@ stages:
     assert_eq!(
         shape,
         [
-            "  stage slow, 1 hosts (h1): ok (its waves ended succeeded)",
-            "    slow/all     1 hosts, 1 at a time: 1 ok, 0 failed of 1 hosts, budget 0 = 0 hosts -> continue: 0 failed hosts within max_failed 0: the run goes on",
+            "  stage slow, 1 host (h1): ok (its waves ended succeeded)",
+            "    slow/all     1 host, 1 at a time: 1 ok, 0 failed of 1 host, budget 0 = 0 hosts -> continue: 0 failed hosts within max_failed 0: the run goes on",
             "  stage quick, 3 hosts (h2, h3, h4): ok (its waves ended succeeded)",
-            "    quick/one    1 hosts, 1 at a time: 1 ok, 0 failed of 1 hosts, budget 0 = 0 hosts -> continue: 0 failed hosts within max_failed 0: the run goes on",
+            "    quick/one    1 host, 1 at a time: 1 ok, 0 failed of 1 host, budget 0 = 0 hosts -> continue: 0 failed hosts within max_failed 0: the run goes on",
             "    quick/rest   2 hosts, 2 at a time: 2 ok, 0 failed of 2 hosts, budget 0 = 0 hosts -> continue: 0 failed hosts within max_failed 0: the run goes on",
             "  stage last, after slow, quick, 2 hosts (h5, h6): ok (its waves ended succeeded)",
             "    last/all     2 hosts, 2 at a time: 2 ok, 0 failed of 2 hosts, budget 0 = 0 hosts -> continue: 0 failed hosts within max_failed 0: the run goes on",
@@ -453,13 +453,13 @@ fn the_run_display_names_each_stage_as_it_starts_and_ends() {
     assert_eq!(
         stages,
         [
-            "Stage drain: 1 hosts",
+            "Stage drain: 1 host",
             "Stage drain ok: its waves ended succeeded",
             "Stage app: 4 hosts, after drain",
             "Stage app ok: its waves ended succeeded",
-            "Stage migrate: 1 hosts, after app",
+            "Stage migrate: 1 host, after app",
             "Stage migrate ok: its waves ended succeeded",
-            "Stage undrain: 1 hosts, after migrate",
+            "Stage undrain: 1 host, after migrate",
             "Stage undrain ok: its waves ended succeeded",
         ],
         "{stderr}"

@@ -9,6 +9,16 @@ use std::io::{self, IsTerminal, Write};
 
 use clap::ValueEnum;
 
+/// `n` of a noun, singular when there is one: `count(1, "host")` is "1 host", `count(3,
+/// "wave")` is "3 waves". For the nouns of the run display and `show` (all plural with -s).
+pub fn count<N: std::fmt::Display + PartialEq + From<u8>>(n: N, noun: &str) -> String {
+    if n == N::from(1) {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// `--color`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {

@@ -84,9 +84,9 @@ fn unescaped_lines(fact: &Fact, detailed: bool) -> Vec<Line> {
         Fact::StageStarted(s) => line(
             "Stage",
             format!(
-                "{}: {} hosts{}",
+                "{}: {}{}",
                 s.stage,
-                s.hosts.len(),
+                crate::console::count(s.hosts.len(), "host"),
                 if s.after.is_empty() {
                     String::new()
                 } else {
@@ -103,9 +103,9 @@ fn unescaped_lines(fact: &Fact, detailed: bool) -> Vec<Line> {
         Fact::WaveStarted(w) => line(
             "Wave",
             format!(
-                "{}: {} hosts, {} at a time, max_failed {}",
+                "{}: {}, {} at a time, max_failed {}",
                 w.wave,
-                w.hosts.len(),
+                crate::console::count(w.hosts.len(), "host"),
                 w.concurrency,
                 w.max_failed
             ),

@@ -24,11 +24,11 @@ pub fn plan(a: &PlanArtifact, console: &Console) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{} {} ({} hosts, {} waves)",
+        "{} {} ({}, {})",
         console.paint(Paint::Bold, "Plan"),
         a.name,
-        a.hosts.len(),
-        a.waves.len()
+        crate::console::count(a.hosts.len(), "host"),
+        crate::console::count(a.waves.len(), "wave")
     );
     let _ = writeln!(s, "  hash     {}", a.plan_hash);
     if let Some(ticket) = &a.ticket {

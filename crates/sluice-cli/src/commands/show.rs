@@ -8,7 +8,7 @@ use sluice_audit::{AuditLog, Record};
 use sluice_model::{ApprovalScope, Fact, HostOutcome, WaveDecided};
 
 use super::audit::StateDirArg;
-use crate::console::{Console, Paint};
+use crate::console::{Console, Paint, count};
 use crate::error::CliError;
 use crate::event_line::ms;
 use crate::exit;
@@ -75,9 +75,9 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
 fn describe(record: &Record) -> String {
     match &record.fact {
         Fact::RunStarted(s) => format!(
-            "{} hosts, {} waves, sluice {}: {}",
-            s.hosts.len(),
-            s.waves.len(),
+            "{}, {}, sluice {}: {}",
+            count(s.hosts.len(), "host"),
+            count(s.waves.len(), "wave"),
             s.sluice_version,
             s.command_line.join(" ")
         ),
@@ -108,17 +108,17 @@ fn describe(record: &Record) -> String {
             format!("{what} {verb} by {} ({}{signed}){comment}", a.by, a.how)
         }
         Fact::LeaseTaken(l) | Fact::LeaseReleased(l) | Fact::LeaseBroken(l) => format!(
-            "{} hosts ({}), {} pid {} on {}",
-            l.hosts.len(),
+            "{} ({}), {} pid {} on {}",
+            count(l.hosts.len(), "host"),
             l.hosts.join(", "),
             l.operator,
             l.pid,
             l.controller
         ),
         Fact::StageStarted(s) => format!(
-            "stage {} on {} hosts ({}){}",
+            "stage {} on {} ({}){}",
             s.stage,
-            s.hosts.len(),
+            count(s.hosts.len(), "host"),
             s.hosts.join(", "),
             if s.after.is_empty() {
                 String::new()
@@ -312,8 +312,12 @@ fn arithmetic(w: &WaveDecided) -> String {
         }
     }
     format!(
-        "{counts} of {} hosts, budget {} = {} hosts -> {}: {}",
-        w.hosts, w.budget, w.max_failed, w.decision, w.reason
+        "{counts} of {}, budget {} = {} -> {}: {}",
+        count(w.hosts, "host"),
+        w.budget,
+        count(w.max_failed, "host"),
+        w.decision,
+        w.reason
     )
 }
 

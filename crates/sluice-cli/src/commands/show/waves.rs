@@ -3,7 +3,7 @@
 
 use sluice_model::{StageFinished, StageStarted, WaveDecided, WaveDecision, WaveStarted};
 
-use crate::console::{Console, Paint};
+use crate::console::{Console, Paint, count};
 use crate::event_line::ms;
 
 /// What the records say about one stage: its start and its end, when recorded.
@@ -46,9 +46,9 @@ impl WaveSection {
 
     pub(super) fn wave_started(&mut self, w: &WaveStarted) {
         self.lines(w.stage.as_deref()).push(format!(
-            "{:<12} {} hosts, {} at a time",
+            "{:<12} {}, {} at a time",
             w.wave,
-            w.hosts.len(),
+            count(w.hosts.len(), "host"),
             w.concurrency
         ));
     }
@@ -137,8 +137,8 @@ fn heading(name: &str, record: &StageRecord) -> String {
             line.push_str(&format!(", after {}", s.after.join(", ")));
         }
         line.push_str(&format!(
-            ", {} hosts ({})",
-            s.hosts.len(),
+            ", {} ({})",
+            count(s.hosts.len(), "host"),
             s.hosts.join(", ")
         ));
     }

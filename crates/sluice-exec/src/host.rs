@@ -44,8 +44,8 @@ pub(crate) struct HostRun {
     pub resumed_reboot: Option<String>,
     /// The host passed its backup gate (`crate::backup`) in this host run.
     pub backed_up: bool,
-    /// When this run took (or last refreshed) its host-side lease (`crate::host_lease`).
-    pub lease_taken: Option<Instant>,
+    /// The host-side lease this host run holds, kept alive while it does (`crate::host_lease`).
+    pub lease: Option<crate::host_lease::LeaseHold>,
 }
 
 impl HostRun {
@@ -62,7 +62,7 @@ impl HostRun {
             duration: Duration::ZERO,
             resumed_reboot: None,
             backed_up: false,
-            lease_taken: None,
+            lease: None,
         }
     }
 
@@ -538,7 +538,6 @@ async fn run_steps(
             return HostOutcome::Interrupted;
         }
         let spec = step_spec(ctx, &step.id);
-        crate::host_lease::refresh(run, ctx, plan).await;
         match run.run_step(ctx, step, &spec, stop).await {
             StepStatus::Ok | StepStatus::Skipped => {}
             StepStatus::Failed | StepStatus::TimedOut => return HostOutcome::Failed,
@@ -578,7 +577,7 @@ pub(crate) fn bare_spec(id: &str) -> StepSpec {
 
 /// A captured stream as facts carry it, with secrets scrubbed (`bytes` and `sha256` describe the
 /// stream as received).
-fn captured(ctx: &RunContext, out: &sluice_ssh::CapturedOutput) -> Capture {
+pub(crate) fn captured(ctx: &RunContext, out: &sluice_ssh::CapturedOutput) -> Capture {
     ctx.secrets.redact_capture(&Capture {
         head: String::from_utf8_lossy(&out.head).into_owned(),
         tail: String::from_utf8_lossy(&out.tail).into_owned(),

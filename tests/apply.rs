@@ -360,6 +360,52 @@ fn a_secret_never_appears_in_output_or_json() {
     }
 }
 
+/// playbooks/backup-and-lease.yaml really runs on the demo fleet: every host backed up and
+/// verified before its change, leased on the host while it changes, released at its end.
+#[test]
+fn the_backup_and_lease_example_runs_on_the_demo_fleet() {
+    let f = Fixture::new();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = sluice()
+        .current_dir(f.dir.path())
+        .arg("apply")
+        .arg(repo.join("playbooks/backup-and-lease.yaml"))
+        .arg("-i")
+        .arg(repo.join("inventory/demo.yaml"))
+        .args(["--yes", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let events = events(&out);
+    for h in 1..=6 {
+        let host = format!("demo-{h}");
+        let dir = f.dir.path().join(format!("demo-state/{host}"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("conf/app.conf")).unwrap(),
+            "max_clients = 512\n"
+        );
+        assert!(dir.join("backup/conf.tgz").exists(), "{host} backed up");
+        assert!(
+            !dir.join(".sluice/host-lease").exists(),
+            "{host}'s lease was released"
+        );
+        let of = |kind: &str| {
+            events
+                .iter()
+                .position(|e| e["kind"] == kind && e["host"] == host.as_str())
+                .unwrap_or_else(|| panic!("no {kind} for {host}"))
+        };
+        let verified = &events[of("backup_result")];
+        assert_eq!(verified["status"], "ok", "{verified}");
+        assert!(verified["evidence"]["verify_sha256"].is_string());
+        assert!(of("host_lease_taken") < of("backup_started"));
+        assert!(of("backup_result") < of("step_intent"));
+        assert!(of("step_result") < of("host_lease_released"));
+    }
+}
+
 /// The README's first command, on a fresh state folder: a real three-wave rollout.
 #[test]
 fn the_readme_demo_rolls_out_three_waves_and_the_canary_demo_rolls_back() {

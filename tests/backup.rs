@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use sluice_testfleet::Fleet;
@@ -155,6 +156,108 @@ fn a_failed_backup_or_verify_leaves_the_host_unchanged_and_a_verified_one_is_rec
         records.contains("\"backup_started\""),
         "the start is recorded too"
     );
+}
+
+/// Two backups on one host: `first` verified, then the controller killed (SIGKILL) while
+/// `second`'s `run` is in flight (`backup_started` recorded, no result). `sluice resume` does
+/// not run `first` again, runs `second` again from its `run`, and the change runs once.
+#[test]
+fn resume_after_a_crash_skips_a_verified_backup_and_reruns_an_interrupted_one() {
+    let fleet = Fleet::start(1).unwrap();
+    let root = fleet.root(1);
+    let yaml = r#"name: fleet-backup-resume
+targets: [fleet]
+backup:
+  - id: first
+    run: 'echo first >> "$FLEET_ROOT/backups"'
+    verify: 'grep -x first "$FLEET_ROOT/backups"'
+  - id: second
+    run: 'echo second >> "$FLEET_ROOT/backups"; while [ ! -e "$FLEET_ROOT/go" ]; do sleep 0.1; done'
+    verify: 'grep -x second "$FLEET_ROOT/backups"'
+    timeout: 60s
+steps:
+  - { id: change, run: 'echo CHANGED >> "$FLEET_ROOT/log"', undo: 'rm -f "$FLEET_ROOT/log"' }
+"#;
+    let plan = fleet.dir().join("plan.yaml");
+    std::fs::write(&plan, yaml).unwrap();
+    let inventory = fleet.write_inventory().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut apply = sluice(state.path())
+        .arg("apply")
+        .arg(&plan)
+        .arg("-i")
+        .arg(&inventory)
+        .args(["--yes", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let backups = root.join("backups");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&backups).is_ok_and(|b| b.contains("second")) {
+        assert!(Instant::now() < deadline, "the second backup never started");
+        assert!(apply.try_wait().unwrap().is_none(), "apply ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    apply.kill().unwrap();
+    let killed = apply.wait_with_output().unwrap();
+    let first: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&killed.stdout)
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let run = first["run"].as_str().unwrap().to_string();
+    std::fs::write(root.join("go"), "").unwrap();
+
+    let resumed = sluice(state.path())
+        .args(["resume", &run, "--yes", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert_eq!(resumed.status.code(), Some(0), "{stderr}");
+    // `first` ran once, before the crash; `second` twice: interrupted, then again.
+    assert_eq!(
+        std::fs::read_to_string(&backups).unwrap(),
+        "first\nsecond\nsecond\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("log")).unwrap(),
+        "CHANGED\n"
+    );
+    let events = events(&resumed);
+    let of = |kind: &str, id: &str| {
+        events
+            .iter()
+            .filter(|e| e["kind"] == kind && e["backup"] == id)
+            .count()
+    };
+    assert_eq!(of("backup_started", "first"), 0, "first is not run again");
+    assert_eq!(of("backup_started", "second"), 1, "second runs again");
+    let second = of_host(&events, "backup_result", "host1");
+    assert_eq!(second["backup"], "second");
+    assert_eq!(second["status"], "ok", "{second:#}");
+
+    // The run's record: one verified result per backup, and second started twice.
+    let show = sluice(state.path())
+        .args(["show", &run, "--json"])
+        .output()
+        .unwrap();
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&show.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let recorded = |kind: &str, id: &str| {
+        records
+            .iter()
+            .filter(|r| r["kind"] == kind && r["backup"] == id)
+            .count()
+    };
+    assert_eq!(recorded("backup_started", "first"), 1);
+    assert_eq!(recorded("backup_result", "first"), 1);
+    assert_eq!(recorded("backup_started", "second"), 2);
+    assert_eq!(recorded("backup_result", "second"), 1);
 }
 
 fn hex(bytes: &[u8]) -> String {

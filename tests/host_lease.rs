@@ -18,14 +18,20 @@ use support::events;
 /// Each host's step waits for `$FLEET_ROOT/go` (so the host stays in flight while the test
 /// looks), then writes to its log.
 fn plan(fleet: &Fleet) -> PathBuf {
-    let yaml = r#"name: fleet-host-lease
+    write_plan(
+        fleet,
+        r#"name: fleet-host-lease
 targets: [fleet]
 host_lease: true
 steps:
   - id: change
     run: 'while [ ! -e "$FLEET_ROOT/go" ]; do sleep 0.1; done; echo CHANGED >> "$FLEET_ROOT/log"'
     timeout: 60s
-"#;
+"#,
+    )
+}
+
+fn write_plan(fleet: &Fleet, yaml: &str) -> PathBuf {
     let path = fleet.dir().join("plan.yaml");
     std::fs::write(&path, yaml).unwrap();
     path
@@ -36,23 +42,37 @@ fn lease_dir(fleet: &Fleet, i: usize) -> PathBuf {
 }
 
 fn inventory(fleet: &Fleet) -> PathBuf {
+    inventory_with_ttl(fleet, None)
+}
+
+/// The inventory, each host's lease under its own directory and, with `ttl`, lasting that many
+/// seconds (the `sluice_host_lease_ttl` hook).
+fn inventory_with_ttl(fleet: &Fleet, ttl: Option<u64>) -> PathBuf {
     fleet
         .write_inventory_with(|i| {
-            Some(format!(
+            let dir = format!(
                 "sluice_host_lease_dir: \"{}\"",
                 lease_dir(fleet, i).display()
-            ))
+            );
+            Some(match ttl {
+                Some(secs) => format!("{dir}, sluice_host_lease_ttl: {secs}"),
+                None => dir,
+            })
         })
         .unwrap()
 }
 
 fn apply(fleet: &Fleet, state: &Path, extra: &[&str]) -> Command {
+    apply_with(state, &plan(fleet), &inventory(fleet), extra)
+}
+
+fn apply_with(state: &Path, plan: &Path, inventory: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
     cmd.env("SLUICE_STATE_DIR", state)
         .arg("apply")
-        .arg(plan(fleet))
+        .arg(plan)
         .arg("-i")
-        .arg(inventory(fleet))
+        .arg(inventory)
         .args(["--yes", "--json"])
         .args(extra)
         .stdin(Stdio::null())
@@ -194,6 +214,151 @@ fn an_expired_lease_is_broken_only_with_a_reason_and_the_break_is_recorded() {
             .any(|l| l.contains("\"host_lease_broken\"") && l.contains(reason)),
         "the break is recorded: {records}"
     );
+}
+
+/// The `expires=` of a host's lease, while it holds one.
+fn lease_expiry(fleet: &Fleet, i: usize) -> Option<i64> {
+    let holder = std::fs::read_to_string(lease_dir(fleet, i).join("holder")).ok()?;
+    holder
+        .lines()
+        .find_map(|l| l.strip_prefix("expires="))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A step longer than the lease (3 seconds here, through the `sluice_host_lease_ttl` hook):
+/// the lease is refreshed while the step runs, so well after its first expiry a second
+/// controller that would break an expired lease is still refused. (Refreshed only between
+/// steps, the lease expired under the step and the second controller took the host.)
+#[test]
+fn a_step_longer_than_the_lease_keeps_the_lease_alive() {
+    let fleet = Fleet::start(1).unwrap();
+    let (store_a, store_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let inventory = inventory_with_ttl(&fleet, Some(3));
+    let plan = plan(&fleet);
+
+    let first = apply_with(store_a.path(), &plan, &inventory, &[])
+        .spawn()
+        .unwrap();
+    wait_for("controller A's lease", || lease_expiry(&fleet, 1).is_some());
+    let taken_until = lease_expiry(&fleet, 1).unwrap();
+    // Two lease durations and more: the first expiry is long gone.
+    std::thread::sleep(Duration::from_secs(7));
+    let refreshed_until = lease_expiry(&fleet, 1).expect("A still holds the lease");
+    assert!(
+        refreshed_until >= taken_until + 4,
+        "the expiry was pushed back while the step ran: {taken_until} then {refreshed_until}"
+    );
+
+    let mut second = apply_with(
+        store_b.path(),
+        &plan,
+        &inventory,
+        &["--break-expired-host-leases", "--reason", "A looks dead"],
+    )
+    .spawn()
+    .unwrap();
+    let ended = wait_until_exits(&mut second, Duration::from_secs(20));
+    std::fs::write(fleet.root(1).join("go"), "").unwrap();
+    let refused = second.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(ended, "B was not refused: it took the host ({stderr})");
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("until"), "a live lease: {stderr}");
+
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !events(&out)
+            .iter()
+            .any(|e| e["kind"] == "host_lease_broken")
+    );
+    assert_eq!(
+        std::fs::read_to_string(fleet.root(1).join("log")).unwrap(),
+        "CHANGED\n",
+        "only A changed the host"
+    );
+    assert!(!lease_dir(&fleet, 1).exists(), "A released its lease");
+}
+
+/// Waits up to `limit` for `child` to exit; false if it is still running.
+fn wait_until_exits(child: &mut std::process::Child, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// host1 ends ok (its lease released), host2 fails, the wave fails and rolls back: host1's
+/// undo runs under its lease again, taken before the undo and released after it.
+#[test]
+fn an_undo_after_the_wave_failed_takes_and_releases_the_host_lease() {
+    let fleet = Fleet::start(2).unwrap();
+    std::fs::write(fleet.root(2).join("broken"), "").unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let plan = write_plan(
+        &fleet,
+        r#"name: fleet-host-lease-undo
+targets: [fleet]
+host_lease: true
+waves:
+  - { name: all, size: 100% }
+failure: { max_failed: 0, action: rollback }
+concurrency: 1
+steps:
+  - id: change
+    run: 'echo CHANGED >> "$FLEET_ROOT/log"; test ! -e "$FLEET_ROOT/broken"'
+    undo: 'test -e "$FLEET_ROOT/lease/holder" && echo UNDONE >> "$FLEET_ROOT/log"'
+"#,
+    );
+    let out = apply_with(store.path(), &plan, &inventory(&fleet), &[])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "rolled back: {stderr}");
+    let events = events(&out);
+    let host1: Vec<&str> = events
+        .iter()
+        .filter(|e| e["host"] == "host1")
+        .filter_map(|e| e["kind"].as_str())
+        .filter(|k| {
+            k.starts_with("host_lease") || k.starts_with("undo") || *k == "host_rolled_back"
+        })
+        .collect();
+    assert_eq!(
+        host1,
+        [
+            "host_lease_taken",
+            "host_lease_released",
+            "host_lease_taken",
+            "undo_intent",
+            "undo_result",
+            "host_lease_released",
+            "host_rolled_back",
+        ],
+        "{events:#?}"
+    );
+    // The undo saw its lease on the host (the undo checks for it).
+    assert_eq!(
+        std::fs::read_to_string(fleet.root(1).join("log")).unwrap(),
+        "CHANGED\nUNDONE\n"
+    );
+    for i in 1..=2 {
+        assert!(
+            !lease_dir(&fleet, i).exists(),
+            "host{i}'s lease was released"
+        );
+    }
 }
 
 /// Without `--reason`, the flag is refused by the argument parser: nothing is broken.

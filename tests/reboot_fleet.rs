@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
 use sluice_testfleet::Fleet;
 
 mod support;
@@ -51,8 +52,18 @@ steps:
 
 /// Runs `sluice apply --json` and serves host 1's reboot requests while it runs.
 fn apply(fleet: &mut Fleet, plan: &PathBuf, on_request: OnRequest) -> (Output, usize) {
+    apply_with(fleet, plan, on_request, sluice())
+}
+
+/// [`apply`] with `sluice` as given (its audit store, to read the run afterwards).
+fn apply_with(
+    fleet: &mut Fleet,
+    plan: &PathBuf,
+    on_request: OnRequest,
+    mut sluice: std::process::Command,
+) -> (Output, usize) {
     let inventory = fleet.write_inventory_for_reboots().unwrap();
-    let mut child = sluice()
+    let mut child = sluice
         .arg("apply")
         .arg(plan)
         .arg("-i")
@@ -229,12 +240,57 @@ fn a_reboot_that_does_not_happen_fails_on_the_unchanged_boot_id() {
     assert_eq!(log(&fleet), vec!["before".to_string()]);
 }
 
+/// `sluice` with the audit store in `state`.
+fn sluice_in(state: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.env("SLUICE_STATE_DIR", state);
+    cmd
+}
+
+/// The reboot command's output is in its step result (bounded, with its sha256 and size), on
+/// record (`sluice logs`) and in the host's failure.
+fn assert_output_kept(
+    result: &serde_json::Value,
+    state: &std::path::Path,
+    stdout: &str,
+    stderr: &str,
+) {
+    assert_eq!(result["stdout"]["head"], stdout, "{result:#}");
+    assert_eq!(result["stderr"]["head"], stderr, "{result:#}");
+    assert_eq!(result["stderr"]["bytes"], stderr.len());
+    assert_eq!(
+        result["stderr"]["sha256"],
+        hex(&Sha256::digest(stderr.as_bytes()))
+    );
+    let run = result["run"].as_str().unwrap();
+    let logs = sluice_in(state)
+        .args(["logs", run, "--step", "reboot"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&logs.stdout);
+    assert!(logs.status.success(), "{text}");
+    assert!(
+        text.contains(stdout.trim()) && text.contains(stderr.trim()),
+        "sluice logs shows the reboot command's output: {text}"
+    );
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[test]
 fn a_reboot_command_that_fails_fails_the_step_at_once() {
     let mut fleet = Fleet::start(1).unwrap();
-    let plan = plan(&fleet, "echo denied >&2; exit 4", "60s");
+    let plan = plan(&fleet, "echo trying; echo denied >&2; exit 4", "60s");
+    let state = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let (out, _) = apply(&mut fleet, &plan, OnRequest::Reboot);
+    let (out, _) = apply_with(
+        &mut fleet,
+        &plan,
+        OnRequest::Reboot,
+        sluice_in(state.path()),
+    );
     assert_eq!(out.status.code(), Some(1));
     // Not after the 60 s timeout: a command that says it failed is not waited for.
     assert!(
@@ -249,6 +305,39 @@ fn a_reboot_command_that_fails_fails_the_step_at_once() {
         result["detail"],
         "the reboot command failed (exit 4): the host was not rebooted"
     );
+    assert_eq!(result["exit_code"], 4);
+    assert_output_kept(result, state.path(), "trying\n", "denied\n");
+    let error = host_finished(&events)["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("exit 4"), "{error}");
+}
+
+#[test]
+fn a_reboot_command_that_times_out_keeps_its_output() {
+    let mut fleet = Fleet::start(1).unwrap();
+    let plan = plan(&fleet, "echo waiting; echo stuck >&2; sleep 30", "2s");
+    let state = tempfile::tempdir().unwrap();
+    let (out, reboots) = apply_with(
+        &mut fleet,
+        &plan,
+        OnRequest::Reboot,
+        sluice_in(state.path()),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(reboots, 0);
+    let events = events(&out);
+    let result = event(&events, "step_result", "reboot");
+    assert_eq!(result["status"], "timed_out", "{result}");
+    assert!(
+        result["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("the reboot command did not end within the reboot's timeout (2s)"),
+        "{result}"
+    );
+    assert_output_kept(result, state.path(), "waiting\n", "stuck\n");
 }
 
 #[test]

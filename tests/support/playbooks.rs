@@ -14,6 +14,7 @@ pub const PLAYBOOKS: &[(&str, &str)] = &[
     ("demo-canary-fails", "inventory/demo.yaml"),
     ("three-tier-patch", "inventory/demo.yaml"),
     ("notify-example", "inventory/demo.yaml"),
+    ("backup-and-lease", "inventory/demo.yaml"),
     (
         "bench-rolling-patch",
         "tests/fixtures/bench-fleet.inventory.yaml",

@@ -45,8 +45,8 @@ pub(crate) struct HostRun {
     pub resumed_reboot: Option<String>,
     /// The host passed its backup gate (`crate::backup`) in this host run.
     pub backed_up: bool,
-    /// When this run took (or last refreshed) its host-side lease (`crate::host_lease`).
-    pub lease_taken: Option<Instant>,
+    /// The host-side lease this host run holds, kept alive while it does (`crate::host_lease`).
+    pub lease: Option<crate::host_lease::LeaseHold>,
     /// How a step's confirm left the host when a step status cannot say it (`reverted` by the
     /// host's timer, or `unreachable` after it): taken by [`run_steps`] as the host's outcome.
     pub settled_outcome: Option<HostOutcome>,
@@ -68,7 +68,7 @@ impl HostRun {
             duration: Duration::ZERO,
             resumed_reboot: None,
             backed_up: false,
-            lease_taken: None,
+            lease: None,
             settled_outcome: None,
             done_steps_noted: false,
         }
@@ -546,7 +546,6 @@ async fn run_steps(
             return HostOutcome::Interrupted;
         }
         let spec = step_spec(ctx, &step.id);
-        crate::host_lease::refresh(run, ctx, plan).await;
         match run.run_step(ctx, step, &spec, stop).await {
             StepStatus::Ok | StepStatus::Skipped => {}
             StepStatus::Failed | StepStatus::TimedOut => {

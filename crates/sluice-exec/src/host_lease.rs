@@ -6,16 +6,21 @@
 //! `sluice_host_lease_dir`), taken with `mkdir`, which is atomic: of two controllers, one
 //! creates it. Inside, `holder` names the run, controller and operator and the expiry (Unix
 //! seconds). The lease is taken when the host starts (a run re-takes its own: a resume), its
-//! expiry pushed back before a step once a third of its time has gone, and it is released
-//! (removed, if it still names this run) at the host's end. An expired lease of another run is
+//! expiry pushed back every third of its duration by a task beside the host's commands while
+//! the host is in flight, and it is released (removed, if it still names this run) at the
+//! host's end; a later rollback of the host takes it again for its undos. An expired lease of another run is
 //! broken only when the operator asks (`--break-expired-host-leases --reason`), and the break
 //! is recorded. Every command runs as the login user, without `become`.
 
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sluice_model::{Fact, HostLeaseChange};
+use sluice_plan::host_hooks::{LEASE_TTL_VAR, lease_ttl};
 use sluice_plan::{HostPlan, PlanArtifact, shell_quote};
-use sluice_ssh::{Connection, ExecRequest, ExitStatus};
+use sluice_ssh::{Connection, ExecRequest, ExitStatus, HostTarget, Transport};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::host::HostRun;
 use crate::report::{FailureDetail, HostOutcome};
@@ -26,8 +31,9 @@ use crate::transports::{Transports, host_target};
 pub const DEFAULT_LEASE_DIR: &str = "/var/lib/sluice/host-lease";
 /// The host variable naming another lease directory: a test hook (the sshd test fleet's hosts
 /// share this machine), sealed in the artifact with the host's variables.
-pub const LEASE_DIR_VAR: &str = "sluice_host_lease_dir";
-/// How long a lease lasts from when it is taken or refreshed.
+pub use sluice_plan::host_hooks::LEASE_DIR_VAR;
+/// How long a lease lasts from when it is taken or refreshed, unless the host's
+/// `sluice_host_lease_ttl` variable (a test hook) says otherwise.
 pub const LEASE_TTL: Duration = Duration::from_secs(15 * 60);
 /// Each lease command's own bound.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -148,94 +154,117 @@ pub(crate) async fn take(run: &mut HostRun, ctx: &RunContext, plan: &HostPlan) {
     let (Some(me), Some(conn)) = (ctx.host_lease.clone(), run.conn.clone()) else {
         return;
     };
-    let dir = lease_dir(plan);
-    let q = shell_quote(&dir);
+    match acquire(ctx, &me, &conn, plan).await {
+        Ok(hold) => run.lease = Some(hold),
+        Err(detail) => {
+            run.outcome = HostOutcome::Failed;
+            run.failure = Some(FailureDetail {
+                what: "host lease".into(),
+                detail,
+                output: Vec::new(),
+            });
+        }
+    }
+}
+
+/// Before the undos of a host whose lease was released at its end: takes it again (the same
+/// run id, so a lease this run still holds is re-taken). `Err` is why the undos must not run:
+/// another controller holds the host now.
+pub(crate) async fn take_for_undo(
+    run: &mut HostRun,
+    ctx: &RunContext,
+    plan: &HostPlan,
+) -> Result<(), FailureDetail> {
+    let (Some(me), Some(conn)) = (ctx.host_lease.clone(), run.conn.clone()) else {
+        return Ok(());
+    };
+    if run.lease.is_some() {
+        return Ok(());
+    }
+    match acquire(ctx, &me, &conn, plan).await {
+        Ok(hold) => {
+            run.lease = Some(hold);
+            Ok(())
+        }
+        Err(detail) => Err(FailureDetail {
+            what: "undo".into(),
+            detail: format!("host lease: {detail}; nothing was undone"),
+            output: Vec::new(),
+        }),
+    }
+}
+
+/// Takes the lease of `plan`'s host on `conn` (or re-takes this run's own, or breaks an
+/// expired one when the operator asked) and starts keeping it alive; `Err` says why not.
+async fn acquire(
+    ctx: &RunContext,
+    me: &Arc<HostLeaseIdentity>,
+    conn: &Arc<dyn Connection>,
+    plan: &HostPlan,
+) -> Result<LeaseHold, String> {
+    let site = LeaseSite::of(plan)?;
+    let q = shell_quote(&site.dir);
+    let dir = &site.dir;
     let take = format!(
         "mkdir -p \"$(dirname {q})\" && if mkdir {q} 2>/dev/null; then {} && echo taken; else echo held; cat {q}/holder 2>/dev/null; true; fi",
-        write_holder(&q, &me)
+        write_holder(&q, me, site.ttl)
     );
-    let answer = match run_text(&conn, take).await {
-        Ok(text) => text,
-        Err(why) => return refuse(run, format!("cannot take {dir}: {why}")),
-    };
-    if answer.starts_with("taken") {
-        note(ctx, &run.host, &dir, &me, None, Fact::HostLeaseTaken).await;
-        run.lease_taken = Some(tokio::time::Instant::now());
-        return;
-    }
-    let Some(holder) = LeaseHolder::parse(&answer) else {
-        return refuse(
-            run,
-            format!("{dir} exists but names no holder: remove it if no controller uses it"),
+    let answer = run_text(conn, take)
+        .await
+        .map_err(|why| format!("cannot take {dir}: {why}"))?;
+    if !answer.starts_with("taken") {
+        let holder = LeaseHolder::parse(&answer).ok_or_else(|| {
+            format!("{dir} exists but names no holder: remove it if no controller uses it")
+        })?;
+        let ours = holder.run == me.run;
+        let breakable = holder.expired() && me.break_expired.is_some();
+        if !ours && !breakable {
+            return Err(format!("held by {}", holder.describe()));
+        }
+        // Re-taken (our own, from before a resume or before a rollback) or broken: rewritten
+        // only if it still names the holder just read, so two controllers breaking it at once
+        // cannot both win.
+        let rewrite = format!(
+            "grep -qx {} {q}/holder && {} && echo taken",
+            shell_quote(&format!("run={}", holder.run)),
+            write_holder(&q, me, site.ttl)
         );
-    };
-    let ours = holder.run == me.run;
-    let breakable = holder.expired() && me.break_expired.is_some();
-    if !ours && !breakable {
-        return refuse(run, format!("held by {}", holder.describe()));
+        match run_text(conn, rewrite).await {
+            Ok(text) if text.starts_with("taken") => {}
+            Ok(_) => return Err(format!("{dir} changed hands while it was taken")),
+            Err(why) => return Err(format!("cannot take {dir}: {why}")),
+        }
+        if !ours {
+            let broken = HostLeaseChange {
+                host: plan.name.clone(),
+                path: dir.clone(),
+                holder_run: holder.run.clone(),
+                holder_controller: holder.controller.clone(),
+                holder_operator: holder.operator.clone(),
+                expires_at: holder.expires_at(),
+                reason: me.break_expired.clone(),
+            };
+            ctx.note(Fact::HostLeaseBroken(broken)).await;
+        }
     }
-    // Re-taken (our own, from before a resume) or broken: rewritten only if it still names
-    // the holder just read, so two controllers breaking it at once cannot both win.
-    let rewrite = format!(
-        "grep -qx {} {q}/holder && {} && echo taken",
-        shell_quote(&format!("run={}", holder.run)),
-        write_holder(&q, &me)
-    );
-    match run_text(&conn, rewrite).await {
-        Ok(text) if text.starts_with("taken") => {}
-        Ok(_) => return refuse(run, format!("{dir} changed hands while it was taken")),
-        Err(why) => return refuse(run, format!("cannot take {dir}: {why}")),
-    }
-    if !ours {
-        let broken = HostLeaseChange {
-            host: run.host.clone(),
-            path: dir.clone(),
-            holder_run: holder.run.clone(),
-            holder_controller: holder.controller.clone(),
-            holder_operator: holder.operator.clone(),
-            expires_at: holder.expires_at(),
-            reason: me.break_expired.clone(),
-        };
-        ctx.note(Fact::HostLeaseBroken(broken)).await;
-    }
-    note(ctx, &run.host, &dir, &me, None, Fact::HostLeaseTaken).await;
-    run.lease_taken = Some(tokio::time::Instant::now());
+    note(ctx, &plan.name, &site, me, None, Fact::HostLeaseTaken).await;
+    Ok(keep_alive(ctx, me, conn, plan, site))
 }
 
-/// Pushes the expiry back before a step once a third of the lease's time has gone.
-pub(crate) async fn refresh(run: &mut HostRun, ctx: &RunContext, plan: &HostPlan) {
-    let (Some(me), Some(conn), Some(at)) =
-        (ctx.host_lease.clone(), run.conn.clone(), run.lease_taken)
-    else {
-        return;
-    };
-    if at.elapsed() < LEASE_TTL / 3 {
-        return;
-    }
-    let q = shell_quote(&lease_dir(plan));
-    let own = shell_quote(&format!("run={}", me.run));
-    // A failed refresh is not a failed host: the lease lasts its TTL from the last refresh.
-    if run_text(
-        &conn,
-        format!("grep -qx {own} {q}/holder && {}", write_holder(&q, &me)),
-    )
-    .await
-    .is_ok()
-    {
-        run.lease_taken = Some(tokio::time::Instant::now());
-    }
-}
-
-/// Gives the lease back at the host's end, if it still names this run.
+/// Gives the lease back (at the host's end, or after its undos), if it still names this run.
 pub(crate) async fn release(run: &mut HostRun, ctx: &RunContext, plan: &HostPlan) {
+    let Some(hold) = run.lease.take() else {
+        return;
+    };
+    // The keeper ends first, so no refresh writes into the directory being removed.
+    hold.end().await;
     let (Some(me), Some(conn)) = (ctx.host_lease.clone(), run.conn.clone()) else {
         return;
     };
-    if run.lease_taken.take().is_none() {
+    let Ok(site) = LeaseSite::of(plan) else {
         return;
-    }
-    let dir = lease_dir(plan);
-    let q = shell_quote(&dir);
+    };
+    let q = shell_quote(&site.dir);
     let own = shell_quote(&format!("run={}", me.run));
     if run_text(&conn, format!("grep -qx {own} {q}/holder && rm -rf {q}"))
         .await
@@ -245,7 +274,7 @@ pub(crate) async fn release(run: &mut HostRun, ctx: &RunContext, plan: &HostPlan
         note(
             ctx,
             &run.host,
-            &dir,
+            &site,
             &me,
             Some(now),
             Fact::HostLeaseReleased,
@@ -254,9 +283,127 @@ pub(crate) async fn release(run: &mut HostRun, ctx: &RunContext, plan: &HostPlan
     }
 }
 
+/// Where a host's lease lives and how long it lasts.
+struct LeaseSite {
+    dir: String,
+    ttl: Duration,
+}
+
+impl LeaseSite {
+    fn of(plan: &HostPlan) -> Result<LeaseSite, String> {
+        let ttl = match plan.vars.get(LEASE_TTL_VAR) {
+            None => LEASE_TTL,
+            Some(value) => lease_ttl(value).ok_or_else(|| {
+                format!("{LEASE_TTL_VAR} is {value}: expected a positive whole number of seconds")
+            })?,
+        };
+        Ok(LeaseSite {
+            dir: lease_dir(plan),
+            ttl,
+        })
+    }
+}
+
+/// A lease this host run holds, and the task that keeps it alive (see [`keep_alive`]).
+pub(crate) struct LeaseHold {
+    /// Dropped (or sent) to end the keeper; it ends at its next wait, never mid-command.
+    stop: oneshot::Sender<()>,
+    keeper: JoinHandle<()>,
+}
+
+impl LeaseHold {
+    /// Ends the keeper and waits for its refresh in flight, if any.
+    async fn end(self) {
+        let _ = self.stop.send(());
+        let _ = self.keeper.await;
+    }
+}
+
+/// Starts the task that pushes the lease's expiry back every third of its duration while the
+/// host is in flight, however long one step takes (a step runs for as long as its timeout;
+/// a reboot for as long as the host is down).
+///
+/// It runs beside the host's commands: on the host's own connection while that connection
+/// lives (a second command on a connection whose runner is busy gets a channel of its own,
+/// and `transport_mode: exec` opens one per command anyway), and on a connection of its own
+/// once that one is gone or failing (a reboot lets the host's connection go). It holds the
+/// host's connection only weakly, so closing it (`HostRun::release_connection`) closes it.
+/// A failed refresh is not a failed host: the lease lasts until its expiry, and the next
+/// refresh tries again.
+fn keep_alive(
+    ctx: &RunContext,
+    me: &Arc<HostLeaseIdentity>,
+    conn: &Arc<dyn Connection>,
+    plan: &HostPlan,
+    site: LeaseSite,
+) -> LeaseHold {
+    let (stop, mut stopped) = oneshot::channel();
+    let keeper = Keeper {
+        host: Arc::downgrade(conn),
+        own: None,
+        transport: ctx.transports.get(plan.connection.transport),
+        target: host_target(plan),
+        me: me.clone(),
+        site,
+    };
+    let keeper = tokio::spawn(async move {
+        let mut keeper = keeper;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(keeper.site.ttl / 3) => {}
+                _ = &mut stopped => return,
+            }
+            keeper.refresh().await;
+        }
+    });
+    LeaseHold { stop, keeper }
+}
+
+/// What the keeper task needs to refresh one host's lease.
+struct Keeper {
+    host: Weak<dyn Connection>,
+    own: Option<Arc<dyn Connection>>,
+    transport: Option<Arc<dyn Transport>>,
+    target: HostTarget,
+    me: Arc<HostLeaseIdentity>,
+    site: LeaseSite,
+}
+
+impl Keeper {
+    async fn refresh(&mut self) {
+        let q = shell_quote(&self.site.dir);
+        let own = shell_quote(&format!("run={}", self.me.run));
+        let command = || {
+            format!(
+                "grep -qx {own} {q}/holder && {}",
+                write_holder(&q, &self.me, self.site.ttl)
+            )
+        };
+        if let Some(conn) = self.host.upgrade()
+            && run_text(&conn, command()).await.is_ok()
+        {
+            return;
+        }
+        if self.own.is_none()
+            && let Some(transport) = &self.transport
+        {
+            self.own = transport.connect(&self.target).await.ok();
+        }
+        let Some(conn) = self.own.clone() else {
+            tracing::warn!(host = %self.target.name, "cannot refresh the host-side lease: no connection");
+            return;
+        };
+        if let Err(why) = run_text(&conn, command()).await {
+            tracing::warn!(host = %self.target.name, "cannot refresh the host-side lease: {why}");
+            // A connection that failed is not tried again: the next refresh opens a new one.
+            self.own = None;
+        }
+    }
+}
+
 /// The shell that writes `holder` (new expiry) in place, atomically (`mv`).
-fn write_holder(q: &str, me: &HostLeaseIdentity) -> String {
-    let expires = jiff::Timestamp::now().as_second() + LEASE_TTL.as_secs() as i64;
+fn write_holder(q: &str, me: &HostLeaseIdentity, ttl: Duration) -> String {
+    let expires = jiff::Timestamp::now().as_second() + secs(ttl);
     let lines = [
         format!("run={}", me.run),
         format!("controller={}", me.controller),
@@ -270,24 +417,15 @@ fn write_holder(q: &str, me: &HostLeaseIdentity) -> String {
     )
 }
 
-fn refuse(run: &mut HostRun, detail: String) {
-    run.outcome = HostOutcome::Failed;
-    run.failure = Some(FailureDetail {
-        what: "host lease".into(),
-        detail,
-        output: Vec::new(),
-    });
-}
-
 async fn note(
     ctx: &RunContext,
     host: &str,
-    dir: &str,
+    site: &LeaseSite,
     me: &HostLeaseIdentity,
     at: Option<String>,
     fact: fn(HostLeaseChange) -> Fact,
 ) {
-    let expires = jiff::Timestamp::now().as_second() + LEASE_TTL.as_secs() as i64;
+    let expires = jiff::Timestamp::now().as_second() + secs(site.ttl);
     let holder = LeaseHolder {
         run: me.run.clone(),
         controller: me.controller.clone(),
@@ -296,7 +434,7 @@ async fn note(
     };
     let change = HostLeaseChange {
         host: host.to_string(),
-        path: dir.to_string(),
+        path: site.dir.clone(),
         holder_run: holder.run.clone(),
         holder_controller: holder.controller.clone(),
         holder_operator: holder.operator.clone(),
@@ -304,6 +442,10 @@ async fn note(
         reason: None,
     };
     ctx.note(fact(change)).await;
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 /// Runs a lease command and returns its stdout; a non-zero exit is an error with its stderr.

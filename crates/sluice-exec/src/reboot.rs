@@ -26,7 +26,7 @@ use sluice_plan::{HostPlan, HostStep, RenderedCommand, StepSpec};
 use sluice_ssh::{Become, Connection, ExecRequest, ExitStatus, TransportError};
 use tokio::time::Instant;
 
-use crate::host::{HostRun, Ran, millis, shown_command};
+use crate::host::{HostRun, Ran, captured, millis, shown_command};
 use crate::report::HostOutcome;
 use crate::run::RunContext;
 use crate::shutdown::StopListener;
@@ -46,6 +46,9 @@ const BOOT_ID_MAX_LEN: usize = 128;
 struct RebootEnd {
     status: StepStatus,
     detail: String,
+    /// What the reboot command printed, when it ran to its end (exited, or timed out) rather
+    /// than losing its connection: kept in the result like any step's output.
+    output: Option<CommandOutput>,
 }
 
 impl RebootEnd {
@@ -53,7 +56,29 @@ impl RebootEnd {
         RebootEnd {
             status,
             detail: detail.into(),
+            output: None,
         }
+    }
+}
+
+/// The reboot command's captured output (bounded, with sha256 and size) and exit code.
+struct CommandOutput {
+    stdout: Capture,
+    stderr: Capture,
+    exit_code: Option<i32>,
+}
+
+impl CommandOutput {
+    fn of(ctx: &RunContext, ran: &Ran) -> Option<CommandOutput> {
+        let Ran::Done(out) = ran else { return None };
+        Some(CommandOutput {
+            stdout: captured(ctx, &out.stdout),
+            stderr: captured(ctx, &out.stderr),
+            exit_code: match out.status {
+                ExitStatus::Code(code) => Some(code),
+                _ => None,
+            },
+        })
     }
 }
 
@@ -233,7 +258,7 @@ async fn reboot_host(
     let ran = run
         .exec(&conn, order.command, Some(timeout), order.become_user, stop)
         .await;
-    let end = match issue_failed(ctx, &ran, timeout) {
+    let mut end = match issue_failed(ctx, &ran, timeout) {
         Some(end) => end,
         None => {
             // The reboot kills the connection and its runner: never use them again.
@@ -242,6 +267,7 @@ async fn reboot_host(
             wait_for_new_boot(run, ctx, &plan, &before, started + timeout, stop).await
         }
     };
+    end.output = CommandOutput::of(ctx, &ran);
     let conn = run.conn.clone();
     RebootEnded {
         result: result(run, order.step, end, started, conn.as_ref()),
@@ -424,16 +450,21 @@ fn result(
     started: Instant,
     conn: Option<&Arc<dyn Connection>>,
 ) -> StepResult {
+    let output = end.output.unwrap_or(CommandOutput {
+        stdout: Capture::default(),
+        stderr: Capture::default(),
+        exit_code: None,
+    });
     StepResult {
         host: run.host.clone(),
         step: step.to_string(),
         attempt: 1,
         status: end.status,
-        exit_code: None,
+        exit_code: output.exit_code,
         detail: end.detail,
         duration_ms: millis(started.elapsed()),
-        stdout: Capture::default(),
-        stderr: Capture::default(),
+        stdout: output.stdout,
+        stderr: output.stderr,
         host_key_fingerprint: conn.and_then(|c| c.host_key_fingerprint()),
     }
 }

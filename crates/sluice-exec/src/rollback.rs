@@ -86,14 +86,49 @@ pub(crate) async fn roll_back(
 async fn undo_host(ctx: &RunContext, wave: &str, mut host: HostRun) -> HostRun {
     let mut stop = ctx.shutdown.subscribe();
     let not_reconnected = reconnect_for_undo(ctx, &mut host).await;
-    let outcome = match host.conn.clone() {
+    let leased = match (&host.conn, ctx.artifact.host(&host.host)) {
+        (Some(_), Some(plan)) if host.ran.iter().any(|s| s.undo.is_some()) => {
+            crate::host_lease::take_for_undo(&mut host, ctx, plan).await
+        }
+        _ => Ok(()),
+    };
+    let outcome = match (leased, host.conn.clone()) {
+        (Err(refused), _) => {
+            host.failure = Some(refused);
+            RollbackOutcome::RollbackFailed
+        }
+        (Ok(()), conn) => undo_steps(ctx, &mut host, conn, not_reconnected, &mut stop).await,
+    };
+    if let Some(plan) = ctx.artifact.host(&host.host) {
+        crate::host_lease::release(&mut host, ctx, plan).await;
+    }
+    host.rollback = Some(outcome);
+    ctx.note(Fact::HostRolledBack(HostRolledBack {
+        wave: wave.to_string(),
+        host: host.host.clone(),
+        outcome,
+    }))
+    .await;
+    host
+}
+
+/// Runs the undos of what ran on `host`, newest first, on `conn` (none: the host could not be
+/// reached, `not_reconnected` says why when it was tried).
+async fn undo_steps(
+    ctx: &RunContext,
+    host: &mut HostRun,
+    conn: Option<Arc<dyn sluice_ssh::Connection>>,
+    not_reconnected: Option<FailureDetail>,
+    stop: &mut crate::shutdown::StopListener,
+) -> RollbackOutcome {
+    match conn {
         // Nothing ran without a connection, so there is nothing to undo, unless steps ran
         // before a resume, or before a reboot that did not bring the host back, on a host
         // that cannot be reached now. Steps without an undo need none.
         None if host.ran.iter().all(|s| s.undo.is_none()) => RollbackOutcome::RolledBack,
         None => {
             host.failure =
-                Some(not_reconnected.unwrap_or_else(|| crate::resume::unreachable_for_undo(&host)));
+                Some(not_reconnected.unwrap_or_else(|| crate::resume::unreachable_for_undo(host)));
             RollbackOutcome::RollbackFailed
         }
         Some(_) => {
@@ -122,12 +157,9 @@ async fn undo_host(ctx: &RunContext, wave: &str, mut host: HostRun) -> HostRun {
                 };
                 let result = match &spec.reboot {
                     Some(reboot) => {
-                        crate::reboot::undo_reboot(
-                            &mut host, ctx, step, undo, &spec, reboot, &mut stop,
-                        )
-                        .await
+                        crate::reboot::undo_reboot(host, ctx, step, undo, &spec, reboot, stop).await
                     }
-                    None => undo_step(ctx, &host, &conn, step, undo, &spec, &mut stop).await,
+                    None => undo_step(ctx, host, &conn, step, undo, &spec, stop).await,
                 };
                 if result.status != StepStatus::Ok {
                     host.failure = Some(FailureDetail {
@@ -141,15 +173,7 @@ async fn undo_host(ctx: &RunContext, wave: &str, mut host: HostRun) -> HostRun {
             }
             outcome
         }
-    };
-    host.rollback = Some(outcome);
-    ctx.note(Fact::HostRolledBack(HostRolledBack {
-        wave: wave.to_string(),
-        host: host.host.clone(),
-        outcome,
-    }))
-    .await;
-    host
+    }
 }
 
 /// Opens again the connection of a host released after its wave was decided

@@ -37,6 +37,7 @@ pub mod error;
 pub mod estimate;
 pub mod graph;
 pub mod health;
+pub mod host_hooks;
 pub mod inventory;
 pub mod model;
 pub mod notify;

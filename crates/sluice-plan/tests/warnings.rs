@@ -218,3 +218,68 @@ fn codes_are_unique_and_listed() {
         assert_eq!(serde_json::to_value(&w).unwrap()["code"], w.code());
     }
 }
+
+/// Every `sluice_*` hook variable of `host_hooks::HOOKS` that a host sets is named, with the
+/// hosts that set it; the clean inventory sets none.
+#[test]
+fn test_hook_variables_are_flagged_with_their_hosts() {
+    use sluice_plan::host_hooks::{HOOKS, hook_vars};
+    assert!(warnings(CLEAN).is_empty());
+    let inventory = "
+hosts:
+  web-1: { vars: { sluice_boot_id_file: /tmp/boot, sluice_host_lease_dir: /tmp/lease } }
+  web-2: { vars: { sluice_host_lease_ttl: 6 } }
+  web-3: { vars: { sluice_boot_id_file: /tmp/boot3 } }
+groups:
+  web: { hosts: [web-1, web-2, web-3] }
+";
+    let c = compile_sources(("plan.yaml", CLEAN), ("inv.yaml", inventory), &[]).unwrap();
+    let found = artifact::check(&c.artifact, ts("2026-01-01T00:00:00Z"));
+    let hosts = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        found,
+        [
+            PlanWarning::TestHook {
+                variable: "sluice_boot_id_file".into(),
+                hosts: hosts(&["web-1", "web-3"]),
+            },
+            PlanWarning::TestHook {
+                variable: "sluice_host_lease_dir".into(),
+                hosts: hosts(&["web-1"]),
+            },
+            PlanWarning::TestHook {
+                variable: "sluice_host_lease_ttl".into(),
+                hosts: hosts(&["web-2"]),
+            },
+        ]
+    );
+    assert_eq!(
+        found[0].to_string(),
+        "host variable `sluice_boot_id_file` is set on 2 host(s) (web-1, web-3): reboot steps \
+         read the boot id from this file instead of the kernel's /proc/sys/kernel/random/boot_id"
+    );
+    assert_eq!(found[0].code(), "test_hook");
+    let json = serde_json::to_value(&found[2]).unwrap();
+    assert_eq!(json["code"], "test_hook");
+    assert_eq!(json["hosts"], serde_json::json!(["web-2"]));
+    // Every hook is a `sluice_` variable, listed once.
+    let names: Vec<&str> = hook_vars().collect();
+    assert_eq!(names.len(), HOOKS.len());
+    assert!(names.iter().all(|n| n.starts_with("sluice_")));
+}
+
+/// A long list of hosts is cut in the message; the JSON keeps every host.
+#[test]
+fn a_test_hook_warning_names_five_hosts_then_counts_the_rest() {
+    let hosts: Vec<String> = (1..=7).map(|i| format!("h{i}")).collect();
+    let warning = PlanWarning::TestHook {
+        variable: "sluice_host_lease_dir".into(),
+        hosts,
+    };
+    assert!(
+        warning
+            .to_string()
+            .contains("on 7 host(s) (h1, h2, h3, h4, h5, and 2 more)"),
+        "{warning}"
+    );
+}

@@ -37,8 +37,8 @@ run, and a resume does not repeat a verified backup.";
 
 /// What `host_lease: true` does, for every format.
 pub const HOST_LEASE: &str = "on each host itself (host_lease): a lease directory taken \
-atomically when the host starts, refreshed at each step and released at its end; a host \
-another controller holds is refused";
+atomically when the host starts, kept alive while the host is in flight, released at its end \
+and taken again for a later undo of the host; a host another controller holds is refused";
 
 /// A backup's settings: who it runs as and its timeout.
 pub fn backup_attributes(b: &BackupView) -> Vec<String> {

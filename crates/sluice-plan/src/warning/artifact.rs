@@ -7,7 +7,7 @@ use crate::estimate::Estimate;
 use crate::warning::PlanWarning;
 
 /// Every artifact warning, judged at `now` (the window checks depend on it), in a fixed order:
-/// window, steps, waves, health.
+/// window, steps, waves, health, test hooks.
 pub fn check(plan: &PlanArtifact, now: Timestamp) -> Vec<PlanWarning> {
     let mut out = Vec::new();
     if let Some(window) = &plan.window {
@@ -19,7 +19,26 @@ pub fn check(plan: &PlanArtifact, now: Timestamp) -> Vec<PlanWarning> {
         out.push(PlanWarning::NoHealthChecks);
     }
     check_insecure_tls(plan, &mut out);
+    check_test_hooks(plan, &mut out);
     out
+}
+
+/// Each test hook variable some host sets, with every host that sets it.
+fn check_test_hooks(plan: &PlanArtifact, out: &mut Vec<PlanWarning>) {
+    for variable in crate::host_hooks::hook_vars() {
+        let hosts: Vec<String> = plan
+            .hosts
+            .iter()
+            .filter(|h| h.vars.contains_key(variable))
+            .map(|h| h.name.clone())
+            .collect();
+        if !hosts.is_empty() {
+            out.push(PlanWarning::TestHook {
+                variable: variable.to_string(),
+                hosts,
+            });
+        }
+    }
 }
 
 /// Each check that accepts any certificate, once, with how many hosts it runs for.

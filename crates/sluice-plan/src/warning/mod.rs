@@ -52,6 +52,12 @@ pub enum PlanWarning {
     LimitMatchesNothing { pattern: String, inventory: String },
     /// An https health check accepts any certificate (`insecure: true`).
     InsecureTls { check: String, hosts: usize },
+    /// Hosts set a test hook variable (crate::host_hooks): sluice's boot id check or host-side
+    /// lease is pointed somewhere else than its default. `hosts` in plan order, all of them.
+    TestHook {
+        variable: String,
+        hosts: Vec<String>,
+    },
 }
 
 impl PlanWarning {
@@ -70,6 +76,7 @@ impl PlanWarning {
             PlanWarning::Inventory { .. } => "inventory",
             PlanWarning::LimitMatchesNothing { .. } => "limit_matches_nothing",
             PlanWarning::InsecureTls { .. } => "insecure_tls",
+            PlanWarning::TestHook { .. } => "test_hook",
         }
     }
 
@@ -87,6 +94,7 @@ impl PlanWarning {
         "inventory",
         "limit_matches_nothing",
         "insecure_tls",
+        "test_hook",
     ];
 
     /// What to do about it, when there is something to say.
@@ -117,6 +125,10 @@ impl PlanWarning {
             PlanWarning::InsecureTls { .. } => {
                 "give the check `ca_file:` with the authority that signed the service's certificate".into()
             }
+            PlanWarning::TestHook { variable, .. } => format!(
+                "`{variable}` is a test hook for sluice's test fleet: do not set it (in the inventory \
+                 or the plan's `vars`) for real hosts"
+            ),
             PlanWarning::UnusedSecret { .. }
             | PlanWarning::BecomePasswordUnused { .. }
             | PlanWarning::EmptyWave { .. }
@@ -184,6 +196,20 @@ impl std::fmt::Display for PlanWarning {
                 "health check `{check}` accepts any TLS certificate (`insecure: true`) on {hosts} \
                  host(s): anyone in the path can answer it"
             ),
+            PlanWarning::TestHook { variable, hosts } => {
+                let what = crate::host_hooks::HOOKS
+                    .iter()
+                    .find(|h| h.var == variable)
+                    .map_or("a host-side safety mechanism is redirected", |h| {
+                        h.redirects
+                    });
+                write!(
+                    f,
+                    "host variable `{variable}` is set on {} host(s) ({}): {what}",
+                    hosts.len(),
+                    shown_hosts(hosts)
+                )
+            }
             PlanWarning::EmptyWave { wave, targeted } => write!(
                 f,
                 "wave `{wave}` gets no host: the earlier waves take all {targeted} targeted hosts; \
@@ -192,3 +218,14 @@ impl std::fmt::Display for PlanWarning {
         }
     }
 }
+
+/// At most [`HOSTS_NAMED`] host names, then how many more (the JSON lists them all).
+fn shown_hosts(hosts: &[String]) -> String {
+    match hosts.len().checked_sub(HOSTS_NAMED) {
+        None | Some(0) => hosts.join(", "),
+        Some(more) => format!("{}, and {more} more", hosts[..HOSTS_NAMED].join(", ")),
+    }
+}
+
+/// How many hosts a warning's message names before it counts the rest.
+const HOSTS_NAMED: usize = 5;

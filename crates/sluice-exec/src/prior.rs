@@ -375,6 +375,11 @@ impl Prior {
                     if let Some(boot_id) = undo_boot_ids.get(&key) {
                         self.state.undo_reboot_in_flight_on(host, step, boot_id);
                     }
+                    self.unknown.push(UnknownStep {
+                        host: host.clone(),
+                        step: format!("{UNDO_PREFIX}{step}"),
+                        handling: Handling::Reboot,
+                    });
                 }
                 None if artifact.step(step).is_some_and(|s| s.idempotent) => {
                     self.unknown.push(UnknownStep {

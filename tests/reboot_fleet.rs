@@ -474,3 +474,103 @@ fn a_reboot_command_killed_by_a_signal_is_what_a_reboot_looks_like() {
     let events = events(&out);
     assert_eq!(event(&events, "step_result", "reboot")["status"], "ok");
 }
+
+/// Issue 15: a controller killed while the undo of a reboot step reboots the host; resume
+/// settles that undo by the boot id (the host rebooted meanwhile) instead of asking the
+/// operator or rebooting the host again.
+#[test]
+fn a_controller_killed_during_an_undo_reboot_resumes_by_checking_the_boot_id() {
+    let mut fleet = Fleet::start(1).unwrap();
+    let yaml = format!(
+        r#"name: fleet-reboot-undo-resume
+targets: [fleet]
+failure: {{ max_failed: 0, action: rollback }}
+steps:
+  - id: reboot
+    reboot: {{ timeout: 60s, command: '{cmd}' }}
+    undo: '{cmd}'
+  - {{ id: broken, run: 'exit 3' }}
+"#,
+        cmd = Fleet::REBOOT_COMMAND
+    );
+    let plan = fleet.dir().join("plan.yaml");
+    std::fs::write(&plan, yaml).unwrap();
+    let inventory = fleet.write_inventory_for_reboots().unwrap();
+    let state = fleet.dir().join("state");
+    let mut apply = sluice_in(&state)
+        .args(["apply", "--yes", "--json", "-i"])
+        .arg(&inventory)
+        .arg(&plan)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut requests = 0;
+    loop {
+        assert!(Instant::now() < deadline, "the undo's reboot never ran");
+        assert!(
+            apply.try_wait().unwrap().is_none(),
+            "apply ended before the undo's reboot"
+        );
+        if fleet.reboot_requested(1) {
+            requests += 1;
+            if requests == 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            fleet.reboot(1).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The controller dies while the undo reboots the host; the host comes back meanwhile.
+    apply.kill().unwrap();
+    let killed = apply.wait_with_output().unwrap();
+    let before_undo = fleet.boot_id(1);
+    fleet.reboot(1).unwrap();
+    let first: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&killed.stdout)
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let run = first["run"].as_str().unwrap().to_string();
+    let out = sluice_in(&state)
+        .args(["resume", &run, "--yes", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        !fleet.reboot_requested(1),
+        "resume sent the undo's reboot again"
+    );
+    assert_ne!(fleet.boot_id(1), before_undo);
+    let events = events(&out);
+    assert!(
+        events
+            .iter()
+            .all(|e| !(e["kind"] == "undo_intent" && e["step"] == "reboot")),
+        "no new intent for the undo"
+    );
+    let undo = event(&events, "undo_result", "reboot");
+    assert_eq!(undo["status"], "ok", "{undo}");
+    assert!(
+        undo["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("after the resume: "),
+        "{undo}"
+    );
+    assert!(
+        stderr.contains("undo:reboot") && stderr.contains("the boot id decides"),
+        "{stderr}"
+    );
+    let rolled_back = events
+        .iter()
+        .find(|e| e["kind"] == "host_rolled_back")
+        .unwrap();
+    assert_eq!(rolled_back["outcome"], "rolled_back", "{rolled_back}");
+}

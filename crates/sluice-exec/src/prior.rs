@@ -103,6 +103,8 @@ impl Prior {
         let mut decided: BTreeMap<String, WaveVerdict> = BTreeMap::new();
         let mut waived: BTreeSet<(String, String)> = BTreeSet::new();
         let mut backed_up: BTreeSet<(String, String)> = BTreeSet::new();
+        // The boot id an undo that reboots read before it was sent, by (host, step).
+        let mut undo_boot_ids: BTreeMap<(String, String), String> = BTreeMap::new();
         // Confirms armed, by host, and whether their result is on record.
         let mut confirms: BTreeMap<String, (String, bool)> = BTreeMap::new();
         for fact in facts {
@@ -117,7 +119,12 @@ impl Prior {
                     confirms.insert(r.host.clone(), (r.step.clone(), true));
                 }
                 Fact::UndoIntent(i) => {
-                    undos.insert((i.host.clone(), i.step.clone()), None);
+                    let key = (i.host.clone(), i.step.clone());
+                    match &i.boot_id {
+                        Some(boot_id) => undo_boot_ids.insert(key.clone(), boot_id.clone()),
+                        None => undo_boot_ids.remove(&key),
+                    };
+                    undos.insert(key, None);
                 }
                 Fact::StepIntent(i) => {
                     let key = (i.host.clone(), i.step.clone());
@@ -196,7 +203,7 @@ impl Prior {
             }
         }
         prior.classify_steps(artifact, &steps, &waived);
-        prior.classify_undos(artifact, &undos);
+        prior.classify_undos(artifact, &undos, &undo_boot_ids);
         prior.read_health(artifact, &health);
         prior.read_waves(artifact, &steps, started, decided);
         prior
@@ -355,10 +362,25 @@ impl Prior {
         &mut self,
         artifact: &PlanArtifact,
         undos: &BTreeMap<(String, String), Option<bool>>,
+        undo_boot_ids: &BTreeMap<(String, String), String>,
     ) {
         for ((host, step), result) in undos {
+            let key = (host.clone(), step.clone());
+            let rebooting = artifact.step(step).is_some_and(|s| s.reboot.is_some());
             match result {
                 Some(ok) => self.state = std::mem::take(&mut self.state).undone(host, step, *ok),
+                // An undo that reboots is settled by the boot id, as a reboot step is: the
+                // rollback waits for a boot id other than this one instead of rebooting again.
+                None if rebooting && undo_boot_ids.contains_key(&key) => {
+                    if let Some(boot_id) = undo_boot_ids.get(&key) {
+                        self.state.undo_reboot_in_flight_on(host, step, boot_id);
+                    }
+                    self.unknown.push(UnknownStep {
+                        host: host.clone(),
+                        step: format!("{UNDO_PREFIX}{step}"),
+                        handling: Handling::Reboot,
+                    });
+                }
                 None if artifact.step(step).is_some_and(|s| s.idempotent) => {
                     self.unknown.push(UnknownStep {
                         host: host.clone(),

@@ -191,6 +191,32 @@ pub(crate) async fn resume_in_flight(
     };
 }
 
+/// Under `sluice resume`, settles the undo of `step` (a reboot) that the crash left without a
+/// result: waits, as a reboot does, up to the step's timeout for a boot id other than `before`,
+/// and records the undo's result. The undo is not sent again: if the host rebooted, it ran.
+pub(crate) async fn resume_undo_in_flight(
+    run: &mut HostRun,
+    ctx: &RunContext,
+    step: &HostStep,
+    reboot: &RebootSpec,
+    before: &str,
+    stop: &mut StopListener,
+) -> StepResult {
+    let started = Instant::now();
+    let end = match ctx.artifact.host(&run.host).cloned() {
+        Some(plan) => {
+            let deadline = started + Duration::from_millis(reboot.timeout_ms);
+            wait_for_new_boot(run, ctx, &plan, before, deadline, stop).await
+        }
+        None => RebootEnd::new(StepStatus::Failed, "the host is not in the plan"),
+    };
+    let conn = run.conn.clone();
+    let mut result = result(run, &step.id, end, started, conn.as_ref());
+    result.detail = format!("after the resume: {}", result.detail);
+    ctx.note(Fact::UndoResult(result.clone())).await;
+    result
+}
+
 /// Whether a reboot is a step or the undo of one: which facts it records.
 #[derive(Clone, Copy)]
 enum Phase {

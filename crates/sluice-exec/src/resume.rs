@@ -105,6 +105,8 @@ pub struct ResumeState {
     started: HashSet<String>,
     verdicts: HashMap<String, WaveVerdict>,
     undos: HashMap<(String, String), bool>,
+    /// Undos that reboot, with an intent and no result, by (host, step): the boot id before.
+    undo_reboots: HashMap<(String, String), String>,
     /// Reboots left UNKNOWN, by host: the step and the boot id from before the reboot.
     reboots: HashMap<String, RebootInFlight>,
     /// Backups with an `ok` result, by (host, backup id): not run again.
@@ -127,9 +129,24 @@ impl ResumeState {
             && self.started.is_empty()
             && self.verdicts.is_empty()
             && self.undos.is_empty()
+            && self.undo_reboots.is_empty()
             && self.reboots.is_empty()
             && self.backups.is_empty()
             && self.confirms.is_empty()
+    }
+
+    /// Notes that the undo of `step`, a reboot of `host`, has an intent recorded with `boot_id`
+    /// and no result.
+    pub fn undo_reboot_in_flight_on(&mut self, host: &str, step: &str, boot_id: &str) {
+        let key = (host.to_string(), step.to_string());
+        self.undo_reboots.insert(key, boot_id.to_string());
+    }
+
+    /// The boot id recorded before the crash for the undo of `step` on `host`, when that undo
+    /// is a reboot left without a result.
+    pub fn undo_reboot_in_flight(&self, host: &str, step: &str) -> Option<&str> {
+        let key = (host.to_string(), step.to_string());
+        self.undo_reboots.get(&key).map(String::as_str)
     }
 
     /// Notes that backup `id` of `host` completed before the resume.

@@ -156,9 +156,19 @@ async fn undo_steps(
                     break;
                 };
                 let result = match &spec.reboot {
-                    Some(reboot) => {
-                        crate::reboot::undo_reboot(host, ctx, step, undo, &spec, reboot, stop).await
-                    }
+                    Some(reboot) => match ctx.resume.undo_reboot_in_flight(&host.host, &step.id) {
+                        Some(before) => {
+                            let before = before.to_string();
+                            crate::reboot::resume_undo_in_flight(
+                                host, ctx, step, reboot, &before, stop,
+                            )
+                            .await
+                        }
+                        None => {
+                            crate::reboot::undo_reboot(host, ctx, step, undo, &spec, reboot, stop)
+                                .await
+                        }
+                    },
                     None => undo_step(ctx, host, &conn, step, undo, &spec, stop).await,
                 };
                 if result.status != StepStatus::Ok {

@@ -1,5 +1,6 @@
-//! One write transaction of the store: records appended at the chain's tip, and the indexes
-//! (runs, a run's records, artifacts, approvals, gates) kept in step in the same transaction.
+//! One write transaction of the redb store: records appended at the chain's tip, the indexes
+//! (runs, a run's records, artifacts, approvals, gates) kept in step in the same transaction, and
+//! the leases table: the backend's side of [`StoreTx`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,12 +10,14 @@ use sluice_model::{ApprovalScope, Fact, PlanArtifactStored};
 
 use crate::chain::{self, GENESIS};
 use crate::error::AuditError;
+use crate::lease::{HeldLease, Lease, LeaseHolder, decode_lease, encode_lease, pid_alive};
 use crate::query::RunSummary;
 use crate::record::{Entry, Record};
 use crate::store::{
-    ARTIFACTS, Appended, PENDING_GATES, PLAN_APPROVALS, RECORDS, RUN_INDEX, RUNS, RedbStore,
-    WAVE_APPROVALS,
+    ARTIFACTS, Appended, LEASES, PENDING_GATES, PLAN_APPROVALS, RECORDS, RUN_INDEX, RUNS,
+    RedbStore, WAVE_APPROVALS,
 };
+use crate::store_tx::StoreTx;
 
 /// One open write transaction: appends records and keeps the indexes in step.
 pub(crate) struct Tx<'a> {
@@ -41,7 +44,23 @@ impl<'a> Tx<'a> {
         self.txn.open_table(def).map_err(|e| self.log.err(e))
     }
 
-    pub(crate) fn run_summary(&mut self, run: &str) -> Result<Option<&RunSummary>, AuditError> {
+    pub(crate) fn flush_summaries(&mut self) -> Result<(), AuditError> {
+        let mut runs = self.table(RUNS)?;
+        for (run, summary) in &self.summaries {
+            let encoded = serde_json::to_vec(summary).map_err(|source| AuditError::Encode {
+                run: run.clone(),
+                kind: "run summary",
+                source,
+            })?;
+            runs.insert(run.as_str(), encoded.as_slice())
+                .map_err(|e| self.log.err(e))?;
+        }
+        Ok(())
+    }
+}
+
+impl StoreTx for Tx<'_> {
+    fn run_summary(&mut self, run: &str) -> Result<Option<&RunSummary>, AuditError> {
         if !self.summaries.contains_key(run) {
             let stored = {
                 let runs = self.table(RUNS)?;
@@ -58,22 +77,7 @@ impl<'a> Tx<'a> {
         Ok(self.summaries.get(run))
     }
 
-    pub(crate) fn flush_summaries(&mut self) -> Result<(), AuditError> {
-        let mut runs = self.table(RUNS)?;
-        for (run, summary) in &self.summaries {
-            let encoded = serde_json::to_vec(summary).map_err(|source| AuditError::Encode {
-                run: run.clone(),
-                kind: "run summary",
-                source,
-            })?;
-            runs.insert(run.as_str(), encoded.as_slice())
-                .map_err(|e| self.log.err(e))?;
-        }
-        Ok(())
-    }
-
-    /// A run id that sorts by start time: `YYYYMMDD-HHMMSS-xxxx`.
-    pub(crate) fn new_run_id(&self) -> Result<String, AuditError> {
+    fn new_run_id(&self) -> Result<String, AuditError> {
         let now = jiff::Timestamp::now();
         let stamp = now.strftime("%Y%m%d-%H%M%S").to_string();
         let runs = self.table(RUNS)?;
@@ -93,7 +97,7 @@ impl<'a> Tx<'a> {
         }
     }
 
-    pub(crate) fn store_artifact(
+    fn store_artifact(
         &mut self,
         run: &str,
         plan_hash: &str,
@@ -115,8 +119,7 @@ impl<'a> Tx<'a> {
         self.append(Entry::new(run, fact)).map(Some)
     }
 
-    /// Appends one record at the chain's tip and updates the indexes.
-    pub(crate) fn append(&mut self, entry: Entry) -> Result<Appended, AuditError> {
+    fn append(&mut self, entry: Entry) -> Result<Appended, AuditError> {
         let path = self.log.path().to_path_buf();
         let (prev_seq, prev_hash) = {
             let records = self.table(RECORDS)?;
@@ -214,6 +217,125 @@ impl<'a> Tx<'a> {
             seq,
             hash: record.hash,
         })
+    }
+
+    fn run_records(&self, run: &str) -> Result<Vec<Record>, AuditError> {
+        let log = self.log;
+        let seqs: Vec<u64> = {
+            let index = self.table(RUN_INDEX)?;
+            let range = index
+                .range((run, 0)..=(run, u64::MAX))
+                .map_err(|e| log.err(e))?;
+            range
+                .map(|item| item.map(|(k, _)| k.value().1).map_err(|e| log.err(e)))
+                .collect::<Result<_, _>>()?
+        };
+        let records = self.table(RECORDS)?;
+        let mut out = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            let Some(bytes) = records.get(seq).map_err(|e| log.err(e))? else {
+                continue;
+            };
+            out.push(decode_record(log.path(), seq, bytes.value())?);
+        }
+        Ok(out)
+    }
+
+    fn artifact(&self, plan_hash: &str) -> Result<Option<serde_json::Value>, AuditError> {
+        let log = self.log;
+        let seq = self
+            .table(ARTIFACTS)?
+            .get(plan_hash)
+            .map_err(|e| log.err(e))?
+            .map(|v| v.value());
+        let Some(seq) = seq else {
+            return Ok(None);
+        };
+        let records = self.table(RECORDS)?;
+        let Some(bytes) = records.get(seq).map_err(|e| log.err(e))? else {
+            return Ok(None);
+        };
+        match decode_record(log.path(), seq, bytes.value())?.fact {
+            Fact::PlanArtifactStored(stored) => Ok(Some(stored.artifact)),
+            _ => Ok(None),
+        }
+    }
+
+    fn controller(&self) -> &str {
+        self.log.controller()
+    }
+
+    /// A holder is alive while its pid lives on this controller; another controller's
+    /// processes cannot be checked from here, so its holders count as alive.
+    fn leases_of(&self, run: &str) -> Result<Vec<HeldLease>, AuditError> {
+        let log = self.log;
+        let leases = self.table(LEASES)?;
+        let mut held = Vec::new();
+        for item in leases.iter().map_err(|e| log.err(e))? {
+            let (host, bytes) = item.map_err(|e| log.err(e))?;
+            let lease = decode_lease(log, host.value(), bytes.value())?;
+            if lease.run == run {
+                let alive = lease.controller != log.controller() || pid_alive(lease.pid);
+                held.push(HeldLease { lease, alive });
+            }
+        }
+        Ok(held)
+    }
+
+    fn put_leases(
+        &mut self,
+        run: &str,
+        hosts: &[String],
+        holder: &LeaseHolder,
+    ) -> Result<(), AuditError> {
+        let log = self.log;
+        let since = jiff::Timestamp::now().to_string();
+        let mut leases = self.table(LEASES)?;
+        for host in hosts {
+            let existing = leases.get(host.as_str()).map_err(|e| log.err(e))?;
+            if let Some(bytes) = existing {
+                let lease = decode_lease(log, host, bytes.value())?;
+                if lease.run != run {
+                    return Err(AuditError::LeaseHeld {
+                        host: host.clone(),
+                        holder: Box::new(lease),
+                    });
+                }
+            }
+        }
+        for host in hosts {
+            let lease = Lease {
+                host: host.clone(),
+                run: run.to_string(),
+                operator: holder.operator.clone(),
+                controller: holder.controller.clone(),
+                pid: holder.pid,
+                since: since.clone(),
+                expires_at: None,
+            };
+            let bytes = encode_lease(run, &lease)?;
+            leases
+                .insert(host.as_str(), bytes.as_slice())
+                .map_err(|e| log.err(e))?;
+        }
+        Ok(())
+    }
+
+    fn remove_leases_of(&mut self, run: &str) -> Result<Vec<Lease>, AuditError> {
+        let log = self.log;
+        let mut leases = self.table(LEASES)?;
+        let mut held = Vec::new();
+        for item in leases.iter().map_err(|e| log.err(e))? {
+            let (host, bytes) = item.map_err(|e| log.err(e))?;
+            let lease = decode_lease(log, host.value(), bytes.value())?;
+            if lease.run == run {
+                held.push(lease);
+            }
+        }
+        for lease in &held {
+            leases.remove(lease.host.as_str()).map_err(|e| log.err(e))?;
+        }
+        Ok(held)
     }
 }
 

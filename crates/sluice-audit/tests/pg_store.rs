@@ -158,12 +158,14 @@ fn leases_expire_without_a_heartbeat_and_are_renewed_while_the_holder_lives() {
     // so the value is passed through a store-specific constructor instead of the environment.
     let pg = cluster();
     let url = pg.url();
-    let log = sluice_audit::PgStore::open_with_lease_expiry(
-        &sluice_audit::StoreUrl::parse(&url).unwrap(),
-        OpenMode::Create,
-        std::time::Duration::from_millis(1200),
-    )
-    .unwrap();
+    let log = AuditLog::from(
+        sluice_audit::PgStore::open_with_lease_expiry(
+            &sluice_audit::StoreUrl::parse(&url).unwrap(),
+            OpenMode::Create,
+            std::time::Duration::from_millis(1200),
+        )
+        .unwrap(),
+    );
     let holder = LeaseHolder::this_process();
     let run = log.start_run(run_started("p", &["a"]), &holder).unwrap();
     // The heartbeat keeps the lease alive well past its expiry.

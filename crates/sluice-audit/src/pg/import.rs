@@ -6,6 +6,7 @@
 use super::PgStore;
 use crate::error::AuditError;
 use crate::lease::Lease;
+use crate::store_tx::WritableStore;
 
 impl PgStore {
     /// Imports the JSON Lines of a full export (its end line is skipped), in one transaction,

@@ -7,8 +7,8 @@
 //! - `schema.rs`: the versioned migrations (`sluice.schema_version`).
 //! - `tx.rs`: one write transaction: the chain's tip locked, records appended with the redb
 //!   store's canonical bytes and hashes, the indexes kept in step.
-//! - `lease.rs`: leases with an expiry renewed by a heartbeat (`heartbeat.rs`), and resume;
-//!   `approve.rs`: approvals of plans and gates.
+//! - `lease.rs`: leases with an expiry renewed by a heartbeat (`heartbeat.rs`). Approvals,
+//!   leases and resume are written once for both backends (`crate::store_tx`).
 //! - `read.rs`: the queries, `verify` and `export`; `import.rs`: `sluice store migrate`.
 //!
 //! **Invariant:** every write transaction starts by locking the one row of `sluice.chain_tip`
@@ -17,7 +17,6 @@
 //! synchronous (`synchronous_commit = on` for every session): a commit that returned is on
 //! the database's disk.
 
-mod approve;
 mod conn;
 mod heartbeat;
 mod import;
@@ -36,10 +35,9 @@ pub use url::StoreUrl;
 
 use crate::audit_log::OpenMode;
 use crate::error::AuditError;
-use crate::record::Entry;
-use crate::store::Appended;
+use crate::lease::LeaseHolder;
+use crate::store_tx::WritableStore;
 use conn::Connection;
-use sluice_model::Fact;
 pub(crate) use tx::PgTx;
 
 /// How long a lease lives without a heartbeat unless `SLUICE_LEASE_EXPIRY` (seconds) says
@@ -162,11 +160,15 @@ impl PgStore {
             unreachable: true,
         }
     }
+}
+
+impl WritableStore for PgStore {
+    type Tx<'t> = PgTx<'t>;
 
     /// Runs `f` in one write transaction holding the chain's tip, and commits it durably.
-    pub(crate) fn write<T>(
+    fn write<T>(
         &self,
-        f: impl FnOnce(&mut PgTx<'_>) -> Result<T, AuditError>,
+        f: impl FnOnce(&mut Self::Tx<'_>) -> Result<T, AuditError>,
     ) -> Result<T, AuditError> {
         if self.mode == OpenMode::ReadOnly {
             return Err(AuditError::ReadOnly {
@@ -181,33 +183,15 @@ impl PgStore {
         })
     }
 
-    /// Appends one record in its own durable commit.
-    pub fn append(&self, run: &str, fact: Fact) -> Result<Appended, AuditError> {
-        self.write(|tx| tx.append(Entry::new(run, fact)))
-    }
-
-    /// Appends records in ONE durable commit, in order.
-    pub fn append_batch(&self, entries: Vec<Entry>) -> Result<Vec<Appended>, AuditError> {
-        self.write(|tx| entries.into_iter().map(|e| tx.append(e)).collect())
-    }
-
-    /// Starts a run without leases.
-    pub fn begin_run(&self, started: sluice_model::RunStarted) -> Result<String, AuditError> {
-        self.write(|tx| {
-            let run = tx.new_run_id()?;
-            tx.append(Entry::new(&run, Fact::RunStarted(started)))?;
-            Ok(run)
-        })
-    }
-
-    /// Stores a plan artifact under its hash unless that hash is already stored.
-    pub fn store_artifact(
-        &self,
-        run: &str,
-        plan_hash: &str,
-        artifact: serde_json::Value,
-    ) -> Result<Option<Appended>, AuditError> {
-        self.write(|tx| tx.store_artifact(run, plan_hash, artifact))
+    /// Starts renewing `holder`'s leases, once per store handle.
+    fn leases_taken(&self, holder: &LeaseHolder) {
+        let mut beat = self
+            .heartbeat
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if beat.is_none() {
+            *beat = heartbeat::Heartbeat::start(self, holder).ok();
+        }
     }
 }
 

@@ -136,6 +136,27 @@ fn a_password_in_the_store_url_is_refused_and_never_echoed() {
     );
 }
 
+/// A database that cannot be reached is named as what it is, a PostgreSQL store by its URL (the
+/// password, from the environment, never shown); it was named as a file path, `audit store URL`.
+#[test]
+fn an_unreachable_database_is_named_as_a_postgresql_store_by_its_url() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1: the connection is refused at once.
+    let url = "postgres://sluice@127.0.0.1:1/sluice";
+    let out = sluice_on(dir.path(), url)
+        .env("PGPASSWORD", "hunter2")
+        .args(["runs"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!("error: PostgreSQL audit store {url}: ")),
+        "{stderr}"
+    );
+    assert!(!text(&out).contains("hunter2"), "{}", text(&out));
+}
+
 #[test]
 fn two_controllers_racing_for_overlapping_hosts_start_exactly_one_run() {
     let pg = cluster();

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use sluice_model::{Approval, Fact, RunFinished, RunResumed, RunStarted, UnknownStepsResolved};
 
 use crate::approvals::{self, Gate};
-use crate::error::AuditError;
+use crate::error::{AuditError, StoreName};
 use crate::export::{ExportEnd, VerifyReport};
 use crate::journal;
 use crate::lease::{self, Lease, LeaseHolder};
@@ -178,10 +178,16 @@ impl AuditLog {
         }
     }
 
-    /// What the store is called in messages: the redb file, or the database URL (never with a
-    /// password).
+    /// Where the store is, as one path for either backend: the redb file, or the database URL
+    /// (never with a password) taken as a path. Errors name the store by [`AuditLog::name`].
     pub fn path(&self) -> &Path {
         on_backend!(self, s => s.path())
+    }
+
+    /// The store as errors name it: the redb file, or the PostgreSQL URL (never with a
+    /// password).
+    pub fn name(&self) -> &StoreName {
+        on_backend!(self, s => s.name())
     }
 
     /// The name of this controller, as recorded in runs and leases.

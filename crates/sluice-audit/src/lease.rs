@@ -235,7 +235,7 @@ fn change(hosts: Vec<String>, holder: &LeaseHolder) -> LeaseChange {
 
 pub(crate) fn decode_lease(log: &RedbStore, host: &str, bytes: &[u8]) -> Result<Lease, AuditError> {
     serde_json::from_slice(bytes).map_err(|err| AuditError::BadRecord {
-        path: log.path().to_path_buf(),
+        store: log.name().clone(),
         seq: 0,
         reason: format!("lease of host {host}: {err}"),
     })

@@ -70,7 +70,7 @@ mod tx;
 pub use approvals::Gate;
 pub use audit_log::{AuditLog, OpenMode, StoreLocation};
 pub use chain::Break;
-pub use error::AuditError;
+pub use error::{AuditError, StoreName};
 pub use export::{ExportEnd, VerifyReport, verify_export};
 pub use group::{BatchSink, CommitFailed, CommitStats, GroupCommitter};
 pub use lease::{Lease, LeaseHolder, controller_name, operator_name, pid_alive};

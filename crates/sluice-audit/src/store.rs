@@ -21,7 +21,7 @@ use redb::{
 };
 
 use crate::contained::contained;
-use crate::error::AuditError;
+use crate::error::{AuditError, StoreName};
 use crate::readonly::ReadPin;
 use crate::state_dir::STORE_FILE;
 use crate::store_tx::WritableStore;
@@ -65,6 +65,8 @@ pub struct Appended {
 pub struct RedbStore {
     db: Database,
     path: PathBuf,
+    /// The file, as errors name it.
+    name: StoreName,
     controller: String,
     access: Access,
 }
@@ -115,6 +117,7 @@ impl RedbStore {
         let opened = crate::readonly::open_view(&path)?;
         let log = RedbStore {
             db: opened.db,
+            name: StoreName::File(path.clone()),
             path,
             controller: crate::lease::controller_name(),
             access: Access::Read { _pin: opened.pin },
@@ -167,6 +170,7 @@ impl RedbStore {
         let log = RedbStore {
             db,
             path: path.to_path_buf(),
+            name: StoreName::File(path.to_path_buf()),
             controller: crate::lease::controller_name(),
             access: Access::Write,
         };
@@ -287,6 +291,11 @@ impl RedbStore {
         &self.path
     }
 
+    /// The store as errors name it: its file.
+    pub fn name(&self) -> &StoreName {
+        &self.name
+    }
+
     /// The host name this store is owned by.
     pub fn controller(&self) -> &str {
         &self.controller
@@ -310,7 +319,7 @@ impl WritableStore for RedbStore {
     ) -> Result<T, AuditError> {
         if let Access::Read { .. } = self.access {
             return Err(AuditError::ReadOnly {
-                path: self.path.clone(),
+                store: self.name.clone(),
             });
         }
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;

@@ -2,14 +2,12 @@
 //! (runs, a run's records, artifacts, approvals, gates) kept in step in the same transaction, and
 //! the leases table: the backend's side of [`StoreTx`].
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use sluice_model::{ApprovalScope, Fact, PlanArtifactStored};
+use std::collections::BTreeMap;
 
 use crate::chain::{self, GENESIS};
-use crate::error::AuditError;
+use crate::error::{AuditError, StoreName};
 use crate::lease::{HeldLease, Lease, LeaseHolder, decode_lease, encode_lease, pid_alive};
 use crate::query::RunSummary;
 use crate::record::{Entry, Record};
@@ -66,7 +64,7 @@ impl StoreTx for Tx<'_> {
                 let runs = self.table(RUNS)?;
                 let value = runs.get(run).map_err(|e| self.log.err(e))?;
                 value
-                    .map(|v| RunSummary::decode(v.value(), self.log.path(), run))
+                    .map(|v| RunSummary::decode(v.value(), self.log.name(), run))
                     .transpose()?
             };
             match stored {
@@ -120,14 +118,13 @@ impl StoreTx for Tx<'_> {
     }
 
     fn append(&mut self, entry: Entry) -> Result<Appended, AuditError> {
-        let path = self.log.path().to_path_buf();
         let (prev_seq, prev_hash) = {
             let records = self.table(RECORDS)?;
             let last = records.last().map_err(|e| self.log.err(e))?;
             match last {
                 None => (0, GENESIS.to_string()),
                 Some((seq, bytes)) => {
-                    let tip = decode_tip(&path, seq.value(), bytes.value())?;
+                    let tip = decode_tip(self.log.name(), seq.value(), bytes.value())?;
                     (tip.seq, tip.hash)
                 }
             }
@@ -236,7 +233,7 @@ impl StoreTx for Tx<'_> {
             let Some(bytes) = records.get(seq).map_err(|e| log.err(e))? else {
                 continue;
             };
-            out.push(decode_record(log.path(), seq, bytes.value())?);
+            out.push(decode_record(log.name(), seq, bytes.value())?);
         }
         Ok(out)
     }
@@ -255,7 +252,7 @@ impl StoreTx for Tx<'_> {
         let Some(bytes) = records.get(seq).map_err(|e| log.err(e))? else {
             return Ok(None);
         };
-        match decode_record(log.path(), seq, bytes.value())?.fact {
+        match decode_record(log.name(), seq, bytes.value())?.fact {
             Fact::PlanArtifactStored(stored) => Ok(Some(stored.artifact)),
             _ => Ok(None),
         }
@@ -349,18 +346,22 @@ struct Tip {
 /// Reads the tip of the chain from the last stored record without building the record: its
 /// fact (a whole plan artifact, or captured output) is skipped, not parsed into values, so an
 /// append costs the same whatever the record before it holds.
-fn decode_tip(path: &Path, seq: u64, bytes: &[u8]) -> Result<Tip, AuditError> {
+fn decode_tip(store: &StoreName, seq: u64, bytes: &[u8]) -> Result<Tip, AuditError> {
     serde_json::from_slice(bytes).map_err(|err| AuditError::BadRecord {
-        path: path.to_path_buf(),
+        store: store.clone(),
         seq,
         reason: err.to_string(),
     })
 }
 
 /// Parses a stored record; a record that does not parse is reported with its sequence number.
-pub(crate) fn decode_record(path: &Path, seq: u64, bytes: &[u8]) -> Result<Record, AuditError> {
+pub(crate) fn decode_record(
+    store: &StoreName,
+    seq: u64,
+    bytes: &[u8],
+) -> Result<Record, AuditError> {
     serde_json::from_slice(bytes).map_err(|err| AuditError::BadRecord {
-        path: path.to_path_buf(),
+        store: store.clone(),
         seq,
         reason: err.to_string(),
     })

@@ -9,7 +9,7 @@
 mod behaviour;
 
 use sluice_audit::fixture::{run_started, seed_run, step_intent, step_result};
-use sluice_audit::{AuditError, AuditLog, Entry, LeaseHolder, OpenMode, StoreLocation};
+use sluice_audit::{AuditError, AuditLog, Entry, LeaseHolder, OpenMode, StoreLocation, StoreName};
 use sluice_model::RunState;
 use sluice_testpg::PgCluster;
 
@@ -107,6 +107,36 @@ fn a_reader_writes_nothing_and_an_empty_database_is_not_initialised_by_reading()
     assert_eq!(reader.list_runs().unwrap().len(), 1);
     let err = reader.begin_run(run_started("p", &["a"])).unwrap_err();
     assert!(matches!(err, AuditError::ReadOnly { .. }), "{err}");
+}
+
+#[test]
+fn errors_name_a_postgresql_store_by_its_url_and_a_redb_store_by_its_file() {
+    // Nothing listens on port 1: the connection is refused at once.
+    let url = "postgres://sluice@127.0.0.1:1/sluice";
+    let err = AuditLog::open_at(&location(url), OpenMode::Existing).unwrap_err();
+    assert!(err.is_unreachable(), "{err}");
+    assert!(
+        matches!(&err, AuditError::Database { store: StoreName::Database(u), .. } if u.text() == url),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with(&format!("PostgreSQL audit store {url}: ")),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    drop(AuditLog::open(dir.path()).unwrap());
+    let reader = AuditLog::open_read_only(dir.path()).unwrap();
+    let err = reader.begin_run(run_started("p", &["a"])).unwrap_err();
+    let file = dir.path().join("audit.redb");
+    assert_eq!(reader.name(), &StoreName::File(file.clone()));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the audit store {} was opened for reading: nothing can be recorded through it",
+            file.display()
+        )
+    );
 }
 
 #[test]

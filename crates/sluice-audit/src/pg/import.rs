@@ -16,7 +16,7 @@ impl PgStore {
         self.write(|tx| {
             if tx.tip_seq() != 0 {
                 return Err(AuditError::Database {
-                    store: self.store_name().to_string(),
+                    store: self.name().clone(),
                     reason: "the store already holds records: migrate into an empty store".into(),
                     unreachable: false,
                 });

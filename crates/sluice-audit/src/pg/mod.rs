@@ -34,7 +34,7 @@ pub use schema::SCHEMA_VERSION;
 pub use url::StoreUrl;
 
 use crate::audit_log::OpenMode;
-use crate::error::AuditError;
+use crate::error::{AuditError, StoreName};
 use crate::lease::LeaseHolder;
 use crate::store_tx::WritableStore;
 use conn::Connection;
@@ -47,8 +47,10 @@ pub const DEFAULT_LEASE_EXPIRY: Duration = Duration::from_secs(60);
 /// The audit trail in a PostgreSQL database; see the module documentation.
 pub struct PgStore {
     url: StoreUrl,
-    /// The URL as a path, for the errors that name their store by path.
+    /// The URL as a path, for [`PgStore::path`].
     label: PathBuf,
+    /// The store as errors name it: its URL.
+    name: StoreName,
     config: tokio_postgres::Config,
     controller: String,
     mode: OpenMode,
@@ -89,6 +91,7 @@ impl PgStore {
         let store = PgStore {
             url: url.clone(),
             label: PathBuf::from(url.to_string()),
+            name: StoreName::Database(url.clone()),
             config,
             controller: crate::identity::controller_name(),
             mode,
@@ -104,8 +107,15 @@ impl PgStore {
         &self.url
     }
 
+    /// The URL as a path, where a caller wants one path for either backend
+    /// ([`crate::AuditLog::path`]); errors name the store by [`PgStore::name`].
     pub fn path(&self) -> &Path {
         &self.label
+    }
+
+    /// The store as errors name it: its URL (never with a password).
+    pub fn name(&self) -> &StoreName {
+        &self.name
     }
 
     pub fn controller(&self) -> &str {
@@ -137,11 +147,7 @@ impl PgStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if slot.as_ref().is_none_or(Connection::is_closed) {
             *slot = None;
-            *slot = Some(Connection::open(
-                &self.config,
-                self.mode,
-                self.store_name(),
-            )?);
+            *slot = Some(Connection::open(&self.config, self.mode, &self.name)?);
         }
         match slot.as_mut() {
             Some(conn) => f(conn),
@@ -149,13 +155,14 @@ impl PgStore {
         }
     }
 
+    /// The URL as written, for the errors that carry it as text.
     pub(crate) fn store_name(&self) -> &str {
         self.url.text()
     }
 
     pub(crate) fn unreachable(&self, reason: &str) -> AuditError {
         AuditError::Database {
-            store: self.store_name().to_string(),
+            store: self.name.clone(),
             reason: reason.to_string(),
             unreachable: true,
         }
@@ -172,7 +179,7 @@ impl WritableStore for PgStore {
     ) -> Result<T, AuditError> {
         if self.mode == OpenMode::ReadOnly {
             return Err(AuditError::ReadOnly {
-                path: self.label.clone(),
+                store: self.name.clone(),
             });
         }
         self.with_client(|conn| {

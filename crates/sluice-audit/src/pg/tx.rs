@@ -12,7 +12,7 @@ use super::PgStore;
 use super::conn::{Connection, block, db_error};
 use super::lease::{LEASE_COLUMNS, lease_of};
 use crate::chain::{self, GENESIS};
-use crate::error::AuditError;
+use crate::error::{AuditError, StoreName};
 use crate::lease::{HeldLease, Lease, LeaseHolder};
 use crate::query::RunSummary;
 use crate::record::{Entry, Record};
@@ -22,7 +22,7 @@ use crate::store_tx::StoreTx;
 /// An open write transaction holding the lock on the chain's tip.
 pub(crate) struct PgTx<'a> {
     txn: Transaction<'a>,
-    name: &'a str,
+    name: &'a StoreName,
     pub(crate) store: &'a PgStore,
     tip_seq: u64,
     tip_hash: String,
@@ -99,11 +99,10 @@ impl<'a> PgTx<'a> {
     /// Adds a record exactly as another store wrote it (its seq, time and hashes kept), which
     /// must continue the chain; the indexes are rebuilt from it as an append builds them.
     pub(crate) fn insert_verbatim(&mut self, text: &str) -> Result<(), AuditError> {
-        let path = self.store.path().to_path_buf();
-        let record = crate::store::decode_record(&path, self.tip_seq + 1, text.as_bytes())?;
+        let record = crate::store::decode_record(self.name, self.tip_seq + 1, text.as_bytes())?;
         if record.seq != self.tip_seq + 1 || record.prev_hash != self.tip_hash {
             return Err(AuditError::BadRecord {
-                path,
+                store: self.name.clone(),
                 seq: record.seq,
                 reason: format!(
                     "it does not continue the chain after record {}",
@@ -184,7 +183,7 @@ impl StoreTx for PgTx<'_> {
                 return Ok(None);
             };
             let text: String = row.get(0);
-            let summary = RunSummary::decode(text.as_bytes(), self.store.path(), run)?;
+            let summary = RunSummary::decode(text.as_bytes(), self.name, run)?;
             self.summaries.insert(run.to_string(), summary);
         }
         Ok(self.summaries.get(run))
@@ -272,7 +271,7 @@ impl StoreTx for PgTx<'_> {
             &[&run],
         )?;
         rows.iter()
-            .map(|row| super::read::decode_row(self.store.path(), row))
+            .map(|row| super::read::decode_row(self.name, row))
             .collect()
     }
 
@@ -285,7 +284,7 @@ impl StoreTx for PgTx<'_> {
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        match super::read::decode_row(self.store.path(), row)?.fact {
+        match super::read::decode_row(self.name, row)?.fact {
             Fact::PlanArtifactStored(stored) => Ok(Some(stored.artifact)),
             _ => Ok(None),
         }

@@ -6,8 +6,9 @@
 //! records, indexes and leases; what a record means, what a lease refuses and what a gate checks
 //! is decided once, here and in the modules above, so the two backends cannot drift apart.
 
-use sluice_model::{Fact, RunStarted};
+use sluice_model::{Fact, PlanArtifactStored, RunStarted};
 
+use crate::chain;
 use crate::error::AuditError;
 use crate::lease::{HeldLease, Lease, LeaseHolder};
 use crate::query::RunSummary;
@@ -20,6 +21,12 @@ pub(crate) trait StoreTx {
     /// Appends one record at the chain's tip and updates the indexes.
     fn append(&mut self, entry: Entry) -> Result<Appended, AuditError>;
 
+    /// Whether a run of this id exists.
+    fn has_run(&self, run: &str) -> Result<bool, AuditError>;
+
+    /// Whether a plan artifact of this hash is stored.
+    fn has_artifact(&self, plan_hash: &str) -> Result<bool, AuditError>;
+
     /// Stores a plan artifact under its hash (a `plan_artifact_stored` record of `run`) unless
     /// that hash is already stored; `None` when it was.
     fn store_artifact(
@@ -27,10 +34,32 @@ pub(crate) trait StoreTx {
         run: &str,
         plan_hash: &str,
         artifact: serde_json::Value,
-    ) -> Result<Option<Appended>, AuditError>;
+    ) -> Result<Option<Appended>, AuditError> {
+        if self.has_artifact(plan_hash)? {
+            return Ok(None);
+        }
+        let fact = Fact::PlanArtifactStored(PlanArtifactStored {
+            plan_hash: plan_hash.to_string(),
+            artifact,
+        });
+        self.append(Entry::new(run, fact)).map(Some)
+    }
 
     /// A run id no run has yet, that sorts by start time: `YYYYMMDD-HHMMSS-xxxx`.
-    fn new_run_id(&self) -> Result<String, AuditError>;
+    fn new_run_id(&self) -> Result<String, AuditError> {
+        let now = jiff::Timestamp::now();
+        let stamp = now.strftime("%Y%m%d-%H%M%S").to_string();
+        let mut salt =
+            u64::from(std::process::id()) ^ now.subsec_nanosecond().unsigned_abs() as u64;
+        loop {
+            let digest = <sha2::Sha256 as sha2::Digest>::digest(salt.to_le_bytes());
+            let candidate = format!("{stamp}-{}", &hex::encode(digest)[..4]);
+            if !self.has_run(&candidate)? {
+                return Ok(candidate);
+            }
+            salt = salt.wrapping_add(1);
+        }
+    }
 
     /// The summary of `run` as this transaction has it (its own appends included).
     fn run_summary(&mut self, run: &str) -> Result<Option<&RunSummary>, AuditError>;
@@ -78,6 +107,41 @@ pub(crate) trait WritableStore {
     /// holders are judged alive by a heartbeat); a local store judges its holders by their pid
     /// and has nothing to do.
     fn leases_taken(&self, _holder: &LeaseHolder) {}
+}
+
+/// A record sealed as the chain's next, and its stored form.
+pub(crate) struct SealedRecord {
+    pub(crate) record: Record,
+    /// The record as stored and exported: compact JSON, one line.
+    pub(crate) text: String,
+}
+
+/// The record of `entry` as the chain's record `seq`, after `prev_hash` in the chain and after
+/// `run_prev_hash` in its run, stamped now and sealed with its hash.
+pub(crate) fn seal_next(
+    entry: Entry,
+    seq: u64,
+    prev_hash: String,
+    run_prev_hash: String,
+) -> Result<SealedRecord, AuditError> {
+    let mut record = Record {
+        seq,
+        at: jiff::Timestamp::now().to_string(),
+        run: entry.run,
+        fact: entry.fact,
+        prev_hash,
+        run_prev_hash,
+        hash: String::new(),
+    };
+    let (run_name, kind) = (record.run.clone(), record.fact.kind());
+    let encode = |err| AuditError::Encode {
+        run: run_name.clone(),
+        kind,
+        source: err,
+    };
+    chain::seal(&mut record).map_err(encode)?;
+    let text = serde_json::to_string(&record).map_err(encode)?;
+    Ok(SealedRecord { record, text })
 }
 
 /// Appends one record in its own durable commit.

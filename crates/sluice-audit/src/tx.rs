@@ -3,10 +3,10 @@
 //! the leases table: the backend's side of [`StoreTx`].
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
-use sluice_model::{ApprovalScope, Fact, PlanArtifactStored};
+use sluice_model::{ApprovalScope, Fact};
 use std::collections::BTreeMap;
 
-use crate::chain::{self, GENESIS};
+use crate::chain::GENESIS;
 use crate::error::{AuditError, StoreName};
 use crate::lease::{HeldLease, Lease, LeaseHolder, decode_lease, encode_lease, pid_alive};
 use crate::query::RunSummary;
@@ -15,7 +15,7 @@ use crate::store::{
     ARTIFACTS, Appended, LEASES, PENDING_GATES, PLAN_APPROVALS, RECORDS, RUN_INDEX, RUNS,
     RedbStore, WAVE_APPROVALS,
 };
-use crate::store_tx::StoreTx;
+use crate::store_tx::{SealedRecord, StoreTx, seal_next};
 
 /// One open write transaction: appends records and keeps the indexes in step.
 pub(crate) struct Tx<'a> {
@@ -75,46 +75,17 @@ impl StoreTx for Tx<'_> {
         Ok(self.summaries.get(run))
     }
 
-    fn new_run_id(&self) -> Result<String, AuditError> {
-        let now = jiff::Timestamp::now();
-        let stamp = now.strftime("%Y%m%d-%H%M%S").to_string();
+    fn has_run(&self, run: &str) -> Result<bool, AuditError> {
         let runs = self.table(RUNS)?;
-        let mut salt =
-            u64::from(std::process::id()) ^ now.subsec_nanosecond().unsigned_abs() as u64;
-        loop {
-            let digest = <sha2::Sha256 as sha2::Digest>::digest(salt.to_le_bytes());
-            let candidate = format!("{stamp}-{}", &hex::encode(digest)[..4]);
-            if runs
-                .get(candidate.as_str())
-                .map_err(|e| self.log.err(e))?
-                .is_none()
-            {
-                return Ok(candidate);
-            }
-            salt = salt.wrapping_add(1);
-        }
+        Ok(runs.get(run).map_err(|e| self.log.err(e))?.is_some())
     }
 
-    fn store_artifact(
-        &mut self,
-        run: &str,
-        plan_hash: &str,
-        artifact: serde_json::Value,
-    ) -> Result<Option<Appended>, AuditError> {
+    fn has_artifact(&self, plan_hash: &str) -> Result<bool, AuditError> {
         let stored = self.table(ARTIFACTS)?;
-        if stored
+        Ok(stored
             .get(plan_hash)
             .map_err(|e| self.log.err(e))?
-            .is_some()
-        {
-            return Ok(None);
-        }
-        drop(stored);
-        let fact = Fact::PlanArtifactStored(PlanArtifactStored {
-            plan_hash: plan_hash.to_string(),
-            artifact,
-        });
-        self.append(Entry::new(run, fact)).map(Some)
+            .is_some())
     }
 
     fn append(&mut self, entry: Entry) -> Result<Appended, AuditError> {
@@ -132,27 +103,12 @@ impl StoreTx for Tx<'_> {
         let run_prev_hash = self
             .run_summary(&entry.run)?
             .map_or_else(|| GENESIS.to_string(), |s| s.last_hash.clone());
-        let mut record = Record {
-            seq: prev_seq + 1,
-            at: jiff::Timestamp::now().to_string(),
-            run: entry.run,
-            fact: entry.fact,
-            prev_hash,
-            run_prev_hash,
-            hash: String::new(),
-        };
-        let (run_name, kind) = (record.run.clone(), record.fact.kind());
-        let encode = |err| AuditError::Encode {
-            run: run_name.clone(),
-            kind,
-            source: err,
-        };
-        chain::seal(&mut record).map_err(encode)?;
-        let bytes = serde_json::to_vec(&record).map_err(encode)?;
+        let SealedRecord { record, text } =
+            seal_next(entry, prev_seq + 1, prev_hash, run_prev_hash)?;
         let seq = record.seq;
         let run = record.run.as_str();
         self.table(RECORDS)?
-            .insert(seq, bytes.as_slice())
+            .insert(seq, text.as_bytes())
             .map_err(|e| self.log.err(e))?;
         self.table(RUN_INDEX)?
             .insert((run, seq), ())

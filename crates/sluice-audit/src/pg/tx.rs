@@ -4,20 +4,20 @@
 
 use std::collections::BTreeMap;
 
-use sluice_model::{ApprovalScope, Fact, PlanArtifactStored};
+use sluice_model::{ApprovalScope, Fact};
 use tokio_postgres::Transaction;
 use tokio_postgres::types::ToSql;
 
 use super::PgStore;
 use super::conn::{Connection, block, db_error};
 use super::lease::{LEASE_COLUMNS, lease_of};
-use crate::chain::{self, GENESIS};
+use crate::chain::GENESIS;
 use crate::error::{AuditError, StoreName};
 use crate::lease::{HeldLease, Lease, LeaseHolder};
 use crate::query::RunSummary;
 use crate::record::{Entry, Record};
 use crate::store::Appended;
-use crate::store_tx::StoreTx;
+use crate::store_tx::{SealedRecord, StoreTx, seal_next};
 
 /// An open write transaction holding the lock on the chain's tip.
 pub(crate) struct PgTx<'a> {
@@ -189,68 +189,33 @@ impl StoreTx for PgTx<'_> {
         Ok(self.summaries.get(run))
     }
 
-    fn new_run_id(&self) -> Result<String, AuditError> {
-        let now = jiff::Timestamp::now();
-        let stamp = now.strftime("%Y%m%d-%H%M%S").to_string();
-        let mut salt =
-            u64::from(std::process::id()) ^ now.subsec_nanosecond().unsigned_abs() as u64;
-        loop {
-            let digest = <sha2::Sha256 as sha2::Digest>::digest(salt.to_le_bytes());
-            let candidate = format!("{stamp}-{}", &hex::encode(digest)[..4]);
-            let taken = self.query("SELECT 1 FROM sluice.runs WHERE run = $1", &[&candidate])?;
-            if taken.is_empty() {
-                return Ok(candidate);
-            }
-            salt = salt.wrapping_add(1);
-        }
+    fn has_run(&self, run: &str) -> Result<bool, AuditError> {
+        let rows = self.query("SELECT 1 FROM sluice.runs WHERE run = $1", &[&run])?;
+        Ok(!rows.is_empty())
     }
 
-    fn store_artifact(
-        &mut self,
-        run: &str,
-        plan_hash: &str,
-        artifact: serde_json::Value,
-    ) -> Result<Option<Appended>, AuditError> {
-        let stored = self.query(
+    fn has_artifact(&self, plan_hash: &str) -> Result<bool, AuditError> {
+        let rows = self.query(
             "SELECT 1 FROM sluice.artifacts WHERE plan_hash = $1",
             &[&plan_hash],
         )?;
-        if !stored.is_empty() {
-            return Ok(None);
-        }
-        let fact = Fact::PlanArtifactStored(PlanArtifactStored {
-            plan_hash: plan_hash.to_string(),
-            artifact,
-        });
-        self.append(Entry::new(run, fact)).map(Some)
+        Ok(!rows.is_empty())
     }
 
     fn append(&mut self, entry: Entry) -> Result<Appended, AuditError> {
         let run_prev_hash = self
             .run_summary(&entry.run)?
             .map_or_else(|| GENESIS.to_string(), |s| s.last_hash.clone());
-        let mut record = Record {
-            seq: self.tip_seq + 1,
-            at: jiff::Timestamp::now().to_string(),
-            run: entry.run,
-            fact: entry.fact,
-            prev_hash: self.tip_hash.clone(),
+        let SealedRecord { record, text } = seal_next(
+            entry,
+            self.tip_seq + 1,
+            self.tip_hash.clone(),
             run_prev_hash,
-            hash: String::new(),
-        };
-        let (run_name, kind) = (record.run.clone(), record.fact.kind());
-        let encode = |err| AuditError::Encode {
-            run: run_name.clone(),
-            kind,
-            source: err,
-        };
-        chain::seal(&mut record).map_err(encode)?;
-        let body = serde_json::to_string(&record).map_err(encode)?;
+        )?;
         let seq = i64::try_from(record.seq).unwrap_or(i64::MAX);
-        let run = record.run.as_str();
         self.execute(
             "INSERT INTO sluice.records (seq, run, kind, body) VALUES ($1, $2, $3, $4)",
-            &[&seq, &run, &kind, &body],
+            &[&seq, &record.run, &record.kind(), &text],
         )?;
         self.index(&record, seq)?;
         self.tip_seq = record.seq;

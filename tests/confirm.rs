@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use sluice_testfleet::Fleet;
 
 mod support;
-use support::events;
+use support::{event, events, host_finished};
 
 /// `sluice` with the audit store in `state`, so that `sluice show` reads the run's store.
 fn sluice_in(state: &Path) -> Command {
@@ -73,20 +73,6 @@ fn apply_with_env(
         stderr: err,
     };
     (out, started.elapsed())
-}
-
-fn event<'a>(events: &'a [serde_json::Value], kind: &str, step: &str) -> &'a serde_json::Value {
-    events
-        .iter()
-        .find(|e| e["kind"] == kind && e["step"] == step)
-        .unwrap_or_else(|| panic!("no {kind} for {step} in {events:#?}"))
-}
-
-fn host_finished(events: &[serde_json::Value]) -> &serde_json::Value {
-    events
-        .iter()
-        .find(|e| e["kind"] == "host_finished")
-        .expect("a host_finished event")
 }
 
 /// The confirm directories left on host `i` (one per armed step not yet settled).

@@ -8,35 +8,22 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sluice_exec::testkit::{PlanBuilder, StepDef};
 use sluice_testpg::PgCluster;
 
 mod support;
-use support::events;
+use support::{events, text};
 
 const STEPS: [&str; 3] = ["fetch", "install", "verify"];
 
+/// `sluice` on the store `url`, whose leases expire 2 s after their holder's last heartbeat.
 fn sluice_on(state: &Path, url: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.env("SLUICE_STATE_DIR", state)
-        .env("SLUICE_STORE", url)
-        .env("SLUICE_LEASE_EXPIRY", "2")
-        .env_remove("PGPASSWORD")
-        .env_remove("PGPASSFILE")
-        .stdin(Stdio::null());
+    let mut cmd = support::pg::sluice_on(state, url);
+    cmd.env("SLUICE_LEASE_EXPIRY", "2");
     cmd
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// (host, step) → how many times, from psql rows `host|step`.
@@ -86,7 +73,7 @@ fn started(hosts_dir: &Path, hosts: &[&str]) -> BTreeMap<(String, String), usize
 
 #[test]
 fn a_database_stopped_mid_run_stops_the_run_safely_and_resume_finishes_it() {
-    let mut pg = PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
+    let mut pg = support::pg::cluster();
     let url = pg.url();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("controller");

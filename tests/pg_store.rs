@@ -6,46 +6,15 @@
 // Tests may unwrap: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use sluice_exec::testkit::{PlanBuilder, StepDef};
-use sluice_plan::PlanArtifact;
-use sluice_testpg::PgCluster;
 
 mod support;
-use support::events;
-
-fn cluster() -> PgCluster {
-    PgCluster::start().unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// `sluice` with a state directory of its own ("a controller") and the given store.
-fn sluice_on(state: &Path, store: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.env("SLUICE_STATE_DIR", state)
-        .env("SLUICE_STORE", store)
-        .env_remove("PGPASSWORD")
-        .env_remove("PGPASSFILE")
-        .stdin(Stdio::null());
-    cmd
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn write_plan(dir: &Path, name: &str, plan: &PlanArtifact) -> PathBuf {
-    let path = dir.join(format!("{name}.json"));
-    std::fs::write(&path, serde_json::to_string_pretty(plan).unwrap()).unwrap();
-    path
-}
+use support::pg::{cluster, sluice_on, write_plan};
+use support::{events, text};
 
 fn apply(state: &Path, store: &str, plan: &Path) -> Command {
     let mut cmd = sluice_on(state, store);
@@ -165,6 +134,27 @@ fn a_password_in_the_store_url_is_refused_and_never_echoed() {
         all.contains("PGPASSWORD") && all.contains(".pgpass"),
         "{all}"
     );
+}
+
+/// A database that cannot be reached is named as what it is, a PostgreSQL store by its URL (the
+/// password, from the environment, never shown); it was named as a file path, `audit store URL`.
+#[test]
+fn an_unreachable_database_is_named_as_a_postgresql_store_by_its_url() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1: the connection is refused at once.
+    let url = "postgres://sluice@127.0.0.1:1/sluice";
+    let out = sluice_on(dir.path(), url)
+        .env("PGPASSWORD", "hunter2")
+        .args(["runs"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!("error: PostgreSQL audit store {url}: ")),
+        "{stderr}"
+    );
+    assert!(!text(&out).contains("hunter2"), "{}", text(&out));
 }
 
 #[test]

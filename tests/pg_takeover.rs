@@ -7,50 +7,26 @@
 // Tests may unwrap: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sluice_exec::testkit::{PlanBuilder, StepDef};
-use sluice_plan::PlanArtifact;
 use sluice_testpg::PgCluster;
 
 mod support;
-use support::events;
+use support::pg::{cluster, sluice_on, write_plan};
+use support::{events, text};
 
 /// The lease expiry of these tests: short, so a dead controller is taken over quickly.
 const LEASE_EXPIRY_SECS: &str = "2";
 
-fn cluster() -> PgCluster {
-    PgCluster::start().unwrap_or_else(|e| panic!("{e}"))
-}
-
 /// `sluice` as controller `name`, with a state directory of its own, on the store `url`.
 fn controller(dir: &Path, name: &str, url: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.env("SLUICE_STATE_DIR", dir.join(name))
-        .env("SLUICE_STORE", url)
-        .env("SLUICE_CONTROLLER", name)
-        .env("SLUICE_LEASE_EXPIRY", LEASE_EXPIRY_SECS)
-        .env_remove("PGPASSWORD")
-        .env_remove("PGPASSFILE")
-        .stdin(Stdio::null());
+    let mut cmd = sluice_on(&dir.join(name), url);
+    cmd.env("SLUICE_CONTROLLER", name)
+        .env("SLUICE_LEASE_EXPIRY", LEASE_EXPIRY_SECS);
     cmd
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn write_plan(dir: &Path, name: &str, plan: &PlanArtifact) -> PathBuf {
-    let path = dir.join(format!("{name}.json"));
-    std::fs::write(&path, serde_json::to_string_pretty(plan).unwrap()).unwrap();
-    path
 }
 
 /// `sluice store init`, so the tests can query the schema before the first run writes.

@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use sluice_testfleet::Fleet;
 
 mod support;
-use support::{events, sluice};
+use support::{event, events, host_finished, sluice};
 
 /// What the test does when host 1 asks for a reboot.
 #[derive(Clone, Copy, PartialEq)]
@@ -121,19 +121,78 @@ fn log(fleet: &Fleet) -> Vec<String> {
         .collect()
 }
 
-/// The event of `kind` for step `step`.
-fn event<'a>(events: &'a [serde_json::Value], kind: &str, step: &str) -> &'a serde_json::Value {
-    events
-        .iter()
-        .find(|e| e["kind"] == kind && e["step"] == step)
-        .unwrap_or_else(|| panic!("no {kind} for {step} in {events:#?}"))
+/// Starts `sluice apply --json` of `plan` with its store in `state`, serves host 1's reboot
+/// requests before the `nth` as reboots, and kills the controller when the `nth` comes (the
+/// host is then rebooting, or about to). Returns the id of the killed run.
+fn apply_killed_at_reboot(fleet: &mut Fleet, plan: &Path, state: &Path, nth: usize) -> String {
+    let inventory = fleet.write_inventory_for_reboots().unwrap();
+    let mut apply = sluice_in(state)
+        .args(["apply", "--yes", "--json", "-i"])
+        .arg(&inventory)
+        .arg(plan)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut requests = 0;
+    loop {
+        assert!(Instant::now() < deadline, "reboot request {nth} never came");
+        assert!(
+            apply.try_wait().unwrap().is_none(),
+            "apply ended before reboot request {nth}"
+        );
+        if fleet.reboot_requested(1) {
+            requests += 1;
+            if requests == nth {
+                break;
+            }
+            // A real reboot takes a moment: sluice must wait for it, not race it.
+            std::thread::sleep(Duration::from_millis(300));
+            fleet.reboot(1).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    apply.kill().unwrap();
+    let killed = apply.wait_with_output().unwrap();
+    // The first event names the run; a later line may be cut short by the kill.
+    let first: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&killed.stdout)
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    first["run"].as_str().unwrap().to_string()
 }
 
-fn host_finished(events: &[serde_json::Value]) -> &serde_json::Value {
-    events
-        .iter()
-        .find(|e| e["kind"] == "host_finished")
-        .expect("a host_finished event")
+/// Checks how a resume settled a reboot (`step_*`) or its undo (`undo_*`) left without a
+/// result: no new intent was sent, and the result is ok, decided after the resume by the boot
+/// id, as the listing of UNKNOWN steps on stderr said. Returns the result.
+fn assert_settled_by_boot_id<'a>(
+    events: &'a [serde_json::Value],
+    stderr: &str,
+    intent_kind: &str,
+    result_kind: &str,
+) -> &'a serde_json::Value {
+    assert!(
+        events
+            .iter()
+            .all(|e| !(e["kind"] == intent_kind && e["step"] == "reboot")),
+        "no new {intent_kind} for the reboot"
+    );
+    let result = event(events, result_kind, "reboot");
+    assert_eq!(result["status"], "ok", "{result}");
+    assert!(
+        result["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("after the resume: "),
+        "{result}"
+    );
+    assert!(stderr.contains("the boot id decides"), "{stderr}");
+    result
 }
 
 #[test]
@@ -380,45 +439,16 @@ steps:
 fn a_controller_killed_during_a_reboot_resumes_by_checking_the_boot_id() {
     let mut fleet = Fleet::start(1).unwrap();
     let plan = plan(&fleet, Fleet::REBOOT_COMMAND, "60s");
-    let inventory = fleet.write_inventory_for_reboots().unwrap();
     let old_boot_id = fleet.boot_id(1);
     let state = fleet.dir().join("state");
-    let sluice_in = |args: &[&str]| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"));
-        cmd.env("SLUICE_STATE_DIR", &state)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd
-    };
-    let mut apply = sluice_in(&["apply", "--yes", "--json", "-i"])
-        .arg(&inventory)
-        .arg(&plan)
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !fleet.reboot_requested(1) {
-        assert!(Instant::now() < deadline, "the reboot command never ran");
-        assert!(
-            apply.try_wait().unwrap().is_none(),
-            "apply ended before the reboot"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    // The controller dies while the host reboots; the host is still down when resume starts.
-    apply.kill().unwrap();
-    let killed = apply.wait_with_output().unwrap();
+    let run = apply_killed_at_reboot(&mut fleet, &plan, &state, 1);
+    // The host is still down when resume starts.
     fleet.go_down(1).unwrap();
-    let first: serde_json::Value = serde_json::from_str(
-        String::from_utf8_lossy(&killed.stdout)
-            .lines()
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
-    let run = first["run"].as_str().unwrap().to_string();
-    let resume = sluice_in(&["resume", &run, "--yes", "--json"])
+    let resume = sluice_in(&state)
+        .args(["resume", &run, "--yes", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(2));
@@ -439,14 +469,7 @@ fn a_controller_killed_during_a_reboot_resumes_by_checking_the_boot_id() {
     );
     assert!(!fleet.reboot_requested(1), "resume sent the reboot again");
     let events = events(&out);
-    assert!(
-        events
-            .iter()
-            .all(|e| !(e["kind"] == "step_intent" && e["step"] == "reboot")),
-        "no new intent for the reboot"
-    );
-    let result = event(&events, "step_result", "reboot");
-    assert_eq!(result["status"], "ok", "{result}");
+    let result = assert_settled_by_boot_id(&events, &stderr, "step_intent", "step_result");
     assert!(
         result["detail"]
             .as_str()
@@ -495,48 +518,12 @@ steps:
     );
     let plan = fleet.dir().join("plan.yaml");
     std::fs::write(&plan, yaml).unwrap();
-    let inventory = fleet.write_inventory_for_reboots().unwrap();
     let state = fleet.dir().join("state");
-    let mut apply = sluice_in(&state)
-        .args(["apply", "--yes", "--json", "-i"])
-        .arg(&inventory)
-        .arg(&plan)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut requests = 0;
-    loop {
-        assert!(Instant::now() < deadline, "the undo's reboot never ran");
-        assert!(
-            apply.try_wait().unwrap().is_none(),
-            "apply ended before the undo's reboot"
-        );
-        if fleet.reboot_requested(1) {
-            requests += 1;
-            if requests == 2 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-            fleet.reboot(1).unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // The controller dies while the undo reboots the host; the host comes back meanwhile.
-    apply.kill().unwrap();
-    let killed = apply.wait_with_output().unwrap();
+    // The controller dies while the undo reboots the host (its second reboot request); the
+    // host comes back meanwhile.
+    let run = apply_killed_at_reboot(&mut fleet, &plan, &state, 2);
     let before_undo = fleet.boot_id(1);
     fleet.reboot(1).unwrap();
-    let first: serde_json::Value = serde_json::from_str(
-        String::from_utf8_lossy(&killed.stdout)
-            .lines()
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
-    let run = first["run"].as_str().unwrap().to_string();
     let out = sluice_in(&state)
         .args(["resume", &run, "--yes", "--json"])
         .output()
@@ -549,25 +536,8 @@ steps:
     );
     assert_ne!(fleet.boot_id(1), before_undo);
     let events = events(&out);
-    assert!(
-        events
-            .iter()
-            .all(|e| !(e["kind"] == "undo_intent" && e["step"] == "reboot")),
-        "no new intent for the undo"
-    );
-    let undo = event(&events, "undo_result", "reboot");
-    assert_eq!(undo["status"], "ok", "{undo}");
-    assert!(
-        undo["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("after the resume: "),
-        "{undo}"
-    );
-    assert!(
-        stderr.contains("undo:reboot") && stderr.contains("the boot id decides"),
-        "{stderr}"
-    );
+    assert_settled_by_boot_id(&events, &stderr, "undo_intent", "undo_result");
+    assert!(stderr.contains("undo:reboot"), "{stderr}");
     let rolled_back = events
         .iter()
         .find(|e| e["kind"] == "host_rolled_back")

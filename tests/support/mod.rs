@@ -19,6 +19,16 @@ pub fn sluice() -> Command {
     cmd
 }
 
+/// A finished command's exit status, stdout and stderr, for assertion messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// The JSON Lines events of a `--json` run; every stdout line must be one.
 pub fn events(out: &Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
@@ -27,4 +37,21 @@ pub fn events(out: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The event of `kind` for step `step` (the first, in stream order).
+pub fn event<'a>(events: &'a [serde_json::Value], kind: &str, step: &str) -> &'a serde_json::Value {
+    events
+        .iter()
+        .find(|e| e["kind"] == kind && e["step"] == step)
+        .unwrap_or_else(|| panic!("no {kind} for {step} in {events:#?}"))
+}
+
+/// The first `host_finished` event.
+pub fn host_finished(events: &[serde_json::Value]) -> &serde_json::Value {
+    events
+        .iter()
+        .find(|e| e["kind"] == "host_finished")
+        .expect("a host_finished event")
+}
+
+pub mod pg;
 pub mod stage_hosts;

@@ -14,14 +14,16 @@ use std::path::{Path, PathBuf};
 
 use sluice_model::{Approval, Fact, RunFinished, RunResumed, RunStarted, UnknownStepsResolved};
 
-use crate::approvals::Gate;
-use crate::error::AuditError;
+use crate::approvals::{self, Gate};
+use crate::error::{AuditError, StoreName};
 use crate::export::{ExportEnd, VerifyReport};
-use crate::lease::{Lease, LeaseHolder};
+use crate::journal;
+use crate::lease::{self, Lease, LeaseHolder};
 use crate::pg::{PgStore, StoreUrl};
 use crate::query::{PendingGate, RunSummary, StepOutput};
 use crate::record::{Entry, Record};
 use crate::store::{Appended, RedbStore};
+use crate::store_tx;
 
 /// Where the audit trail lives, as `--store`/`SLUICE_STORE` or `--state-dir` said.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +90,23 @@ impl std::fmt::Debug for AuditLog {
         f.debug_struct("AuditLog")
             .field("store", &self.location())
             .finish()
+    }
+}
+
+impl From<RedbStore> for AuditLog {
+    fn from(store: RedbStore) -> Self {
+        AuditLog {
+            backend: Backend::Redb(store),
+        }
+    }
+}
+
+/// A PostgreSQL store opened with settings of its own (as [`PgStore::open_with_lease_expiry`]).
+impl From<PgStore> for AuditLog {
+    fn from(store: PgStore) -> Self {
+        AuditLog {
+            backend: Backend::Postgres(store),
+        }
     }
 }
 
@@ -159,10 +178,16 @@ impl AuditLog {
         }
     }
 
-    /// What the store is called in messages: the redb file, or the database URL (never with a
-    /// password).
+    /// Where the store is, as one path for either backend: the redb file, or the database URL
+    /// (never with a password) taken as a path. Errors name the store by [`AuditLog::name`].
     pub fn path(&self) -> &Path {
         on_backend!(self, s => s.path())
+    }
+
+    /// The store as errors name it: the redb file, or the PostgreSQL URL (never with a
+    /// password).
+    pub fn name(&self) -> &StoreName {
+        on_backend!(self, s => s.name())
     }
 
     /// The name of this controller, as recorded in runs and leases.
@@ -177,17 +202,17 @@ impl AuditLog {
 
     /// Appends one record in its own durable commit.
     pub fn append(&self, run: &str, fact: Fact) -> Result<Appended, AuditError> {
-        on_backend!(self, s => s.append(run, fact))
+        on_backend!(self, s => store_tx::append(s, run, fact))
     }
 
     /// Appends records in ONE durable commit, in order; all land or none does.
     pub fn append_batch(&self, entries: Vec<Entry>) -> Result<Vec<Appended>, AuditError> {
-        on_backend!(self, s => s.append_batch(entries))
+        on_backend!(self, s => store_tx::append_batch(s, entries))
     }
 
     /// Starts a run without leases: a new run id and `run_started`.
     pub fn begin_run(&self, started: RunStarted) -> Result<String, AuditError> {
-        on_backend!(self, s => s.begin_run(started))
+        on_backend!(self, s => store_tx::begin_run(s, started))
     }
 
     /// Stores a plan artifact under its hash unless that hash is already stored.
@@ -197,7 +222,7 @@ impl AuditLog {
         plan_hash: &str,
         artifact: serde_json::Value,
     ) -> Result<Option<Appended>, AuditError> {
-        on_backend!(self, s => s.store_artifact(run, plan_hash, artifact))
+        on_backend!(self, s => store_tx::store_artifact(s, run, plan_hash, artifact))
     }
 
     /// `run_started` and the run's leases in one commit, or [`AuditError::LeaseHeld`].
@@ -206,7 +231,7 @@ impl AuditLog {
         started: RunStarted,
         holder: &LeaseHolder,
     ) -> Result<String, AuditError> {
-        on_backend!(self, s => s.start_run(started, holder))
+        on_backend!(self, s => lease::start_run(s, started, holder, None, Vec::new()))
     }
 
     /// `run_started`, the leases, the plan artifact and `more` in one commit.
@@ -217,7 +242,7 @@ impl AuditLog {
         artifact: serde_json::Value,
         more: Vec<Fact>,
     ) -> Result<String, AuditError> {
-        on_backend!(self, s => s.start_run_with_plan(started, holder, artifact, more))
+        on_backend!(self, s => lease::start_run(s, started, holder, Some(artifact), more))
     }
 
     /// Leases `hosts` to `run`, all or none, recording `lease_taken`.
@@ -227,17 +252,17 @@ impl AuditLog {
         hosts: &[String],
         holder: &LeaseHolder,
     ) -> Result<Appended, AuditError> {
-        on_backend!(self, s => s.take_leases(run, hosts, holder))
+        on_backend!(self, s => lease::take_leases(s, run, hosts, holder))
     }
 
     /// Releases every lease of `run`, recording `lease_released`.
     pub fn release_leases(&self, run: &str) -> Result<Vec<String>, AuditError> {
-        on_backend!(self, s => s.release_leases(run))
+        on_backend!(self, s => lease::release_leases(s, run))
     }
 
     /// Releases the run's leases and records `run_finished` in one commit.
     pub fn finish_run(&self, run: &str, finished: RunFinished) -> Result<Appended, AuditError> {
-        on_backend!(self, s => s.finish_run(run, finished))
+        on_backend!(self, s => lease::finish_run(s, run, finished))
     }
 
     /// Breaks the leases of a run whose holder is gone (`sluice unlock`).
@@ -247,7 +272,7 @@ impl AuditLog {
         by: &str,
         reason: Option<&str>,
     ) -> Result<Vec<String>, AuditError> {
-        on_backend!(self, s => s.break_leases(run, by, reason))
+        on_backend!(self, s => lease::break_leases(s, run, by, reason))
     }
 
     /// Every active lease, by host.
@@ -279,7 +304,7 @@ impl AuditLog {
         choice: Option<UnknownStepsResolved>,
         more: Vec<Fact>,
     ) -> Result<Appended, AuditError> {
-        on_backend!(self, s => s.resume_run(run, resumed, hosts, holder, choice, more))
+        on_backend!(self, s => journal::resume_run(s, run, resumed, hosts, holder, choice, more))
     }
 
     /// Every run, most recent first.
@@ -350,17 +375,17 @@ impl AuditLog {
         artifact: Option<serde_json::Value>,
         approval: Approval,
     ) -> Result<Appended, AuditError> {
-        on_backend!(self, s => s.approve_plan(artifact, approval))
+        on_backend!(self, s => approvals::approve_plan(s, artifact, approval))
     }
 
     /// The gate before `wave` of `run`, if it can still be answered.
     pub fn gate(&self, run: &str, wave: &str) -> Result<Gate, AuditError> {
-        on_backend!(self, s => s.gate(run, wave))
+        on_backend!(self, s => approvals::gate(s, run, wave))
     }
 
     /// Answers the gate of a run, after the checks of [`AuditLog::gate`], in one transaction.
     pub fn approve_wave(&self, run: &str, approval: Approval) -> Result<Appended, AuditError> {
-        on_backend!(self, s => s.approve_wave(run, approval))
+        on_backend!(self, s => approvals::approve_wave(s, run, approval))
     }
 
     /// Walks the whole chain in the store and reports the first record that breaks it.

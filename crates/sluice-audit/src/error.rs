@@ -1,8 +1,30 @@
-//! The one error type of the audit crate: what went wrong, where (path, sequence number, run).
+//! The one error type of the audit crate: what went wrong, where (the store, a sequence number,
+//! a run), and [`StoreName`], what an error calls the store.
 
 use std::path::PathBuf;
 
 use crate::lease::Lease;
+use crate::pg::StoreUrl;
+
+/// The store an error speaks of, named as what it is: the redb store by its file, a PostgreSQL
+/// store by its URL (which never holds a password: [`StoreUrl::parse`] refuses one). Shown as
+/// `audit store /var/lib/sluice/audit.redb` or `PostgreSQL audit store postgres://…`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreName {
+    /// The redb store's file (`audit.redb` in the state directory).
+    File(PathBuf),
+    /// A PostgreSQL store's URL.
+    Database(StoreUrl),
+}
+
+impl std::fmt::Display for StoreName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreName::File(path) => write!(f, "audit store {}", path.display()),
+            StoreName::Database(url) => write!(f, "PostgreSQL audit store {url}"),
+        }
+    }
+}
 
 /// Everything that can go wrong opening, writing, reading or verifying the audit trail.
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +71,8 @@ pub enum AuditError {
     Missing { path: PathBuf },
 
     /// A write through a log opened for reading ([`crate::AuditLog::open_read_only`]).
-    #[error("the audit store {path} was opened for reading: nothing can be recorded through it")]
-    ReadOnly { path: PathBuf },
+    #[error("the {store} was opened for reading: nothing can be recorded through it")]
+    ReadOnly { store: StoreName },
 
     #[error("audit store {path}: {source}")]
     Storage {
@@ -59,9 +81,9 @@ pub enum AuditError {
         source: redb::Error,
     },
 
-    #[error("audit store {path}: record {seq} is unreadable ({reason}); run `sluice audit verify`")]
+    #[error("{store}: record {seq} is unreadable ({reason}); run `sluice audit verify`")]
     BadRecord {
-        path: PathBuf,
+        store: StoreName,
         seq: u64,
         reason: String,
     },
@@ -131,16 +153,16 @@ pub enum AuditError {
 
     /// The PostgreSQL store failed; `unreachable` when the database could not be reached or went
     /// away (a run stops and can be resumed once it is back).
-    #[error("audit store {store}: {reason}")]
+    #[error("{store}: {reason}")]
     Database {
-        store: String,
+        store: StoreName,
         reason: String,
         unreachable: bool,
     },
 
     /// The database holds a schema this sluice does not know (written by a newer sluice).
     #[error(
-        "the audit store {store} has schema version {found}, and this sluice knows up to version {known}; use a newer sluice"
+        "the PostgreSQL audit store {store} has schema version {found}, and this sluice knows up to version {known}; use a newer sluice"
     )]
     SchemaNewer {
         store: String,
@@ -150,7 +172,7 @@ pub enum AuditError {
 
     /// The database has no sluice schema yet and the command does not create one.
     #[error(
-        "the audit store {store} has not been initialised (nothing has been recorded yet); `sluice store init --store {store}` creates its schema"
+        "the PostgreSQL audit store {store} has not been initialised (nothing has been recorded yet); `sluice store init --store {store}` creates its schema"
     )]
     NotInitialised { store: String },
 

@@ -100,7 +100,7 @@ impl RedbStore {
             run: run.map(str::to_string),
         };
         let mut emit = |seq: u64, bytes: &[u8]| -> Result<(), AuditError> {
-            let record = crate::store::decode_record(self.path(), seq, bytes)?;
+            let record = crate::store::decode_record(self.name(), seq, bytes)?;
             // Lines are the stored bytes verbatim (compact JSON, one line), not re-serialised
             // from today's record type: a field added to a payload type later must not change
             // what an old record's hash was computed over.

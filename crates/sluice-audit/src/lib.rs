@@ -17,7 +17,9 @@
 //! - [`salvage`](mod@salvage): every record still readable in a damaged store, read from its pages.
 //! - [`contained`]: panics of the store engine on a damaged file, turned into quiet errors.
 //! - `readonly`: how [`AuditLog::open_read_only`] reads a store without writing a byte; `tx`:
-//!   one write transaction (appends at the chain's tip, indexes kept in step).
+//!   one write transaction of the redb store (appends at the chain's tip, indexes kept in step);
+//!   `store_tx`: what a write transaction offers on either backend, over which the operations
+//!   both share ([`approvals`], [`lease`], [`journal`], the appends) are written once.
 //! - [`redact`]: [`Redactor`], which keeps secret values out of records.
 //!
 //! # How the executor uses it
@@ -62,12 +64,13 @@ pub mod redact;
 pub mod salvage;
 pub mod state_dir;
 pub mod store;
+mod store_tx;
 mod tx;
 
 pub use approvals::Gate;
 pub use audit_log::{AuditLog, OpenMode, StoreLocation};
 pub use chain::Break;
-pub use error::AuditError;
+pub use error::{AuditError, StoreName};
 pub use export::{ExportEnd, VerifyReport, verify_export};
 pub use group::{BatchSink, CommitFailed, CommitStats, GroupCommitter};
 pub use lease::{Lease, LeaseHolder, controller_name, operator_name, pid_alive};

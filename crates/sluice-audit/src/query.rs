@@ -2,14 +2,13 @@
 //! approvals, stored artifacts.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use redb::{ReadTransaction, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use sluice_model::{Approval, ApprovalScope, Capture, Fact, RunKind, RunState, StepStatus};
 
-use crate::error::AuditError;
+use crate::error::{AuditError, StoreName};
 use crate::record::Record;
 use crate::store::{
     ARTIFACTS, PENDING_GATES, PLAN_APPROVALS, RECORDS, RUN_INDEX, RUNS, RedbStore, WAVE_APPROVALS,
@@ -54,9 +53,9 @@ impl RunSummary {
         }
     }
 
-    pub(crate) fn decode(bytes: &[u8], path: &Path, run: &str) -> Result<Self, AuditError> {
+    pub(crate) fn decode(bytes: &[u8], store: &StoreName, run: &str) -> Result<Self, AuditError> {
         serde_json::from_slice(bytes).map_err(|err| AuditError::BadRecord {
-            path: path.to_path_buf(),
+            store: store.clone(),
             seq: 0,
             reason: format!("summary of run {run}: {err}"),
         })
@@ -169,7 +168,7 @@ impl RedbStore {
             if crate::record::is_plan_run(run.value()) {
                 continue;
             }
-            out.push(RunSummary::decode(bytes.value(), self.path(), run.value())?);
+            out.push(RunSummary::decode(bytes.value(), self.name(), run.value())?);
         }
         drop(runs);
         let leases = self.active_leases()?;
@@ -185,7 +184,7 @@ impl RedbStore {
         let runs = txn.open_table(RUNS).map_err(|e| self.err(e))?;
         let value = runs.get(run).map_err(|e| self.err(e))?;
         let mut summary = match value {
-            Some(v) => RunSummary::decode(v.value(), self.path(), run)?,
+            Some(v) => RunSummary::decode(v.value(), self.name(), run)?,
             None => {
                 return Err(AuditError::UnknownRun {
                     run: run.to_string(),
@@ -216,7 +215,7 @@ impl RedbStore {
         let records = txn.open_table(RECORDS).map_err(|e| self.err(e))?;
         let value = records.get(seq).map_err(|e| self.err(e))?;
         value
-            .map(|v| decode_record(self.path(), seq, v.value()))
+            .map(|v| decode_record(self.name(), seq, v.value()))
             .transpose()
     }
 
@@ -316,9 +315,9 @@ impl RedbStore {
         let records = txn.open_table(RECORDS).map_err(|e| self.err(e))?;
         let value = records.get(seq).map_err(|e| self.err(e))?;
         match value {
-            Some(v) => decode_record(self.path(), seq, v.value()),
+            Some(v) => decode_record(self.name(), seq, v.value()),
             None => Err(AuditError::BadRecord {
-                path: self.path().to_path_buf(),
+                store: self.name().clone(),
                 seq,
                 reason: "indexed but not in the record table".into(),
             }),

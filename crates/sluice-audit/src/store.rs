@@ -1,5 +1,6 @@
 //! The redb store: opening it safely (to write, or to read without writing: `readonly.rs`),
-//! and appending records in durable transactions (each one a `Tx`, in `tx.rs`).
+//! and running durable write transactions (each one a `Tx`, in `tx.rs`) for the operations
+//! both backends share (`store_tx.rs`).
 //!
 //! One file, `audit.redb`, in the state directory. Records live in one table keyed by sequence
 //! number; the other tables are indexes derived from the records in the same transaction (runs,
@@ -20,11 +21,10 @@ use redb::{
 };
 
 use crate::contained::contained;
-use crate::error::AuditError;
+use crate::error::{AuditError, StoreName};
 use crate::readonly::ReadPin;
-use crate::record::Entry;
 use crate::state_dir::STORE_FILE;
-use sluice_model::Fact;
+use crate::store_tx::WritableStore;
 
 pub(crate) use crate::tx::{Tx, decode_record};
 
@@ -65,6 +65,8 @@ pub struct Appended {
 pub struct RedbStore {
     db: Database,
     path: PathBuf,
+    /// The file, as errors name it.
+    name: StoreName,
     controller: String,
     access: Access,
 }
@@ -115,6 +117,7 @@ impl RedbStore {
         let opened = crate::readonly::open_view(&path)?;
         let log = RedbStore {
             db: opened.db,
+            name: StoreName::File(path.clone()),
             path,
             controller: crate::lease::controller_name(),
             access: Access::Read { _pin: opened.pin },
@@ -167,6 +170,7 @@ impl RedbStore {
         let log = RedbStore {
             db,
             path: path.to_path_buf(),
+            name: StoreName::File(path.to_path_buf()),
             controller: crate::lease::controller_name(),
             access: Access::Write,
         };
@@ -287,6 +291,11 @@ impl RedbStore {
         &self.path
     }
 
+    /// The store as errors name it: its file.
+    pub fn name(&self) -> &StoreName {
+        &self.name
+    }
+
     /// The host name this store is owned by.
     pub fn controller(&self) -> &str {
         &self.controller
@@ -299,16 +308,18 @@ impl RedbStore {
     pub(crate) fn read(&self) -> Result<ReadTransaction, AuditError> {
         self.db.begin_read().map_err(|e| self.err(e))
     }
+}
 
-    /// Runs `f` in one write transaction and commits it durably: when this returns `Ok`, every
-    /// record `f` appended is on disk.
-    pub(crate) fn write<T>(
+impl WritableStore for RedbStore {
+    type Tx<'t> = Tx<'t>;
+
+    fn write<T>(
         &self,
-        f: impl FnOnce(&mut Tx<'_>) -> Result<T, AuditError>,
+        f: impl FnOnce(&mut Self::Tx<'_>) -> Result<T, AuditError>,
     ) -> Result<T, AuditError> {
         if let Access::Read { .. } = self.access {
             return Err(AuditError::ReadOnly {
-                path: self.path.clone(),
+                store: self.name.clone(),
             });
         }
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
@@ -317,37 +328,6 @@ impl RedbStore {
         tx.flush_summaries()?;
         tx.txn.commit().map_err(|e| self.err(e))?;
         Ok(value)
-    }
-
-    /// Appends one record in its own durable commit.
-    pub fn append(&self, run: &str, fact: Fact) -> Result<Appended, AuditError> {
-        self.write(|tx| tx.append(Entry::new(run, fact)))
-    }
-
-    /// Appends records in ONE durable commit, in order (e.g. the results of many hosts that
-    /// finished together). Either all land or none does.
-    pub fn append_batch(&self, entries: Vec<Entry>) -> Result<Vec<Appended>, AuditError> {
-        self.write(|tx| entries.into_iter().map(|e| tx.append(e)).collect())
-    }
-
-    /// Starts a run: picks a new run id and records `run_started`. Returns the run id.
-    pub fn begin_run(&self, started: sluice_model::RunStarted) -> Result<String, AuditError> {
-        self.write(|tx| {
-            let run = tx.new_run_id()?;
-            tx.append(Entry::new(&run, Fact::RunStarted(started)))?;
-            Ok(run)
-        })
-    }
-
-    /// Stores a plan artifact under its hash unless that hash is already stored. Returns where it
-    /// landed, or `None` when it was already there.
-    pub fn store_artifact(
-        &self,
-        run: &str,
-        plan_hash: &str,
-        artifact: serde_json::Value,
-    ) -> Result<Option<Appended>, AuditError> {
-        self.write(|tx| tx.store_artifact(run, plan_hash, artifact))
     }
 }
 

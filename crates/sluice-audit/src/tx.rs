@@ -1,20 +1,21 @@
-//! One write transaction of the store: records appended at the chain's tip, and the indexes
-//! (runs, a run's records, artifacts, approvals, gates) kept in step in the same transaction.
-
-use std::collections::BTreeMap;
-use std::path::Path;
+//! One write transaction of the redb store: records appended at the chain's tip, the indexes
+//! (runs, a run's records, artifacts, approvals, gates) kept in step in the same transaction, and
+//! the leases table: the backend's side of [`StoreTx`].
 
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
-use sluice_model::{ApprovalScope, Fact, PlanArtifactStored};
+use sluice_model::{ApprovalScope, Fact};
+use std::collections::BTreeMap;
 
-use crate::chain::{self, GENESIS};
-use crate::error::AuditError;
+use crate::chain::GENESIS;
+use crate::error::{AuditError, StoreName};
+use crate::lease::{HeldLease, Lease, LeaseHolder, decode_lease, encode_lease, pid_alive};
 use crate::query::RunSummary;
 use crate::record::{Entry, Record};
 use crate::store::{
-    ARTIFACTS, Appended, PENDING_GATES, PLAN_APPROVALS, RECORDS, RUN_INDEX, RUNS, RedbStore,
-    WAVE_APPROVALS,
+    ARTIFACTS, Appended, LEASES, PENDING_GATES, PLAN_APPROVALS, RECORDS, RUN_INDEX, RUNS,
+    RedbStore, WAVE_APPROVALS,
 };
+use crate::store_tx::{SealedRecord, StoreTx, seal_next};
 
 /// One open write transaction: appends records and keeps the indexes in step.
 pub(crate) struct Tx<'a> {
@@ -41,23 +42,6 @@ impl<'a> Tx<'a> {
         self.txn.open_table(def).map_err(|e| self.log.err(e))
     }
 
-    pub(crate) fn run_summary(&mut self, run: &str) -> Result<Option<&RunSummary>, AuditError> {
-        if !self.summaries.contains_key(run) {
-            let stored = {
-                let runs = self.table(RUNS)?;
-                let value = runs.get(run).map_err(|e| self.log.err(e))?;
-                value
-                    .map(|v| RunSummary::decode(v.value(), self.log.path(), run))
-                    .transpose()?
-            };
-            match stored {
-                Some(summary) => self.summaries.insert(run.to_string(), summary),
-                None => return Ok(None),
-            };
-        }
-        Ok(self.summaries.get(run))
-    }
-
     pub(crate) fn flush_summaries(&mut self) -> Result<(), AuditError> {
         let mut runs = self.table(RUNS)?;
         for (run, summary) in &self.summaries {
@@ -71,60 +55,47 @@ impl<'a> Tx<'a> {
         }
         Ok(())
     }
+}
 
-    /// A run id that sorts by start time: `YYYYMMDD-HHMMSS-xxxx`.
-    pub(crate) fn new_run_id(&self) -> Result<String, AuditError> {
-        let now = jiff::Timestamp::now();
-        let stamp = now.strftime("%Y%m%d-%H%M%S").to_string();
-        let runs = self.table(RUNS)?;
-        let mut salt =
-            u64::from(std::process::id()) ^ now.subsec_nanosecond().unsigned_abs() as u64;
-        loop {
-            let digest = <sha2::Sha256 as sha2::Digest>::digest(salt.to_le_bytes());
-            let candidate = format!("{stamp}-{}", &hex::encode(digest)[..4]);
-            if runs
-                .get(candidate.as_str())
-                .map_err(|e| self.log.err(e))?
-                .is_none()
-            {
-                return Ok(candidate);
-            }
-            salt = salt.wrapping_add(1);
+impl StoreTx for Tx<'_> {
+    fn run_summary(&mut self, run: &str) -> Result<Option<&RunSummary>, AuditError> {
+        if !self.summaries.contains_key(run) {
+            let stored = {
+                let runs = self.table(RUNS)?;
+                let value = runs.get(run).map_err(|e| self.log.err(e))?;
+                value
+                    .map(|v| RunSummary::decode(v.value(), self.log.name(), run))
+                    .transpose()?
+            };
+            match stored {
+                Some(summary) => self.summaries.insert(run.to_string(), summary),
+                None => return Ok(None),
+            };
         }
+        Ok(self.summaries.get(run))
     }
 
-    pub(crate) fn store_artifact(
-        &mut self,
-        run: &str,
-        plan_hash: &str,
-        artifact: serde_json::Value,
-    ) -> Result<Option<Appended>, AuditError> {
+    fn has_run(&self, run: &str) -> Result<bool, AuditError> {
+        let runs = self.table(RUNS)?;
+        Ok(runs.get(run).map_err(|e| self.log.err(e))?.is_some())
+    }
+
+    fn has_artifact(&self, plan_hash: &str) -> Result<bool, AuditError> {
         let stored = self.table(ARTIFACTS)?;
-        if stored
+        Ok(stored
             .get(plan_hash)
             .map_err(|e| self.log.err(e))?
-            .is_some()
-        {
-            return Ok(None);
-        }
-        drop(stored);
-        let fact = Fact::PlanArtifactStored(PlanArtifactStored {
-            plan_hash: plan_hash.to_string(),
-            artifact,
-        });
-        self.append(Entry::new(run, fact)).map(Some)
+            .is_some())
     }
 
-    /// Appends one record at the chain's tip and updates the indexes.
-    pub(crate) fn append(&mut self, entry: Entry) -> Result<Appended, AuditError> {
-        let path = self.log.path().to_path_buf();
+    fn append(&mut self, entry: Entry) -> Result<Appended, AuditError> {
         let (prev_seq, prev_hash) = {
             let records = self.table(RECORDS)?;
             let last = records.last().map_err(|e| self.log.err(e))?;
             match last {
                 None => (0, GENESIS.to_string()),
                 Some((seq, bytes)) => {
-                    let tip = decode_tip(&path, seq.value(), bytes.value())?;
+                    let tip = decode_tip(self.log.name(), seq.value(), bytes.value())?;
                     (tip.seq, tip.hash)
                 }
             }
@@ -132,27 +103,12 @@ impl<'a> Tx<'a> {
         let run_prev_hash = self
             .run_summary(&entry.run)?
             .map_or_else(|| GENESIS.to_string(), |s| s.last_hash.clone());
-        let mut record = Record {
-            seq: prev_seq + 1,
-            at: jiff::Timestamp::now().to_string(),
-            run: entry.run,
-            fact: entry.fact,
-            prev_hash,
-            run_prev_hash,
-            hash: String::new(),
-        };
-        let (run_name, kind) = (record.run.clone(), record.fact.kind());
-        let encode = |err| AuditError::Encode {
-            run: run_name.clone(),
-            kind,
-            source: err,
-        };
-        chain::seal(&mut record).map_err(encode)?;
-        let bytes = serde_json::to_vec(&record).map_err(encode)?;
+        let SealedRecord { record, text } =
+            seal_next(entry, prev_seq + 1, prev_hash, run_prev_hash)?;
         let seq = record.seq;
         let run = record.run.as_str();
         self.table(RECORDS)?
-            .insert(seq, bytes.as_slice())
+            .insert(seq, text.as_bytes())
             .map_err(|e| self.log.err(e))?;
         self.table(RUN_INDEX)?
             .insert((run, seq), ())
@@ -215,6 +171,125 @@ impl<'a> Tx<'a> {
             hash: record.hash,
         })
     }
+
+    fn run_records(&self, run: &str) -> Result<Vec<Record>, AuditError> {
+        let log = self.log;
+        let seqs: Vec<u64> = {
+            let index = self.table(RUN_INDEX)?;
+            let range = index
+                .range((run, 0)..=(run, u64::MAX))
+                .map_err(|e| log.err(e))?;
+            range
+                .map(|item| item.map(|(k, _)| k.value().1).map_err(|e| log.err(e)))
+                .collect::<Result<_, _>>()?
+        };
+        let records = self.table(RECORDS)?;
+        let mut out = Vec::with_capacity(seqs.len());
+        for seq in seqs {
+            let Some(bytes) = records.get(seq).map_err(|e| log.err(e))? else {
+                continue;
+            };
+            out.push(decode_record(log.name(), seq, bytes.value())?);
+        }
+        Ok(out)
+    }
+
+    fn artifact(&self, plan_hash: &str) -> Result<Option<serde_json::Value>, AuditError> {
+        let log = self.log;
+        let seq = self
+            .table(ARTIFACTS)?
+            .get(plan_hash)
+            .map_err(|e| log.err(e))?
+            .map(|v| v.value());
+        let Some(seq) = seq else {
+            return Ok(None);
+        };
+        let records = self.table(RECORDS)?;
+        let Some(bytes) = records.get(seq).map_err(|e| log.err(e))? else {
+            return Ok(None);
+        };
+        match decode_record(log.name(), seq, bytes.value())?.fact {
+            Fact::PlanArtifactStored(stored) => Ok(Some(stored.artifact)),
+            _ => Ok(None),
+        }
+    }
+
+    fn controller(&self) -> &str {
+        self.log.controller()
+    }
+
+    /// A holder is alive while its pid lives on this controller; another controller's
+    /// processes cannot be checked from here, so its holders count as alive.
+    fn leases_of(&self, run: &str) -> Result<Vec<HeldLease>, AuditError> {
+        let log = self.log;
+        let leases = self.table(LEASES)?;
+        let mut held = Vec::new();
+        for item in leases.iter().map_err(|e| log.err(e))? {
+            let (host, bytes) = item.map_err(|e| log.err(e))?;
+            let lease = decode_lease(log, host.value(), bytes.value())?;
+            if lease.run == run {
+                let alive = lease.controller != log.controller() || pid_alive(lease.pid);
+                held.push(HeldLease { lease, alive });
+            }
+        }
+        Ok(held)
+    }
+
+    fn put_leases(
+        &mut self,
+        run: &str,
+        hosts: &[String],
+        holder: &LeaseHolder,
+    ) -> Result<(), AuditError> {
+        let log = self.log;
+        let since = jiff::Timestamp::now().to_string();
+        let mut leases = self.table(LEASES)?;
+        for host in hosts {
+            let existing = leases.get(host.as_str()).map_err(|e| log.err(e))?;
+            if let Some(bytes) = existing {
+                let lease = decode_lease(log, host, bytes.value())?;
+                if lease.run != run {
+                    return Err(AuditError::LeaseHeld {
+                        host: host.clone(),
+                        holder: Box::new(lease),
+                    });
+                }
+            }
+        }
+        for host in hosts {
+            let lease = Lease {
+                host: host.clone(),
+                run: run.to_string(),
+                operator: holder.operator.clone(),
+                controller: holder.controller.clone(),
+                pid: holder.pid,
+                since: since.clone(),
+                expires_at: None,
+            };
+            let bytes = encode_lease(run, &lease)?;
+            leases
+                .insert(host.as_str(), bytes.as_slice())
+                .map_err(|e| log.err(e))?;
+        }
+        Ok(())
+    }
+
+    fn remove_leases_of(&mut self, run: &str) -> Result<Vec<Lease>, AuditError> {
+        let log = self.log;
+        let mut leases = self.table(LEASES)?;
+        let mut held = Vec::new();
+        for item in leases.iter().map_err(|e| log.err(e))? {
+            let (host, bytes) = item.map_err(|e| log.err(e))?;
+            let lease = decode_lease(log, host.value(), bytes.value())?;
+            if lease.run == run {
+                held.push(lease);
+            }
+        }
+        for lease in &held {
+            leases.remove(lease.host.as_str()).map_err(|e| log.err(e))?;
+        }
+        Ok(held)
+    }
 }
 
 /// What the next record needs of the chain's last one: its number and hash.
@@ -227,18 +302,22 @@ struct Tip {
 /// Reads the tip of the chain from the last stored record without building the record: its
 /// fact (a whole plan artifact, or captured output) is skipped, not parsed into values, so an
 /// append costs the same whatever the record before it holds.
-fn decode_tip(path: &Path, seq: u64, bytes: &[u8]) -> Result<Tip, AuditError> {
+fn decode_tip(store: &StoreName, seq: u64, bytes: &[u8]) -> Result<Tip, AuditError> {
     serde_json::from_slice(bytes).map_err(|err| AuditError::BadRecord {
-        path: path.to_path_buf(),
+        store: store.clone(),
         seq,
         reason: err.to_string(),
     })
 }
 
 /// Parses a stored record; a record that does not parse is reported with its sequence number.
-pub(crate) fn decode_record(path: &Path, seq: u64, bytes: &[u8]) -> Result<Record, AuditError> {
+pub(crate) fn decode_record(
+    store: &StoreName,
+    seq: u64,
+    bytes: &[u8],
+) -> Result<Record, AuditError> {
     serde_json::from_slice(bytes).map_err(|err| AuditError::BadRecord {
-        path: path.to_path_buf(),
+        store: store.clone(),
         seq,
         reason: err.to_string(),
     })

@@ -9,7 +9,7 @@
 mod behaviour;
 
 use sluice_audit::fixture::{run_started, seed_run, step_intent, step_result};
-use sluice_audit::{AuditError, AuditLog, Entry, LeaseHolder, OpenMode, StoreLocation};
+use sluice_audit::{AuditError, AuditLog, Entry, LeaseHolder, OpenMode, StoreLocation, StoreName};
 use sluice_model::RunState;
 use sluice_testpg::PgCluster;
 
@@ -110,6 +110,36 @@ fn a_reader_writes_nothing_and_an_empty_database_is_not_initialised_by_reading()
 }
 
 #[test]
+fn errors_name_a_postgresql_store_by_its_url_and_a_redb_store_by_its_file() {
+    // Nothing listens on port 1: the connection is refused at once.
+    let url = "postgres://sluice@127.0.0.1:1/sluice";
+    let err = AuditLog::open_at(&location(url), OpenMode::Existing).unwrap_err();
+    assert!(err.is_unreachable(), "{err}");
+    assert!(
+        matches!(&err, AuditError::Database { store: StoreName::Database(u), .. } if u.text() == url),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with(&format!("PostgreSQL audit store {url}: ")),
+        "{err}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    drop(AuditLog::open(dir.path()).unwrap());
+    let reader = AuditLog::open_read_only(dir.path()).unwrap();
+    let err = reader.begin_run(run_started("p", &["a"])).unwrap_err();
+    let file = dir.path().join("audit.redb");
+    assert_eq!(reader.name(), &StoreName::File(file.clone()));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the audit store {} was opened for reading: nothing can be recorded through it",
+            file.display()
+        )
+    );
+}
+
+#[test]
 fn a_schema_newer_than_this_sluice_is_refused() {
     let pg = cluster();
     let url = pg.url();
@@ -158,12 +188,14 @@ fn leases_expire_without_a_heartbeat_and_are_renewed_while_the_holder_lives() {
     // so the value is passed through a store-specific constructor instead of the environment.
     let pg = cluster();
     let url = pg.url();
-    let log = sluice_audit::PgStore::open_with_lease_expiry(
-        &sluice_audit::StoreUrl::parse(&url).unwrap(),
-        OpenMode::Create,
-        std::time::Duration::from_millis(1200),
-    )
-    .unwrap();
+    let log = AuditLog::from(
+        sluice_audit::PgStore::open_with_lease_expiry(
+            &sluice_audit::StoreUrl::parse(&url).unwrap(),
+            OpenMode::Create,
+            std::time::Duration::from_millis(1200),
+        )
+        .unwrap(),
+    );
     let holder = LeaseHolder::this_process();
     let run = log.start_run(run_started("p", &["a"]), &holder).unwrap();
     // The heartbeat keeps the lease alive well past its expiry.

@@ -17,15 +17,16 @@ use tokio_postgres::{Client, Row, Transaction};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::audit_log::OpenMode;
-use crate::error::AuditError;
+use crate::error::{AuditError, StoreName};
 
 /// Waits for a client future on the calling thread.
 pub(crate) fn block<F: Future>(future: F) -> F::Output {
     futures::executor::block_on(future)
 }
 
-/// The runtime that drives every connection's socket, started on first use.
-pub(crate) fn runtime() -> Result<&'static tokio::runtime::Handle, AuditError> {
+/// The runtime that drives every connection's socket, started on first use; an error names
+/// `store`, the store it was started for.
+pub(crate) fn runtime(store: &StoreName) -> Result<&'static tokio::runtime::Handle, AuditError> {
     static RUNTIME: OnceLock<Result<tokio::runtime::Handle, String>> = OnceLock::new();
     let started = RUNTIME.get_or_init(|| {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -40,15 +41,16 @@ pub(crate) fn runtime() -> Result<&'static tokio::runtime::Handle, AuditError> {
         Ok(handle)
     });
     started.as_ref().map_err(|reason| AuditError::Database {
-        store: String::new(),
+        store: store.clone(),
         reason: format!("cannot start the database client's thread: {reason}"),
         unreachable: false,
     })
 }
 
 /// TLS for connections that use it (`sslmode=prefer`, the default, or `require`): rustls with
-/// ring, trusting the system's certificate store and the file `PGSSLROOTCERT` names.
-pub(crate) fn tls() -> Result<MakeRustlsConnect, AuditError> {
+/// ring, trusting the system's certificate store and the file `PGSSLROOTCERT` names. An error
+/// names `store`, the store it was set up for.
+pub(crate) fn tls(store: &StoreName) -> Result<MakeRustlsConnect, AuditError> {
     static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
     let config = CONFIG.get_or_init(|| {
         let mut roots = rustls::RootCertStore::empty();
@@ -76,7 +78,7 @@ pub(crate) fn tls() -> Result<MakeRustlsConnect, AuditError> {
     match config {
         Ok(config) => Ok(MakeRustlsConnect::new((**config).clone())),
         Err(reason) => Err(AuditError::Database {
-            store: String::new(),
+            store: store.clone(),
             reason: format!("TLS: {reason}"),
             unreachable: false,
         }),
@@ -85,7 +87,7 @@ pub(crate) fn tls() -> Result<MakeRustlsConnect, AuditError> {
 
 /// An error of the client, with the database's own message when there is one, and whether
 /// it means the database cannot be reached (so a run stops, and resumes later).
-pub(crate) fn db_error(store: &str, err: &tokio_postgres::Error) -> AuditError {
+pub(crate) fn db_error(store: &StoreName, err: &tokio_postgres::Error) -> AuditError {
     let (reason, unreachable) = match err.as_db_error() {
         Some(db) => {
             let code = db.code().code();
@@ -107,7 +109,7 @@ pub(crate) fn db_error(store: &str, err: &tokio_postgres::Error) -> AuditError {
         }
     };
     AuditError::Database {
-        store: store.to_string(),
+        store: store.clone(),
         reason,
         unreachable,
     }
@@ -116,7 +118,7 @@ pub(crate) fn db_error(store: &str, err: &tokio_postgres::Error) -> AuditError {
 /// An open connection and the store it belongs to (for its errors).
 pub(crate) struct Connection {
     client: Client,
-    store: String,
+    store: StoreName,
 }
 
 impl Connection {
@@ -125,12 +127,12 @@ impl Connection {
     pub(crate) fn open(
         config: &tokio_postgres::Config,
         mode: OpenMode,
-        store: &str,
+        store: &StoreName,
     ) -> Result<Connection, AuditError> {
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let config = config.clone();
-        let tls = tls()?;
-        runtime()?.spawn(async move {
+        let tls = tls(store)?;
+        runtime(store)?.spawn(async move {
             let connected = match config.connect(tls).await {
                 Ok((client, connection)) => {
                     tokio::spawn(async move {
@@ -149,7 +151,7 @@ impl Connection {
             Ok(Err(err)) => return Err(db_error(store, &err)),
             Err(_) => {
                 return Err(AuditError::Database {
-                    store: store.to_string(),
+                    store: store.clone(),
                     reason: "the database client's thread stopped".into(),
                     unreachable: true,
                 });
@@ -157,7 +159,7 @@ impl Connection {
         };
         let conn = Connection {
             client,
-            store: store.to_string(),
+            store: store.clone(),
         };
         let mut setup = String::from("SET synchronous_commit = on;");
         if mode == OpenMode::ReadOnly {
@@ -188,7 +190,7 @@ impl Connection {
     }
 
     /// Starts a read-only, repeatable-read transaction: one consistent moment of the store.
-    pub(crate) fn snapshot(&mut self) -> Result<(Transaction<'_>, &str), AuditError> {
+    pub(crate) fn snapshot(&mut self) -> Result<(Transaction<'_>, &StoreName), AuditError> {
         let Connection { client, store } = self;
         let txn = block(
             client
@@ -198,13 +200,13 @@ impl Connection {
                 .start(),
         )
         .map_err(|e| db_error(store, &e))?;
-        Ok((txn, store.as_str()))
+        Ok((txn, store))
     }
 
     /// Starts a transaction (rolled back if dropped without a commit).
-    pub(crate) fn transaction(&mut self) -> Result<(Transaction<'_>, &str), AuditError> {
+    pub(crate) fn transaction(&mut self) -> Result<(Transaction<'_>, &StoreName), AuditError> {
         let Connection { client, store } = self;
         let txn = block(client.transaction()).map_err(|e| db_error(store, &e))?;
-        Ok((txn, store.as_str()))
+        Ok((txn, store))
     }
 }

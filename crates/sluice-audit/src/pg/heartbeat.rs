@@ -29,8 +29,8 @@ impl Heartbeat {
         let every = expiry / 4;
         let controller = holder.controller.clone();
         let pid = i64::from(holder.pid);
-        let tls = super::conn::tls()?;
-        let task = runtime()?.spawn(async move {
+        let tls = super::conn::tls(store.name())?;
+        let task = runtime(store.name())?.spawn(async move {
             let mut client: Option<tokio_postgres::Client> = None;
             loop {
                 tokio::time::sleep(every).await;

@@ -6,6 +6,7 @@
 use super::PgStore;
 use crate::error::AuditError;
 use crate::lease::Lease;
+use crate::store_tx::WritableStore;
 
 impl PgStore {
     /// Imports the JSON Lines of a full export (its end line is skipped), in one transaction,
@@ -15,7 +16,7 @@ impl PgStore {
         self.write(|tx| {
             if tx.tip_seq() != 0 {
                 return Err(AuditError::Database {
-                    store: self.store_name().to_string(),
+                    store: self.name().clone(),
                     reason: "the store already holds records: migrate into an empty store".into(),
                     unreachable: false,
                 });

@@ -7,8 +7,8 @@
 //! - `schema.rs`: the versioned migrations (`sluice.schema_version`).
 //! - `tx.rs`: one write transaction: the chain's tip locked, records appended with the redb
 //!   store's canonical bytes and hashes, the indexes kept in step.
-//! - `lease.rs`: leases with an expiry renewed by a heartbeat (`heartbeat.rs`), and resume;
-//!   `approve.rs`: approvals of plans and gates.
+//! - `lease.rs`: leases with an expiry renewed by a heartbeat (`heartbeat.rs`). Approvals,
+//!   leases and resume are written once for both backends (`crate::store_tx`).
 //! - `read.rs`: the queries, `verify` and `export`; `import.rs`: `sluice store migrate`.
 //!
 //! **Invariant:** every write transaction starts by locking the one row of `sluice.chain_tip`
@@ -17,7 +17,6 @@
 //! synchronous (`synchronous_commit = on` for every session): a commit that returned is on
 //! the database's disk.
 
-mod approve;
 mod conn;
 mod heartbeat;
 mod import;
@@ -35,11 +34,10 @@ pub use schema::SCHEMA_VERSION;
 pub use url::StoreUrl;
 
 use crate::audit_log::OpenMode;
-use crate::error::AuditError;
-use crate::record::Entry;
-use crate::store::Appended;
+use crate::error::{AuditError, StoreName};
+use crate::lease::LeaseHolder;
+use crate::store_tx::WritableStore;
 use conn::Connection;
-use sluice_model::Fact;
 pub(crate) use tx::PgTx;
 
 /// How long a lease lives without a heartbeat unless `SLUICE_LEASE_EXPIRY` (seconds) says
@@ -49,8 +47,10 @@ pub const DEFAULT_LEASE_EXPIRY: Duration = Duration::from_secs(60);
 /// The audit trail in a PostgreSQL database; see the module documentation.
 pub struct PgStore {
     url: StoreUrl,
-    /// The URL as a path, for the errors that name their store by path.
+    /// The URL as a path, for [`PgStore::path`].
     label: PathBuf,
+    /// The store as errors name it: its URL.
+    name: StoreName,
     config: tokio_postgres::Config,
     controller: String,
     mode: OpenMode,
@@ -91,6 +91,7 @@ impl PgStore {
         let store = PgStore {
             url: url.clone(),
             label: PathBuf::from(url.to_string()),
+            name: StoreName::Database(url.clone()),
             config,
             controller: crate::identity::controller_name(),
             mode,
@@ -106,8 +107,15 @@ impl PgStore {
         &self.url
     }
 
+    /// The URL as a path, where a caller wants one path for either backend
+    /// ([`crate::AuditLog::path`]); errors name the store by [`PgStore::name`].
     pub fn path(&self) -> &Path {
         &self.label
+    }
+
+    /// The store as errors name it: its URL (never with a password).
+    pub fn name(&self) -> &StoreName {
+        &self.name
     }
 
     pub fn controller(&self) -> &str {
@@ -139,11 +147,7 @@ impl PgStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if slot.as_ref().is_none_or(Connection::is_closed) {
             *slot = None;
-            *slot = Some(Connection::open(
-                &self.config,
-                self.mode,
-                self.store_name(),
-            )?);
+            *slot = Some(Connection::open(&self.config, self.mode, &self.name)?);
         }
         match slot.as_mut() {
             Some(conn) => f(conn),
@@ -151,26 +155,31 @@ impl PgStore {
         }
     }
 
+    /// The URL as written, for the errors that carry it as text.
     pub(crate) fn store_name(&self) -> &str {
         self.url.text()
     }
 
     pub(crate) fn unreachable(&self, reason: &str) -> AuditError {
         AuditError::Database {
-            store: self.store_name().to_string(),
+            store: self.name.clone(),
             reason: reason.to_string(),
             unreachable: true,
         }
     }
+}
+
+impl WritableStore for PgStore {
+    type Tx<'t> = PgTx<'t>;
 
     /// Runs `f` in one write transaction holding the chain's tip, and commits it durably.
-    pub(crate) fn write<T>(
+    fn write<T>(
         &self,
-        f: impl FnOnce(&mut PgTx<'_>) -> Result<T, AuditError>,
+        f: impl FnOnce(&mut Self::Tx<'_>) -> Result<T, AuditError>,
     ) -> Result<T, AuditError> {
         if self.mode == OpenMode::ReadOnly {
             return Err(AuditError::ReadOnly {
-                path: self.label.clone(),
+                store: self.name.clone(),
             });
         }
         self.with_client(|conn| {
@@ -181,33 +190,15 @@ impl PgStore {
         })
     }
 
-    /// Appends one record in its own durable commit.
-    pub fn append(&self, run: &str, fact: Fact) -> Result<Appended, AuditError> {
-        self.write(|tx| tx.append(Entry::new(run, fact)))
-    }
-
-    /// Appends records in ONE durable commit, in order.
-    pub fn append_batch(&self, entries: Vec<Entry>) -> Result<Vec<Appended>, AuditError> {
-        self.write(|tx| entries.into_iter().map(|e| tx.append(e)).collect())
-    }
-
-    /// Starts a run without leases.
-    pub fn begin_run(&self, started: sluice_model::RunStarted) -> Result<String, AuditError> {
-        self.write(|tx| {
-            let run = tx.new_run_id()?;
-            tx.append(Entry::new(&run, Fact::RunStarted(started)))?;
-            Ok(run)
-        })
-    }
-
-    /// Stores a plan artifact under its hash unless that hash is already stored.
-    pub fn store_artifact(
-        &self,
-        run: &str,
-        plan_hash: &str,
-        artifact: serde_json::Value,
-    ) -> Result<Option<Appended>, AuditError> {
-        self.write(|tx| tx.store_artifact(run, plan_hash, artifact))
+    /// Starts renewing `holder`'s leases, once per store handle.
+    fn leases_taken(&self, holder: &LeaseHolder) {
+        let mut beat = self
+            .heartbeat
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if beat.is_none() {
+            *beat = heartbeat::Heartbeat::start(self, holder).ok();
+        }
     }
 }
 

@@ -2,7 +2,6 @@
 //! verification and export (records read in pages, in one consistent snapshot).
 
 use std::io::Write;
-use std::path::Path;
 
 use serde_json::Value;
 use sluice_model::{Approval, ApprovalScope, Fact};
@@ -11,7 +10,7 @@ use tokio_postgres::Row;
 use super::PgStore;
 use super::conn::{Connection, block};
 use crate::chain::{Break, ChainWalk, GENESIS, Scope, write_line};
-use crate::error::AuditError;
+use crate::error::{AuditError, StoreName};
 use crate::export::{ExportEnd, VerifyReport};
 use crate::query::{PendingGate, RunSummary};
 use crate::record::Record;
@@ -20,10 +19,10 @@ use crate::record::Record;
 const PAGE: i64 = 5000;
 
 /// A `(seq, body)` row as a record; one that does not parse is reported with its seq.
-pub(crate) fn decode_row(path: &Path, row: &Row) -> Result<Record, AuditError> {
+pub(crate) fn decode_row(store: &StoreName, row: &Row) -> Result<Record, AuditError> {
     let seq: i64 = row.get(0);
     let body: String = row.get(1);
-    crate::store::decode_record(path, u64::try_from(seq).unwrap_or(0), body.as_bytes())
+    crate::store::decode_record(store, u64::try_from(seq).unwrap_or(0), body.as_bytes())
 }
 
 impl PgStore {
@@ -37,7 +36,7 @@ impl PgStore {
 
     fn records_from(&self, rows: &[Row]) -> Result<Vec<Record>, AuditError> {
         rows.iter()
-            .map(|row| decode_row(self.path(), row))
+            .map(|row| decode_row(self.name(), row))
             .collect()
     }
 
@@ -53,7 +52,7 @@ impl PgStore {
         for row in &rows {
             let run: String = row.get(0);
             let text: String = row.get(1);
-            let mut summary = RunSummary::decode(text.as_bytes(), self.path(), &run)?;
+            let mut summary = RunSummary::decode(text.as_bytes(), self.name(), &run)?;
             summary.mark_interrupted_unless(live.contains(&run));
             out.push(summary);
         }
@@ -69,7 +68,7 @@ impl PgStore {
             });
         };
         let text: String = row.get(0);
-        let mut summary = RunSummary::decode(text.as_bytes(), self.path(), run)?;
+        let mut summary = RunSummary::decode(text.as_bytes(), self.name(), run)?;
         summary.mark_interrupted_unless(self.live_runs()?.contains(run));
         Ok(summary)
     }
@@ -96,7 +95,7 @@ impl PgStore {
             &[&seq],
         )?;
         rows.first()
-            .map(|row| decode_row(self.path(), row))
+            .map(|row| decode_row(self.name(), row))
             .transpose()
     }
 
@@ -131,7 +130,7 @@ impl PgStore {
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        let record = decode_row(self.path(), row)?;
+        let record = decode_row(self.name(), row)?;
         match record.fact {
             Fact::Approval(
                 approval @ Approval {
@@ -152,7 +151,7 @@ impl PgStore {
         )?;
         rows.iter()
             .map(|row| {
-                let record = decode_row(self.path(), row)?;
+                let record = decode_row(self.name(), row)?;
                 Ok(PendingGate {
                     run: row.get(2),
                     wave: row.get(3),
@@ -173,7 +172,7 @@ impl PgStore {
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        match decode_row(self.path(), row)?.fact {
+        match decode_row(self.name(), row)?.fact {
             Fact::PlanArtifactStored(stored) => Ok(Some(stored.artifact)),
             _ => Ok(None),
         }
@@ -227,9 +226,8 @@ impl PgStore {
                 last_hash: GENESIS.to_string(),
                 run: run.map(str::to_string),
             };
-            let path = self.path().to_path_buf();
             snapshot.each_record(run, |seq, body| {
-                let record = crate::store::decode_record(&path, seq, body.as_bytes())?;
+                let record = crate::store::decode_record(self.name(), seq, body.as_bytes())?;
                 out.write_all(body.as_bytes())
                     .and_then(|()| out.write_all(b"\n"))
                     .map_err(AuditError::Write)?;
@@ -287,7 +285,7 @@ fn tip_break(walk: &ChainWalk, tip: &(u64, String)) -> Option<Break> {
 /// one moment of the store, whatever is committed meanwhile.
 struct Snapshot<'a> {
     txn: tokio_postgres::Transaction<'a>,
-    store: &'a str,
+    store: &'a StoreName,
 }
 
 impl<'a> Snapshot<'a> {

@@ -1,25 +1,28 @@
 //! One write transaction of the PostgreSQL store: the chain's tip locked, records appended
 //! with the same envelope, canonical bytes and hashes as the redb store (`crate::tx`), and the
-//! indexes kept in step.
+//! indexes and the leases table kept in step; the backend's side of [`StoreTx`].
 
 use std::collections::BTreeMap;
 
-use sluice_model::{ApprovalScope, Fact, PlanArtifactStored};
+use sluice_model::{ApprovalScope, Fact};
 use tokio_postgres::Transaction;
 use tokio_postgres::types::ToSql;
 
 use super::PgStore;
 use super::conn::{Connection, block, db_error};
-use crate::chain::{self, GENESIS};
-use crate::error::AuditError;
+use super::lease::{LEASE_COLUMNS, lease_of};
+use crate::chain::GENESIS;
+use crate::error::{AuditError, StoreName};
+use crate::lease::{HeldLease, Lease, LeaseHolder};
 use crate::query::RunSummary;
 use crate::record::{Entry, Record};
 use crate::store::Appended;
+use crate::store_tx::{SealedRecord, StoreTx, seal_next};
 
 /// An open write transaction holding the lock on the chain's tip.
 pub(crate) struct PgTx<'a> {
     txn: Transaction<'a>,
-    name: &'a str,
+    name: &'a StoreName,
     pub(crate) store: &'a PgStore,
     tip_seq: u64,
     tip_hash: String,
@@ -88,69 +91,18 @@ impl<'a> PgTx<'a> {
         block(self.txn.commit()).map_err(|e| db_error(name, &e))
     }
 
-    pub(crate) fn run_summary(&mut self, run: &str) -> Result<Option<&RunSummary>, AuditError> {
-        if !self.summaries.contains_key(run) {
-            let rows = self.query("SELECT summary FROM sluice.runs WHERE run = $1", &[&run])?;
-            let Some(row) = rows.first() else {
-                return Ok(None);
-            };
-            let text: String = row.get(0);
-            let summary = RunSummary::decode(text.as_bytes(), self.store.path(), run)?;
-            self.summaries.insert(run.to_string(), summary);
-        }
-        Ok(self.summaries.get(run))
-    }
-
-    /// A run id that sorts by start time: `YYYYMMDD-HHMMSS-xxxx`.
-    pub(crate) fn new_run_id(&self) -> Result<String, AuditError> {
-        let now = jiff::Timestamp::now();
-        let stamp = now.strftime("%Y%m%d-%H%M%S").to_string();
-        let mut salt =
-            u64::from(std::process::id()) ^ now.subsec_nanosecond().unsigned_abs() as u64;
-        loop {
-            let digest = <sha2::Sha256 as sha2::Digest>::digest(salt.to_le_bytes());
-            let candidate = format!("{stamp}-{}", &hex::encode(digest)[..4]);
-            let taken = self.query("SELECT 1 FROM sluice.runs WHERE run = $1", &[&candidate])?;
-            if taken.is_empty() {
-                return Ok(candidate);
-            }
-            salt = salt.wrapping_add(1);
-        }
-    }
-
-    pub(crate) fn store_artifact(
-        &mut self,
-        run: &str,
-        plan_hash: &str,
-        artifact: serde_json::Value,
-    ) -> Result<Option<Appended>, AuditError> {
-        let stored = self.query(
-            "SELECT 1 FROM sluice.artifacts WHERE plan_hash = $1",
-            &[&plan_hash],
-        )?;
-        if !stored.is_empty() {
-            return Ok(None);
-        }
-        let fact = Fact::PlanArtifactStored(PlanArtifactStored {
-            plan_hash: plan_hash.to_string(),
-            artifact,
-        });
-        self.append(Entry::new(run, fact)).map(Some)
-    }
-
     /// The seq of the chain's last record (0 for an empty store).
     pub(crate) fn tip_seq(&self) -> u64 {
         self.tip_seq
     }
 
     /// Adds a record exactly as another store wrote it (its seq, time and hashes kept), which
-    /// must continue the chain; the indexes are rebuilt from it as [`PgTx::append`] builds them.
+    /// must continue the chain; the indexes are rebuilt from it as an append builds them.
     pub(crate) fn insert_verbatim(&mut self, text: &str) -> Result<(), AuditError> {
-        let path = self.store.path().to_path_buf();
-        let record = crate::store::decode_record(&path, self.tip_seq + 1, text.as_bytes())?;
+        let record = crate::store::decode_record(self.name, self.tip_seq + 1, text.as_bytes())?;
         if record.seq != self.tip_seq + 1 || record.prev_hash != self.tip_hash {
             return Err(AuditError::BadRecord {
-                path,
+                store: self.name.clone(),
                 seq: record.seq,
                 reason: format!(
                     "it does not continue the chain after record {}",
@@ -172,47 +124,6 @@ impl<'a> PgTx<'a> {
             .or_insert_with(|| RunSummary::new(&record.run))
             .apply(&record);
         Ok(())
-    }
-
-    /// Appends one record at the chain's tip and updates the indexes.
-    pub(crate) fn append(&mut self, entry: Entry) -> Result<Appended, AuditError> {
-        let run_prev_hash = self
-            .run_summary(&entry.run)?
-            .map_or_else(|| GENESIS.to_string(), |s| s.last_hash.clone());
-        let mut record = Record {
-            seq: self.tip_seq + 1,
-            at: jiff::Timestamp::now().to_string(),
-            run: entry.run,
-            fact: entry.fact,
-            prev_hash: self.tip_hash.clone(),
-            run_prev_hash,
-            hash: String::new(),
-        };
-        let (run_name, kind) = (record.run.clone(), record.fact.kind());
-        let encode = |err| AuditError::Encode {
-            run: run_name.clone(),
-            kind,
-            source: err,
-        };
-        chain::seal(&mut record).map_err(encode)?;
-        let body = serde_json::to_string(&record).map_err(encode)?;
-        let seq = i64::try_from(record.seq).unwrap_or(i64::MAX);
-        let run = record.run.as_str();
-        self.execute(
-            "INSERT INTO sluice.records (seq, run, kind, body) VALUES ($1, $2, $3, $4)",
-            &[&seq, &run, &kind, &body],
-        )?;
-        self.index(&record, seq)?;
-        self.tip_seq = record.seq;
-        self.tip_hash = record.hash.clone();
-        self.summaries
-            .entry(record.run.clone())
-            .or_insert_with(|| RunSummary::new(&record.run))
-            .apply(&record);
-        Ok(Appended {
-            seq: record.seq,
-            hash: record.hash,
-        })
     }
 
     /// The indexes a record feeds, as `crate::tx` keeps them in redb.
@@ -262,23 +173,74 @@ impl<'a> PgTx<'a> {
         }
         Ok(())
     }
+}
 
-    /// The records of `run`, in order, read inside this transaction.
-    pub(crate) fn run_records(&self, run: &str) -> Result<Vec<Record>, AuditError> {
+impl StoreTx for PgTx<'_> {
+    fn run_summary(&mut self, run: &str) -> Result<Option<&RunSummary>, AuditError> {
+        if !self.summaries.contains_key(run) {
+            let rows = self.query("SELECT summary FROM sluice.runs WHERE run = $1", &[&run])?;
+            let Some(row) = rows.first() else {
+                return Ok(None);
+            };
+            let text: String = row.get(0);
+            let summary = RunSummary::decode(text.as_bytes(), self.name, run)?;
+            self.summaries.insert(run.to_string(), summary);
+        }
+        Ok(self.summaries.get(run))
+    }
+
+    fn has_run(&self, run: &str) -> Result<bool, AuditError> {
+        let rows = self.query("SELECT 1 FROM sluice.runs WHERE run = $1", &[&run])?;
+        Ok(!rows.is_empty())
+    }
+
+    fn has_artifact(&self, plan_hash: &str) -> Result<bool, AuditError> {
+        let rows = self.query(
+            "SELECT 1 FROM sluice.artifacts WHERE plan_hash = $1",
+            &[&plan_hash],
+        )?;
+        Ok(!rows.is_empty())
+    }
+
+    fn append(&mut self, entry: Entry) -> Result<Appended, AuditError> {
+        let run_prev_hash = self
+            .run_summary(&entry.run)?
+            .map_or_else(|| GENESIS.to_string(), |s| s.last_hash.clone());
+        let SealedRecord { record, text } = seal_next(
+            entry,
+            self.tip_seq + 1,
+            self.tip_hash.clone(),
+            run_prev_hash,
+        )?;
+        let seq = i64::try_from(record.seq).unwrap_or(i64::MAX);
+        self.execute(
+            "INSERT INTO sluice.records (seq, run, kind, body) VALUES ($1, $2, $3, $4)",
+            &[&seq, &record.run, &record.kind(), &text],
+        )?;
+        self.index(&record, seq)?;
+        self.tip_seq = record.seq;
+        self.tip_hash = record.hash.clone();
+        self.summaries
+            .entry(record.run.clone())
+            .or_insert_with(|| RunSummary::new(&record.run))
+            .apply(&record);
+        Ok(Appended {
+            seq: record.seq,
+            hash: record.hash,
+        })
+    }
+
+    fn run_records(&self, run: &str) -> Result<Vec<Record>, AuditError> {
         let rows = self.query(
             "SELECT seq, body FROM sluice.records WHERE run = $1 ORDER BY seq",
             &[&run],
         )?;
         rows.iter()
-            .map(|row| super::read::decode_row(self.store.path(), row))
+            .map(|row| super::read::decode_row(self.name, row))
             .collect()
     }
 
-    /// A stored plan artifact by hash, read inside this transaction.
-    pub(crate) fn artifact(
-        &self,
-        plan_hash: &str,
-    ) -> Result<Option<serde_json::Value>, AuditError> {
+    fn artifact(&self, plan_hash: &str) -> Result<Option<serde_json::Value>, AuditError> {
         let rows = self.query(
             "SELECT r.seq, r.body FROM sluice.artifacts a JOIN sluice.records r ON r.seq = a.seq
              WHERE a.plan_hash = $1",
@@ -287,9 +249,65 @@ impl<'a> PgTx<'a> {
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        match super::read::decode_row(self.store.path(), row)?.fact {
+        match super::read::decode_row(self.name, row)?.fact {
             Fact::PlanArtifactStored(stored) => Ok(Some(stored.artifact)),
             _ => Ok(None),
         }
+    }
+
+    fn controller(&self) -> &str {
+        self.store.controller()
+    }
+
+    fn leases_of(&self, run: &str) -> Result<Vec<HeldLease>, AuditError> {
+        let sql = format!("SELECT {LEASE_COLUMNS} FROM sluice.leases WHERE run = $1 ORDER BY host");
+        Ok(self.query(&sql, &[&run])?.iter().map(lease_of).collect())
+    }
+
+    /// Each lease expires unless the holder's heartbeat renews it.
+    fn put_leases(
+        &mut self,
+        run: &str,
+        hosts: &[String],
+        holder: &LeaseHolder,
+    ) -> Result<(), AuditError> {
+        let sql = format!(
+            "SELECT {LEASE_COLUMNS} FROM sluice.leases WHERE host = ANY($1) AND run <> $2
+             ORDER BY host LIMIT 1"
+        );
+        if let Some(row) = self.query(&sql, &[&hosts, &run])?.first() {
+            let held = lease_of(row).lease;
+            return Err(AuditError::LeaseHeld {
+                host: held.host.clone(),
+                holder: Box::new(held),
+            });
+        }
+        let since = jiff::Timestamp::now().to_string();
+        let pid = i64::from(holder.pid);
+        let expiry = self.store.lease_expiry().as_secs_f64();
+        self.execute(
+            "INSERT INTO sluice.leases (host, run, operator, controller, pid, since, expires_at)
+             SELECT h, $2, $3, $4, $5, $6, now() + make_interval(secs => $7)
+             FROM unnest($1::text[]) AS h
+             ON CONFLICT (host) DO UPDATE SET run = excluded.run, operator = excluded.operator,
+                 controller = excluded.controller, pid = excluded.pid, since = excluded.since,
+                 expires_at = excluded.expires_at",
+            &[
+                &hosts,
+                &run,
+                &holder.operator,
+                &holder.controller,
+                &pid,
+                &since,
+                &expiry,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn remove_leases_of(&mut self, run: &str) -> Result<Vec<Lease>, AuditError> {
+        let held = self.leases_of(run)?;
+        self.execute("DELETE FROM sluice.leases WHERE run = $1", &[&run])?;
+        Ok(held.into_iter().map(|l| l.lease).collect())
     }
 }

@@ -209,6 +209,17 @@ async fn a_runner_killed_mid_command_is_connection_lost_and_the_next_command_get
     let out = run(&conn, "echo $PPID").await;
     assert_eq!(out.status, ExitStatus::Code(0));
     assert_ne!(out.stdout.text_lossy(), runner_before, "a new runner");
+    // Nothing of the killed runner runs on: its output copiers were in its process group
+    // (zombies left to an init that does not reap, as in this container, do not count).
+    let left = run(
+        &conn,
+        &format!(
+            "for p in $(pgrep -g {}); do ps -o pid=,stat=,args= -p \"$p\"; done | grep -v ' Z'",
+            runner_before.trim()
+        ),
+    )
+    .await;
+    assert_eq!(left.stdout.text_lossy(), "", "left of the killed runner");
 }
 
 /// Kills the sshd session process the command runs under: for the controller, the host
@@ -259,4 +270,129 @@ async fn become_goes_through_the_runner_with_its_refusals() {
     let err = conn.exec(req).await.unwrap_err();
     assert!(matches!(err, TransportError::BecomeFailed { .. }), "{err}");
     assert_eq!(run(&conn, "echo $PPID").await.stdout.text_lossy(), runner);
+}
+
+/// The executor abandons its commands in flight on a second Ctrl-C by dropping them: the
+/// runner is left mid-command. The next command on the connection must not be sent to it (it
+/// would wait for the abandoned command and read its leftover output and frames): it goes to a
+/// new runner at once and gets exactly its own output.
+#[tokio::test]
+async fn a_command_abandoned_mid_way_is_not_waited_for_and_the_next_command_gets_a_new_runner() {
+    let fleet = fleet(1);
+    let (conn, runner_before) = runner_connection(&fleet).await;
+    let started_file = fleet.root(1).join("abandoned-started");
+    let abandoned = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            conn.exec(ExecRequest::new(
+                "echo early; touch \"$FLEET_ROOT/abandoned-started\"; sleep 4; echo late",
+            ))
+            .await
+        })
+    };
+    let waiting = Instant::now();
+    while !started_file.exists() {
+        assert!(waiting.elapsed() < Duration::from_secs(20), "never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Dropped mid-command, as a second Ctrl-C does.
+    abandoned.abort();
+    assert!(abandoned.await.unwrap_err().is_cancelled());
+    let started = Instant::now();
+    let out = run(&conn, "echo next; echo $PPID >&2").await;
+    assert_eq!(out.status, ExitStatus::Code(0));
+    assert_eq!(out.stdout.text_lossy(), "next\n");
+    assert_ne!(out.stderr.text_lossy(), runner_before, "a new runner");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the abandoned command was waited for: {:?}",
+        started.elapsed()
+    );
+}
+
+/// A connection through a runner to host 1 of `fleet`, whose login shells are top-level shells
+/// that run `bashrc`, as on a host whose sshd does not set `SHLVL` (the fleet's
+/// `SetEnv SHLVL=1` is dropped and `HOME` is the host's `home/`): bash reads `~/.bashrc` for
+/// every session sshd starts. sshd re-reads its config on SIGHUP. Returns the connection and
+/// `HOME`.
+async fn runner_where_login_shells_run(
+    fleet: &sluice_testfleet::Fleet,
+    bashrc: &str,
+) -> (Arc<dyn Connection>, std::path::PathBuf) {
+    let home = fleet.root(1).join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join(".bashrc"), bashrc).unwrap();
+    let config = fleet.host_dir(1).join("sshd_config");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let changed = text.replace(
+        "SetEnv SHLVL=1 ",
+        &format!("SetEnv HOME={} ", home.display()),
+    );
+    assert_ne!(
+        text, changed,
+        "the fleet's sshd_config no longer sets SHLVL"
+    );
+    std::fs::write(&config, changed).unwrap();
+    let pid = std::fs::read_to_string(fleet.host_dir(1).join("sshd.pid")).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    // sshd re-executes itself; it listens again within moments.
+    let waiting = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while std::net::TcpStream::connect(("127.0.0.1", fleet.port(1))).is_err() {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(10),
+            "sshd did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let login_shell = passwd
+        .lines()
+        .find(|line| line.split(':').next() == Some(fleet.user()))
+        .and_then(|line| line.rsplit(':').next())
+        .unwrap_or_default();
+    assert!(
+        login_shell.ends_with("/bash"),
+        "the test needs bash as {}'s login shell, not {login_shell:?}",
+        fleet.user()
+    );
+    let conn = runner_transport().connect(&target(fleet, 1)).await.unwrap();
+    (conn, home)
+}
+
+/// bash lowers `SHLVL` when it `exec`s the runner, so without the runner counting itself as a
+/// shell level every step's bash would be a top-level shell started by sshd and read
+/// `~/.bashrc` again (0.3 s on a shell with pyenv): a slow login shell must cost once per host.
+#[tokio::test]
+async fn the_runner_counts_as_a_shell_level_so_steps_do_not_read_bashrc_again() {
+    let fleet = fleet(1);
+    let (conn, home) =
+        runner_where_login_shells_run(&fleet, "echo \"$$\" >> \"$HOME/bashrc-runs\"\n").await;
+    for _ in 0..3 {
+        assert_eq!(run(&conn, "true").await.status, ExitStatus::Code(0));
+    }
+    let runs = std::fs::read_to_string(home.join("bashrc-runs")).unwrap_or_default();
+    assert_eq!(
+        runs.lines().count(),
+        1,
+        "~/.bashrc ran once, for the login shell that started the runner, not per step: {runs:?}"
+    );
+}
+
+/// The first command goes with the runner's start, before the runner answered: what the login
+/// shell printed before the runner started, on either stream, is still not its output.
+#[tokio::test]
+async fn what_the_login_shell_prints_is_not_the_commands_output() {
+    let fleet = fleet(1);
+    let bashrc = "echo rc-out; echo rc-err >&2; printf 'rc, no line break'; printf 'rc' >&2\n";
+    let (conn, _) = runner_where_login_shells_run(&fleet, bashrc).await;
+    for (out, err) in [("one", "two"), ("three", "four")] {
+        let outcome = run(&conn, &format!("echo {out}; echo {err} >&2")).await;
+        assert_eq!(outcome.stdout.text_lossy(), format!("{out}\n"));
+        assert_eq!(outcome.stderr.text_lossy(), format!("{err}\n"));
+    }
 }

@@ -27,6 +27,8 @@ pub(super) struct FrameScanner {
     held: Vec<u8>,
     /// The text of a frame whose line break has not arrived yet.
     frame: Option<Vec<u8>>,
+    /// The marker of the frames after the next one (see [`FrameScanner::then_expect`]).
+    next: Option<Vec<u8>>,
 }
 
 impl FrameScanner {
@@ -35,12 +37,20 @@ impl FrameScanner {
             marker: marker(nonce),
             held: Vec::new(),
             frame: None,
+            next: None,
         }
     }
 
     /// The next step's frames carry its own nonce.
     pub(super) fn expect(&mut self, nonce: &str) {
         self.marker = marker(nonce);
+        self.next = None;
+    }
+
+    /// The frames after the next one (the runner's `ready`) carry `nonce`: a step sent with the
+    /// runner's start may follow `ready` in the same chunk.
+    pub(super) fn then_expect(&mut self, nonce: &str) {
+        self.next = Some(marker(nonce));
     }
 
     /// Splits `data` (the next chunk of the stream) into the step's bytes and frames.
@@ -63,6 +73,9 @@ impl FrameScanner {
                         rest = &rest[nl + 1..];
                         let text = self.frame.take().unwrap_or_default();
                         pieces.push(Piece::Frame(String::from_utf8_lossy(&text).into_owned()));
+                        if let Some(next) = self.next.take() {
+                            self.marker = next;
+                        }
                         continue;
                     }
                     None if text.len() + rest.len() <= MAX_FRAME_TEXT => {
@@ -189,6 +202,27 @@ mod tests {
         let partial = format!("x\x1e{}", &N[..10]);
         let (out, _) = split(&[partial.as_bytes(), b"zz"]);
         assert_eq!(out, format!("{partial}zz").into_bytes());
+    }
+
+    #[test]
+    fn after_the_ready_frame_the_steps_nonce_is_expected_in_any_cut() {
+        let step = "fedcba9876543210fedcba9876543210";
+        let stream = format!("junk\x1e{N} ready 1 yes\n\x1e{step} start\nout\x1e{N} x\n");
+        let bytes = stream.as_bytes();
+        for cut in 0..bytes.len() {
+            let mut s = FrameScanner::new(N);
+            s.then_expect(step);
+            let (a, b) = bytes.split_at(cut);
+            let (mut out, mut frames) = (Vec::new(), Vec::new());
+            for piece in [s.feed(a), s.feed(b)].into_iter().flatten() {
+                match piece {
+                    Piece::Output(b) => out.extend(b),
+                    Piece::Frame(f) => frames.push(f),
+                }
+            }
+            assert_eq!(frames, vec!["ready 1 yes", "start"], "{cut}");
+            assert_eq!(out, format!("junkout\x1e{N} x\n").into_bytes(), "{cut}");
+        }
     }
 
     #[test]

@@ -9,9 +9,7 @@ use russh::ChannelMsg;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::frames::Piece;
-use super::{
-    END_OF_STDIN, Runner, RunnerSlot, StartError, input_message, nonce, run_message, wrap,
-};
+use super::{END_OF_STDIN, Outgoing, Runner, RunnerSlot, StartError, input_message};
 use crate::ssh::SshConnection;
 use crate::ssh::connect::Session;
 use crate::ssh::exec::{Attempt, Input, Reading, Sent};
@@ -31,6 +29,14 @@ enum Ended {
     Done,
     /// The runner's channel ended first.
     Gone,
+}
+
+/// One command for the runner: what goes to the host, and whether it already went with the
+/// runner's start.
+struct Command<'a, 'b> {
+    sent: &'a Sent<'b>,
+    outgoing: Outgoing,
+    presented: bool,
 }
 
 /// What the runner reported of the command so far, beyond its output.
@@ -72,16 +78,20 @@ impl SshConnection {
             }
             // A runner left mid-command (its caller was dropped: a hard stop) or on a replaced
             // connection is not reused.
-            if slot
-                .runner
-                .as_ref()
-                .is_some_and(|r| r.busy || !r.is_on(&session))
-            {
-                slot.runner = None;
+            if let Some(old) = slot.runner.take_if(|r| r.busy || !r.is_on(&session)) {
+                self.retire(old).await;
             }
+            let outgoing = Outgoing::new(sent.line, sent.stdin, request.become_user.is_some());
+            let mut presented = false;
             if slot.runner.is_none() {
-                match self.start_runner(&session, request, deadline).await {
-                    Ok(runner) => slot.runner = Some(runner),
+                let first = outgoing
+                    .may_go_with_start(request.timeout)
+                    .then_some(&outgoing);
+                match self.start_runner(&session, request, deadline, first).await {
+                    Ok(runner) => {
+                        slot.runner = Some(runner);
+                        presented = first.is_some();
+                    }
                     Err(StartError::Unusable(reason)) => {
                         tracing::info!(host = %self.target.name, "no runner, a channel per command: {reason}");
                         slot.unusable = Some(reason);
@@ -97,7 +107,12 @@ impl SshConnection {
             let Some(runner) = slot.runner.as_mut() else {
                 continue;
             };
-            match self.step(runner, sent, request, deadline, started).await {
+            let command = Command {
+                sent,
+                outgoing,
+                presented,
+            };
+            match self.step(runner, command, request, deadline, started).await {
                 Ok((result, keep)) => {
                     if !keep {
                         slot.runner = None;
@@ -124,58 +139,84 @@ impl SshConnection {
         }))
     }
 
-    /// Starts a runner, within the command's deadline.
+    /// Starts a runner, within the command's deadline, with `first` sent at once.
     async fn start_runner(
         &self,
         session: &Arc<Session>,
         request: &ExecRequest,
         deadline: Option<tokio::time::Instant>,
+        first: Option<&Outgoing>,
     ) -> Result<Runner, StartError> {
-        let start = Runner::start(session.clone());
+        let start = Runner::start(session.clone(), first);
         self.start_by(session, request.timeout, deadline, start, |e| {
             StartError::Attempt(Attempt::Failed(e))
         })
         .await
     }
 
-    /// Sends one command to `runner` and reads it to its end: its result (a refused `become` is
-    /// an error, but the runner is fine) and whether the runner can take the next command.
+    /// A runner that is not used again: one left mid-command gets the end of its input, so it
+    /// ends (removing its FIFOs and copiers) once the abandoned command has, instead of waiting
+    /// for a next command that never comes.
+    async fn retire(&self, old: Runner) {
+        if old.busy && old.is_on(&self.current()) {
+            let grace = self.transport.options().kill_grace;
+            let _ = tokio::time::timeout(grace, old.writer.eof()).await;
+        }
+    }
+
+    /// Sends one command to `runner` (unless it went with the runner's start) and reads it to
+    /// its end: its result (a refused `become` is an error, but the runner is fine) and whether
+    /// the runner can take the next command.
     async fn step(
         &self,
         runner: &mut Runner,
-        sent: &Sent<'_>,
+        command: Command<'_, '_>,
         request: &ExecRequest,
         deadline: Option<tokio::time::Instant>,
         started: Instant,
     ) -> Result<(Result<ExecOutcome, TransportError>, bool), Attempt> {
-        let nonce = nonce();
-        runner.out.expect(&nonce);
-        runner.err.expect(&nonce);
+        let Command {
+            sent,
+            outgoing,
+            presented,
+        } = command;
         let mut reading = Reading::new(request);
-        let mut progress = Progress::default();
-        // Most commands have no stdin and no sudo to answer: their stdin is /dev/null and the
-        // runner starts no feeder (two processes fewer per command).
-        let feeds = reading.gate.is_some() || !sent.stdin.is_empty();
-        let mut message = run_message(&nonce, &wrap(sent.line), feeds);
-        if !feeds {
-            progress.stdin_closed = true;
-        } else if reading.gate.is_none() {
-            // Without sudo the command's stdin goes at once, in the same write.
-            message.extend_from_slice(&input_message(sent.stdin));
-            message.extend_from_slice(END_OF_STDIN);
-            progress.stdin_closed = true;
-        }
+        let mut progress = Progress {
+            stdin_closed: outgoing.stdin_sent,
+            ..Progress::default()
+        };
         runner.busy = true;
-        runner
-            .writer
-            .data(&message[..])
-            .await
-            .map_err(|e| Attempt::NotStarted(format!("the runner's channel is closed: {e}")))?;
+        if !presented {
+            runner.out.expect(&outgoing.nonce);
+            if runner.early.err_ready {
+                runner.err.expect(&outgoing.nonce);
+            } else {
+                // The runner's `ready` on stderr has not arrived yet: its frames come after it.
+                runner.err.then_expect(&outgoing.nonce);
+            }
+            runner
+                .writer
+                .data(&outgoing.message[..])
+                .await
+                .map_err(|e| Attempt::NotStarted(format!("the runner's channel is closed: {e}")))?;
+        }
         let password = request
             .become_user
             .as_ref()
             .and_then(|b| b.password.as_deref());
         let (inputs, mut asked) = unbounded_channel::<Input>();
+        for piece in std::mem::take(&mut runner.early.out) {
+            take_output(piece, &mut reading, &mut progress);
+        }
+        for piece in std::mem::take(&mut runner.early.err) {
+            take_error(
+                piece,
+                &mut runner.early.err_ready,
+                &mut reading,
+                &mut progress,
+                &inputs,
+            );
+        }
         let pump = pump(
             runner,
             &mut reading,
@@ -193,7 +234,10 @@ impl SshConnection {
         reading.err.push(&held_back);
         let keep = match ended {
             Some(Ended::Done) => true,
-            Some(Ended::Gone) => return Err(self.runner_gone(runner, reading, &progress)),
+            Some(Ended::Gone) => {
+                self.reap(runner).await;
+                return Err(self.runner_gone(runner, reading, &progress));
+            }
             None => {
                 let keep = self
                     .end_timed_out_on_runner(runner, &mut reading, &mut progress, request)
@@ -210,6 +254,16 @@ impl SshConnection {
         }
         runner.busy = false;
         Ok((self.conclude_on_runner(reading, started), keep))
+    }
+
+    /// Kills what is left of a runner whose channel ended while its connection lives (it was
+    /// killed alone, e.g. by `kill -KILL` or the OOM killer): its copiers, in its process group,
+    /// would otherwise wait on their FIFOs forever.
+    async fn reap(&self, runner: &Runner) {
+        if runner.pid > 1 && !runner.session.handle.is_closed() && self.given_up().is_none() {
+            let grace = self.transport.options().kill_grace;
+            let _ = tokio::time::timeout(grace, self.kill_group(&runner.session, runner.pid)).await;
+        }
     }
 
     /// The error for a command whose runner's channel ended before the command's end.
@@ -345,19 +399,18 @@ async fn pump(
         match msg {
             ChannelMsg::Data { data } => {
                 for piece in runner.out.feed(&data) {
-                    match piece {
-                        Piece::Output(bytes) => reading.out.push(&bytes),
-                        Piece::Frame(text) => take_frame(&text, reading, progress),
-                    }
+                    take_output(piece, reading, progress);
                 }
             }
             ChannelMsg::ExtendedData { data, ext: 1 } => {
                 for piece in runner.err.feed(&data) {
-                    match piece {
-                        Piece::Output(bytes) => reading.stderr(&bytes, inputs),
-                        Piece::Frame(text) if text == "end" => progress.stderr_ended = true,
-                        Piece::Frame(_) => {}
-                    }
+                    take_error(
+                        piece,
+                        &mut runner.early.err_ready,
+                        reading,
+                        progress,
+                        inputs,
+                    );
                 }
             }
             ChannelMsg::Eof
@@ -391,6 +444,32 @@ async fn pump(
         }
     }
     Ended::Done
+}
+
+/// Takes one piece of the runner's stdout: the command's output, or a frame.
+fn take_output(piece: Piece, reading: &mut Reading, progress: &mut Progress) {
+    match piece {
+        Piece::Output(bytes) => reading.out.push(&bytes),
+        Piece::Frame(text) => take_frame(&text, reading, progress),
+    }
+}
+
+/// Takes one piece of the runner's stderr: before the runner's `ready` frame there, a login
+/// shell's output (dropped); after it, the command's stderr and the `end` frame.
+fn take_error(
+    piece: Piece,
+    err_ready: &mut bool,
+    reading: &mut Reading,
+    progress: &mut Progress,
+    inputs: &UnboundedSender<Input>,
+) {
+    match piece {
+        Piece::Frame(text) if !*err_ready => *err_ready = text == "ready",
+        Piece::Output(_) if !*err_ready => {}
+        Piece::Output(bytes) => reading.stderr(&bytes, inputs),
+        Piece::Frame(text) if text == "end" => progress.stderr_ended = true,
+        Piece::Frame(_) => {}
+    }
 }
 
 /// Takes one frame of the runner's stdout: `start`, `exit CODE` or `signal NAME`.

@@ -17,7 +17,8 @@
 //! - [`salvage`](mod@salvage): every record still readable in a damaged store, read from its pages.
 //! - [`contained`]: panics of the store engine on a damaged file, turned into quiet errors.
 //! - `readonly`: how [`AuditLog::open_read_only`] reads a store without writing a byte; `tx`:
-//!   one write transaction (appends at the chain's tip, indexes kept in step).
+//!   one write transaction (appends at the chain's tip, indexes kept in step);
+//!   `summary_cache`: the run summaries a process committed last, kept for its next commit.
 //! - [`redact`]: [`Redactor`], which keeps secret values out of records.
 //!
 //! # How the executor uses it
@@ -62,6 +63,7 @@ pub mod redact;
 pub mod salvage;
 pub mod state_dir;
 pub mod store;
+mod summary_cache;
 mod tx;
 
 pub use approvals::Gate;

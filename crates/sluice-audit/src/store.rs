@@ -24,6 +24,7 @@ use crate::error::AuditError;
 use crate::readonly::ReadPin;
 use crate::record::Entry;
 use crate::state_dir::STORE_FILE;
+use crate::summary_cache::SharedSummaryCache;
 use sluice_model::Fact;
 
 pub(crate) use crate::tx::{Tx, decode_record};
@@ -67,6 +68,8 @@ pub struct RedbStore {
     path: PathBuf,
     controller: String,
     access: Access,
+    /// Run summaries as this process last committed them (`summary_cache.rs`).
+    summaries: SharedSummaryCache,
 }
 
 /// How the store was opened.
@@ -118,6 +121,7 @@ impl RedbStore {
             path,
             controller: crate::lease::controller_name(),
             access: Access::Read { _pin: opened.pin },
+            summaries: SharedSummaryCache::default(),
         };
         contained(|| log.check_format()).map_err(|e| log.corrupt(e))??;
         Ok(log)
@@ -169,6 +173,7 @@ impl RedbStore {
             path: path.to_path_buf(),
             controller: crate::lease::controller_name(),
             access: Access::Write,
+            summaries: SharedSummaryCache::default(),
         };
         contained(|| log.init()).map_err(|e| log.corrupt(e))??;
         Ok(log)
@@ -312,10 +317,14 @@ impl RedbStore {
             });
         }
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        let mut tx = Tx::new(self, txn);
+        // A transaction that fails drops the cache: its summaries may hold records that were
+        // never committed.
+        let mut tx = Tx::new(self, txn, self.summaries.take());
         let value = f(&mut tx)?;
         tx.flush_summaries()?;
-        tx.txn.commit().map_err(|e| self.err(e))?;
+        let (txn, summaries) = tx.finish();
+        txn.commit().map_err(|e| self.err(e))?;
+        self.summaries.keep(summaries);
         Ok(value)
     }
 

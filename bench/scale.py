@@ -16,7 +16,8 @@ Per run: wall time, CPU time (user + system of sluice and every command it ran, 
 and of sluice's own threads alone, from /proc), peak RSS of the sluice process, the most file descriptors
 sluice had open (sampled from /proc every 50 ms), time per host, and the end state of every host
 checked (a run with a wrong end state is reported as failed). The file-descriptor limit is raised to
-the hard limit before sluice starts and reported. Progress goes to stderr, the table to stdout;
+the hard limit before sluice starts (or to `--fd-soft`) and reported; the log lines add sluice's
+CPU by thread name and its minor page faults. Progress goes to stderr, the table to stdout;
 `--doc` also writes it into docs/benchmarks.md, section "Scale".
 """
 
@@ -111,6 +112,8 @@ class FdSampler(threading.Thread):
         self.parent = parent_pid
         self.peak = 0
         self.own_cpu: float | None = None
+        # CPU seconds by thread id: (name, as last read before the thread ended or sluice did).
+        self.by_tid: dict[str, tuple[str, float]] = {}
         self.stop = threading.Event()
 
     def sluice_pid(self) -> int | None:
@@ -120,6 +123,13 @@ class FdSampler(threading.Thread):
         except OSError:
             return None
         return int(children[0]) if children else None
+
+    def threads(self) -> dict[str, float]:
+        """CPU seconds by thread name (audit-writer, tokio-rt-worker, sluice: the main thread)."""
+        out: dict[str, float] = {}
+        for name, cpu in self.by_tid.values():
+            out[name] = out.get(name, 0.0) + cpu
+        return out
 
     def run(self) -> None:
         pid = None
@@ -131,9 +141,24 @@ class FdSampler(threading.Thread):
                     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                     # utime and stime: fields 14 and 15 of stat(5), 12 and 13 after the name.
                     self.own_cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                    self.by_tid.update(thread_cpu(pid))
                 except (OSError, IndexError, ValueError):
                     pass
             time.sleep(0.05)
+
+
+def thread_cpu(pid: int) -> dict[str, tuple[str, float]]:
+    """Name and CPU seconds (user + system) of each of the process's threads, by thread id."""
+    out: dict[str, tuple[str, float]] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1: stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        out[tid] = (name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    return out
 
 
 def run_once(fleet: LocalFleet, label: str) -> dict:
@@ -163,9 +188,11 @@ def run_once(fleet: LocalFleet, label: str) -> dict:
     user = float(m.group(1)) if m else None
     m = re.search(r"System time \(seconds\): ([\d.]+)", t)
     system = float(m.group(1)) if m else None
+    m = re.search(r"Minor \(reclaiming a frame\) page faults: (\d+)", t)
+    minor_faults = int(m.group(1)) if m else None
     bad = fleet.wrong_end_state()
     return {"wall": wall, "rss_mib": rss, "exit": code, "fds": sampler.peak, "user": user, "sys": system,
-            "own_cpu": sampler.own_cpu,
+            "own_cpu": sampler.own_cpu, "minor_faults": minor_faults, "threads": sampler.threads(),
             "ok": code == 0 and not bad, "wrong": len(bad), "log": str(run_dir / "output.txt")}
 
 
@@ -176,7 +203,7 @@ def loadavg() -> str:
 def table(rows: list[dict], meta: dict) -> str:
     out = [
         f"Measured {meta['date']} on {meta['machine']}; load average at start {meta['load']}; "
-        f"file-descriptor limit raised to {meta['nofile']}; {meta['sluice']}.",
+        f"file-descriptor soft limit at start {meta['nofile']}; {meta['sluice']}.",
         "",
         f"Command: `{meta['command']}`",
         "",
@@ -214,6 +241,10 @@ def main() -> None:
     ap.add_argument("--sizes", default="500,1000,10000")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--concurrency", type=int, default=None, help="plan-wide cap of hosts in flight per wave")
+    ap.add_argument("--fd-soft", type=int, default=None,
+                    help="start sluice with this soft RLIMIT_NOFILE (default: the hard limit). With a soft limit "
+                    "below the hard one (1024 is the common default) sluice raises its own and gives local "
+                    "commands the original back, which is the path most operators' runs take")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--doc", action="store_true", help="write the table into docs/benchmarks.md")
     args = ap.parse_args()
@@ -223,13 +254,14 @@ def main() -> None:
         log("building sluice (release)")
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "sluice-cli"], cwd=REPO, check=True)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    start_soft = min(args.fd_soft, hard) if args.fd_soft else hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (start_soft, hard))
     version = subprocess.run([str(TARGET / "sluice"), "--version"], capture_output=True, text=True).stdout.strip()
     meta = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, Linux {platform.release()}",
         "load": loadavg(),
-        "nofile": f"{hard} (was {soft})",
+        "nofile": f"{start_soft} (was {soft}; hard {hard})",
         "sluice": version,
         "command": "python3 bench/scale.py " + " ".join(sys.argv[1:]),
     }
@@ -242,7 +274,12 @@ def main() -> None:
             r["n"] = n
             rows.append(r)
             status = "ok" if r["ok"] else f"FAILED (exit {r['exit']}, {r['wrong']} hosts wrong; {r['log']})"
-            log(f"N={n} run {k + 1}: {r['wall']:.2f} s, {r['rss_mib']:.1f} MiB, {r['fds']} fds, load {loadavg()}: {status}")
+            cpu = f"{r['user'] + r['sys']:.2f}" if r["user"] is not None else "?"
+            own = f"{r['own_cpu']:.2f}" if r.get("own_cpu") is not None else "?"
+            log(f"N={n} run {k + 1}: {r['wall']:.2f} s, CPU {cpu} s (sluice's own {own} s), "
+                f"{r['rss_mib']:.1f} MiB, {r['fds']} fds, {r['minor_faults']} minor faults, "
+                f"load {loadavg()}: {status}")
+            log("  CPU s by thread: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["threads"].items())))
     text = table(rows, meta)
     print(text)
     if args.doc:

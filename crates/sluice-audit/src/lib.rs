@@ -19,7 +19,8 @@
 //! - `readonly`: how [`AuditLog::open_read_only`] reads a store without writing a byte; `tx`:
 //!   one write transaction of the redb store (appends at the chain's tip, indexes kept in step);
 //!   `store_tx`: what a write transaction offers on either backend, over which the operations
-//!   both share ([`approvals`], [`lease`], [`journal`], the appends) are written once.
+//!   both share ([`approvals`], [`lease`], [`journal`], the appends) are written once;
+//!   `summary_cache`: the run summaries a redb store committed last, kept for its next commit.
 //! - [`redact`]: [`Redactor`], which keeps secret values out of records.
 //!
 //! # How the executor uses it
@@ -65,6 +66,7 @@ pub mod salvage;
 pub mod state_dir;
 pub mod store;
 mod store_tx;
+mod summary_cache;
 mod tx;
 
 pub use approvals::Gate;

@@ -25,6 +25,7 @@ use crate::error::{AuditError, StoreName};
 use crate::readonly::ReadPin;
 use crate::state_dir::STORE_FILE;
 use crate::store_tx::WritableStore;
+use crate::summary_cache::SharedSummaryCache;
 
 pub(crate) use crate::tx::{Tx, decode_record};
 
@@ -69,6 +70,8 @@ pub struct RedbStore {
     name: StoreName,
     controller: String,
     access: Access,
+    /// Run summaries as this process last committed them (`summary_cache.rs`).
+    summaries: SharedSummaryCache,
 }
 
 /// How the store was opened.
@@ -121,6 +124,7 @@ impl RedbStore {
             path,
             controller: crate::lease::controller_name(),
             access: Access::Read { _pin: opened.pin },
+            summaries: SharedSummaryCache::default(),
         };
         contained(|| log.check_format()).map_err(|e| log.corrupt(e))??;
         Ok(log)
@@ -173,6 +177,7 @@ impl RedbStore {
             name: StoreName::File(path.to_path_buf()),
             controller: crate::lease::controller_name(),
             access: Access::Write,
+            summaries: SharedSummaryCache::default(),
         };
         contained(|| log.init()).map_err(|e| log.corrupt(e))??;
         Ok(log)
@@ -323,10 +328,14 @@ impl WritableStore for RedbStore {
             });
         }
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
-        let mut tx = Tx::new(self, txn);
+        // A transaction that fails drops the cache: its summaries may hold records that were
+        // never committed.
+        let mut tx = Tx::new(self, txn, self.summaries.take());
         let value = f(&mut tx)?;
         tx.flush_summaries()?;
-        tx.txn.commit().map_err(|e| self.err(e))?;
+        let (txn, summaries) = tx.finish();
+        txn.commit().map_err(|e| self.err(e))?;
+        self.summaries.keep(summaries);
         Ok(value)
     }
 }

@@ -16,22 +16,76 @@ use crate::store::{
     RedbStore, WAVE_APPROVALS,
 };
 use crate::store_tx::{SealedRecord, StoreTx, seal_next};
+use crate::summary_cache::{ChainTip, SummaryCache};
 
 /// One open write transaction: appends records and keeps the indexes in step.
 pub(crate) struct Tx<'a> {
     pub(crate) log: &'a RedbStore,
     pub(crate) txn: WriteTransaction,
+    /// The chain's tip as this transaction sees it: read from the table once, then moved by each
+    /// append.
+    tip: Option<ChainTip>,
+    /// What this process's last commit left, until the tip says whether it still holds.
+    cache: Option<SummaryCache>,
+    /// Summaries of that cache found still valid and not used yet.
+    valid: BTreeMap<String, RunSummary>,
     /// Run summaries read or changed in this transaction, written once at commit: a batch of
     /// many records of one run encodes its summary once, not once per record.
     summaries: BTreeMap<String, RunSummary>,
 }
 
 impl<'a> Tx<'a> {
-    pub(crate) fn new(log: &'a RedbStore, txn: WriteTransaction) -> Self {
+    pub(crate) fn new(log: &'a RedbStore, txn: WriteTransaction, cache: Option<SummaryCache>) -> Self {
         Tx {
             log,
             txn,
+            tip: None,
+            cache,
+            valid: BTreeMap::new(),
             summaries: BTreeMap::new(),
+        }
+    }
+
+    /// The transaction to commit, and the summaries it leaves for the next one: those it wrote
+    /// and the valid ones it did not touch, at the tip it ends at. A transaction that never read
+    /// the tip wrote no summary and hands the cache on as it got it.
+    pub(crate) fn finish(self) -> (WriteTransaction, Option<SummaryCache>) {
+        let cache = match self.tip {
+            None => self.cache,
+            Some(tip) => {
+                let mut summaries = self.valid;
+                summaries.extend(self.summaries);
+                Some(SummaryCache::new(tip, summaries))
+            }
+        };
+        (self.txn, cache)
+    }
+
+    /// The chain's last record. Read from the table on first use, which is also when the
+    /// cached summaries are checked against it: no append of this transaction has moved it yet.
+    fn tip(&mut self) -> Result<&ChainTip, AuditError> {
+        let tip = match self.tip.take() {
+            Some(tip) => tip,
+            None => {
+                let tip = self.read_tip()?;
+                if let Some(cache) = self.cache.take() {
+                    self.valid = cache.valid_at(&tip);
+                }
+                tip
+            }
+        };
+        Ok(self.tip.insert(tip))
+    }
+
+    fn read_tip(&self) -> Result<ChainTip, AuditError> {
+        let records = self.table(RECORDS)?;
+        let last = records.last().map_err(|e| self.log.err(e))?;
+        match last {
+            None => Ok(ChainTip {
+                seq: 0,
+                hash: GENESIS.to_string(),
+            }),
+            Some((seq, bytes)) => decode_tip(self.log.name(), seq.value(), bytes.value()),
         }
     }
 
@@ -60,12 +114,16 @@ impl<'a> Tx<'a> {
 impl StoreTx for Tx<'_> {
     fn run_summary(&mut self, run: &str) -> Result<Option<&RunSummary>, AuditError> {
         if !self.summaries.contains_key(run) {
-            let stored = {
-                let runs = self.table(RUNS)?;
-                let value = runs.get(run).map_err(|e| self.log.err(e))?;
-                value
-                    .map(|v| RunSummary::decode(v.value(), self.log.name(), run))
-                    .transpose()?
+            self.tip()?;
+            let stored = match self.valid.remove(run) {
+                Some(cached) => Some(cached),
+                None => {
+                    let runs = self.table(RUNS)?;
+                    let value = runs.get(run).map_err(|e| self.log.err(e))?;
+                    value
+                        .map(|v| RunSummary::decode(v.value(), self.log.name(), run))
+                        .transpose()?
+                }
             };
             match stored {
                 Some(summary) => self.summaries.insert(run.to_string(), summary),
@@ -89,17 +147,10 @@ impl StoreTx for Tx<'_> {
     }
 
     fn append(&mut self, entry: Entry) -> Result<Appended, AuditError> {
-        let (prev_seq, prev_hash) = {
-            let records = self.table(RECORDS)?;
-            let last = records.last().map_err(|e| self.log.err(e))?;
-            match last {
-                None => (0, GENESIS.to_string()),
-                Some((seq, bytes)) => {
-                    let tip = decode_tip(self.log.name(), seq.value(), bytes.value())?;
-                    (tip.seq, tip.hash)
-                }
-            }
-        };
+        let ChainTip {
+            seq: prev_seq,
+            hash: prev_hash,
+        } = self.tip()?.clone();
         let run_prev_hash = self
             .run_summary(&entry.run)?
             .map_or_else(|| GENESIS.to_string(), |s| s.last_hash.clone());
@@ -166,6 +217,10 @@ impl StoreTx for Tx<'_> {
             .entry(record.run.clone())
             .or_insert_with(|| RunSummary::new(&record.run))
             .apply(&record);
+        self.tip = Some(ChainTip {
+            seq,
+            hash: record.hash.clone(),
+        });
         Ok(Appended {
             seq,
             hash: record.hash,
@@ -302,11 +357,15 @@ struct Tip {
 /// Reads the tip of the chain from the last stored record without building the record: its
 /// fact (a whole plan artifact, or captured output) is skipped, not parsed into values, so an
 /// append costs the same whatever the record before it holds.
-fn decode_tip(store: &StoreName, seq: u64, bytes: &[u8]) -> Result<Tip, AuditError> {
-    serde_json::from_slice(bytes).map_err(|err| AuditError::BadRecord {
+fn decode_tip(store: &StoreName, seq: u64, bytes: &[u8]) -> Result<ChainTip, AuditError> {
+    let tip: Tip = serde_json::from_slice(bytes).map_err(|err| AuditError::BadRecord {
         store: store.clone(),
         seq,
         reason: err.to_string(),
+    })?;
+    Ok(ChainTip {
+        seq: tip.seq,
+        hash: tip.hash,
     })
 }
 

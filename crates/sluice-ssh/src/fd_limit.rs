@@ -90,13 +90,12 @@ fn current() -> Option<(u64, u64)> {
 
 /// Sets `RLIMIT_NOFILE`; false when refused (e.g. a hard limit of `RLIM_INFINITY` above the
 /// kernel's `nr_open`), in which case the limit is unchanged.
-pub(crate) fn set(soft: u64, hard: u64) -> bool {
+fn set(soft: u64, hard: u64) -> bool {
     let limit = libc::rlimit {
         rlim_cur: soft,
         rlim_max: hard,
     };
-    // SAFETY: setrlimit reads the struct we pass and changes only this process's limit. It is
-    // async-signal-safe, so the local transport also calls it between fork and exec.
+    // SAFETY: setrlimit reads the struct we pass and changes only this process's limit.
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 }
 }
 

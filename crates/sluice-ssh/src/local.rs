@@ -8,6 +8,14 @@
 //! (the others wait for a slot; their timeout starts when they do), so a thousand local hosts
 //! at once never fail with "Too many open files". Each runs with the soft `RLIMIT_NOFILE` the
 //! controller started with, not the raised one.
+//!
+//! Every command is spawned with `posix_spawn` (vfork-like: the child shares the controller's
+//! memory until it execs), never with `fork`, which copies the page tables of a controller that
+//! holds a large plan and makes every page it writes afterwards fault while the child lives.
+//! Rust's standard library spawns with `posix_spawn` when no `pre_exec` closure is set, and a
+//! process group, the working directory, the environment and pipes need none. So the original
+//! descriptor limit is set by the shell, in front of the command's text (`ulimit -S -n`), not
+//! between fork and exec.
 
 use std::process::Stdio;
 use std::sync::{Arc, LazyLock};
@@ -82,10 +90,11 @@ impl LocalConnection {
     async fn run(&self, req: ExecRequest) -> Result<ExecOutcome, TransportError> {
         // Secret values go on stdin, read by a prologue: `sh -c TEXT` is visible in `ps`.
         let prologue = Prologue::of(&req).map_err(|e| self.spawn_error(e))?;
-        let command = match &prologue {
-            Some(p) => format!("{}{}", p.text, req.command),
-            None => req.command.clone(),
-        };
+        let mut command = fd_limit_restore();
+        if let Some(p) = &prologue {
+            command.push_str(&p.text);
+        }
+        command.push_str(&req.command);
         let _slot = self.slot().await?;
         let started = Instant::now();
         // `sudo -S` reads a password from stdin only when it needs one; when it does not (root,
@@ -124,9 +133,10 @@ impl LocalConnection {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // No `pre_exec` here, so that the standard library spawns with `posix_spawn` (module
+        // documentation); the process group is one of its attributes.
         cmd.process_group(0);
         cmd.kill_on_drop(true);
-        restore_fd_limit(&mut cmd);
 
         let mut child = cmd.spawn().map_err(|e| self.spawn_error(e))?;
         let pgid = child.id();
@@ -226,25 +236,18 @@ impl Connection for LocalConnection {
     }
 }
 
-/// Gives the command the soft `RLIMIT_NOFILE` the controller started with, when sluice raised
-/// its own (see [`crate::fd_limit`]).
-#[allow(unsafe_code)]
-fn restore_fd_limit(cmd: &mut Command) {
+/// Shell text that gives the command the soft `RLIMIT_NOFILE` the controller started with, when
+/// sluice raised its own (see [`crate::fd_limit`]); empty when it did not. It ends with `; ` on
+/// the command's first line, so the command's line numbers (`$LINENO`) are unchanged. Lowering
+/// a soft limit cannot fail; were `ulimit` to, the command would run with the raised limit,
+/// which is harmless, so its complaint is discarded. `sh`, dash, bash, busybox's ash, ksh and
+/// zsh all know `ulimit -S -n`.
+fn fd_limit_restore() -> String {
     let limit = fd_limit::raised();
     if limit.original_soft >= limit.soft {
-        return;
+        return String::new();
     }
-    let (soft, hard) = (limit.original_soft, limit.hard);
-    // SAFETY: the closure runs in the child between fork and exec, where only
-    // async-signal-safe calls are allowed: it makes one setrlimit call and allocates nothing.
-    // Lowering the soft limit cannot fail; if it did, the command would run with the raised
-    // limit, which is harmless, so the result is ignored.
-    unsafe {
-        cmd.pre_exec(move || {
-            fd_limit::set(soft, hard);
-            Ok(())
-        });
-    }
+    format!("ulimit -S -n {} 2>/dev/null; ", limit.original_soft)
 }
 
 /// True when `sudo -n` runs a command as `user` (root when `None`) without asking anything.

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::capture::Capture;
 use crate::status::{
     ApprovalHow, Decision, HostOutcome, ProbeKind, RollbackOutcome, RunKind, RunStatus, StepStatus,
-    UnknownChoice, WaveDecision, WaveStatus,
+    UnknownChoice, WaveDecision, WaveStatus, WorkerTask,
 };
 use crate::status::{
     BackupPhase, CheckVerdict, ConfirmOutcome, ConfirmTimer, ConnectErrorKind, NotifyEvent,
@@ -112,6 +112,12 @@ facts! {
     HostLeaseBroken(HostLeaseChange) = "host_lease_broken",
     /// A `notify:` webhook could not be delivered after its retries (the run is unaffected).
     NotificationFailed(NotificationFailed) = "notification_failed",
+    /// `--workers`: a worker claimed a host of the run (to run it, or to undo it), possibly
+    /// taking it over from a worker whose heartbeat expired.
+    HostClaimed(HostClaimed) = "host_claimed",
+    /// `--workers`: a worker that took a host over found steps whose outcome is unknown and
+    /// that only the operator can settle (`sluice resume --rerun-unknown/--skip-unknown`).
+    HostNeedsOperator(HostNeedsOperator) = "host_needs_operator",
 }
 
 /// A (host, step) pair.
@@ -547,6 +553,30 @@ pub struct Warning {
     /// The host it concerns, if any.
     pub host: Option<String>,
     pub message: String,
+}
+
+/// A worker's claim of a host of a run (`sluice worker`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostClaimed {
+    pub wave: String,
+    pub host: String,
+    pub task: WorkerTask,
+    /// The worker's name (`sluice worker --name`).
+    pub worker: String,
+    /// The worker that held the claim before and stopped beating; absent for a first claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reclaimed_from: Option<String>,
+}
+
+/// A host a worker took over and cannot carry on without the operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostNeedsOperator {
+    pub wave: String,
+    pub host: String,
+    pub task: WorkerTask,
+    pub worker: String,
+    /// The steps (`undo:ID` for an undo) whose outcome is unknown.
+    pub steps: Vec<StepRef>,
 }
 
 /// A count in a fact: facts hold `u32`; more than 4 billion saturates.

@@ -212,6 +212,16 @@ vocabulary! {
         StageRollback = "stage_rollback": "rollback_scope: run: a stage that finished is undone because a later stage failed",
         JournalFailed = "journal_failed": "a record could not be written to the audit trail",
         BreakGlass = "break_glass": "an override the policy guards (`--ignore-window`, `--rerun-unknown`, `unlock`, ...) was used with `--reason`",
+        WaitingForWorker = "waiting_for_worker": "`--workers`: a host pinned to a worker label waits: no live worker has that label",
+        OperatorNeeded = "operator_needed": "`--workers`: a worker that took over a host found steps whose outcome is unknown and that only the operator can settle: the run stops, unfinished, for `sluice resume`",
+    }
+}
+
+vocabulary! {
+    /// What a worker does with a host it claims (`host_claimed`, `sluice worker`).
+    pub enum WorkerTask {
+        Host = "host": "run the host's steps and health checks, as a wave does",
+        Undo = "undo": "undo what ran on the host, newest first, as a rollback does",
     }
 }
 

@@ -171,11 +171,15 @@ pub enum AuditError {
     },
 
     /// A feature that only a store shared through PostgreSQL has (workers).
-    #[error("{what} needs the PostgreSQL store (`--store postgres://…`); {store} is a local redb store")]
+    #[error(
+        "{what} needs the PostgreSQL store (`--store postgres://…`); {store} is a local redb store"
+    )]
     NeedsPostgres { what: String, store: String },
 
     /// Another live worker already has this name.
-    #[error("a worker named {name} is already running (pid {pid} on {machine}); give this one another --name")]
+    #[error(
+        "a worker named {name} is already running (pid {pid} on {machine}); give this one another --name"
+    )]
     WorkerNameTaken {
         name: String,
         pid: u32,

@@ -105,10 +105,17 @@ fn workers_claim_by_label_once_each_and_record_the_claim() {
         .claim_hosts(dc2.id, "dc2", &["dc2".to_string()], 10)
         .unwrap();
     assert_eq!(hosts_of(&pinned), ["b"]);
-    assert!(store.claim_hosts(dc2.id, "dc2", &[], 10).unwrap().is_empty());
+    assert!(
+        store
+            .claim_hosts(dc2.id, "dc2", &[], 10)
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(claimed_facts(&pg, &run), "a:any,c:any,b:dc2");
     // The fact that ends the host marks it done, in the same commit.
-    store.append_fenced(&first[0], "any", finished(&first[0])).unwrap();
+    store
+        .append_fenced(&first[0], "any", finished(&first[0]))
+        .unwrap();
     assert_eq!(
         store.assignment_state(first[0].fence.assignment).unwrap(),
         Some(AssignmentState::Done)
@@ -168,14 +175,24 @@ fn a_dead_workers_claim_is_taken_over_and_its_later_records_are_refused() {
     let run = store.begin_run(run_started("p", &["a"])).unwrap();
     store.queue_host(&order(&run, "a", None)).unwrap();
     let dying = store.register_worker(&spec("dying", &[])).unwrap();
-    let claim = store.claim_hosts(dying.id, "dying", &[], 1).unwrap().remove(0);
-    store.append_fenced(&claim, "dying", step_intent("a", "s")).unwrap();
+    let claim = store
+        .claim_hosts(dying.id, "dying", &[], 1)
+        .unwrap()
+        .remove(0);
+    store
+        .append_fenced(&claim, "dying", step_intent("a", "s"))
+        .unwrap();
 
     let other = open(&url, expiry);
     let heir = other.register_worker(&spec("heir", &[])).unwrap();
     // While the first worker beats, its claim is its own.
     std::thread::sleep(Duration::from_millis(2000));
-    assert!(other.claim_hosts(heir.id, "heir", &[], 1).unwrap().is_empty());
+    assert!(
+        other
+            .claim_hosts(heir.id, "heir", &[], 1)
+            .unwrap()
+            .is_empty()
+    );
     // Its heartbeat stops (the process died): once expired, the host is taken over.
     drop(dying);
     std::thread::sleep(Duration::from_millis(1500));

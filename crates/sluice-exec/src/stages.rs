@@ -142,6 +142,7 @@ impl Run {
             stage: Some(stage.name.clone()),
             backups: self.ctx.backups.clone(),
             host_lease: self.ctx.host_lease.clone(),
+            dispatch: self.ctx.dispatch.clone(),
         });
         self.ctx
             .note(Fact::StageStarted(StageStarted {

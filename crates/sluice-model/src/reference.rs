@@ -3,9 +3,9 @@
 //! `SLUICE_BLESS=1 cargo test -p sluice-model --test docs` rewrites it.
 
 use crate::status::{
-    ApprovalHow, BackupPhase, WorkerTask, ConnectErrorKind, Decision, ExecResult, HostOutcome, ProbeKind,
+    ApprovalHow, BackupPhase, ConnectErrorKind, Decision, ExecResult, HostOutcome, ProbeKind,
     RollbackOutcome, RunKind, RunProgress, RunStatus, StepStatus, UnknownChoice, WaveDecision,
-    WaveStatus,
+    WaveStatus, WorkerTask,
 };
 use crate::status::{CheckVerdict, ConfirmOutcome, ConfirmTimer, NotifyEvent};
 

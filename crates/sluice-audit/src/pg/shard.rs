@@ -115,16 +115,19 @@ fn task_of(text: &str) -> WorkerTask {
 pub fn ends_task(order: &HostOrder, fact: &Fact) -> bool {
     match (order.task, fact) {
         (WorkerTask::Host, Fact::HostFinished(f)) => f.host == order.host && f.wave == order.wave,
-        (WorkerTask::Undo, Fact::HostRolledBack(r)) => {
-            r.host == order.host && r.wave == order.wave
-        }
+        (WorkerTask::Undo, Fact::HostRolledBack(r)) => r.host == order.host && r.wave == order.wave,
         _ => false,
     }
 }
 
 impl PgTx<'_> {
     /// Checks the fence: the row is claimed by this worker with this counter.
-    fn check_fence(&self, fence: &Fence, order: &HostOrder, worker: &str) -> Result<(), AuditError> {
+    fn check_fence(
+        &self,
+        fence: &Fence,
+        order: &HostOrder,
+        worker: &str,
+    ) -> Result<(), AuditError> {
         let held = self.query(
             "SELECT 1 FROM sluice.assignments
              WHERE id = $1 AND worker = $2 AND claims = $3 AND state = 'claimed' FOR UPDATE",
@@ -192,10 +195,7 @@ impl PgStore {
     /// Where assignment `id` stands.
     pub fn assignment_state(&self, id: i64) -> Result<Option<AssignmentState>, AuditError> {
         self.with_client(|conn| {
-            let rows = conn.query(
-                "SELECT state FROM sluice.assignments WHERE id = $1",
-                &[&id],
-            )?;
+            let rows = conn.query("SELECT state FROM sluice.assignments WHERE id = $1", &[&id])?;
             Ok(rows
                 .first()
                 .and_then(|r| AssignmentState::parse(&r.get::<_, String>(0))))
@@ -340,10 +340,8 @@ impl PgStore {
         let worker = needs.worker.clone();
         self.write(|tx| {
             tx.check_fence(&claim.fence, &claim.order, &worker)?;
-            let appended = tx.append(Entry::new(
-                &claim.order.run,
-                Fact::HostNeedsOperator(needs),
-            ))?;
+            let appended =
+                tx.append(Entry::new(&claim.order.run, Fact::HostNeedsOperator(needs)))?;
             tx.set_state(claim.fence.assignment, AssignmentState::Blocked)?;
             Ok(appended)
         })

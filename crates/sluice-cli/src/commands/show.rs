@@ -310,7 +310,10 @@ pub(crate) fn claimed(c: &sluice_model::HostClaimed) -> String {
         .as_deref()
         .map(|w| format!(", taken over from worker {w} (its heartbeat expired)"))
         .unwrap_or_default();
-    format!("worker {} {verb} {} (wave {}){over}", c.worker, c.host, c.wave)
+    format!(
+        "worker {} {verb} {} (wave {}){over}",
+        c.worker, c.host, c.wave
+    )
 }
 
 /// A host a worker could not carry on without the operator.

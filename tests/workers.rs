@@ -252,3 +252,232 @@ fn workers_are_refused_on_a_redb_store() {
         text(&apply)
     );
 }
+
+/// Every `step_result` of `run` with a success status, as (host, step) in record order.
+fn successes(pg: &PgCluster) -> Vec<(String, String)> {
+    pg.psql(
+        "sluice",
+        "SELECT body::json->>'host', body::json->>'step' FROM sluice.records
+         WHERE kind = 'step_result' AND body::json->>'status' IN ('ok', 'skipped') ORDER BY seq",
+    )
+    .unwrap()
+    .lines()
+    .filter(|l| !l.is_empty())
+    .map(|l| {
+        let (h, s) = l.split_once('|').unwrap();
+        (h.to_string(), s.to_string())
+    })
+    .collect()
+}
+
+#[test]
+fn a_worker_killed_mid_wave_leaves_its_hosts_to_the_others_and_every_step_succeeds_once() {
+    let pg = cluster();
+    let url = pg.url();
+    let fleet = Fleet::start(60).unwrap();
+    let dir = fleet.dir().to_path_buf();
+    init(&dir, &url);
+    let mut workers: Vec<Worker> = ["w1", "w2", "w3"]
+        .iter()
+        .map(|name| Worker::start(&dir, &url, name, &[]))
+        .collect();
+    wait_until("three live workers", Duration::from_secs(20), || {
+        live_workers(&pg) == 3
+    });
+    // Each step writes its line first, then takes a while: a worker killed in the middle
+    // leaves steps with an intent and no result, which the guard settles on take-over.
+    let yaml = r#"name: fleet-kill
+targets: [fleet]
+waves: [{ name: all, size: 100%, concurrency: 24 }]
+failure: { max_failed: 0, action: rollback }
+steps:
+  - id: drain
+    run: 'echo drain >> "$FLEET_ROOT/log"; sleep 0.6'
+    skip_if: 'grep -qx drain "$FLEET_ROOT/log"'
+    undo: 'echo undrain >> "$FLEET_ROOT/log"'
+  - id: install
+    run: 'echo install >> "$FLEET_ROOT/log"; sleep 0.6'
+    skip_if: 'grep -qx install "$FLEET_ROOT/log"'
+    undo: 'echo uninstall >> "$FLEET_ROOT/log"'
+"#;
+    let plan = fleet.dir().join("plan.yaml");
+    std::fs::write(&plan, yaml).unwrap();
+    let inventory = fleet.write_inventory().unwrap();
+    let started = Instant::now();
+    let coordinator = apply_workers(&dir, &url, &plan, &inventory)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Mid-wave: w2 holds hosts with steps in flight.
+    wait_until("w2 to be running hosts", Duration::from_secs(60), || {
+        count(
+            &pg,
+            "SELECT count(*) FROM sluice.assignments a JOIN sluice.workers w ON w.id = a.worker
+             WHERE w.name = 'w2' AND a.state = 'claimed'",
+        ) >= 4
+            && count(
+                &pg,
+                "SELECT count(*) FROM sluice.records WHERE kind = 'step_result'",
+            ) >= 10
+    });
+    workers[1].kill();
+    let out = coordinator.wait_with_output().unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    eprintln!("60 hosts over 3 workers, one killed mid-wave: {took:?}");
+
+    // Some of w2's hosts were taken over, by the other workers, and said so.
+    let taken: Vec<(String, String)> = pg
+        .psql(
+            "sluice",
+            "SELECT body::json->>'worker', body::json->>'reclaimed_from' FROM sluice.records
+             WHERE kind = 'host_claimed' AND body::jsonb ? 'reclaimed_from'",
+        )
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (w, from) = l.split_once('|').unwrap();
+            (w.to_string(), from.to_string())
+        })
+        .collect();
+    assert!(!taken.is_empty(), "no host was taken over");
+    assert!(
+        taken.iter().all(|(w, from)| from == "w2" && w != "w2"),
+        "{taken:?}"
+    );
+    // Every (host, step) has exactly one successful result; every host's end state is right.
+    let mut results = successes(&pg);
+    results.sort();
+    let mut expected: Vec<(String, String)> = (1..=60)
+        .flat_map(|i| ["drain", "install"].map(|s| (format!("host{i}"), s.to_string())))
+        .collect();
+    expected.sort();
+    assert_eq!(results, expected);
+    for i in 1..=60 {
+        assert_eq!(log(&fleet, i), ["drain", "install"], "host{i}");
+    }
+    let finished_ok = events(&out)
+        .iter()
+        .filter(|e| e["kind"] == "host_finished" && e["outcome"] == "ok")
+        .count();
+    assert_eq!(finished_ok, 60, "{}", text(&out));
+    verify(&dir, &url);
+}
+
+#[test]
+fn the_budget_holds_across_workers_and_the_failed_wave_is_undone_on_workers() {
+    let pg = cluster();
+    let url = pg.url();
+    let fleet = Fleet::start(10).unwrap();
+    let dir = fleet.dir().to_path_buf();
+    init(&dir, &url);
+    let _a = Worker::start(&dir, &url, "wa", &[]);
+    let _b = Worker::start(&dir, &url, "wb", &[]);
+    wait_until("two live workers", Duration::from_secs(20), || {
+        live_workers(&pg) == 2
+    });
+    // Every host fails its install: with max_failed 1 and 2 hosts at once, exactly three hosts
+    // start (as in one process): the first two, and the one started when the first failure
+    // was counted and the budget was not yet spent.
+    for i in 1..=10 {
+        std::fs::write(fleet.root(i).join("fail"), "").unwrap();
+    }
+    let plan = plan(
+        &fleet,
+        "[{ name: all, size: 100%, concurrency: 2, max_failed: 1 }]",
+        "{ action: rollback }",
+        r#"test ! -e "$FLEET_ROOT/fail" && echo install >> "$FLEET_ROOT/log""#,
+    );
+    let inventory = fleet.write_inventory().unwrap();
+    let out = apply_workers(&dir, &url, &plan, &inventory)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let max_failed = 1;
+    let concurrency = 2;
+    let started = count(
+        &pg,
+        "SELECT count(*) FROM sluice.assignments WHERE task = 'host'",
+    );
+    assert_eq!(started, 3, "hosts started");
+    assert_eq!(
+        started.saturating_sub(max_failed + concurrency),
+        0,
+        "hosts started after the budget was spent"
+    );
+    let mut ran: Vec<String> = claims(&pg, "host").into_iter().map(|(_, h)| h).collect();
+    ran.sort();
+    assert_eq!(ran, ["host1", "host2", "host3"]);
+    for i in 4..=10 {
+        assert!(log(&fleet, i).is_empty(), "host{i} ran");
+    }
+    // The undo ran on a worker, for every host that started: newest first.
+    let mut undone: Vec<String> = claims(&pg, "undo").into_iter().map(|(_, h)| h).collect();
+    undone.sort();
+    assert_eq!(undone, ["host1", "host2", "host3"]);
+    for i in 1..=3 {
+        assert_eq!(log(&fleet, i), ["drain", "uninstall", "undrain"], "host{i}");
+    }
+    let shown = events(&out);
+    assert!(
+        shown
+            .iter()
+            .any(|e| e["kind"] == "run_finished" && e["status"] == "rolled_back"),
+        "{}",
+        text(&out)
+    );
+    verify(&dir, &url);
+}
+
+#[test]
+fn pinned_hosts_wait_for_a_worker_of_their_label_and_run_only_there() {
+    let pg = cluster();
+    let url = pg.url();
+    let fleet = Fleet::start(4).unwrap();
+    let dir = fleet.dir().to_path_buf();
+    init(&dir, &url);
+    let _any = Worker::start(&dir, &url, "any", &[]);
+    wait_until("a live worker", Duration::from_secs(20), || {
+        live_workers(&pg) == 1
+    });
+    let plan = plan(
+        &fleet,
+        "[{ name: all, size: 100% }]",
+        "{ max_failed: 0, action: rollback }",
+        INSTALL,
+    );
+    let inventory = fleet
+        .write_inventory_with(|i| (i <= 2).then(|| "worker: dc2".to_string()))
+        .unwrap();
+    let coordinator = apply_workers(&dir, &url, &plan, &inventory)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // No worker serves dc2: the coordinator says the pinned hosts wait.
+    wait_until("the waiting decision", Duration::from_secs(30), || {
+        count(
+            &pg,
+            "SELECT count(*) FROM sluice.records
+             WHERE kind = 'decision' AND body::json->>'decision' = 'waiting_for_worker'",
+        ) >= 2
+    });
+    assert!(log(&fleet, 1).is_empty() && log(&fleet, 2).is_empty());
+    let _dc2 = Worker::start(&dir, &url, "dc2", &["--label", "dc2"]);
+    let out = coordinator.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for (worker, host) in claims(&pg, "host") {
+        let pinned = host == "host1" || host == "host2";
+        assert_eq!(worker == "dc2", pinned, "{host} ran on {worker}");
+    }
+    for i in 1..=4 {
+        assert_eq!(log(&fleet, i), ["drain", "install"], "host{i}");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("pinned to workers labelled dc2"),
+        "{}",
+        text(&out)
+    );
+}

@@ -481,3 +481,77 @@ fn pinned_hosts_wait_for_a_worker_of_their_label_and_run_only_there() {
         text(&out)
     );
 }
+
+#[test]
+fn a_worker_reads_the_secrets_itself_and_no_database_row_holds_a_value() {
+    const VALUE: &str = "wk-s3cr3t-9f2c";
+    let pg = cluster();
+    let url = pg.url();
+    let fleet = Fleet::start(2).unwrap();
+    let dir = fleet.dir().to_path_buf();
+    init(&dir, &url);
+    // Only the worker has the value: the coordinator never reads it.
+    let log_file = std::fs::File::create(dir.join("ws.log")).unwrap();
+    let mut child = sluice_as(&dir, "ws", &url)
+        .env("SLUICE_WORKER_TOK", VALUE)
+        .args(["worker", "--name", "ws"])
+        .stdout(Stdio::null())
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    wait_until("a live worker", Duration::from_secs(20), || {
+        live_workers(&pg) == 1
+    });
+    let yaml = r#"name: secret-on-worker
+targets: [fleet]
+secrets:
+  tok: { env: SLUICE_WORKER_TOK }
+waves: [{ name: all, size: 100% }]
+failure: { max_failed: 0, action: rollback }
+steps:
+  - id: use
+    run: 'printf "got %s\n" {{secrets.tok}} >> "$FLEET_ROOT/log"; echo "echoed {{secrets.tok}}"'
+"#;
+    let plan = fleet.dir().join("plan.yaml");
+    std::fs::write(&plan, yaml).unwrap();
+    let inventory = fleet.write_inventory().unwrap();
+    let out = apply_workers(&dir, &url, &plan, &inventory)
+        .env_remove("SLUICE_WORKER_TOK")
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for i in 1..=2 {
+        assert_eq!(log(&fleet, i), [format!("got {VALUE}")], "host{i}");
+    }
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(VALUE));
+    let tables = [
+        "records",
+        "runs",
+        "artifacts",
+        "plan_approvals",
+        "wave_approvals",
+        "pending_gates",
+        "leases",
+        "workers",
+        "assignments",
+        "chain_tip",
+    ];
+    let rows: Vec<String> = tables
+        .iter()
+        .map(|t| format!("SELECT row_to_json(t)::text AS row FROM sluice.{t} t"))
+        .collect();
+    let sql = format!(
+        "SELECT count(*) FROM ({}) all_rows WHERE row LIKE '%{VALUE}%'",
+        rows.join(" UNION ALL ")
+    );
+    assert_eq!(count(&pg, &sql), 0, "a row holds the secret value");
+    // The output that echoed it is recorded masked.
+    assert!(
+        count(
+            &pg,
+            "SELECT count(*) FROM sluice.records WHERE kind = 'step_result' AND body LIKE '%echoed ***%'"
+        ) == 2
+    );
+}

@@ -555,3 +555,58 @@ steps:
         ) == 2
     );
 }
+
+#[test]
+fn a_killed_coordinator_is_resumed_with_workers_from_another_machine() {
+    let pg = cluster();
+    let url = pg.url();
+    let fleet = Fleet::start(6).unwrap();
+    let dir = fleet.dir().to_path_buf();
+    init(&dir, &url);
+    let _a = Worker::start(&dir, &url, "wa", &[]);
+    let _b = Worker::start(&dir, &url, "wb", &[]);
+    wait_until("two live workers", Duration::from_secs(20), || {
+        live_workers(&pg) == 2
+    });
+    let plan = plan(
+        &fleet,
+        "[{ name: all, size: 100%, concurrency: 2 }]",
+        "{ max_failed: 0, action: rollback }",
+        r#"echo install >> "$FLEET_ROOT/log"; sleep 0.5"#,
+    );
+    let inventory = fleet.write_inventory().unwrap();
+    let mut alpha = apply_workers(&dir, &url, &plan, &inventory)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("two hosts finished", Duration::from_secs(60), || {
+        count(
+            &pg,
+            "SELECT count(*) FROM sluice.records WHERE kind = 'host_finished'",
+        ) >= 2
+    });
+    alpha.kill().unwrap();
+    alpha.wait().unwrap();
+    let run = pg
+        .psql(
+            "sluice",
+            "SELECT run FROM sluice.records WHERE kind = 'run_started'",
+        )
+        .unwrap();
+    wait_until("the coordinator's leases to expire", Duration::from_secs(30), || {
+        count(
+            &pg,
+            "SELECT count(*) FROM sluice.leases WHERE expires_at > now()",
+        ) == 0
+    });
+    let resumed = sluice_as(&dir, "beta", &url)
+        .args(["resume", run.trim(), "--yes", "--workers", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    for i in 1..=6 {
+        assert_eq!(log(&fleet, i), ["drain", "install"], "host{i}");
+    }
+    verify(&dir, &url);
+}

@@ -594,12 +594,16 @@ fn a_killed_coordinator_is_resumed_with_workers_from_another_machine() {
             "SELECT run FROM sluice.records WHERE kind = 'run_started'",
         )
         .unwrap();
-    wait_until("the coordinator's leases to expire", Duration::from_secs(30), || {
-        count(
-            &pg,
-            "SELECT count(*) FROM sluice.leases WHERE expires_at > now()",
-        ) == 0
-    });
+    wait_until(
+        "the coordinator's leases to expire",
+        Duration::from_secs(30),
+        || {
+            count(
+                &pg,
+                "SELECT count(*) FROM sluice.leases WHERE expires_at > now()",
+            ) == 0
+        },
+    );
     let resumed = sluice_as(&dir, "beta", &url)
         .args(["resume", run.trim(), "--yes", "--workers", "--json"])
         .output()

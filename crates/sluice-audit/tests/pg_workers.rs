@@ -228,3 +228,26 @@ fn a_queued_host_is_withdrawn_a_claimed_one_is_told_to_stop() {
     assert_eq!(stops.len(), 1);
     assert_eq!(stops[0].level, 1);
 }
+
+#[test]
+fn a_claim_whose_end_was_not_recorded_is_given_back_a_done_one_is_not() {
+    let pg = cluster();
+    let store = open(&pg.url(), Duration::from_secs(60));
+    let run = store.begin_run(run_started("p", &["a", "b"])).unwrap();
+    store.queue_host(&order(&run, "a", None)).unwrap();
+    store.queue_host(&order(&run, "b", None)).unwrap();
+    let me = store.register_worker(&spec("w", &[])).unwrap();
+    let claims = store.claim_hosts(me.id, "w", &[], 2).unwrap();
+    store
+        .append_fenced(&claims[1], "w", finished(&claims[1]))
+        .unwrap();
+    assert!(store.release_claim(&claims[0]).unwrap());
+    assert!(!store.release_claim(&claims[1]).unwrap(), "b is done");
+    let again = store.claim_hosts(me.id, "w", &[], 2).unwrap();
+    assert_eq!(hosts_of(&again), ["a"]);
+    // The released claim's fence no longer holds.
+    assert!(matches!(
+        store.append_fenced(&claims[0], "w", finished(&claims[0])),
+        Err(AuditError::ClaimLost { .. })
+    ));
+}

@@ -79,16 +79,18 @@ pub async fn serve(
         transports: options.transports,
         runs: HashMap::new(),
         stops: HashMap::new(),
+        ended: Vec::new(),
         summary: WorkerSummary::default(),
     };
     let mut stop = options.shutdown.subscribe();
-    let mut running: JoinSet<i64> = JoinSet::new();
+    let mut running: JoinSet<Claim> = JoinSet::new();
     while stop.soft_requested().is_none() && !stop.hard_requested() {
         worker.claim_more(&mut running).await;
         worker.pass_on_stops().await;
+        worker.release_unfinished().await;
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
-            Some(Ok(id)) = running.join_next() => { worker.stops.remove(&id); }
+            Some(Ok(claim)) = running.join_next() => worker.ended(claim),
             _ = stop.soft() => {}
         }
     }
@@ -100,7 +102,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             joined = running.join_next() => match joined {
-                Some(Ok(id)) => { worker.stops.remove(&id); }
+                Some(Ok(claim)) => worker.ended(claim),
                 Some(Err(_)) => {}
                 None => break,
             },
@@ -111,6 +113,7 @@ pub async fn serve(
             }
         }
     }
+    worker.release_unfinished().await;
     let (log, id) = (log.clone(), registration.id);
     let _ =
         tokio::task::spawn_blocking(move || log.postgres("sluice worker")?.stop_worker(id)).await;
@@ -131,6 +134,8 @@ struct Worker {
     runs: HashMap<String, Arc<RunKit>>,
     /// The stop of each host in hand, by assignment.
     stops: HashMap<i64, Shutdown>,
+    /// Claims whose task ended, to give back if their end was not recorded.
+    ended: Vec<Claim>,
     summary: WorkerSummary,
 }
 
@@ -139,8 +144,45 @@ impl Worker {
         &self.registration.spec.name
     }
 
+    fn ended(&mut self, claim: Claim) {
+        self.stops.remove(&claim.fence.assignment);
+        self.ended.push(claim);
+    }
+
+    /// Gives back the claims whose task ended without its last fact recorded (the database
+    /// went away): another worker carries them on. Tried again at every poll until the store
+    /// answers.
+    async fn release_unfinished(&mut self) {
+        if self.ended.is_empty() {
+            return;
+        }
+        let claims = std::mem::take(&mut self.ended);
+        let log = self.log.clone();
+        let kept = tokio::task::spawn_blocking(move || {
+            let mut kept = Vec::new();
+            for claim in claims {
+                let released = log
+                    .postgres("sluice worker")
+                    .and_then(|pg| pg.release_claim(&claim));
+                match released {
+                    Ok(true) => tracing::warn!(
+                        "host {} of run {}: its end was not recorded; it is queued again for a worker to carry on",
+                        claim.order.host,
+                        claim.order.run
+                    ),
+                    Ok(false) => {}
+                    Err(_) => kept.push(claim),
+                }
+            }
+            kept
+        })
+        .await
+        .unwrap_or_default();
+        self.ended = kept;
+    }
+
     /// Claims as many hosts as there are free places and starts them.
-    async fn claim_more(&mut self, running: &mut JoinSet<i64>) {
+    async fn claim_more(&mut self, running: &mut JoinSet<Claim>) {
         let free = self
             .registration
             .spec
@@ -300,14 +342,14 @@ struct HostJob {
 }
 
 impl HostJob {
-    async fn run(self) -> i64 {
-        let id = self.claim.fence.assignment;
+    async fn run(self) -> Claim {
+        let claim = self.claim.clone();
         let secrets = match &self.kit.secrets {
             Ok(secrets) => secrets.clone(),
             Err(why) => {
                 let why = format!("worker {}: {why}", self.worker);
                 end_unrun(&self.log, &self.claim, &self.worker, why).await;
-                return id;
+                return claim;
             }
         };
         let (log, run) = (self.log.clone(), self.claim.order.run.clone());
@@ -331,7 +373,7 @@ impl HostJob {
                 log.postgres("sluice worker")?.block_claim(&claim, needs)
             })
             .await;
-            return id;
+            return self.claim;
         }
         // The choices left concern other hosts: whatever they are, this host's steps are not
         // among them.
@@ -379,7 +421,7 @@ impl HostJob {
                 None => report.outcome.to_string(),
             }
         );
-        id
+        claim
     }
 }
 

@@ -330,6 +330,23 @@ impl PgStore {
         })
     }
 
+    /// Gives back a claim whose task ended without its last fact recorded (the database went
+    /// away meanwhile): the host is queued again, and a worker carries it on from the journal.
+    /// Nothing changes when the task was recorded as done, or the claim is no longer this one.
+    pub fn release_claim(&self, claim: &Claim) -> Result<bool, AuditError> {
+        let fence = &claim.fence;
+        self.with_client(|conn| {
+            Ok(!conn
+                .query(
+                    "UPDATE sluice.assignments SET state = 'queued', worker = NULL
+                     WHERE id = $1 AND worker = $2 AND claims = $3 AND state = 'claimed'
+                     RETURNING id",
+                    &[&fence.assignment, &fence.worker, &fence.claims],
+                )?
+                .is_empty())
+        })
+    }
+
     /// A worker that cannot carry on a host it took over without the operator: records
     /// `host_needs_operator` and marks the assignment blocked, fenced like any record.
     pub fn block_claim(

@@ -614,3 +614,72 @@ fn a_killed_coordinator_is_resumed_with_workers_from_another_machine() {
     }
     verify(&dir, &url);
 }
+
+#[test]
+fn a_step_left_unknown_by_a_dead_worker_stops_the_run_for_the_operator_and_resume_settles_it() {
+    let pg = cluster();
+    let url = pg.url();
+    let fleet = Fleet::start(2).unwrap();
+    let dir = fleet.dir().to_path_buf();
+    init(&dir, &url);
+    let mut first = Worker::start(&dir, &url, "first", &[]);
+    wait_until("a live worker", Duration::from_secs(20), || {
+        live_workers(&pg) == 1
+    });
+    // No guard, not idempotent: nobody but the operator may say whether it ran.
+    let plan = plan(
+        &fleet,
+        "[{ name: all, size: 100% }]",
+        "{ max_failed: 0, action: rollback }",
+        r#"echo install >> "$FLEET_ROOT/log"; sleep 3"#,
+    );
+    let inventory = fleet.write_inventory().unwrap();
+    let coordinator = apply_workers(&dir, &url, &plan, &inventory)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("both installs in flight", Duration::from_secs(60), || {
+        count(
+            &pg,
+            "SELECT count(*) FROM sluice.records
+             WHERE kind = 'step_intent' AND body::json->>'step' = 'install'",
+        ) == 2
+    });
+    first.kill();
+    let _second = Worker::start(&dir, &url, "second", &[]);
+    let out = coordinator.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let shown = events(&out);
+    assert!(
+        shown
+            .iter()
+            .any(|e| e["kind"] == "run_finished" && e["status"] == "operator_needed"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        shown.iter().any(|e| e["kind"] == "host_needs_operator"),
+        "{}",
+        text(&out)
+    );
+    // Nothing was undone, and the run is open: the operator settles it with resume.
+    for i in 1..=2 {
+        assert_eq!(log(&fleet, i), ["drain", "install"], "host{i}");
+    }
+    let run = pg
+        .psql(
+            "sluice",
+            "SELECT run FROM sluice.records WHERE kind = 'run_started'",
+        )
+        .unwrap();
+    let resumed = sluice_as(&dir, "beta", &url)
+        .args(["resume", run.trim(), "--yes", "--workers", "--skip-unknown"])
+        .output()
+        .unwrap();
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    for i in 1..=2 {
+        assert_eq!(log(&fleet, i), ["drain", "install"], "host{i}");
+    }
+    verify(&dir, &url);
+}

@@ -436,6 +436,7 @@ impl Run {
             Some(StopReason::Interrupted) => Some(RunStatus::Aborted),
             Some(StopReason::WindowClosed) => Some(RunStatus::WindowClosed),
             Some(StopReason::StoreUnreachable) => Some(RunStatus::StoreUnreachable),
+            Some(StopReason::OperatorNeeded) => Some(RunStatus::OperatorNeeded),
             None if stop.hard => Some(RunStatus::Aborted),
             None => None,
         }

@@ -279,6 +279,7 @@ impl Run {
         match stop.soft {
             Some(crate::shutdown::StopReason::WindowClosed) => RunStatus::WindowClosed,
             Some(crate::shutdown::StopReason::StoreUnreachable) => RunStatus::StoreUnreachable,
+            Some(crate::shutdown::StopReason::OperatorNeeded) => RunStatus::OperatorNeeded,
             _ => fallback,
         }
     }
@@ -300,7 +301,8 @@ fn stage_status(status: RunStatus) -> WaveStatus {
         | RunStatus::WindowClosed
         | RunStatus::OutsideWindow
         | RunStatus::ApprovalRefused
-        | RunStatus::StoreUnreachable => WaveStatus::Interrupted,
+        | RunStatus::StoreUnreachable
+        | RunStatus::OperatorNeeded => WaveStatus::Interrupted,
     }
 }
 

@@ -64,6 +64,9 @@ impl WaveRun {
                 Some(StopReason::StoreUnreachable) => {
                     "the audit store could not be reached".to_string()
                 }
+                Some(StopReason::OperatorNeeded) => {
+                    "a host taken over by a worker needs the operator".to_string()
+                }
                 _ => "Ctrl-C stopped the wave".to_string(),
             },
             _ if index.is_none() && self.status != WaveStatus::Ok => {

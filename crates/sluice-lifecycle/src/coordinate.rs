@@ -56,6 +56,8 @@ struct Shared {
     log: Arc<AuditLog>,
     run: String,
     events: Emitter,
+    /// The run's stop: a host that needs the operator stops the run for them.
+    shutdown: Shutdown,
     tail: Mutex<Tail>,
 }
 
@@ -85,6 +87,7 @@ impl StoreWorkers {
             log,
             run: run.to_string(),
             events,
+            shutdown: shutdown.clone(),
             tail: Mutex::new(Tail {
                 shown_from,
                 ..Tail::default()
@@ -177,6 +180,9 @@ impl Shared {
                 );
                 self.decide(Decision::OperatorNeeded, &order.wave, why.clone())
                     .await;
+                // As `sluice resume` refuses to guess: nothing new starts, nothing is undone,
+                // and the run is left open for the operator's choice.
+                self.shutdown.operator_needed();
                 RemoteResult {
                     outcome: Some(HostOutcome::Unknown),
                     rollback: Some(RollbackOutcome::RollbackFailed),

@@ -170,6 +170,26 @@ impl RecordedRun {
                 leases_held: true,
             });
         }
+        if report.status == RunStatus::OperatorNeeded {
+            // No finish commit: the run stays open for `sluice resume`, which the released
+            // leases let start at once, from any machine.
+            let (release_log, release_run) = (log.clone(), run_id.clone());
+            let released =
+                tokio::task::spawn_blocking(move || release_alone(&release_log, &release_run))
+                    .await
+                    .unwrap_or(false);
+            events.emit(Fact::RunFinished(RunFinished {
+                status: report.status,
+                duration_ms,
+            }));
+            return Ok(Finished {
+                report,
+                commits,
+                lost,
+                unrecorded: None,
+                leases_held: !released,
+            });
+        }
         let mut status = report.status;
         if lost.facts > 0 && went_through(status) {
             status = RunStatus::RecordIncomplete;

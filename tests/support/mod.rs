@@ -28,3 +28,4 @@ pub fn events(out: &Output) -> Vec<serde_json::Value> {
 }
 
 pub mod stage_hosts;
+pub mod workers;

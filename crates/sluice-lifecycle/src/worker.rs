@@ -147,6 +147,10 @@ impl Worker {
     fn ended(&mut self, claim: Claim) {
         self.stops.remove(&claim.fence.assignment);
         self.ended.push(claim);
+        if self.stops.is_empty() {
+            // A long-lived worker keeps no run's artifact while it holds no host.
+            self.runs.clear();
+        }
     }
 
     /// Gives back the claims whose task ended without its last fact recorded (the database
@@ -404,7 +408,8 @@ impl HostJob {
         };
         // The facts are in the store (the coordinator shows them); the worker's own events
         // are not kept.
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        drop(rx);
         let events = Emitter::new(&self.claim.order.run, tx);
         let (wave, host) = (&self.claim.order.wave, &self.claim.order.host);
         let report = match self.claim.order.task {

@@ -9,24 +9,19 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use sluice_testfleet::Fleet;
-
 mod support;
 use support::events;
 use support::workers::*;
 
 #[test]
 fn two_workers_run_a_fleet_the_coordinator_shows_and_records_one_chain() {
-    let pg = cluster();
-    let url = pg.url();
-    let fleet = Fleet::start(6).unwrap();
-    let dir = fleet.dir().to_path_buf();
-    init(&dir, &url);
-    let _a = Worker::start(&dir, &url, "wa", &[]);
-    let _b = Worker::start(&dir, &url, "wb", &[]);
-    wait_until("two live workers", Duration::from_secs(20), || {
-        live_workers(&pg) == 2
-    });
+    let Setup {
+        pg,
+        url,
+        fleet,
+        dir,
+        workers: _workers,
+    } = Setup::start(6, &[("wa", &[]), ("wb", &[])]);
     let plan = plan(
         &fleet,
         "[{ name: canary, size: 1 }, { name: rest, size: 100% }]",
@@ -104,16 +99,13 @@ fn workers_are_refused_on_a_redb_store() {
 
 #[test]
 fn the_budget_holds_across_workers_and_the_failed_wave_is_undone_on_workers() {
-    let pg = cluster();
-    let url = pg.url();
-    let fleet = Fleet::start(10).unwrap();
-    let dir = fleet.dir().to_path_buf();
-    init(&dir, &url);
-    let _a = Worker::start(&dir, &url, "wa", &[]);
-    let _b = Worker::start(&dir, &url, "wb", &[]);
-    wait_until("two live workers", Duration::from_secs(20), || {
-        live_workers(&pg) == 2
-    });
+    let Setup {
+        pg,
+        url,
+        fleet,
+        dir,
+        workers: _workers,
+    } = Setup::start(10, &[("wa", &[]), ("wb", &[])]);
     // Every host fails its install: with max_failed 1 and 2 hosts at once, exactly three hosts
     // start (as in one process): the first two, and the one started when the first failure
     // was counted and the budget was not yet spent.
@@ -169,15 +161,13 @@ fn the_budget_holds_across_workers_and_the_failed_wave_is_undone_on_workers() {
 
 #[test]
 fn pinned_hosts_wait_for_a_worker_of_their_label_and_run_only_there() {
-    let pg = cluster();
-    let url = pg.url();
-    let fleet = Fleet::start(4).unwrap();
-    let dir = fleet.dir().to_path_buf();
-    init(&dir, &url);
-    let _any = Worker::start(&dir, &url, "any", &[]);
-    wait_until("a live worker", Duration::from_secs(20), || {
-        live_workers(&pg) == 1
-    });
+    let Setup {
+        pg,
+        url,
+        fleet,
+        dir,
+        workers: _workers,
+    } = Setup::start(4, &[("any", &[])]);
     let plan = plan(
         &fleet,
         "[{ name: all, size: 100% }]",
@@ -222,11 +212,13 @@ fn pinned_hosts_wait_for_a_worker_of_their_label_and_run_only_there() {
 #[test]
 fn a_worker_reads_the_secrets_itself_and_no_database_row_holds_a_value() {
     const VALUE: &str = "wk-s3cr3t-9f2c";
-    let pg = cluster();
-    let url = pg.url();
-    let fleet = Fleet::start(2).unwrap();
-    let dir = fleet.dir().to_path_buf();
-    init(&dir, &url);
+    let Setup {
+        pg,
+        url,
+        fleet,
+        dir,
+        ..
+    } = Setup::start(2, &[]);
     // Only the worker has the value: the coordinator never reads it.
     let log_file = std::fs::File::create(dir.join("ws.log")).unwrap();
     let mut child = sluice_as(&dir, "ws", &url)

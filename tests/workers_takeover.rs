@@ -9,26 +9,19 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use sluice_testfleet::Fleet;
-
 mod support;
 use support::events;
 use support::workers::*;
 
 #[test]
 fn a_worker_killed_mid_wave_leaves_its_hosts_to_the_others_and_every_step_succeeds_once() {
-    let pg = cluster();
-    let url = pg.url();
-    let fleet = Fleet::start(60).unwrap();
-    let dir = fleet.dir().to_path_buf();
-    init(&dir, &url);
-    let mut workers: Vec<Worker> = ["w1", "w2", "w3"]
-        .iter()
-        .map(|name| Worker::start(&dir, &url, name, &[]))
-        .collect();
-    wait_until("three live workers", Duration::from_secs(20), || {
-        live_workers(&pg) == 3
-    });
+    let Setup {
+        pg,
+        url,
+        fleet,
+        dir,
+        mut workers,
+    } = Setup::start(60, &[("w1", &[]), ("w2", &[]), ("w3", &[])]);
     // Each step writes its line first, then takes a while: a worker killed in the middle
     // leaves steps with an intent and no result, which the guard settles on take-over.
     let yaml = r#"name: fleet-kill
@@ -112,16 +105,13 @@ steps:
 
 #[test]
 fn a_killed_coordinator_is_resumed_with_workers_from_another_machine() {
-    let pg = cluster();
-    let url = pg.url();
-    let fleet = Fleet::start(6).unwrap();
-    let dir = fleet.dir().to_path_buf();
-    init(&dir, &url);
-    let _a = Worker::start(&dir, &url, "wa", &[]);
-    let _b = Worker::start(&dir, &url, "wb", &[]);
-    wait_until("two live workers", Duration::from_secs(20), || {
-        live_workers(&pg) == 2
-    });
+    let Setup {
+        pg,
+        url,
+        fleet,
+        dir,
+        workers: _workers,
+    } = Setup::start(6, &[("wa", &[]), ("wb", &[])]);
     let plan = plan(
         &fleet,
         "[{ name: all, size: 100%, concurrency: 2 }]",
@@ -171,15 +161,13 @@ fn a_killed_coordinator_is_resumed_with_workers_from_another_machine() {
 
 #[test]
 fn a_step_left_unknown_by_a_dead_worker_stops_the_run_for_the_operator_and_resume_settles_it() {
-    let pg = cluster();
-    let url = pg.url();
-    let fleet = Fleet::start(2).unwrap();
-    let dir = fleet.dir().to_path_buf();
-    init(&dir, &url);
-    let mut first = Worker::start(&dir, &url, "first", &[]);
-    wait_until("a live worker", Duration::from_secs(20), || {
-        live_workers(&pg) == 1
-    });
+    let Setup {
+        pg,
+        url,
+        fleet,
+        dir,
+        mut workers,
+    } = Setup::start(2, &[("first", &[])]);
     // No guard, not idempotent: nobody but the operator may say whether it ran.
     let plan = plan(
         &fleet,
@@ -200,7 +188,7 @@ fn a_step_left_unknown_by_a_dead_worker_stops_the_run_for_the_operator_and_resum
              WHERE kind = 'step_intent' AND body::json->>'step' = 'install'",
         ) == 2
     });
-    first.kill();
+    workers[0].kill();
     let _second = Worker::start(&dir, &url, "second", &[]);
     let out = coordinator.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));

@@ -174,3 +174,38 @@ pub fn successes(pg: &PgCluster) -> Vec<(String, String)> {
     })
     .collect()
 }
+
+/// A store, a fleet and live workers for one test. Workers are stopped first when it is dropped.
+pub struct Setup {
+    pub pg: PgCluster,
+    pub url: String,
+    pub fleet: Fleet,
+    pub dir: PathBuf,
+    pub workers: Vec<Worker>,
+}
+
+impl Setup {
+    /// `hosts` sshd hosts, the store initialised, and `workers` (name, extra arguments) live.
+    pub fn start(hosts: usize, workers: &[(&str, &[&str])]) -> Setup {
+        let pg = cluster();
+        let url = pg.url();
+        let fleet = Fleet::start(hosts).unwrap();
+        let dir = fleet.dir().to_path_buf();
+        init(&dir, &url);
+        let workers: Vec<Worker> = workers
+            .iter()
+            .map(|(name, extra)| Worker::start(&dir, &url, name, extra))
+            .collect();
+        let n = workers.len();
+        wait_until("the workers to be live", Duration::from_secs(20), || {
+            live_workers(&pg) == n
+        });
+        Setup {
+            pg,
+            url,
+            fleet,
+            dir,
+            workers,
+        }
+    }
+}

@@ -156,28 +156,21 @@ impl RecordedRun {
         let commits = writer.stats();
         let lost = journal.lost();
         let duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX);
-        if report.status == RunStatus::StoreUnreachable {
-            // No finish commit: the run stays open, with its leases, for `sluice resume`.
-            events.emit(Fact::RunFinished(RunFinished {
-                status: report.status,
-                duration_ms,
-            }));
-            return Ok(Finished {
-                report,
-                commits,
-                lost,
-                unrecorded: None,
-                leases_held: true,
-            });
-        }
-        if report.status == RunStatus::OperatorNeeded {
-            // No finish commit: the run stays open for `sluice resume`, which the released
-            // leases let start at once, from any machine.
-            let (release_log, release_run) = (log.clone(), run_id.clone());
-            let released =
-                tokio::task::spawn_blocking(move || release_alone(&release_log, &release_run))
+        if matches!(
+            report.status,
+            RunStatus::StoreUnreachable | RunStatus::OperatorNeeded
+        ) {
+            // No finish commit: the run stays open for `sluice resume`. A store that cannot be
+            // reached keeps the leases (they expire, as a dead controller's do); a run stopped
+            // for the operator releases them, so the resume may start at once, anywhere.
+            let leases_held = if report.status == RunStatus::OperatorNeeded {
+                let (release_log, release_run) = (log.clone(), run_id.clone());
+                !tokio::task::spawn_blocking(move || release_alone(&release_log, &release_run))
                     .await
-                    .unwrap_or(false);
+                    .unwrap_or(false)
+            } else {
+                true
+            };
             events.emit(Fact::RunFinished(RunFinished {
                 status: report.status,
                 duration_ms,
@@ -187,7 +180,7 @@ impl RecordedRun {
                 commits,
                 lost,
                 unrecorded: None,
-                leases_held: !released,
+                leases_held,
             });
         }
         let mut status = report.status;

@@ -78,4 +78,5 @@ SLUICE_TEST_TRANSPORT_MODE=exec cargo test --locked "$@" \
   -p sluice-ssh --test ssh_become --test ssh_connect --test ssh_exec --test ssh_host_keys \
   --test ssh_hung --test ssh_liveness --test ssh_runner --test ssh_secrets \
   -p sluice-cli --test exec --test apply_fleet --test approvals --test audit_apply \
-  --test host_text --test register_limit --test resume --test secrets --test check --test reboot_fleet --test backup --test host_lease --test confirm
+  --test host_text --test register_limit --test resume --test secrets --test check --test reboot_fleet --test backup --test host_lease --test confirm \
+  --test workers --test workers_takeover

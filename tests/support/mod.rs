@@ -55,3 +55,4 @@ pub fn host_finished(events: &[serde_json::Value]) -> &serde_json::Value {
 
 pub mod pg;
 pub mod stage_hosts;
+pub mod workers;

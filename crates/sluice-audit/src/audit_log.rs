@@ -200,6 +200,18 @@ impl AuditLog {
         matches!(self.backend, Backend::Postgres(_))
     }
 
+    /// The PostgreSQL backend, for what only a shared store offers (workers, `pg/shard.rs`);
+    /// refused with [`AuditError::NeedsPostgres`] naming `what` on a redb store.
+    pub fn postgres(&self, what: &str) -> Result<&PgStore, AuditError> {
+        match &self.backend {
+            Backend::Postgres(pg) => Ok(pg),
+            Backend::Redb(_) => Err(AuditError::NeedsPostgres {
+                what: what.to_string(),
+                store: self.location().to_string(),
+            }),
+        }
+    }
+
     /// Appends one record in its own durable commit.
     pub fn append(&self, run: &str, fact: Fact) -> Result<Appended, AuditError> {
         on_backend!(self, s => store_tx::append(s, run, fact))

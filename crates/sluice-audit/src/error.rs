@@ -180,6 +180,34 @@ pub enum AuditError {
     #[error("--store {url}: {reason}")]
     BadStoreUrl { url: String, reason: String },
 
+    /// A worker's claim of a host is no longer its own (it was judged dead and another worker
+    /// took the host over, or the coordinator withdrew it): nothing it records for the host
+    /// is accepted.
+    #[error(
+        "worker {worker} no longer holds its claim of host {host} of run {run}: another worker took it over"
+    )]
+    ClaimLost {
+        worker: String,
+        run: String,
+        host: String,
+    },
+
+    /// A feature that only a store shared through PostgreSQL has (workers).
+    #[error(
+        "{what} needs the PostgreSQL store (`--store postgres://…`); {store} is a local redb store"
+    )]
+    NeedsPostgres { what: String, store: String },
+
+    /// Another live worker already has this name.
+    #[error(
+        "a worker named {name} is already running (pid {pid} on {machine}); give this one another --name"
+    )]
+    WorkerNameTaken {
+        name: String,
+        pid: u32,
+        machine: String,
+    },
+
     #[error("cannot read the export: {0}")]
     Read(#[source] std::io::Error),
 

@@ -35,7 +35,11 @@ pub(crate) struct Tx<'a> {
 }
 
 impl<'a> Tx<'a> {
-    pub(crate) fn new(log: &'a RedbStore, txn: WriteTransaction, cache: Option<SummaryCache>) -> Self {
+    pub(crate) fn new(
+        log: &'a RedbStore,
+        txn: WriteTransaction,
+        cache: Option<SummaryCache>,
+    ) -> Self {
         Tx {
             log,
             txn,

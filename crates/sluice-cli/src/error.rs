@@ -82,7 +82,9 @@ impl From<AuditError> for CliError {
             | AuditError::RunFinished { .. }
             | AuditError::BadStoreUrl { .. }
             | AuditError::NotInitialised { .. }
-            | AuditError::SchemaNewer { .. } => ErrorKind::InvalidInput,
+            | AuditError::SchemaNewer { .. }
+            | AuditError::NeedsPostgres { .. }
+            | AuditError::WorkerNameTaken { .. } => ErrorKind::InvalidInput,
             _ => ErrorKind::Failed,
         };
         CliError {

@@ -350,6 +350,14 @@ fn unescaped_lines(fact: &Fact, detailed: bool) -> Vec<Line> {
             ),
             true,
         ),
+        Fact::HostClaimed(c) if detailed || c.reclaimed_from.is_some() => line(
+            "Worker",
+            crate::commands::show::claimed(c),
+            c.reclaimed_from.is_some(),
+        ),
+        Fact::HostNeedsOperator(n) => {
+            line("Worker", crate::commands::show::needs_operator(n), true)
+        }
         Fact::NotificationFailed(n) => line(
             "Notify",
             format!(

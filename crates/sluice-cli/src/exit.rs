@@ -40,7 +40,8 @@ pub fn for_status(status: RunStatus) -> u8 {
         RunStatus::Aborted
         | RunStatus::WindowClosed
         | RunStatus::OutsideWindow
-        | RunStatus::ApprovalRefused => ABORTED,
+        | RunStatus::ApprovalRefused
+        | RunStatus::OperatorNeeded => ABORTED,
         RunStatus::RecordIncomplete => RECORD_INCOMPLETE,
         RunStatus::StoreUnreachable => STORE_UNREACHABLE,
     }

@@ -91,6 +91,9 @@ enum Command {
     Inventory(commands::inventory::Args),
     /// Prometheus metrics of every plan's latest run, from the audit store.
     Metrics(commands::metrics::Args),
+    /// Run hosts of runs applied with `--workers`, claimed from the shared PostgreSQL store,
+    /// until SIGTERM or Ctrl-C.
+    Worker(commands::worker::Args),
     /// Print a shell completion script (bash, zsh, fish).
     Completions(commands::completions::Args),
     /// Write man pages: sluice.1 and one per subcommand.
@@ -131,6 +134,7 @@ fn main() -> ExitCode {
         Command::Exec(args) => commands::exec::run(args, &console),
         Command::Inventory(args) => commands::inventory::run(args, &console),
         Command::Metrics(args) => commands::metrics::run(args, &console),
+        Command::Worker(args) => commands::worker::run(args, &console),
         Command::Completions(args) => commands::completions::run(args, &console),
         Command::Man(args) => commands::completions::run_man(args, &console),
     };

@@ -226,5 +226,9 @@ pub fn verdict(status: RunStatus) -> (String, bool) {
             "STOPPED: the audit store could not be reached; resume the run once it is back (exit 7)".into(),
             true,
         ),
+        RunStatus::OperatorNeeded => (
+            "STOPPED for the operator: a host a worker took over has steps with an unknown outcome; `sluice resume RUN --workers --rerun-unknown` or `--skip-unknown` (exit 4)".into(),
+            true,
+        ),
     }
 }

@@ -94,6 +94,7 @@ impl Executor {
             backups: Arc::default(),
             // A check changes nothing, so it leases no host on the host itself.
             host_lease: None,
+            dispatch: crate::dispatch::HostDispatch::Local,
         });
         let (mut hosts, passed_on) = run_once_hosts(&ctx).await;
         let seeded: HashMap<String, RuntimeValues> = hosts

@@ -9,6 +9,8 @@
 //!   ([`http_probe`]: the HTTP(S) GET of an `http:` check);
 //!   [`preconnect`]: the next wave's SSH connections, opened while the current wave runs.
 //! - [`rollback`]: undo of what ran, newest first.
+//! - [`dispatch`]: where a host runs: here, or handed to a worker (`--workers`);
+//!   [`assigned`]: a worker's side, one host of a run with the same code.
 //! - `confirm`: confirm-or-revert: a timer armed on the host before a step with `confirm:`,
 //!   disarmed over a new connection after it, or the host reverts the step by itself.
 //! - [`check`]: `sluice apply --check`: only `skip_if` guards and `check: true` steps run.
@@ -26,10 +28,12 @@
 //! events; the CLI decides how they are shown.
 
 pub mod approval;
+pub mod assigned;
 mod backup;
 pub mod budget;
 pub mod check;
 mod confirm;
+pub mod dispatch;
 pub mod error;
 pub mod event;
 pub mod health;

@@ -56,7 +56,12 @@ pub(crate) async fn roll_back(
         tasks.spawn(async move {
             // The semaphore is never closed, so acquiring only waits.
             let _slot = slots.acquire_owned().await;
-            undo_host(&ctx, &wave, host).await
+            match &ctx.dispatch {
+                crate::dispatch::HostDispatch::Local => undo_host(&ctx, &wave, host).await,
+                crate::dispatch::HostDispatch::Remote(remote) => {
+                    crate::dispatch::undo(&ctx, remote, &wave, host).await
+                }
+            }
         });
     }
     while let Some(joined) = tasks.join_next().await {
@@ -83,7 +88,7 @@ pub(crate) async fn roll_back(
     finished
 }
 
-async fn undo_host(ctx: &RunContext, wave: &str, mut host: HostRun) -> HostRun {
+pub(crate) async fn undo_host(ctx: &RunContext, wave: &str, mut host: HostRun) -> HostRun {
     let mut stop = ctx.shutdown.subscribe();
     let not_reconnected = reconnect_for_undo(ctx, &mut host).await;
     let leased = match (&host.conn, ctx.artifact.host(&host.host)) {

@@ -45,6 +45,8 @@ pub(crate) struct RunContext {
     pub backups: Arc<crate::backup::BackupLedger>,
     /// Who leases hosts on the hosts themselves; `None` unless the plan has `host_lease: true`.
     pub host_lease: Option<Arc<crate::host_lease::HostLeaseIdentity>>,
+    /// Where hosts run: here, or on workers (`crate::dispatch`).
+    pub dispatch: crate::dispatch::HostDispatch,
 }
 
 impl RunContext {
@@ -138,6 +140,9 @@ pub struct RunOptions {
     /// Who takes host-side leases, for a plan with `host_lease: true` (see
     /// [`crate::host_lease`]); without it no host-side lease is taken.
     pub host_lease: Option<crate::host_lease::HostLeaseIdentity>,
+    /// Hand the hosts to workers instead of running them here (`sluice apply --workers`; see
+    /// [`crate::dispatch`]).
+    pub workers: Option<crate::dispatch::Workers>,
 }
 
 /// Runs one plan artifact. Build it, then call [`Executor::run`].
@@ -177,6 +182,10 @@ impl Executor {
                 .clone()
                 .filter(|_| self.artifact.host_lease)
                 .map(Arc::new),
+            dispatch: match &self.options.workers {
+                Some(workers) => crate::dispatch::HostDispatch::Remote(workers.0.clone()),
+                None => crate::dispatch::HostDispatch::Local,
+            },
         });
         let run = Run {
             ctx,
@@ -427,6 +436,7 @@ impl Run {
             Some(StopReason::Interrupted) => Some(RunStatus::Aborted),
             Some(StopReason::WindowClosed) => Some(RunStatus::WindowClosed),
             Some(StopReason::StoreUnreachable) => Some(RunStatus::StoreUnreachable),
+            Some(StopReason::OperatorNeeded) => Some(RunStatus::OperatorNeeded),
             None if stop.hard => Some(RunStatus::Aborted),
             None => None,
         }

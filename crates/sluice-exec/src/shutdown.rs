@@ -23,6 +23,9 @@ pub enum StopReason {
     WindowClosed,
     /// The journal could not reach its store (a database that went away).
     StoreUnreachable,
+    /// A host handed to workers needs the operator (`host_needs_operator`): like
+    /// `StoreUnreachable`, nothing is undone and the run is left for `sluice resume`.
+    OperatorNeeded,
 }
 
 /// The current stop state.
@@ -36,6 +39,11 @@ impl Stop {
     /// The run is stopping because its store cannot be reached.
     pub fn store_lost(&self) -> bool {
         self.soft == Some(StopReason::StoreUnreachable)
+    }
+
+    /// The run is stopping for the operator (`--workers`).
+    pub fn operator_needed(&self) -> bool {
+        self.soft == Some(StopReason::OperatorNeeded)
     }
 }
 
@@ -87,6 +95,16 @@ impl Shutdown {
     pub fn store_unreachable(&self) {
         self.tx
             .send_modify(|s| s.soft = Some(StopReason::StoreUnreachable));
+    }
+
+    /// A host handed to workers needs the operator: a soft stop nothing is undone after,
+    /// unless the store was lost (which says more).
+    pub fn operator_needed(&self) {
+        self.tx.send_modify(|s| {
+            if s.soft != Some(StopReason::StoreUnreachable) {
+                s.soft = Some(StopReason::OperatorNeeded);
+            }
+        });
     }
 
     pub fn state(&self) -> Stop {

@@ -142,6 +142,7 @@ impl Run {
             stage: Some(stage.name.clone()),
             backups: self.ctx.backups.clone(),
             host_lease: self.ctx.host_lease.clone(),
+            dispatch: self.ctx.dispatch.clone(),
         });
         self.ctx
             .note(Fact::StageStarted(StageStarted {
@@ -278,6 +279,7 @@ impl Run {
         match stop.soft {
             Some(crate::shutdown::StopReason::WindowClosed) => RunStatus::WindowClosed,
             Some(crate::shutdown::StopReason::StoreUnreachable) => RunStatus::StoreUnreachable,
+            Some(crate::shutdown::StopReason::OperatorNeeded) => RunStatus::OperatorNeeded,
             _ => fallback,
         }
     }
@@ -299,7 +301,8 @@ fn stage_status(status: RunStatus) -> WaveStatus {
         | RunStatus::WindowClosed
         | RunStatus::OutsideWindow
         | RunStatus::ApprovalRefused
-        | RunStatus::StoreUnreachable => WaveStatus::Interrupted,
+        | RunStatus::StoreUnreachable
+        | RunStatus::OperatorNeeded => WaveStatus::Interrupted,
     }
 }
 

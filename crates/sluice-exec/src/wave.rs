@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::budget::Budget;
-use crate::host::{HostRun, millis, run_host};
+use crate::host::{HostRun, millis};
 use crate::report::{FailureDetail, HostOutcome, WaveReport, WaveStatus};
 use crate::run::RunContext;
 use crate::shutdown::StopReason;
@@ -63,6 +63,9 @@ impl WaveRun {
                 Some(StopReason::WindowClosed) => "the maintenance window closed".to_string(),
                 Some(StopReason::StoreUnreachable) => {
                     "the audit store could not be reached".to_string()
+                }
+                Some(StopReason::OperatorNeeded) => {
+                    "a host taken over by a worker needs the operator".to_string()
                 }
                 _ => "Ctrl-C stopped the wave".to_string(),
             },
@@ -163,7 +166,7 @@ pub(crate) async fn run_wave(
         // The task reads its host's plan from the shared artifact: a copy per host would hold
         // a second artifact's worth of rendered commands while a large wave runs.
         let id = running
-            .spawn(run_host(
+            .spawn(crate::dispatch::start_host(
                 ctx.clone(),
                 wave.name.clone(),
                 name.clone(),

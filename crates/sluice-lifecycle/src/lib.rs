@@ -14,6 +14,10 @@
 //! 5. [`resume`]: the checks before a run whose controller died is carried on, what it did
 //!    before (read by `sluice_exec::prior`), and the take-over commit.
 //!
+//! 6. [`coordinate`]: `apply --workers`: the run's hosts handed to workers through the shared
+//!    store, their results read back from the run's records; [`worker`]: `sluice worker`, the
+//!    process that claims hosts and runs them with the executor's code.
+//!
 //! The CLI is glue around this crate: it parses arguments, asks on the terminal, draws the
 //! events and turns outcomes and [`LifecycleError`]s into exit codes.
 //!
@@ -23,6 +27,7 @@
 
 pub mod adhoc;
 pub mod check;
+pub mod coordinate;
 pub mod error;
 pub mod gate;
 pub mod journal;
@@ -32,6 +37,7 @@ pub mod recorded;
 pub mod resume;
 pub mod start;
 pub mod warnings;
+pub mod worker;
 
 pub use error::LifecycleError;
 pub use recorded::{Finished, RecordedRun};

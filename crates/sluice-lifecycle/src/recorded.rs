@@ -21,6 +21,7 @@
 use std::sync::Arc;
 
 use sluice_audit::{AuditError, AuditLog, CommitStats, GroupCommitter, Redactor};
+use sluice_exec::dispatch::Workers;
 use sluice_exec::{
     Approver, Emitter, Executor, Journal, JournalHandle, RunOptions, RunReport, Secrets, Shutdown,
     Transports,
@@ -29,6 +30,7 @@ use sluice_model::{Event, Fact, RunFinished, RunStatus};
 use sluice_plan::PlanArtifact;
 use tokio::sync::mpsc;
 
+use crate::coordinate::StoreWorkers;
 use crate::error::LifecycleError;
 use crate::gate::StoreApprover;
 use crate::journal::{AuditJournal, Lost};
@@ -52,6 +54,9 @@ pub struct RecordedRun {
     pub max_batch: usize,
     /// The gates' policy, when the plan's environment wants them signed.
     pub gate_policy: Option<crate::policy::GatePolicy>,
+    /// Hand the hosts to workers through the shared store (`--workers`; see
+    /// [`crate::coordinate`]) instead of running them in this process.
+    pub workers: bool,
 }
 
 /// How a recorded run ended.
@@ -102,7 +107,18 @@ impl RecordedRun {
             terminal,
             max_batch,
             gate_policy,
+            workers,
         } = self;
+        if workers {
+            match StoreWorkers::start(log.clone(), &run_id, events.clone(), shutdown.clone()) {
+                Ok(dispatch) => options.workers = Some(Workers(Arc::new(dispatch))),
+                Err(e) => {
+                    // Nothing ran: the leases go, the run stays unfinished (resumable).
+                    let _ = log.release_leases(&run_id);
+                    return Err(e);
+                }
+            }
+        }
         let writer = match GroupCommitter::with_max_batch(log.clone(), max_batch) {
             Ok(writer) => Arc::new(writer),
             Err(e) => {
@@ -140,8 +156,21 @@ impl RecordedRun {
         let commits = writer.stats();
         let lost = journal.lost();
         let duration_ms = u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX);
-        if report.status == RunStatus::StoreUnreachable {
-            // No finish commit: the run stays open, with its leases, for `sluice resume`.
+        if matches!(
+            report.status,
+            RunStatus::StoreUnreachable | RunStatus::OperatorNeeded
+        ) {
+            // No finish commit: the run stays open for `sluice resume`. A store that cannot be
+            // reached keeps the leases (they expire, as a dead controller's do); a run stopped
+            // for the operator releases them, so the resume may start at once, anywhere.
+            let leases_held = if report.status == RunStatus::OperatorNeeded {
+                let (release_log, release_run) = (log.clone(), run_id.clone());
+                !tokio::task::spawn_blocking(move || release_alone(&release_log, &release_run))
+                    .await
+                    .unwrap_or(false)
+            } else {
+                true
+            };
             events.emit(Fact::RunFinished(RunFinished {
                 status: report.status,
                 duration_ms,
@@ -151,7 +180,7 @@ impl RecordedRun {
                 commits,
                 lost,
                 unrecorded: None,
-                leases_held: true,
+                leases_held,
             });
         }
         let mut status = report.status;

@@ -52,6 +52,7 @@ async fn apply(
     let (tx, _rx) = mpsc::unbounded_channel();
     let events = Emitter::new(&run_id, tx);
     let run = RecordedRun {
+        workers: false,
         log: log.clone(),
         run_id: run_id.clone(),
         opening: Fact::RunStarted(started.fact),

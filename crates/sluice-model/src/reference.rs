@@ -5,7 +5,7 @@
 use crate::status::{
     ApprovalHow, BackupPhase, ConnectErrorKind, Decision, ExecResult, HostOutcome, ProbeKind,
     RollbackOutcome, RunKind, RunProgress, RunStatus, StepStatus, UnknownChoice, WaveDecision,
-    WaveStatus,
+    WaveStatus, WorkerTask,
 };
 use crate::status::{CheckVerdict, ConfirmOutcome, ConfirmTimer, NotifyEvent};
 
@@ -56,6 +56,7 @@ pub fn vocabulary_tables() -> String {
     table::<CheckVerdict>(&mut out);
     table::<NotifyEvent>(&mut out);
     table::<BackupPhase>(&mut out);
+    table::<WorkerTask>(&mut out);
     out.push('\n');
     out.push_str(END);
     out
@@ -86,5 +87,6 @@ pub fn all_values() -> Vec<(&'static str, &'static str)> {
     named::<CheckVerdict>(&mut out);
     named::<NotifyEvent>(&mut out);
     named::<BackupPhase>(&mut out);
+    named::<WorkerTask>(&mut out);
     out
 }

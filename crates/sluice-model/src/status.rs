@@ -150,6 +150,7 @@ vocabulary! {
         ApprovalRefused = "approval_refused": "an approval gate was refused (exit 4)",
         RecordIncomplete = "record_incomplete": "the hosts ended as for `succeeded` or `tolerated`, but the audit store could not record all of the run (a full disk, an I/O error): facts or its end are missing (exit 5)",
         StoreUnreachable = "store_unreachable": "the audit store (a database) could not be reached mid-run: no step started without its intent recorded, commands in flight finished, nothing was undone; the run is unfinished in the store and `sluice resume` carries it on once the store is back (exit 7; this status is never recorded)",
+        OperatorNeeded = "operator_needed": "`--workers`: a worker that took a host over from a dead worker found steps whose outcome only the operator can settle: no new host or step started, commands in flight finished, nothing was undone; the run is unfinished in the store with its leases released, and `sluice resume RUN --workers --rerun-unknown` (or `--skip-unknown`) carries it on (exit 4; this status is never recorded)",
     }
 }
 
@@ -212,6 +213,16 @@ vocabulary! {
         StageRollback = "stage_rollback": "rollback_scope: run: a stage that finished is undone because a later stage failed",
         JournalFailed = "journal_failed": "a record could not be written to the audit trail",
         BreakGlass = "break_glass": "an override the policy guards (`--ignore-window`, `--rerun-unknown`, `unlock`, ...) was used with `--reason`",
+        WaitingForWorker = "waiting_for_worker": "`--workers`: a host pinned to a worker label waits: no live worker has that label",
+        OperatorNeeded = "operator_needed": "`--workers`: a worker that took over a host found steps whose outcome is unknown and that only the operator can settle: the run stops, unfinished, for `sluice resume`",
+    }
+}
+
+vocabulary! {
+    /// What a worker does with a host it claims (`host_claimed`, `sluice worker`).
+    pub enum WorkerTask {
+        Host = "host": "run the host's steps and health checks, as a wave does",
+        Undo = "undo": "undo what ran on the host, newest first, as a rollback does",
     }
 }
 

@@ -1,8 +1,8 @@
-//! The heartbeat of a lease holder: while a process holds leases in the PostgreSQL store, a task
-//! on the client's runtime pushes their `expires_at` forward every quarter of the lease expiry,
-//! on a connection of its own (so a long commit on the main connection never delays it). A
-//! process that dies stops renewing, and its leases expire; a database that cannot be reached
-//! is retried at every beat.
+//! The heartbeat of a lease holder or a worker: while a process holds leases in the PostgreSQL
+//! store (or runs as `sluice worker`), a task on the client's runtime pushes their `expires_at`
+//! forward every quarter of the lease expiry, on a connection of its own (so a long commit on
+//! the main connection never delays it). A process that dies stops renewing, and its leases (or
+//! its claims of hosts) expire; a database that cannot be reached is retried at every beat.
 
 use std::time::Duration;
 
@@ -22,13 +22,33 @@ impl Drop for Heartbeat {
     }
 }
 
+/// What a heartbeat keeps alive.
+#[derive(Clone)]
+enum Beating {
+    /// The leases of one controller process.
+    Leases { controller: String, pid: i64 },
+    /// One worker's row (`worker.rs`): its claims stay its own while it beats.
+    Worker { id: i64 },
+}
+
 impl Heartbeat {
     pub(crate) fn start(store: &PgStore, holder: &LeaseHolder) -> Result<Heartbeat, AuditError> {
+        let beating = Beating::Leases {
+            controller: holder.controller.clone(),
+            pid: i64::from(holder.pid),
+        };
+        Self::spawn(store, beating)
+    }
+
+    /// The heartbeat of worker `id` (`sluice.workers`).
+    pub(crate) fn start_worker(store: &PgStore, id: i64) -> Result<Heartbeat, AuditError> {
+        Self::spawn(store, Beating::Worker { id })
+    }
+
+    fn spawn(store: &PgStore, beating: Beating) -> Result<Heartbeat, AuditError> {
         let config = store.config.clone();
         let expiry = store.lease_expiry();
         let every = expiry / 4;
-        let controller = holder.controller.clone();
-        let pid = i64::from(holder.pid);
         let tls = super::conn::tls(store.name())?;
         let task = runtime(store.name())?.spawn(async move {
             let mut client: Option<tokio_postgres::Client> = None;
@@ -51,7 +71,7 @@ impl Heartbeat {
                 if let Some(c) = client.as_mut() {
                     // A failed renewal is retried at the next beat; the leases stay valid
                     // until their expiry.
-                    let _ = renew(c, &controller, pid, expiry).await;
+                    let _ = renew(c, &beating, expiry).await;
                 }
             }
         });
@@ -60,11 +80,10 @@ impl Heartbeat {
 }
 
 /// One renewal, under the chain's tip lock like every write, so it never interleaves with a
-/// transaction that takes or releases the same leases.
+/// transaction that takes, releases or claims over the same rows.
 async fn renew(
     client: &mut tokio_postgres::Client,
-    controller: &str,
-    pid: i64,
+    beating: &Beating,
     expiry: Duration,
 ) -> Result<(), tokio_postgres::Error> {
     let txn = client.transaction().await?;
@@ -72,11 +91,27 @@ async fn renew(
         .await?;
     txn.execute("SELECT 1 FROM sluice.chain_tip FOR UPDATE", &[])
         .await?;
-    txn.execute(
-        "UPDATE sluice.leases SET expires_at = now() + make_interval(secs => $3)
-         WHERE controller = $1 AND pid = $2",
-        &[&controller, &pid, &expiry.as_secs_f64()],
-    )
-    .await?;
+    let secs = expiry.as_secs_f64();
+    match beating {
+        Beating::Leases { controller, pid } => {
+            txn.execute(
+                "UPDATE sluice.leases SET expires_at = now() + make_interval(secs => $3)
+                 WHERE controller = $1 AND pid = $2",
+                &[controller, pid, &secs],
+            )
+            .await?;
+        }
+        Beating::Worker { id } => {
+            // A late beat revives a worker judged dead: the claims another worker took over
+            // meanwhile are no longer its own, and it finds out at its next record for them
+            // (the fence in `shard.rs`); the others stay its own.
+            txn.execute(
+                "UPDATE sluice.workers SET expires_at = now() + make_interval(secs => $2)
+                 WHERE id = $1 AND stopped_at IS NULL",
+                &[id, &secs],
+            )
+            .await?;
+        }
+    }
     txn.commit().await
 }

@@ -10,6 +10,8 @@
 //! - `lease.rs`: leases with an expiry renewed by a heartbeat (`heartbeat.rs`). Approvals,
 //!   leases and resume are written once for both backends (`crate::store_tx`).
 //! - `read.rs`: the queries, `verify` and `export`; `import.rs`: `sluice store migrate`.
+//! - `worker.rs`: workers (`sluice worker`) and their heartbeat; `shard.rs`: hosts of a run
+//!   handed to workers (queued, claimed, fenced records, take-over).
 //!
 //! **Invariant:** every write transaction starts by locking the one row of `sluice.chain_tip`
 //! (`SELECT … FOR UPDATE`), so writers from every controller are serialised and the chain
@@ -23,15 +25,19 @@ mod import;
 mod lease;
 mod read;
 mod schema;
+mod shard;
 mod tx;
 mod url;
+mod worker;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
 pub use schema::SCHEMA_VERSION;
+pub use shard::{AssignmentState, Claim, Fence, HostOrder, StopRequest, ends_task};
 pub use url::StoreUrl;
+pub use worker::{LiveWorker, WorkerRegistration, WorkerSpec};
 
 use crate::audit_log::OpenMode;
 use crate::error::{AuditError, StoreName};

@@ -10,7 +10,10 @@
 //! exact JSON bytes as text), `chain_tip` (one row: the last seq and hash; the row every writer
 //! locks), `runs` (run summaries), `artifacts`, `plan_approvals`, `wave_approvals`,
 //! `pending_gates` (indexes derived from records in the same transaction), `leases` (with
-//! `expires_at`, renewed by the holder's heartbeat).
+//! `expires_at`, renewed by the holder's heartbeat); from version 2, `workers` (one row per
+//! `sluice worker` process, its `expires_at` renewed by its heartbeat) and `assignments` (a host
+//! of a run handed to the workers: `queued`, `claimed` by a worker with a fencing counter
+//! `claims`, `done`, `withdrawn` or `blocked`; see `shard.rs`).
 
 use crate::audit_log::OpenMode;
 use crate::chain::GENESIS;
@@ -61,6 +64,37 @@ const MIGRATIONS: &[&str] = &[
          expires_at timestamptz NOT NULL
      );
      CREATE INDEX leases_by_run ON sluice.leases (run);",
+    // 2: workers and host assignments (`sluice worker`, `apply --workers`; `worker.rs`,
+    // `shard.rs`).
+    "CREATE TABLE sluice.workers (
+         id bigserial PRIMARY KEY,
+         name text NOT NULL,
+         labels text[] NOT NULL,
+         max_hosts integer NOT NULL,
+         machine text NOT NULL,
+         pid bigint NOT NULL,
+         started_at timestamptz NOT NULL DEFAULT now(),
+         expires_at timestamptz NOT NULL,
+         stopped_at timestamptz
+     );
+     CREATE INDEX workers_by_name ON sluice.workers (name, expires_at);
+     CREATE TABLE sluice.assignments (
+         id bigserial PRIMARY KEY,
+         run text NOT NULL,
+         task text NOT NULL,
+         wave text NOT NULL,
+         host text NOT NULL,
+         label text,
+         state text NOT NULL,
+         worker bigint REFERENCES sluice.workers (id),
+         claims integer NOT NULL DEFAULT 0,
+         stop integer NOT NULL DEFAULT 0,
+         queued_at timestamptz NOT NULL DEFAULT now(),
+         claimed_at timestamptz,
+         UNIQUE (run, task, wave, host)
+     );
+     CREATE INDEX assignments_open ON sluice.assignments (id)
+         WHERE state IN ('queued', 'claimed');",
 ];
 
 /// The schema version this sluice writes.

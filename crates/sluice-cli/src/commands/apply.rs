@@ -103,6 +103,12 @@ pub struct Args {
     /// "Host-side leases"). A live lease is never broken.
     #[arg(long, requires = "reason")]
     break_expired_host_leases: bool,
+    /// Hand the run's hosts to `sluice worker` processes through the shared PostgreSQL store
+    /// instead of running them here; this process stays the coordinator (waves, budgets, gates,
+    /// rollback decisions, the display). The workers read the secrets themselves
+    /// (docs/operations.md, "Workers").
+    #[arg(long, conflicts_with = "check")]
+    workers: bool,
     #[command(flatten)]
     policy: super::authorize::PolicyArgs,
     #[command(flatten)]
@@ -125,6 +131,9 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
             .open()
             .map_err(|e| e.with_kind(ErrorKind::InvalidInput))?,
     );
+    if args.workers {
+        super::worker::check_workers(&log, &artifact)?;
+    }
     if args.check {
         let check = super::check::CheckArgs {
             artifact,
@@ -178,8 +187,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     };
     super::host_lease::refuse_held_hosts(&artifact, &host_lease, args.exec_per_step, console)?;
     let typed = confirm(args.yes, console)?;
-    let secrets =
-        Secrets::load(&artifact.secrets).map_err(|e| CliError::invalid_input(e.to_string()))?;
+    let secrets = super::worker::coordinator_secrets(&artifact, args.workers)?;
     let redactor = Arc::new(Redactor::new(secrets.values().values().cloned()));
     let command_line: Vec<String> = std::env::args().collect();
     let started = start_checked_run(
@@ -213,6 +221,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         gate_policy: authorized.gate_policy,
         metrics_file: args.metrics_file.clone(),
         exec_per_step: args.exec_per_step,
+        workers: args.workers,
     };
     run_recorded(run, console)
 }
@@ -237,6 +246,8 @@ pub(crate) struct Recorded {
     pub metrics_file: Option<PathBuf>,
     /// `--exec-per-step`: no runner on any host.
     pub exec_per_step: bool,
+    /// `--workers`: the hosts run on workers.
+    pub workers: bool,
 }
 
 impl Recorded {
@@ -488,6 +499,7 @@ async fn execute(
         terminal,
         max_batch,
         gate_policy: run.gate_policy,
+        workers: run.workers,
     };
     let run = async {
         let finished = recorded.run(events).await;

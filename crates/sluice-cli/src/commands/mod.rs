@@ -23,3 +23,4 @@ pub mod store;
 pub mod unlock;
 pub mod validate;
 pub mod version;
+pub mod worker;

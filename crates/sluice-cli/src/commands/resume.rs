@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use sluice_audit::Redactor;
+use sluice_exec::RunOptions;
 use sluice_exec::prior::{Handling, UnknownStep};
-use sluice_exec::{RunOptions, Secrets};
 use sluice_lifecycle::resume::{TakeOver, decide, load, take_over};
 use sluice_model::{Fact, UnknownChoice};
 
@@ -49,6 +49,10 @@ pub struct Args {
     /// login shell is not POSIX (docs/operations.md, "Connections").
     #[arg(long)]
     exec_per_step: bool,
+    /// Carry the run on with its hosts on `sluice worker` processes (a run applied with
+    /// `--workers` whose coordinator died; PostgreSQL store only).
+    #[arg(long)]
+    workers: bool,
     #[command(flatten)]
     policy: super::authorize::PolicyArgs,
     #[command(flatten)]
@@ -70,6 +74,9 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         _ => None,
     };
     let (artifact, decided) = decide(resumable, choice)?;
+    if args.workers {
+        super::worker::check_workers(&log, &artifact)?;
+    }
     let overrides: Vec<&str> = [
         (args.ignore_window, "--ignore-window"),
         (args.rerun_unknown, "--rerun-unknown"),
@@ -95,8 +102,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         console.text(format!("  {}\n", describe_unknown(u, choice)));
     }
     let typed = apply::confirm(args.yes, console)?;
-    let secrets =
-        Secrets::load(&artifact.secrets).map_err(|e| CliError::invalid_input(e.to_string()))?;
+    let secrets = super::worker::coordinator_secrets(&artifact, args.workers)?;
     let redactor = Arc::new(Redactor::new(secrets.values().values().cloned()));
     let command_line: Vec<String> = std::env::args().collect();
     let resumed = take_over(
@@ -139,6 +145,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         gate_policy: authorized.gate_policy,
         metrics_file: None,
         exec_per_step: args.exec_per_step,
+        workers: args.workers,
     };
     apply::run_recorded(run, console)
 }

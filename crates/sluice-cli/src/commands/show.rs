@@ -288,6 +288,8 @@ fn describe(record: &Record) -> String {
             "{} (event {}) to webhook {} ({}): not delivered after {} attempt(s): {}",
             n.event, n.event_id, n.target, n.endpoint, n.attempts, n.reason
         ),
+        Fact::HostClaimed(c) => claimed(c),
+        Fact::HostNeedsOperator(n) => needs_operator(n),
         Fact::RunFinished(f) => format!(
             "{} (exit {}) after {}",
             f.status,
@@ -295,6 +297,34 @@ fn describe(record: &Record) -> String {
             ms(f.duration_ms)
         ),
     }
+}
+
+/// A worker's claim of a host (`sluice worker`), as `show` and the live display say it.
+pub(crate) fn claimed(c: &sluice_model::HostClaimed) -> String {
+    let verb = match c.task {
+        sluice_model::WorkerTask::Host => "runs",
+        sluice_model::WorkerTask::Undo => "undoes",
+    };
+    let over = c
+        .reclaimed_from
+        .as_deref()
+        .map(|w| format!(", taken over from worker {w} (its heartbeat expired)"))
+        .unwrap_or_default();
+    format!(
+        "worker {} {verb} {} (wave {}){over}",
+        c.worker, c.host, c.wave
+    )
+}
+
+/// A host a worker could not carry on without the operator.
+pub(crate) fn needs_operator(n: &sluice_model::HostNeedsOperator) -> String {
+    let steps: Vec<&str> = n.steps.iter().map(|s| s.step.as_str()).collect();
+    format!(
+        "worker {} took over {} and found step(s) {} with an unknown outcome: nothing runs on it until the operator decides (`sluice resume RUN --workers --rerun-unknown` or `--skip-unknown`)",
+        n.worker,
+        n.host,
+        steps.join(", ")
+    )
 }
 
 /// A wave's outcome and the decision after it, with the numbers to check it by.

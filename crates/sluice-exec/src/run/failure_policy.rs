@@ -38,6 +38,13 @@ impl Run {
             .await;
             return RunStatus::StoreUnreachable;
         }
+        if stop.operator_needed() {
+            // No verdict is recorded for the wave: it is not decided yet. `sluice resume` then
+            // carries it on once the operator chose for the unknown steps (the coordinator
+            // recorded an `operator_needed` decision saying so), instead of running its failure
+            // policy again.
+            return RunStatus::OperatorNeeded;
+        }
         match a.failure.action {
             FailureAction::Rollback => {}
             FailureAction::Halt => {

@@ -1,13 +1,15 @@
 //! Facts of one host: its start and end, each step's intent, result and retries, confirm
-//! timers, health probes, `--check` findings, backups, and host-side leases.
+//! timers, health probes, `--check` findings, backups, host-side leases, and workers' claims.
 
 use serde::{Deserialize, Serialize};
 
 use crate::capture::Capture;
 use crate::status::{
     BackupPhase, CheckVerdict, ConfirmOutcome, ConfirmTimer, ConnectErrorKind, HostOutcome,
-    ProbeKind, StepStatus,
+    ProbeKind, StepStatus, WorkerTask,
 };
+
+use super::StepRef;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostStarted {
@@ -209,4 +211,28 @@ pub struct HostLeaseChange {
     /// Why an expired lease was broken (`--reason`); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// A worker's claim of a host of a run (`sluice worker`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostClaimed {
+    pub wave: String,
+    pub host: String,
+    pub task: WorkerTask,
+    /// The worker's name (`sluice worker --name`).
+    pub worker: String,
+    /// The worker that held the claim before and stopped beating; absent for a first claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reclaimed_from: Option<String>,
+}
+
+/// A host a worker took over and cannot carry on without the operator.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostNeedsOperator {
+    pub wave: String,
+    pub host: String,
+    pub task: WorkerTask,
+    pub worker: String,
+    /// The steps (`undo:ID` for an undo) whose outcome is unknown.
+    pub steps: Vec<StepRef>,
 }

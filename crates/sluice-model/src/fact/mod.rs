@@ -117,6 +117,12 @@ facts! {
     HostLeaseBroken(HostLeaseChange) = "host_lease_broken",
     /// A `notify:` webhook could not be delivered after its retries (the run is unaffected).
     NotificationFailed(NotificationFailed) = "notification_failed",
+    /// `--workers`: a worker claimed a host of the run (to run it, or to undo it), possibly
+    /// taking it over from a worker whose heartbeat expired.
+    HostClaimed(HostClaimed) = "host_claimed",
+    /// `--workers`: a worker that took a host over found steps whose outcome is unknown and
+    /// that only the operator can settle (`sluice resume --rerun-unknown/--skip-unknown`).
+    HostNeedsOperator(HostNeedsOperator) = "host_needs_operator",
 }
 
 /// A (host, step) pair.

@@ -1,0 +1,390 @@
+//! Hosts of a run handed to workers (`sluice apply --workers`, `sluice worker`): one row of
+//! `sluice.assignments` per (run, task, wave, host).
+//!
+//! - The coordinator **queues** a host when its wave scheduler starts it ([`PgStore::queue_host`]):
+//!   it does so only holding a free slot with the wave's budget not spent, so the row is the
+//!   reservation of the right to start the host, exactly as a slot is in one process.
+//! - A worker **claims** queued hosts ([`PgStore::claim_hosts`]): `SELECT … FOR UPDATE SKIP
+//!   LOCKED` on the assignments, in the write transaction that records a `host_claimed` fact per
+//!   host. It also claims hosts whose worker is no longer live (its heartbeat expired, or it
+//!   stopped): the take-over is recorded with `reclaimed_from`. Each claim increments the row's
+//!   `claims` counter.
+//! - The worker records every fact of the host **fenced** ([`PgStore::append_fenced`]): in the
+//!   same transaction as the record, the row must still be claimed by this worker with the same
+//!   `claims`, or nothing is recorded (so a command whose intent was not recorded is not sent):
+//!   a worker judged dead and then back can never write beside the worker that took its host
+//!   over. The fact that ends the task (`host_finished`, `host_rolled_back`) marks the row
+//!   `done` in its own transaction.
+//! - The coordinator learns results by reading the run's records after a sequence number
+//!   ([`PgStore::run_records_after`]); a stop it requests ([`PgStore::request_stop`]) is read by
+//!   the workers ([`PgStore::stop_requests`]); it withdraws a host nobody claimed yet
+//!   ([`PgStore::withdraw_host`]).
+//!
+//! Every write here that records a fact holds the chain's tip lock first, like every write of
+//! the store; claims, fenced records and take-overs are therefore serialised with one another.
+
+use sluice_model::{Fact, HostClaimed, HostNeedsOperator, WorkerTask};
+
+use super::{PgStore, PgTx};
+use crate::error::AuditError;
+use crate::record::{Entry, Record};
+use crate::store::Appended;
+use crate::store_tx::{StoreTx, WritableStore};
+
+/// A host the coordinator hands to the workers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostOrder {
+    pub run: String,
+    pub task: WorkerTask,
+    pub wave: String,
+    pub host: String,
+    /// The worker label the host is pinned to (its `worker` host variable); `None`: any worker.
+    pub label: Option<String>,
+}
+
+/// A host a worker claimed, and the fence its records carry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    pub order: HostOrder,
+    pub fence: Fence,
+    /// The worker that held it before, when this claim took it over.
+    pub reclaimed_from: Option<String>,
+}
+
+/// What makes a worker's record of a host valid: the assignment is still claimed by this worker,
+/// with this claim counter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    pub assignment: i64,
+    pub worker: i64,
+    pub claims: i32,
+}
+
+/// Where an assignment stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AssignmentState {
+    Queued,
+    Claimed,
+    Done,
+    Withdrawn,
+    /// Its worker found steps only the operator can settle (`host_needs_operator`).
+    Blocked,
+}
+
+impl AssignmentState {
+    fn as_str(self) -> &'static str {
+        match self {
+            AssignmentState::Queued => "queued",
+            AssignmentState::Claimed => "claimed",
+            AssignmentState::Done => "done",
+            AssignmentState::Withdrawn => "withdrawn",
+            AssignmentState::Blocked => "blocked",
+        }
+    }
+
+    fn parse(text: &str) -> Option<AssignmentState> {
+        [
+            AssignmentState::Queued,
+            AssignmentState::Claimed,
+            AssignmentState::Done,
+            AssignmentState::Withdrawn,
+            AssignmentState::Blocked,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// A stop the coordinator requested of a run's hosts: the worker stops them as the executor
+/// stops hosts on Ctrl-C (`1`: no new step; `2`: abandon the commands in flight).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StopRequest {
+    pub assignment: i64,
+    pub level: i32,
+}
+
+fn task_of(text: &str) -> WorkerTask {
+    if text == WorkerTask::Undo.as_str() {
+        WorkerTask::Undo
+    } else {
+        WorkerTask::Host
+    }
+}
+
+/// Whether `fact` ends `order`'s task: the host's `host_finished` (task `host`) or
+/// `host_rolled_back` (task `undo`) in its wave.
+pub fn ends_task(order: &HostOrder, fact: &Fact) -> bool {
+    match (order.task, fact) {
+        (WorkerTask::Host, Fact::HostFinished(f)) => f.host == order.host && f.wave == order.wave,
+        (WorkerTask::Undo, Fact::HostRolledBack(r)) => r.host == order.host && r.wave == order.wave,
+        _ => false,
+    }
+}
+
+impl PgTx<'_> {
+    /// Checks the fence: the row is claimed by this worker with this counter.
+    fn check_fence(
+        &self,
+        fence: &Fence,
+        order: &HostOrder,
+        worker: &str,
+    ) -> Result<(), AuditError> {
+        let held = self.query(
+            "SELECT 1 FROM sluice.assignments
+             WHERE id = $1 AND worker = $2 AND claims = $3 AND state = 'claimed' FOR UPDATE",
+            &[&fence.assignment, &fence.worker, &fence.claims],
+        )?;
+        if held.is_empty() {
+            return Err(AuditError::ClaimLost {
+                worker: worker.to_string(),
+                run: order.run.clone(),
+                host: order.host.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn set_state(&self, id: i64, state: AssignmentState) -> Result<(), AuditError> {
+        self.execute(
+            "UPDATE sluice.assignments SET state = $2 WHERE id = $1",
+            &[&id, &state.as_str()],
+        )
+        .map(|_| ())
+    }
+}
+
+impl PgStore {
+    /// Queues `order` for the workers; returns the assignment's id. A host queued before (a
+    /// resumed coordinator) is queued again unless a worker still holds it (a live worker goes
+    /// on; a dead one's claim is taken over as usual).
+    pub fn queue_host(&self, order: &HostOrder) -> Result<i64, AuditError> {
+        self.with_client(|conn| {
+            let rows = conn.query(
+                "INSERT INTO sluice.assignments (run, task, wave, host, label, state)
+                 VALUES ($1, $2, $3, $4, $5, 'queued')
+                 ON CONFLICT (run, task, wave, host) DO UPDATE SET
+                     state = CASE WHEN sluice.assignments.state = 'claimed' THEN 'claimed'
+                                  ELSE 'queued' END,
+                     label = excluded.label, stop = 0, queued_at = now()
+                 RETURNING id",
+                &[
+                    &order.run,
+                    &order.task.as_str(),
+                    &order.wave,
+                    &order.host,
+                    &order.label,
+                ],
+            )?;
+            Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or_default())
+        })
+    }
+
+    /// Withdraws a queued host nobody claimed yet (the run is stopping); `false` when a worker
+    /// holds it already (it then runs to its end).
+    pub fn withdraw_host(&self, id: i64) -> Result<bool, AuditError> {
+        self.with_client(|conn| {
+            Ok(!conn
+                .query(
+                    "UPDATE sluice.assignments SET state = 'withdrawn'
+                     WHERE id = $1 AND state = 'queued' RETURNING id",
+                    &[&id],
+                )?
+                .is_empty())
+        })
+    }
+
+    /// Where assignment `id` stands.
+    pub fn assignment_state(&self, id: i64) -> Result<Option<AssignmentState>, AuditError> {
+        self.with_client(|conn| {
+            let rows = conn.query("SELECT state FROM sluice.assignments WHERE id = $1", &[&id])?;
+            Ok(rows
+                .first()
+                .and_then(|r| AssignmentState::parse(&r.get::<_, String>(0))))
+        })
+    }
+
+    /// Whether a live worker serves `label` (any live worker for an unpinned host).
+    pub fn live_worker_for(&self, label: Option<&str>) -> Result<bool, AuditError> {
+        self.with_client(|conn| {
+            let rows = conn.query(
+                "SELECT 1 FROM sluice.workers
+                 WHERE stopped_at IS NULL AND expires_at > now()
+                   AND ($1::text IS NULL OR $1 = ANY(labels)) LIMIT 1",
+                &[&label],
+            )?;
+            Ok(!rows.is_empty())
+        })
+    }
+
+    /// The coordinator stops the run's hosts (`level` 1: no new step, 2: abandon commands in
+    /// flight), as Ctrl-C stops the hosts of one process.
+    pub fn request_stop(&self, run: &str, level: i32) -> Result<(), AuditError> {
+        self.with_client(|conn| {
+            conn.query(
+                "UPDATE sluice.assignments SET stop = greatest(stop, $2)
+                 WHERE run = $1 AND state IN ('queued', 'claimed')",
+                &[&run, &level],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The stops requested of these assignments (those with none are left out).
+    pub fn stop_requests(&self, ids: &[i64]) -> Result<Vec<StopRequest>, AuditError> {
+        self.with_client(|conn| {
+            Ok(conn
+                .query(
+                    "SELECT id, stop FROM sluice.assignments WHERE id = ANY($1) AND stop > 0",
+                    &[&ids],
+                )?
+                .iter()
+                .map(|r| StopRequest {
+                    assignment: r.get(0),
+                    level: r.get(1),
+                })
+                .collect())
+        })
+    }
+
+    /// Claims up to `max` hosts for worker `worker` (named `name`, serving `labels`): queued
+    /// hosts, and hosts whose worker is no longer live, oldest first; records `host_claimed` for
+    /// each in the same commit.
+    pub fn claim_hosts(
+        &self,
+        worker: i64,
+        name: &str,
+        labels: &[String],
+        max: u32,
+    ) -> Result<Vec<Claim>, AuditError> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::from(max);
+        self.write(|tx| {
+            let rows = tx.query(
+                "WITH picked AS (
+                     SELECT a.id, w.name AS previous FROM sluice.assignments a
+                     LEFT JOIN sluice.workers w ON w.id = a.worker
+                     WHERE (a.label IS NULL OR a.label = ANY($1))
+                       AND ((a.state = 'queued' AND a.stop = 0)
+                         OR (a.state = 'claimed'
+                             AND (w.stopped_at IS NOT NULL OR w.expires_at <= now())))
+                     ORDER BY a.id LIMIT $2
+                     FOR UPDATE OF a SKIP LOCKED)
+                 UPDATE sluice.assignments a
+                 SET state = 'claimed', worker = $3, claims = a.claims + 1, claimed_at = now()
+                 FROM picked WHERE a.id = picked.id
+                 RETURNING a.id, a.claims, a.run, a.task, a.wave, a.host, a.label,
+                           picked.previous",
+                &[&labels, &limit, &worker],
+            )?;
+            let mut claims = Vec::new();
+            for row in &rows {
+                let claim = Claim {
+                    fence: Fence {
+                        assignment: row.get(0),
+                        worker,
+                        claims: row.get(1),
+                    },
+                    order: HostOrder {
+                        run: row.get(2),
+                        task: task_of(&row.get::<_, String>(3)),
+                        wave: row.get(4),
+                        host: row.get(5),
+                        label: row.get(6),
+                    },
+                    reclaimed_from: row.get(7),
+                };
+                claims.push(claim);
+            }
+            claims.sort_by_key(|c| c.fence.assignment);
+            for claim in &claims {
+                let fact = Fact::HostClaimed(HostClaimed {
+                    wave: claim.order.wave.clone(),
+                    host: claim.order.host.clone(),
+                    task: claim.order.task,
+                    worker: name.to_string(),
+                    reclaimed_from: claim.reclaimed_from.clone(),
+                });
+                tx.append(Entry::new(&claim.order.run, fact))?;
+            }
+            Ok(claims)
+        })
+    }
+
+    /// Records a worker's fact of a claimed host, if the claim is still its own (see the module
+    /// documentation); the fact that ends the task marks the assignment done in the same commit.
+    pub fn append_fenced(
+        &self,
+        claim: &Claim,
+        worker: &str,
+        fact: Fact,
+    ) -> Result<Appended, AuditError> {
+        self.write(|tx| {
+            tx.check_fence(&claim.fence, &claim.order, worker)?;
+            let done = ends_task(&claim.order, &fact);
+            let appended = tx.append(Entry::new(&claim.order.run, fact))?;
+            if done {
+                tx.set_state(claim.fence.assignment, AssignmentState::Done)?;
+            }
+            Ok(appended)
+        })
+    }
+
+    /// Gives back a claim whose task ended without its last fact recorded (the database went
+    /// away meanwhile): the host is queued again, and a worker carries it on from the journal.
+    /// Nothing changes when the task was recorded as done, or the claim is no longer this one.
+    pub fn release_claim(&self, claim: &Claim) -> Result<bool, AuditError> {
+        let fence = &claim.fence;
+        self.with_client(|conn| {
+            Ok(!conn
+                .query(
+                    "UPDATE sluice.assignments SET state = 'queued', worker = NULL
+                     WHERE id = $1 AND worker = $2 AND claims = $3 AND state = 'claimed'
+                     RETURNING id",
+                    &[&fence.assignment, &fence.worker, &fence.claims],
+                )?
+                .is_empty())
+        })
+    }
+
+    /// A worker that cannot carry on a host it took over without the operator: records
+    /// `host_needs_operator` and marks the assignment blocked, fenced like any record.
+    pub fn block_claim(
+        &self,
+        claim: &Claim,
+        needs: HostNeedsOperator,
+    ) -> Result<Appended, AuditError> {
+        let worker = needs.worker.clone();
+        self.write(|tx| {
+            tx.check_fence(&claim.fence, &claim.order, &worker)?;
+            let appended =
+                tx.append(Entry::new(&claim.order.run, Fact::HostNeedsOperator(needs)))?;
+            tx.set_state(claim.fence.assignment, AssignmentState::Blocked)?;
+            Ok(appended)
+        })
+    }
+
+    /// The records of `run` after sequence number `after`, in order (the coordinator's poll).
+    pub fn run_records_after(&self, run: &str, after: u64) -> Result<Vec<Record>, AuditError> {
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        self.with_client(|conn| {
+            conn.query(
+                "SELECT seq, body FROM sluice.records WHERE run = $1 AND seq > $2 ORDER BY seq",
+                &[&run, &after],
+            )?
+            .iter()
+            .map(|row| super::read::decode_row(self.name(), row))
+            .collect()
+        })
+    }
+
+    /// The sequence number of the chain's last record.
+    pub fn tip_seq(&self) -> Result<u64, AuditError> {
+        self.with_client(|conn| {
+            let rows = conn.query("SELECT seq FROM sluice.chain_tip", &[])?;
+            let seq: i64 = rows.first().map(|r| r.get(0)).unwrap_or_default();
+            Ok(u64::try_from(seq).unwrap_or(0))
+        })
+    }
+}

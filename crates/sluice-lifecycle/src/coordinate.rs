@@ -1,0 +1,366 @@
+//! The coordinator's side of `sluice apply --workers`: [`StoreWorkers`] hands the hosts the
+//! executor starts to the workers through the shared store, and learns how they ended from the
+//! run's records.
+//!
+//! - **Reserving a host**: the executor's wave scheduler starts a host only holding a free slot
+//!   with the budget not spent; starting it here queues an assignment (`PgStore::queue_host`).
+//!   The row is the reservation: no worker runs a host the coordinator did not queue, so the
+//!   failure budget holds across workers exactly as in one process.
+//! - **Results**: one task polls the run's records after the last sequence number it read, every
+//!   [`POLL`] (100 ms; polling rather than LISTEN/NOTIFY: one indexed query per poll, and a host's
+//!   end reaches the coordinator within a poll of its commit). Every fact a worker recorded is
+//!   passed on to the run's event stream (the live display, `--json`); the fact that ends a
+//!   host's task (`host_finished`, `host_rolled_back`, `host_needs_operator`) wakes the waiting
+//!   scheduler with the outcome and the steps that ran (every `step_intent` of the host).
+//! - **Stops**: the run's soft or hard stop is written to its assignments
+//!   (`PgStore::request_stop`), which the workers read; a host no worker claimed yet is withdrawn.
+//! - **Pinned hosts**: a host waiting for a label no live worker serves is said so once (a
+//!   recorded `waiting_for_worker` decision); it waits until one starts, or Ctrl-C.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_audit::AuditLog;
+use sluice_audit::pg::{AssignmentState, HostOrder};
+use sluice_exec::dispatch::{RemoteFuture, RemoteHosts, RemoteOrder, RemoteResult};
+use sluice_exec::shutdown::StopListener;
+use sluice_exec::{Emitter, Shutdown};
+use sluice_model::{Decision, Fact, HostOutcome, RollbackOutcome, WorkerTask};
+use tokio::sync::oneshot;
+
+use crate::error::LifecycleError;
+
+/// How often the coordinator reads the run's new records.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// How long a pinned host waits before the coordinator checks that some live worker serves it.
+const LABEL_CHECK: Duration = Duration::from_secs(2);
+
+type Key = (WorkerTask, String, String);
+
+/// What the poll has read of the run so far.
+#[derive(Default)]
+struct Tail {
+    /// The last sequence number read.
+    last: u64,
+    /// Records up to this one were in the store before this coordinator started: read (for the
+    /// steps that ran), not shown again or taken as the end of a host handed out now.
+    shown_from: u64,
+    /// Steps of each host with an intent recorded, by any worker.
+    ran: HashMap<String, BTreeSet<String>>,
+    waiting: HashMap<Key, oneshot::Sender<Fact>>,
+}
+
+struct Shared {
+    log: Arc<AuditLog>,
+    run: String,
+    events: Emitter,
+    /// The run's stop: a host that needs the operator stops the run for them.
+    shutdown: Shutdown,
+    tail: Mutex<Tail>,
+}
+
+/// Hosts of one run handed to workers; see the module documentation. Dropping it stops the poll.
+pub struct StoreWorkers {
+    shared: Arc<Shared>,
+    poll: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for StoreWorkers {
+    fn drop(&mut self) {
+        self.poll.abort();
+    }
+}
+
+impl StoreWorkers {
+    /// Starts the poll of `run`'s records (refused on a redb store). `events` is the run's
+    /// stream the workers' facts are shown in; `shutdown` the run's stop, passed on to workers.
+    pub fn start(
+        log: Arc<AuditLog>,
+        run: &str,
+        events: Emitter,
+        shutdown: Shutdown,
+    ) -> Result<StoreWorkers, LifecycleError> {
+        let shown_from = log.postgres("--workers")?.tip_seq()?;
+        let shared = Arc::new(Shared {
+            log,
+            run: run.to_string(),
+            events,
+            shutdown: shutdown.clone(),
+            tail: Mutex::new(Tail {
+                shown_from,
+                ..Tail::default()
+            }),
+        });
+        let poll = tokio::spawn(poll(shared.clone(), shutdown.subscribe()));
+        Ok(StoreWorkers { shared, poll })
+    }
+}
+
+impl Shared {
+    fn tail(&self) -> std::sync::MutexGuard<'_, Tail> {
+        self.tail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads the records after the last one read; passes each on.
+    fn read_new(&self) -> Result<(), sluice_audit::AuditError> {
+        let last = self.tail().last;
+        let records = self
+            .log
+            .postgres("--workers")?
+            .run_records_after(&self.run, last)?;
+        let mut tail = self.tail();
+        for record in records {
+            tail.last = record.seq;
+            if let Fact::StepIntent(i) = &record.fact {
+                tail.ran
+                    .entry(i.host.clone())
+                    .or_default()
+                    .insert(i.step.clone());
+            }
+            if record.seq <= tail.shown_from || !from_a_worker(&record.fact) {
+                continue;
+            }
+            self.events.emit(record.fact.clone());
+            if let Some(key) = ends(&record.fact)
+                && let Some(waiter) = tail.waiting.remove(&key)
+            {
+                let _ = waiter.send(record.fact);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records and shows a decision of the coordinator about the workers.
+    async fn decide(&self, decision: Decision, wave: &str, reason: String) {
+        let fact = sluice_exec::Emitter::decision_fact(decision, Some(wave), reason);
+        let (log, run, recorded) = (self.log.clone(), self.run.clone(), fact.clone());
+        let _ = tokio::task::spawn_blocking(move || log.append(&run, recorded)).await;
+        self.events.emit(fact);
+    }
+
+    fn ran(&self, host: &str) -> Vec<String> {
+        self.tail()
+            .ran
+            .get(host)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// What the coordinator makes of the fact that ended a host's task.
+    async fn result_of(&self, order: &RemoteOrder, fact: Fact) -> RemoteResult {
+        let ran = self.ran(&order.host);
+        match fact {
+            Fact::HostFinished(f) => RemoteResult {
+                outcome: Some(f.outcome),
+                rollback: None,
+                error: f.error,
+                duration: Duration::from_millis(f.duration_ms),
+                ran,
+            },
+            Fact::HostRolledBack(r) => RemoteResult {
+                outcome: None,
+                rollback: Some(r.outcome),
+                error: (r.outcome == RollbackOutcome::RollbackFailed)
+                    .then(|| "an undo failed on the worker (see its undo_result)".to_string()),
+                duration: Duration::ZERO,
+                ran,
+            },
+            Fact::HostNeedsOperator(n) => {
+                let steps: Vec<&str> = n.steps.iter().map(|s| s.step.as_str()).collect();
+                let why = format!(
+                    "worker {} took {} over and found step(s) {} with an unknown outcome: `sluice resume {} --workers --rerun-unknown` or `--skip-unknown` decides",
+                    n.worker,
+                    n.host,
+                    steps.join(", "),
+                    self.run
+                );
+                self.decide(Decision::OperatorNeeded, &order.wave, why.clone())
+                    .await;
+                // As `sluice resume` refuses to guess: nothing new starts, nothing is undone,
+                // and the run is left open for the operator's choice.
+                self.shutdown.operator_needed();
+                RemoteResult {
+                    outcome: Some(HostOutcome::Unknown),
+                    rollback: Some(RollbackOutcome::RollbackFailed),
+                    error: Some(format!("needs the operator: {why}")),
+                    duration: Duration::ZERO,
+                    ran,
+                }
+            }
+            _ => failed(order, "the host's task ended without its result".into()),
+        }
+    }
+}
+
+/// Facts only workers record in a run handed to workers (the coordinator records the run's,
+/// waves' and rollbacks' facts, never a host's).
+fn from_a_worker(fact: &Fact) -> bool {
+    matches!(
+        fact,
+        Fact::HostClaimed(_)
+            | Fact::HostNeedsOperator(_)
+            | Fact::StepIntent(_)
+            | Fact::StepResult(_)
+            | Fact::HostFinished(_)
+            | Fact::HealthResult(_)
+            | Fact::UndoIntent(_)
+            | Fact::UndoResult(_)
+            | Fact::HostRolledBack(_)
+            | Fact::ConfirmArmed(_)
+            | Fact::ConfirmResult(_)
+            | Fact::BackupStarted(_)
+            | Fact::BackupResult(_)
+            | Fact::HostLeaseTaken(_)
+            | Fact::HostLeaseReleased(_)
+            | Fact::HostLeaseBroken(_)
+    )
+}
+
+/// The task a fact ends, if it ends one.
+fn ends(fact: &Fact) -> Option<Key> {
+    match fact {
+        Fact::HostFinished(f) => Some((WorkerTask::Host, f.wave.clone(), f.host.clone())),
+        Fact::HostRolledBack(r) => Some((WorkerTask::Undo, r.wave.clone(), r.host.clone())),
+        Fact::HostNeedsOperator(n) => Some((n.task, n.wave.clone(), n.host.clone())),
+        _ => None,
+    }
+}
+
+fn failed(order: &RemoteOrder, why: String) -> RemoteResult {
+    RemoteResult {
+        outcome: Some(HostOutcome::Failed),
+        rollback: (order.task == WorkerTask::Undo).then_some(RollbackOutcome::RollbackFailed),
+        error: Some(why),
+        ..RemoteResult::default()
+    }
+}
+
+/// Reads the run's new records every [`POLL`], and writes the run's stop to its assignments.
+async fn poll(shared: Arc<Shared>, stop: StopListener) {
+    let mut told = 0;
+    loop {
+        tokio::time::sleep(POLL).await;
+        let state = stop.state();
+        let level = if state.hard {
+            2
+        } else {
+            i32::from(state.soft.is_some())
+        };
+        if level > told {
+            let (log, run) = (shared.log.clone(), shared.run.clone());
+            let asked = tokio::task::spawn_blocking(move || {
+                log.postgres("--workers")?.request_stop(&run, level)
+            })
+            .await;
+            if matches!(asked, Ok(Ok(()))) {
+                told = level;
+            }
+        }
+        let reader = shared.clone();
+        // A failed read (the database restarting) is tried again at the next poll.
+        let _ = tokio::task::spawn_blocking(move || reader.read_new()).await;
+    }
+}
+
+impl RemoteHosts for StoreWorkers {
+    fn run<'a>(&'a self, order: RemoteOrder, stop: StopListener) -> RemoteFuture<'a> {
+        Box::pin(wait_for(self.shared.clone(), order, stop))
+    }
+}
+
+/// Queues `order` and waits for the fact that ends it (see the module documentation).
+async fn wait_for(shared: Arc<Shared>, order: RemoteOrder, mut stop: StopListener) -> RemoteResult {
+    let key = (order.task, order.wave.clone(), order.host.clone());
+    let (tx, mut ended) = oneshot::channel();
+    // Waiting before it is queued: its end cannot be read before the waiter is there.
+    shared.tail().waiting.insert(key.clone(), tx);
+    let row = HostOrder {
+        run: shared.run.clone(),
+        task: order.task,
+        wave: order.wave.clone(),
+        host: order.host.clone(),
+        label: order.label.clone(),
+    };
+    let log = shared.log.clone();
+    let queued = tokio::task::spawn_blocking(move || log.postgres("--workers")?.queue_host(&row))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let id = match queued {
+        Ok(id) => id,
+        Err(why) => {
+            shared.tail().waiting.remove(&key);
+            return failed(
+                &order,
+                format!("cannot hand the host to the workers: {why}"),
+            );
+        }
+    };
+    // A rollback runs after a soft stop, as in one process: only a host's steps are withdrawn.
+    let mut may_withdraw = order.task == WorkerTask::Host;
+    let mut label_checked = false;
+    let mut hard = stop.clone();
+    loop {
+        tokio::select! {
+            fact = &mut ended => match fact {
+                Ok(fact) => return shared.result_of(&order, fact).await,
+                Err(_) => return failed(&order, "the coordinator stopped reading the run".into()),
+            },
+            _ = stop.soft(), if may_withdraw => {
+                may_withdraw = false;
+                let log = shared.log.clone();
+                let withdrawn = tokio::task::spawn_blocking(move || {
+                    log.postgres("--workers")?.withdraw_host(id)
+                })
+                .await;
+                if matches!(withdrawn, Ok(Ok(true))) {
+                    shared.tail().waiting.remove(&key);
+                    return RemoteResult::default();
+                }
+            }
+            _ = hard.hard() => {
+                shared.tail().waiting.remove(&key);
+                let mut result = failed(&order, "abandoned by a second Ctrl-C: its worker was told to abandon it; its outcome is unknown".into());
+                result.outcome = Some(HostOutcome::Unknown);
+                result.ran = shared.ran(&order.host);
+                return result;
+            }
+            _ = tokio::time::sleep(LABEL_CHECK), if !label_checked => {
+                label_checked = true;
+                warn_if_nobody_serves(&shared, &order, id).await;
+            }
+        }
+    }
+}
+
+/// Says once that a host still queued waits for a label no live worker serves.
+async fn warn_if_nobody_serves(shared: &Arc<Shared>, order: &RemoteOrder, id: i64) {
+    let (log, label) = (shared.log.clone(), order.label.clone());
+    let nobody = tokio::task::spawn_blocking(move || {
+        let pg = log.postgres("--workers")?;
+        let queued = pg.assignment_state(id)? == Some(AssignmentState::Queued);
+        Ok::<_, sluice_audit::AuditError>(queued && !pg.live_worker_for(label.as_deref())?)
+    })
+    .await;
+    if !matches!(nobody, Ok(Ok(true))) {
+        return;
+    }
+    let reason = match &order.label {
+        Some(label) => format!(
+            "host {} is pinned to workers labelled {label} (its `worker` variable) and no live worker has that label: it waits until one starts (`sluice worker --label {label}`), or Ctrl-C",
+            order.host
+        ),
+        None => format!(
+            "host {} waits: no worker is running (`sluice worker --store URL`), or Ctrl-C",
+            order.host
+        ),
+    };
+    tracing::warn!("{reason}");
+    shared
+        .decide(Decision::WaitingForWorker, &order.wave, reason)
+        .await;
+}

@@ -24,17 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 TARGET = REPO / "target" / "release"
 WORK = REPO / "bench" / ".work" / "step-procs"
 K = 20
+sys.path.insert(0, str(REPO / "bench"))
 
-
-def plan(k: int) -> Path:
-    steps = "\n".join(f"  - {{ id: s{i}, run: \"true\" }}" for i in range(k))
-    path = WORK / f"plan-{k}.yaml"
-    path.write_text(
-        f"name: step-procs\ndescription: {k} trivial steps\nticket: BENCH-3\ntargets: [fleet]\n"
-        f"waves:\n  - {{ name: all, size: 100% }}\nfailure: {{ max_failed: 0, action: halt }}\n"
-        f"steps:\n{steps}\n"
-    )
-    return path
+import step_rtt  # noqa: E402  (its plan of K trivial steps)
 
 
 def measure(k: int, inventory: Path, sshd: int, extra: list[str]) -> tuple[int, collections.Counter]:
@@ -45,7 +37,7 @@ def measure(k: int, inventory: Path, sshd: int, extra: list[str]) -> tuple[int, 
     time.sleep(1.0)
     env = dict(os.environ, SLUICE_STATE_DIR=str(WORK / f"state-{k}"))
     run = subprocess.run(
-        [str(TARGET / "sluice"), "apply", str(plan(k)), "-i", str(inventory), "--yes", *extra],
+        [str(TARGET / "sluice"), "apply", str(step_rtt.plan(k)), "-i", str(inventory), "--yes", *extra],
         env=env, capture_output=True, text=True,
     )
     if run.returncode != 0:
@@ -73,6 +65,7 @@ def main() -> int:
     extra = sys.argv[1:]
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
+    step_rtt.WORK.mkdir(parents=True, exist_ok=True)
     fleet = subprocess.Popen(
         [str(TARGET / "sluice-testfleet"), "up", "1", "--dir", str(WORK / "fleet")],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,

@@ -214,7 +214,7 @@ async fn a_runner_killed_mid_command_is_connection_lost_and_the_next_command_get
     let left = run(
         &conn,
         &format!(
-            "for p in $(pgrep -g {}); do ps -o pid=,stat=,args= -p \"$p\"; done | grep -v ' Z'",
+            "for p in $(pgrep -g {}); do ps -o pid=,stat=,comm= -p \"$p\"; done | grep -v ' Z'",
             runner_before.trim()
         ),
     )

@@ -15,8 +15,8 @@ use std::sync::{Mutex, PoisonError};
 use crate::query::RunSummary;
 
 /// The chain's last record: its number and hash (`seq` 0 and the genesis hash for an empty
-/// chain).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// chain). Decoded from a stored record, it reads only these two fields.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
 pub(crate) struct ChainTip {
     pub(crate) seq: u64,
     pub(crate) hash: String,

@@ -39,16 +39,16 @@ async fn a_low_soft_limit_is_raised_to_the_hard_one_and_restored_for_commands() 
         .unwrap();
     // The shell lowers its soft limit before the command's text runs (the command is spawned
     // with posix_spawn, which cannot set limits): what the command starts inherits it, the hard
-    // limit stays, and the command's line numbers are its own.
+    // limit stays.
     let out = conn
         .exec(ExecRequest::new(
-            "echo \"$LINENO $(ulimit -n) $(ulimit -Hn)\"; sh -c 'ulimit -n'",
+            "echo \"$(ulimit -n) $(ulimit -Hn)\"; sh -c 'ulimit -n'",
         ))
         .await
         .unwrap();
     assert_eq!(
         out.stdout.text_lossy(),
-        format!("1 256 {hard}\n256\n"),
+        format!("256 {hard}\n256\n"),
         "a command and what it starts run with the original soft limit"
     );
     assert_eq!(out.stderr.text_lossy(), "");

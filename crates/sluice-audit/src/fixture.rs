@@ -47,6 +47,18 @@ pub fn step_intent(host: &str, step: &str) -> Fact {
     })
 }
 
+/// `host` finished ok in wave `all`.
+pub fn host_finished(host: &str) -> Fact {
+    Fact::HostFinished(HostFinished {
+        wave: "all".into(),
+        host: host.into(),
+        outcome: HostOutcome::Ok,
+        duration_ms: 3,
+        error: None,
+        stage: None,
+    })
+}
+
 pub fn run_started(plan_name: &str, hosts: &[&str]) -> RunStarted {
     RunStarted {
         run_kind: sluice_model::RunKind::Apply,

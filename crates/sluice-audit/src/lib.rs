@@ -20,7 +20,8 @@
 //!   one write transaction of the redb store (appends at the chain's tip, indexes kept in step);
 //!   `store_tx`: what a write transaction offers on either backend, over which the operations
 //!   both share ([`approvals`], [`lease`], [`journal`], the appends) are written once;
-//!   `summary_cache`: the run summaries a redb store committed last, kept for its next commit.
+//!   `summary_cache`: the run summaries a store (redb or PostgreSQL) committed last, kept for its
+//!   next commit.
 //! - [`redact`]: [`Redactor`], which keeps secret values out of records.
 //!
 //! # How the executor uses it

@@ -41,6 +41,14 @@ fn the_postgres_store_behaves_like_the_redb_store() {
 }
 
 #[test]
+fn a_commit_by_another_handle_between_two_commits_is_in_the_summary() {
+    let pg = cluster();
+    let url = pg.url();
+    let (first, second) = (open(&url), open(&url));
+    behaviour::a_commit_by_another_handle_between_two_commits_is_in_the_summary(&first, &second);
+}
+
+#[test]
 fn writers_on_many_connections_keep_one_chain_and_commits_are_synchronous() {
     let pg = cluster();
     let url = pg.url();

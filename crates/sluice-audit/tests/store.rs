@@ -188,37 +188,12 @@ fn two_handles_share_one_chain() {
     assert_eq!(second.run_records(&run).unwrap().len(), 3);
 }
 
-/// Regression test for the summary cache (`summary_cache.rs`): a handle keeps the run
-/// summaries it committed for its next commit, which must still see what another process (here
-/// a second handle) committed in between, or the summary would miss that record and the next
-/// record's `run_prev_hash` would skip it.
 #[test]
 fn a_commit_by_another_handle_between_two_commits_is_in_the_summary() {
     let dir = tempfile::tempdir().unwrap();
     let first = AuditLog::open(dir.path()).unwrap();
     let second = AuditLog::open(dir.path()).unwrap();
-    let run = first.begin_run(run_started("p", &["a", "b"])).unwrap();
-    first.append(&run, host_finished("a")).unwrap();
-    second.append(&run, host_finished("b")).unwrap();
-    first.append(&run, step_intent("a", "s")).unwrap();
-    for log in [&first, &second] {
-        let summary = log.run_summary(&run).unwrap();
-        assert_eq!(summary.records, 4);
-        let finished: Vec<&str> = summary.hosts_finished.iter().map(String::as_str).collect();
-        assert_eq!(finished, ["a", "b"]);
-        assert!(log.verify().unwrap().is_ok());
-    }
-}
-
-fn host_finished(host: &str) -> Fact {
-    Fact::HostFinished(HostFinished {
-        wave: "all".into(),
-        host: host.into(),
-        outcome: HostOutcome::Ok,
-        duration_ms: 3,
-        error: None,
-        stage: None,
-    })
+    behaviour::a_commit_by_another_handle_between_two_commits_is_in_the_summary(&first, &second);
 }
 
 #[test]

@@ -64,6 +64,8 @@ pub struct PgStore {
     /// One connection, reopened when the database closed it (a restart).
     client: Mutex<Option<Connection>>,
     heartbeat: Mutex<Option<heartbeat::Heartbeat>>,
+    /// Run summaries as this process last committed them (`crate::summary_cache`).
+    pub(crate) summaries: crate::summary_cache::SharedSummaryCache,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -104,6 +106,7 @@ impl PgStore {
             lease_expiry,
             client: Mutex::new(None),
             heartbeat: Mutex::new(None),
+            summaries: crate::summary_cache::SharedSummaryCache::default(),
         };
         store.with_client(|conn| schema::prepare(conn, &store, mode))?;
         Ok(store)

@@ -1,12 +1,19 @@
 //! One write transaction of the PostgreSQL store: the chain's tip locked, records appended
 //! with the same envelope, canonical bytes and hashes as the redb store (`crate::tx`), and the
 //! indexes and the leases table kept in step; the backend's side of [`StoreTx`].
+//!
+//! Round trips are the cost of a commit here (the group commit's batch waits for them): the
+//! records a transaction appends are held back and inserted with one statement, sent in one
+//! pipeline with the summaries and the new tip just before `COMMIT`, or before any other
+//! statement of the transaction (which may read them); the statements of every commit are sent
+//! with their parameter types, so none needs a round trip of its own to be prepared.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use sluice_model::{ApprovalScope, Fact};
 use tokio_postgres::Transaction;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::PgStore;
 use super::conn::{Connection, block, db_error};
@@ -18,6 +25,7 @@ use crate::query::RunSummary;
 use crate::record::{Entry, Record};
 use crate::store::Appended;
 use crate::store_tx::{SealedRecord, StoreTx, seal_next};
+use crate::summary_cache::{ChainTip, SummaryCache};
 
 /// An open write transaction holding the lock on the chain's tip.
 pub(crate) struct PgTx<'a> {
@@ -26,26 +34,80 @@ pub(crate) struct PgTx<'a> {
     pub(crate) store: &'a PgStore,
     tip_seq: u64,
     tip_hash: String,
+    /// Summaries this process's last commit left, still valid at this transaction's tip and
+    /// not used yet (`crate::summary_cache`).
+    valid: BTreeMap<String, RunSummary>,
     /// Run summaries read or changed in this transaction, written once at commit.
     summaries: BTreeMap<String, RunSummary>,
+    /// Records appended and not yet sent: inserted together (see the module documentation).
+    pending: RefCell<PendingRecords>,
 }
+
+/// The columns of records not yet inserted, as the arrays the insert statement takes.
+#[derive(Default)]
+struct PendingRecords {
+    seq: Vec<i64>,
+    run: Vec<String>,
+    kind: Vec<String>,
+    body: Vec<String>,
+}
+
+impl PendingRecords {
+    fn push(&mut self, seq: i64, record: &Record, text: String) {
+        self.seq.push(seq);
+        self.run.push(record.run.clone());
+        self.kind.push(record.kind().to_string());
+        self.body.push(text);
+    }
+}
+
+/// Inserts many records with one statement.
+const INSERT_RECORDS: &str = "INSERT INTO sluice.records (seq, run, kind, body)
+     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])";
 
 impl<'a> PgTx<'a> {
     /// Begins a transaction and locks the tip: from here until commit, this controller is the
     /// store's only writer.
     pub(crate) fn begin(conn: &'a mut Connection, store: &'a PgStore) -> Result<Self, AuditError> {
         let (txn, name) = conn.transaction()?;
-        let row = block(txn.query_one("SELECT seq, hash FROM sluice.chain_tip FOR UPDATE", &[]))
-            .map_err(|e| db_error(name, &e))?;
+        let row =
+            block(txn.query_typed_one("SELECT seq, hash FROM sluice.chain_tip FOR UPDATE", &[]))
+                .map_err(|e| db_error(name, &e))?;
         let seq: i64 = row.get(0);
+        let tip = ChainTip {
+            seq: u64::try_from(seq).unwrap_or(0),
+            hash: row.get(1),
+        };
+        // Taken now: a transaction that fails leaves no cache behind.
+        let valid = store
+            .summaries
+            .take()
+            .map(|cache| cache.valid_at(&tip))
+            .unwrap_or_default();
         Ok(PgTx {
             txn,
             name,
             store,
-            tip_seq: u64::try_from(seq).unwrap_or(0),
-            tip_hash: row.get(1),
+            tip_seq: tip.seq,
+            tip_hash: tip.hash,
+            valid,
             summaries: BTreeMap::new(),
+            pending: RefCell::new(PendingRecords::default()),
         })
+    }
+
+    /// Inserts the records held back, before a statement that may read them.
+    fn flush(&self) -> Result<(), AuditError> {
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        if pending.seq.is_empty() {
+            return Ok(());
+        }
+        block(
+            self.txn
+                .execute_typed(INSERT_RECORDS, &records_params(&pending)),
+        )
+        .map(drop)
+        .map_err(|e| self.err(&e))
     }
 
     pub(crate) fn err(&self, err: &tokio_postgres::Error) -> AuditError {
@@ -57,6 +119,7 @@ impl<'a> PgTx<'a> {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, AuditError> {
+        self.flush()?;
         block(self.txn.query(sql, params)).map_err(|e| self.err(&e))
     }
 
@@ -65,30 +128,72 @@ impl<'a> PgTx<'a> {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, AuditError> {
+        self.flush()?;
         block(self.txn.execute(sql, params)).map_err(|e| self.err(&e))
     }
 
-    /// Writes the summaries and the new tip, then commits durably.
+    /// Writes the records held back, the summaries and the new tip in one pipeline, then
+    /// commits durably.
     pub(crate) fn commit(self) -> Result<(), AuditError> {
+        let mut summaries = Vec::with_capacity(self.summaries.len());
         for (run, summary) in &self.summaries {
             let encoded = serde_json::to_string(summary).map_err(|source| AuditError::Encode {
                 run: run.clone(),
                 kind: "run summary",
                 source,
             })?;
-            self.execute(
+            summaries.push((run, encoded));
+        }
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        let seq = i64::try_from(self.tip_seq).unwrap_or(i64::MAX);
+        let records = records_params(&pending);
+        let tip: [(&(dyn ToSql + Sync), Type); 2] =
+            [(&seq, Type::INT8), (&self.tip_hash, Type::TEXT)];
+        let summary_params: Vec<[(&(dyn ToSql + Sync), Type); 2]> = summaries
+            .iter()
+            .map(|(run, encoded)| {
+                [
+                    (*run as &(dyn ToSql + Sync), Type::TEXT),
+                    (encoded as _, Type::TEXT),
+                ]
+            })
+            .collect();
+        // Sent together, answered together: one round trip for all of them.
+        let mut writes = Vec::with_capacity(summary_params.len() + 2);
+        if !pending.seq.is_empty() {
+            writes.push(self.txn.execute_typed(INSERT_RECORDS, &records));
+        }
+        for params in &summary_params {
+            writes.push(self.txn.execute_typed(
                 "INSERT INTO sluice.runs (run, summary) VALUES ($1, $2)
                  ON CONFLICT (run) DO UPDATE SET summary = excluded.summary",
-                &[run, &encoded],
-            )?;
+                params,
+            ));
         }
-        let seq = i64::try_from(self.tip_seq).unwrap_or(i64::MAX);
-        self.execute(
-            "UPDATE sluice.chain_tip SET seq = $1, hash = $2",
-            &[&seq, &self.tip_hash],
-        )?;
-        let name = self.name;
-        block(self.txn.commit()).map_err(|e| db_error(name, &e))
+        writes.push(
+            self.txn
+                .execute_typed("UPDATE sluice.chain_tip SET seq = $1, hash = $2", &tip),
+        );
+        block(futures::future::try_join_all(writes)).map_err(|e| self.err(&e))?;
+        drop(tip);
+        let PgTx {
+            txn,
+            name,
+            store,
+            tip_seq,
+            tip_hash,
+            mut valid,
+            summaries,
+            ..
+        } = self;
+        block(txn.commit()).map_err(|e| db_error(name, &e))?;
+        valid.extend(summaries);
+        let tip = ChainTip {
+            seq: tip_seq,
+            hash: tip_hash,
+        };
+        store.summaries.keep(Some(SummaryCache::new(tip, valid)));
+        Ok(())
     }
 
     /// The seq of the chain's last record (0 for an empty store).
@@ -111,10 +216,9 @@ impl<'a> PgTx<'a> {
             });
         }
         let seq = i64::try_from(record.seq).unwrap_or(i64::MAX);
-        self.execute(
-            "INSERT INTO sluice.records (seq, run, kind, body) VALUES ($1, $2, $3, $4)",
-            &[&seq, &record.run, &record.kind(), &text],
-        )?;
+        self.pending
+            .borrow_mut()
+            .push(seq, &record, text.to_string());
         self.index(&record, seq)?;
         self.run_summary(&record.run)?;
         self.tip_seq = record.seq;
@@ -178,7 +282,15 @@ impl<'a> PgTx<'a> {
 impl StoreTx for PgTx<'_> {
     fn run_summary(&mut self, run: &str) -> Result<Option<&RunSummary>, AuditError> {
         if !self.summaries.contains_key(run) {
-            let rows = self.query("SELECT summary FROM sluice.runs WHERE run = $1", &[&run])?;
+            if let Some(cached) = self.valid.remove(run) {
+                self.summaries.insert(run.to_string(), cached);
+                return Ok(self.summaries.get(run));
+            }
+            let rows = block(self.txn.query_typed(
+                "SELECT summary FROM sluice.runs WHERE run = $1",
+                &[(&run, Type::TEXT)],
+            ))
+            .map_err(|e| self.err(&e))?;
             let Some(row) = rows.first() else {
                 return Ok(None);
             };
@@ -213,10 +325,7 @@ impl StoreTx for PgTx<'_> {
             run_prev_hash,
         )?;
         let seq = i64::try_from(record.seq).unwrap_or(i64::MAX);
-        self.execute(
-            "INSERT INTO sluice.records (seq, run, kind, body) VALUES ($1, $2, $3, $4)",
-            &[&seq, &record.run, &record.kind(), &text],
-        )?;
+        self.pending.borrow_mut().push(seq, &record, text);
         self.index(&record, seq)?;
         self.tip_seq = record.seq;
         self.tip_hash = record.hash.clone();
@@ -310,4 +419,14 @@ impl StoreTx for PgTx<'_> {
         self.execute("DELETE FROM sluice.leases WHERE run = $1", &[&run])?;
         Ok(held.into_iter().map(|l| l.lease).collect())
     }
+}
+
+/// The parameters of [`INSERT_RECORDS`] for `pending`.
+fn records_params(pending: &PendingRecords) -> [(&(dyn ToSql + Sync), Type); 4] {
+    [
+        (&pending.seq, Type::INT8_ARRAY),
+        (&pending.run, Type::TEXT_ARRAY),
+        (&pending.kind, Type::TEXT_ARRAY),
+        (&pending.body, Type::TEXT_ARRAY),
+    ]
 }

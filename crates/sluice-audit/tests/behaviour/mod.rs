@@ -3,7 +3,7 @@
 //! behaviour, checked on a fresh, empty store.
 #![allow(dead_code)]
 
-use sluice_audit::fixture::{run_started, seed_run, step_intent};
+use sluice_audit::fixture::{host_finished, run_started, seed_run, step_intent};
 use sluice_audit::{AuditError, AuditLog, Entry, LeaseHolder, chain::GENESIS};
 use sluice_model::{
     Approval, ApprovalHow, ApprovalRequested, ApprovalScope, Fact, RunFinished, RunState, RunStatus,
@@ -365,6 +365,27 @@ pub fn a_plan_run_starts_with_its_leases_artifact_and_confirmation_or_not_at_all
 /// Every behaviour above, by name, for a backend's test to run one by one.
 /// One behaviour: a name and the check, given a fresh store.
 pub type Behaviour = (&'static str, fn(&AuditLog));
+
+/// Regression test for the summary cache (`summary_cache.rs`), given two handles on one store:
+/// a handle keeps the run summaries it committed for its next commit, which must still see what
+/// another process (here the second handle) committed in between, or the summary would miss
+/// that record and the next record's `run_prev_hash` would skip it.
+pub fn a_commit_by_another_handle_between_two_commits_is_in_the_summary(
+    first: &AuditLog,
+    second: &AuditLog,
+) {
+    let run = first.begin_run(run_started("p", &["a", "b"])).unwrap();
+    first.append(&run, host_finished("a")).unwrap();
+    second.append(&run, host_finished("b")).unwrap();
+    first.append(&run, step_intent("a", "s")).unwrap();
+    for log in [first, second] {
+        let summary = log.run_summary(&run).unwrap();
+        assert_eq!(summary.records, 4);
+        let finished: Vec<&str> = summary.hosts_finished.iter().map(String::as_str).collect();
+        assert_eq!(finished, ["a", "b"]);
+        assert!(log.verify().unwrap().is_ok());
+    }
+}
 
 pub const ALL: &[Behaviour] = &[
     (

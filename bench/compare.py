@@ -491,6 +491,29 @@ def summarize(runs: list[dict]) -> dict:
     }
 
 
+# Issue 14's goal for the rolling patch: sluice's median wall time at most a quarter of pyinfra's,
+# at N = 50 and 100 on loopback and at 25 ms RTT.
+GOAL_RATIO_PYINFRA = 0.25
+
+
+def goals(results: list[dict], meta: dict) -> str:
+    """One line per fleet size: sluice/pyinfra against the goal, met or not."""
+    rtt = meta.get("rtt") or 0
+    where = f"at {rtt:g} ms RTT" if rtt else "on loopback"
+    lines = [f"Goal (issue 14): sluice/pyinfra <= {GOAL_RATIO_PYINFRA} {where}:", ""]
+    for res in results:
+        sl = summarize(res["runs"]["sluice"])["median"]
+        py = summarize(res["runs"]["pyinfra"])["median"]
+        if not sl or not py:
+            lines.append(f"- N = {res['n']}: no verified run of both tools")
+            continue
+        ratio = sl / py
+        verdict = "met" if ratio <= GOAL_RATIO_PYINFRA else "NOT met"
+        lines.append(f"- N = {res['n']}: {fmt(ratio)} ({fmt(sl)} s / {fmt(py)} s): {verdict}")
+    lines.append("")
+    return "\n".join(lines)
+
+
 def render(results: list[dict], tools: list[str], meta: dict) -> str:
     out = []
     out.append("Rolling patch, wall seconds of the whole run (median, min – max of the runs whose end state")
@@ -521,6 +544,8 @@ def render(results: list[dict], tools: list[str], meta: dict) -> str:
                 cells.append(fmt(sl / m) if sl and m else "–")
             out.append(f"| {res['n']} | " + " | ".join(cells) + " |")
         out.append("")
+    if "sluice" in tools and "pyinfra" in tools:
+        out.append(goals(results, meta))
     if any(res["fault"] for res in results):
         out.append("Fault variant, once per tool: host N stopped (in `rest`: later waves done, non-zero exit);")
         out.append("host1 stopped (the canary: the run stops, no host touched); host2 unhealthy (first of `wave1`,")
@@ -640,6 +665,7 @@ def main() -> int:
         "versions": versions(),
         "load_start": loadavg(),
         "command": "python3 bench/compare.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "rtt": args.rtt,
     }
     results = []
     for n in sizes:

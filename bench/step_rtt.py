@@ -120,6 +120,10 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
     return took
 
 
+# Issue 14's goal: the runner's per-step overhead at 25 ms RTT at most 1.5 round trips.
+GOAL_RUNNER_RTTS = 1.5
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rtt", type=float, default=25, help="round-trip time in ms (default 25)")
@@ -159,6 +163,7 @@ def main() -> int:
         print(f"RTT {args.rtt:g} ms, K = {args.steps} extra steps, median of {args.runs}{rc}")
         print("| tool | 1 step, s | 1 + K steps, s | per step, ms | per step, RTT |")
         print("|---|---:|---:|---:|---:|")
+        runner_rtts = None
         for name, cmd in tools.items():
             one, many = [], []
             for _ in range(args.runs):
@@ -168,6 +173,12 @@ def main() -> int:
             per = (b - a) / args.steps * 1000
             rtts = per / args.rtt if args.rtt > 0 else float("nan")
             print(f"| {name} | {a:.2f} | {b:.2f} | {per:.1f} | {rtts:.2f} |", flush=True)
+            if name == "sluice (runner)":
+                runner_rtts = rtts
+        if args.rtt > 0 and runner_rtts is not None:
+            verdict = "met" if runner_rtts <= GOAL_RUNNER_RTTS else "NOT met"
+            print(f"\nGoal (issue 14): the runner's per-step overhead <= {GOAL_RUNNER_RTTS} RTT: "
+                  f"{runner_rtts:.2f} RTT, {verdict}")
     finally:
         if proxy:
             proxy.close()

@@ -2,7 +2,7 @@
 //! with the same envelope, canonical bytes and hashes as the redb store (`crate::tx`), and the
 //! indexes and the leases table kept in step; the backend's side of [`StoreTx`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sluice_model::{ApprovalScope, Fact};
 use tokio_postgres::Transaction;
@@ -68,10 +68,16 @@ impl<'a> PgTx<'a> {
         block(self.txn.execute(sql, params)).map_err(|e| self.err(&e))
     }
 
-    /// Writes the summaries and the new tip, then commits durably.
-    pub(crate) fn commit(self) -> Result<(), AuditError> {
-        for (run, summary) in &self.summaries {
-            let encoded = serde_json::to_string(summary).map_err(|source| AuditError::Encode {
+    /// Writes the summaries and the new tip, then commits durably. A summary is written without
+    /// its host lists: the hosts this transaction saw finish or fail are added to `run_hosts`
+    /// instead (a summary read here starts with empty lists, so those are exactly this
+    /// transaction's), and a commit costs the same whether the run has ten hosts or 100,000.
+    pub(crate) fn commit(mut self) -> Result<(), AuditError> {
+        let summaries = std::mem::take(&mut self.summaries);
+        for (run, mut summary) in summaries {
+            let finished = std::mem::take(&mut summary.hosts_finished);
+            let failed = std::mem::take(&mut summary.hosts_failed);
+            let encoded = serde_json::to_string(&summary).map_err(|source| AuditError::Encode {
                 run: run.clone(),
                 kind: "run summary",
                 source,
@@ -79,8 +85,9 @@ impl<'a> PgTx<'a> {
             self.execute(
                 "INSERT INTO sluice.runs (run, summary) VALUES ($1, $2)
                  ON CONFLICT (run) DO UPDATE SET summary = excluded.summary",
-                &[run, &encoded],
+                &[&run, &encoded],
             )?;
+            self.mark_hosts(&run, &finished, &failed)?;
         }
         let seq = i64::try_from(self.tip_seq).unwrap_or(i64::MAX);
         self.execute(
@@ -89,6 +96,30 @@ impl<'a> PgTx<'a> {
         )?;
         let name = self.name;
         block(self.txn.commit()).map_err(|e| db_error(name, &e))
+    }
+
+    /// Adds hosts that finished or failed to the run's `run_hosts` (a host once listed stays).
+    fn mark_hosts(
+        &self,
+        run: &str,
+        finished: &BTreeSet<String>,
+        failed: &BTreeSet<String>,
+    ) -> Result<(), AuditError> {
+        if finished.is_empty() && failed.is_empty() {
+            return Ok(());
+        }
+        let hosts: Vec<&String> = finished.union(failed).collect();
+        let is_finished: Vec<bool> = hosts.iter().map(|h| finished.contains(*h)).collect();
+        let is_failed: Vec<bool> = hosts.iter().map(|h| failed.contains(*h)).collect();
+        self.execute(
+            "INSERT INTO sluice.run_hosts (run, host, finished, failed)
+             SELECT $1, h, f, x FROM unnest($2::text[], $3::bool[], $4::bool[]) AS t(h, f, x)
+             ON CONFLICT (run, host) DO UPDATE SET
+                 finished = sluice.run_hosts.finished OR excluded.finished,
+                 failed = sluice.run_hosts.failed OR excluded.failed",
+            &[&run, &hosts, &is_finished, &is_failed],
+        )?;
+        Ok(())
     }
 
     /// The seq of the chain's last record (0 for an empty store).
@@ -111,10 +142,7 @@ impl<'a> PgTx<'a> {
             });
         }
         let seq = i64::try_from(record.seq).unwrap_or(i64::MAX);
-        self.execute(
-            "INSERT INTO sluice.records (seq, run, kind, body) VALUES ($1, $2, $3, $4)",
-            &[&seq, &record.run, &record.kind(), &text],
-        )?;
+        self.insert_record(seq, &record, text)?;
         self.index(&record, seq)?;
         self.run_summary(&record.run)?;
         self.tip_seq = record.seq;
@@ -124,6 +152,59 @@ impl<'a> PgTx<'a> {
             .or_insert_with(|| RunSummary::new(&record.run))
             .apply(&record);
         Ok(())
+    }
+
+    /// Inserts a record's row: its exact text, and its host for the reads of one host
+    /// (`PgStore::host_records`).
+    fn insert_record(&self, seq: i64, record: &Record, text: &str) -> Result<(), AuditError> {
+        let mut rows = RecordRows::default();
+        rows.push(seq, record, text.to_string());
+        self.insert_rows(&rows)
+    }
+
+    fn insert_rows(&self, rows: &RecordRows) -> Result<(), AuditError> {
+        if rows.seqs.is_empty() {
+            return Ok(());
+        }
+        self.execute(
+            "INSERT INTO sluice.records (seq, run, kind, body, host)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])",
+            &[
+                &rows.seqs,
+                &rows.runs,
+                &rows.kinds,
+                &rows.bodies,
+                &rows.hosts,
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Seals the next record at the tip, updates the indexes and the run's summary, and adds
+    /// its row to `rows` for the caller to insert.
+    fn seal(&mut self, entry: Entry, rows: &mut RecordRows) -> Result<Appended, AuditError> {
+        let run_prev_hash = self
+            .run_summary(&entry.run)?
+            .map_or_else(|| GENESIS.to_string(), |s| s.last_hash.clone());
+        let SealedRecord { record, text } = seal_next(
+            entry,
+            self.tip_seq + 1,
+            self.tip_hash.clone(),
+            run_prev_hash,
+        )?;
+        let seq = i64::try_from(record.seq).unwrap_or(i64::MAX);
+        self.index(&record, seq)?;
+        rows.push(seq, &record, text);
+        self.tip_seq = record.seq;
+        self.tip_hash = record.hash.clone();
+        self.summaries
+            .entry(record.run.clone())
+            .or_insert_with(|| RunSummary::new(&record.run))
+            .apply(&record);
+        Ok(Appended {
+            seq: record.seq,
+            hash: record.hash,
+        })
     }
 
     /// The indexes a record feeds, as `crate::tx` keeps them in redb.
@@ -203,31 +284,23 @@ impl StoreTx for PgTx<'_> {
     }
 
     fn append(&mut self, entry: Entry) -> Result<Appended, AuditError> {
-        let run_prev_hash = self
-            .run_summary(&entry.run)?
-            .map_or_else(|| GENESIS.to_string(), |s| s.last_hash.clone());
-        let SealedRecord { record, text } = seal_next(
-            entry,
-            self.tip_seq + 1,
-            self.tip_hash.clone(),
-            run_prev_hash,
-        )?;
-        let seq = i64::try_from(record.seq).unwrap_or(i64::MAX);
-        self.execute(
-            "INSERT INTO sluice.records (seq, run, kind, body) VALUES ($1, $2, $3, $4)",
-            &[&seq, &record.run, &record.kind(), &text],
-        )?;
-        self.index(&record, seq)?;
-        self.tip_seq = record.seq;
-        self.tip_hash = record.hash.clone();
-        self.summaries
-            .entry(record.run.clone())
-            .or_insert_with(|| RunSummary::new(&record.run))
-            .apply(&record);
-        Ok(Appended {
-            seq: record.seq,
-            hash: record.hash,
-        })
+        let mut rows = RecordRows::default();
+        let appended = self.seal(entry, &mut rows)?;
+        self.insert_rows(&rows)?;
+        Ok(appended)
+    }
+
+    /// Every record sealed in order, then inserted with one statement: a worker's or the group
+    /// commit's batch costs one round trip to the server, not one per record, while it holds the
+    /// chain's tip.
+    fn append_all(&mut self, entries: Vec<Entry>) -> Result<Vec<Appended>, AuditError> {
+        let mut rows = RecordRows::default();
+        let appended = entries
+            .into_iter()
+            .map(|entry| self.seal(entry, &mut rows))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.insert_rows(&rows)?;
+        Ok(appended)
     }
 
     fn run_records(&self, run: &str) -> Result<Vec<Record>, AuditError> {
@@ -310,4 +383,38 @@ impl StoreTx for PgTx<'_> {
         self.execute("DELETE FROM sluice.leases WHERE run = $1", &[&run])?;
         Ok(held.into_iter().map(|l| l.lease).collect())
     }
+}
+
+/// Rows of `sluice.records` to insert with one statement, column by column.
+#[derive(Default)]
+struct RecordRows {
+    seqs: Vec<i64>,
+    runs: Vec<String>,
+    kinds: Vec<&'static str>,
+    bodies: Vec<String>,
+    hosts: Vec<Option<String>>,
+}
+
+impl RecordRows {
+    fn push(&mut self, seq: i64, record: &Record, text: String) {
+        self.seqs.push(seq);
+        self.runs.push(record.run.clone());
+        self.kinds.push(record.kind());
+        self.hosts.push(record_host(record, &text));
+        self.bodies.push(text);
+    }
+}
+
+/// The host a record speaks of: its fact's top-level `host` field, read from the record's text
+/// exactly as schema version 3 filled the column in for older records. The plan artifact is
+/// skipped: it has no host, and it is the one record that may be megabytes long.
+fn record_host(record: &Record, text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct TopLevel {
+        host: Option<String>,
+    }
+    if matches!(record.fact, Fact::PlanArtifactStored(_)) {
+        return None;
+    }
+    serde_json::from_str::<TopLevel>(text).ok()?.host
 }

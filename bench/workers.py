@@ -26,7 +26,9 @@ exited, the workers are stopped with SIGTERM (they hold no host then) and must e
 coordinator's overhead is its own CPU and wall time per host against that run's.
 
 Progress goes to stderr, the table to stdout; `--doc` writes it into docs/benchmarks.md, section
-"Workers", with the date, machine, load average (at start and end of every run) and command.
+"Workers", with the date, machine, load average (at start and end of every run) and command: in
+the block of the sizes run (`<!-- workers-2000:start -->`, `<!-- workers-100000:start -->`),
+added at the end of the file when it is not there yet.
 """
 
 from __future__ import annotations
@@ -275,15 +277,20 @@ def table(rows: list[dict], meta: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_doc(text: str) -> None:
+def write_doc(text: str, sizes: list[int]) -> None:
+    """Writes the table into docs/benchmarks.md, section "Workers", in the block of these sizes
+    (a run of other sizes keeps its own block; a new one is added at the end of the file)."""
     doc = REPO / "docs" / "benchmarks.md"
     body = doc.read_text()
-    start, end = "<!-- workers:start -->", "<!-- workers:end -->"
+    key = "-".join(str(n) for n in sizes)
+    start, end = f"<!-- workers-{key}:start -->", f"<!-- workers-{key}:end -->"
     block = f"{start}\n{text}{end}"
     if start in body and end in body:
         body = body[: body.index(start)] + block + body[body.index(end) + len(end):]
     else:
-        body = body.rstrip("\n") + "\n\n## Workers: one run over several processes (issue 18)\n\n" + block + "\n"
+        if "## Workers: one run over several processes" not in body:
+            body = body.rstrip("\n") + "\n\n## Workers: one run over several processes (issue 18)\n"
+        body = body.rstrip("\n") + f"\n\n#### {', '.join(f'{n:,}' for n in sizes)} hosts\n\n" + block + "\n"
     doc.write_text(body)
 
 
@@ -338,7 +345,7 @@ def main() -> None:
         text = table(rows, meta)
         print(text)
         if args.doc:
-            write_doc(text)
+            write_doc(text, sizes)
     finally:
         store.stop()
 

@@ -21,6 +21,12 @@ pub(crate) trait StoreTx {
     /// Appends one record at the chain's tip and updates the indexes.
     fn append(&mut self, entry: Entry) -> Result<Appended, AuditError>;
 
+    /// Appends records in order, as [`StoreTx::append`] each; a backend that can write them
+    /// together does (PostgreSQL: one statement).
+    fn append_all(&mut self, entries: Vec<Entry>) -> Result<Vec<Appended>, AuditError> {
+        entries.into_iter().map(|e| self.append(e)).collect()
+    }
+
     /// Whether a run of this id exists.
     fn has_run(&self, run: &str) -> Result<bool, AuditError>;
 
@@ -159,7 +165,7 @@ pub(crate) fn append_batch(
     store: &impl WritableStore,
     entries: Vec<Entry>,
 ) -> Result<Vec<Appended>, AuditError> {
-    store.write(|tx| entries.into_iter().map(|e| tx.append(e)).collect())
+    store.write(|tx| tx.append_all(entries))
 }
 
 /// Starts a run without leases: picks a new run id and records `run_started`. Returns the run

@@ -1,6 +1,6 @@
 //! The PostgreSQL store against a real throwaway cluster (sluice-testpg): the same behaviours as
 //! the redb store (tests/behaviour), then what only a shared store does — writers from many
-//! connections keeping one chain, migrations, leases that expire without a heartbeat, and
+//! connections keeping one chain, migrations (version 3's conversion of older rows), leases that expire without a heartbeat, and
 //! `verify` finding rows changed, deleted or inserted with SQL.
 
 // Tests may unwrap: a panic is a failed test.
@@ -188,6 +188,54 @@ fn first_opens_racing_apply_the_migrations_once() {
             .unwrap(),
         sluice_audit::pg::SCHEMA_VERSION.to_string()
     );
+}
+
+#[test]
+fn version_3_gives_older_records_their_host_and_moves_host_lists_out_of_summaries() {
+    let pg = cluster();
+    let url = pg.url();
+    let run = seed_run(&open(&url), "kernel", &["web1", "web2"], &["web2"]).unwrap();
+    // Back to what version 2 wrote: no host column, no run_hosts, the lists in the summary.
+    pg.psql(
+        "sluice",
+        "UPDATE sluice.runs r SET summary = (summary::jsonb || jsonb_build_object(
+             'hosts_finished', coalesce((SELECT jsonb_agg(host ORDER BY host)
+                 FROM sluice.run_hosts h WHERE h.run = r.run AND finished), '[]'::jsonb),
+             'hosts_failed', coalesce((SELECT jsonb_agg(host ORDER BY host)
+                 FROM sluice.run_hosts h WHERE h.run = r.run AND failed), '[]'::jsonb)))::text;
+         DROP TABLE sluice.run_hosts;
+         DROP INDEX sluice.records_resolutions;
+         ALTER TABLE sluice.records DROP COLUMN host;
+         DELETE FROM sluice.schema_version WHERE version = 3;",
+    )
+    .unwrap();
+    let listed = format!(
+        "SELECT (summary::jsonb->>'hosts_finished') || (summary::jsonb->>'hosts_failed')
+         FROM sluice.runs WHERE run = '{run}'"
+    );
+    assert_eq!(
+        pg.psql("sluice", &listed).unwrap(),
+        r#"["web1", "web2"]["web2"]"#
+    );
+
+    let log = open(&url);
+    let summary = log.run_summary(&run).unwrap();
+    assert_eq!((summary.hosts_ok(), summary.hosts_failed.len()), (1, 1));
+    assert_eq!(pg.psql("sluice", &listed).unwrap(), "[][]");
+    let kinds: Vec<&str> = log
+        .postgres("test")
+        .unwrap()
+        .host_records(&run, "web2")
+        .unwrap()
+        .iter()
+        .map(|r| r.kind())
+        .collect();
+    assert_eq!(kinds, ["step_intent", "step_result", "host_finished"]);
+    // Records appended from now on carry their host too.
+    let next = seed_run(&log, "kernel", &["web1"], &[]).unwrap();
+    let later = log.postgres("test").unwrap().host_records(&next, "web1");
+    assert_eq!(later.unwrap().len(), 3);
+    assert_eq!(log.list_runs().unwrap().len(), 2);
 }
 
 #[test]

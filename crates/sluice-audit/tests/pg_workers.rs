@@ -1,17 +1,20 @@
 //! Workers and host assignments in the PostgreSQL store (`pg/worker.rs`, `pg/shard.rs`) against
 //! a real throwaway cluster: names unique among live workers, claims by label with `SKIP
 //! LOCKED`, `host_claimed` recorded with the claim, fenced records, take-over of a dead worker's
-//! hosts, withdrawal and stop requests.
+//! hosts, withdrawal and stop requests; a claimed host's records read by host, a worker's batch
+//! of facts fenced fact by fact.
 
 // Tests may unwrap: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
-use sluice_audit::fixture::{run_started, step_intent};
-use sluice_audit::pg::{AssignmentState, Claim, HostOrder, WorkerSpec};
+use sluice_audit::fixture::{run_started, step_intent, step_result};
+use sluice_audit::pg::{AssignmentState, Claim, FencedEntry, HostOrder, WorkerSpec};
 use sluice_audit::{AuditError, AuditLog, OpenMode, PgStore, StoreUrl};
-use sluice_model::{Fact, HostFinished, HostOutcome, WorkerTask};
+use sluice_model::{
+    Fact, HostFinished, HostOutcome, StepRef, UnknownChoice, UnknownStepsResolved, WorkerTask,
+};
 use sluice_testpg::PgCluster;
 
 fn cluster() -> PgCluster {
@@ -257,4 +260,128 @@ fn a_claim_whose_end_was_not_recorded_is_given_back_a_done_one_is_not() {
         store.append_fenced(&claims[0], "w", finished(&claims[0])),
         Err(AuditError::ClaimLost { .. })
     ));
+}
+
+#[test]
+fn a_claim_reads_its_hosts_records_and_the_resolutions_not_the_whole_run() {
+    let pg = cluster();
+    let store = open(&pg.url(), Duration::from_secs(60));
+    let log = AuditLog::from(open(&pg.url(), Duration::from_secs(60)));
+    let run = begin_run(&pg, run_started("p", &["a", "b"]));
+    let other = begin_run(&pg, run_started("p", &["a"]));
+    log.append(&run, step_intent("a", "s1")).unwrap();
+    log.append(&run, step_result("a", "s1", true, "one\n"))
+        .unwrap();
+    log.append(&run, step_intent("b", "s1")).unwrap();
+    log.append(&other, step_intent("a", "s9")).unwrap();
+    log.append(&run, step_intent("a", "s2")).unwrap();
+    let resolved = Fact::UnknownStepsResolved(UnknownStepsResolved {
+        choice: UnknownChoice::Skip,
+        by: "alice".into(),
+        steps: vec![StepRef::new("b", "s1")],
+    });
+    log.append(&run, resolved.clone()).unwrap();
+    let read = store.host_records(&run, "a").unwrap();
+    let facts: Vec<Fact> = read.iter().map(|r| r.fact.clone()).collect();
+    assert_eq!(
+        facts,
+        [
+            step_intent("a", "s1"),
+            step_result("a", "s1", true, "one\n"),
+            step_intent("a", "s2"),
+            resolved,
+        ]
+    );
+    // In chain order, as `run_records` has them.
+    let seqs: Vec<u64> = read.iter().map(|r| r.seq).collect();
+    let mut sorted = seqs.clone();
+    sorted.sort_unstable();
+    assert_eq!(seqs, sorted);
+    let all: Vec<u64> = log
+        .run_records(&run)
+        .unwrap()
+        .iter()
+        .filter(|r| read.iter().any(|h| h.seq == r.seq))
+        .map(|r| r.seq)
+        .collect();
+    assert_eq!(all, seqs);
+}
+
+#[test]
+fn a_batch_records_each_fact_under_its_own_claim() {
+    let pg = cluster();
+    let expiry = Duration::from_millis(1200);
+    let store = open(&pg.url(), expiry);
+    let run = begin_run(&pg, run_started("p", &["a", "b", "c"]));
+    for host in ["a", "b", "c"] {
+        store.queue_host(&order(&run, host, None)).unwrap();
+    }
+    let me = store.register_worker(&spec("me", &[])).unwrap();
+    let claims = store.claim_hosts(me.id, "me", &[], 3).unwrap();
+    assert_eq!(hosts_of(&claims), ["a", "b", "c"]);
+    // c's claim is given back (its end was not recorded): its fence no longer holds.
+    assert_eq!(
+        store.release_claims(&claims[2..]).unwrap(),
+        [claims[2].fence.assignment]
+    );
+    let entry = |claim: &Claim, fact: Fact| FencedEntry {
+        claim: claim.clone(),
+        worker: "me".into(),
+        fact,
+    };
+    let results = store
+        .append_fenced_batch(vec![
+            entry(&claims[0], step_intent("a", "s")),
+            entry(&claims[1], finished(&claims[1])),
+            entry(&claims[2], step_intent("c", "s")),
+            // After b's end, in the same batch: refused like a lost claim.
+            entry(&claims[1], step_intent("b", "late")),
+            entry(&claims[0], finished(&claims[0])),
+        ])
+        .unwrap();
+    let outcome: Vec<&str> = results
+        .iter()
+        .map(|r| match r {
+            Ok(_) => "recorded",
+            Err(AuditError::ClaimLost { .. }) => "claim lost",
+            Err(_) => "other error",
+        })
+        .collect();
+    assert_eq!(
+        outcome,
+        [
+            "recorded",
+            "recorded",
+            "claim lost",
+            "claim lost",
+            "recorded"
+        ]
+    );
+    // One commit: the recorded facts are consecutive in the chain.
+    let seqs: Vec<u64> = results.iter().flatten().map(|a| a.seq).collect();
+    assert_eq!(seqs, [seqs[0], seqs[0] + 1, seqs[0] + 2]);
+    for (claim, state) in [
+        (&claims[0], AssignmentState::Done),
+        (&claims[1], AssignmentState::Done),
+        (&claims[2], AssignmentState::Queued),
+    ] {
+        assert_eq!(
+            store.assignment_state(claim.fence.assignment).unwrap(),
+            Some(state),
+            "{}",
+            claim.order.host
+        );
+    }
+    // Done or given back already: nothing more to give back.
+    assert!(store.release_claims(&claims).unwrap().is_empty());
+    let kinds = pg
+        .psql(
+            "sluice",
+            &format!(
+                "SELECT string_agg(host || ':' || kind, ',' ORDER BY seq) FROM sluice.records
+                 WHERE run = '{run}' AND kind <> 'host_claimed' AND kind <> 'run_started'"
+            ),
+        )
+        .unwrap();
+    assert_eq!(kinds, "a:step_intent,b:host_finished,a:host_finished");
 }

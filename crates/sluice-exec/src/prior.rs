@@ -96,6 +96,26 @@ pub struct Prior {
 impl Prior {
     /// Reads the facts of the run's records, in order, against the run's plan.
     pub fn read<'a>(artifact: &PlanArtifact, facts: impl IntoIterator<Item = &'a Fact>) -> Prior {
+        Self::read_scoped(artifact, None, facts)
+    }
+
+    /// As [`Prior::read`], for one host only (a worker that claimed it): `facts` are that
+    /// host's records (and the operator's resolutions); only its steps, undos and checks are
+    /// classified, and waves are left to the coordinator. The work is the host's, not the
+    /// plan's: a claim costs the same in a run of 60 hosts and of 100,000.
+    pub fn read_host<'a>(
+        artifact: &PlanArtifact,
+        host: &str,
+        facts: impl IntoIterator<Item = &'a Fact>,
+    ) -> Prior {
+        Self::read_scoped(artifact, Some(host), facts)
+    }
+
+    fn read_scoped<'a>(
+        artifact: &PlanArtifact,
+        scope: Option<&str>,
+        facts: impl IntoIterator<Item = &'a Fact>,
+    ) -> Prior {
         let mut steps: BTreeMap<(String, String), Seen> = BTreeMap::new();
         let mut undos: BTreeMap<(String, String), Option<bool>> = BTreeMap::new();
         let mut health: BTreeMap<String, Vec<(String, bool)>> = BTreeMap::new();
@@ -202,10 +222,12 @@ impl Prior {
                 prior.state.confirm_in_flight_on(&host, &step);
             }
         }
-        prior.classify_steps(artifact, &steps, &waived);
+        prior.classify_steps(artifact, scope, &steps, &waived);
         prior.classify_undos(artifact, &undos, &undo_boot_ids);
-        prior.read_health(artifact, &health);
-        prior.read_waves(artifact, &steps, started, decided);
+        prior.read_health(artifact, scope, &health);
+        if scope.is_none() {
+            prior.read_waves(artifact, &steps, started, decided);
+        }
         prior
     }
 
@@ -261,10 +283,15 @@ impl Prior {
     fn classify_steps(
         &mut self,
         artifact: &PlanArtifact,
+        scope: Option<&str>,
         steps: &BTreeMap<(String, String), Seen>,
         waived: &BTreeSet<(String, String)>,
     ) {
-        for (host, step) in host_steps(artifact) {
+        let planned = match scope {
+            Some(host) => steps_of(artifact, host),
+            None => host_steps(artifact),
+        };
+        for (host, step) in planned {
             let key = (host.to_string(), step.id.clone());
             let Some(seen) = steps.get(&key) else {
                 continue;
@@ -409,9 +436,14 @@ impl Prior {
     fn read_health(
         &mut self,
         artifact: &PlanArtifact,
+        scope: Option<&str>,
         health: &BTreeMap<String, Vec<(String, bool)>>,
     ) {
-        for plan in &artifact.hosts {
+        let plans: Vec<&sluice_plan::HostPlan> = match scope {
+            Some(host) => artifact.host(host).into_iter().collect(),
+            None => artifact.hosts.iter().collect(),
+        };
+        for plan in plans {
             let Some(results) = health.get(&plan.name) else {
                 continue;
             };
@@ -530,6 +562,20 @@ fn host_steps(artifact: &PlanArtifact) -> Vec<(&str, &HostStep)> {
     once.chain(each).collect()
 }
 
+/// The (host, step) pairs of one host: its `run_once` steps, then its own.
+fn steps_of<'a>(artifact: &'a PlanArtifact, host: &'a str) -> Vec<(&'a str, &'a HostStep)> {
+    let once = artifact
+        .run_once
+        .iter()
+        .filter(|o| o.host == host)
+        .map(|o| (o.host.as_str(), &o.step));
+    let each = artifact
+        .host(host)
+        .into_iter()
+        .flat_map(|h| h.steps.iter().map(move |s| (h.name.as_str(), s)));
+    once.chain(each).collect()
+}
+
 /// The first step of `host` that still needs registered value `name`: one that has not
 /// finished and uses it in `run` or `skip_if`, or any whose undo uses it.
 fn needed_by(
@@ -541,22 +587,19 @@ fn needed_by(
     let uses = |cmd: Option<&sluice_plan::RenderedCommand>| {
         cmd.is_some_and(|c| c.registered_names().any(|n| n == name))
     };
-    host_steps(artifact)
-        .into_iter()
-        .filter(|(h, _)| *h == host)
-        .find_map(|(_, step)| {
-            let finished = matches!(
-                steps.get(&(host.to_string(), step.id.clone())),
-                Some(Seen::Result { ok: true, .. } | Seen::Skipped { .. })
-            );
-            if uses(step.undo.as_ref()) {
-                Some(format!("the undo of step `{}`", step.id))
-            } else if !finished && (uses(Some(&step.run)) || uses(step.skip_if.as_ref())) {
-                Some(format!("step `{}`", step.id))
-            } else {
-                None
-            }
-        })
+    steps_of(artifact, host).into_iter().find_map(|(_, step)| {
+        let finished = matches!(
+            steps.get(&(host.to_string(), step.id.clone())),
+            Some(Seen::Result { ok: true, .. } | Seen::Skipped { .. })
+        );
+        if uses(step.undo.as_ref()) {
+            Some(format!("the undo of step `{}`", step.id))
+        } else if !finished && (uses(Some(&step.run)) || uses(step.skip_if.as_ref())) {
+            Some(format!("step `{}`", step.id))
+        } else {
+            None
+        }
+    })
 }
 
 fn skipped_by_operator(attempt: u32) -> DoneStep {

@@ -463,3 +463,41 @@ fn a_choice_recorded_by_an_earlier_resume_counts() {
     let state = prior.resolve(None).unwrap();
     assert!(matches!(state.step("h2", "pin"), Some(PriorStep::Done(d)) if d.ok));
 }
+
+#[test]
+fn one_hosts_trail_resumes_it_as_the_whole_runs_trail_does() {
+    // What a worker that claims h1 reads: h1's records and the operator's resolution (which
+    // names h1's `install`), never h2's.
+    let resolved = Fact::UnknownStepsResolved(UnknownStepsResolved {
+        choice: UnknownChoice::Skip,
+        by: "alice".into(),
+        steps: vec![StepRef::new("h1", "install")],
+    });
+    let h1 = vec![
+        intent("h1", "current", 1),
+        result("h1", "current", 1, true, "1.0\n"),
+        intent("h1", "install", 1),
+        resolved.clone(),
+        intent("h1", "fetch", 1),
+        result("h1", "fetch", 1, true, ""),
+    ];
+    let mut whole = h1.clone();
+    whole.extend([intent("h2", "current", 1), intent("h2", "pin", 1)]);
+    let of_host = Prior::read_host(&trail_plan(), "h1", &h1);
+    assert!(of_host.needs_choice().is_empty(), "{:?}", of_host.unknown());
+    assert_eq!(of_host.done_steps(), 3);
+    let of_host = of_host.resolve(None).unwrap();
+    let of_run = Prior::read(&trail_plan(), &whole)
+        .resolve(Some(UnknownChoice::Rerun))
+        .unwrap();
+    for step in ["current", "install", "restart", "fetch", "pin"] {
+        assert_eq!(of_host.step("h1", step), of_run.step("h1", step), "{step}");
+    }
+    // Completed steps are not run again; the skipped one counts as done.
+    assert!(matches!(of_host.step("h1", "install"), Some(PriorStep::Done(d)) if d.ok));
+    assert!(matches!(of_host.step("h1", "fetch"), Some(PriorStep::Done(d)) if d.ok));
+    assert_eq!(of_host.step("h1", "restart"), None);
+    // Nothing of another host, and no wave verdict: waves are the coordinator's.
+    assert_eq!(of_host.step("h2", "current"), None);
+    assert!(!of_host.wave_started("all"));
+}

@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sluice_audit::AuditLog;
 use sluice_audit::pg::{AssignmentState, HostOrder};
@@ -59,6 +59,10 @@ struct Shared {
     /// The run's stop: a host that needs the operator stops the run for them.
     shutdown: Shutdown,
     tail: Mutex<Tail>,
+    /// When a live worker serving each label (`None`: any worker) was last seen: a host that
+    /// waits within [`LABEL_CHECK`] of it is not checked again (with thousands of hosts queued
+    /// at once, two queries each would hold the coordinator's connection for seconds).
+    served: Mutex<HashMap<Option<String>, Instant>>,
 }
 
 /// Hosts of one run handed to workers; see the module documentation. Dropping it stops the poll.
@@ -92,6 +96,7 @@ impl StoreWorkers {
                 shown_from,
                 ..Tail::default()
             }),
+            served: Mutex::default(),
         });
         let poll = tokio::spawn(poll(shared.clone(), shutdown.subscribe()));
         Ok(StoreWorkers { shared, poll })
@@ -101,6 +106,12 @@ impl StoreWorkers {
 impl Shared {
     fn tail(&self) -> std::sync::MutexGuard<'_, Tail> {
         self.tail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn served(&self) -> std::sync::MutexGuard<'_, HashMap<Option<String>, Instant>> {
+        self.served
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -339,15 +350,31 @@ async fn wait_for(shared: Arc<Shared>, order: RemoteOrder, mut stop: StopListene
 
 /// Says once that a host still queued waits for a label no live worker serves.
 async fn warn_if_nobody_serves(shared: &Arc<Shared>, order: &RemoteOrder, id: i64) {
+    if shared
+        .served()
+        .get(&order.label)
+        .is_some_and(|seen| seen.elapsed() < LABEL_CHECK)
+    {
+        return;
+    }
     let (log, label) = (shared.log.clone(), order.label.clone());
+    // `None`: a live worker serves the label; else whether the host is still queued.
     let nobody = tokio::task::spawn_blocking(move || {
         let pg = log.postgres("--workers")?;
+        if pg.live_worker_for(label.as_deref())? {
+            return Ok(None);
+        }
         let queued = pg.assignment_state(id)? == Some(AssignmentState::Queued);
-        Ok::<_, sluice_audit::AuditError>(queued && !pg.live_worker_for(label.as_deref())?)
+        Ok::<_, sluice_audit::AuditError>(Some(queued))
     })
     .await;
-    if !matches!(nobody, Ok(Ok(true))) {
-        return;
+    match nobody {
+        Ok(Ok(Some(true))) => {}
+        Ok(Ok(None)) => {
+            shared.served().insert(order.label.clone(), Instant::now());
+            return;
+        }
+        _ => return,
     }
     let reason = match &order.label {
         Some(label) => format!(

@@ -16,7 +16,8 @@
 //!
 //! 6. [`coordinate`]: `apply --workers`: the run's hosts handed to workers through the shared
 //!    store, their results read back from the run's records; [`worker`]: `sluice worker`, the
-//!    process that claims hosts and runs them with the executor's code.
+//!    process that claims hosts and runs them with the executor's code, recording through
+//!    [`worker_journal`] (one group commit per worker, each fact fenced by its host's claim).
 //!
 //! The CLI is glue around this crate: it parses arguments, asks on the terminal, draws the
 //! events and turns outcomes and [`LifecycleError`]s into exit codes.
@@ -38,6 +39,7 @@ pub mod resume;
 pub mod start;
 pub mod warnings;
 pub mod worker;
+pub mod worker_journal;
 
 pub use error::LifecycleError;
 pub use recorded::{Finished, RecordedRun};

@@ -17,15 +17,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sluice_audit::pg::{Claim, WorkerRegistration, WorkerSpec};
-use sluice_audit::{AuditError, AuditLog, Redactor};
+use sluice_audit::{AuditLog, Redactor};
 use sluice_exec::assigned::AssignedRun;
 use sluice_exec::prior::{Prior, UNDO_PREFIX};
-use sluice_exec::{
-    Emitter, Journal, JournalError, JournalFuture, JournalHandle, Secrets, Shutdown, Transports,
-};
+use sluice_exec::{Emitter, JournalHandle, Secrets, Shutdown, Transports};
 use sluice_model::{
     Fact, HostFinished, HostNeedsOperator, HostOutcome, HostRolledBack, RollbackOutcome, StepRef,
     UnknownChoice, WorkerTask,
@@ -34,9 +32,15 @@ use sluice_plan::PlanArtifact;
 use tokio::task::JoinSet;
 
 use crate::error::LifecycleError;
+use crate::worker_journal::{FencedJournal, FencedWriter};
 
 /// How often an idle worker looks for hosts, and a busy one for stop requests.
 pub const POLL: Duration = Duration::from_millis(200);
+
+/// How long a worker that holds no host keeps the artifacts of the runs it served: a worker
+/// that runs out of hosts for a moment (between waves, or faster than the coordinator hands
+/// them out) does not read a plan of 100,000 hosts again for its next host.
+const KEEP_RUNS: Duration = Duration::from_secs(30);
 
 /// What `sluice worker` was asked to be.
 pub struct WorkerOptions {
@@ -73,24 +77,37 @@ pub async fn serve(
         },
         options.spec.max_hosts
     );
+    let writer = FencedWriter::start(log.clone()).map_err(LifecycleError::Writer)?;
     let mut worker = Worker {
         log: log.clone(),
         registration: registration.clone(),
         transports: options.transports,
+        writer: Arc::new(writer),
         runs: HashMap::new(),
+        idle_since: None,
         stops: HashMap::new(),
+        stops_read: Instant::now(),
         ended: Vec::new(),
         summary: WorkerSummary::default(),
     };
     let mut stop = options.shutdown.subscribe();
     let mut running: JoinSet<Claim> = JoinSet::new();
     while stop.soft_requested().is_none() && !stop.hard_requested() {
+        worker.forget_idle_runs();
         worker.claim_more(&mut running).await;
         worker.pass_on_stops().await;
         worker.release_unfinished().await;
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
-            Some(Ok(claim)) = running.join_next() => worker.ended(claim),
+            Some(Ok(claim)) = running.join_next() => {
+                worker.ended(claim);
+                // Hosts that ended meanwhile make room together: one claim commit for them.
+                while let Some(joined) = running.try_join_next() {
+                    if let Ok(claim) = joined {
+                        worker.ended(claim);
+                    }
+                }
+            }
             _ = stop.soft() => {}
         }
     }
@@ -131,9 +148,15 @@ struct Worker {
     log: Arc<AuditLog>,
     registration: Arc<WorkerRegistration>,
     transports: Transports,
+    /// The group commit every host of this worker records through.
+    writer: Arc<FencedWriter>,
     runs: HashMap<String, Arc<RunKit>>,
+    /// Since when the worker holds no host.
+    idle_since: Option<Instant>,
     /// The stop of each host in hand, by assignment.
     stops: HashMap<i64, Shutdown>,
+    /// When the coordinator's stop requests were last read.
+    stops_read: Instant,
     /// Claims whose task ended, to give back if their end was not recorded.
     ended: Vec<Claim>,
     summary: WorkerSummary,
@@ -148,41 +171,50 @@ impl Worker {
         self.stops.remove(&claim.fence.assignment);
         self.ended.push(claim);
         if self.stops.is_empty() {
-            // A long-lived worker keeps no run's artifact while it holds no host.
+            self.idle_since = Some(Instant::now());
+        }
+    }
+
+    /// A long-lived worker keeps no run's artifact once it held no host for [`KEEP_RUNS`].
+    fn forget_idle_runs(&mut self) {
+        if self
+            .idle_since
+            .is_some_and(|since| since.elapsed() >= KEEP_RUNS)
+        {
             self.runs.clear();
+            self.idle_since = None;
         }
     }
 
     /// Gives back the claims whose task ended without its last fact recorded (the database
     /// went away): another worker carries them on. Tried again at every poll until the store
-    /// answers.
+    /// answers; one statement for every claim that ended since the last time.
     async fn release_unfinished(&mut self) {
         if self.ended.is_empty() {
             return;
         }
         let claims = std::mem::take(&mut self.ended);
         let log = self.log.clone();
-        let kept = tokio::task::spawn_blocking(move || {
-            let mut kept = Vec::new();
-            for claim in claims {
-                let released = log
-                    .postgres("sluice worker")
-                    .and_then(|pg| pg.release_claim(&claim));
-                match released {
-                    Ok(true) => tracing::warn!(
+        let released = tokio::task::spawn_blocking(move || {
+            let released = log
+                .postgres("sluice worker")
+                .and_then(|pg| pg.release_claims(&claims));
+            (claims, released)
+        })
+        .await;
+        match released {
+            Ok((claims, Ok(ids))) => {
+                for claim in claims.iter().filter(|c| ids.contains(&c.fence.assignment)) {
+                    tracing::warn!(
                         "host {} of run {}: its end was not recorded; it is queued again for a worker to carry on",
                         claim.order.host,
                         claim.order.run
-                    ),
-                    Ok(false) => {}
-                    Err(_) => kept.push(claim),
+                    );
                 }
             }
-            kept
-        })
-        .await
-        .unwrap_or_default();
-        self.ended = kept;
+            Ok((claims, Err(_))) => self.ended = claims,
+            Err(_) => {}
+        }
     }
 
     /// Claims as many hosts as there are free places and starts them.
@@ -241,9 +273,11 @@ impl Worker {
             );
             let shutdown = Shutdown::new();
             self.stops.insert(claim.fence.assignment, shutdown.clone());
+            self.idle_since = None;
             self.summary.hosts += 1;
             let job = HostJob {
                 log: self.log.clone(),
+                writer: self.writer.clone(),
                 worker: self.name().to_string(),
                 transports: self.transports.clone(),
                 kit,
@@ -255,10 +289,12 @@ impl Worker {
     }
 
     /// Stops the hosts in hand whose coordinator asked for it, as Ctrl-C stops them.
+    /// Read once per [`POLL`], not at every host's end: the query names every host in hand.
     async fn pass_on_stops(&mut self) {
-        if self.stops.is_empty() {
+        if self.stops.is_empty() || self.stops_read.elapsed() < POLL {
             return;
         }
+        self.stops_read = Instant::now();
         let ids: Vec<i64> = self.stops.keys().copied().collect();
         let log = self.log.clone();
         let asked =
@@ -296,15 +332,16 @@ impl Worker {
     }
 }
 
-/// The run's plan artifact from the store, verified.
+/// The run's plan artifact from the store, verified; read straight from its record's text
+/// (`PgStore::artifact_as`), so a plan of 100,000 hosts costs a worker its own size, not a JSON
+/// tree of it besides.
 fn load_artifact(log: &AuditLog, run: &str) -> Result<PlanArtifact, String> {
     let summary = log.run_summary(run).map_err(|e| e.to_string())?;
-    let value = log
-        .artifact(&summary.plan_hash)
+    let artifact: PlanArtifact = log
+        .postgres("sluice worker")
+        .and_then(|pg| pg.artifact_as(&summary.plan_hash))
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("the store holds no plan artifact {}", summary.plan_hash))?;
-    let artifact: PlanArtifact = serde_json::from_value(value)
-        .map_err(|e| format!("the stored plan {} does not read: {e}", summary.plan_hash))?;
     sluice_exec::verify_artifact(&artifact, Some(&summary.plan_hash)).map_err(|e| e.to_string())?;
     Ok(artifact)
 }
@@ -338,6 +375,7 @@ async fn end_unrun(log: &Arc<AuditLog>, claim: &Claim, worker: &str, why: String
 /// One claimed host, run to its end.
 struct HostJob {
     log: Arc<AuditLog>,
+    writer: Arc<FencedWriter>,
     worker: String,
     transports: Transports,
     kit: Arc<RunKit>,
@@ -356,13 +394,20 @@ impl HostJob {
                 return claim;
             }
         };
-        let (log, run) = (self.log.clone(), self.claim.order.run.clone());
-        let facts = tokio::task::spawn_blocking(move || log.run_records(&run)).await;
-        let facts: Vec<Fact> = match facts {
-            Ok(Ok(records)) => records.into_iter().map(|r| r.fact).collect(),
-            _ => Vec::new(),
+        let prior = match self.prior().await {
+            Ok(prior) => prior,
+            Err(why) => {
+                // Without the host's records the worker cannot tell what already ran: it gives
+                // the host back (queued again) rather than run a step twice.
+                tracing::warn!(
+                    "worker {}: cannot read the records of {} (run {}): {why}",
+                    self.worker,
+                    self.claim.order.host,
+                    self.claim.order.run
+                );
+                return claim;
+            }
         };
-        let prior = Prior::read(&self.kit.artifact, facts.iter());
         let blocked = blocked_steps(&prior, &self.claim);
         if !blocked.is_empty() {
             let needs = HostNeedsOperator {
@@ -386,7 +431,7 @@ impl HostJob {
             .unwrap_or_default();
         let redactor = Arc::new(Redactor::new(secrets.values().values().cloned()));
         let journal = FencedJournal {
-            log: self.log.clone(),
+            writer: self.writer.clone(),
             claim: self.claim.clone(),
             worker: self.worker.clone(),
             redactor,
@@ -430,6 +475,30 @@ impl HostJob {
     }
 }
 
+impl HostJob {
+    /// What the run recorded of the claimed host so far: its own records (and the operator's
+    /// resolutions), read through the store's index by host, never the whole run.
+    async fn prior(&self) -> Result<Prior, String> {
+        let (log, run, host) = (
+            self.log.clone(),
+            self.claim.order.run.clone(),
+            self.claim.order.host.clone(),
+        );
+        let records = tokio::task::spawn_blocking(move || {
+            log.postgres("sluice worker")?.host_records(&run, &host)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        let facts: Vec<Fact> = records.into_iter().map(|r| r.fact).collect();
+        Ok(Prior::read_host(
+            &self.kit.artifact,
+            &self.claim.order.host,
+            facts.iter(),
+        ))
+    }
+}
+
 /// The steps of the claimed host only the operator can settle: a host's steps for its run, an
 /// undo's for its rollback.
 fn blocked_steps(prior: &Prior, claim: &Claim) -> Vec<StepRef> {
@@ -440,40 +509,4 @@ fn blocked_steps(prior: &Prior, claim: &Claim) -> Vec<StepRef> {
         .filter(|u| (claim.order.task == WorkerTask::Undo) == u.step.starts_with(UNDO_PREFIX))
         .map(|u| StepRef::new(u.host.clone(), u.step.clone()))
         .collect()
-}
-
-/// The journal of one claimed host: every fact redacted, then recorded in the run's chain only
-/// while the claim is this worker's (`PgStore::append_fenced`), one commit per fact.
-struct FencedJournal {
-    log: Arc<AuditLog>,
-    claim: Claim,
-    worker: String,
-    redactor: Arc<Redactor>,
-    shutdown: Shutdown,
-}
-
-impl Journal for FencedJournal {
-    fn record<'a>(&'a self, fact: &'a Fact) -> JournalFuture<'a> {
-        let fact = crate::journal::redact(&self.redactor, fact.clone());
-        let (log, claim, worker) = (self.log.clone(), self.claim.clone(), self.worker.clone());
-        Box::pin(async move {
-            let appended = tokio::task::spawn_blocking(move || {
-                log.postgres("sluice worker")?
-                    .append_fenced(&claim, &worker, fact)
-            })
-            .await
-            .map_err(|e| JournalError::new(std::io::Error::other(e.to_string())))?;
-            appended.map(|_| ()).map_err(|e| {
-                if e.is_unreachable() || matches!(e, AuditError::ClaimLost { .. }) {
-                    // No new step may start without its intent recorded: stop the host.
-                    self.shutdown.store_unreachable();
-                }
-                JournalError::new(e)
-            })
-        })
-    }
-
-    fn treat_as_secret(&self, value: &str) {
-        self.redactor.add(value);
-    }
 }

@@ -35,7 +35,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 pub use schema::SCHEMA_VERSION;
-pub use shard::{AssignmentState, Claim, Fence, HostOrder, StopRequest, ends_task};
+pub use shard::{AssignmentState, Claim, Fence, FencedEntry, HostOrder, StopRequest, ends_task};
 pub use url::StoreUrl;
 pub use worker::{LiveWorker, WorkerRegistration, WorkerSpec};
 

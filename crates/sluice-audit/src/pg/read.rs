@@ -1,6 +1,7 @@
 //! Reading the PostgreSQL store: runs, records, approvals, artifacts, and the chain's
 //! verification and export (records read in pages, in one consistent snapshot).
 
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 
 use serde_json::Value;
@@ -17,6 +18,20 @@ use crate::record::Record;
 
 /// Records read per query by `verify` and `export`.
 const PAGE: i64 = 5000;
+
+/// A run's hosts as `run_hosts` lists them.
+#[derive(Default)]
+struct ListedHosts {
+    finished: BTreeSet<String>,
+    failed: BTreeSet<String>,
+}
+
+impl ListedHosts {
+    fn fill(self, summary: &mut RunSummary) {
+        summary.hosts_finished.extend(self.finished);
+        summary.hosts_failed.extend(self.failed);
+    }
+}
 
 /// A `(seq, body)` row as a record; one that does not parse is reported with its seq.
 pub(crate) fn decode_row(store: &StoreName, row: &Row) -> Result<Record, AuditError> {
@@ -48,11 +63,15 @@ impl PgStore {
             &[],
         )?;
         let live = self.live_runs()?;
+        let mut hosts = self.run_hosts(None)?;
         let mut out = Vec::new();
         for row in &rows {
             let run: String = row.get(0);
             let text: String = row.get(1);
             let mut summary = RunSummary::decode(text.as_bytes(), self.name(), &run)?;
+            if let Some(listed) = hosts.remove(&run) {
+                listed.fill(&mut summary);
+            }
             summary.mark_interrupted_unless(live.contains(&run));
             out.push(summary);
         }
@@ -69,8 +88,33 @@ impl PgStore {
         };
         let text: String = row.get(0);
         let mut summary = RunSummary::decode(text.as_bytes(), self.name(), run)?;
+        if let Some(listed) = self.run_hosts(Some(run))?.remove(run) {
+            listed.fill(&mut summary);
+        }
         summary.mark_interrupted_unless(self.live_runs()?.contains(run));
         Ok(summary)
+    }
+
+    /// The finished and failed hosts of one run (or of every run), from `run_hosts`: the
+    /// summaries in `runs` do not list them (see `tx.rs`).
+    fn run_hosts(&self, run: Option<&str>) -> Result<HashMap<String, ListedHosts>, AuditError> {
+        let rows = self.read_rows(
+            "SELECT run, host, finished, failed FROM sluice.run_hosts
+             WHERE $1::text IS NULL OR run = $1",
+            &[&run],
+        )?;
+        let mut out: HashMap<String, ListedHosts> = HashMap::new();
+        for row in &rows {
+            let listed = out.entry(row.get(0)).or_default();
+            let host: String = row.get(1);
+            if row.get::<_, bool>(3) {
+                listed.failed.insert(host.clone());
+            }
+            if row.get::<_, bool>(2) {
+                listed.finished.insert(host);
+            }
+        }
+        Ok(out)
     }
 
     /// The records of one run, in order.

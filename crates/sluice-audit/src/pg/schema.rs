@@ -13,7 +13,9 @@
 //! `expires_at`, renewed by the holder's heartbeat); from version 2, `workers` (one row per
 //! `sluice worker` process, its `expires_at` renewed by its heartbeat) and `assignments` (a host
 //! of a run handed to the workers: `queued`, `claimed` by a worker with a fencing counter
-//! `claims`, `done`, `withdrawn` or `blocked`; see `shard.rs`).
+//! `claims`, `done`, `withdrawn` or `blocked`; see `shard.rs`); from version 3, `records.host` (the
+//! record's host, indexed by run and host) and `run_hosts` (a run's finished and failed hosts,
+//! which the summary in `runs` no longer lists; see `tx.rs`).
 
 use crate::audit_log::OpenMode;
 use crate::chain::GENESIS;
@@ -95,6 +97,36 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX assignments_open ON sluice.assignments (id)
          WHERE state IN ('queued', 'claimed');",
+    // 3: what makes a run of thousands of hosts linear (`tx.rs`, `shard.rs`). A record's host
+    // (its fact's top-level `host`) in a column, so a worker that claims a host reads that
+    // host's records and the operator's resolutions, not the whole run; a run's finished and
+    // failed hosts in `run_hosts`, so a commit no longer rewrites a summary that lists every
+    // host. Records and summaries written before are converted here.
+    "ALTER TABLE sluice.records ADD COLUMN host text;
+     UPDATE sluice.records SET host = body::jsonb->>'host'
+         WHERE kind <> 'plan_artifact_stored';
+     CREATE INDEX records_by_run_host ON sluice.records (run, host, seq)
+         WHERE host IS NOT NULL;
+     CREATE INDEX records_resolutions ON sluice.records (run, seq)
+         WHERE kind = 'unknown_steps_resolved';
+     CREATE TABLE sluice.run_hosts (
+         run text NOT NULL,
+         host text NOT NULL,
+         finished boolean NOT NULL,
+         failed boolean NOT NULL,
+         PRIMARY KEY (run, host)
+     );
+     INSERT INTO sluice.run_hosts (run, host, finished, failed)
+         SELECT run, host, bool_or(finished), bool_or(failed) FROM (
+             SELECT run, jsonb_array_elements_text(summary::jsonb->'hosts_finished') AS host,
+                    true AS finished, false AS failed
+             FROM sluice.runs
+             UNION ALL
+             SELECT run, jsonb_array_elements_text(summary::jsonb->'hosts_failed'), false, true
+             FROM sluice.runs
+         ) listed GROUP BY run, host;
+     UPDATE sluice.runs SET summary =
+         (summary::jsonb || '{\"hosts_finished\": [], \"hosts_failed\": []}'::jsonb)::text;",
 ];
 
 /// The schema version this sluice writes.

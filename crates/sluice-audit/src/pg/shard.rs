@@ -15,6 +15,10 @@
 //!   a worker judged dead and then back can never write beside the worker that took its host
 //!   over. The fact that ends the task (`host_finished`, `host_rolled_back`) marks the row
 //!   `done` in its own transaction.
+//!   A worker commits the facts its hosts record at the same moment together
+//!   ([`PgStore::append_fenced_batch`], each fenced on its own), as the redb group commit does.
+//! - A worker that claims a host reads that host's records ([`PgStore::host_records`], through
+//!   `records.host`), not the whole run: a claim costs the same at 60 hosts and at 100,000.
 //! - The coordinator learns results by reading the run's records after a sequence number
 //!   ([`PgStore::run_records_after`]); a stop it requests ([`PgStore::request_stop`]) is read by
 //!   the workers ([`PgStore::stop_requests`]); it withdraws a host nobody claimed yet
@@ -22,6 +26,8 @@
 //!
 //! Every write here that records a fact holds the chain's tip lock first, like every write of
 //! the store; claims, fenced records and take-overs are therefore serialised with one another.
+
+use std::collections::HashSet;
 
 use sluice_model::{Fact, HostClaimed, HostNeedsOperator, WorkerTask};
 
@@ -58,6 +64,15 @@ pub struct Fence {
     pub assignment: i64,
     pub worker: i64,
     pub claims: i32,
+}
+
+/// A fact of a claimed host, for [`PgStore::append_fenced_batch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FencedEntry {
+    pub claim: Claim,
+    /// The worker's name, for the error when its claim was lost.
+    pub worker: String,
+    pub fact: Fact,
 }
 
 /// Where an assignment stands.
@@ -142,6 +157,28 @@ impl PgTx<'_> {
             });
         }
         Ok(())
+    }
+
+    /// Which of `fences` hold (claimed by their worker with their counter), locked until the
+    /// commit: one query for a batch.
+    fn held_fences<'f>(
+        &self,
+        fences: impl Iterator<Item = &'f Fence>,
+    ) -> Result<HashSet<i64>, AuditError> {
+        let (mut ids, mut workers, mut claims) = (Vec::new(), Vec::new(), Vec::new());
+        for fence in fences {
+            ids.push(fence.assignment);
+            workers.push(fence.worker);
+            claims.push(fence.claims);
+        }
+        let rows = self.query(
+            "SELECT a.id FROM sluice.assignments a
+             JOIN unnest($1::bigint[], $2::bigint[], $3::integer[]) AS f(id, worker, claims)
+               ON a.id = f.id AND a.worker = f.worker AND a.claims = f.claims
+             WHERE a.state = 'claimed' FOR UPDATE OF a",
+            &[&ids, &workers, &claims],
+        )?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     fn set_state(&self, id: i64, state: AssignmentState) -> Result<(), AuditError> {
@@ -331,6 +368,86 @@ impl PgStore {
         })
     }
 
+    /// Records facts of this worker's claimed hosts in one commit (a worker's group commit):
+    /// each fact is recorded only if its claim still holds, as [`PgStore::append_fenced`]
+    /// records one. A fact whose claim was lost is answered with [`AuditError::ClaimLost`] and
+    /// the others are recorded; a fact that ends its task marks the assignment done, and a
+    /// later fact of the same assignment in the batch is refused like a lost one. `Err`: the
+    /// commit failed and nothing was recorded.
+    pub fn append_fenced_batch(
+        &self,
+        entries: Vec<FencedEntry>,
+    ) -> Result<Vec<Result<Appended, AuditError>>, AuditError> {
+        self.write(|tx| {
+            let mut held = tx.held_fences(entries.iter().map(|e| &e.claim.fence))?;
+            // Which facts are recorded, in order; a task's end closes its assignment for the
+            // facts after it.
+            let mut accepted = Vec::new();
+            let mut done = Vec::new();
+            let mut refused = Vec::new();
+            for FencedEntry {
+                claim,
+                worker,
+                fact,
+            } in entries
+            {
+                let id = claim.fence.assignment;
+                if !held.contains(&id) {
+                    refused.push(Some(AuditError::ClaimLost {
+                        worker,
+                        run: claim.order.run,
+                        host: claim.order.host,
+                    }));
+                    continue;
+                }
+                if ends_task(&claim.order, &fact) {
+                    held.remove(&id);
+                    done.push(id);
+                }
+                refused.push(None);
+                accepted.push(Entry::new(&claim.order.run, fact));
+            }
+            let mut appended = tx.append_all(accepted)?.into_iter();
+            if !done.is_empty() {
+                tx.execute(
+                    "UPDATE sluice.assignments SET state = $2 WHERE id = ANY($1)",
+                    &[&done, &AssignmentState::Done.as_str()],
+                )?;
+            }
+            Ok(refused
+                .into_iter()
+                .map(|refusal| match refusal {
+                    Some(err) => Err(err),
+                    // One appended record per accepted fact, in order.
+                    None => appended.next().ok_or_else(|| AuditError::Database {
+                        store: tx.store.name().clone(),
+                        reason: "a fact of the batch was not appended".into(),
+                        unreachable: false,
+                    }),
+                })
+                .collect())
+        })
+    }
+
+    /// The records of one host of `run` (its fact's `host`), with the operator's resolutions of
+    /// unknown steps, in order: what a worker that claims the host resumes it from, read through
+    /// an index rather than from the whole run.
+    pub fn host_records(&self, run: &str, host: &str) -> Result<Vec<Record>, AuditError> {
+        self.with_client(|conn| {
+            conn.query(
+                "SELECT seq, body FROM sluice.records WHERE run = $1 AND host = $2
+                 UNION ALL
+                 SELECT seq, body FROM sluice.records
+                 WHERE run = $1 AND kind = 'unknown_steps_resolved'
+                 ORDER BY 1",
+                &[&run, &host],
+            )?
+            .iter()
+            .map(|row| super::read::decode_row(self.name(), row))
+            .collect()
+        })
+    }
+
     /// Gives back a claim whose task ended without its last fact recorded (the database went
     /// away meanwhile): the host is queued again, and a worker carries it on from the journal.
     /// Nothing changes when the task was recorded as done, or the claim is no longer this one.
@@ -345,6 +462,31 @@ impl PgStore {
                     &[&fence.assignment, &fence.worker, &fence.claims],
                 )?
                 .is_empty())
+        })
+    }
+
+    /// As [`PgStore::release_claim`] for several claims, in one statement (a worker gives back
+    /// what ended since its last poll); returns the assignments given back.
+    pub fn release_claims(&self, claims: &[Claim]) -> Result<Vec<i64>, AuditError> {
+        let (mut ids, mut workers, mut counts) = (Vec::new(), Vec::new(), Vec::new());
+        for claim in claims {
+            ids.push(claim.fence.assignment);
+            workers.push(claim.fence.worker);
+            counts.push(claim.fence.claims);
+        }
+        self.with_client(|conn| {
+            Ok(conn
+                .query(
+                    "UPDATE sluice.assignments a SET state = 'queued', worker = NULL
+                     FROM unnest($1::bigint[], $2::bigint[], $3::integer[]) AS f(id, worker, claims)
+                     WHERE a.id = f.id AND a.worker = f.worker AND a.claims = f.claims
+                       AND a.state = 'claimed'
+                     RETURNING a.id",
+                    &[&ids, &workers, &counts],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect())
         })
     }
 
@@ -365,18 +507,51 @@ impl PgStore {
         })
     }
 
-    /// The records of `run` after sequence number `after`, in order (the coordinator's poll).
+    /// The records of `run` after sequence number `after`, in order (the coordinator's poll);
+    /// the plan artifact is left out (the coordinator has it, and at 100,000 hosts it is a
+    /// record of hundreds of megabytes).
     pub fn run_records_after(&self, run: &str, after: u64) -> Result<Vec<Record>, AuditError> {
         let after = i64::try_from(after).unwrap_or(i64::MAX);
         self.with_client(|conn| {
             conn.query(
-                "SELECT seq, body FROM sluice.records WHERE run = $1 AND seq > $2 ORDER BY seq",
+                "SELECT seq, body FROM sluice.records
+                 WHERE run = $1 AND seq > $2 AND kind <> 'plan_artifact_stored' ORDER BY seq",
                 &[&run, &after],
             )?
             .iter()
             .map(|row| super::read::decode_row(self.name(), row))
             .collect()
         })
+    }
+
+    /// The plan artifact stored under `plan_hash`, read from its record's text straight into
+    /// `T` (a worker's `PlanArtifact`), without the JSON tree [`PgStore::artifact`] builds: at
+    /// 100,000 hosts that tree is several times the plan's own size, in every worker.
+    pub fn artifact_as<T: serde::de::DeserializeOwned>(
+        &self,
+        plan_hash: &str,
+    ) -> Result<Option<T>, AuditError> {
+        #[derive(serde::Deserialize)]
+        struct Stored<T> {
+            artifact: T,
+        }
+        let rows = self.with_client(|conn| {
+            conn.query(
+                "SELECT r.seq, r.body FROM sluice.artifacts a JOIN sluice.records r ON r.seq = a.seq
+                 WHERE a.plan_hash = $1",
+                &[&plan_hash],
+            )
+        })?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let (seq, body): (i64, &str) = (row.get(0), row.get(1));
+        let stored: Stored<T> = serde_json::from_str(body).map_err(|e| AuditError::BadRecord {
+            store: self.name().clone(),
+            seq: u64::try_from(seq).unwrap_or(0),
+            reason: format!("the plan artifact {plan_hash} does not read: {e}"),
+        })?;
+        Ok(Some(stored.artifact))
     }
 
     /// The sequence number of the chain's last record.

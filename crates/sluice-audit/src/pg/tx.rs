@@ -4,12 +4,12 @@
 //!
 //! Round trips are the cost of a commit here (the group commit's batch waits for them): the
 //! records a transaction appends are held back and inserted with one statement, sent in one
-//! pipeline with the summaries and the new tip just before `COMMIT`, or before any other
-//! statement of the transaction (which may read them); the statements of every commit are sent
-//! with their parameter types, so none needs a round trip of its own to be prepared.
+//! pipeline with the summaries, the run's hosts and the new tip just before `COMMIT`, or before
+//! any other statement of the transaction (which may read them); the statements of every commit
+//! are sent with their parameter types, so none needs a round trip of its own to be prepared.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sluice_model::{ApprovalScope, Fact};
 use tokio_postgres::Transaction;
@@ -40,30 +40,8 @@ pub(crate) struct PgTx<'a> {
     /// Run summaries read or changed in this transaction, written once at commit.
     summaries: BTreeMap<String, RunSummary>,
     /// Records appended and not yet sent: inserted together (see the module documentation).
-    pending: RefCell<PendingRecords>,
+    pending: RefCell<RecordRows>,
 }
-
-/// The columns of records not yet inserted, as the arrays the insert statement takes.
-#[derive(Default)]
-struct PendingRecords {
-    seq: Vec<i64>,
-    run: Vec<String>,
-    kind: Vec<String>,
-    body: Vec<String>,
-}
-
-impl PendingRecords {
-    fn push(&mut self, seq: i64, record: &Record, text: String) {
-        self.seq.push(seq);
-        self.run.push(record.run.clone());
-        self.kind.push(record.kind().to_string());
-        self.body.push(text);
-    }
-}
-
-/// Inserts many records with one statement.
-const INSERT_RECORDS: &str = "INSERT INTO sluice.records (seq, run, kind, body)
-     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[])";
 
 impl<'a> PgTx<'a> {
     /// Begins a transaction and locks the tip: from here until commit, this controller is the
@@ -92,22 +70,19 @@ impl<'a> PgTx<'a> {
             tip_hash: tip.hash,
             valid,
             summaries: BTreeMap::new(),
-            pending: RefCell::new(PendingRecords::default()),
+            pending: RefCell::new(RecordRows::default()),
         })
     }
 
     /// Inserts the records held back, before a statement that may read them.
     fn flush(&self) -> Result<(), AuditError> {
-        let pending = std::mem::take(&mut *self.pending.borrow_mut());
-        if pending.seq.is_empty() {
+        let rows = std::mem::take(&mut *self.pending.borrow_mut());
+        if rows.seqs.is_empty() {
             return Ok(());
         }
-        block(
-            self.txn
-                .execute_typed(INSERT_RECORDS, &records_params(&pending)),
-        )
-        .map(drop)
-        .map_err(|e| self.err(&e))
+        block(self.txn.execute_typed(INSERT_RECORDS, &rows.params()))
+            .map(drop)
+            .map_err(|e| self.err(&e))
     }
 
     pub(crate) fn err(&self, err: &tokio_postgres::Error) -> AuditError {
@@ -132,35 +107,47 @@ impl<'a> PgTx<'a> {
         block(self.txn.execute(sql, params)).map_err(|e| self.err(&e))
     }
 
-    /// Writes the records held back, the summaries and the new tip in one pipeline, then
-    /// commits durably.
-    pub(crate) fn commit(self) -> Result<(), AuditError> {
-        let mut summaries = Vec::with_capacity(self.summaries.len());
-        for (run, summary) in &self.summaries {
-            let encoded = serde_json::to_string(summary).map_err(|source| AuditError::Encode {
+    /// Writes the records held back, the summaries, the run's hosts and the new tip in one
+    /// pipeline, then commits durably. A summary is written without its host lists: the hosts
+    /// this transaction saw finish or fail are added to `run_hosts` instead (a summary read or
+    /// kept from the last commit starts with empty lists, so those are exactly this
+    /// transaction's), and a commit costs the same whether the run has ten hosts or 100,000.
+    pub(crate) fn commit(mut self) -> Result<(), AuditError> {
+        let mut written = Vec::with_capacity(self.summaries.len());
+        for (run, summary) in &mut self.summaries {
+            let hosts = RunHosts::new(
+                std::mem::take(&mut summary.hosts_finished),
+                std::mem::take(&mut summary.hosts_failed),
+            );
+            let encoded = serde_json::to_string(&summary).map_err(|source| AuditError::Encode {
                 run: run.clone(),
                 kind: "run summary",
                 source,
             })?;
-            summaries.push((run, encoded));
+            written.push((run.clone(), encoded, hosts));
         }
-        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        let rows = std::mem::take(&mut *self.pending.borrow_mut());
+        let records = rows.params();
         let seq = i64::try_from(self.tip_seq).unwrap_or(i64::MAX);
-        let records = records_params(&pending);
         let tip: [(&(dyn ToSql + Sync), Type); 2] =
             [(&seq, Type::INT8), (&self.tip_hash, Type::TEXT)];
-        let summary_params: Vec<[(&(dyn ToSql + Sync), Type); 2]> = summaries
+        let summary_params: Vec<[(&(dyn ToSql + Sync), Type); 2]> = written
             .iter()
-            .map(|(run, encoded)| {
+            .map(|(run, encoded, _)| {
                 [
-                    (*run as &(dyn ToSql + Sync), Type::TEXT),
+                    (run as &(dyn ToSql + Sync), Type::TEXT),
                     (encoded as _, Type::TEXT),
                 ]
             })
             .collect();
+        let host_params: Vec<[(&(dyn ToSql + Sync), Type); 4]> = written
+            .iter()
+            .filter(|(_, _, hosts)| !hosts.names.is_empty())
+            .map(|(run, _, hosts)| hosts.params(run))
+            .collect();
         // Sent together, answered together: one round trip for all of them.
-        let mut writes = Vec::with_capacity(summary_params.len() + 2);
-        if !pending.seq.is_empty() {
+        let mut writes = Vec::with_capacity(summary_params.len() + host_params.len() + 2);
+        if !rows.seqs.is_empty() {
             writes.push(self.txn.execute_typed(INSERT_RECORDS, &records));
         }
         for params in &summary_params {
@@ -170,12 +157,24 @@ impl<'a> PgTx<'a> {
                 params,
             ));
         }
+        for params in &host_params {
+            writes.push(self.txn.execute_typed(
+                "INSERT INTO sluice.run_hosts (run, host, finished, failed)
+                 SELECT $1, h, f, x FROM unnest($2::text[], $3::bool[], $4::bool[]) AS t(h, f, x)
+                 ON CONFLICT (run, host) DO UPDATE SET
+                     finished = sluice.run_hosts.finished OR excluded.finished,
+                     failed = sluice.run_hosts.failed OR excluded.failed",
+                params,
+            ));
+        }
         writes.push(
             self.txn
                 .execute_typed("UPDATE sluice.chain_tip SET seq = $1, hash = $2", &tip),
         );
-        block(futures::future::try_join_all(writes)).map_err(|e| self.err(&e))?;
-        drop(tip);
+        let name = self.name;
+        block(futures::future::try_join_all(writes)).map_err(|e| db_error(name, &e))?;
+        drop((summary_params, host_params, records, tip));
+        drop(written);
         let PgTx {
             txn,
             name,
@@ -216,10 +215,10 @@ impl<'a> PgTx<'a> {
             });
         }
         let seq = i64::try_from(record.seq).unwrap_or(i64::MAX);
+        self.index(&record, seq)?;
         self.pending
             .borrow_mut()
             .push(seq, &record, text.to_string());
-        self.index(&record, seq)?;
         self.run_summary(&record.run)?;
         self.tip_seq = record.seq;
         self.tip_hash = record.hash.clone();
@@ -228,6 +227,33 @@ impl<'a> PgTx<'a> {
             .or_insert_with(|| RunSummary::new(&record.run))
             .apply(&record);
         Ok(())
+    }
+
+    /// Seals the next record at the tip, updates the indexes and the run's summary, and holds
+    /// its row back for the next statement or the commit.
+    fn seal(&mut self, entry: Entry) -> Result<Appended, AuditError> {
+        let run_prev_hash = self
+            .run_summary(&entry.run)?
+            .map_or_else(|| GENESIS.to_string(), |s| s.last_hash.clone());
+        let SealedRecord { record, text } = seal_next(
+            entry,
+            self.tip_seq + 1,
+            self.tip_hash.clone(),
+            run_prev_hash,
+        )?;
+        let seq = i64::try_from(record.seq).unwrap_or(i64::MAX);
+        self.index(&record, seq)?;
+        self.pending.borrow_mut().push(seq, &record, text);
+        self.tip_seq = record.seq;
+        self.tip_hash = record.hash.clone();
+        self.summaries
+            .entry(record.run.clone())
+            .or_insert_with(|| RunSummary::new(&record.run))
+            .apply(&record);
+        Ok(Appended {
+            seq: record.seq,
+            hash: record.hash,
+        })
     }
 
     /// The indexes a record feeds, as `crate::tx` keeps them in redb.
@@ -314,29 +340,10 @@ impl StoreTx for PgTx<'_> {
         Ok(!rows.is_empty())
     }
 
+    /// Held back with the transaction's other records: a worker's or the group commit's batch
+    /// costs one statement, sent with the commit, not one per record.
     fn append(&mut self, entry: Entry) -> Result<Appended, AuditError> {
-        let run_prev_hash = self
-            .run_summary(&entry.run)?
-            .map_or_else(|| GENESIS.to_string(), |s| s.last_hash.clone());
-        let SealedRecord { record, text } = seal_next(
-            entry,
-            self.tip_seq + 1,
-            self.tip_hash.clone(),
-            run_prev_hash,
-        )?;
-        let seq = i64::try_from(record.seq).unwrap_or(i64::MAX);
-        self.pending.borrow_mut().push(seq, &record, text);
-        self.index(&record, seq)?;
-        self.tip_seq = record.seq;
-        self.tip_hash = record.hash.clone();
-        self.summaries
-            .entry(record.run.clone())
-            .or_insert_with(|| RunSummary::new(&record.run))
-            .apply(&record);
-        Ok(Appended {
-            seq: record.seq,
-            hash: record.hash,
-        })
+        self.seal(entry)
     }
 
     fn run_records(&self, run: &str) -> Result<Vec<Record>, AuditError> {
@@ -421,12 +428,79 @@ impl StoreTx for PgTx<'_> {
     }
 }
 
-/// The parameters of [`INSERT_RECORDS`] for `pending`.
-fn records_params(pending: &PendingRecords) -> [(&(dyn ToSql + Sync), Type); 4] {
-    [
-        (&pending.seq, Type::INT8_ARRAY),
-        (&pending.run, Type::TEXT_ARRAY),
-        (&pending.kind, Type::TEXT_ARRAY),
-        (&pending.body, Type::TEXT_ARRAY),
-    ]
+/// Inserts many records with one statement.
+const INSERT_RECORDS: &str = "INSERT INTO sluice.records (seq, run, kind, body, host)
+     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[])";
+
+/// Rows of `sluice.records` to insert with one statement, column by column.
+#[derive(Default)]
+struct RecordRows {
+    seqs: Vec<i64>,
+    runs: Vec<String>,
+    kinds: Vec<&'static str>,
+    bodies: Vec<String>,
+    hosts: Vec<Option<String>>,
+}
+
+impl RecordRows {
+    fn push(&mut self, seq: i64, record: &Record, text: String) {
+        self.seqs.push(seq);
+        self.runs.push(record.run.clone());
+        self.kinds.push(record.kind());
+        self.hosts.push(record_host(record, &text));
+        self.bodies.push(text);
+    }
+
+    /// The parameters of [`INSERT_RECORDS`].
+    fn params(&self) -> [(&(dyn ToSql + Sync), Type); 5] {
+        [
+            (&self.seqs, Type::INT8_ARRAY),
+            (&self.runs, Type::TEXT_ARRAY),
+            (&self.kinds, Type::TEXT_ARRAY),
+            (&self.bodies, Type::TEXT_ARRAY),
+            (&self.hosts, Type::TEXT_ARRAY),
+        ]
+    }
+}
+
+/// A run's hosts that finished or failed in one transaction, as the `run_hosts` upsert takes
+/// them (a host once listed stays).
+struct RunHosts {
+    names: Vec<String>,
+    finished: Vec<bool>,
+    failed: Vec<bool>,
+}
+
+impl RunHosts {
+    fn new(finished: BTreeSet<String>, failed: BTreeSet<String>) -> Self {
+        let names: Vec<String> = finished.union(&failed).cloned().collect();
+        RunHosts {
+            finished: names.iter().map(|h| finished.contains(h)).collect(),
+            failed: names.iter().map(|h| failed.contains(h)).collect(),
+            names,
+        }
+    }
+
+    fn params<'p>(&'p self, run: &'p String) -> [(&'p (dyn ToSql + Sync), Type); 4] {
+        [
+            (run, Type::TEXT),
+            (&self.names, Type::TEXT_ARRAY),
+            (&self.finished, Type::BOOL_ARRAY),
+            (&self.failed, Type::BOOL_ARRAY),
+        ]
+    }
+}
+
+/// The host a record speaks of: its fact's top-level `host` field, read from the record's text
+/// exactly as schema version 3 filled the column in for older records. The plan artifact is
+/// skipped: it has no host, and it is the one record that may be megabytes long.
+fn record_host(record: &Record, text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct TopLevel {
+        host: Option<String>,
+    }
+    if matches!(record.fact, Fact::PlanArtifactStored(_)) {
+        return None;
+    }
+    serde_json::from_str::<TopLevel>(text).ok()?.host
 }

@@ -145,13 +145,18 @@ impl<'a> PgTx<'a> {
         self.insert_record(seq, &record, text)?;
         self.index(&record, seq)?;
         self.run_summary(&record.run)?;
+        self.advance(&record);
+        Ok(())
+    }
+
+    /// Moves the tip to `record` and adds it to its run's summary.
+    fn advance(&mut self, record: &Record) {
         self.tip_seq = record.seq;
         self.tip_hash = record.hash.clone();
         self.summaries
             .entry(record.run.clone())
             .or_insert_with(|| RunSummary::new(&record.run))
-            .apply(&record);
-        Ok(())
+            .apply(record);
     }
 
     /// Inserts a record's row: its exact text, and its host for the reads of one host
@@ -195,12 +200,7 @@ impl<'a> PgTx<'a> {
         let seq = i64::try_from(record.seq).unwrap_or(i64::MAX);
         self.index(&record, seq)?;
         rows.push(seq, &record, text);
-        self.tip_seq = record.seq;
-        self.tip_hash = record.hash.clone();
-        self.summaries
-            .entry(record.run.clone())
-            .or_insert_with(|| RunSummary::new(&record.run))
-            .apply(&record);
+        self.advance(&record);
         Ok(Appended {
             seq: record.seq,
             hash: record.hash,

@@ -220,13 +220,18 @@ impl<'a> PgTx<'a> {
             .borrow_mut()
             .push(seq, &record, text.to_string());
         self.run_summary(&record.run)?;
+        self.advance(&record);
+        Ok(())
+    }
+
+    /// Moves the tip to `record` and adds it to its run's summary.
+    fn advance(&mut self, record: &Record) {
         self.tip_seq = record.seq;
         self.tip_hash = record.hash.clone();
         self.summaries
             .entry(record.run.clone())
             .or_insert_with(|| RunSummary::new(&record.run))
-            .apply(&record);
-        Ok(())
+            .apply(record);
     }
 
     /// Seals the next record at the tip, updates the indexes and the run's summary, and holds
@@ -244,12 +249,7 @@ impl<'a> PgTx<'a> {
         let seq = i64::try_from(record.seq).unwrap_or(i64::MAX);
         self.index(&record, seq)?;
         self.pending.borrow_mut().push(seq, &record, text);
-        self.tip_seq = record.seq;
-        self.tip_hash = record.hash.clone();
-        self.summaries
-            .entry(record.run.clone())
-            .or_insert_with(|| RunSummary::new(&record.run))
-            .apply(&record);
+        self.advance(&record);
         Ok(Appended {
             seq: record.seq,
             hash: record.hash,

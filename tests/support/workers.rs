@@ -175,6 +175,46 @@ pub fn successes(pg: &PgCluster) -> Vec<(String, String)> {
     .collect()
 }
 
+/// The id of the one run in the store.
+pub fn only_run(pg: &PgCluster) -> String {
+    pg.psql(
+        "sluice",
+        "SELECT run FROM sluice.records WHERE kind = 'run_started'",
+    )
+    .unwrap()
+    .trim()
+    .to_string()
+}
+
+/// Waits until no lease in the store is live: a killed coordinator's have expired.
+pub fn wait_for_leases_to_expire(pg: &PgCluster) {
+    wait_until(
+        "the coordinator's leases to expire",
+        Duration::from_secs(30),
+        || {
+            count(
+                pg,
+                "SELECT count(*) FROM sluice.leases WHERE expires_at > now()",
+            ) == 0
+        },
+    );
+}
+
+/// Asserts that steps `drain` and `install` of [`plan`] succeeded once on each of hosts
+/// 1..=`hosts`, by the store and by the hosts' logs.
+pub fn assert_each_step_once(pg: &PgCluster, fleet: &Fleet, hosts: usize) {
+    for i in 1..=hosts {
+        assert_eq!(log(fleet, i), ["drain", "install"], "host{i}");
+    }
+    let mut results = successes(pg);
+    results.sort();
+    let mut expected: Vec<(String, String)> = (1..=hosts)
+        .flat_map(|i| ["drain", "install"].map(|s| (format!("host{i}"), s.to_string())))
+        .collect();
+    expected.sort();
+    assert_eq!(results, expected);
+}
+
 /// A store, a fleet and live workers for one test. Workers are stopped first when it is dropped.
 pub struct Setup {
     pub pg: PgCluster,

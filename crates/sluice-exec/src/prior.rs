@@ -91,6 +91,9 @@ pub struct Prior {
     /// Operator-handled entries: how each is resolved by either choice.
     choices: Vec<Choice>,
     done: usize,
+    /// (host, step or `undo:STEP`) an operator chose to run again (`--rerun-unknown`,
+    /// recorded), with no intent of it recorded since.
+    rerun_chosen: BTreeSet<(String, String)>,
 }
 
 impl Prior {
@@ -107,7 +110,22 @@ impl Prior {
         let mut undo_boot_ids: BTreeMap<(String, String), String> = BTreeMap::new();
         // Confirms armed, by host, and whether their result is on record.
         let mut confirms: BTreeMap<String, (String, bool)> = BTreeMap::new();
+        let mut rerun_chosen: BTreeSet<(String, String)> = BTreeSet::new();
         for fact in facts {
+            match fact {
+                Fact::StepIntent(i) => {
+                    rerun_chosen.remove(&(i.host.clone(), i.step.clone()));
+                }
+                Fact::UndoIntent(i) => {
+                    rerun_chosen.remove(&(i.host.clone(), format!("{UNDO_PREFIX}{}", i.step)));
+                }
+                Fact::UnknownStepsResolved(c) if c.choice == UnknownChoice::Rerun => {
+                    for r in &c.steps {
+                        rerun_chosen.insert((r.host.clone(), r.step.clone()));
+                    }
+                }
+                _ => {}
+            }
             match fact {
                 Fact::BackupResult(b) if b.status == sluice_model::StepStatus::Ok => {
                     backed_up.insert((b.host.clone(), b.backup.clone()));
@@ -193,6 +211,7 @@ impl Prior {
             unknown: Vec::new(),
             choices: Vec::new(),
             done: 0,
+            rerun_chosen,
         };
         for (host, backup) in &backed_up {
             prior.state.backup_done_on(host, backup);
@@ -220,6 +239,27 @@ impl Prior {
             .iter()
             .filter(|u| matches!(u.handling, Handling::Operator { .. }))
             .collect()
+    }
+
+    /// Leaves the UNKNOWN steps of hosts that live workers hold to those workers: they are in
+    /// flight there, not unknown, and the resumed run waits for the workers' results instead
+    /// of asking the operator about them. `held` names each host and whether what is held is
+    /// its undo (`undo:STEP` entries) or its steps.
+    pub fn in_flight_on_workers(&mut self, held: &[(String, bool)]) {
+        let is_held = |host: &str, step: &str| {
+            held.iter()
+                .any(|(h, undo)| h == host && *undo == step.starts_with(UNDO_PREFIX))
+        };
+        self.unknown.retain(|u| !is_held(&u.host, &u.step));
+        self.choices.retain(|c| !is_held(&c.host, &c.step));
+    }
+
+    /// Whether an operator chose to run `step` of `host` (`undo:STEP` for an undo) again
+    /// after its latest intent (`--rerun-unknown`, recorded): a worker that takes the host over
+    /// runs it again instead of asking once more.
+    pub fn rerun_chosen(&self, host: &str, step: &str) -> bool {
+        self.rerun_chosen
+            .contains(&(host.to_string(), step.to_string()))
     }
 
     /// Steps with a final recorded result (or marked done by an operator).

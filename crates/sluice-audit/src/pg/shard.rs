@@ -103,19 +103,21 @@ pub struct StopRequest {
     pub level: i32,
 }
 
-fn task_of(text: &str) -> WorkerTask {
-    if text == WorkerTask::Undo.as_str() {
-        WorkerTask::Undo
-    } else {
-        WorkerTask::Host
-    }
+pub(super) fn task_of(text: &str) -> WorkerTask {
+    WorkerTask::ALL
+        .iter()
+        .copied()
+        .find(|t| t.as_str() == text)
+        .unwrap_or(WorkerTask::Host)
 }
 
-/// Whether `fact` ends `order`'s task: the host's `host_finished` (task `host`) or
-/// `host_rolled_back` (task `undo`) in its wave.
+/// Whether `fact` ends `order`'s task: the host's `host_finished` (tasks `host` and
+/// `run_once`) or `host_rolled_back` (task `undo`) in its wave.
 pub fn ends_task(order: &HostOrder, fact: &Fact) -> bool {
     match (order.task, fact) {
-        (WorkerTask::Host, Fact::HostFinished(f)) => f.host == order.host && f.wave == order.wave,
+        (WorkerTask::Host | WorkerTask::Once, Fact::HostFinished(f)) => {
+            f.host == order.host && f.wave == order.wave
+        }
         (WorkerTask::Undo, Fact::HostRolledBack(r)) => r.host == order.host && r.wave == order.wave,
         _ => false,
     }

@@ -9,6 +9,7 @@
 
 use std::path::Path;
 use std::process::Output;
+use std::time::Duration;
 
 use sluice_testfleet::Fleet;
 use sluice_testpg::PgCluster;
@@ -16,6 +17,10 @@ use sluice_testpg::PgCluster;
 mod support;
 use support::events;
 use support::workers::*;
+
+/// How long a run of these tests may take (each takes seconds): a coordinator that waits for a
+/// task no worker ends fails the test instead of hanging it.
+const LIMIT: Duration = Duration::from_secs(120);
 
 /// Three stages over four hosts: `prep` (host1, host2) registers a value in a `run_once` step
 /// that `main` (every host, canary first) uses; `post` (host3) comes last. `main`'s install
@@ -64,18 +69,20 @@ struct Applied {
 
 fn apply_both(setup: &Setup, plan: &Path) -> Both {
     let inventory = setup.fleet.write_inventory().unwrap();
-    let solo = sluice_as(&setup.dir, "solo", &setup.url)
-        .arg("apply")
-        .arg(plan)
-        .arg("-i")
-        .arg(&inventory)
-        .args(["--yes", "--json"])
-        .output()
-        .unwrap();
+    let solo = output_within(
+        sluice_as(&setup.dir, "solo", &setup.url)
+            .arg("apply")
+            .arg(plan)
+            .arg("-i")
+            .arg(&inventory)
+            .args(["--yes", "--json"]),
+        LIMIT,
+    );
     let solo = applied(&setup.fleet, solo);
-    let workers = apply_workers(&setup.dir, &setup.url, plan, &inventory)
-        .output()
-        .unwrap();
+    let workers = output_within(
+        &mut apply_workers(&setup.dir, &setup.url, plan, &inventory),
+        LIMIT,
+    );
     let workers = applied(&setup.fleet, workers);
     Both { solo, workers }
 }
@@ -305,9 +312,10 @@ fn a_run_once_step_runs_exactly_once_over_two_workers() {
     let plan = setup.fleet.dir().join("plan.yaml");
     std::fs::write(&plan, ONCE).unwrap();
     let inventory = setup.fleet.write_inventory().unwrap();
-    let out = apply_workers(&setup.dir, &setup.url, &plan, &inventory)
-        .output()
-        .unwrap();
+    let out = output_within(
+        &mut apply_workers(&setup.dir, &setup.url, &plan, &inventory),
+        LIMIT,
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     // Sent once, to one host, over the whole fleet.
     let sent: Vec<usize> = (1..=4)
@@ -345,7 +353,9 @@ fn a_run_once_step_runs_exactly_once_over_two_workers() {
 #[test]
 fn a_failing_run_once_step_on_a_worker_stops_the_run_before_any_wave() {
     let (setup, both) = compared(3, Some(1), ONCE, 1);
-    // No host step ran; the run_once step that ran was undone, on a worker.
+    // The run_once steps were a worker's task; no host step ran; the run_once step that ran was
+    // undone, on a worker.
+    assert_eq!(claims(&setup.pg, "run_once").len(), 1);
     assert_eq!(
         both.workers.logs,
         [vec!["announce-9f3e t-41", "unannounce"], vec![], vec![]]
@@ -370,7 +380,8 @@ fn a_failing_run_once_step_on_a_worker_stops_the_run_before_any_wave() {
 
 #[test]
 fn run_once_steps_alternating_between_hosts_are_refused_under_workers() {
-    let setup = Setup::start(2, &[]);
+    // A live worker: a plan that is not refused runs (and ends) instead of waiting for one.
+    let setup = Setup::start(2, &[("wa", &[])]);
     let yaml = r#"name: alternating
 targets: [fleet]
 steps:
@@ -382,9 +393,10 @@ steps:
     let plan = setup.fleet.dir().join("plan.yaml");
     std::fs::write(&plan, yaml).unwrap();
     let inventory = setup.fleet.write_inventory().unwrap();
-    let out = apply_workers(&setup.dir, &setup.url, &plan, &inventory)
-        .output()
-        .unwrap();
+    let out = output_within(
+        &mut apply_workers(&setup.dir, &setup.url, &plan, &inventory),
+        LIMIT,
+    );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -79,4 +79,4 @@ SLUICE_TEST_TRANSPORT_MODE=exec cargo test --locked "$@" \
   --test ssh_hung --test ssh_liveness --test ssh_runner --test ssh_secrets \
   -p sluice-cli --test exec --test apply_fleet --test approvals --test audit_apply \
   --test host_text --test register_limit --test resume --test secrets --test check --test reboot_fleet --test backup --test host_lease --test confirm \
-  --test workers --test workers_takeover
+  --test workers --test workers_takeover --test workers_stages

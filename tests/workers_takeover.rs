@@ -132,24 +132,10 @@ fn a_killed_coordinator_is_resumed_with_workers_from_another_machine() {
     });
     alpha.kill().unwrap();
     alpha.wait().unwrap();
-    let run = pg
-        .psql(
-            "sluice",
-            "SELECT run FROM sluice.records WHERE kind = 'run_started'",
-        )
-        .unwrap();
-    wait_until(
-        "the coordinator's leases to expire",
-        Duration::from_secs(30),
-        || {
-            count(
-                &pg,
-                "SELECT count(*) FROM sluice.leases WHERE expires_at > now()",
-            ) == 0
-        },
-    );
+    let run = only_run(&pg);
+    wait_for_leases_to_expire(&pg);
     let resumed = sluice_as(&dir, "beta", &url)
-        .args(["resume", run.trim(), "--yes", "--workers", "--json"])
+        .args(["resume", &run, "--yes", "--workers", "--json"])
         .output()
         .unwrap();
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
@@ -161,6 +147,20 @@ fn a_killed_coordinator_is_resumed_with_workers_from_another_machine() {
 
 #[test]
 fn a_step_left_unknown_by_a_dead_worker_stops_the_run_for_the_operator_and_resume_settles_it() {
+    settled_by_resume("--skip-unknown", &["drain", "install"]);
+}
+
+/// The operator's choice to run it again is the worker's too (it took the host over without one
+/// before, and would otherwise ask again forever).
+#[test]
+fn a_step_left_unknown_by_a_dead_worker_runs_again_when_the_operator_chooses_so() {
+    settled_by_resume("--rerun-unknown", &["drain", "install", "install"]);
+}
+
+/// A worker killed with an install in flight on both hosts, its hosts taken over by a second
+/// worker, which stops the run for the operator; then `resume --workers CHOICE`: each host's log
+/// is then `expected`.
+fn settled_by_resume(choice: &str, expected: &[&str]) {
     let Setup {
         pg,
         url,
@@ -209,19 +209,86 @@ fn a_step_left_unknown_by_a_dead_worker_stops_the_run_for_the_operator_and_resum
     for i in 1..=2 {
         assert_eq!(log(&fleet, i), ["drain", "install"], "host{i}");
     }
-    let run = pg
-        .psql(
-            "sluice",
-            "SELECT run FROM sluice.records WHERE kind = 'run_started'",
-        )
-        .unwrap();
+    let run = only_run(&pg);
     let resumed = sluice_as(&dir, "beta", &url)
-        .args(["resume", run.trim(), "--yes", "--workers", "--skip-unknown"])
+        .args(["resume", &run, "--yes", "--workers", choice])
         .output()
         .unwrap();
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
     for i in 1..=2 {
-        assert_eq!(log(&fleet, i), ["drain", "install"], "host{i}");
+        assert_eq!(log(&fleet, i), expected, "host{i}");
     }
+    verify(&dir, &url);
+}
+
+#[test]
+fn a_resume_while_live_workers_hold_the_dead_coordinators_hosts_waits_for_them() {
+    let Setup {
+        pg,
+        url,
+        fleet,
+        dir,
+        workers: _workers,
+    } = Setup::start(4, &[("wa", &[]), ("wb", &[])]);
+    // No guard, not idempotent: were the installs in flight taken for UNKNOWN, the resume would
+    // need the operator's choice. They outlast the coordinator's leases (2 s).
+    let plan = plan(
+        &fleet,
+        "[{ name: all, size: 100%, concurrency: 4 }]",
+        "{ max_failed: 0, action: rollback }",
+        r#"echo install >> "$FLEET_ROOT/log"; sleep 6"#,
+    );
+    let inventory = fleet.write_inventory().unwrap();
+    let mut alpha = apply_workers(&dir, &url, &plan, &inventory)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("every install in flight", Duration::from_secs(60), || {
+        count(
+            &pg,
+            "SELECT count(*) FROM sluice.records
+             WHERE kind = 'step_intent' AND body::json->>'step' = 'install'",
+        ) == 4
+    });
+    alpha.kill().unwrap();
+    alpha.wait().unwrap();
+    let run = only_run(&pg);
+    let run = run.as_str();
+    wait_for_leases_to_expire(&pg);
+    let held = "SELECT count(*) FROM sluice.assignments WHERE state = 'claimed'";
+    assert_eq!(count(&pg, held), 4, "the workers still hold every host");
+    // Without --workers the hosts would run here too, beside the workers: refused.
+    let alone = sluice_as(&dir, "beta", &url)
+        .args(["resume", run, "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(alone.status.code(), Some(2), "{}", text(&alone));
+    assert!(
+        String::from_utf8_lossy(&alone.stderr).contains("live workers still hold 4 of its host(s)"),
+        "{}",
+        text(&alone)
+    );
+    let resumed = sluice_as(&dir, "beta", &url)
+        .args(["resume", run, "--yes", "--workers", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    assert!(
+        count(&pg, held) == 0,
+        "every claim ended before the run did"
+    );
+    // Every (host, step) ran and succeeded once: the installs in flight were the workers'.
+    assert_each_step_once(&pg, &fleet, 4);
+    let intents = count(
+        &pg,
+        "SELECT count(*) FROM sluice.records WHERE kind = 'step_intent'",
+    );
+    assert_eq!(intents, 8, "a step was sent twice");
+    let finished = events(&resumed)
+        .iter()
+        .filter(|e| e["kind"] == "run_finished" && e["status"] == "succeeded")
+        .count();
+    assert_eq!(finished, 1, "{}", text(&resumed));
     verify(&dir, &url);
 }

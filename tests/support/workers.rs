@@ -67,6 +67,48 @@ impl Drop for Worker {
     }
 }
 
+/// Runs `cmd` to its end; after `limit` it is killed and the test fails with what it printed (a
+/// coordinator waiting for a task nobody ends would otherwise hang the test).
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let reader = |mut stream: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stream.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = reader(Box::new(child.stdout.take().unwrap()));
+    let stderr = reader(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
+    assert!(
+        Instant::now() < deadline,
+        "did not end within {limit:?}: {cmd:?}\n{}",
+        text(&out)
+    );
+    out
+}
+
 pub fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !ready() {
@@ -173,6 +215,46 @@ pub fn successes(pg: &PgCluster) -> Vec<(String, String)> {
         (h.to_string(), s.to_string())
     })
     .collect()
+}
+
+/// The id of the one run in the store.
+pub fn only_run(pg: &PgCluster) -> String {
+    pg.psql(
+        "sluice",
+        "SELECT run FROM sluice.records WHERE kind = 'run_started'",
+    )
+    .unwrap()
+    .trim()
+    .to_string()
+}
+
+/// Waits until no lease in the store is live: a killed coordinator's have expired.
+pub fn wait_for_leases_to_expire(pg: &PgCluster) {
+    wait_until(
+        "the coordinator's leases to expire",
+        Duration::from_secs(30),
+        || {
+            count(
+                pg,
+                "SELECT count(*) FROM sluice.leases WHERE expires_at > now()",
+            ) == 0
+        },
+    );
+}
+
+/// Asserts that steps `drain` and `install` of [`plan`] succeeded once on each of hosts
+/// 1..=`hosts`, by the store and by the hosts' logs.
+pub fn assert_each_step_once(pg: &PgCluster, fleet: &Fleet, hosts: usize) {
+    for i in 1..=hosts {
+        assert_eq!(log(fleet, i), ["drain", "install"], "host{i}");
+    }
+    let mut results = successes(pg);
+    results.sort();
+    let mut expected: Vec<(String, String)> = (1..=hosts)
+        .flat_map(|i| ["drain", "install"].map(|s| (format!("host{i}"), s.to_string())))
+        .collect();
+    expected.sort();
+    assert_eq!(results, expected);
 }
 
 /// A store, a fleet and live workers for one test. Workers are stopped first when it is dropped.

@@ -8,6 +8,12 @@
 //! `HostRun` the decisions and the rollback need (outcome, failure, the steps that ran) from
 //! what the worker recorded. Handing the host over is therefore the reservation of the right to
 //! start it, exactly as a slot is in one process.
+//!
+//! The run_once pseudo-wave (`crate::run::once`) hands each host's `run_once` steps to a worker
+//! as one task ([`run_once`], `WorkerTask::Once`), in order, waiting for each before the next.
+//! In a plan with stages, the stage scheduler stays here; each stage's hosts, `run_once` steps
+//! and undos are handed out under the stage's wave names (`STAGE/NAME`, `STAGE/run-once`), from
+//! which the worker finds the stage (`crate::assigned`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,12 +21,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_model::{Fact, HostStarted, WorkerTask};
-use sluice_plan::RuntimeValues;
+use sluice_plan::{HostStep, PlanArtifact, RuntimeValues};
 
 use crate::host::{HostRun, run_host};
 use crate::report::{FailureDetail, HostOutcome, RollbackOutcome};
 use crate::run::RunContext;
 use crate::shutdown::StopListener;
+
+pub use crate::run::once::{Interleaved, interleaved};
 
 /// The host variable that pins a host to the workers serving a label (`worker: dc2`).
 pub const WORKER_LABEL_VAR: &str = "worker";
@@ -110,9 +118,46 @@ pub(crate) async fn start_host(
         host: name.clone(),
     };
     let result = remote.run(order, ctx.shutdown.subscribe()).await;
-    let mut run = rebuilt(&ctx, &name, &result);
+    let mut run = rebuilt(&ctx, WorkerTask::Host, &name, &result);
     run.outcome = result.outcome.unwrap_or(HostOutcome::NotStarted);
     run
+}
+
+/// Runs the `run_once` steps of `host` (one segment of the pseudo-wave, see
+/// `crate::run::once`) on a worker, and waits for their end.
+pub(crate) async fn run_once(
+    ctx: &RunContext,
+    remote: &Arc<dyn RemoteHosts>,
+    host: &str,
+) -> HostRun {
+    let order = RemoteOrder {
+        task: WorkerTask::Once,
+        wave: ctx.run_once_wave(),
+        label: label_of(&ctx.artifact, host),
+        host: host.to_string(),
+    };
+    let result = remote.run(order, ctx.shutdown.subscribe()).await;
+    let mut run = rebuilt(ctx, WorkerTask::Once, host, &result);
+    run.outcome = result.outcome.unwrap_or(HostOutcome::NotStarted);
+    run
+}
+
+/// The steps of `host` a task covers, in plan order: with `run_once` (a task of the run_once
+/// pseudo-wave, or the undo of one), the host's `run_once` steps, else its steps. `artifact`
+/// is the plan the task's wave belongs to (a stage's view in a plan with stages).
+pub fn task_steps(artifact: &PlanArtifact, run_once: bool, host: &str) -> Vec<HostStep> {
+    if run_once {
+        return artifact
+            .run_once
+            .iter()
+            .filter(|o| o.host == host)
+            .map(|o| o.step.clone())
+            .collect();
+    }
+    artifact
+        .host(host)
+        .map(|plan| plan.steps.clone())
+        .unwrap_or_default()
 }
 
 /// Undoes `host` of `wave` on a worker (the coordinator may not reach it).
@@ -142,17 +187,14 @@ pub(crate) async fn undo(
     host
 }
 
-/// The `HostRun` of a host a worker ran: what ran (in the plan's order), why it failed.
-fn rebuilt(ctx: &RunContext, name: &str, result: &RemoteResult) -> HostRun {
+/// The `HostRun` of a host a worker ran `task` on: what ran (in the plan's order), why it
+/// failed.
+fn rebuilt(ctx: &RunContext, task: WorkerTask, name: &str, result: &RemoteResult) -> HostRun {
     let mut run = HostRun::new(name, RuntimeValues::default());
-    if let Some(plan) = ctx.artifact.host(name) {
-        run.ran = plan
-            .steps
-            .iter()
-            .filter(|s| result.ran.contains(&s.id))
-            .cloned()
-            .collect();
-    }
+    run.ran = task_steps(&ctx.artifact, task == WorkerTask::Once, name)
+        .into_iter()
+        .filter(|s| result.ran.contains(&s.id))
+        .collect();
     // Its connection was the worker's: an undo runs on a worker too.
     run.released = true;
     run.duration = result.duration;

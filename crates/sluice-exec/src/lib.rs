@@ -66,7 +66,7 @@ pub use host::OUTPUT_LINES;
 pub use journal::{Journal, JournalError, JournalFuture, JournalHandle};
 pub use report::*;
 pub use resume::{DoneStep, HealthVerdict, PriorStep, ResumeState, WaveVerdict};
-pub use run::{Executor, RUN_ONCE_WAVE, RunOptions};
+pub use run::{Executor, RUN_ONCE_WAVE, RunOptions, run_once_wave};
 pub use secrets::Secrets;
 pub use shutdown::{Shutdown, Stop, StopReason};
 pub use sluice_model::{Event, Fact};

@@ -91,6 +91,9 @@ pub struct Prior {
     /// Operator-handled entries: how each is resolved by either choice.
     choices: Vec<Choice>,
     done: usize,
+    /// (host, step or `undo:STEP`) an operator chose to run again (`--rerun-unknown`,
+    /// recorded), with no intent of it recorded since.
+    rerun_chosen: BTreeSet<(String, String)>,
 }
 
 impl Prior {
@@ -100,8 +103,9 @@ impl Prior {
     }
 
     /// As [`Prior::read`], for one host only (a worker that claimed it): `facts` are that
-    /// host's records (and the operator's resolutions); only its steps, undos and checks are
-    /// classified, and waves are left to the coordinator. The work is the host's, not the
+    /// host's records, the records of the hosts of `run_once` steps and the operator's
+    /// resolutions; only its steps, undos and checks and the `run_once` steps are classified,
+    /// and waves are left to the coordinator. The work is the host's, not the
     /// plan's: a claim costs the same in a run of 60 hosts and of 100,000.
     pub fn read_host<'a>(
         artifact: &PlanArtifact,
@@ -127,7 +131,22 @@ impl Prior {
         let mut undo_boot_ids: BTreeMap<(String, String), String> = BTreeMap::new();
         // Confirms armed, by host, and whether their result is on record.
         let mut confirms: BTreeMap<String, (String, bool)> = BTreeMap::new();
+        let mut rerun_chosen: BTreeSet<(String, String)> = BTreeSet::new();
         for fact in facts {
+            match fact {
+                Fact::StepIntent(i) => {
+                    rerun_chosen.remove(&(i.host.clone(), i.step.clone()));
+                }
+                Fact::UndoIntent(i) => {
+                    rerun_chosen.remove(&(i.host.clone(), format!("{UNDO_PREFIX}{}", i.step)));
+                }
+                Fact::UnknownStepsResolved(c) if c.choice == UnknownChoice::Rerun => {
+                    for r in &c.steps {
+                        rerun_chosen.insert((r.host.clone(), r.step.clone()));
+                    }
+                }
+                _ => {}
+            }
             match fact {
                 Fact::BackupResult(b) if b.status == sluice_model::StepStatus::Ok => {
                     backed_up.insert((b.host.clone(), b.backup.clone()));
@@ -213,6 +232,7 @@ impl Prior {
             unknown: Vec::new(),
             choices: Vec::new(),
             done: 0,
+            rerun_chosen,
         };
         for (host, backup) in &backed_up {
             prior.state.backup_done_on(host, backup);
@@ -242,6 +262,27 @@ impl Prior {
             .iter()
             .filter(|u| matches!(u.handling, Handling::Operator { .. }))
             .collect()
+    }
+
+    /// Leaves the UNKNOWN steps of hosts that live workers hold to those workers: they are in
+    /// flight there, not unknown, and the resumed run waits for the workers' results instead
+    /// of asking the operator about them. `held` names each host and whether what is held is
+    /// its undo (`undo:STEP` entries) or its steps.
+    pub fn in_flight_on_workers(&mut self, held: &[(String, bool)]) {
+        let is_held = |host: &str, step: &str| {
+            held.iter()
+                .any(|(h, undo)| h == host && *undo == step.starts_with(UNDO_PREFIX))
+        };
+        self.unknown.retain(|u| !is_held(&u.host, &u.step));
+        self.choices.retain(|c| !is_held(&c.host, &c.step));
+    }
+
+    /// Whether an operator chose to run `step` of `host` (`undo:STEP` for an undo) again
+    /// after its latest intent (`--rerun-unknown`, recorded): a worker that takes the host over
+    /// runs it again instead of asking once more.
+    pub fn rerun_chosen(&self, host: &str, step: &str) -> bool {
+        self.rerun_chosen
+            .contains(&(host.to_string(), step.to_string()))
     }
 
     /// Steps with a final recorded result (or marked done by an operator).
@@ -288,7 +329,7 @@ impl Prior {
         waived: &BTreeSet<(String, String)>,
     ) {
         let planned = match scope {
-            Some(host) => steps_of(artifact, host),
+            Some(host) => scoped_steps(artifact, host),
             None => host_steps(artifact),
         };
         for (host, step) in planned {
@@ -558,6 +599,17 @@ fn host_steps(artifact: &PlanArtifact) -> Vec<(&str, &HostStep)> {
     let each = artifact
         .hosts
         .iter()
+        .flat_map(|h| h.steps.iter().map(move |s| (h.name.as_str(), s)));
+    once.chain(each).collect()
+}
+
+/// What a read for one host classifies: every `run_once` step (whatever its host: a later
+/// stage's host may use the values they registered; there are few), then the host's own steps.
+fn scoped_steps<'a>(artifact: &'a PlanArtifact, host: &'a str) -> Vec<(&'a str, &'a HostStep)> {
+    let once = artifact.run_once.iter().map(|o| (o.host.as_str(), &o.step));
+    let each = artifact
+        .host(host)
+        .into_iter()
         .flat_map(|h| h.steps.iter().map(move |s| (h.name.as_str(), s)));
     once.chain(each).collect()
 }

@@ -197,9 +197,18 @@ async fn reconnect_for_undo(ctx: &RunContext, host: &mut HostRun) -> Option<Fail
     if host.conn.is_some() || !host.released || host.ran.iter().all(|s| s.undo.is_none()) {
         return None;
     }
-    let plan = ctx.artifact.host(&host.host)?;
+    // A `delegate:` host of a run_once step may be no target: its step says how to reach it.
+    let plan = match ctx.artifact.host(&host.host) {
+        Some(plan) => plan.clone(),
+        None => ctx
+            .artifact
+            .run_once
+            .iter()
+            .find(|o| o.host == host.host)?
+            .host_plan(&ctx.artifact)?,
+    };
     let transport = ctx.transports.get(plan.connection.transport)?;
-    match transport.connect(&host_target(plan)).await {
+    match transport.connect(&host_target(&plan)).await {
         Ok(conn) => {
             host.conn = Some(conn);
             host.released = false;

@@ -10,15 +10,15 @@ use sluice_ssh::Become;
 use tokio::time::Instant;
 
 use sluice_model::{
-    ApprovalRequested, Decision, Fact, HostFinished, PauseFinished, PauseStarted, RunFinished,
-    WaveDecided, WaveDecision, count,
+    ApprovalRequested, Decision, Fact, PauseFinished, PauseStarted, RunFinished, WaveDecided,
+    WaveDecision, count,
 };
 
 use crate::approval::Approver;
 use crate::event::Emitter;
-use crate::host::{HostRun, millis, step_spec};
+use crate::host::{HostRun, millis};
 use crate::journal::JournalError;
-use crate::report::{FailureDetail, HostOutcome, RunReport, RunStatus, StepStatus, WaveStatus};
+use crate::report::{RunReport, RunStatus, WaveStatus};
 use crate::secrets::Secrets;
 use crate::shutdown::{Shutdown, StopReason};
 use crate::transports::Transports;
@@ -26,6 +26,7 @@ use crate::wave::{WaveRun, run_wave};
 use crate::window::{WindowState, window_state};
 
 mod failure_policy;
+pub(crate) mod once;
 
 /// What every task of a run shares.
 pub(crate) struct RunContext {
@@ -77,10 +78,7 @@ impl RunContext {
     /// The name of the `run_once` pseudo-wave: [`RUN_ONCE_WAVE`], or `STAGE/run-once` in a
     /// stage, so that each stage's is its own in the records and on resume.
     pub(crate) fn run_once_wave(&self) -> String {
-        match &self.stage {
-            Some(stage) => format!("{stage}/{RUN_ONCE_WAVE}"),
-            None => RUN_ONCE_WAVE.to_string(),
-        }
+        run_once_wave(self.stage.as_deref())
     }
 
     /// Records and emits a decision.
@@ -157,6 +155,15 @@ pub struct Executor {
 
 /// The name of the pseudo-wave that holds `run_once` steps in reports and rollbacks.
 pub const RUN_ONCE_WAVE: &str = "run-once";
+
+/// The name of the `run_once` pseudo-wave of `stage` (`STAGE/run-once`), or of a plan without
+/// stages ([`RUN_ONCE_WAVE`]).
+pub fn run_once_wave(stage: Option<&str>) -> String {
+    match stage {
+        Some(stage) => format!("{stage}/{RUN_ONCE_WAVE}"),
+        None => RUN_ONCE_WAVE.to_string(),
+    }
+}
 
 impl Executor {
     /// Runs the plan to the end. Host failures are outcomes, not errors: this always returns a
@@ -485,75 +492,6 @@ impl Run {
         };
         self.ctx.note(Fact::WaveDecided(decided)).await;
         Some(RunStatus::WindowClosed)
-    }
-
-    /// Runs the `run_once` steps, in order, each on its host.
-    async fn run_once(&mut self) -> WaveRun {
-        let started = Instant::now();
-        let mut stop = self.ctx.shutdown.subscribe();
-        let mut hosts: Vec<HostRun> = Vec::new();
-        let mut status = WaveStatus::Ok;
-        for once in &self.ctx.artifact.run_once {
-            // `check_artifact` refused an artifact where this is missing.
-            let Some(plan) = once.host_plan(&self.ctx.artifact) else {
-                continue;
-            };
-            let position = match hosts.iter().position(|h| h.host == once.host) {
-                Some(p) => p,
-                None => {
-                    // A stage's run_once host starts with the values earlier stages passed on.
-                    let mut values = self.values.get(&once.host).cloned().unwrap_or_default();
-                    values.secrets = self.ctx.secrets.values().clone();
-                    let mut run = HostRun::new(&once.host, values);
-                    run.outcome = HostOutcome::Ok;
-                    run.connect(&self.ctx, &plan, &mut stop).await;
-                    hosts.push(run);
-                    hosts.len() - 1
-                }
-            };
-            let run = &mut hosts[position];
-            if run.conn.is_none() {
-                self.ctx
-                    .note(Fact::HostFinished(HostFinished {
-                        wave: self.ctx.run_once_wave(),
-                        host: run.host.clone(),
-                        outcome: run.outcome,
-                        duration_ms: 0,
-                        error: run.failure.as_ref().map(FailureDetail::summary),
-                        stage: self.ctx.stage.clone(),
-                    }))
-                    .await;
-                status = WaveStatus::Failed;
-                break;
-            }
-            let spec = step_spec(&self.ctx, &once.step.id);
-            let step_started = Instant::now();
-            let result = run.run_step(&self.ctx, &once.step, &spec, &mut stop).await;
-            run.duration += step_started.elapsed();
-            match result {
-                StepStatus::Ok | StepStatus::Skipped => {}
-                StepStatus::Unknown => {
-                    run.outcome = HostOutcome::Unknown;
-                    status = WaveStatus::Failed;
-                    break;
-                }
-                StepStatus::Failed | StepStatus::TimedOut => {
-                    run.outcome = HostOutcome::Failed;
-                    status = WaveStatus::Failed;
-                    break;
-                }
-            }
-        }
-        for run in &hosts {
-            self.values.insert(run.host.clone(), run.values.clone());
-        }
-        WaveRun {
-            name: self.ctx.run_once_wave(),
-            hosts,
-            status,
-            duration: started.elapsed(),
-            concurrency: 1,
-        }
     }
 
     fn finish(

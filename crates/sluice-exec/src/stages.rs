@@ -11,7 +11,9 @@
 //!    A `pause` on the stage's last wave is held after it, before the stages that wait for it
 //!    may start (a pause between stages); a stage nothing waits for does not pause.
 //! 3. When a stage ends, the values its `run_once` steps registered become
-//!    `stages.STAGE.NAME` for the stages after it (secret-tainted values stay secret).
+//!    `stages.STAGE.NAME` for the stages after it (secret-tainted values stay secret). With
+//!    workers this scheduler stays in the coordinator and the stage's hosts run on workers,
+//!    which read those values back from the run's records ([`recorded_pass_on`]).
 //! 4. When every stage has ended: if a stage failed under `rollback_scope: run`, every stage
 //!    that had ended ok is undone, newest first (`stage_rollback` decisions). The run's status
 //!    is the first failure's, `rollback_failed` when any undo failed.
@@ -312,21 +314,63 @@ fn pass_on(run: &Run, passed_on: &mut RuntimeValues) {
     let Some(stage) = &run.ctx.stage else {
         return;
     };
-    for once in &run.ctx.artifact.run_once {
-        let Some(name) = run
-            .ctx
-            .artifact
-            .step(&once.step.id)
-            .and_then(|s| s.register.clone())
-        else {
-            continue;
-        };
+    for (once, name) in registering(&run.ctx.artifact) {
         let Some(values) = run.values.get(&once.host) else {
             continue;
         };
-        if let Some(value) = values.registered.get(&name) {
-            let secret = values.secret_registered.contains(&name);
-            passed_on.register(&format!("stages.{stage}.{name}"), value.clone(), secret);
+        if let Some(value) = values.registered.get(name) {
+            let secret = values.secret_registered.contains(name);
+            passed_on.register(&stage_value(stage, name), value.clone(), secret);
         }
     }
+}
+
+/// What the stages other than `stage` passed on, as the run's records hold it (`ctx.resume`):
+/// for a worker's task in `stage`, whose process did not run the stages before. Each value a
+/// `run_once` step of another stage of `whole` registered is restored as a resume restores it,
+/// when the trail holds it intact (a value that held a secret does not reach the store: a step
+/// that uses it fails naming it). The planner lets a stage use only the values of the stages it
+/// comes after, which have ended before it starts.
+pub(crate) fn recorded_pass_on(
+    whole: &sluice_plan::PlanArtifact,
+    stage: &str,
+    ctx: &RunContext,
+) -> RuntimeValues {
+    let mut passed_on = RuntimeValues::default();
+    for (once, name) in registering(whole) {
+        let Some(other) = whole.step(&once.step.id).and_then(|s| s.stage.as_deref()) else {
+            continue;
+        };
+        if other == stage {
+            continue;
+        }
+        let Some(crate::resume::PriorStep::Done(done)) = ctx.resume.step(&once.host, &once.step.id)
+        else {
+            continue;
+        };
+        if let (true, Some(value)) = (done.ok, &done.registered) {
+            // A value that holds a secret is secret again in this process, as on replay.
+            let secret = ctx.secrets.found_in(value);
+            if secret {
+                ctx.taint(value);
+            }
+            passed_on.register(&stage_value(other, name), value.clone(), secret);
+        }
+    }
+    passed_on
+}
+
+/// The `run_once` steps of `artifact` that register a value, with the value's name.
+fn registering(
+    artifact: &sluice_plan::PlanArtifact,
+) -> impl Iterator<Item = (&sluice_plan::RunOnceStep, &str)> {
+    artifact.run_once.iter().filter_map(|once| {
+        let name = artifact.step(&once.step.id)?.register.as_deref()?;
+        Some((once, name))
+    })
+}
+
+/// How a later stage names value `name` of `stage`.
+fn stage_value(stage: &str, name: &str) -> String {
+    format!("stages.{stage}.{name}")
 }

@@ -10,8 +10,9 @@
 //!   [`POLL`] (100 ms; polling rather than LISTEN/NOTIFY: one indexed query per poll, and a host's
 //!   end reaches the coordinator within a poll of its commit). Every fact a worker recorded is
 //!   passed on to the run's event stream (the live display, `--json`); the fact that ends a
-//!   host's task (`host_finished`, `host_rolled_back`, `host_needs_operator`) wakes the waiting
-//!   scheduler with the outcome and the steps that ran (every `step_intent` of the host).
+//!   host's task (`host_finished`, also of a `run_once` task, `host_rolled_back`,
+//!   `host_needs_operator`) wakes the waiting scheduler with the outcome and the steps that ran
+//!   (every `step_intent` of the host).
 //! - **Stops**: the run's soft or hard stop is written to its assignments
 //!   (`PgStore::request_stop`), which the workers read; a host no worker claimed yet is withdrawn.
 //! - **Pinned hosts**: a host waiting for a label no live worker serves is said so once (a
@@ -136,8 +137,9 @@ impl Shared {
                 continue;
             }
             self.events.emit(record.fact.clone());
-            if let Some(key) = ends(&record.fact)
-                && let Some(waiter) = tail.waiting.remove(&key)
+            if let Some(waiter) = ends(&record.fact)
+                .into_iter()
+                .find_map(|key| tail.waiting.remove(&key))
             {
                 let _ = waiter.send(record.fact);
             }
@@ -231,13 +233,16 @@ fn from_a_worker(fact: &Fact) -> bool {
     )
 }
 
-/// The task a fact ends, if it ends one.
-fn ends(fact: &Fact) -> Option<Key> {
+/// The tasks a fact may end (it ends the one that is waited for): `host_finished` ends a
+/// host's task, or its `run_once` steps' in the run_once pseudo-wave.
+fn ends(fact: &Fact) -> Vec<Key> {
     match fact {
-        Fact::HostFinished(f) => Some((WorkerTask::Host, f.wave.clone(), f.host.clone())),
-        Fact::HostRolledBack(r) => Some((WorkerTask::Undo, r.wave.clone(), r.host.clone())),
-        Fact::HostNeedsOperator(n) => Some((n.task, n.wave.clone(), n.host.clone())),
-        _ => None,
+        Fact::HostFinished(f) => [WorkerTask::Host, WorkerTask::Once]
+            .map(|task| (task, f.wave.clone(), f.host.clone()))
+            .into(),
+        Fact::HostRolledBack(r) => vec![(WorkerTask::Undo, r.wave.clone(), r.host.clone())],
+        Fact::HostNeedsOperator(n) => vec![(n.task, n.wave.clone(), n.host.clone())],
+        _ => Vec::new(),
     }
 }
 
@@ -311,8 +316,8 @@ async fn wait_for(shared: Arc<Shared>, order: RemoteOrder, mut stop: StopListene
             );
         }
     };
-    // A rollback runs after a soft stop, as in one process: only a host's steps are withdrawn.
-    let mut may_withdraw = order.task == WorkerTask::Host;
+    // A rollback runs after a soft stop, as in one process: only forward steps are withdrawn.
+    let mut may_withdraw = order.task != WorkerTask::Undo;
     let mut label_checked = false;
     let mut hard = stop.clone();
     loop {

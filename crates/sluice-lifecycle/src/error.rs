@@ -56,6 +56,17 @@ pub enum LifecycleError {
         expires_at: Option<String>,
     },
 
+    #[error(
+        "run {run} was handed to workers and live workers still hold {} of its host(s) ({}); resume it with --workers, which waits for them, or stop those workers first (without --workers they would run twice)",
+        .hosts.len(),
+        held_list(.hosts)
+    )]
+    HeldByWorkers {
+        run: String,
+        /// `host (worker NAME)` for each.
+        hosts: Vec<String>,
+    },
+
     #[error("run {run} has no run_started record; cannot resume it")]
     NoStart { run: String },
 
@@ -133,6 +144,21 @@ impl LifecycleError {
             _ => true,
         }
     }
+}
+
+/// The first hosts of a list, and how many more.
+fn held_list(hosts: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = hosts
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if hosts.len() > SHOWN {
+        text.push_str(&format!(", and {} more", hosts.len() - SHOWN));
+    }
+    text
 }
 
 fn unknown_message(run: &str, steps: &[UnknownNeed]) -> String {

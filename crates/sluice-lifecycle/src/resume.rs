@@ -2,14 +2,17 @@
 //!
 //! [`load`] refuses what cannot be resumed (unknown run, finished run, a live process still
 //! holding its leases, a stored plan that does not match the run's hash) and reads what the run
-//! did ([`sluice_exec::prior::Prior`]); [`take_over`] re-takes the leases and records
+//! did ([`sluice_exec::prior::Prior`]); [`leave_to_workers`] leaves the steps in flight on live
+//! workers to them (a run handed to workers); [`take_over`] re-takes the leases and records
 //! `run_resumed` (and the operator's choice for UNKNOWN steps) in one commit.
 
+use sluice_audit::pg::HeldHost;
 use sluice_audit::{AuditError, AuditLog, LeaseHolder, Record, Redactor};
 use sluice_exec::prior::{Handling, Prior, UnknownStep};
 use sluice_exec::{ResumeState, verify_artifact};
 use sluice_model::{
     Approval, Fact, RunKind, RunResumed, RunState, StepRef, UnknownChoice, UnknownStepsResolved,
+    WorkerTask,
 };
 use sluice_plan::PlanArtifact;
 
@@ -110,6 +113,40 @@ fn stored_artifact(
         }
     })?;
     Ok(artifact)
+}
+
+/// Hosts of a run handed to workers whose coordinator died and that live workers still hold
+/// (PostgreSQL store; none on a local store). With `workers`, their steps in flight are left
+/// to those workers (not UNKNOWN: the resumed coordinator waits for their results); without,
+/// the resume is refused, as it would run them a second time beside the workers. Returns the
+/// hosts held.
+pub fn leave_to_workers(
+    log: &AuditLog,
+    resumable: &mut Resumable,
+    workers: bool,
+) -> Result<Vec<HeldHost>, LifecycleError> {
+    let Ok(pg) = log.postgres("resume") else {
+        return Ok(Vec::new());
+    };
+    let held = pg.held_hosts(&resumable.run_id)?;
+    if held.is_empty() {
+        return Ok(held);
+    }
+    if !workers {
+        return Err(LifecycleError::HeldByWorkers {
+            run: resumable.run_id.clone(),
+            hosts: held
+                .iter()
+                .map(|h| format!("{} (worker {})", h.host, h.worker))
+                .collect(),
+        });
+    }
+    let in_flight: Vec<(String, bool)> = held
+        .iter()
+        .map(|h| (h.host.clone(), h.task == WorkerTask::Undo))
+        .collect();
+    resumable.prior.in_flight_on_workers(&in_flight);
+    Ok(held)
 }
 
 /// What the operator decided, and what the resume does.

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use sluice_audit::pg::{Claim, WorkerRegistration, WorkerSpec};
 use sluice_audit::{AuditLog, Redactor};
-use sluice_exec::assigned::AssignedRun;
+use sluice_exec::assigned::{AssignedPlan, AssignedRun};
 use sluice_exec::prior::{Prior, UNDO_PREFIX};
 use sluice_exec::{Emitter, JournalHandle, Secrets, Shutdown, Transports};
 use sluice_model::{
@@ -139,7 +139,7 @@ pub async fn serve(
 
 /// What one run needs on this worker, read once.
 struct RunKit {
-    artifact: Arc<PlanArtifact>,
+    plan: Arc<AssignedPlan>,
     /// The run's secrets as this worker reads them, or why it cannot.
     secrets: Result<Secrets, String>,
 }
@@ -261,6 +261,7 @@ impl Worker {
                 match claim.order.task {
                     WorkerTask::Host => "runs",
                     WorkerTask::Undo => "undoes",
+                    WorkerTask::Once => "runs the run_once steps on",
                 },
                 claim.order.host,
                 claim.order.run,
@@ -324,7 +325,7 @@ impl Worker {
             format!("cannot read the run's secrets from this worker's environment: {e}")
         });
         let kit = Arc::new(RunKit {
-            artifact: Arc::new(artifact),
+            plan: Arc::new(AssignedPlan::new(artifact)),
             secrets,
         });
         self.runs.insert(run.to_string(), kit.clone());
@@ -350,7 +351,7 @@ fn load_artifact(log: &AuditLog, run: &str) -> Result<PlanArtifact, String> {
 /// does), with the reason, so the coordinator's budget and rollback decide as for any failure.
 async fn end_unrun(log: &Arc<AuditLog>, claim: &Claim, worker: &str, why: String) {
     let fact = match claim.order.task {
-        WorkerTask::Host => Fact::HostFinished(HostFinished {
+        WorkerTask::Host | WorkerTask::Once => Fact::HostFinished(HostFinished {
             wave: claim.order.wave.clone(),
             host: claim.order.host.clone(),
             outcome: HostOutcome::Failed,
@@ -408,7 +409,7 @@ impl HostJob {
                 return claim;
             }
         };
-        let blocked = blocked_steps(&prior, &self.claim);
+        let blocked = blocked_steps(&prior, &self.claim, &self.kit.plan);
         if !blocked.is_empty() {
             let needs = HostNeedsOperator {
                 wave: self.claim.order.wave.clone(),
@@ -438,7 +439,7 @@ impl HostJob {
             shutdown: self.shutdown.clone(),
         };
         let assigned = AssignedRun {
-            artifact: self.kit.artifact.clone(),
+            plan: self.kit.plan.clone(),
             transports: self.transports.clone(),
             secrets,
             shutdown: self.shutdown.clone(),
@@ -460,6 +461,7 @@ impl HostJob {
         let report = match self.claim.order.task {
             WorkerTask::Host => assigned.run_host(events, wave, host).await,
             WorkerTask::Undo => assigned.undo_host(events, wave, host).await,
+            WorkerTask::Once => assigned.run_once(events, wave, host).await,
         };
         tracing::info!(
             "worker {}: {} {}: {}",
@@ -476,37 +478,54 @@ impl HostJob {
 }
 
 impl HostJob {
-    /// What the run recorded of the claimed host so far: its own records (and the operator's
-    /// resolutions), read through the store's index by host, never the whole run.
+    /// What the run recorded of the claimed host so far: its own records, those of the hosts
+    /// of `run_once` steps (an earlier stage's registered values) and the operator's
+    /// resolutions, read through the store's index by host, never the whole run.
     async fn prior(&self) -> Result<Prior, String> {
-        let (log, run, host) = (
-            self.log.clone(),
-            self.claim.order.run.clone(),
-            self.claim.order.host.clone(),
-        );
+        let (log, run) = (self.log.clone(), self.claim.order.run.clone());
+        let mut hosts = vec![self.claim.order.host.clone()];
+        for once in &self.kit.plan.whole().run_once {
+            if !hosts.contains(&once.host) {
+                hosts.push(once.host.clone());
+            }
+        }
         let records = tokio::task::spawn_blocking(move || {
-            log.postgres("sluice worker")?.host_records(&run, &host)
+            log.postgres("sluice worker")?.hosts_records(&run, &hosts)
         })
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
         let facts: Vec<Fact> = records.into_iter().map(|r| r.fact).collect();
         Ok(Prior::read_host(
-            &self.kit.artifact,
+            self.kit.plan.whole(),
             &self.claim.order.host,
             facts.iter(),
         ))
     }
 }
 
-/// The steps of the claimed host only the operator can settle: a host's steps for its run, an
-/// undo's for its rollback.
-fn blocked_steps(prior: &Prior, claim: &Claim) -> Vec<StepRef> {
+/// The steps of the claimed host only the operator can settle: the task's steps (the host's
+/// steps of the wave's stage, or its `run_once` steps) for a run, an undo's for its rollback;
+/// not those the operator chose to run again (the worker resolves the choices it is left with
+/// by running them again).
+fn blocked_steps(prior: &Prior, claim: &Claim, plan: &AssignedPlan) -> Vec<StepRef> {
+    let (artifact, stage) = plan.for_wave(&claim.order.wave);
+    let run_once = claim.order.task == WorkerTask::Once
+        || claim.order.wave == sluice_exec::run_once_wave(stage.as_deref());
+    let steps: Vec<String> =
+        sluice_exec::dispatch::task_steps(&artifact, run_once, &claim.order.host)
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+    let undo = claim.order.task == WorkerTask::Undo;
     prior
         .needs_choice()
         .into_iter()
-        .filter(|u| u.host == claim.order.host)
-        .filter(|u| (claim.order.task == WorkerTask::Undo) == u.step.starts_with(UNDO_PREFIX))
+        .filter(|u| u.host == claim.order.host && !prior.rerun_chosen(&u.host, &u.step))
+        .filter(|u| match u.step.strip_prefix(UNDO_PREFIX) {
+            Some(step) => undo && steps.iter().any(|s| s == step),
+            None => !undo && steps.contains(&u.step),
+        })
         .map(|u| StepRef::new(u.host.clone(), u.step.clone()))
         .collect()
 }

@@ -223,6 +223,7 @@ vocabulary! {
     pub enum WorkerTask {
         Host = "host": "run the host's steps and health checks, as a wave does",
         Undo = "undo": "undo what ran on the host, newest first, as a rollback does",
+        Once = "run_once": "run the host's `run_once` steps of the run_once pseudo-wave, in order, as one process does",
     }
 }
 

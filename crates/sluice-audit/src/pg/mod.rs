@@ -37,7 +37,7 @@ use std::time::Duration;
 pub use schema::SCHEMA_VERSION;
 pub use shard::{AssignmentState, Claim, Fence, FencedEntry, HostOrder, StopRequest, ends_task};
 pub use url::StoreUrl;
-pub use worker::{LiveWorker, WorkerRegistration, WorkerSpec};
+pub use worker::{HeldHost, LiveWorker, WorkerRegistration, WorkerSpec};
 
 use crate::audit_log::OpenMode;
 use crate::error::{AuditError, StoreName};

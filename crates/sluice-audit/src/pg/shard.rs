@@ -118,19 +118,21 @@ pub struct StopRequest {
     pub level: i32,
 }
 
-fn task_of(text: &str) -> WorkerTask {
-    if text == WorkerTask::Undo.as_str() {
-        WorkerTask::Undo
-    } else {
-        WorkerTask::Host
-    }
+pub(super) fn task_of(text: &str) -> WorkerTask {
+    WorkerTask::ALL
+        .iter()
+        .copied()
+        .find(|t| t.as_str() == text)
+        .unwrap_or(WorkerTask::Host)
 }
 
-/// Whether `fact` ends `order`'s task: the host's `host_finished` (task `host`) or
-/// `host_rolled_back` (task `undo`) in its wave.
+/// Whether `fact` ends `order`'s task: the host's `host_finished` (tasks `host` and
+/// `run_once`) or `host_rolled_back` (task `undo`) in its wave.
 pub fn ends_task(order: &HostOrder, fact: &Fact) -> bool {
     match (order.task, fact) {
-        (WorkerTask::Host, Fact::HostFinished(f)) => f.host == order.host && f.wave == order.wave,
+        (WorkerTask::Host | WorkerTask::Once, Fact::HostFinished(f)) => {
+            f.host == order.host && f.wave == order.wave
+        }
         (WorkerTask::Undo, Fact::HostRolledBack(r)) => r.host == order.host && r.wave == order.wave,
         _ => false,
     }
@@ -433,14 +435,20 @@ impl PgStore {
     /// unknown steps, in order: what a worker that claims the host resumes it from, read through
     /// an index rather than from the whole run.
     pub fn host_records(&self, run: &str, host: &str) -> Result<Vec<Record>, AuditError> {
+        self.hosts_records(run, &[host.to_string()])
+    }
+
+    /// As [`PgStore::host_records`], for several hosts at once (a claimed host and the hosts
+    /// whose `run_once` steps registered values it may use).
+    pub fn hosts_records(&self, run: &str, hosts: &[String]) -> Result<Vec<Record>, AuditError> {
         self.with_client(|conn| {
             conn.query(
-                "SELECT seq, body FROM sluice.records WHERE run = $1 AND host = $2
+                "SELECT seq, body FROM sluice.records WHERE run = $1 AND host = ANY($2)
                  UNION ALL
                  SELECT seq, body FROM sluice.records
                  WHERE run = $1 AND kind = 'unknown_steps_resolved'
                  ORDER BY 1",
-                &[&run, &host],
+                &[&run, &hosts],
             )?
             .iter()
             .map(|row| super::read::decode_row(self.name(), row))

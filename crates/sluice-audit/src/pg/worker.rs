@@ -4,6 +4,8 @@
 //! expired (by the database's clock) and it has not stopped; the claims of a worker that is not
 //! live may be taken over by another (`shard.rs`).
 
+use sluice_model::WorkerTask;
+
 use super::PgStore;
 use super::heartbeat::Heartbeat;
 use crate::error::AuditError;
@@ -38,6 +40,16 @@ impl std::fmt::Debug for WorkerRegistration {
             .field("spec", &self.spec)
             .finish()
     }
+}
+
+/// A host of a run that a live worker holds (its claim, its heartbeat current): what a resumed
+/// coordinator leaves to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldHost {
+    pub task: WorkerTask,
+    pub wave: String,
+    pub host: String,
+    pub worker: String,
 }
 
 /// A live worker, as the coordinator sees it.
@@ -97,6 +109,29 @@ impl PgStore {
                 &[&id],
             )
             .map(|_| ())
+        })
+    }
+
+    /// The hosts of `run` that live workers hold, in the order they were queued.
+    pub fn held_hosts(&self, run: &str) -> Result<Vec<HeldHost>, AuditError> {
+        self.with_client(|conn| {
+            Ok(conn
+                .query(
+                    "SELECT a.task, a.wave, a.host, w.name FROM sluice.assignments a
+                     JOIN sluice.workers w ON w.id = a.worker
+                     WHERE a.run = $1 AND a.state = 'claimed'
+                       AND w.stopped_at IS NULL AND w.expires_at > now()
+                     ORDER BY a.id",
+                    &[&run],
+                )?
+                .iter()
+                .map(|row| HeldHost {
+                    task: super::shard::task_of(&row.get::<_, String>(0)),
+                    wave: row.get(1),
+                    host: row.get(2),
+                    worker: row.get(3),
+                })
+                .collect())
         })
     }
 

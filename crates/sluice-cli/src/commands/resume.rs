@@ -2,8 +2,9 @@
 //! run id, with the same confirmation, window and approval rules as `sluice apply`.
 //!
 //! Order of business: refuse what cannot be resumed (unknown run, finished run, a live process
-//! still holding its leases, a stored plan that does not match the run's hash, UNKNOWN steps
-//! nobody chose for), check the window, confirm, then in one commit re-take the leases and record
+//! still holding its leases, a stored plan that does not match the run's hash, hosts live
+//! workers still hold when resuming without `--workers`, UNKNOWN steps nobody chose for (steps
+//! in flight on live workers are theirs, not UNKNOWN), check the window, confirm, then in one commit re-take the leases and record
 //! `run_resumed` (and the operator's choice), and run the executor with the run's prior outcomes.
 //! What is run again and what is not is decided in `sluice_exec::prior`.
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use sluice_audit::Redactor;
 use sluice_exec::RunOptions;
 use sluice_exec::prior::{Handling, UnknownStep};
-use sluice_lifecycle::resume::{TakeOver, decide, load, take_over};
+use sluice_lifecycle::resume::{TakeOver, decide, leave_to_workers, load, take_over};
 use sluice_model::{Fact, UnknownChoice};
 
 use super::apply::{self, Recorded};
@@ -66,7 +67,9 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
             .map_err(|e| e.with_kind(ErrorKind::InvalidInput))?,
     );
     let run_id = args.run.clone();
-    let resumable = load(&log, &run_id)?;
+    let mut resumable = load(&log, &run_id)?;
+    // Before the UNKNOWN steps are sorted out: those in flight on live workers are theirs.
+    let held = leave_to_workers(&log, &mut resumable, args.workers)?;
     let done = resumable.prior.done_steps();
     let choice = match (args.rerun_unknown, args.skip_unknown) {
         (true, _) => Some(UnknownChoice::Rerun),
@@ -100,6 +103,15 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     );
     for u in &decided.unknown {
         console.text(format!("  {}\n", describe_unknown(u, choice)));
+    }
+    if !held.is_empty() {
+        console.status(
+            "Workers",
+            format!(
+                "{} host task(s) still held by live workers are waited for, not handed out again",
+                held.len()
+            ),
+        );
     }
     let typed = apply::confirm(args.yes, console)?;
     let secrets = super::worker::coordinator_secrets(&artifact, args.workers)?;

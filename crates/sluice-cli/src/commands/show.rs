@@ -304,6 +304,7 @@ pub(crate) fn claimed(c: &sluice_model::HostClaimed) -> String {
     let verb = match c.task {
         sluice_model::WorkerTask::Host => "runs",
         sluice_model::WorkerTask::Undo => "undoes",
+        sluice_model::WorkerTask::Once => "runs the run_once steps on",
     };
     let over = c
         .reclaimed_from

@@ -115,19 +115,16 @@ async fn stop_signals(shutdown: Shutdown) {
     }
 }
 
-/// `--workers` needs the PostgreSQL store, and a plan the workers can run whole: without stages
-/// or `run_once` steps (those run in one process; see docs/operations.md, "Workers").
+/// `--workers` needs the PostgreSQL store, and a plan whose `run_once` steps the workers can
+/// take a host at a time: each host's `run_once` steps of a pseudo-wave follow one another (see
+/// docs/operations.md, "Workers"). Stages and `run_once` steps otherwise run as in one process.
 pub(crate) fn check_workers(log: &AuditLog, artifact: &PlanArtifact) -> Result<(), CliError> {
     log.postgres("--workers")?;
-    if !artifact.stages.is_empty() {
-        return Err(CliError::invalid_input(
-            "--workers: plans with stages run in one process for now; run it without --workers",
-        ));
-    }
-    if !artifact.run_once.is_empty() {
-        return Err(CliError::invalid_input(
-            "--workers: plans with run_once steps run in one process for now; run it without --workers",
-        ));
+    if let Some(i) = sluice_exec::dispatch::interleaved(artifact) {
+        return Err(CliError::invalid_input(format!(
+            "--workers: the run_once steps `{}` and `{}` run on host {} with `{}` on another host between them; a worker runs a host's run_once steps as one task: order them so that each host's run_once steps follow one another (`after`), or run without --workers",
+            i.first, i.then, i.host, i.between
+        )));
     }
     Ok(())
 }

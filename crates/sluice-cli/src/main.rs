@@ -26,6 +26,9 @@ use crate::console::{ColorChoice, Console, Verbosity};
 
 /// The planner is allocation-bound (a string per rendered value per host): mimalloc compiles a
 /// 100,000-host plan about 30% faster than the system allocator (docs/benchmarks.md).
+/// The `system-allocator` feature builds with the C library's malloc instead, so a heap profiler
+/// that hooks malloc (heaptrack) sees every allocation (docs/benchmarks.md, issue 14).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

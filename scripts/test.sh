@@ -34,9 +34,6 @@ fi
 if ! command -v groff >/dev/null 2>&1; then
   missing+=(groff-base)
 fi
-if ! command -v groff >/dev/null 2>&1; then
-  missing+=(groff-base)
-fi
 if ! command -v promtool >/dev/null 2>&1; then
   missing+=(prometheus)
 fi

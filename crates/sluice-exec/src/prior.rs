@@ -607,11 +607,18 @@ fn host_steps(artifact: &PlanArtifact) -> Vec<(&str, &HostStep)> {
 /// stage's host may use the values they registered; there are few), then the host's own steps.
 fn scoped_steps<'a>(artifact: &'a PlanArtifact, host: &'a str) -> Vec<(&'a str, &'a HostStep)> {
     let once = artifact.run_once.iter().map(|o| (o.host.as_str(), &o.step));
-    let each = artifact
+    once.chain(own_steps(artifact, host)).collect()
+}
+
+/// The steps of `host` itself, not its `run_once` steps.
+fn own_steps<'a>(
+    artifact: &'a PlanArtifact,
+    host: &'a str,
+) -> impl Iterator<Item = (&'a str, &'a HostStep)> {
+    artifact
         .host(host)
         .into_iter()
-        .flat_map(|h| h.steps.iter().map(move |s| (h.name.as_str(), s)));
-    once.chain(each).collect()
+        .flat_map(|h| h.steps.iter().map(move |s| (h.name.as_str(), s)))
 }
 
 /// The (host, step) pairs of one host: its `run_once` steps, then its own.
@@ -621,11 +628,7 @@ fn steps_of<'a>(artifact: &'a PlanArtifact, host: &'a str) -> Vec<(&'a str, &'a 
         .iter()
         .filter(|o| o.host == host)
         .map(|o| (o.host.as_str(), &o.step));
-    let each = artifact
-        .host(host)
-        .into_iter()
-        .flat_map(|h| h.steps.iter().map(move |s| (h.name.as_str(), s)));
-    once.chain(each).collect()
+    once.chain(own_steps(artifact, host)).collect()
 }
 
 /// The first step of `host` that still needs registered value `name`: one that has not

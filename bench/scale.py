@@ -60,8 +60,9 @@ class LocalFleet:
         self.hosts = self.dir / "hosts"
         self.hosts.mkdir(parents=True)
         lines = ["# bench/scale.py: N local hosts", "defaults:", "  transport: local", "hosts:"]
+        short = self.short_hosts()
         for i in range(1, n + 1):
-            root = self.root(i)
+            root = short / f"host{i}"
             lines.append(f"  host{i}: {{ workdir: {root}, env: {{ FLEET_ROOT: {root} }} }}")
         lines += ["groups:", "  fleet:", "    hosts: [" + ", ".join(f"host{i}" for i in range(1, n + 1)) + "]"]
         self.inventory = self.dir / "inventory.yaml"
@@ -77,6 +78,18 @@ class LocalFleet:
 
     def root(self, i: int) -> Path:
         return self.hosts / f"host{i}"
+
+    def short_hosts(self) -> Path:
+        """The host directories' parent as the inventory names it. From 50,000 hosts a short
+        symlink in /tmp, so the inventory (two paths per host) stays under sluice's 16 MiB
+        limit for one file; the hosts and every step are the same."""
+        if self.n < 50_000:
+            return self.hosts
+        link = Path("/tmp") / f"sluice-{WORK.name}-{self.n}"
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(self.hosts)
+        return link
 
     def reset(self) -> None:
         for i in range(1, self.n + 1):

@@ -1,6 +1,7 @@
 //! docs/json-events.md against the types: the vocabulary tables are the generated ones, every
-//! fact kind has its section and no section names a kind that does not exist, and every example
-//! line is an event of its section's kind whose fields are exactly the type's.
+//! fact kind has its section and no section names a kind that does not exist, every example
+//! line is an event of its section's kind whose fields are exactly the type's, and
+//! `Fact::host` of every example is its top-level `host` field.
 
 // Tests may unwrap: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -122,4 +123,27 @@ fn every_value_of_every_vocabulary_is_in_the_document() {
             "{vocabulary}::{value} is not listed in docs/json-events.md"
         );
     }
+}
+
+/// `Fact::host` (what the PostgreSQL store files a record under) is the serialized fact's
+/// top-level `host`, for every kind: every kind has an example here, so a kind added without
+/// its answer in `Fact::host` fails.
+#[test]
+fn the_host_of_every_fact_is_its_top_level_host_field() {
+    let mut checked = BTreeSet::new();
+    for (kinds, examples) in sections(&doc()) {
+        for line in examples {
+            let event: Event = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("{kinds:?}: not an event ({e}): {line}"));
+            let wire = serde_json::to_value(&event.fact).expect("a fact serializes");
+            assert_eq!(
+                event.fact.host(),
+                wire.get("host").and_then(|h| h.as_str()),
+                "{kinds:?}: {line}"
+            );
+            checked.insert(event.fact.kind());
+        }
+    }
+    let all: BTreeSet<&str> = Fact::KINDS.iter().copied().collect();
+    assert_eq!(checked, all, "kinds without an example to check");
 }

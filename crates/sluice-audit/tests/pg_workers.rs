@@ -410,7 +410,11 @@ fn a_task_that_ended_is_not_queued_again_unless_asked() {
     assert!(end.seq > held.after);
     let again = store.queue_host(&order(&run, "a", None)).unwrap();
     assert_eq!(again.id, first.id);
-    assert_eq!(again.state, AssignmentState::Done, "handed out a second time");
+    assert_eq!(
+        again.state,
+        AssignmentState::Done,
+        "handed out a second time"
+    );
     assert!(again.after >= end.seq);
     assert!(store.claim_hosts(me.id, "w", &[], 1).unwrap().is_empty());
     let recorded = store.task_end(&order(&run, "a", None)).unwrap().unwrap();

@@ -393,8 +393,7 @@ async fn wait_for(shared: Arc<Shared>, order: RemoteOrder, mut stop: StopListene
         label: order.label.clone(),
     };
     let (log, queued_row) = (shared.log.clone(), row.clone());
-    let queued = match in_store(move || log.postgres("--workers")?.queue_host(&queued_row)).await
-    {
+    let queued = match in_store(move || log.postgres("--workers")?.queue_host(&queued_row)).await {
         Ok(queued) => queued,
         Err(why) => {
             return failed(

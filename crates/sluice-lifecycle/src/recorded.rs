@@ -114,8 +114,13 @@ impl RecordedRun {
             held,
         } = self;
         if workers {
-            let started =
-                StoreWorkers::start(log.clone(), &run_id, events.clone(), shutdown.clone(), &held);
+            let started = StoreWorkers::start(
+                log.clone(),
+                &run_id,
+                events.clone(),
+                shutdown.clone(),
+                &held,
+            );
             match started {
                 Ok(dispatch) => options.workers = Some(Workers(Arc::new(dispatch))),
                 Err(e) => {

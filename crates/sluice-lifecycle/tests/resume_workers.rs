@@ -50,9 +50,15 @@ async fn a_host_that_ends_while_the_coordinator_resumes_is_not_handed_out_again(
         .build();
     // The coordinator that dies: its leases expire a second after its heartbeat stops.
     let dead = AuditLog::from(open(&url, Duration::from_secs(1)));
-    let run = start_run(&dead, &artifact, &Redactor::default(), &["sluice".into()], false)
-        .unwrap()
-        .run_id;
+    let run = start_run(
+        &dead,
+        &artifact,
+        &Redactor::default(),
+        &["sluice".into()],
+        false,
+    )
+    .unwrap()
+    .run_id;
     let store = open(&url, Duration::from_secs(60));
     store.queue_host(&order(&run)).unwrap();
     let me = store

@@ -36,8 +36,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-pub use schema::SCHEMA_VERSION;
 pub use queue::{Queued, ends_wait};
+pub use schema::SCHEMA_VERSION;
 pub use shard::{AssignmentState, Claim, Fence, FencedEntry, HostOrder, StopRequest, ends_task};
 pub use url::StoreUrl;
 pub use worker::{HeldHost, LiveWorker, WorkerRegistration, WorkerSpec};

@@ -193,7 +193,6 @@ impl PgTx<'_> {
 }
 
 impl PgStore {
-
     /// The stops requested of these assignments (those with none are left out).
     pub fn stop_requests(&self, ids: &[i64]) -> Result<Vec<StopRequest>, AuditError> {
         self.with_client(|conn| {
@@ -486,5 +485,4 @@ impl PgStore {
                 .collect())
         })
     }
-
 }

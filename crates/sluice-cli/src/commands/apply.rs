@@ -468,7 +468,12 @@ async fn execute(
     let relay = tokio::spawn(sluice_notify::relay(rx, shown_tx, notifier));
     let (log, run_id) = (run.log.clone(), run.run_id.clone());
     let shutdown = Shutdown::new();
-    let in_waves = run.artifact.waves.iter().map(|w| w.hosts.len() as u64).sum();
+    let in_waves = run
+        .artifact
+        .waves
+        .iter()
+        .map(|w| w.hosts.len() as u64)
+        .sum();
     let monitor = Monitor::new(console, Mode::choose(console, run.json))
         .until_closed()
         .hosts_in_waves(in_waves);

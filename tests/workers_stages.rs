@@ -410,3 +410,53 @@ steps:
         "nothing was recorded"
     );
 }
+
+/// A worker that cannot load the run (its stored plan no longer matches the run's hash) ends
+/// the task it claimed as failed, and says in which stage, as every host's end does.
+#[test]
+fn a_worker_that_cannot_load_a_staged_run_records_the_stage_of_its_failure() {
+    let setup = Setup::start(4, &[("wa", &[])]);
+    let plan = setup.fleet.dir().join("plan.yaml");
+    std::fs::write(&plan, STAGED).unwrap();
+    let inventory = setup.fleet.write_inventory().unwrap();
+    // A first run stores the plan's artifact; the second finds it stored under its hash, and
+    // the workers read the stored one, changed here behind the store's back.
+    let solo = output_within(
+        sluice_as(&setup.dir, "solo", &setup.url)
+            .arg("apply")
+            .arg(&plan)
+            .arg("-i")
+            .arg(&inventory)
+            .args(["--yes", "--json"]),
+        LIMIT,
+    );
+    assert_eq!(solo.status.code(), Some(0), "{}", text(&solo));
+    setup
+        .pg
+        .psql(
+            "sluice",
+            "UPDATE sluice.records SET body = replace(body, 'once on', 'twice on')
+             WHERE kind = 'plan_artifact_stored'",
+        )
+        .unwrap();
+    let out = output_within(
+        &mut apply_workers(&setup.dir, &setup.url, &plan, &inventory),
+        LIMIT,
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    let run = events(&out)[0]["run"].as_str().unwrap().to_string();
+    let failed: Vec<serde_json::Value> = records(&setup.pg, &run)
+        .into_iter()
+        .filter(|r| {
+            r["kind"] == "host_finished"
+                && r["error"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with("worker: worker wa:"))
+        })
+        .collect();
+    assert!(!failed.is_empty(), "{}", text(&out));
+    for end in failed {
+        assert_eq!(end["wave"], "prep/run-once", "{end}");
+        assert_eq!(end["stage"], "prep", "{end}");
+    }
+}

@@ -110,8 +110,8 @@ pub(crate) fn release_leases(
     store.write(|tx| release(tx, run))
 }
 
-/// Ends a run in ONE commit: releases its leases (`lease_released`) and records
-/// `run_finished`. A controller killed at any moment leaves a finished run with no leases,
+/// Ends a run in ONE commit: releases its leases (`lease_released`), closes the tasks it
+/// handed to workers and records `run_finished`. A controller killed at any moment leaves a finished run with no leases,
 /// or an unfinished one that still holds them (which `sluice resume` takes over).
 pub(crate) fn finish_run(
     store: &impl WritableStore,
@@ -120,6 +120,7 @@ pub(crate) fn finish_run(
 ) -> Result<Appended, AuditError> {
     store.write(|tx| {
         release(tx, run)?;
+        tx.close_run_tasks(run)?;
         tx.append(Entry::new(run, Fact::RunFinished(finished)))
     })
 }

@@ -95,6 +95,13 @@ pub(crate) trait StoreTx {
 
     /// Removes every lease of `run`; returns them.
     fn remove_leases_of(&mut self, run: &str) -> Result<Vec<Lease>, AuditError>;
+
+    /// Closes what `run` handed to workers, in the commit that records its end (PostgreSQL:
+    /// every assignment still queued or claimed is withdrawn, so no worker's fact can follow
+    /// `run_finished`); nothing on a store without workers.
+    fn close_run_tasks(&mut self, _run: &str) -> Result<(), AuditError> {
+        Ok(())
+    }
 }
 
 /// A store that runs write transactions: the redb file or the PostgreSQL database.

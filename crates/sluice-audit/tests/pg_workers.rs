@@ -2,7 +2,8 @@
 //! a real throwaway cluster: names unique among live workers, claims by label with `SKIP
 //! LOCKED`, `host_claimed` recorded with the claim, fenced records, take-over of a dead worker's
 //! hosts, withdrawal and stop requests; a claimed host's records read by host, a worker's batch
-//! of facts fenced fact by fact.
+//! of facts fenced fact by fact; a task that ended is not queued again behind the coordinator,
+//! and the run's end closes its tasks.
 
 // Tests may unwrap: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,7 +14,8 @@ use sluice_audit::fixture::{run_started, step_intent, step_result};
 use sluice_audit::pg::{AssignmentState, Claim, FencedEntry, HostOrder, WorkerSpec};
 use sluice_audit::{AuditError, AuditLog, OpenMode, PgStore, StoreUrl};
 use sluice_model::{
-    Fact, HostFinished, HostOutcome, StepRef, UnknownChoice, UnknownStepsResolved, WorkerTask,
+    Fact, HostFinished, HostOutcome, RunFinished, RunStatus, StepRef, UnknownChoice,
+    UnknownStepsResolved, WorkerTask,
 };
 use sluice_testpg::PgCluster;
 
@@ -225,10 +227,10 @@ fn a_queued_host_is_withdrawn_a_claimed_one_is_told_to_stop() {
     let pg = cluster();
     let store = open(&pg.url(), Duration::from_secs(60));
     let run = begin_run(&pg, run_started("p", &["a", "b"]));
-    let a = store.queue_host(&order(&run, "a", None)).unwrap();
+    let a = store.queue_host(&order(&run, "a", None)).unwrap().id;
     let me = store.register_worker(&spec("w", &[])).unwrap();
     let claimed = store.claim_hosts(me.id, "w", &[], 1).unwrap();
-    let b = store.queue_host(&order(&run, "b", None)).unwrap();
+    let b = store.queue_host(&order(&run, "b", None)).unwrap().id;
     assert!(!store.withdraw_host(a).unwrap(), "a claimed host runs on");
     assert!(store.withdraw_host(b).unwrap());
     assert!(store.claim_hosts(me.id, "w", &[], 5).unwrap().is_empty());
@@ -384,4 +386,73 @@ fn a_batch_records_each_fact_under_its_own_claim() {
         )
         .unwrap();
     assert_eq!(kinds, "a:step_intent,b:host_finished,a:host_finished");
+}
+
+/// Issue 18's resume race, at the store: a task that ended is left ended when it is queued
+/// again (a resumed coordinator reads its end instead of handing it out a second time), and is
+/// handed out again only when asked.
+#[test]
+fn a_task_that_ended_is_not_queued_again_unless_asked() {
+    let pg = cluster();
+    let store = open(&pg.url(), Duration::from_secs(60));
+    let run = begin_run(&pg, run_started("p", &["a"]));
+    let first = store.queue_host(&order(&run, "a", None)).unwrap();
+    assert_eq!(first.state, AssignmentState::Queued);
+    assert!(store.task_end(&order(&run, "a", None)).unwrap().is_none());
+    let me = store.register_worker(&spec("w", &[])).unwrap();
+    let claims = store.claim_hosts(me.id, "w", &[], 1).unwrap();
+    // Queued again while claimed: the worker goes on, and its end comes after the tip.
+    let held = store.queue_host(&order(&run, "a", None)).unwrap();
+    assert_eq!(held.state, AssignmentState::Claimed);
+    let end = store
+        .append_fenced(&claims[0], "w", finished(&claims[0]))
+        .unwrap();
+    assert!(end.seq > held.after);
+    let again = store.queue_host(&order(&run, "a", None)).unwrap();
+    assert_eq!(again.id, first.id);
+    assert_eq!(
+        again.state,
+        AssignmentState::Done,
+        "handed out a second time"
+    );
+    assert!(again.after >= end.seq);
+    assert!(store.claim_hosts(me.id, "w", &[], 1).unwrap().is_empty());
+    let recorded = store.task_end(&order(&run, "a", None)).unwrap().unwrap();
+    assert_eq!(recorded.seq, end.seq);
+    assert!(matches!(recorded.fact, Fact::HostFinished(_)));
+    store.requeue(again.id).unwrap();
+    assert_eq!(
+        hosts_of(&store.claim_hosts(me.id, "w", &[], 1).unwrap()),
+        ["a"]
+    );
+}
+
+/// No fact of a run lands after its `run_finished`: the finish commit withdraws the tasks
+/// still queued or claimed, so a worker's fence no longer holds and nothing is claimed.
+#[test]
+fn the_end_of_a_run_closes_its_tasks() {
+    let pg = cluster();
+    let store = open(&pg.url(), Duration::from_secs(60));
+    let log = AuditLog::from(open(&pg.url(), Duration::from_secs(60)));
+    let run = begin_run(&pg, run_started("p", &["a", "b"]));
+    store.queue_host(&order(&run, "a", None)).unwrap();
+    let me = store.register_worker(&spec("w", &[])).unwrap();
+    let claims = store.claim_hosts(me.id, "w", &[], 1).unwrap();
+    store.queue_host(&order(&run, "b", None)).unwrap();
+    log.finish_run(
+        &run,
+        RunFinished {
+            status: RunStatus::Aborted,
+            duration_ms: 1,
+        },
+    )
+    .unwrap();
+    let late = store.append_fenced(&claims[0], "w", step_intent("a", "s"));
+    assert!(
+        matches!(late, Err(AuditError::ClaimLost { .. })),
+        "recorded after run_finished: {late:?}"
+    );
+    assert!(store.claim_hosts(me.id, "w", &[], 5).unwrap().is_empty());
+    let last = log.run_records(&run).unwrap().pop().unwrap();
+    assert!(matches!(last.fact, Fact::RunFinished(_)), "{last:?}");
 }

@@ -17,7 +17,7 @@
 //! went up past the bars and erased the last lines printed (the last wave's results and its
 //! summary; tests/live_display.rs).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -102,6 +102,8 @@ pub struct Monitor<'c> {
     waves: HashMap<String, ProgressBar>,
     hosts: HashMap<String, ProgressBar>,
     pause: Option<Soak>,
+    /// What the overall bar counts.
+    tally: HostTally,
     /// Stop at `run_finished` (the Ctrl-C handler's sender outlives the run), unless the
     /// events come through a relay that closes the stream itself ([`Monitor::until_closed`]).
     stop_at_run_finished: bool,
@@ -133,6 +135,7 @@ impl<'c> Monitor<'c> {
             waves: HashMap::new(),
             hosts: HashMap::new(),
             pause: None,
+            tally: HostTally::default(),
             stop_at_run_finished: true,
             _bars: bars,
         }
@@ -142,6 +145,13 @@ impl<'c> Monitor<'c> {
     /// that passes facts on after the run's end and then closes the stream.
     pub fn until_closed(mut self) -> Self {
         self.stop_at_run_finished = false;
+        self
+    }
+
+    /// The overall bar counts `hosts` host ends: every host of every wave of the plan
+    /// ([`HostTally`]), rather than the run's hosts.
+    pub fn hosts_in_waves(mut self, hosts: u64) -> Self {
+        self.tally.planned = Some(hosts);
         self
     }
 
@@ -217,9 +227,10 @@ impl<'c> Monitor<'c> {
     }
 
     fn bars(&mut self, fact: &Fact) {
+        let counted = self.tally.on(fact);
         match fact {
-            Fact::RunStarted(started) => {
-                let bar = self.multi.add(ProgressBar::new(started.hosts.len() as u64));
+            Fact::RunStarted(_) => {
+                let bar = self.multi.add(ProgressBar::new(self.tally.total));
                 bar.set_style(style(
                     "{prefix:>12.bold} [{bar:40}] {pos}/{len} hosts  {elapsed}",
                 ));
@@ -257,11 +268,13 @@ impl<'c> Monitor<'c> {
                     // Out of the display before it is dropped (see the module doc).
                     self.multi.remove(&bar);
                 }
-                if let Some(bar) = self.waves.get(&h.wave) {
-                    bar.inc(1);
-                }
-                if let Some(bar) = &self.overall {
-                    bar.inc(1);
+                if counted {
+                    if let Some(bar) = self.waves.get(&h.wave) {
+                        bar.inc(1);
+                    }
+                    if let Some(bar) = &self.overall {
+                        bar.inc(1);
+                    }
                 }
             }
             Fact::WaveDecided(w) => {
@@ -295,6 +308,43 @@ impl<'c> Monitor<'c> {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// The overall bar's arithmetic: hosts' ends in the plan's waves, out of every host of every
+/// wave (a host in several stages once per stage). The `host_finished` of the `run_once`
+/// pseudo-wave is not one: a worker records it at the end of every `run_once` task, and one
+/// process for a host it cannot reach; the host's waves are still to come, and a host that
+/// `delegate:` names outside the targets has none (it is among the run's hosts, which the
+/// count therefore does not use when the monitor knows the plan's waves).
+#[derive(Debug, Default)]
+struct HostTally {
+    /// Every host of every wave, when the monitor was told ([`Monitor::hosts_in_waves`]).
+    planned: Option<u64>,
+    total: u64,
+    done: u64,
+    /// The waves seen starting: only a host's end in one of them counts.
+    waves: HashSet<String>,
+}
+
+impl HostTally {
+    /// Takes `fact` into account; `true` when it is a host's end that counts.
+    fn on(&mut self, fact: &Fact) -> bool {
+        match fact {
+            Fact::RunStarted(started) => {
+                self.total = self.planned.unwrap_or(started.hosts.len() as u64);
+                false
+            }
+            Fact::WaveStarted(w) => {
+                self.waves.insert(w.wave.clone());
+                false
+            }
+            Fact::HostFinished(h) if self.waves.contains(&h.wave) => {
+                self.done += 1;
+                true
+            }
+            _ => false,
         }
     }
 }
@@ -341,5 +391,92 @@ pub fn clock(d: Duration) -> String {
         format!("{}m{:02}s", s / 60, s % 60)
     } else {
         format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use serde_json::json;
+    use sluice_model::Fact;
+
+    use super::HostTally;
+
+    fn fact(value: serde_json::Value) -> Fact {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn run_started(hosts: &[&str]) -> Fact {
+        fact(json!({
+            "kind": "run_started", "run_kind": "apply", "operator": "op", "controller": "c",
+            "sluice_version": "0", "plan_name": "p", "ticket": null, "plan_hash": "h",
+            "command_line": [], "hosts": hosts, "waves": ["all"]
+        }))
+    }
+
+    fn wave_started(hosts: &[&str]) -> Fact {
+        fact(json!({
+            "kind": "wave_started", "wave": "all", "index": 0, "hosts": hosts,
+            "concurrency": 2, "budget": "0", "max_failed": 0
+        }))
+    }
+
+    fn host_finished(wave: &str, host: &str) -> Fact {
+        fact(json!({
+            "kind": "host_finished", "wave": wave, "host": host, "outcome": "ok",
+            "duration_ms": 1, "error": null
+        }))
+    }
+
+    /// Feeds `facts` to a tally told the plan's waves hold `planned` hosts; checks that the
+    /// count never passes its end and ends there.
+    fn check(planned: u64, facts: &[Fact]) {
+        let mut tally = HostTally {
+            planned: Some(planned),
+            ..HostTally::default()
+        };
+        for fact in facts {
+            tally.on(fact);
+            assert!(
+                tally.done <= tally.total,
+                "{}/{} after {fact:?}",
+                tally.done,
+                tally.total
+            );
+        }
+        assert_eq!((tally.done, tally.total), (planned, planned));
+    }
+
+    /// A `run_once` step with `delegate: db` (not a target): `db` is among the run's (leased)
+    /// hosts but in no wave.
+    #[test]
+    fn a_host_delegated_outside_the_targets_is_not_waited_for() {
+        // In one process the run_once steps end without a `host_finished`.
+        check(
+            2,
+            &[
+                run_started(&["web1", "web2", "db"]),
+                wave_started(&["web1", "web2"]),
+                host_finished("all", "web1"),
+                host_finished("all", "web2"),
+            ],
+        );
+    }
+
+    /// `delegate: web2` (a target): under `--workers` its run_once task ends with a
+    /// `host_finished` of the pseudo-wave, which is not a host done.
+    #[test]
+    fn the_end_of_a_delegated_run_once_task_on_a_worker_is_not_a_host_done() {
+        check(
+            2,
+            &[
+                run_started(&["web1", "web2"]),
+                host_finished("run-once", "web2"),
+                wave_started(&["web1", "web2"]),
+                host_finished("all", "web1"),
+                host_finished("all", "web2"),
+            ],
+        );
     }
 }

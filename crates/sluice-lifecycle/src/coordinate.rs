@@ -13,22 +13,28 @@
 //!   host's task (`host_finished`, also of a `run_once` task, `host_rolled_back`,
 //!   `host_needs_operator`) wakes the waiting scheduler with the outcome and the steps that ran
 //!   (every `step_intent` of the host).
+//! - **A resumed run**: a task queued before is queued again unless a worker holds it, and its
+//!   end must be one recorded after this queueing (an earlier claim's end is not this one's).
+//!   A task a live worker held when the run was resumed (its steps left to it, see
+//!   `crate::resume::leave_to_workers`) and that ended since is not handed out again: its
+//!   recorded end is the result, as the dead coordinator would have taken it. So no host is
+//!   handed out twice, and no worker records a host's facts after `run_finished`.
 //! - **Stops**: the run's soft or hard stop is written to its assignments
 //!   (`PgStore::request_stop`), which the workers read; a host no worker claimed yet is withdrawn.
 //! - **Pinned hosts**: a host waiting for a label no live worker serves is said so once (a
 //!   recorded `waiting_for_worker` decision); it waits until one starts, or Ctrl-C.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sluice_audit::AuditLog;
-use sluice_audit::pg::{AssignmentState, HostOrder};
+use sluice_audit::pg::{AssignmentState, HeldHost, HostOrder, Queued};
+use sluice_audit::{AuditLog, Record};
 use sluice_exec::dispatch::{RemoteFuture, RemoteHosts, RemoteOrder, RemoteResult};
 use sluice_exec::shutdown::StopListener;
 use sluice_exec::{Emitter, Shutdown};
 use sluice_model::{Decision, Fact, HostOutcome, RollbackOutcome, WorkerTask};
-use tokio::sync::oneshot;
+use tokio::sync::mpsc;
 
 use crate::error::LifecycleError;
 
@@ -50,7 +56,9 @@ struct Tail {
     shown_from: u64,
     /// Steps of each host with an intent recorded, by any worker.
     ran: HashMap<String, BTreeSet<String>>,
-    waiting: HashMap<Key, oneshot::Sender<Fact>>,
+    /// Every fact that may end a waited-for task, with its sequence number: the waiter tells an
+    /// earlier claim's end from its own.
+    waiting: HashMap<Key, mpsc::UnboundedSender<(u64, Fact)>>,
 }
 
 struct Shared {
@@ -60,6 +68,11 @@ struct Shared {
     /// The run's stop: a host that needs the operator stops the run for them.
     shutdown: Shutdown,
     tail: Mutex<Tail>,
+    /// Held while the run's new records are read: the poll and a task that must see every
+    /// record up to its end read them one at a time, so none is passed on twice.
+    reading: Mutex<()>,
+    /// The tasks live workers held when the run was resumed (none for a new run).
+    held: HashSet<Key>,
     /// When a live worker serving each label (`None`: any worker) was last seen: a host that
     /// waits within [`LABEL_CHECK`] of it is not checked again (with thousands of hosts queued
     /// at once, two queries each would hold the coordinator's connection for seconds).
@@ -80,12 +93,14 @@ impl Drop for StoreWorkers {
 
 impl StoreWorkers {
     /// Starts the poll of `run`'s records (refused on a redb store). `events` is the run's
-    /// stream the workers' facts are shown in; `shutdown` the run's stop, passed on to workers.
+    /// stream the workers' facts are shown in; `shutdown` the run's stop, passed on to workers;
+    /// `held` the tasks live workers held when the run was resumed (read before its records).
     pub fn start(
         log: Arc<AuditLog>,
         run: &str,
         events: Emitter,
         shutdown: Shutdown,
+        held: &[HeldHost],
     ) -> Result<StoreWorkers, LifecycleError> {
         let shown_from = log.postgres("--workers")?.tip_seq()?;
         let shared = Arc::new(Shared {
@@ -97,6 +112,11 @@ impl StoreWorkers {
                 shown_from,
                 ..Tail::default()
             }),
+            reading: Mutex::new(()),
+            held: held
+                .iter()
+                .map(|h| (h.task, h.wave.clone(), h.host.clone()))
+                .collect(),
             served: Mutex::default(),
         });
         let poll = tokio::spawn(poll(shared.clone(), shutdown.subscribe()));
@@ -119,6 +139,10 @@ impl Shared {
 
     /// Reads the records after the last one read; passes each on.
     fn read_new(&self) -> Result<(), sluice_audit::AuditError> {
+        let _reading = self
+            .reading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let last = self.tail().last;
         let records = self
             .log
@@ -139,9 +163,9 @@ impl Shared {
             self.events.emit(record.fact.clone());
             if let Some(waiter) = ends(&record.fact)
                 .into_iter()
-                .find_map(|key| tail.waiting.remove(&key))
+                .find_map(|key| tail.waiting.get(&key))
             {
-                let _ = waiter.send(record.fact);
+                let _ = waiter.send((record.seq, record.fact));
             }
         }
         Ok(())
@@ -288,12 +312,79 @@ impl RemoteHosts for StoreWorkers {
     }
 }
 
+/// Runs a call of the store off the runtime's threads; an error as its message.
+async fn in_store<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, sluice_audit::AuditError> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+}
+
+/// A task's place among the waiting ones, given up however its wait ends.
+struct Waiting {
+    shared: Arc<Shared>,
+    key: Key,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.shared.tail().waiting.remove(&self.key);
+    }
+}
+
+/// What a resumed coordinator makes of a task queued before that has ended.
+enum Earlier {
+    /// A live worker held it at the resume: its recorded end is the result.
+    Ended(RemoteResult),
+    /// Handed out again (replayed by a worker from the journal); its end comes after `after`.
+    Again { after: u64 },
+}
+
+/// A task queued before whose end is recorded (`done`, `blocked`): see the module
+/// documentation. `queued` is what queueing it found.
+async fn ended_before(
+    shared: &Arc<Shared>,
+    order: &RemoteOrder,
+    row: HostOrder,
+    queued: Queued,
+) -> Result<Earlier, String> {
+    let key = (order.task, order.wave.clone(), order.host.clone());
+    let log = shared.log.clone();
+    let end: Option<Record> = in_store(move || log.postgres("--workers")?.task_end(&row)).await?;
+    match end {
+        Some(end) if shared.held.contains(&key) => {
+            // Every record up to its end read first: the steps that ran are the result's.
+            let reader = shared.clone();
+            in_store(move || reader.read_new()).await?;
+            if end.seq <= shared.tail().shown_from {
+                // Recorded before this coordinator started: the poll does not show it.
+                shared.events.emit(end.fact.clone());
+            }
+            Ok(Earlier::Ended(shared.result_of(order, end.fact).await))
+        }
+        end => {
+            let log = shared.log.clone();
+            in_store(move || log.postgres("--workers")?.requeue(queued.id)).await?;
+            let ended_at = end.map_or(0, |r| r.seq);
+            Ok(Earlier::Again {
+                after: queued.after.max(ended_at),
+            })
+        }
+    }
+}
+
 /// Queues `order` and waits for the fact that ends it (see the module documentation).
 async fn wait_for(shared: Arc<Shared>, order: RemoteOrder, mut stop: StopListener) -> RemoteResult {
     let key = (order.task, order.wave.clone(), order.host.clone());
-    let (tx, mut ended) = oneshot::channel();
+    let (tx, mut ended) = mpsc::unbounded_channel();
     // Waiting before it is queued: its end cannot be read before the waiter is there.
     shared.tail().waiting.insert(key.clone(), tx);
+    let _waiting = Waiting {
+        shared: shared.clone(),
+        key,
+    };
     let row = HostOrder {
         run: shared.run.clone(),
         task: order.task,
@@ -301,20 +392,30 @@ async fn wait_for(shared: Arc<Shared>, order: RemoteOrder, mut stop: StopListene
         host: order.host.clone(),
         label: order.label.clone(),
     };
-    let log = shared.log.clone();
-    let queued = tokio::task::spawn_blocking(move || log.postgres("--workers")?.queue_host(&row))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
-    let id = match queued {
-        Ok(id) => id,
+    let (log, queued_row) = (shared.log.clone(), row.clone());
+    let queued = match in_store(move || log.postgres("--workers")?.queue_host(&queued_row)).await {
+        Ok(queued) => queued,
         Err(why) => {
-            shared.tail().waiting.remove(&key);
             return failed(
                 &order,
                 format!("cannot hand the host to the workers: {why}"),
             );
         }
+    };
+    let (id, after) = match queued.state {
+        AssignmentState::Done | AssignmentState::Blocked => {
+            match ended_before(&shared, &order, row, queued).await {
+                Ok(Earlier::Ended(result)) => return result,
+                Ok(Earlier::Again { after }) => (queued.id, after),
+                Err(why) => {
+                    return failed(
+                        &order,
+                        format!("cannot hand the host to the workers again: {why}"),
+                    );
+                }
+            }
+        }
+        _ => (queued.id, queued.after),
     };
     // A rollback runs after a soft stop, as in one process: only forward steps are withdrawn.
     let mut may_withdraw = order.task != WorkerTask::Undo;
@@ -322,9 +423,11 @@ async fn wait_for(shared: Arc<Shared>, order: RemoteOrder, mut stop: StopListene
     let mut hard = stop.clone();
     loop {
         tokio::select! {
-            fact = &mut ended => match fact {
-                Ok(fact) => return shared.result_of(&order, fact).await,
-                Err(_) => return failed(&order, "the coordinator stopped reading the run".into()),
+            fact = ended.recv() => match fact {
+                Some((seq, fact)) if seq > after => return shared.result_of(&order, fact).await,
+                // An earlier claim's end (recorded before this queueing): not this task's.
+                Some(_) => {}
+                None => return failed(&order, "the coordinator stopped reading the run".into()),
             },
             _ = stop.soft(), if may_withdraw => {
                 may_withdraw = false;
@@ -334,12 +437,10 @@ async fn wait_for(shared: Arc<Shared>, order: RemoteOrder, mut stop: StopListene
                 })
                 .await;
                 if matches!(withdrawn, Ok(Ok(true))) {
-                    shared.tail().waiting.remove(&key);
                     return RemoteResult::default();
                 }
             }
             _ = hard.hard() => {
-                shared.tail().waiting.remove(&key);
                 let mut result = failed(&order, "abandoned by a second Ctrl-C: its worker was told to abandon it; its outcome is unknown".into());
                 result.outcome = Some(HostOutcome::Unknown);
                 result.ran = shared.ran(&order.host);

@@ -57,6 +57,9 @@ pub struct RecordedRun {
     /// Hand the hosts to workers through the shared store (`--workers`; see
     /// [`crate::coordinate`]) instead of running them in this process.
     pub workers: bool,
+    /// With `workers`, for a resumed run: the tasks live workers held when it was resumed
+    /// (`crate::resume::Resumable::held`); their ends are theirs, not handed out again.
+    pub held: Vec<sluice_audit::pg::HeldHost>,
 }
 
 /// How a recorded run ended.
@@ -108,9 +111,17 @@ impl RecordedRun {
             max_batch,
             gate_policy,
             workers,
+            held,
         } = self;
         if workers {
-            match StoreWorkers::start(log.clone(), &run_id, events.clone(), shutdown.clone()) {
+            let started = StoreWorkers::start(
+                log.clone(),
+                &run_id,
+                events.clone(),
+                shutdown.clone(),
+                &held,
+            );
+            match started {
                 Ok(dispatch) => options.workers = Some(Workers(Arc::new(dispatch))),
                 Err(e) => {
                     // Nothing ran: the leases go, the run stays unfinished (resumable).

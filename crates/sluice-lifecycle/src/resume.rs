@@ -5,6 +5,11 @@
 //! did ([`sluice_exec::prior::Prior`]); [`leave_to_workers`] leaves the steps in flight on live
 //! workers to them (a run handed to workers); [`take_over`] re-takes the leases and records
 //! `run_resumed` (and the operator's choice for UNKNOWN steps) in one commit.
+//!
+//! The hosts live workers hold are read before the run's records: a host that ends in between
+//! is then both held and, in the records, done, and the resumed coordinator takes its recorded
+//! end instead of handing it out again (`crate::coordinate`). Read the other way round, a host
+//! that ended in between would look in flight in the records and held by nobody.
 
 use sluice_audit::pg::HeldHost;
 use sluice_audit::{AuditError, AuditLog, LeaseHolder, Record, Redactor};
@@ -24,23 +29,30 @@ pub struct Resumable {
     pub run_id: String,
     pub artifact: PlanArtifact,
     pub prior: Prior,
+    /// The run's tasks live workers held, read before its records (PostgreSQL; none on a
+    /// local store).
+    pub held: Vec<HeldHost>,
 }
 
 /// Reads the run `run` for a resume, refusing what cannot be resumed.
 pub fn load(log: &AuditLog, run: &str) -> Result<Resumable, LifecycleError> {
-    let records = resumable_records(log, run)?;
+    let (held, records) = resumable_records(log, run)?;
     let artifact = stored_artifact(log, run, &records)?;
     let prior = Prior::read(&artifact, records.iter().map(|r| &r.fact));
     Ok(Resumable {
         run_id: run.to_string(),
         artifact,
         prior,
+        held,
     })
 }
 
-/// The run's records, once it is known to be a run that can be resumed: it exists, it has not
-/// finished, and no live process holds its leases.
-fn resumable_records(log: &AuditLog, run: &str) -> Result<Vec<Record>, LifecycleError> {
+/// The hosts live workers hold and then the run's records, once it is known to be a run that
+/// can be resumed: it exists, it has not finished, and no live process holds its leases.
+fn resumable_records(
+    log: &AuditLog,
+    run: &str,
+) -> Result<(Vec<HeldHost>, Vec<Record>), LifecycleError> {
     if sluice_audit::is_plan_run(run) {
         return Err(LifecycleError::NotARun {
             run: run.to_string(),
@@ -65,6 +77,11 @@ fn resumable_records(log: &AuditLog, run: &str) -> Result<Vec<Record>, Lifecycle
             expires_at: live.expires_at,
         });
     }
+    // Before the records: see the module documentation.
+    let held = match log.postgres("resume") {
+        Ok(pg) => pg.held_hosts(run)?,
+        Err(_) => Vec::new(),
+    };
     let records = log.run_records(run)?;
     let kind = records.iter().find_map(|r| match &r.fact {
         Fact::RunStarted(s) => Some(s.run_kind),
@@ -76,7 +93,7 @@ fn resumable_records(log: &AuditLog, run: &str) -> Result<Vec<Record>, Lifecycle
             kind,
         });
     }
-    Ok(records)
+    Ok((held, records))
 }
 
 /// The plan artifact stored for the run, checked against the run's recorded plan hash.
@@ -116,19 +133,15 @@ fn stored_artifact(
 }
 
 /// Hosts of a run handed to workers whose coordinator died and that live workers still hold
-/// (PostgreSQL store; none on a local store). With `workers`, their steps in flight are left
-/// to those workers (not UNKNOWN: the resumed coordinator waits for their results); without,
-/// the resume is refused, as it would run them a second time beside the workers. Returns the
-/// hosts held.
+/// (PostgreSQL store; none on a local store), as [`load`] read them. With `workers`, their
+/// steps in flight are left to those workers (not UNKNOWN: the resumed coordinator waits for
+/// their results); without, the resume is refused, as it would run them a second time beside
+/// the workers. Returns the hosts held.
 pub fn leave_to_workers(
-    log: &AuditLog,
     resumable: &mut Resumable,
     workers: bool,
 ) -> Result<Vec<HeldHost>, LifecycleError> {
-    let Ok(pg) = log.postgres("resume") else {
-        return Ok(Vec::new());
-    };
-    let held = pg.held_hosts(&resumable.run_id)?;
+    let held = resumable.held.clone();
     if held.is_empty() {
         return Ok(held);
     }
@@ -169,6 +182,7 @@ pub fn decide(
         run_id,
         artifact,
         prior,
+        ..
     } = resumable;
     let unknown = prior.unknown().to_vec();
     let asked: Vec<UnknownStep> = prior.needs_choice().into_iter().cloned().collect();

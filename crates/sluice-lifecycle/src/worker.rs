@@ -251,7 +251,8 @@ impl Worker {
                 Err(why) => {
                     let why = format!("worker {}: {why}", self.name());
                     tracing::warn!("{why}");
-                    end_unrun(&self.log, &claim, self.name(), why).await;
+                    let stage = started_stage_of(&self.log, &claim).await;
+                    end_unrun(&self.log, &claim, self.name(), why, stage).await;
                     continue;
                 }
             };
@@ -347,9 +348,32 @@ fn load_artifact(log: &AuditLog, run: &str) -> Result<PlanArtifact, String> {
     Ok(artifact)
 }
 
+/// The stage of a claimed task's wave when the run's plan cannot be read: a wave of a plan with
+/// stages is named `STAGE/NAME` (`STAGE/run-once` for its pseudo-wave), and the coordinator
+/// records `stage_started` before it hands out a host of the stage. A plan without stages may
+/// name a wave `a/b`, so the prefix counts only as a stage the run started.
+async fn started_stage_of(log: &Arc<AuditLog>, claim: &Claim) -> Option<String> {
+    let (prefix, _) = claim.order.wave.split_once('/')?;
+    let (log, run, prefix) = (log.clone(), claim.order.run.clone(), prefix.to_string());
+    tokio::task::spawn_blocking(move || {
+        let started = log.postgres("sluice worker")?.started_stages(&run)?;
+        Ok::<_, sluice_audit::AuditError>(started.contains(&prefix).then_some(prefix))
+    })
+    .await
+    .ok()?
+    .ok()?
+}
+
 /// Ends a claimed host this worker cannot run (no plan, no secrets): it fails (or its undo
 /// does), with the reason, so the coordinator's budget and rollback decide as for any failure.
-async fn end_unrun(log: &Arc<AuditLog>, claim: &Claim, worker: &str, why: String) {
+/// `stage` is the stage of its wave, which its `host_finished` names as every host's does.
+async fn end_unrun(
+    log: &Arc<AuditLog>,
+    claim: &Claim,
+    worker: &str,
+    why: String,
+    stage: Option<String>,
+) {
     let fact = match claim.order.task {
         WorkerTask::Host | WorkerTask::Once => Fact::HostFinished(HostFinished {
             wave: claim.order.wave.clone(),
@@ -357,7 +381,7 @@ async fn end_unrun(log: &Arc<AuditLog>, claim: &Claim, worker: &str, why: String
             outcome: HostOutcome::Failed,
             duration_ms: 0,
             error: Some(format!("worker: {why}")),
-            stage: None,
+            stage,
         }),
         WorkerTask::Undo => Fact::HostRolledBack(HostRolledBack {
             wave: claim.order.wave.clone(),
@@ -391,7 +415,8 @@ impl HostJob {
             Ok(secrets) => secrets.clone(),
             Err(why) => {
                 let why = format!("worker {}: {why}", self.worker);
-                end_unrun(&self.log, &self.claim, &self.worker, why).await;
+                let (_, stage) = self.kit.plan.for_wave(&self.claim.order.wave);
+                end_unrun(&self.log, &self.claim, &self.worker, why, stage).await;
                 return claim;
             }
         };

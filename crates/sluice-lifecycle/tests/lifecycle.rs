@@ -53,6 +53,7 @@ async fn apply(
     let events = Emitter::new(&run_id, tx);
     let run = RecordedRun {
         workers: false,
+        held: Vec::new(),
         log: log.clone(),
         run_id: run_id.clone(),
         opening: Fact::RunStarted(started.fact),

@@ -1,6 +1,7 @@
 //! docs/json-events.md against the types: the vocabulary tables are the generated ones, every
-//! fact kind has its section and no section names a kind that does not exist, and every example
-//! line is an event of its section's kind whose fields are exactly the type's.
+//! fact kind has its section and no section names a kind that does not exist, every example
+//! line is an event of its section's kind whose fields are exactly the type's, and
+//! `Fact::host` of every example is its top-level `host` field.
 
 // Tests may unwrap: a panic is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -122,4 +123,35 @@ fn every_value_of_every_vocabulary_is_in_the_document() {
             "{vocabulary}::{value} is not listed in docs/json-events.md"
         );
     }
+}
+
+/// `Fact::host` (what the PostgreSQL store files a record under) is the serialized fact's
+/// top-level `host`, for every kind: each example is checked as every kind whose payload it
+/// fills (the kinds a section groups share theirs), and every kind must have been checked, so
+/// a kind added without its answer in `Fact::host` fails.
+#[test]
+fn the_host_of_every_fact_is_its_top_level_host_field() {
+    let mut checked = BTreeSet::new();
+    for (kinds, examples) in sections(&doc()) {
+        for line in examples {
+            let mut value: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("{kinds:?}: not JSON ({e}): {line}"));
+            for kind in Fact::KINDS {
+                value["kind"] = serde_json::Value::from(*kind);
+                // A kind whose payload the example does not fill is checked by another.
+                let Ok(fact) = serde_json::from_value::<Fact>(value.clone()) else {
+                    continue;
+                };
+                let wire = serde_json::to_value(&fact).expect("a fact serializes");
+                assert_eq!(
+                    fact.host(),
+                    wire.get("host").and_then(|h| h.as_str()),
+                    "{kind}: {line}"
+                );
+                checked.insert(fact.kind());
+            }
+        }
+    }
+    let all: BTreeSet<&str> = Fact::KINDS.iter().copied().collect();
+    assert_eq!(checked, all, "kinds without an example to check");
 }

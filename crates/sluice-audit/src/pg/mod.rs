@@ -11,7 +11,8 @@
 //!   leases and resume are written once for both backends (`crate::store_tx`).
 //! - `read.rs`: the queries, `verify` and `export`; `import.rs`: `sluice store migrate`.
 //! - `worker.rs`: workers (`sluice worker`) and their heartbeat; `shard.rs`: hosts of a run
-//!   handed to workers (queued, claimed, fenced records, take-over).
+//!   handed to workers (claimed, fenced records, take-over); `queue.rs`: the coordinator's side
+//!   of them (queued, their ends, withdrawn, closed with the run).
 //!
 //! **Invariant:** every write transaction starts by locking the one row of `sluice.chain_tip`
 //! (`SELECT … FOR UPDATE`), so writers from every controller are serialised and the chain
@@ -23,6 +24,7 @@ mod conn;
 mod heartbeat;
 mod import;
 mod lease;
+mod queue;
 mod read;
 mod schema;
 mod shard;
@@ -34,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+pub use queue::{Queued, ends_wait};
 pub use schema::SCHEMA_VERSION;
 pub use shard::{AssignmentState, Claim, Fence, FencedEntry, HostOrder, StopRequest, ends_task};
 pub use url::StoreUrl;

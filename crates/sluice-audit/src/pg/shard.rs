@@ -1,8 +1,9 @@
 //! Hosts of a run handed to workers (`sluice apply --workers`, `sluice worker`): one row of
 //! `sluice.assignments` per (run, task, wave, host).
 //!
-//! - The coordinator **queues** a host when its wave scheduler starts it ([`PgStore::queue_host`]):
-//!   it does so only holding a free slot with the wave's budget not spent, so the row is the
+//! - The coordinator **queues** a host when its wave scheduler starts it
+//!   ([`PgStore::queue_host`], in `queue.rs` with the rest of the coordinator's side): it does
+//!   so only holding a free slot with the wave's budget not spent, so the row is the
 //!   reservation of the right to start the host, exactly as a slot is in one process.
 //! - A worker **claims** queued hosts ([`PgStore::claim_hosts`]): `SELECT … FOR UPDATE SKIP
 //!   LOCKED` on the assignments, in the write transaction that records a `host_claimed` fact per
@@ -21,8 +22,7 @@
 //!   `records.host`), not the whole run: a claim costs the same at 60 hosts and at 100,000.
 //! - The coordinator learns results by reading the run's records after a sequence number
 //!   ([`PgStore::run_records_after`]); a stop it requests ([`PgStore::request_stop`]) is read by
-//!   the workers ([`PgStore::stop_requests`]); it withdraws a host nobody claimed yet
-//!   ([`PgStore::withdraw_host`]).
+//!   the workers ([`PgStore::stop_requests`]).
 //!
 //! Every write here that records a fact holds the chain's tip lock first, like every write of
 //! the store; claims, fenced records and take-overs are therefore serialised with one another.
@@ -97,7 +97,7 @@ impl AssignmentState {
         }
     }
 
-    fn parse(text: &str) -> Option<AssignmentState> {
+    pub(super) fn parse(text: &str) -> Option<AssignmentState> {
         [
             AssignmentState::Queued,
             AssignmentState::Claimed,
@@ -193,81 +193,6 @@ impl PgTx<'_> {
 }
 
 impl PgStore {
-    /// Queues `order` for the workers; returns the assignment's id. A host queued before (a
-    /// resumed coordinator) is queued again unless a worker still holds it (a live worker goes
-    /// on; a dead one's claim is taken over as usual).
-    pub fn queue_host(&self, order: &HostOrder) -> Result<i64, AuditError> {
-        self.with_client(|conn| {
-            let rows = conn.query(
-                "INSERT INTO sluice.assignments (run, task, wave, host, label, state)
-                 VALUES ($1, $2, $3, $4, $5, 'queued')
-                 ON CONFLICT (run, task, wave, host) DO UPDATE SET
-                     state = CASE WHEN sluice.assignments.state = 'claimed' THEN 'claimed'
-                                  ELSE 'queued' END,
-                     label = excluded.label, stop = 0, queued_at = now()
-                 RETURNING id",
-                &[
-                    &order.run,
-                    &order.task.as_str(),
-                    &order.wave,
-                    &order.host,
-                    &order.label,
-                ],
-            )?;
-            Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or_default())
-        })
-    }
-
-    /// Withdraws a queued host nobody claimed yet (the run is stopping); `false` when a worker
-    /// holds it already (it then runs to its end).
-    pub fn withdraw_host(&self, id: i64) -> Result<bool, AuditError> {
-        self.with_client(|conn| {
-            Ok(!conn
-                .query(
-                    "UPDATE sluice.assignments SET state = 'withdrawn'
-                     WHERE id = $1 AND state = 'queued' RETURNING id",
-                    &[&id],
-                )?
-                .is_empty())
-        })
-    }
-
-    /// Where assignment `id` stands.
-    pub fn assignment_state(&self, id: i64) -> Result<Option<AssignmentState>, AuditError> {
-        self.with_client(|conn| {
-            let rows = conn.query("SELECT state FROM sluice.assignments WHERE id = $1", &[&id])?;
-            Ok(rows
-                .first()
-                .and_then(|r| AssignmentState::parse(&r.get::<_, String>(0))))
-        })
-    }
-
-    /// Whether a live worker serves `label` (any live worker for an unpinned host).
-    pub fn live_worker_for(&self, label: Option<&str>) -> Result<bool, AuditError> {
-        self.with_client(|conn| {
-            let rows = conn.query(
-                "SELECT 1 FROM sluice.workers
-                 WHERE stopped_at IS NULL AND expires_at > now()
-                   AND ($1::text IS NULL OR $1 = ANY(labels)) LIMIT 1",
-                &[&label],
-            )?;
-            Ok(!rows.is_empty())
-        })
-    }
-
-    /// The coordinator stops the run's hosts (`level` 1: no new step, 2: abandon commands in
-    /// flight), as Ctrl-C stops the hosts of one process.
-    pub fn request_stop(&self, run: &str, level: i32) -> Result<(), AuditError> {
-        self.with_client(|conn| {
-            conn.query(
-                "UPDATE sluice.assignments SET stop = greatest(stop, $2)
-                 WHERE run = $1 AND state IN ('queued', 'claimed')",
-                &[&run, &level],
-            )
-            .map(|_| ())
-        })
-    }
-
     /// The stops requested of these assignments (those with none are left out).
     pub fn stop_requests(&self, ids: &[i64]) -> Result<Vec<StopRequest>, AuditError> {
         self.with_client(|conn| {
@@ -515,23 +440,6 @@ impl PgStore {
         })
     }
 
-    /// The records of `run` after sequence number `after`, in order (the coordinator's poll);
-    /// the plan artifact is left out (the coordinator has it, and at 100,000 hosts it is a
-    /// record of hundreds of megabytes).
-    pub fn run_records_after(&self, run: &str, after: u64) -> Result<Vec<Record>, AuditError> {
-        let after = i64::try_from(after).unwrap_or(i64::MAX);
-        self.with_client(|conn| {
-            conn.query(
-                "SELECT seq, body FROM sluice.records
-                 WHERE run = $1 AND seq > $2 AND kind <> 'plan_artifact_stored' ORDER BY seq",
-                &[&run, &after],
-            )?
-            .iter()
-            .map(|row| super::read::decode_row(self.name(), row))
-            .collect()
-        })
-    }
-
     /// The plan artifact stored under `plan_hash`, read from its record's text straight into
     /// `T` (a worker's `PlanArtifact`), without the JSON tree [`PgStore::artifact`] builds: at
     /// 100,000 hosts that tree is several times the plan's own size, in every worker.
@@ -562,12 +470,19 @@ impl PgStore {
         Ok(Some(stored.artifact))
     }
 
-    /// The sequence number of the chain's last record.
-    pub fn tip_seq(&self) -> Result<u64, AuditError> {
+    /// The stages of `run` that started (`stage_started`), in order: what a worker that
+    /// cannot read the run's plan tells a stage's wave (`STAGE/NAME`) by.
+    pub fn started_stages(&self, run: &str) -> Result<Vec<String>, AuditError> {
         self.with_client(|conn| {
-            let rows = conn.query("SELECT seq FROM sluice.chain_tip", &[])?;
-            let seq: i64 = rows.first().map(|r| r.get(0)).unwrap_or_default();
-            Ok(u64::try_from(seq).unwrap_or(0))
+            Ok(conn
+                .query(
+                    "SELECT body::json->>'stage' FROM sluice.records
+                     WHERE run = $1 AND kind = 'stage_started' ORDER BY seq",
+                    &[&run],
+                )?
+                .iter()
+                .filter_map(|row| row.get::<_, Option<String>>(0))
+                .collect())
         })
     }
 }

@@ -375,6 +375,10 @@ impl StoreTx for PgTx<'_> {
         self.store.controller()
     }
 
+    fn close_run_tasks(&mut self, run: &str) -> Result<(), AuditError> {
+        super::queue::close_run_tasks(self, run)
+    }
+
     fn leases_of(&self, run: &str) -> Result<Vec<HeldLease>, AuditError> {
         let sql = format!("SELECT {LEASE_COLUMNS} FROM sluice.leases WHERE run = $1 ORDER BY host");
         Ok(self.query(&sql, &[&run])?.iter().map(lease_of).collect())
@@ -447,7 +451,7 @@ impl RecordRows {
         self.seqs.push(seq);
         self.runs.push(record.run.clone());
         self.kinds.push(record.kind());
-        self.hosts.push(record_host(record, &text));
+        self.hosts.push(record_host(record));
         self.bodies.push(text);
     }
 
@@ -491,16 +495,8 @@ impl RunHosts {
     }
 }
 
-/// The host a record speaks of: its fact's top-level `host` field, read from the record's text
-/// exactly as schema version 3 filled the column in for older records. The plan artifact is
-/// skipped: it has no host, and it is the one record that may be megabytes long.
-fn record_host(record: &Record, text: &str) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct TopLevel {
-        host: Option<String>,
-    }
-    if matches!(record.fact, Fact::PlanArtifactStored(_)) {
-        return None;
-    }
-    serde_json::from_str::<TopLevel>(text).ok()?.host
+/// The host a record speaks of: its fact's top-level `host` field ([`Fact::host`]), as schema
+/// version 3 filled the column in for older records from their text.
+fn record_host(record: &Record) -> Option<String> {
+    record.fact.host().map(str::to_string)
 }

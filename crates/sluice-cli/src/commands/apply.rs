@@ -222,6 +222,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         metrics_file: args.metrics_file.clone(),
         exec_per_step: args.exec_per_step,
         workers: args.workers,
+        held: Vec::new(),
     };
     run_recorded(run, console)
 }
@@ -248,6 +249,8 @@ pub(crate) struct Recorded {
     pub exec_per_step: bool,
     /// `--workers`: the hosts run on workers.
     pub workers: bool,
+    /// A resume with `--workers`: the tasks live workers held when it was read.
+    pub held: Vec<sluice_audit::pg::HeldHost>,
 }
 
 impl Recorded {
@@ -465,7 +468,15 @@ async fn execute(
     let relay = tokio::spawn(sluice_notify::relay(rx, shown_tx, notifier));
     let (log, run_id) = (run.log.clone(), run.run_id.clone());
     let shutdown = Shutdown::new();
-    let monitor = Monitor::new(console, Mode::choose(console, run.json)).until_closed();
+    let in_waves = run
+        .artifact
+        .waves
+        .iter()
+        .map(|w| w.hosts.len() as u64)
+        .sum();
+    let monitor = Monitor::new(console, Mode::choose(console, run.json))
+        .until_closed()
+        .hosts_in_waves(in_waves);
     let exec_per_step = run.exec_per_step;
     // Gates are answered by `sluice approve` through the store, or on this terminal if there is
     // one, whichever comes first.
@@ -500,6 +511,7 @@ async fn execute(
         max_batch,
         gate_policy: run.gate_policy,
         workers: run.workers,
+        held: run.held,
     };
     let run = async {
         let finished = recorded.run(events).await;

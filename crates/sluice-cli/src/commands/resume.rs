@@ -69,7 +69,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
     let run_id = args.run.clone();
     let mut resumable = load(&log, &run_id)?;
     // Before the UNKNOWN steps are sorted out: those in flight on live workers are theirs.
-    let held = leave_to_workers(&log, &mut resumable, args.workers)?;
+    let held = leave_to_workers(&mut resumable, args.workers)?;
     let done = resumable.prior.done_steps();
     let choice = match (args.rerun_unknown, args.skip_unknown) {
         (true, _) => Some(UnknownChoice::Rerun),
@@ -158,6 +158,7 @@ pub fn run(args: Args, console: &Console) -> Result<u8, CliError> {
         metrics_file: None,
         exec_per_step: args.exec_per_step,
         workers: args.workers,
+        held,
     };
     apply::run_recorded(run, console)
 }

@@ -125,6 +125,60 @@ facts! {
     HostNeedsOperator(HostNeedsOperator) = "host_needs_operator",
 }
 
+impl Fact {
+    /// The host this fact is about: its top-level `host` field on the wire (a `warning` may
+    /// name one), `None` for facts of the run, its stages and waves. The PostgreSQL store files
+    /// every record under it (`records.host`) without reading the record's JSON back. The match
+    /// names every kind, so a new kind must say whether it has a host (and
+    /// `tests/docs.rs` checks each kind's answer against its documented example).
+    pub fn host(&self) -> Option<&str> {
+        match self {
+            Fact::HostStarted(HostStarted { host, .. })
+            | Fact::HostFinished(HostFinished { host, .. })
+            | Fact::StepIntent(StepIntent { host, .. })
+            | Fact::UndoIntent(StepIntent { host, .. })
+            | Fact::StepResult(StepResult { host, .. })
+            | Fact::UndoResult(StepResult { host, .. })
+            | Fact::StepRetrying(StepRetrying { host, .. })
+            | Fact::ConfirmArmed(ConfirmArmed { host, .. })
+            | Fact::ConfirmResult(ConfirmResult { host, .. })
+            | Fact::HealthResult(HealthResult { host, .. })
+            | Fact::HostRolledBack(HostRolledBack { host, .. })
+            | Fact::StepChecked(StepChecked { host, .. })
+            | Fact::HostChecked(HostChecked { host, .. })
+            | Fact::BackupStarted(BackupStarted { host, .. })
+            | Fact::BackupResult(BackupResult { host, .. })
+            | Fact::HostLeaseTaken(HostLeaseChange { host, .. })
+            | Fact::HostLeaseReleased(HostLeaseChange { host, .. })
+            | Fact::HostLeaseBroken(HostLeaseChange { host, .. })
+            | Fact::HostClaimed(HostClaimed { host, .. })
+            | Fact::HostNeedsOperator(HostNeedsOperator { host, .. }) => Some(host),
+            Fact::Warning(Warning { host, .. }) => host.as_deref(),
+            Fact::RunStarted(_)
+            | Fact::RunResumed(_)
+            | Fact::RunFinished(_)
+            | Fact::PlanArtifactStored(_)
+            | Fact::LeaseTaken(_)
+            | Fact::LeaseReleased(_)
+            | Fact::LeaseBroken(_)
+            | Fact::UnknownStepsResolved(_)
+            | Fact::ApprovalRequested(_)
+            | Fact::Approval(_)
+            | Fact::StageStarted(_)
+            | Fact::StageFinished(_)
+            | Fact::WaveStarted(_)
+            | Fact::WaveDecided(_)
+            | Fact::RollbackStarted(_)
+            | Fact::RollbackFinished(_)
+            | Fact::PauseStarted(_)
+            | Fact::PauseFinished(_)
+            | Fact::PolicyChecked(_)
+            | Fact::Decision(_)
+            | Fact::NotificationFailed(_) => None,
+        }
+    }
+}
+
 /// A (host, step) pair.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct StepRef {

@@ -467,6 +467,17 @@ fn unreachable(target: &HostTarget, reason: &str) -> TransportError {
 mod tests {
     use super::Hop;
 
+    /// Every russh session creates three tokio channels of `Msg` (and one of its private
+    /// `Reply`) and keeps them for its whole life; tokio allocates a channel's first block of 32
+    /// messages up front. With a certificate inline, `Msg` was ~500 bytes: ~16 KiB per channel
+    /// and connected host (issue 14). vendor/russh boxes the large fields (vendor/russh/PATCHED.md);
+    /// this fails if a russh version makes the message large again.
+    #[test]
+    fn russh_channel_messages_stay_small() {
+        let size = std::mem::size_of::<russh::client::Msg>();
+        assert!(size <= 192, "russh::client::Msg is {size} bytes");
+    }
+
     #[test]
     fn jump_specs_parse_like_openssh() {
         let h = Hop::parse("admin@bastion:2222", "me");

@@ -4,6 +4,8 @@
 //! Exit codes are defined in [`exit`] and documented in README.md; [`error::CliError`] is the one
 //! place library errors become messages and codes.
 
+#[cfg(not(feature = "system-allocator"))]
+mod allocator;
 mod commands;
 mod console;
 mod error;
@@ -104,6 +106,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    #[cfg(not(feature = "system-allocator"))]
+    allocator::configure();
     let cli = Cli::parse();
     let verbosity = match (cli.quiet, cli.verbose) {
         (true, _) => Verbosity::Quiet,

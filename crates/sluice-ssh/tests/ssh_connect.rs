@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::collections::HashSet;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -270,4 +271,98 @@ async fn the_passphrase_prompt_is_asked_once_per_key_for_all_connections() {
         assert!(matches!(err, TransportError::IdentityFile { .. }), "{err}");
     }
     assert_eq!(asked.load(Ordering::SeqCst), 1);
+}
+
+/// Handshakes of `ports`' sshds that sent their first bytes: established sockets on the sshd
+/// side (local port one of `ports`) with unread data. Read from /proc/net/tcp (127.0.0.1 is
+/// IPv4); each line is `sl local rem st tx_queue:rx_queue …`, addresses and numbers in hex.
+fn handshakes_started(ports: &HashSet<u16>) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let port = fields
+                .get(1)
+                .and_then(|local| local.rsplit_once(':'))
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+            let queued = fields
+                .get(4)
+                .and_then(|q| q.split_once(':'))
+                .and_then(|(_, rx)| u32::from_str_radix(rx, 16).ok());
+            port.is_some_and(|p| ports.contains(&p))
+                && fields.get(3) == Some(&"01")
+                && queued.is_some_and(|rx| rx > 0)
+        })
+        .count()
+}
+
+/// Issue 14: a wave connects all its hosts in one burst, and every handshake's temporaries were
+/// live at once. Every sshd of the fleet is stopped (the kernel still accepts the TCP
+/// connections), so a handshake that started leaves the client's SSH banner unread in its
+/// sshd's socket until its budget ends: the sockets with unread bytes are the handshakes in
+/// flight. Eight hosts, at most three at a time.
+#[tokio::test]
+async fn key_exchanges_in_flight_are_capped_across_all_hosts() {
+    let mut fleet = fleet(8);
+    for i in 1..=8 {
+        fleet.freeze(i).unwrap();
+    }
+    let t = SshTransport::new(SshOptions {
+        handshakes_in_flight: 3,
+        connect_timeout: Duration::from_millis(300),
+        handshake_timeout: Duration::from_millis(300),
+        ..options()
+    });
+    let ports: HashSet<u16> = (1..=8).map(|i| fleet.port(i)).collect();
+    let connects = futures::future::join_all((1..=8).map(|i| {
+        let (t, target) = (t.clone(), target(&fleet, i));
+        async move { t.connect(&target).await.map(|_| ()) }
+    }));
+    let mut connects = std::pin::pin!(connects);
+    let mut most = 0;
+    let results = loop {
+        tokio::select! {
+            results = &mut connects => break results,
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {
+                most = most.max(handshakes_started(&ports));
+            }
+        }
+    };
+    for i in 1..=8 {
+        fleet.thaw(i).unwrap();
+    }
+    for r in results {
+        assert!(
+            matches!(r, Err(TransportError::Unreachable { .. })),
+            "{r:?}"
+        );
+    }
+    assert_eq!(most, 3, "handshakes in flight at most");
+}
+
+/// Hosts beyond the cap wait their turn and connect; their wait is not part of their budget.
+#[tokio::test]
+async fn hosts_beyond_the_key_exchange_cap_wait_and_connect() {
+    let fleet = fleet(12);
+    let t = SshTransport::new(SshOptions {
+        handshakes_in_flight: 2,
+        ..options()
+    });
+    let runs = (1..=12).map(|i| {
+        let (t, target) = (t.clone(), target(&fleet, i));
+        async move {
+            let conn = t.connect(&target).await?;
+            conn.exec(ExecRequest::new("echo $FLEET_HOST")).await
+        }
+    });
+    for (i, r) in futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let out = r.unwrap();
+        assert_eq!(out.stdout.text_lossy(), format!("host{}\n", i + 1));
+    }
 }

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use russh::client::{self, Handle};
 use russh::keys::PublicKeyOrCertificate;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::config::SshConfig;
 use super::known_hosts::{self, Verdict};
-use super::limits::{self, HandshakeSlots};
+use super::limits::{self, HandshakeLimits, HandshakeSlots};
 use super::{SshOptions, auth};
 use crate::transport::{HostKeyPolicy, HostTarget, TransportError};
 
@@ -192,10 +193,11 @@ impl Dialer {
         };
         Dialer {
             ssh_config: options.ssh_config.as_deref().map(SshConfig::load),
-            handshakes: HandshakeSlots::new(
-                options.handshakes_per_destination,
-                options.handshakes_per_jump_host,
-            ),
+            handshakes: HandshakeSlots::new(HandshakeLimits {
+                per_destination: options.handshakes_per_destination,
+                per_jump_host: options.handshakes_per_jump_host,
+                in_flight: options.handshakes_in_flight,
+            }),
             connections: Arc::new(Semaphore::new(options.max_connections.max(1))),
             passphrases: auth::AskedPassphrases::default(),
             config: Arc::new(config),
@@ -284,7 +286,8 @@ impl Dialer {
     ///
     /// All attempts of a hop share one budget, `connect_timeout + handshake_timeout` (the TCP
     /// connect alone also within `connect_timeout`), retry delays included; waiting for a
-    /// handshake slot is not counted: that is queueing behind other connections, each bounded.
+    /// handshake slot or an exchange permit is not counted: that is queueing behind other
+    /// connections, each bounded.
     async fn dial_hop(
         &self,
         target: &HostTarget,
@@ -300,6 +303,11 @@ impl Dialer {
             reason,
         };
         let budget = self.options.connect_timeout + self.options.handshake_timeout;
+        let over_budget = |attempt: u32| {
+            unreachable_hop(format!(
+                "no SSH handshake within {budget:?} ({attempt} attempt(s))"
+            ))
+        };
         let mut spent = Duration::ZERO;
         let mut attempt = 0;
         loop {
@@ -307,6 +315,17 @@ impl Dialer {
             let slots = self
                 .handshakes
                 .acquire(route.destination, route.through)
+                .await
+                .map_err(|e| unreachable_hop(e.to_string()))?;
+            let started = Instant::now();
+            let stream = tokio::time::timeout(budget.saturating_sub(spent), self.stream(hop, via))
+                .await
+                .map_err(|_| over_budget(attempt))?
+                .map_err(|e| unreachable_hop(e.to_string()))?;
+            spent += started.elapsed();
+            let exchange = self
+                .handshakes
+                .exchange()
                 .await
                 .map_err(|e| unreachable_hop(e.to_string()))?;
             let handler = Client {
@@ -317,10 +336,10 @@ impl Dialer {
                 policy: target.host_key_policy,
                 fingerprint: fingerprint.clone(),
             };
-            let left = budget.saturating_sub(spent);
             let started = Instant::now();
-            let result = tokio::time::timeout(left, async {
-                let mut handle = self.handshake(hop, via, handler).await?;
+            let result = tokio::time::timeout(budget.saturating_sub(spent), async {
+                let mut handle =
+                    client::connect_stream(self.config.clone(), stream, handler).await?;
                 auth::authenticate(
                     &mut handle,
                     name,
@@ -330,17 +349,13 @@ impl Dialer {
                     &self.passphrases,
                 )
                 .await
-                .map_err(|e| HandshakeError::Client(ClientError::Refused(Box::new(e))))?;
-                Ok::<_, HandshakeError>(handle)
+                .map_err(|e| ClientError::Refused(Box::new(e)))?;
+                Ok::<_, ClientError>(handle)
             })
             .await;
             spent += started.elapsed();
             let err = match result {
-                Err(_) => {
-                    return Err(unreachable_hop(format!(
-                        "no SSH handshake within {budget:?} ({attempt} attempt(s))"
-                    )));
-                }
+                Err(_) => return Err(over_budget(attempt)),
                 Ok(Ok(handle)) => {
                     let fp = fingerprint
                         .lock()
@@ -349,12 +364,11 @@ impl Dialer {
                         .unwrap_or_default();
                     return Ok((handle, fp));
                 }
-                Ok(Err(HandshakeError::Client(ClientError::Refused(e)))) => return Err(*e),
-                Ok(Err(HandshakeError::Client(ClientError::Ssh(e)))) => e,
-                Ok(Err(e)) => return Err(unreachable_hop(e.to_string())),
+                Ok(Err(ClientError::Refused(e))) => return Err(*e),
+                Ok(Err(ClientError::Ssh(e))) => e,
             };
             // Free the slots while waiting: other handshakes may use them meanwhile.
-            drop(slots);
+            drop((exchange, slots));
             let delay = limits::retry_delay(attempt);
             if dropped_during_banner(&err)
                 && attempt <= self.options.handshake_retries
@@ -373,14 +387,13 @@ impl Dialer {
         }
     }
 
-    /// The transport of one hop (TCP, or a `direct-tcpip` channel through the previous hop)
-    /// and the SSH handshake over it, host key check included.
-    async fn handshake(
+    /// The byte stream of one hop: a TCP connection, or a `direct-tcpip` channel through the
+    /// previous hop. One boxed type for both, so russh's session is compiled once.
+    async fn stream(
         &self,
         hop: &Hop,
         via: Option<&Handle<Client>>,
-        handler: Client,
-    ) -> Result<Handle<Client>, HandshakeError> {
+    ) -> Result<HopStream, StreamError> {
         match via {
             None => {
                 let limit = self.options.connect_timeout;
@@ -389,12 +402,10 @@ impl Dialer {
                     TcpStream::connect((hop.address.as_str(), hop.port)),
                 )
                 .await
-                .map_err(|_| HandshakeError::TcpTimeout(limit))?
-                .map_err(HandshakeError::Tcp)?;
+                .map_err(|_| StreamError::TcpTimeout(limit))?
+                .map_err(StreamError::Tcp)?;
                 let _ = tcp.set_nodelay(true);
-                client::connect_stream(self.config.clone(), tcp, handler)
-                    .await
-                    .map_err(HandshakeError::Client)
+                Ok(Box::new(tcp))
             }
             Some(jump) => {
                 let channel = jump
@@ -405,27 +416,30 @@ impl Dialer {
                         0,
                     )
                     .await
-                    .map_err(HandshakeError::Jump)?;
-                client::connect_stream(self.config.clone(), channel.into_stream(), handler)
-                    .await
-                    .map_err(HandshakeError::Client)
+                    .map_err(StreamError::Jump)?;
+                Ok(Box::new(channel.into_stream()))
             }
         }
     }
 }
 
-/// Why one handshake attempt with a hop failed.
+/// What an SSH session runs over (see [`Dialer::stream`]).
+type HopStream = Box<dyn HopIo>;
+
+/// A byte stream russh can run a session over.
+trait HopIo: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> HopIo for T {}
+
+/// Why the stream of one hop could not be opened.
 #[derive(Debug, thiserror::Error)]
-enum HandshakeError {
+enum StreamError {
     #[error("no TCP connection within {0:?}")]
     TcpTimeout(Duration),
     #[error("{0}")]
     Tcp(#[source] std::io::Error),
     #[error("jump host cannot reach it: {0}")]
     Jump(#[source] russh::Error),
-    /// The handshake itself: russh's error, or our refusal of the host key or credentials.
-    #[error("{0}")]
-    Client(ClientError),
 }
 
 /// sshd's `MaxStartups` drop shows as a reset or EOF before the key exchange finished.
@@ -452,6 +466,17 @@ fn unreachable(target: &HostTarget, reason: &str) -> TransportError {
 #[cfg(test)]
 mod tests {
     use super::Hop;
+
+    /// Every russh session creates three tokio channels of `Msg` (and one of its private
+    /// `Reply`) and keeps them for its whole life; tokio allocates a channel's first block of 32
+    /// messages up front. With a certificate inline, `Msg` was ~500 bytes: ~16 KiB per channel
+    /// and connected host (issue 14). vendor/russh boxes the large fields (vendor/russh/PATCHED.md);
+    /// this fails if a russh version makes the message large again.
+    #[test]
+    fn russh_channel_messages_stay_small() {
+        let size = std::mem::size_of::<russh::client::Msg>();
+        assert!(size <= 192, "russh::client::Msg is {size} bytes");
+    }
 
     #[test]
     fn jump_specs_parse_like_openssh() {

@@ -1,4 +1,5 @@
-//! Limits on concurrent handshakes per destination and per jump host, and on open connections.
+//! Limits on concurrent handshakes per destination, per jump host and in all, and on open
+//! connections.
 //!
 //! OpenSSH's `MaxStartups 10:30:100` randomly drops unauthenticated connections beyond 10 per
 //! sshd. Every handshake therefore holds a slot of the sshd it talks to (its destination
@@ -13,6 +14,16 @@
 //! A handshake that needs several slots takes them in one global order (jump slots by address,
 //! then destination slots by address), so two handshakes never each hold a slot the other waits
 //! for.
+//!
+//! Across all destinations, at most `in_flight` handshakes run their key exchange and
+//! authentication at once (an [`ExchangePermit`], default 32). That is a limit on memory, not on
+//! sshd: a wave of hundreds of hosts connects in one burst, and every handshake's temporaries
+//! (key-exchange state, packets, the known_hosts file read, key files and signatures) would
+//! otherwise be live together, interleaved with the sessions' lasting state; the allocator's
+//! pages they leave partly used stay resident (docs/benchmarks.md, issue 14). The permit is taken
+//! after the TCP connection (or the jump host's channel) is open and last of all slots: a host
+//! that does not answer the TCP connect never holds it, and its holder waits for nothing but its
+//! own peer, so it cannot deadlock with the slots above.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,11 +40,20 @@ pub enum SlotKind {
     Destination,
 }
 
-/// One semaphore per (kind, `host:port`), created on first use.
+/// One semaphore per (kind, `host:port`), created on first use, and one for all handshakes.
 pub struct HandshakeSlots {
     per_destination: usize,
     per_jump_host: usize,
     slots: Mutex<HashMap<(SlotKind, String), Arc<Semaphore>>>,
+    in_flight: Arc<Semaphore>,
+}
+
+/// Sizes of the handshake limits (see the module documentation).
+#[derive(Clone, Copy, Debug)]
+pub struct HandshakeLimits {
+    pub per_destination: usize,
+    pub per_jump_host: usize,
+    pub in_flight: usize,
 }
 
 /// The slots one handshake holds; released on drop.
@@ -42,12 +62,21 @@ pub struct HandshakePermit {
     _permits: Vec<OwnedSemaphorePermit>,
 }
 
+/// One of the `in_flight` key exchanges of all destinations; released on drop.
+#[derive(Debug)]
+pub struct ExchangePermit {
+    _permit: OwnedSemaphorePermit,
+}
+
 impl HandshakeSlots {
-    pub fn new(per_destination: usize, per_jump_host: usize) -> Self {
+    pub fn new(limits: HandshakeLimits) -> Self {
         HandshakeSlots {
-            per_destination: per_destination.max(1),
-            per_jump_host: per_jump_host.max(1),
+            per_destination: limits.per_destination.max(1),
+            per_jump_host: limits.per_jump_host.max(1),
             slots: Mutex::new(HashMap::new()),
+            in_flight: Arc::new(Semaphore::new(
+                limits.in_flight.clamp(1, Semaphore::MAX_PERMITS),
+            )),
         }
     }
 
@@ -83,6 +112,13 @@ impl HandshakeSlots {
         }
         Ok(HandshakePermit { _permits: permits })
     }
+
+    /// Waits for one of the key exchanges in flight, whatever the destination; taken after the
+    /// slots of [`HandshakeSlots::acquire`] and the TCP connection.
+    pub async fn exchange(&self) -> Result<ExchangePermit, AcquireError> {
+        let permit = self.in_flight.clone().acquire_owned().await?;
+        Ok(ExchangePermit { _permit: permit })
+    }
 }
 
 /// Half the soft `RLIMIT_NOFILE` (raised to the hard limit first, see [`crate::fd_limit`]):
@@ -106,8 +142,21 @@ mod tests {
 
     use super::*;
 
-    /// Runs `tasks` handshakes (destination, through) at once, each holding its slots for a
-    /// moment; returns the most that were ever in flight together.
+    fn handshake_slots(
+        per_destination: usize,
+        per_jump_host: usize,
+        in_flight: usize,
+    ) -> HandshakeSlots {
+        HandshakeSlots::new(HandshakeLimits {
+            per_destination,
+            per_jump_host,
+            in_flight,
+        })
+    }
+
+    /// Runs `tasks` handshakes (destination, through) at once, each holding its slots and an
+    /// exchange permit for a moment, as `Dialer::dial_hop` does; returns the most that were
+    /// ever in flight together.
     async fn most_in_flight(
         slots: Arc<HandshakeSlots>,
         tasks: Vec<(String, Vec<String>)>,
@@ -118,6 +167,7 @@ mod tests {
             let (slots, now, most) = (slots.clone(), now.clone(), most.clone());
             tokio::spawn(async move {
                 let _permit = slots.acquire(&dest, &through).await.unwrap();
+                let _exchange = slots.exchange().await.unwrap();
                 let n = now.fetch_add(1, Ordering::SeqCst) + 1;
                 most.fetch_max(n, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -133,14 +183,21 @@ mod tests {
 
     #[tokio::test]
     async fn one_destination_gets_at_most_its_cap() {
-        let slots = Arc::new(HandshakeSlots::new(3, 8));
+        let slots = Arc::new(handshake_slots(3, 8, 1000));
         let tasks = (0..30).map(|_| ("web:22".to_string(), vec![])).collect();
         assert_eq!(most_in_flight(slots, tasks).await, 3);
     }
 
     #[tokio::test]
+    async fn all_destinations_together_get_at_most_the_exchanges_in_flight() {
+        let slots = Arc::new(handshake_slots(8, 8, 4));
+        let tasks = (0..40).map(|i| (format!("web-{i}:22"), vec![])).collect();
+        assert_eq!(most_in_flight(slots, tasks).await, 4);
+    }
+
+    #[tokio::test]
     async fn a_jump_host_caps_handshakes_through_it_whatever_their_destination() {
-        let slots = Arc::new(HandshakeSlots::new(8, 2));
+        let slots = Arc::new(handshake_slots(8, 2, 1000));
         let tasks = (0..30)
             .map(|i| (format!("web-{i}:22"), vec!["bastion:22".to_string()]))
             .collect();
@@ -149,7 +206,7 @@ mod tests {
 
     #[tokio::test]
     async fn behind_a_bastion_each_destination_is_capped_too() {
-        let slots = Arc::new(HandshakeSlots::new(2, 100));
+        let slots = Arc::new(handshake_slots(2, 100, 1000));
         let tasks = (0..30)
             .map(|_| ("web-1:22".to_string(), vec!["bastion:22".to_string()]))
             .collect();
@@ -158,7 +215,7 @@ mod tests {
 
     #[tokio::test]
     async fn handshakes_with_the_bastion_itself_do_not_use_its_jump_slots() {
-        let slots = Arc::new(HandshakeSlots::new(8, 1));
+        let slots = Arc::new(handshake_slots(8, 1, 1000));
         // Hold the bastion's only jump slot; a direct handshake with it still gets through.
         let held = slots
             .acquire("web-1:22", &["bastion:22".to_string()])
@@ -172,7 +229,7 @@ mod tests {
 
     #[tokio::test]
     async fn crossing_jump_chains_never_deadlock() {
-        let slots = Arc::new(HandshakeSlots::new(1, 1));
+        let slots = Arc::new(handshake_slots(1, 1, 1));
         let (a, b) = ("a:22".to_string(), "b:22".to_string());
         let tasks = (0..20)
             .map(|i| {

@@ -3,8 +3,10 @@
 //! 0. Gaps in the inventory's host entry are filled from `~/.ssh/config` ([`config`]).
 //! 1. [`SshTransport::connect`] dials the host (through its ProxyJump hosts, if any), each
 //!    handshake holding a slot of its sshd and of every jump host it passes through, so a burst
-//!    of connections never exceeds sshd's `MaxStartups` (see [`limits`]); a connection dropped
-//!    during the banner exchange is retried with jitter.
+//!    of connections never exceeds sshd's `MaxStartups`, and, once its TCP connection is open,
+//!    one of the key exchanges in flight across all hosts, so a burst of hundreds does not
+//!    hold all their temporaries at once (see [`limits`]); a connection dropped during the
+//!    banner exchange is retried with jitter.
 //! 2. The host key is checked against known_hosts before anything else is sent ([`known_hosts`],
 //!    [`connect`]); a refused key ends the connection, no channel is ever opened.
 //! 3. Authentication tries ssh-agent keys, then identity files ([`auth`]).
@@ -54,6 +56,9 @@ pub struct SshOptions {
     pub handshakes_per_destination: usize,
     /// Handshakes in flight through one jump host `host:port`, whatever their destination.
     pub handshakes_per_jump_host: usize,
+    /// Key exchanges and authentications in flight across all destinations: bounds the memory
+    /// a wave's burst of connections holds at once (see [`limits`]).
+    pub handshakes_in_flight: usize,
     /// Retries when the server drops the connection during the banner exchange.
     pub handshake_retries: u32,
     /// Open connections in total, sized from the file-descriptor limit.
@@ -101,6 +106,7 @@ impl Default for SshOptions {
             channels_per_connection: 8,
             handshakes_per_destination: 8,
             handshakes_per_jump_host: 8,
+            handshakes_in_flight: 32,
             handshake_retries: 5,
             max_connections: limits::connections_for_fd_limit(),
             use_agent: true,

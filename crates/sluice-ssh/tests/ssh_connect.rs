@@ -273,27 +273,56 @@ async fn the_passphrase_prompt_is_asked_once_per_key_for_all_connections() {
     assert_eq!(asked.load(Ordering::SeqCst), 1);
 }
 
-/// Handshakes of `ports`' sshds that sent their first bytes: established sockets on the sshd
-/// side (local port one of `ports`) with unread data. Read from /proc/net/tcp (127.0.0.1 is
-/// IPv4); each line is `sl local rem st tx_queue:rx_queue …`, addresses and numbers in hex.
+/// Handshakes of `ports`' sshds in flight: established sockets on the sshd side (local port
+/// one of `ports`) with unread data (the client's banner), whose client end is still
+/// established too. A client that gave up has closed its end (FIN_WAIT at once, in its own
+/// close); the sshd side sees the FIN only when the kernel's loopback path delivers it, which
+/// a loaded machine may defer past the next handshake's banner, so the sshd side alone would
+/// count a handshake that already ended. Read from /proc/net/tcp (127.0.0.1 is IPv4); each line
+/// is `sl local rem st tx_queue:rx_queue …`, addresses and numbers in hex.
 fn handshakes_started(ports: &HashSet<u16>) -> usize {
+    struct Socket {
+        local: u16,
+        remote: u16,
+        established: bool,
+        unread: bool,
+    }
+    let port = |field: Option<&&str>| {
+        field
+            .and_then(|addr| addr.rsplit_once(':'))
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+    };
     let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    table
+    let sockets: Vec<Socket> = table
         .lines()
         .skip(1)
-        .filter(|line| {
+        .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let port = fields
-                .get(1)
-                .and_then(|local| local.rsplit_once(':'))
-                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
-            let queued = fields
+            let unread = fields
                 .get(4)
                 .and_then(|q| q.split_once(':'))
-                .and_then(|(_, rx)| u32::from_str_radix(rx, 16).ok());
-            port.is_some_and(|p| ports.contains(&p))
-                && fields.get(3) == Some(&"01")
-                && queued.is_some_and(|rx| rx > 0)
+                .and_then(|(_, rx)| u32::from_str_radix(rx, 16).ok())
+                .is_some_and(|rx| rx > 0);
+            Some(Socket {
+                local: port(fields.get(1))?,
+                remote: port(fields.get(2))?,
+                established: fields.get(3) == Some(&"01"),
+                unread,
+            })
+        })
+        .collect();
+    let open_clients: HashSet<u16> = sockets
+        .iter()
+        .filter(|s| s.established && ports.contains(&s.remote))
+        .map(|s| s.local)
+        .collect();
+    sockets
+        .iter()
+        .filter(|s| {
+            ports.contains(&s.local)
+                && s.established
+                && s.unread
+                && open_clients.contains(&s.remote)
         })
         .count()
 }

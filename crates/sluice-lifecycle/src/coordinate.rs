@@ -175,7 +175,7 @@ impl Shared {
     async fn decide(&self, decision: Decision, wave: &str, reason: String) {
         let fact = sluice_exec::Emitter::decision_fact(decision, Some(wave), reason);
         let (log, run, recorded) = (self.log.clone(), self.run.clone(), fact.clone());
-        let _ = tokio::task::spawn_blocking(move || log.append(&run, recorded)).await;
+        let _ = in_store(move || log.append(&run, recorded)).await;
         self.events.emit(fact);
     }
 
@@ -292,17 +292,15 @@ async fn poll(shared: Arc<Shared>, stop: StopListener) {
         };
         if level > told {
             let (log, run) = (shared.log.clone(), shared.run.clone());
-            let asked = tokio::task::spawn_blocking(move || {
-                log.postgres("--workers")?.request_stop(&run, level)
-            })
-            .await;
-            if matches!(asked, Ok(Ok(()))) {
+            let asked =
+                in_store(move || log.postgres("--workers")?.request_stop(&run, level)).await;
+            if asked.is_ok() {
                 told = level;
             }
         }
         let reader = shared.clone();
         // A failed read (the database restarting) is tried again at the next poll.
-        let _ = tokio::task::spawn_blocking(move || reader.read_new()).await;
+        let _ = in_store(move || reader.read_new()).await;
     }
 }
 
@@ -312,14 +310,20 @@ impl RemoteHosts for StoreWorkers {
     }
 }
 
-/// Runs a call of the store off the runtime's threads; an error as its message.
+/// Why a call of the store made off the runtime's threads did not return its value.
+#[derive(Debug, thiserror::Error)]
+enum StoreCallError {
+    #[error(transparent)]
+    Store(#[from] sluice_audit::AuditError),
+    #[error("{0}")]
+    Thread(#[from] tokio::task::JoinError),
+}
+
+/// Runs a call of the store off the runtime's threads (the store's API blocks).
 async fn in_store<T: Send + 'static>(
     call: impl FnOnce() -> Result<T, sluice_audit::AuditError> + Send + 'static,
-) -> Result<T, String> {
-    tokio::task::spawn_blocking(call)
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()))
+) -> Result<T, StoreCallError> {
+    Ok(tokio::task::spawn_blocking(call).await??)
 }
 
 /// A task's place among the waiting ones, given up however its wait ends.
@@ -349,7 +353,7 @@ async fn ended_before(
     order: &RemoteOrder,
     row: HostOrder,
     queued: Queued,
-) -> Result<Earlier, String> {
+) -> Result<Earlier, StoreCallError> {
     let key = (order.task, order.wave.clone(), order.host.clone());
     let log = shared.log.clone();
     let end: Option<Record> = in_store(move || log.postgres("--workers")?.task_end(&row)).await?;
@@ -432,11 +436,8 @@ async fn wait_for(shared: Arc<Shared>, order: RemoteOrder, mut stop: StopListene
             _ = stop.soft(), if may_withdraw => {
                 may_withdraw = false;
                 let log = shared.log.clone();
-                let withdrawn = tokio::task::spawn_blocking(move || {
-                    log.postgres("--workers")?.withdraw_host(id)
-                })
-                .await;
-                if matches!(withdrawn, Ok(Ok(true))) {
+                let withdrawn = in_store(move || log.postgres("--workers")?.withdraw_host(id)).await;
+                if matches!(withdrawn, Ok(true)) {
                     return RemoteResult::default();
                 }
             }
@@ -465,18 +466,19 @@ async fn warn_if_nobody_serves(shared: &Arc<Shared>, order: &RemoteOrder, id: i6
     }
     let (log, label) = (shared.log.clone(), order.label.clone());
     // `None`: a live worker serves the label; else whether the host is still queued.
-    let nobody = tokio::task::spawn_blocking(move || {
+    let nobody = in_store(move || {
         let pg = log.postgres("--workers")?;
         if pg.live_worker_for(label.as_deref())? {
             return Ok(None);
         }
-        let queued = pg.assignment_state(id)? == Some(AssignmentState::Queued);
-        Ok::<_, sluice_audit::AuditError>(Some(queued))
+        Ok(Some(
+            pg.assignment_state(id)? == Some(AssignmentState::Queued),
+        ))
     })
     .await;
     match nobody {
-        Ok(Ok(Some(true))) => {}
-        Ok(Ok(None)) => {
+        Ok(Some(true)) => {}
+        Ok(None) => {
             shared.served().insert(order.label.clone(), Instant::now());
             return;
         }
